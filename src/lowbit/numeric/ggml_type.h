@@ -1,0 +1,49 @@
+// The ggml tensor type table: one row per type id that GGUF files can carry.
+//
+// Each row gives the name llama.cpp prints, the block size (elements per block) and the block's size
+// in bytes, so the byte size of any tensor can be computed (and validated) for every type, including
+// types lowbit cannot yet compute with. Ids that ggml removed (4, 5, 31-33, 36-38) have no row:
+// files using them are rejected with a message that says so. Computation (to_float, from_float,
+// vec_dot) is attached to rows by the layers that implement it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+namespace lowbit {
+
+enum class GgmlType : uint32_t {
+  kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8, kQ8_1 = 9,
+  kQ2_K = 10, kQ3_K = 11, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14, kQ8_K = 15,
+  kIQ2_XXS = 16, kIQ2_XS = 17, kIQ3_XXS = 18, kIQ1_S = 19, kIQ4_NL = 20, kIQ3_S = 21,
+  kIQ2_S = 22, kIQ4_XS = 23, kI8 = 24, kI16 = 25, kI32 = 26, kI64 = 27, kF64 = 28,
+  kIQ1_M = 29, kBF16 = 30, kTQ1_0 = 34, kTQ2_0 = 35, kMXFP4 = 39, kNVFP4 = 40,
+  kQ1_0 = 41, kQ2_0 = 42,
+};
+
+struct GgmlTypeInfo {
+  GgmlType type;
+  std::string_view name;   // as llama.cpp prints it: "F32", "Q4_K", "IQ2_XXS"
+  uint32_t block_size;     // elements per block (1 for plain types)
+  uint32_t block_bytes;    // bytes per block
+  bool quantized;          // a block format (needs general.quantization_version)
+
+  double bits_per_weight() const { return 8.0 * block_bytes / block_size; }
+};
+
+// Every known type, in id order.
+std::span<const GgmlTypeInfo> AllGgmlTypes();
+// The row for an id, or nullptr for an unknown or removed id.
+const GgmlTypeInfo* FindGgmlType(uint32_t id);
+inline const GgmlTypeInfo& TypeInfo(GgmlType t) { return *FindGgmlType(static_cast<uint32_t>(t)); }
+// Case-insensitive name lookup ("q4_k" finds Q4_K).
+const GgmlTypeInfo* FindGgmlTypeByName(std::string_view name);
+// For ids ggml removed: the name it had ("Q4_0_4_4"), else empty.
+std::string_view RemovedGgmlTypeName(uint32_t id);
+
+// Bytes of one row of `n` elements; nullopt if n is not a multiple of the block size.
+std::optional<uint64_t> RowBytes(GgmlType t, uint64_t n);
+
+}  // namespace lowbit

@@ -1,0 +1,330 @@
+#include "lowbit/pipeline/convert.h"
+
+#include <cstring>
+#include <filesystem>
+
+#include "lowbit/base/mapped_file.h"
+#include "lowbit/formats/gguf_reader.h"
+#include "lowbit/formats/gguf_writer.h"
+#include "lowbit/formats/hf.h"
+#include "lowbit/formats/llama2c.h"
+#include "lowbit/formats/safetensors.h"
+#include "lowbit/formats/sentencepiece_model.h"
+#include "lowbit/numeric/convert.h"
+#include "lowbit/pipeline/llama_metadata.h"
+#include "lowbit/pipeline/row_convert.h"
+
+namespace lowbit {
+namespace fs = std::filesystem;
+namespace {
+
+bool HasGgufMagic(const std::string& path) {
+  auto map = MappedFile::Open(path);
+  return map.ok() && map->size() >= 4 && std::memcmp(map->data(), "GGUF", 4) == 0;
+}
+
+bool LooksLikeSafetensors(const std::string& path) {
+  if (path.ends_with(".safetensors")) return true;
+  auto map = MappedFile::Open(path);
+  if (!map.ok() || map->size() < 9) return false;
+  uint64_t n = 0;
+  std::memcpy(&n, map->data(), 8);
+  return n <= map->size() - 8 && map->data()[8] == '{';
+}
+
+// Tokenizer metadata from a tokenizer file of any supported kind.
+Expected<std::vector<GgufKv>> TokenizerKvs(const std::string& path, int64_t n_vocab) {
+  if (HasGgufMagic(path)) {
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(path));
+    std::vector<GgufKv> kvs;
+    for (const GgufKv& kv : g.kvs()) {
+      if (kv.key.starts_with("tokenizer.")) kvs.push_back(kv);
+    }
+    if (kvs.empty()) return Errorf("{}: holds no tokenizer.* metadata", path);
+    return kvs;
+  }
+  Expected<Vocab> v = Status::Error("unreachable");
+  if (path.ends_with(".json")) v = LoadHfTokenizerJson(path);
+  else if (path.ends_with(".model")) v = LoadSentencePieceModel(path);
+  else v = LoadLlama2cTokenizer(path, static_cast<int32_t>(n_vocab));
+  if (!v.ok()) return v.status();
+  if (static_cast<int64_t>(v->tokens.size()) > n_vocab) {
+    return Errorf("{}: holds {} tokens but the model's vocabulary has {}; wrong tokenizer?", path,
+                  v->tokens.size(), n_vocab);
+  }
+  while (static_cast<int64_t>(v->tokens.size()) < n_vocab) {  // as convert_hf_to_gguf pads
+    v->tokens.push_back("[PAD" + std::to_string(v->tokens.size()) + "]");
+    if (!v->scores.empty()) v->scores.push_back(-1000.0f);
+    v->token_types.push_back(static_cast<int32_t>(TokenType::kUserDefined));
+  }
+  return VocabKvs(*v);
+}
+
+void AddTensor(ConversionPlan& plan, std::string name, std::vector<uint64_t> dims, GgmlType type,
+               std::span<const uint8_t> data, uint32_t unpermute_heads = 0) {
+  plan.tensors.push_back({std::move(name), std::move(dims), type, data, unpermute_heads});
+}
+
+Expected<ConversionPlan> PlanLlama2c(const std::string& input, const std::string& vocab_path) {
+  LOWBIT_ASSIGN_OR_RETURN(Llama2cCheckpoint ck, Llama2cCheckpoint::Open(input));
+  auto ckp = std::make_shared<Llama2cCheckpoint>(std::move(ck));
+  const Llama2cConfig& c = ckp->config();
+  std::string vocab = vocab_path;
+  if (vocab.empty()) {
+    fs::path beside = fs::path(input).parent_path() / "tokenizer.bin";
+    if (!fs::exists(beside)) {
+      return Errorf("{}: a llama2.c checkpoint carries no vocabulary; pass its tokenizer with "
+                    "--vocab tokenizer.bin", input);
+    }
+    vocab = beside.string();
+  }
+  ConversionPlan plan;
+  plan.input_kind = "llama2.c";
+  plan.keep_alive.push_back(ckp);
+  LlamaHparams hp;
+  hp.context_length = c.seq_len;
+  hp.embedding_length = c.dim;
+  hp.feed_forward_length = c.hidden_dim;
+  hp.block_count = c.n_layers;
+  hp.head_count = c.n_heads;
+  hp.head_count_kv = c.n_kv_heads;
+  hp.rope_dimension_count = c.head_dim();
+  hp.vocab_size = c.vocab_size;
+  plan.kvs = LlamaModelKvs(hp);
+  LOWBIT_ASSIGN_OR_RETURN(auto tok, TokenizerKvs(vocab, c.vocab_size));
+  plan.kvs.insert(plan.kvs.end(), tok.begin(), tok.end());
+
+  const uint64_t dim = c.dim, hid = c.hidden_dim, V = c.vocab_size, kv = c.kv_dim();
+  using W = Llama2cWeight;
+  const auto F = GgmlType::kF32;
+  AddTensor(plan, "token_embd.weight", {dim, V}, F, ckp->Weight(W::kTokenEmbedding));
+  AddTensor(plan, "output_norm.weight", {dim}, F, ckp->Weight(W::kRmsFinal));
+  AddTensor(plan, "output.weight", {dim, V}, F, ckp->Weight(W::kClassifier));
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    AddTensor(plan, p + "attn_q.weight", {dim, dim}, F, ckp->Weight(W::kWq, l));
+    AddTensor(plan, p + "attn_k.weight", {dim, kv}, F, ckp->Weight(W::kWk, l));
+    AddTensor(plan, p + "attn_v.weight", {dim, kv}, F, ckp->Weight(W::kWv, l));
+    AddTensor(plan, p + "attn_output.weight", {dim, dim}, F, ckp->Weight(W::kWo, l));
+    AddTensor(plan, p + "attn_norm.weight", {dim}, F, ckp->Weight(W::kRmsAtt, l));
+    AddTensor(plan, p + "ffn_gate.weight", {dim, hid}, F, ckp->Weight(W::kW1, l));
+    AddTensor(plan, p + "ffn_down.weight", {hid, dim}, F, ckp->Weight(W::kW2, l));
+    AddTensor(plan, p + "ffn_up.weight", {dim, hid}, F, ckp->Weight(W::kW3, l));
+    AddTensor(plan, p + "ffn_norm.weight", {dim}, F, ckp->Weight(W::kRmsFfn, l));
+  }
+  return plan;
+}
+
+Expected<GgmlType> GgmlTypeOfSafetensor(const StTensor& t, const std::string& where) {
+  switch (t.dtype) {
+    case StDtype::kF32: return GgmlType::kF32;
+    case StDtype::kF16: return GgmlType::kF16;
+    case StDtype::kBF16: return GgmlType::kBF16;
+    default:
+      return Errorf("{}: tensor '{}' has dtype {}; only F32, F16 and BF16 weights can be converted",
+                    where, t.name, StDtypeName(t.dtype));
+  }
+}
+
+// GGUF dims of a row-major safetensors shape: reversed.
+std::vector<uint64_t> ReversedShape(const std::vector<uint64_t>& shape) {
+  return std::vector<uint64_t>(shape.rbegin(), shape.rend());
+}
+
+Expected<ConversionPlan> PlanHuggingFace(const fs::path& dir, const std::string& weights,
+                                         const std::string& vocab_path) {
+  LOWBIT_ASSIGN_OR_RETURN(HfLlamaConfig c, LoadHfConfig((dir / "config.json").string()));
+  LOWBIT_ASSIGN_OR_RETURN(SafetensorsModel st, SafetensorsModel::Open(weights));
+  auto stp = std::make_shared<SafetensorsModel>(std::move(st));
+  ConversionPlan plan;
+  plan.input_kind = "huggingface";
+  plan.keep_alive.push_back(stp);
+  LlamaHparams hp;
+  hp.name = fs::absolute(dir).lexically_normal().filename().string();
+  if (hp.name.empty()) hp.name = fs::absolute(dir).lexically_normal().parent_path().filename().string();
+  hp.context_length = static_cast<uint32_t>(c.max_position_embeddings);
+  hp.embedding_length = static_cast<uint32_t>(c.hidden_size);
+  hp.feed_forward_length = static_cast<uint32_t>(c.intermediate_size);
+  hp.block_count = static_cast<uint32_t>(c.num_hidden_layers);
+  hp.head_count = static_cast<uint32_t>(c.num_attention_heads);
+  hp.head_count_kv = static_cast<uint32_t>(c.num_key_value_heads);
+  hp.rope_dimension_count = static_cast<uint32_t>(c.head_dim);
+  hp.rope_freq_base = static_cast<float>(c.rope_theta);
+  hp.rms_epsilon = static_cast<float>(c.rms_norm_eps);
+  hp.vocab_size = static_cast<uint32_t>(c.vocab_size);
+  plan.kvs = LlamaModelKvs(hp);
+
+  std::string vocab = vocab_path;
+  for (const char* candidate : {"tokenizer.model", "tokenizer.json"}) {
+    if (vocab.empty() && fs::exists(dir / candidate)) vocab = (dir / candidate).string();
+  }
+  if (!vocab.empty()) {
+    LOWBIT_ASSIGN_OR_RETURN(auto tok, TokenizerKvs(vocab, c.vocab_size));
+    // config.json's special ids fill in what the tokenizer file does not state.
+    auto has = [&](const char* k) {
+      for (const GgufKv& kv : tok) if (kv.key == k) return true;
+      return false;
+    };
+    if (c.bos_token_id >= 0 && !has("tokenizer.ggml.bos_token_id"))
+      tok.push_back({"tokenizer.ggml.bos_token_id", GgufValue::U32(static_cast<uint32_t>(c.bos_token_id))});
+    if (c.eos_token_id >= 0 && !has("tokenizer.ggml.eos_token_id"))
+      tok.push_back({"tokenizer.ggml.eos_token_id", GgufValue::U32(static_cast<uint32_t>(c.eos_token_id))});
+    plan.kvs.insert(plan.kvs.end(), tok.begin(), tok.end());
+  }
+
+  const std::string where = (dir / "config.json").string();
+  const uint64_t dim = c.hidden_size, hid = c.intermediate_size, V = c.vocab_size;
+  const uint64_t q_rows = c.num_attention_heads * c.head_dim, kv_rows = c.num_key_value_heads * c.head_dim;
+  std::vector<bool> used;
+  auto take = [&](const std::string& hf_name, const std::string& gguf_name,
+                  std::vector<uint64_t> expect_shape, uint32_t unpermute_heads) -> Status {
+    const StTensor* t = stp->Find(hf_name);
+    if (t == nullptr) return Errorf("{}: the weights have no tensor '{}'", weights, hf_name);
+    if (t->shape != expect_shape) {
+      return Errorf("{}: tensor '{}' has shape [{}], config.json implies [{}]", weights, hf_name,
+                    fmt::join(t->shape, ", "), fmt::join(expect_shape, ", "));
+    }
+    LOWBIT_ASSIGN_OR_RETURN(GgmlType type, GgmlTypeOfSafetensor(*t, weights));
+    AddTensor(plan, gguf_name, ReversedShape(t->shape), type, t->data, unpermute_heads);
+    return OkStatus();
+  };
+  LOWBIT_RETURN_IF_ERROR(take("model.embed_tokens.weight", "token_embd.weight", {V, dim}, 0));
+  LOWBIT_RETURN_IF_ERROR(take("model.norm.weight", "output_norm.weight", {dim}, 0));
+  if (stp->Find("lm_head.weight") != nullptr) {
+    LOWBIT_RETURN_IF_ERROR(take("lm_head.weight", "output.weight", {V, dim}, 0));
+  } else if (c.tie_word_embeddings) {
+    // Tied classifier: written as its own tensor, as llama.cpp's llama2.c converter does, so every
+    // GGUF lowbit writes has `output.weight`.
+    LOWBIT_RETURN_IF_ERROR(take("model.embed_tokens.weight", "output.weight", {V, dim}, 0));
+  } else {
+    return Errorf("{}: no lm_head.weight and tie_word_embeddings is false", weights);
+  }
+  const auto hq = static_cast<uint32_t>(c.num_attention_heads), hkv = static_cast<uint32_t>(c.num_key_value_heads);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string h = "model.layers." + std::to_string(l) + ".";
+    const std::string g = "blk." + std::to_string(l) + ".";
+    LOWBIT_RETURN_IF_ERROR(take(h + "self_attn.q_proj.weight", g + "attn_q.weight", {q_rows, dim}, hq));
+    LOWBIT_RETURN_IF_ERROR(take(h + "self_attn.k_proj.weight", g + "attn_k.weight", {kv_rows, dim}, hkv));
+    LOWBIT_RETURN_IF_ERROR(take(h + "self_attn.v_proj.weight", g + "attn_v.weight", {kv_rows, dim}, 0));
+    LOWBIT_RETURN_IF_ERROR(take(h + "self_attn.o_proj.weight", g + "attn_output.weight", {dim, q_rows}, 0));
+    LOWBIT_RETURN_IF_ERROR(take(h + "input_layernorm.weight", g + "attn_norm.weight", {dim}, 0));
+    LOWBIT_RETURN_IF_ERROR(take(h + "mlp.gate_proj.weight", g + "ffn_gate.weight", {hid, dim}, 0));
+    LOWBIT_RETURN_IF_ERROR(take(h + "mlp.down_proj.weight", g + "ffn_down.weight", {dim, hid}, 0));
+    LOWBIT_RETURN_IF_ERROR(take(h + "mlp.up_proj.weight", g + "ffn_up.weight", {hid, dim}, 0));
+    LOWBIT_RETURN_IF_ERROR(take(h + "post_attention_layernorm.weight", g + "ffn_norm.weight", {dim}, 0));
+  }
+  // Anything left over is a tensor lowbit would silently drop: refuse instead.
+  const size_t expected = 2 + (stp->Find("lm_head.weight") ? 1 : 0) + 9 * c.num_hidden_layers;
+  for (const StTensor* t : stp->tensors()) {
+    if (t->name.ends_with("rotary_emb.inv_freq")) continue;
+    bool known = false;
+    for (const PlannedTensor& p : plan.tensors) known |= p.data.data() == t->data.data();
+    if (!known) {
+      return Errorf("{}: tensor '{}' has no place in a Llama GGUF (expected {} tensors); is config.json "
+                    "the right architecture?", weights, t->name, expected);
+    }
+  }
+  return plan;
+}
+
+Expected<ConversionPlan> PlanSafetensors(const std::string& input) {
+  LOWBIT_ASSIGN_OR_RETURN(SafetensorsFile f, SafetensorsFile::Open(input));
+  auto fp = std::make_shared<SafetensorsFile>(std::move(f));
+  ConversionPlan plan;
+  plan.input_kind = "safetensors";
+  plan.keep_alive.push_back(fp);
+  plan.kvs.push_back({"general.architecture", GgufValue::String("safetensors")});
+  plan.kvs.push_back({"general.name", GgufValue::String(fs::path(input).stem().string())});
+  for (const auto& [k, v] : fp->metadata()) plan.kvs.push_back({"safetensors." + k, GgufValue::String(v)});
+  for (const StTensor& t : fp->tensors()) {
+    if (t.name.size() > kGgufMaxTensorName) {
+      return Errorf("{}: tensor name '{}' is longer than GGUF's {} bytes", input, t.name, kGgufMaxTensorName);
+    }
+    LOWBIT_ASSIGN_OR_RETURN(GgmlType type, GgmlTypeOfSafetensor(t, input));
+    AddTensor(plan, t.name, ReversedShape(t.shape), type, t.data);
+  }
+  return plan;
+}
+
+Expected<ConversionPlan> PlanGguf(const std::string& input) {
+  LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(input));
+  auto gp = std::make_shared<GgufFile>(std::move(g));
+  ConversionPlan plan;
+  plan.input_kind = "gguf";
+  plan.keep_alive.push_back(gp);
+  plan.kvs = gp->kvs();
+  for (const GgufTensorInfo& t : gp->tensors()) {
+    AddTensor(plan, t.name, std::vector<uint64_t>(t.dims.begin(), t.dims.begin() + t.n_dims), t.type,
+              {t.data, t.n_bytes});
+  }
+  return plan;
+}
+
+bool IsFloatType(GgmlType t) {
+  return t == GgmlType::kF32 || t == GgmlType::kF16 || t == GgmlType::kBF16;
+}
+
+uint32_t FileTypeOf(GgmlType outtype) {
+  switch (outtype) {
+    case GgmlType::kF16: return 1;    // LLAMA_FTYPE_MOSTLY_F16
+    case GgmlType::kBF16: return 32;  // LLAMA_FTYPE_MOSTLY_BF16
+    default: return 0;                // LLAMA_FTYPE_ALL_F32
+  }
+}
+
+}  // namespace
+
+uint64_t UnpermuteSourceRow(uint64_t out_row, uint64_t n_rows, uint32_t n_heads) {
+  const uint64_t head_dim = n_rows / n_heads;
+  const uint64_t h = out_row / head_dim, r = out_row % head_dim;
+  const uint64_t i = r / 2, j = r % 2;
+  return h * head_dim + j * (head_dim / 2) + i;
+}
+
+Expected<ConversionPlan> PlanConversion(const std::string& input, const std::string& vocab) {
+  std::error_code ec;
+  if (!fs::exists(input, ec)) return Errorf("{}: no such file or folder", input);
+  if (fs::is_directory(input, ec)) {
+    fs::path dir(input);
+    if (!fs::exists(dir / "config.json")) {
+      return Errorf("{}: a folder must be a Hugging Face model with config.json", input);
+    }
+    return PlanHuggingFace(dir, input, vocab);
+  }
+  if (HasGgufMagic(input)) return PlanGguf(input);
+  if (LooksLikeSafetensors(input)) {
+    fs::path dir = fs::path(input).parent_path();
+    if (dir.empty()) dir = ".";
+    if (fs::exists(dir / "config.json")) return PlanHuggingFace(dir, input, vocab);
+    return PlanSafetensors(input);
+  }
+  return PlanLlama2c(input, vocab);
+}
+
+Status WriteConversion(const ConversionPlan& plan, const ConvertOptions& opts) {
+  if (!IsFloatType(opts.outtype)) {
+    return Errorf("--outtype must be f32, f16 or bf16 (use `lowbit quantize` for quantized types)");
+  }
+  GgufWriter w;
+  for (const GgufKv& kv : plan.kvs) w.SetKv(kv.key, kv.value);
+  bool any_float_2d = false;
+  for (const PlannedTensor& t : plan.tensors) {
+    GgmlType out = t.source_type;
+    if (IsFloatType(t.source_type)) out = t.dims.size() >= 2 ? opts.outtype : GgmlType::kF32;
+    any_float_2d |= IsFloatType(t.source_type) && t.dims.size() >= 2;
+    LOWBIT_RETURN_IF_ERROR(w.AddTensor(t.name, out, t.dims, [&t, out](std::span<uint8_t> dst) {
+      return ConvertTensorRows(t, out, dst);
+    }));
+  }
+  if (any_float_2d && plan.input_kind != "safetensors") {
+    w.SetKv("general.file_type", GgufValue::U32(FileTypeOf(opts.outtype)));
+  }
+  return w.Write(opts.output, opts.show_progress);
+}
+
+Status Convert(const ConvertOptions& opts) {
+  LOWBIT_ASSIGN_OR_RETURN(ConversionPlan plan, PlanConversion(opts.input, opts.vocab));
+  return WriteConversion(plan, opts);
+}
+
+}  // namespace lowbit

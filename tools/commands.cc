@@ -1,0 +1,82 @@
+#include "commands.h"
+
+#include <cstdio>
+#include <memory>
+
+#include "lowbit/base/cpu_features.h"
+#include "lowbit/base/progress.h"
+#include "lowbit/numeric/ggml_type.h"
+#include "lowbit/pipeline/convert.h"
+#include "lowbit/pipeline/inspect.h"
+
+namespace lowbit::tools {
+
+int Registry::Run(const CLI::App&) const {
+  for (const auto& [sub, action] : actions_) {
+    if (!sub->parsed()) continue;
+    Status s = action();
+    if (!s.ok()) {
+      std::fprintf(stderr, "lowbit %s: error: %s\n", sub->get_name().c_str(), s.message().c_str());
+      return 1;
+    }
+    return 0;
+  }
+  return 2;
+}
+
+void AddConvert(CLI::App& app, Registry& r) {
+  struct Args {
+    std::string input, vocab, output, outtype = "f32";
+    bool quiet = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* sub = app.add_subcommand(
+      "convert", "Convert a llama2.c checkpoint, a Hugging Face folder, a safetensors file or a GGUF to GGUF");
+  sub->add_option("input", a->input, "model: llama2.c .bin, HF folder, .safetensors or .gguf")->required();
+  sub->add_option("--vocab", a->vocab, "tokenizer: tokenizer.bin, tokenizer.model, tokenizer.json or a GGUF");
+  sub->add_option("-o,--output", a->output, "output GGUF file")->required();
+  sub->add_option("--outtype", a->outtype, "type of 2-D weights")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}, CLI::ignore_case));
+  sub->add_flag("-q,--quiet", a->quiet, "no progress display");
+  r.Add(sub, [a]() -> Status {
+    ConvertOptions o;
+    o.input = a->input;
+    o.vocab = a->vocab;
+    o.output = a->output;
+    o.outtype = FindGgmlTypeByName(a->outtype)->type;
+    o.show_progress = !a->quiet;
+    LOWBIT_RETURN_IF_ERROR(Convert(o));
+    std::fprintf(stderr, "lowbit convert: wrote %s\n", a->output.c_str());
+    return OkStatus();
+  });
+}
+
+void AddInspect(CLI::App& app, Registry& r) {
+  struct Args {
+    std::string path;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* sub = app.add_subcommand("inspect", "Show metadata and tensors of a GGUF, safetensors file or HF folder");
+  sub->add_option("file", a->path, "GGUF file, safetensors file or Hugging Face folder")->required();
+  sub->add_flag("--json", a->json, "print one JSON object");
+  r.Add(sub, [a]() -> Status {
+    LOWBIT_ASSIGN_OR_RETURN(InspectReport report, Inspect(a->path));
+    const std::string out = a->json ? report.ToJson().dump(2) + "\n" : report.ToText();
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    return OkStatus();
+  });
+}
+
+void AddInfo(CLI::App& app, Registry& r) {
+  CLI::App* sub = app.add_subcommand("info", "Show the CPU features and code paths lowbit will use");
+  r.Add(sub, []() -> Status {
+    std::printf("%s\ncpu features : %s\ncode paths   : ", kVersion, GetCpuFeatures().ToString().c_str());
+    for (Isa i : SupportedIsas()) std::printf("%s ", std::string(IsaName(i)).c_str());
+    std::printf("\nactive       : %s (override with LOWBIT_ISA=ref|avx2|avx512)\n",
+                std::string(IsaName(ActiveIsa())).c_str());
+    return OkStatus();
+  });
+}
+
+}  // namespace lowbit::tools

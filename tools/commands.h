@@ -1,0 +1,31 @@
+// Subcommand registration for the lowbit program. Each Add* declares a subcommand's flags and the
+// action to run when it is chosen.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lowbit/base/status.h"
+
+namespace lowbit::tools {
+
+inline constexpr const char* kVersion = "lowbit 0.1.0";
+
+class Registry {
+ public:
+  void Add(CLI::App* sub, std::function<Status()> action) { actions_.emplace_back(sub, std::move(action)); }
+  // Runs the chosen subcommand; prints its error as one line and returns the exit code.
+  int Run(const CLI::App& app) const;
+
+ private:
+  std::vector<std::pair<CLI::App*, std::function<Status()>>> actions_;
+};
+
+void AddConvert(CLI::App& app, Registry& r);
+void AddInspect(CLI::App& app, Registry& r);
+void AddInfo(CLI::App& app, Registry& r);
+
+}  // namespace lowbit::tools

@@ -1,0 +1,29 @@
+// lowbit: the command-line program. Thin by design: parse flags, call the library, print.
+// Exit codes: 0 success, 1 bad input or failed work (one-line error on stderr), 2 usage error.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"lowbit: make LLMs small and fast on the hardware you have"};
+  app.set_version_flag("--version", std::string(lowbit::tools::kVersion));
+  app.require_subcommand(1);
+  lowbit::tools::Registry registry;
+  lowbit::tools::AddConvert(app, registry);
+  lowbit::tools::AddInspect(app, registry);
+  lowbit::tools::AddInfo(app, registry);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "lowbit: usage: %s (see lowbit --help)\n", e.what());
+    return 2;
+  }
+  return registry.Run(app);
+}
