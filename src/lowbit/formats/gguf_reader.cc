@@ -129,7 +129,8 @@ Status GgufFile::ParseAll(std::span<const uint8_t> bytes) {
   }
   LOWBIT_RETURN_IF_ERROR(ParseKvs(r, n_kv));
   LOWBIT_RETURN_IF_ERROR(ParseTensorInfos(r, n_tensors));
-  data_offset_ = AlignUp(r.offset(), alignment_);
+  header_end_ = r.offset();
+  data_offset_ = AlignUp(header_end_, alignment_);
   return ValidateLayout(bytes);
 }
 

@@ -31,6 +31,8 @@ class GgufFile {
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
   uint32_t alignment() const { return alignment_; }
   uint64_t data_offset() const { return data_offset_; }
+  // End of the tensor infos (before alignment padding).
+  uint64_t header_end() const { return header_end_; }
   uint64_t file_size() const { return file_size_; }
   const std::string& name() const { return name_; }
 
@@ -53,6 +55,7 @@ class GgufFile {
   uint32_t version_ = 0;
   uint32_t alignment_ = kGgufDefaultAlignment;
   uint64_t data_offset_ = 0;
+  uint64_t header_end_ = 0;
   uint64_t file_size_ = 0;
   std::vector<GgufKv> kvs_;
   std::vector<GgufTensorInfo> tensors_;

@@ -90,6 +90,7 @@ Status GgufWriter::AddTensor(const std::string& name, GgmlType type, std::span<c
 Expected<GgufWriter> GgufWriter::CopyOf(const GgufFile& src) {
   GgufWriter w;
   for (const GgufKv& kv : src.kvs()) w.kvs_.push_back(kv);
+  w.pad_empty_data_ = !src.tensors().empty() || src.file_size() > src.header_end();
   for (const GgufTensorInfo& t : src.tensors()) {
     const uint8_t* data = t.data;
     LOWBIT_RETURN_IF_ERROR(w.AddTensor(
@@ -132,7 +133,7 @@ std::vector<uint8_t> GgufWriter::SerializeHeader(uint64_t* data_offset) const {
     Put<uint64_t>(out, offset);
     offset += AlignUp(t.info.n_bytes, align);
   }
-  *data_offset = AlignUp(out.size(), align);
+  *data_offset = tensors_.empty() && !pad_empty_data_ ? out.size() : AlignUp(out.size(), align);
   out.resize(*data_offset, 0);
   return out;
 }

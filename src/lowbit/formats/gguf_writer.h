@@ -40,6 +40,10 @@ class GgufWriter {
   // Convenience: every metadata entry of `src`, and every tensor copied from its mapping.
   static Expected<GgufWriter> CopyOf(const GgufFile& src);
 
+  // With no tensors, whether the header is still padded to the alignment (gguf-py and current
+  // ggml pad; older llama.cpp vocab files do not). CopyOf() keeps what the source did.
+  void set_pad_empty_data(bool pad) { pad_empty_data_ = pad; }
+
   // Total bytes the file will have.
   uint64_t FileSize() const;
   Status Write(const std::string& path, bool show_progress = false) const;
@@ -54,6 +58,7 @@ class GgufWriter {
 
   std::vector<GgufKv> kvs_;
   std::vector<Tensor> tensors_;
+  bool pad_empty_data_ = true;
 };
 
 }  // namespace lowbit

@@ -171,8 +171,8 @@ Expected<Vocab> ParseHfTokenizerJson(std::string_view json, const std::string& n
     v.tokens[id] = text;
     id_of[text] = id;
     TokenType t = TokenType::kNormal;
-    if (special.count(id)) t = special[id] ? TokenType::kControl : TokenType::kUserDefined;
-    else if (!unk_token.empty() && text == unk_token) t = TokenType::kUnknown;
+    if (!unk_token.empty() && text == unk_token) t = TokenType::kUnknown;
+    else if (special.count(id)) t = special[id] ? TokenType::kControl : TokenType::kUserDefined;
     else if (byte_fallback && IsByteToken(text)) t = TokenType::kByte;
     v.token_types[id] = static_cast<int32_t>(t);
   }

@@ -113,6 +113,10 @@ Expected<Vocab> ParseLlama2cTokenizer(std::span<const uint8_t> bytes, int32_t n_
     LOWBIT_RETURN_IF_ERROR(r.ReadBytes(len, &text, "token text"));
     v.tokens[i].assign(reinterpret_cast<const char*>(text.data()), text.size());
   }
+  if (r.remaining() != 0) {
+    return r.ErrorHere("{} bytes follow the {} tokens the model needs; this tokenizer has a larger "
+                       "vocabulary than the model", r.remaining(), n_vocab);
+  }
   return v;
 }
 

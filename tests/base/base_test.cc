@@ -1,0 +1,136 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <numeric>
+#include <vector>
+
+#include "lowbit/base/aligned_buffer.h"
+#include "lowbit/base/atomic_file.h"
+#include "lowbit/base/cpu_features.h"
+#include "lowbit/base/mapped_file.h"
+#include "lowbit/base/status.h"
+#include "lowbit/base/thread_pool.h"
+#include "test_data.h"
+
+namespace lowbit {
+namespace {
+
+Expected<int> ParsePositive(int v) {
+  if (v <= 0) return Errorf("value {} must be positive", v);
+  return v;
+}
+
+Status UsesMacros(int v, int* out) {
+  LOWBIT_ASSIGN_OR_RETURN(*out, ParsePositive(v));
+  LOWBIT_RETURN_IF_ERROR(OkStatus());
+  return OkStatus();
+}
+
+TEST(Status, CarriesMessagesAndContext) {
+  EXPECT_TRUE(OkStatus().ok());
+  Status e = Errorf("bad {}", 7).WithContext("file.gguf");
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.message(), "file.gguf: bad 7");
+  int out = 0;
+  EXPECT_TRUE(UsesMacros(3, &out).ok());
+  EXPECT_EQ(out, 3);
+  Status bad = UsesMacros(-1, &out);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.message(), "value -1 must be positive");
+}
+
+TEST(ThreadPool, ParallelForCoversEveryIndexOnce) {
+  for (int threads : {1, 2, 4}) {
+    ThreadPool pool(threads);
+    EXPECT_EQ(pool.size(), threads);
+    for (size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{1000}, size_t{100003}}) {
+      std::vector<std::atomic<int>> hits(n);
+      pool.ParallelFor(n, [&](size_t b, size_t e) {
+        for (size_t i = b; i < e; ++i) hits[i].fetch_add(1);
+      });
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " i=" << i;
+    }
+  }
+}
+
+TEST(ThreadPool, ManyConsecutiveJobs) {
+  ThreadPool pool(3);
+  std::atomic<long> total{0};
+  for (int job = 0; job < 2000; ++job) {
+    pool.ParallelFor(64, [&](size_t b, size_t e) { total.fetch_add(static_cast<long>(e - b)); }, 1);
+  }
+  EXPECT_EQ(total.load(), 2000L * 64);
+}
+
+TEST(AlignedBuffer, AlignedZeroedAndMovable) {
+  AlignedBuffer b(1000);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data()) % 64, 0u);
+  for (size_t i = 0; i < b.size(); ++i) ASSERT_EQ(b.data()[i], 0);
+  b.data()[5] = 9;
+  AlignedBuffer c = std::move(b);
+  EXPECT_EQ(c.size(), 1000u);
+  EXPECT_EQ(c.data()[5], 9);
+  c.Resize(10);  // shrink keeps the allocation
+  EXPECT_EQ(c.size(), 10u);
+}
+
+TEST(MappedFile, MapsBytesAndReportsErrors) {
+  testing::TempDir dir;
+  testing::WriteFileBytes(dir.Path("a.bin"), {1, 2, 3});
+  auto m = MappedFile::Open(dir.Path("a.bin"));
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  ASSERT_EQ(m->size(), 3u);
+  EXPECT_EQ(m->data()[2], 3);
+  testing::WriteFileBytes(dir.Path("empty.bin"), {});
+  auto e = MappedFile::Open(dir.Path("empty.bin"));
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->size(), 0u);
+  auto missing = MappedFile::Open(dir.Path("nope.bin"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("nope.bin"), std::string::npos);
+  auto d = MappedFile::Open(dir.path().string());
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("directory"), std::string::npos);
+}
+
+TEST(AtomicFile, RenamesOnCommitAndLeavesNothingOnDiscard) {
+  testing::TempDir dir;
+  {
+    auto f = AtomicFile::Create(dir.Path("out.bin"));
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE(f->Write("abc", 3).ok());
+    EXPECT_FALSE(std::filesystem::exists(dir.Path("out.bin")));  // not visible until committed
+    // destroyed without Commit
+  }
+  EXPECT_TRUE(dir.List().empty());
+  auto f = AtomicFile::Create(dir.Path("out.bin"));
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(f->Write("abc", 3).ok());
+  ASSERT_TRUE(f->WriteZeros(5).ok());
+  EXPECT_EQ(f->offset(), 8u);
+  ASSERT_TRUE(f->Commit().ok());
+  EXPECT_EQ(testing::ReadFileBytes(dir.Path("out.bin")), (std::vector<uint8_t>{'a', 'b', 'c', 0, 0, 0, 0, 0}));
+  EXPECT_EQ(dir.List().size(), 1u);
+}
+
+TEST(CpuFeatures, LevelsAreConsistent) {
+  const CpuFeatures& f = GetCpuFeatures();
+  std::vector<Isa> isas = SupportedIsas();
+  ASSERT_FALSE(isas.empty());
+  EXPECT_EQ(isas.front(), Isa::kRef);
+  if (MaxSupportedIsa() >= Isa::kAvx2) {
+    EXPECT_TRUE(f.avx2 && f.fma && f.f16c);
+  }
+  if (MaxSupportedIsa() >= Isa::kAvx512) {
+    EXPECT_TRUE(f.avx512f && f.avx512bw && f.avx512vl);
+  }
+  Isa parsed;
+  EXPECT_TRUE(ParseIsa("avx2", &parsed));
+  EXPECT_EQ(parsed, Isa::kAvx2);
+  EXPECT_FALSE(ParseIsa("sse9", &parsed));
+  EXPECT_FALSE(f.ToString().empty());
+}
+
+}  // namespace
+}  // namespace lowbit

@@ -1,0 +1,77 @@
+// The lowbit program's contract: exit 0 on success, 1 with a one-line error for bad input, 2 for
+// usage errors; no output file left behind on failure.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "test_data.h"
+
+namespace lowbit {
+namespace {
+
+struct Result {
+  int code;
+  std::string out;  // stdout + stderr
+};
+
+Result RunCli(const std::string& args) {
+  const std::string cmd = std::string(LOWBIT_CLI_PATH) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  Result r{-1, ""};
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+int Lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+
+TEST(Cli, UsageErrorsExitTwo) {
+  EXPECT_EQ(RunCli("").code, 2);
+  EXPECT_EQ(RunCli("frobnicate").code, 2);
+  EXPECT_EQ(RunCli("convert").code, 2);
+  Result r = RunCli("convert x.bin -o y.gguf --outtype q4_0");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(Lines(r.out), 1) << r.out;
+  EXPECT_EQ(RunCli("--help").code, 0);
+  EXPECT_EQ(RunCli("info").code, 0);
+}
+
+TEST(Cli, BadInputExitsOneWithOneLine) {
+  testing::TempDir dir;
+  testing::WriteFileBytes(dir.Path("junk.gguf"), {'G', 'G', 'U', 'F', 3, 0, 0, 0, 1});
+  Result r = RunCli("inspect " + dir.Path("junk.gguf"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(Lines(r.out), 1) << r.out;
+  EXPECT_NE(r.out.find("truncated"), std::string::npos) << r.out;
+  r = RunCli("convert " + dir.Path("junk.gguf") + " -o " + dir.Path("out.gguf") + " -q");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(Lines(r.out), 1) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir.Path("out.gguf")));
+  EXPECT_EQ(dir.List().size(), 1u);
+}
+
+TEST(Cli, ConvertThenInspectJson) {
+  LOWBIT_REQUIRE_SHARED();
+  testing::TempDir dir;
+  Result r = RunCli("convert " + testing::SharedPath("models/stories260K/stories260K.bin") + " --vocab " +
+                 testing::SharedPath("models/stories260K/tok512.bin") + " -o " + dir.Path("m.gguf"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = RunCli("inspect --json " + dir.Path("m.gguf"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out.substr(0, 200);
+  EXPECT_EQ(j["tensor_count"], 48);
+  EXPECT_EQ(j["total_elements"], 260032 + 32768);  // the shared classifier is written out
+}
+
+}  // namespace
+}  // namespace lowbit
