@@ -39,6 +39,18 @@ Expected<MappedFile> MappedFile::Open(const std::string& path) {
   return f;
 }
 
+void MappedFile::DropPages(std::span<const uint8_t> range) const {
+  if (data_ == nullptr || range.empty()) return;
+  const auto begin = reinterpret_cast<uintptr_t>(range.data());
+  const auto end = begin + range.size();
+  const auto map_begin = reinterpret_cast<uintptr_t>(data_);
+  if (begin < map_begin || end > map_begin + size_) return;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (begin + page - 1) / page * page;
+  const uintptr_t e = end / page * page;
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
 MappedFile::MappedFile(MappedFile&& other) noexcept { *this = std::move(other); }
 
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {

@@ -28,6 +28,11 @@ class MappedFile {
   std::span<const uint8_t> bytes() const { return {data_, size_}; }
   const std::string& path() const { return path_; }
 
+  // Tells the kernel the pages wholly inside `range` will not be read again soon, so they stop
+  // counting as resident (they are re-read from the page cache if touched). Ranges outside this
+  // mapping are ignored. Used by streaming conversion to keep memory at about one tensor.
+  void DropPages(std::span<const uint8_t> range) const;
+
  private:
   void Reset();
   const uint8_t* data_ = nullptr;

@@ -44,6 +44,9 @@ class GgufFile {
   Expected<double> GetFloat(std::string_view key) const;
   Expected<std::string> GetString(std::string_view key) const;
 
+  // The mapping behind the views (empty when built with Parse()).
+  const MappedFile& file() const { return map_; }
+
  private:
   Status ParseAll(std::span<const uint8_t> bytes);
   Status ParseKvs(class ByteReader& r, uint64_t n_kv);

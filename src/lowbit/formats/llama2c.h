@@ -39,6 +39,9 @@ class Llama2cCheckpoint {
   // checkpoint is the token embedding.
   std::span<const uint8_t> Weight(Llama2cWeight w, int layer = 0) const;
 
+  // The mapping behind the views (empty when built with Parse()).
+  const MappedFile& file() const { return map_; }
+
  private:
   Status ParseAll(std::span<const uint8_t> bytes);
   MappedFile map_;

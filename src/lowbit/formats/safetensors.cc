@@ -254,6 +254,12 @@ Expected<SafetensorsModel> SafetensorsModel::Open(const std::string& path) {
   return m;
 }
 
+std::vector<const MappedFile*> SafetensorsModel::mappings() const {
+  std::vector<const MappedFile*> out;
+  for (const auto& s : shards_) out.push_back(&s->file());
+  return out;
+}
+
 const StTensor* SafetensorsModel::Find(std::string_view name) const {
   auto it = by_name_.find(std::string(name));
   return it == by_name_.end() ? nullptr : it->second;

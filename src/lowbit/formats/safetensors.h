@@ -49,6 +49,9 @@ class SafetensorsFile {
   const std::string& name() const { return name_; }
   uint64_t file_size() const { return file_size_; }
 
+  // The mapping behind the views (empty when built with Parse()).
+  const MappedFile& file() const { return map_; }
+
  private:
   Status ParseAll(std::span<const uint8_t> bytes);
   MappedFile map_;
@@ -69,6 +72,7 @@ class SafetensorsModel {
   // All tensors, in file order (files in the order the index first names them).
   std::vector<const StTensor*> tensors() const;
   const std::vector<std::string>& files() const { return files_; }
+  std::vector<const MappedFile*> mappings() const;
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> shards_;

@@ -81,6 +81,7 @@ Expected<ConversionPlan> PlanLlama2c(const std::string& input, const std::string
   ConversionPlan plan;
   plan.input_kind = "llama2.c";
   plan.keep_alive.push_back(ckp);
+  plan.mappings.push_back(&ckp->file());
   LlamaHparams hp;
   hp.context_length = c.seq_len;
   hp.embedding_length = c.dim;
@@ -139,6 +140,7 @@ Expected<ConversionPlan> PlanHuggingFace(const fs::path& dir, const std::string&
   ConversionPlan plan;
   plan.input_kind = "huggingface";
   plan.keep_alive.push_back(stp);
+  plan.mappings = stp->mappings();
   LlamaHparams hp;
   hp.name = fs::absolute(dir).lexically_normal().filename().string();
   if (hp.name.empty()) hp.name = fs::absolute(dir).lexically_normal().parent_path().filename().string();
@@ -233,6 +235,7 @@ Expected<ConversionPlan> PlanSafetensors(const std::string& input) {
   ConversionPlan plan;
   plan.input_kind = "safetensors";
   plan.keep_alive.push_back(fp);
+  plan.mappings.push_back(&fp->file());
   plan.kvs.push_back({"general.architecture", GgufValue::String("safetensors")});
   plan.kvs.push_back({"general.name", GgufValue::String(fs::path(input).stem().string())});
   for (const auto& [k, v] : fp->metadata()) plan.kvs.push_back({"safetensors." + k, GgufValue::String(v)});
@@ -252,6 +255,7 @@ Expected<ConversionPlan> PlanGguf(const std::string& input) {
   ConversionPlan plan;
   plan.input_kind = "gguf";
   plan.keep_alive.push_back(gp);
+  plan.mappings.push_back(&gp->file());
   plan.kvs = gp->kvs();
   for (const GgufTensorInfo& t : gp->tensors()) {
     AddTensor(plan, t.name, std::vector<uint64_t>(t.dims.begin(), t.dims.begin() + t.n_dims), t.type,
@@ -312,8 +316,10 @@ Status WriteConversion(const ConversionPlan& plan, const ConvertOptions& opts) {
     GgmlType out = t.source_type;
     if (IsFloatType(t.source_type)) out = t.dims.size() >= 2 ? opts.outtype : GgmlType::kF32;
     any_float_2d |= IsFloatType(t.source_type) && t.dims.size() >= 2;
-    LOWBIT_RETURN_IF_ERROR(w.AddTensor(t.name, out, t.dims, [&t, out](std::span<uint8_t> dst) {
-      return ConvertTensorRows(t, out, dst);
+    LOWBIT_RETURN_IF_ERROR(w.AddTensor(t.name, out, t.dims, [&t, &plan, out](std::span<uint8_t> dst) {
+      Status s = ConvertTensorRows(t, out, dst);
+      for (const MappedFile* m : plan.mappings) m->DropPages(t.data);  // done with these input pages
+      return s;
     }));
   }
   if (any_float_2d && plan.input_kind != "safetensors") {

@@ -31,6 +31,7 @@ struct ConversionPlan {
   std::vector<GgufKv> kvs;
   std::vector<PlannedTensor> tensors;
   std::vector<std::shared_ptr<void>> keep_alive;  // mapped inputs the spans point into
+  std::vector<const class MappedFile*> mappings;  // their mappings, to drop pages once written
 };
 
 struct ConvertOptions {

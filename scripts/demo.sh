@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# lowbit's main job on the default model: install dependencies, build a release build, convert the
+# model to GGUF and show what `lowbit inspect` sees. The model is stories5M from ../shared/models
+# when present; otherwise Karpathy's stories15M (llama2.c checkpoint + tokenizer) is downloaded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$(pwd)"
+scripts/install-deps.sh
+scripts/build.sh release
+lowbit="$root/build/release/bin/lowbit"
+out="$root/out"
+mkdir -p "$out"
+
+shared="${LOWBIT_SHARED:-$root/../shared}"
+if [ -f "$shared/models/stories5M/stories5M.bin" ]; then
+  model="$shared/models/stories5M/stories5M.bin"
+  vocab="$shared/models/stories260K/tok512.bin"
+  name=stories5M
+else
+  name=stories15M
+  model="$out/stories15M.bin"
+  vocab="$out/tokenizer.bin"
+  download() {  # url file: fetch once, atomically
+    [ -f "$2" ] && return 0
+    curl -fL --retry 3 -o "$2.part" "$1" && mv -f "$2.part" "$2"
+  }
+  download "https://huggingface.co/karpathy/tinyllamas/resolve/main/stories15M.bin" "$model" &&
+    download "https://raw.githubusercontent.com/karpathy/llama2.c/master/tokenizer.bin" "$vocab" ||
+    { echo "demo: could not download $name and its tokenizer; check the network" >&2; exit 1; }
+fi
+
+echo "== lowbit info"
+"$lowbit" info
+echo
+echo "== lowbit convert $name -> $out/$name-f32.gguf"
+"$lowbit" convert "$model" --vocab "$vocab" -o "$out/$name-f32.gguf"
+echo
+echo "== lowbit inspect $out/$name-f32.gguf"
+"$lowbit" inspect "$out/$name-f32.gguf"
