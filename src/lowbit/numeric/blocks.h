@@ -1,0 +1,171 @@
+// Block structs of every ggml quantized type lowbit computes with, field order = on-disk order
+// (../shared/FORMATS.md B1). Each size is checked against the type table's block_bytes, so a struct
+// and the table cannot drift apart. `d`/`dmin`/`m`/`s` are fp16 bit patterns unless noted.
+#pragma once
+
+#include <cstdint>
+
+#include "lowbit/numeric/ggml_type.h"
+
+namespace lowbit {
+
+inline constexpr int kQK = 32;    // elements per legacy block
+inline constexpr int kQK_K = 256; // elements per K-quant / IQ super-block
+
+struct BlockQ4_0 {
+  uint16_t d;
+  uint8_t qs[16];  // 32 x 4-bit; element j in the low nibble of qs[j], j+16 in the high nibble
+};
+struct BlockQ4_1 {
+  uint16_t d, m;   // x = d*q + m
+  uint8_t qs[16];  // as Q4_0
+};
+struct BlockQ5_0 {
+  uint16_t d;
+  uint8_t qh[4];   // u32 LE: bit j = 5th bit of element j (0..31)
+  uint8_t qs[16];  // low 4 bits as Q4_0
+};
+struct BlockQ5_1 {
+  uint16_t d, m;
+  uint8_t qh[4];
+  uint8_t qs[16];
+};
+struct BlockQ8_0 {
+  uint16_t d;
+  int8_t qs[32];
+};
+struct BlockQ8_1 {
+  uint16_t d;      // amax / 127
+  uint16_t s;      // d * sum(qs)
+  int8_t qs[32];
+};
+struct BlockQ2_K {
+  uint8_t scales[16];  // per 16 elements: low nibble scale, high nibble min
+  uint8_t qs[64];      // 2-bit quants: each 32 bytes cover 128 elements at shifts 0,2,4,6
+  uint16_t d, dmin;
+};
+struct BlockQ3_K {
+  uint8_t hmask[32];   // high bit (set: +0, clear: -4)
+  uint8_t qs[64];      // low 2 bits, as Q2_K
+  uint8_t scales[12];  // 16 x 6-bit scales, bias 32
+  uint16_t d;
+};
+struct BlockQ4_K {
+  uint16_t d, dmin;
+  uint8_t scales[12];  // 8 x (6-bit scale, 6-bit min), see get_scale_min_k4 in FORMATS.md
+  uint8_t qs[128];     // per 64 elements: 32 bytes, low nibbles first 32, high nibbles next 32
+};
+struct BlockQ5_K {
+  uint16_t d, dmin;
+  uint8_t scales[12];
+  uint8_t qh[32];      // 5th bits: pair of bits per 64 elements
+  uint8_t qs[128];
+};
+struct BlockQ6_K {
+  uint8_t ql[128];     // low 4 bits
+  uint8_t qh[64];      // high 2 bits
+  int8_t scales[16];   // per 16 elements
+  uint16_t d;
+};
+struct BlockQ8_K {
+  float d;             // fp32 scale
+  int8_t qs[256];
+  int16_t bsums[16];   // sums of each 16 quants
+};
+struct BlockIQ4_NL {
+  uint16_t d;
+  uint8_t qs[16];      // indices into kvalues_iq4nl, nibble order as Q4_0
+};
+struct BlockIQ4_XS {
+  uint16_t d;
+  uint16_t scales_h;   // high 2 bits of the 8 sub-block scales
+  uint8_t scales_l[4]; // low 4 bits
+  uint8_t qs[128];
+};
+struct BlockTQ1_0 {
+  uint8_t qs[48];      // 5 ternary digits per byte (base 3, scaled by 256/243)
+  uint8_t qh[4];       // 4 ternary digits per byte
+  uint16_t d;
+};
+struct BlockTQ2_0 {
+  uint8_t qs[64];      // 2-bit codes 0..2 meaning -1..1
+  uint16_t d;
+};
+struct BlockIQ2_XXS {
+  uint16_t d;
+  uint16_t qs[32];
+};
+struct BlockIQ2_XS {
+  uint16_t d;
+  uint16_t qs[32];
+  uint8_t scales[8];
+};
+struct BlockIQ2_S {
+  uint16_t d;
+  uint8_t qs[64];      // grid index low bits (32) then signs (32)
+  uint8_t qh[8];
+  uint8_t scales[8];
+};
+struct BlockIQ3_XXS {
+  uint16_t d;
+  uint8_t qs[96];      // grid indices (64) then scales and signs (32)
+};
+struct BlockIQ3_S {
+  uint16_t d;
+  uint8_t qs[64];
+  uint8_t qh[8];
+  uint8_t signs[32];
+  uint8_t scales[4];
+};
+struct BlockIQ1_S {
+  uint16_t d;
+  uint8_t qs[32];
+  uint16_t qh[8];
+};
+struct BlockIQ1_M {
+  uint8_t qs[32];
+  uint8_t qh[16];
+  uint8_t scales[8];   // 3-bit sub-block scales; the fp16 super-block scale is spread over the top nibbles
+};
+
+#define LOWBIT_BLOCK_SIZE(T, type) \
+  static_assert(sizeof(T) == 0 + static_cast<size_t>(type), #T " size does not match the ggml type table")
+LOWBIT_BLOCK_SIZE(BlockQ4_0, 18);
+LOWBIT_BLOCK_SIZE(BlockQ4_1, 20);
+LOWBIT_BLOCK_SIZE(BlockQ5_0, 22);
+LOWBIT_BLOCK_SIZE(BlockQ5_1, 24);
+LOWBIT_BLOCK_SIZE(BlockQ8_0, 34);
+LOWBIT_BLOCK_SIZE(BlockQ8_1, 36);
+LOWBIT_BLOCK_SIZE(BlockQ2_K, 84);
+LOWBIT_BLOCK_SIZE(BlockQ3_K, 110);
+LOWBIT_BLOCK_SIZE(BlockQ4_K, 144);
+LOWBIT_BLOCK_SIZE(BlockQ5_K, 176);
+LOWBIT_BLOCK_SIZE(BlockQ6_K, 210);
+LOWBIT_BLOCK_SIZE(BlockQ8_K, 292);
+LOWBIT_BLOCK_SIZE(BlockIQ4_NL, 18);
+LOWBIT_BLOCK_SIZE(BlockIQ4_XS, 136);
+LOWBIT_BLOCK_SIZE(BlockTQ1_0, 54);
+LOWBIT_BLOCK_SIZE(BlockTQ2_0, 66);
+LOWBIT_BLOCK_SIZE(BlockIQ2_XXS, 66);
+LOWBIT_BLOCK_SIZE(BlockIQ2_XS, 74);
+LOWBIT_BLOCK_SIZE(BlockIQ2_S, 82);
+LOWBIT_BLOCK_SIZE(BlockIQ3_XXS, 98);
+LOWBIT_BLOCK_SIZE(BlockIQ3_S, 110);
+LOWBIT_BLOCK_SIZE(BlockIQ1_S, 50);
+LOWBIT_BLOCK_SIZE(BlockIQ1_M, 56);
+#undef LOWBIT_BLOCK_SIZE
+
+// The struct for each type, for code templated over types.
+template <GgmlType T> struct BlockOf;
+#define LOWBIT_BLOCK_OF(T, B) template <> struct BlockOf<GgmlType::T> { using type = B; }
+LOWBIT_BLOCK_OF(kQ4_0, BlockQ4_0); LOWBIT_BLOCK_OF(kQ4_1, BlockQ4_1); LOWBIT_BLOCK_OF(kQ5_0, BlockQ5_0);
+LOWBIT_BLOCK_OF(kQ5_1, BlockQ5_1); LOWBIT_BLOCK_OF(kQ8_0, BlockQ8_0); LOWBIT_BLOCK_OF(kQ8_1, BlockQ8_1);
+LOWBIT_BLOCK_OF(kQ2_K, BlockQ2_K); LOWBIT_BLOCK_OF(kQ3_K, BlockQ3_K); LOWBIT_BLOCK_OF(kQ4_K, BlockQ4_K);
+LOWBIT_BLOCK_OF(kQ5_K, BlockQ5_K); LOWBIT_BLOCK_OF(kQ6_K, BlockQ6_K); LOWBIT_BLOCK_OF(kQ8_K, BlockQ8_K);
+LOWBIT_BLOCK_OF(kIQ4_NL, BlockIQ4_NL); LOWBIT_BLOCK_OF(kIQ4_XS, BlockIQ4_XS); LOWBIT_BLOCK_OF(kTQ1_0, BlockTQ1_0);
+LOWBIT_BLOCK_OF(kTQ2_0, BlockTQ2_0); LOWBIT_BLOCK_OF(kIQ2_XXS, BlockIQ2_XXS); LOWBIT_BLOCK_OF(kIQ2_XS, BlockIQ2_XS);
+LOWBIT_BLOCK_OF(kIQ2_S, BlockIQ2_S); LOWBIT_BLOCK_OF(kIQ3_XXS, BlockIQ3_XXS); LOWBIT_BLOCK_OF(kIQ3_S, BlockIQ3_S);
+LOWBIT_BLOCK_OF(kIQ1_S, BlockIQ1_S); LOWBIT_BLOCK_OF(kIQ1_M, BlockIQ1_M);
+#undef LOWBIT_BLOCK_OF
+
+}  // namespace lowbit
