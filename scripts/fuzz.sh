@@ -13,7 +13,7 @@ scripts/install-deps.sh
 scripts/build.sh fuzz
 shared="${LOWBIT_SHARED:-$root/../shared}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors llama2c llama2c_tokenizer hf_config tokenizer_json sentencepiece safetensors_index)
+[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors llama2c llama2c_tokenizer hf_config tokenizer_json sentencepiece safetensors_index imatrix)
 
 seed() {  # target dir: copy the seeds it should start from
   local t=$1 d=$2
@@ -27,6 +27,7 @@ seed() {  # target dir: copy the seeds it should start from
     hf_config) find "$shared/models" -name 'config.json' -exec sh -c 'cp -f "$1" "$2/$(echo "$1" | md5sum | cut -c1-8).json"' _ {} "$d" \; ;;
     tokenizer_json) cp -f "$shared/models/stories260K/hf-f32/tokenizer.json" "$d/" ;;
     sentencepiece) cp -f "$shared/models/stories260K/tok512.model" "$d/" ;;
+    imatrix) cp -f "$shared/models/stories5M/llamacpp/stories5M-imatrix.dat" "$d/" ;;
     safetensors_index) printf '{"weight_map":{"a":"model-00001-of-00002.safetensors"}}' > "$d/index.json" ;;
   esac
 }

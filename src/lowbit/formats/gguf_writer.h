@@ -36,6 +36,7 @@ class GgufWriter {
   Status AddTensor(const std::string& name, GgmlType type, std::span<const uint64_t> dims,
                    Producer producer);
   size_t tensor_count() const { return tensors_.size(); }
+  const GgufTensorInfo& tensor_info(size_t i) const { return tensors_[i].info; }
 
   // Convenience: every metadata entry of `src`, and every tensor copied from its mapping.
   static Expected<GgufWriter> CopyOf(const GgufFile& src);

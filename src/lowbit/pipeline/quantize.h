@@ -1,0 +1,56 @@
+// `lowbit quantize`: read a model (any input `lowbit convert` reads, or a GGUF), choose each 2-D
+// float tensor's type by the mix rules (quant_mix.h), quantize its rows in parallel, and write a
+// GGUF atomically with `general.file_type` and `general.quantization_version` set. All other
+// tensors and all metadata are copied unchanged. Memory: the mapped input, one output tensor, and
+// one row of scratch per thread.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "lowbit/base/status.h"
+
+namespace lowbit {
+
+struct QuantizeOptions {
+  std::string input, output, type;
+  std::string vocab;    // for llama2.c inputs
+  std::string imatrix;  // llama.cpp .dat or GGUF imatrix
+  bool pure = false;
+  bool allow_requantize = false;
+  std::vector<std::string> tensor_types;  // "REGEX=TYPE"
+  std::string output_tensor_type, token_embedding_type;
+  int threads = 0;  // 0: all hardware threads
+  bool show_progress = false;
+};
+
+struct TensorQuantReport {
+  std::string name;
+  std::string type;
+  std::string source_type;
+  std::vector<uint64_t> shape;
+  uint64_t n_elements = 0, bytes = 0;
+  bool quantized = false;  // false: copied unchanged
+  double rmse = 0, weighted_rmse = -1, max_abs_err = 0, sqnr_db = 0;
+  std::string note;  // fallback explanation
+  double bits_per_weight() const { return n_elements ? 8.0 * bytes / n_elements : 0; }
+};
+
+struct QuantizeReport {
+  std::string mix;
+  uint32_t file_type = 0;
+  std::vector<TensorQuantReport> tensors;
+  uint64_t file_size = 0;
+  uint64_t input_tensor_bytes = 0;
+  double seconds = 0;
+  int threads = 1;
+  bool used_imatrix = false;
+
+  nlohmann::json ToJson() const;
+  std::string ToText() const;
+};
+
+Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& opts);
+
+}  // namespace lowbit

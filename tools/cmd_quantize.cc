@@ -1,0 +1,42 @@
+// `lowbit quantize IN OUT TYPE`: flags and printing only; the work is lowbit::QuantizeModel.
+#include <cstdio>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "lowbit/pipeline/quant_mix.h"
+#include "lowbit/pipeline/quantize.h"
+
+namespace lowbit::tools {
+
+void AddQuantize(CLI::App& app, Registry& r) {
+  auto o = std::make_shared<QuantizeOptions>();
+  auto json = std::make_shared<bool>(false);
+  auto quiet = std::make_shared<bool>(false);
+  CLI::App* sub = app.add_subcommand(
+      "quantize", fmt::format("Quantize a model to a tensor type or a llama.cpp-style mix. TYPE: {}",
+                              fmt::join(QuantMixNames(), ", ")));
+  sub->add_option("input", o->input, "GGUF (F32/F16/BF16), llama2.c checkpoint, HF folder or safetensors file")->required();
+  sub->add_option("output", o->output, "output GGUF")->required();
+  sub->add_option("type", o->type, "tensor type (Q4_K) or mix (Q4_K_M, Q3_K_S, Q2_K, IQ4_XS, ...)")->required();
+  sub->add_option("--imatrix", o->imatrix, "importance matrix (llama.cpp .dat or GGUF)");
+  sub->add_option("--vocab", o->vocab, "tokenizer for llama2.c inputs");
+  sub->add_flag("--pure", o->pure, "no mix rules: every tensor gets the base type (shape fallbacks still apply)");
+  sub->add_flag("--allow-requantize", o->allow_requantize, "allow quantized input tensors (dequantized, then quantized again)");
+  sub->add_option("--tensor-type", o->tensor_types, "REGEX=TYPE: type for tensors whose name matches (repeatable)");
+  sub->add_option("--output-tensor-type", o->output_tensor_type, "type of output.weight");
+  sub->add_option("--token-embedding-type", o->token_embedding_type, "type of token_embd.weight");
+  sub->add_option("-t,--threads", o->threads, "threads (default: all)")->check(CLI::Range(0, 1024));
+  sub->add_flag("--json", *json, "print the report as one JSON object");
+  sub->add_flag("-q,--quiet", *quiet, "no progress display");
+  r.Add(sub, [o, json, quiet]() -> Status {
+    o->show_progress = !*quiet && !*json;
+    LOWBIT_ASSIGN_OR_RETURN(QuantizeReport report, QuantizeModel(*o));
+    const std::string out = *json ? report.ToJson().dump(2) + "\n" : report.ToText();
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    return OkStatus();
+  });
+}
+
+}  // namespace lowbit::tools
