@@ -15,6 +15,11 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr int kMaxLen = 256;
+// Search effort, tuned on the golden sources and stories5M (docs/QUALITY.md has the sweep): more
+// buys < 0.3% RMSE for 2-3x the time.
+constexpr int kExact = 3;     // integer (scale, min) pairs per sub-block evaluated exactly, best by surrogate
+constexpr int kAffKeep = 2;   // super-scale candidates refined by exact descent
+constexpr int kAffScan = 50;  // surrogate scan steps per super-scale (40% range)
 
 inline float RoundFp16(float v) { return Fp16ToFp32(Fp32ToFp16(v)); }
 
@@ -46,8 +51,8 @@ SymFit FitSymmetricSub(const Levels& lv, const float* x, const float* w, int n) 
   const float span = std::max(std::fabs(lv.Min()), std::fabs(lv.Max()));
   for (float end : ends) {
     // From 40% past the end (the largest |x| clipped, right when it matters little) to 25% short.
-    for (int k = -16; k <= 10; ++k) {
-      const float r = end - (end < 0 ? -1.0f : 1.0f) * span * 0.025f * static_cast<float>(k);
+    for (int k = -8; k <= 5; ++k) {
+      const float r = end - (end < 0 ? -1.0f : 1.0f) * span * 0.05f * static_cast<float>(k);
       if (r == 0) continue;
       float c = mx / r;
       for (int iter = 0; iter < 2; ++iter) {
@@ -91,10 +96,10 @@ void FitAffineSub(const float* x, const float* w, int n, int nmax, float* a_out,
   }
   double best_err = kInf;
   float best_a = (xmax - xmin) / nmax, best_m = xmin;
-  for (int k = -10; k <= 10; ++k) {
-    float iscale = (static_cast<float>(nmax) + 0.1f * static_cast<float>(k)) / (xmax - xmin);
+  for (int k = -6; k <= 6; ++k) {
+    float iscale = (static_cast<float>(nmax) + 0.167f * static_cast<float>(k)) / (xmax - xmin);
     float shift = xmin;
-    for (int iter = 0; iter < 3; ++iter) {
+    for (int iter = 0; iter < 2; ++iter) {
       double sw = 0, sl = 0, sl2 = 0, sx = 0, sxl = 0, sx2 = 0;
       for (int i = 0; i < n; ++i) {
         const int l = std::clamp(NearestInt(iscale * (x[i] - shift)), 0, nmax);
@@ -355,9 +360,9 @@ double QuantizeAffine(const AffineSpec& sp, const float* x, const float* w, floa
     return total;
   };
   // Stage 2a: coordinate scans over the two super-scales on the surrogate, keeping the best few.
-  constexpr int kKeep = 3;
-  float keep_d[kKeep] = {0, 0, 0}, keep_m[kKeep] = {0, 0, 0};
-  double keep_v[kKeep] = {kInf, kInf, kInf};
+  constexpr int kKeep = kAffKeep;
+  float keep_d[3] = {0, 0, 0}, keep_m[3] = {0, 0, 0};
+  double keep_v[3] = {kInf, kInf, kInf};
   auto remember = [&](float dd, float mm, double v) {
     for (int slot = 0; slot < kKeep; ++slot) {
       if (keep_d[slot] == dd && keep_m[slot] == mm) return;
@@ -382,8 +387,8 @@ double QuantizeAffine(const AffineSpec& sp, const float* x, const float* w, floa
     if (top <= 0) continue;
     double best_v = kInf;
     float best_val = scan_d ? cur_d : cur_m;
-    for (int k = 0; k <= 100; ++k) {
-      const float val = RoundFp16(top / ((lmax + 0.5f) * (1.0f - 0.004f * static_cast<float>(k))));
+    for (int k = 0; k <= kAffScan; ++k) {
+      const float val = RoundFp16(top / ((lmax + 0.5f) * (1.0f - 0.4f / kAffScan * static_cast<float>(k))));
       const double v = scan_d ? surrogate(val, cur_m) : surrogate(cur_d, val);
       if (scan_d) remember(val, cur_m, v);
       else remember(cur_d, val, v);
@@ -410,19 +415,30 @@ double QuantizeAffine(const AffineSpec& sp, const float* x, const float* w, floa
       for (int j = 0; j < sp.nsub; ++j) {
         const float* xj = x + j * sp.len;
         const float* wj = w + j * sp.len;
-        const int cs = d16 > 0 ? std::clamp(NearestInt(sub[j].a / d16), 0, sp.lmax) : 0;
-        const int cm = dmin16 > 0 ? std::clamp(NearestInt(sub[j].b / dmin16), 0, sp.lmax) : 0;
-        double best = kInf;
+        // Rank the integer (scale, min) pairs around the ideal by the surrogate; evaluate the best
+        // kExact exactly.
+        const Sub& u = sub[j];
+        const int cs = d16 > 0 ? std::clamp(NearestInt(u.a / d16), 0, sp.lmax) : 0;
+        const int cm = dmin16 > 0 ? std::clamp(NearestInt(u.b / dmin16), 0, sp.lmax) : 0;
+        struct Pair { double v; int si, mi; } pairs[9];
+        int np = 0;
         for (int si = std::max(0, cs - 1); si <= std::min(sp.lmax, cs + 1); ++si) {
           for (int mi = std::max(0, cm - 1); mi <= std::min(sp.lmax, cm + 1); ++mi) {
-            const double e = AffineSubError(xj, wj, sp.len, sp.nmax, d16 * static_cast<float>(si),
-                                            dmin16 * static_cast<float>(mi), trial);
-            if (e < best) {
-              best = e;
-              cur_ls[j] = si;
-              cur_lm[j] = mi;
-              std::memcpy(cur_L + j * sp.len, trial, sp.len);
-            }
+            const double dA = static_cast<double>(d16) * si - u.a, dM = u.b - static_cast<double>(dmin16) * mi;
+            pairs[np++] = {u.sll * dA * dA + 2 * u.sl * dA * dM + u.sw * dM * dM, si, mi};
+          }
+        }
+        const int n_exact = std::min(np, kExact);
+        std::partial_sort(pairs, pairs + n_exact, pairs + np, [](const Pair& p1, const Pair& p2) { return p1.v < p2.v; });
+        double best = kInf;
+        for (int k = 0; k < n_exact; ++k) {
+          const double e = AffineSubError(xj, wj, sp.len, sp.nmax, d16 * static_cast<float>(pairs[k].si),
+                                          dmin16 * static_cast<float>(pairs[k].mi), trial);
+          if (e < best) {
+            best = e;
+            cur_ls[j] = pairs[k].si;
+            cur_lm[j] = pairs[k].mi;
+            std::memcpy(cur_L + j * sp.len, trial, sp.len);
           }
         }
         total += best;
