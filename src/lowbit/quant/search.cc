@@ -230,13 +230,13 @@ double QuantizeSymmetric(const SymmetricSpec& sp, const float* x, const float* w
     }
     return total;
   };
-  constexpr int kKeep = 3;
-  float keep_d[kKeep] = {0, 0, 0};
-  double keep_v[kKeep] = {kInf, kInf, kInf};
+  constexpr int kKeep = kAffKeep;
+  float keep_d[3] = {0, 0, 0};
+  double keep_v[3] = {kInf, kInf, kInf};
   for (int end : {sp.smin, sp.smax}) {
     const float t_end = static_cast<float>(end) + (end < 0 ? -0.5f : 0.5f);
-    for (int k = 0; k <= 100; ++k) {
-      const float t = t_end * (1.0f - 0.004f * static_cast<float>(k));
+    for (int k = 0; k <= kAffScan; ++k) {
+      const float t = t_end * (1.0f - 0.4f / kAffScan * static_cast<float>(k));
       const float d16 = RoundFp16(cmax / t);
       if (d16 == 0 || !std::isfinite(d16)) continue;
       const double v = surrogate(d16);
@@ -270,20 +270,36 @@ double QuantizeSymmetric(const SymmetricSpec& sp, const float* x, const float* w
       for (int j = 0; j < sp.nsub; ++j) {
         const float* xj = x + j * sp.len;
         const float* wj = w + j * sp.len;
-        double best = kInf;
-        int tried[6], n_tried = 0;
+        // Integer scales around both orientations' ideal, ranked by the surrogate; the best
+        // kExact are evaluated exactly.
+        struct Cand { double v; int sj; } cands[6];
+        int nc = 0;
         for (int o = 0; o < 2; ++o) {
-          if (fit[j].err[o] == kInf && !(o == 0 && fit[j].err[1] == kInf)) continue;
+          const bool none = fit[j].err[0] == kInf && fit[j].err[1] == kInf;
+          if (fit[j].err[o] == kInf && !(o == 0 && none)) continue;
           const int center = std::clamp(NearestInt(fit[j].c[o] / d16), sp.smin, sp.smax);
           for (int sj = std::max(sp.smin, center - 1); sj <= std::min(sp.smax, center + 1); ++sj) {
-            if (std::find(tried, tried + n_tried, sj) != tried + n_tried) continue;
-            tried[n_tried++] = sj;
-            const double e = SymmetricSubError(sp.levels, xj, wj, sp.len, d16 * static_cast<float>(sj), trial);
-            if (e < best) {
-              best = e;
-              cur_s[j] = sj;
-              std::memcpy(cur_idx + j * sp.len, trial, sp.len);
+            bool seen = false;
+            for (int k = 0; k < nc; ++k) seen |= cands[k].sj == sj;
+            if (seen) continue;
+            double v = none ? 0 : kInf;
+            for (int oo = 0; oo < 2 && !none; ++oo) {
+              if (fit[j].err[oo] == kInf) continue;
+              const double dv = static_cast<double>(d16) * sj - fit[j].c[oo];
+              v = std::min(v, fit[j].err[oo] + fit[j].curv[oo] * dv * dv);
             }
+            cands[nc++] = {v, sj};
+          }
+        }
+        const int n_exact = std::min(nc, kExact);
+        std::partial_sort(cands, cands + n_exact, cands + nc, [](const Cand& c1, const Cand& c2) { return c1.v < c2.v; });
+        double best = kInf;
+        for (int k = 0; k < n_exact; ++k) {
+          const double e = SymmetricSubError(sp.levels, xj, wj, sp.len, d16 * static_cast<float>(cands[k].sj), trial);
+          if (e < best) {
+            best = e;
+            cur_s[j] = cands[k].sj;
+            std::memcpy(cur_idx + j * sp.len, trial, sp.len);
           }
         }
         total += best;
