@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # lowbit's main job on the default model: install dependencies, build a release build, convert the
-# model to GGUF and show what `lowbit inspect` sees. The model is stories5M from ../shared/models
+# model to GGUF, show what `lowbit inspect` sees, and quantize it to Q4_K_M. The model is stories5M from ../shared/models
 # when present; otherwise Karpathy's stories15M (llama2.c checkpoint + tokenizer) is downloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,3 +37,7 @@ echo "== lowbit convert $name -> $out/$name-f32.gguf"
 echo
 echo "== lowbit inspect $out/$name-f32.gguf"
 "$lowbit" inspect "$out/$name-f32.gguf"
+echo
+echo "== lowbit quantize $name -> $out/$name-Q4_K_M.gguf (llama.cpp's Q4_K_M mix)"
+"$lowbit" quantize "$out/$name-f32.gguf" "$out/$name-Q4_K_M.gguf" Q4_K_M
+ls -l "$out/$name-f32.gguf" "$out/$name-Q4_K_M.gguf"

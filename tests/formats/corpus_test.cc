@@ -7,6 +7,7 @@
 
 #include "lowbit/formats/gguf_reader.h"
 #include "lowbit/formats/hf.h"
+#include "lowbit/formats/imatrix.h"
 #include "lowbit/formats/llama2c.h"
 #include "lowbit/formats/safetensors.h"
 #include "lowbit/formats/sentencepiece_model.h"
@@ -25,6 +26,7 @@ Status ParseAs(const std::string& parser, const std::vector<uint8_t>& b) {
   if (parser == "hf_config") return ParseHfConfig(text, "corpus").status();
   if (parser == "tokenizer_json") return ParseHfTokenizerJson(text, "corpus").status();
   if (parser == "sentencepiece") return ParseSentencePieceModel(b, "corpus").status();
+  if (parser == "imatrix") return ParseImatrixDat(b, "corpus").status();
   ADD_FAILURE() << "no parser named " << parser;
   return OkStatus();
 }

@@ -34,6 +34,17 @@ inline void MinMax(const float* x, int n, float* mn, float* mx) {
   *mx = hi;
 }
 
+// Q5 packing: low nibbles into qs (element j low, j+16 high), 5th bits into the u32 qh.
+inline void PackQ5(const int* q, uint8_t* qs, uint8_t* qh_out) {
+  uint32_t qh = 0;
+  for (int j = 0; j < 16; ++j) {
+    qs[j] = static_cast<uint8_t>((q[j] & 0x0F) | ((q[j + 16] & 0x0F) << 4));
+    qh |= ((static_cast<uint32_t>(q[j]) & 0x10u) >> 4) << j;
+    qh |= ((static_cast<uint32_t>(q[j + 16]) & 0x10u) >> 4) << (j + 16);
+  }
+  std::memcpy(qh_out, &qh, 4);
+}
+
 }  // namespace
 
 void QuantizeQ4_0Ref(const float* x, void* dst, int64_t n) {
@@ -77,15 +88,9 @@ void QuantizeQ5_0Ref(const float* x, void* dst, int64_t n) {
     const float d = max / -16.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     b->d = Fp32ToFp16(d);
-    uint32_t qh = 0;
-    for (int j = 0; j < 16; ++j) {
-      const int q0 = std::min(31, static_cast<int>(static_cast<int8_t>(x[j] * id + 16.5f)));
-      const int q1 = std::min(31, static_cast<int>(static_cast<int8_t>(x[j + 16] * id + 16.5f)));
-      b->qs[j] = static_cast<uint8_t>((q0 & 0x0F) | ((q1 & 0x0F) << 4));
-      qh |= ((static_cast<uint32_t>(q0) & 0x10u) >> 4) << j;
-      qh |= ((static_cast<uint32_t>(q1) & 0x10u) >> 4) << (j + 16);
-    }
-    std::memcpy(b->qh, &qh, 4);
+    int q[kQK];
+    for (int j = 0; j < kQK; ++j) q[j] = std::min(31, static_cast<int>(static_cast<int8_t>(x[j] * id + 16.5f)));
+    PackQ5(q, b->qs, b->qh);
   }
 }
 
@@ -98,15 +103,9 @@ void QuantizeQ5_1Ref(const float* x, void* dst, int64_t n) {
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     b->d = Fp32ToFp16(d);
     b->m = Fp32ToFp16(mn);
-    uint32_t qh = 0;
-    for (int j = 0; j < 16; ++j) {
-      const auto q0 = static_cast<uint8_t>((x[j] - mn) * id + 0.5f);
-      const auto q1 = static_cast<uint8_t>((x[j + 16] - mn) * id + 0.5f);
-      b->qs[j] = static_cast<uint8_t>((q0 & 0x0F) | ((q1 & 0x0F) << 4));
-      qh |= ((static_cast<uint32_t>(q0) & 0x10u) >> 4) << j;
-      qh |= ((static_cast<uint32_t>(q1) & 0x10u) >> 4) << (j + 16);
-    }
-    std::memcpy(b->qh, &qh, 4);
+    int q[kQK];
+    for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>((x[j] - mn) * id + 0.5f);
+    PackQ5(q, b->qs, b->qh);
   }
 }
 

@@ -23,6 +23,31 @@ constexpr int kAffScan = 50;  // surrogate scan steps per super-scale (40% range
 
 inline float RoundFp16(float v) { return Fp16ToFp32(Fp32ToFp16(v)); }
 
+// The best few (value, super-scale pair) seen by a surrogate scan, best first, without duplicates.
+struct TopCandidates {
+  static constexpr int kMax = 3;
+  int keep;
+  float d[kMax] = {0, 0, 0}, m[kMax] = {0, 0, 0};
+  double v[kMax] = {kInf, kInf, kInf};
+
+  void Offer(float dd, float mm, double value) {
+    for (int slot = 0; slot < keep; ++slot) {
+      if (d[slot] == dd && m[slot] == mm) return;
+      if (value < v[slot]) {
+        for (int k = keep - 1; k > slot; --k) {
+          v[k] = v[k - 1];
+          d[k] = d[k - 1];
+          m[k] = m[k - 1];
+        }
+        v[slot] = value;
+        d[slot] = dd;
+        m[slot] = mm;
+        return;
+      }
+    }
+  }
+};
+
 // ---- sub-block fits (continuous scales) ----------------------------------------------------
 
 // Best scale for x ~= c * level[idx] over one sub-block, separately for c > 0 and c < 0 (with an
@@ -230,36 +255,23 @@ double QuantizeSymmetric(const SymmetricSpec& sp, const float* x, const float* w
     }
     return total;
   };
-  constexpr int kKeep = kAffKeep;
-  float keep_d[3] = {0, 0, 0};
-  double keep_v[3] = {kInf, kInf, kInf};
+  TopCandidates top{kAffKeep};
   for (int end : {sp.smin, sp.smax}) {
     const float t_end = static_cast<float>(end) + (end < 0 ? -0.5f : 0.5f);
     for (int k = 0; k <= kAffScan; ++k) {
       const float t = t_end * (1.0f - 0.4f / kAffScan * static_cast<float>(k));
       const float d16 = RoundFp16(cmax / t);
       if (d16 == 0 || !std::isfinite(d16)) continue;
-      const double v = surrogate(d16);
-      for (int slot = 0; slot < kKeep; ++slot) {
-        if (v < keep_v[slot]) {
-          for (int m = kKeep - 1; m > slot; --m) {
-            keep_v[m] = keep_v[m - 1];
-            keep_d[m] = keep_d[m - 1];
-          }
-          keep_v[slot] = v;
-          keep_d[slot] = d16;
-          break;
-        }
-      }
+      top.Offer(d16, 0.0f, surrogate(d16));
     }
   }
   // Stage 2b: exact evaluation from the best candidates, refined by coordinate descent (integer
   // scales +-1 per sub-block, then a least-squares refit of d).
   uint8_t trial[kMaxLen];
   double best_total = kInf;
-  for (int cand = 0; cand < kKeep; ++cand) {
-    if (keep_v[cand] == kInf) continue;
-    float d = keep_d[cand];
+  for (int cand = 0; cand < top.keep; ++cand) {
+    if (top.v[cand] == kInf) continue;
+    float d = top.d[cand];
     int cur_s[32];
     uint8_t cur_idx[kMaxLen];
     double prev = kInf;
@@ -376,38 +388,20 @@ double QuantizeAffine(const AffineSpec& sp, const float* x, const float* w, floa
     return total;
   };
   // Stage 2a: coordinate scans over the two super-scales on the surrogate, keeping the best few.
-  constexpr int kKeep = kAffKeep;
-  float keep_d[3] = {0, 0, 0}, keep_m[3] = {0, 0, 0};
-  double keep_v[3] = {kInf, kInf, kInf};
-  auto remember = [&](float dd, float mm, double v) {
-    for (int slot = 0; slot < kKeep; ++slot) {
-      if (keep_d[slot] == dd && keep_m[slot] == mm) return;
-      if (v < keep_v[slot]) {
-        for (int k = kKeep - 1; k > slot; --k) {
-          keep_v[k] = keep_v[k - 1];
-          keep_d[k] = keep_d[k - 1];
-          keep_m[k] = keep_m[k - 1];
-        }
-        keep_v[slot] = v;
-        keep_d[slot] = dd;
-        keep_m[slot] = mm;
-        return;
-      }
-    }
-  };
+  TopCandidates top{kAffKeep};
   float cur_d = RoundFp16(amax / lmax), cur_m = RoundFp16(bmax / lmax);
-  remember(cur_d, cur_m, surrogate(cur_d, cur_m));
+  top.Offer(cur_d, cur_m, surrogate(cur_d, cur_m));
   for (int pass = 0; pass < 3; ++pass) {
     const bool scan_d = pass != 1;
-    const float top = scan_d ? amax : bmax;
-    if (top <= 0) continue;
+    const float largest = scan_d ? amax : bmax;
+    if (largest <= 0) continue;
     double best_v = kInf;
     float best_val = scan_d ? cur_d : cur_m;
     for (int k = 0; k <= kAffScan; ++k) {
-      const float val = RoundFp16(top / ((lmax + 0.5f) * (1.0f - 0.4f / kAffScan * static_cast<float>(k))));
+      const float val = RoundFp16(largest / ((lmax + 0.5f) * (1.0f - 0.4f / kAffScan * static_cast<float>(k))));
       const double v = scan_d ? surrogate(val, cur_m) : surrogate(cur_d, val);
-      if (scan_d) remember(val, cur_m, v);
-      else remember(cur_d, val, v);
+      if (scan_d) top.Offer(val, cur_m, v);
+      else top.Offer(cur_d, val, v);
       if (v < best_v) {
         best_v = v;
         best_val = val;
@@ -420,9 +414,9 @@ double QuantizeAffine(const AffineSpec& sp, const float* x, const float* w, floa
   uint8_t trial[kMaxLen];
   int cur_ls[32], cur_lm[32];
   uint8_t cur_L[kMaxLen];
-  for (int cand = 0; cand < kKeep; ++cand) {
-    if (keep_v[cand] == kInf) continue;
-    float d = keep_d[cand], dmin = keep_m[cand];
+  for (int cand = 0; cand < top.keep; ++cand) {
+    if (top.v[cand] == kInf) continue;
+    float d = top.d[cand], dmin = top.m[cand];
     double prev = kInf;
     for (int iter = 0; iter < 4; ++iter) {
       const float d16 = RoundFp16(d), dmin16 = RoundFp16(dmin);
