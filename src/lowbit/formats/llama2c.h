@@ -15,7 +15,7 @@
 
 #include "lowbit/base/mapped_file.h"
 #include "lowbit/base/status.h"
-#include "lowbit/formats/vocab.h"
+#include "lowbit/tokenizer/vocab.h"
 
 namespace lowbit {
 

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "lowbit/base/status.h"
-#include "lowbit/formats/vocab.h"
+#include "lowbit/tokenizer/vocab.h"
 
 namespace lowbit {
 

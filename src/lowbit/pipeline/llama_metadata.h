@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "lowbit/formats/gguf.h"
-#include "lowbit/formats/vocab.h"
+#include "lowbit/tokenizer/vocab.h"
 
 namespace lowbit {
 
