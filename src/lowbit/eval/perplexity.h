@@ -1,0 +1,37 @@
+// Perplexity as llama.cpp's `llama-perplexity` computes it: tokenize the whole text (BOS first when
+// the vocabulary asks for it), cut it into chunks of `ctx` tokens, put BOS in place of each chunk's
+// first token, run the chunk, and score the second half: the mean negative log-likelihood of each
+// token given everything before it in its chunk. PPL = exp(mean NLL); the uncertainty is
+// PPL * stddev(NLL) / sqrt(count - 1), as llama.cpp prints it.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "lowbit/base/status.h"
+#include "lowbit/model/llama.h"
+#include "lowbit/tokenizer/vocab.h"
+
+namespace lowbit {
+
+struct PerplexityOptions {
+  int64_t ctx = 0;     // 0: the model's training context
+  int64_t chunks = -1; // -1: all
+  int threads = 0;
+};
+
+struct PerplexityResult {
+  double ppl = 0, ppl_err = 0;
+  int64_t n_tokens = 0;   // tokens in the text (with BOS)
+  int64_t n_chunks = 0;
+  int64_t n_scored = 0;
+  std::vector<double> running_ppl;  // after each chunk
+};
+
+// `on_chunk(i, running_ppl)` is called after each chunk (for live output); may be empty.
+Expected<PerplexityResult> Perplexity(const LlamaModel& model, const Vocab& vocab, const std::string& text,
+                                      const PerplexityOptions& opts,
+                                      const std::function<void(int64_t, double)>& on_chunk = {});
+
+}  // namespace lowbit

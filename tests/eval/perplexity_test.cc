@@ -1,0 +1,69 @@
+// Perplexity reproduces llama.cpp's figures (../shared/models/README.md) with the same text, context
+// and chunking: stories5M F32 to 4 significant digits; llama.cpp's own quantized stories260K files
+// within 0.3%.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "lowbit/eval/perplexity.h"
+#include "lowbit/formats/gguf_vocab.h"
+#include "lowbit/formats/hf.h"
+#include "test_data.h"
+
+namespace lowbit {
+namespace {
+
+Expected<PerplexityResult> RunPerplexity(const std::string& model_path, int64_t ctx, int64_t chunks = -1) {
+  LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(testing::SharedPath(model_path)));
+  LOWBIT_ASSIGN_OR_RETURN(LlamaModel m, LlamaModel::Load(g));
+  LOWBIT_ASSIGN_OR_RETURN(Vocab v, VocabFromGguf(g));
+  LOWBIT_ASSIGN_OR_RETURN(std::string text,
+                          ReadTextFile(testing::SharedPath("data/tinystories/TinyStoriesV2-GPT4-valid.first100.txt")));
+  return Perplexity(m, v, text, {ctx, chunks, 2});
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
+TEST(Perplexity, Stories5MF32MatchesLlamaCppToFourDigits) {
+  LOWBIT_REQUIRE_SHARED();
+  if (kSanitized) GTEST_SKIP() << "40k-token forward run skipped under sanitizers (too slow); the release suite runs it";
+  auto r = RunPerplexity("models/stories5M/stories5M-f32.gguf", 256);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->n_tokens, 40710);  // llama.cpp's token count for this text
+  EXPECT_EQ(r->n_chunks, 159);
+  EXPECT_NEAR(r->ppl, 6.2446, 0.0005) << "llama.cpp: 6.2446 +/- 0.1064";
+  EXPECT_NEAR(r->ppl_err, 0.1064, 0.0005);
+}
+
+TEST(Perplexity, Stories260KFilesMatchLlamaCpp) {
+  LOWBIT_REQUIRE_SHARED();
+  struct Case { const char* file; double want; double tol; };
+  // stories260K-q8_0-mix.gguf is left out: llama.cpp reports 6.7021, lowbit's reference path 6.6791
+  // (0.34% apart). llama.cpp quantizes the activations to Q8_0 inside its Q8_0 dot products, which
+  // costs accuracy on this dim-64 model; lowbit's reference path keeps F32 activations. Matching it
+  // needs the quantized-activation kernels of the engine work (issue 4).
+  const Case cases[] = {{"models/stories260K/stories260K-f32.gguf", 6.6789, 0.0005},
+                        {"models/stories260K/stories260K-f16.gguf", 6.6787, 6.6787 * 0.003},
+                        {"models/stories260K/stories260K-q5_0-mix.gguf", 6.7417, 6.7417 * 0.003}};
+  for (const Case& c : cases) {
+    auto r = RunPerplexity(c.file, 256, kSanitized ? 4 : -1);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    if (kSanitized) continue;
+    EXPECT_EQ(r->n_chunks, 159);
+    EXPECT_NEAR(r->ppl, c.want, c.tol) << c.file;
+  }
+}
+
+TEST(Perplexity, TooShortTextIsAnError) {
+  LOWBIT_REQUIRE_SHARED();
+  auto r = RunPerplexity("models/stories260K/stories260K-f32.gguf", 1 << 20);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("fewer than one context"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace lowbit

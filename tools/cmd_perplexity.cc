@@ -1,0 +1,53 @@
+// `lowbit perplexity -m MODEL -f TEXT [-c CTX] [--chunks N] [-t T] [--json]`.
+#include <cstdio>
+#include <memory>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "lowbit/eval/perplexity.h"
+#include "lowbit/formats/gguf_vocab.h"
+#include "lowbit/formats/hf.h"
+
+namespace lowbit::tools {
+
+void AddPerplexity(CLI::App& app, Registry& r) {
+  struct Args {
+    std::string model, file;
+    int64_t ctx = 0, chunks = -1;
+    int threads = 0;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* sub = app.add_subcommand("perplexity", "Perplexity of a GGUF model on a text file (llama.cpp's method)");
+  sub->add_option("-m,--model", a->model, "GGUF model")->required();
+  sub->add_option("-f,--file", a->file, "UTF-8 text file")->required();
+  sub->add_option("-c,--ctx-size", a->ctx, "tokens per chunk (default: the model's context)")->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  sub->add_option("--chunks", a->chunks, "score at most N chunks");
+  sub->add_option("-t,--threads", a->threads, "threads (default: all)")->check(CLI::Range(0, 1024));
+  sub->add_flag("--json", a->json, "print one JSON object");
+  r.Add(sub, [a]() -> Status {
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model));
+    LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
+    LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));
+    LOWBIT_ASSIGN_OR_RETURN(std::string text, ReadTextFile(a->file, uint64_t{1} << 30));
+    PerplexityOptions o{a->ctx, a->chunks, a->threads};
+    const bool json = a->json;
+    LOWBIT_ASSIGN_OR_RETURN(PerplexityResult res, Perplexity(model, vocab, text, o, [json](int64_t i, double ppl) {
+      if (!json) std::fprintf(stderr, "[%lld]%.4f,%s", static_cast<long long>(i + 1), ppl, (i + 1) % 10 ? "" : "\n");
+    }));
+    if (json) {
+      nlohmann::json j = {{"ppl", res.ppl}, {"ppl_err", res.ppl_err}, {"n_tokens", res.n_tokens},
+                          {"n_chunks", res.n_chunks}, {"n_scored", res.n_scored}};
+      std::printf("%s\n", j.dump(2).c_str());
+    } else {
+      std::printf("\nFinal estimate: PPL = %.4f +/- %.5f  (%lld tokens, %lld chunks, %lld scored)\n", res.ppl,
+                  res.ppl_err, static_cast<long long>(res.n_tokens), static_cast<long long>(res.n_chunks),
+                  static_cast<long long>(res.n_scored));
+    }
+    return OkStatus();
+  });
+}
+
+}  // namespace lowbit::tools
