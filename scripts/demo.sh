@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # lowbit's main job on the default model: install dependencies, build a release build, convert the
-# model to GGUF, show what `lowbit inspect` sees, and quantize it to Q4_K_M. The model is stories5M from ../shared/models
+# model to GGUF, show what `lowbit inspect` sees, quantize it to Q4_K_M, print the perplexity of both
+# and let both tell a story. The model is stories5M from ../shared/models
 # when present; otherwise Karpathy's stories15M (llama2.c checkpoint + tokenizer) is downloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,3 +42,19 @@ echo
 echo "== lowbit quantize $name -> $out/$name-Q4_K_M.gguf (llama.cpp's Q4_K_M mix)"
 "$lowbit" quantize "$out/$name-f32.gguf" "$out/$name-Q4_K_M.gguf" Q4_K_M
 ls -l "$out/$name-f32.gguf" "$out/$name-Q4_K_M.gguf"
+
+text="$shared/data/tinystories/TinyStoriesV2-GPT4-valid.first100.txt"
+if [ -f "$text" ]; then
+  # 40 chunks keep the demo short while the engine is the scalar reference path; drop --chunks for
+  # the full figure (llama.cpp's reference for stories5M F32: 6.2446 over all 159 chunks).
+  for m in f32 Q4_K_M; do
+    echo
+    echo "== lowbit perplexity ($name $m, first 40 chunks of 256 tokens)"
+    "$lowbit" perplexity -m "$out/$name-$m.gguf" -f "$text" -c 256 --chunks 40 2>/dev/null
+  done
+fi
+for m in f32 Q4_K_M; do
+  echo
+  echo "== lowbit run ($name $m)"
+  "$lowbit" run -m "$out/$name-$m.gguf" -p "Once upon a time" -n 120 --seed 7
+done

@@ -28,6 +28,7 @@ void AddConvert(CLI::App& app, Registry& r);
 void AddInspect(CLI::App& app, Registry& r);
 void AddQuantize(CLI::App& app, Registry& r);
 void AddPerplexity(CLI::App& app, Registry& r);
+void AddRun(CLI::App& app, Registry& r);
 void AddInfo(CLI::App& app, Registry& r);
 
 }  // namespace lowbit::tools

@@ -75,3 +75,22 @@ TEST(Cli, ConvertThenInspectJson) {
 
 }  // namespace
 }  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+// Greedy generation from the CLI continues the prompt exactly as llama2.c's reference does.
+TEST(Cli, RunGreedyMatchesReferenceText) {
+  LOWBIT_REQUIRE_SHARED();
+  Result r = RunCli("run -m " + testing::SharedPath("models/stories260K/stories260K-f32.gguf") +
+                    " -p \"Once upon a time\" -n 24 --temp 0 -t 1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  // llama2.c doc/stories260K.md: "Once upon a time, there was a little girl named Lily. She loved to play outside"
+  EXPECT_EQ(r.out.rfind("Once upon a time, there was a little girl named Lily. She loved to play", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("generated 24 tokens"), std::string::npos) << r.out;
+  r = RunCli("run -m " + testing::SharedPath("models/stories260K/stories260K-f32.gguf") + " -p hi --top-p 2");
+  EXPECT_EQ(r.code, 2) << r.out;
+}
+
+}  // namespace
+}  // namespace lowbit

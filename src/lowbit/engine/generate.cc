@@ -1,0 +1,52 @@
+#include "lowbit/engine/generate.h"
+
+#include <chrono>
+
+#include "lowbit/tokenizer/spm.h"
+
+namespace lowbit {
+
+Expected<GenerateStats> Generate(const LlamaModel& model, const Vocab& vocab, const GenerateOptions& o,
+                                 const std::function<void(const std::string&)>& on_text) {
+  if (vocab.model != "llama") {
+    return Errorf("tokenizer model '{}' is not supported yet (only SentencePiece-style 'llama')", vocab.model);
+  }
+  const LlamaConfig& c = model.config();
+  const int64_t n_ctx = o.n_ctx > 0 ? o.n_ctx : c.n_ctx_train;
+  SpmTokenizer tok(vocab);
+  GenerateStats st;
+  if (vocab.add_bos != 0 && vocab.bos_id >= 0) st.prompt_tokens.push_back(static_cast<int32_t>(vocab.bos_id));
+  const std::vector<int32_t> body = tok.Encode(o.prompt);
+  st.prompt_tokens.insert(st.prompt_tokens.end(), body.begin(), body.end());
+  if (st.prompt_tokens.empty()) return Errorf("the prompt is empty and the vocabulary has no BOS token");
+  if (static_cast<int64_t>(st.prompt_tokens.size()) >= n_ctx) {
+    return Errorf("the prompt has {} tokens, the context holds {}; shorten it or raise -c", st.prompt_tokens.size(), n_ctx);
+  }
+  LlamaSession session(model, n_ctx, o.threads);
+  Sampler sampler(o.sampling, c.n_vocab);
+  std::vector<int32_t> history = st.prompt_tokens;
+  history.reserve(static_cast<size_t>(n_ctx));
+  std::vector<float> logits(static_cast<size_t>(c.n_vocab));
+  auto t0 = std::chrono::steady_clock::now();
+  int64_t pos = 0;
+  const float* out = nullptr;
+  for (int32_t t : st.prompt_tokens) out = session.Forward(t, pos++);
+  auto t1 = std::chrono::steady_clock::now();
+  st.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
+  for (int64_t i = 0; i < o.n_predict && pos < n_ctx; ++i) {
+    std::copy(out, out + c.n_vocab, logits.begin());
+    const int32_t next = sampler.Sample(logits.data(), history);
+    if (next == vocab.eos_id) {
+      st.stopped_at_eos = true;
+      break;
+    }
+    st.generated.push_back(next);
+    history.push_back(next);
+    if (on_text) on_text(tok.Decode(next));
+    out = session.Forward(next, pos++);
+  }
+  st.generate_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  return st;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,34 @@
+// Text generation: tokenize the prompt (BOS first when the vocabulary asks for it), run it through
+// the model, then sample up to `n_predict` tokens, streaming each token's text to a callback, and
+// stop at end-of-sequence or the context's end. Reports prompt and generation speed.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "lowbit/base/status.h"
+#include "lowbit/model/llama.h"
+#include "lowbit/sampling/sampler.h"
+#include "lowbit/tokenizer/vocab.h"
+
+namespace lowbit {
+
+struct GenerateOptions {
+  std::string prompt;
+  int64_t n_predict = 128;
+  int64_t n_ctx = 0;  // 0: the model's training context
+  int threads = 0;
+  SamplerParams sampling;
+};
+
+struct GenerateStats {
+  std::vector<int32_t> prompt_tokens, generated;
+  double prompt_seconds = 0, generate_seconds = 0;
+  bool stopped_at_eos = false;
+};
+
+Expected<GenerateStats> Generate(const LlamaModel& model, const Vocab& vocab, const GenerateOptions& opts,
+                                 const std::function<void(const std::string&)>& on_text);
+
+}  // namespace lowbit

@@ -1,0 +1,57 @@
+// `lowbit run -m MODEL -p PROMPT [-n N] [sampling flags] [-t T]`: streams generated text to stdout,
+// timing to stderr.
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include "commands.h"
+#include "lowbit/engine/generate.h"
+#include "lowbit/formats/gguf_vocab.h"
+
+namespace lowbit::tools {
+
+void AddRun(CLI::App& app, Registry& r) {
+  struct Args {
+    std::string model;
+    GenerateOptions g;
+    int64_t seed = -1;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* sub = app.add_subcommand("run", "Generate text with a GGUF llama-family model");
+  sub->add_option("-m,--model", a->model, "GGUF model")->required();
+  sub->add_option("-p,--prompt", a->g.prompt, "prompt text");
+  sub->add_option("-n,--n-predict", a->g.n_predict, "tokens to generate")->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
+  sub->add_option("-c,--ctx-size", a->g.n_ctx, "context size (default: the model's)")->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  sub->add_option("-t,--threads", a->g.threads, "threads (default: all)")->check(CLI::Range(0, 1024));
+  sub->add_option("--temp", a->g.sampling.temp, "temperature (0: greedy)")->check(CLI::Range(0.0f, 100.0f));
+  sub->add_option("--top-k", a->g.sampling.top_k, "top-k (0: off)")->check(CLI::Range(0, 1 << 24));
+  sub->add_option("--top-p", a->g.sampling.top_p, "top-p (1: off)")->check(CLI::Range(0.0f, 1.0f));
+  sub->add_option("--min-p", a->g.sampling.min_p, "min-p (0: off)")->check(CLI::Range(0.0f, 1.0f));
+  sub->add_option("--repeat-penalty", a->g.sampling.repeat_penalty, "repetition penalty (1: off)")->check(CLI::Range(0.0f, 10.0f));
+  sub->add_option("--repeat-last-n", a->g.sampling.repeat_last_n, "tokens the penalty looks back over")->check(CLI::Range(0, 1 << 20));
+  sub->add_option("--seed", a->seed, "random seed (default: time)");
+  r.Add(sub, [a]() -> Status {
+    const auto t0 = std::chrono::steady_clock::now();
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model));
+    LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
+    LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));
+    const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    a->g.sampling.seed = a->seed >= 0 ? static_cast<uint64_t>(a->seed)
+                                      : static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+    std::fputs(a->g.prompt.c_str(), stdout);
+    std::fflush(stdout);
+    LOWBIT_ASSIGN_OR_RETURN(GenerateStats st, Generate(model, vocab, a->g, [](const std::string& piece) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    }));
+    std::printf("\n");
+    const auto np = static_cast<double>(st.prompt_tokens.size()), ng = static_cast<double>(st.generated.size());
+    std::fprintf(stderr, "load %.1f ms | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s%s\n",
+                 load_s * 1e3, st.prompt_tokens.size(), st.prompt_seconds > 0 ? np / st.prompt_seconds : 0.0,
+                 st.generated.size(), st.generate_seconds > 0 ? ng / st.generate_seconds : 0.0,
+                 st.stopped_at_eos ? " (end of text)" : "");
+    return OkStatus();
+  });
+}
+
+}  // namespace lowbit::tools
