@@ -1,0 +1,42 @@
+// Byte-level BPE tokenizer (GGUF `tokenizer.ggml.model = "gpt2"`), as llama.cpp runs it.
+//
+// Encode: split the text with the vocabulary's pre-tokenizer regular expressions (PCRE2 with
+// Unicode properties; each expression splits the pieces the previous one left, keeping the text
+// between matches), map every byte of a piece to its GPT-2 "byte-to-unicode" character, then merge
+// adjacent symbols by merge rank (lowest first, leftmost on ties) and look the results up.
+// Pre-tokenizers: `gpt-2` (and unknown/default ones) use GPT-2's expression; `llama-bpe` (Llama 3)
+// and `qwen2` have their own expressions (no test vectors here for those vocabularies).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "lowbit/base/status.h"
+#include "lowbit/tokenizer/vocab.h"
+
+namespace lowbit {
+
+class BpeTokenizer {
+ public:
+  static Expected<BpeTokenizer> Create(const Vocab& vocab);
+
+  std::vector<int32_t> Encode(std::string_view text) const;
+  std::string Decode(int32_t token) const;
+
+ private:
+  struct Regex;
+  void EncodeWord(const std::string& mapped, std::vector<int32_t>& out) const;
+
+  const Vocab* vocab_ = nullptr;
+  std::vector<std::shared_ptr<Regex>> regexes_;
+  std::unordered_map<std::string, int32_t> ids_;
+  std::unordered_map<std::string, int32_t> ranks_;  // "left right" -> rank
+  std::string byte_char_[256];                      // byte -> UTF-8 of its mapped code point
+  std::unordered_map<std::string, uint8_t> char_byte_;
+};
+
+}  // namespace lowbit
