@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   lowbit::tools::AddQuantize(app, registry);
   lowbit::tools::AddPerplexity(app, registry);
   lowbit::tools::AddRun(app, registry);
+  lowbit::tools::AddImatrix(app, registry);
   lowbit::tools::AddInfo(app, registry);
   try {
     app.parse(argc, argv);

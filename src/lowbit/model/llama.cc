@@ -100,6 +100,11 @@ LlamaSession::LlamaSession(const LlamaModel& model, int64_t n_ctx, int threads)
   hb_.resize(c_.n_ff);
   hb2_.resize(c_.n_ff);
   logits_.resize(c_.n_vocab);
+  for (int64_t l = 0; l < c_.n_layer; ++l) {
+    for (const char* w : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) {
+      names_.push_back("blk." + std::to_string(l) + "." + w + ".weight");
+    }
+  }
   // RoPE table: theta_i = pos * base^(-2i/rope_dim), as llama.cpp's "normal" mode.
   const int64_t half = c_.rope_dim / 2;
   rope_cos_.resize(n_ctx * half);
@@ -161,21 +166,29 @@ const float* LlamaSession::Forward(int32_t token, int64_t pos) {
       }
     }
   };
+  auto observe = [&](int64_t l, int k, const float* v, int64_t n) {
+    if (observer_) observer_(names_[l * 7 + k], v, n);
+  };
   for (int64_t l = 0; l < c_.n_layer; ++l) {
     const LlamaModel::Layer& L = m_.layers[l];
     RmsNorm(x_.data(), L.attn_norm, E, c_.rms_eps, xb_.data());
+    for (int k = 0; k < 3; ++k) observe(l, k, xb_.data(), E);
     MatVecRef(L.wq.type, L.wq.data, L.wq.rows, E, xb_.data(), q_.data(), pool);
     MatVecRef(L.wk.type, L.wk.data, L.wk.rows, E, xb_.data(), k_.data(), pool);
     MatVecRef(L.wv.type, L.wv.data, L.wv.rows, E, xb_.data(), v_.data(), pool);
     rope(q_.data(), c_.n_head);
     rope(k_.data(), c_.n_head_kv);
     Attention(l, pos);
+    observe(l, 3, xb_.data(), E);
     MatVecRef(L.wo.type, L.wo.data, E, E, xb_.data(), q_.data(), pool);
     for (int64_t i = 0; i < E; ++i) x_[i] += q_[i];
     RmsNorm(x_.data(), L.ffn_norm, E, c_.rms_eps, xb_.data());
+    observe(l, 4, xb_.data(), E);
+    observe(l, 5, xb_.data(), E);
     MatVecRef(L.gate.type, L.gate.data, c_.n_ff, E, xb_.data(), hb_.data(), pool);
     MatVecRef(L.up.type, L.up.data, c_.n_ff, E, xb_.data(), hb2_.data(), pool);
     for (int64_t i = 0; i < c_.n_ff; ++i) hb_[i] = hb_[i] / (1.0f + std::exp(-hb_[i])) * hb2_[i];
+    observe(l, 6, hb_.data(), c_.n_ff);
     MatVecRef(L.down.type, L.down.data, E, c_.n_ff, hb_.data(), q_.data(), pool);
     for (int64_t i = 0; i < E; ++i) x_[i] += q_[i];
   }

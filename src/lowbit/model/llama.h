@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,6 +56,11 @@ class LlamaSession {
 
   // Runs token at position `pos` (0-based, <= previous pos + 1) and returns the logits (n_vocab).
   const float* Forward(int32_t token, int64_t pos);
+
+  // Called with (weight name, input vector, length) before each weight matrix is applied
+  // (output.weight excluded), e.g. to collect an importance matrix. Empty: no calls.
+  using Observer = std::function<void(const std::string& weight, const float* x, int64_t n)>;
+  void SetObserver(Observer o) { observer_ = std::move(o); }
   int64_t n_ctx() const { return n_ctx_; }
 
  private:
@@ -66,6 +72,8 @@ class LlamaSession {
   std::unique_ptr<ThreadPool> pool_;
   AlignedBuffer kv_;  // [layer][k|v][pos][n_head_kv * head_dim] floats
   std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_, logits_, rope_cos_, rope_sin_;
+  Observer observer_;
+  std::vector<std::string> names_;  // [layer * 7 + k]: attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down
 };
 
 }  // namespace lowbit
