@@ -30,6 +30,7 @@ void AddQuantize(CLI::App& app, Registry& r);
 void AddPerplexity(CLI::App& app, Registry& r);
 void AddRun(CLI::App& app, Registry& r);
 void AddImatrix(CLI::App& app, Registry& r);
+void AddBench(CLI::App& app, Registry& r);
 void AddInfo(CLI::App& app, Registry& r);
 
 }  // namespace lowbit::tools

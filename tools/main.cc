@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   lowbit::tools::AddPerplexity(app, registry);
   lowbit::tools::AddRun(app, registry);
   lowbit::tools::AddImatrix(app, registry);
+  lowbit::tools::AddBench(app, registry);
   lowbit::tools::AddInfo(app, registry);
   try {
     app.parse(argc, argv);

@@ -94,3 +94,27 @@ TEST(Cli, RunGreedyMatchesReferenceText) {
 
 }  // namespace
 }  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+TEST(Cli, BenchJsonHasTheAdvertisedFields) {
+  LOWBIT_REQUIRE_SHARED();
+  Result r = RunCli("bench --json -m " + testing::SharedPath("models/stories260K/stories260K-f32.gguf") +
+                    " -p 16 -n 16 -r 2 -t 1 2>/dev/null");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  for (const char* k : {"pp", "pp_std", "tg", "tg_std", "gbps", "bandwidth_gbps", "bytes_per_token"}) {
+    ASSERT_TRUE(j.contains(k)) << k;
+  }
+  EXPECT_GT(j["tg"].get<double>(), 0);
+  EXPECT_GT(j["bandwidth_gbps"].get<double>(), 0.5);
+  // stories260K F32: every matrix and norm once, the classifier, one embedding row.
+  EXPECT_NEAR(j["bytes_per_token"].get<double>(), 4.0 * (260032 - 32768 + 32768 + 64), 1.0);
+  r = RunCli("bench -m " + testing::SharedPath("models/stories260K/stories260K-f32.gguf") + " -p 600 -n 0");
+  EXPECT_EQ(r.code, 1) << r.out;
+}
+
+}  // namespace
+}  // namespace lowbit

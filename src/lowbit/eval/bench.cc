@@ -1,0 +1,109 @@
+#include "lowbit/eval/bench.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <random>
+
+#include "lowbit/base/aligned_buffer.h"
+#include "lowbit/base/thread_pool.h"
+
+namespace lowbit {
+namespace {
+
+double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+void MeanStd(const std::vector<double>& v, double* mean, double* sd) {
+  double s = 0, s2 = 0;
+  for (double x : v) {
+    s += x;
+    s2 += x * x;
+  }
+  *mean = s / static_cast<double>(v.size());
+  *sd = v.size() > 1 ? std::sqrt(std::max(0.0, (s2 - s * *mean) / static_cast<double>(v.size() - 1))) : 0;
+}
+
+uint64_t Bytes(const WeightView& w) { return *RowBytes(w.type, static_cast<uint64_t>(w.cols)) * static_cast<uint64_t>(w.rows); }
+
+}  // namespace
+
+double MeasureReadBandwidth(int threads, size_t bytes, int reps) {
+  AlignedBuffer buf(bytes);
+  auto words = buf.As<uint64_t>();
+  for (size_t i = 0; i < words.size(); ++i) words[i] = i;
+  ThreadPool pool(threads);
+  double best = 0;
+  volatile uint64_t sink = 0;
+  for (int r = 0; r < reps; ++r) {
+    std::atomic<uint64_t> total{0};
+    const auto t0 = std::chrono::steady_clock::now();
+    const size_t chunk = words.size() / static_cast<size_t>(pool.size());
+    pool.ParallelFor(static_cast<size_t>(pool.size()), [&](size_t b, size_t e) {
+      for (size_t part = b; part < e; ++part) {
+        uint64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        const uint64_t* p = words.data() + part * chunk;
+        for (size_t i = 0; i + 8 <= chunk; i += 8) {
+          for (int k = 0; k < 8; ++k) acc[k] += p[i + k];
+        }
+        total += acc[0] + acc[1] + acc[2] + acc[3] + acc[4] + acc[5] + acc[6] + acc[7];
+      }
+    }, 1);
+    const double s = Seconds(t0, std::chrono::steady_clock::now());
+    sink = sink + total.load();
+    best = std::max(best, static_cast<double>(chunk * pool.size() * 8) / s / 1e9);
+  }
+  return best;
+}
+
+double WeightBytesPerToken(const LlamaModel& m) {
+  double b = static_cast<double>(Bytes(m.output) + Bytes(m.output_norm));
+  b += static_cast<double>(*RowBytes(m.token_embd.type, static_cast<uint64_t>(m.token_embd.cols)));
+  for (const auto& L : m.layers) {
+    for (const WeightView* w : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_norm, &L.gate, &L.up, &L.down}) {
+      b += static_cast<double>(Bytes(*w));
+    }
+  }
+  return b;
+}
+
+Expected<BenchResult> Bench(const LlamaModel& model, const BenchOptions& o) {
+  const LlamaConfig& c = model.config();
+  if (o.n_prompt + o.n_gen > c.n_ctx_train) {
+    return Errorf("-p {} plus -n {} exceed the model's context of {}", o.n_prompt, o.n_gen, c.n_ctx_train);
+  }
+  if (o.reps < 1) return Errorf("-r must be at least 1");
+  BenchResult r;
+  r.threads = o.threads;
+  LlamaSession s(model, o.n_prompt + o.n_gen, o.threads);
+  std::mt19937 rng(1);
+  std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(c.n_vocab - 1));
+  std::vector<double> pp, tg;
+  s.Forward(tok(rng), 0);  // warm-up: page in the weights
+  for (int rep = 0; rep < o.reps; ++rep) {
+    if (o.n_prompt > 0) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int64_t i = 0; i < o.n_prompt; ++i) s.Forward(tok(rng), i);
+      pp.push_back(static_cast<double>(o.n_prompt) / Seconds(t0, std::chrono::steady_clock::now()));
+    }
+    if (o.n_gen > 0) {
+      const auto t0 = std::chrono::steady_clock::now();
+      int32_t t = tok(rng);
+      for (int64_t i = 0; i < o.n_gen; ++i) {
+        const float* logits = s.Forward(t, o.n_prompt + i);
+        t = static_cast<int32_t>(std::max_element(logits, logits + c.n_vocab) - logits);
+      }
+      tg.push_back(static_cast<double>(o.n_gen) / Seconds(t0, std::chrono::steady_clock::now()));
+    }
+  }
+  if (!pp.empty()) MeanStd(pp, &r.pp, &r.pp_std);
+  if (!tg.empty()) MeanStd(tg, &r.tg, &r.tg_std);
+  r.bytes_per_token = WeightBytesPerToken(model);
+  r.gbps = r.bytes_per_token * r.tg / 1e9;
+  r.bandwidth_gbps = MeasureReadBandwidth(o.threads);
+  return r;
+}
+
+}  // namespace lowbit

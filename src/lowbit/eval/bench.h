@@ -1,0 +1,37 @@
+// `lowbit bench`: prompt processing and generation speed of a model, the weight bytes read per
+// generated token, and the machine's read bandwidth measured the same run (a STREAM-like sum over a
+// buffer much larger than the caches), so tok/s stands beside its roofline.
+#pragma once
+
+#include <vector>
+
+#include "lowbit/base/status.h"
+#include "lowbit/model/llama.h"
+
+namespace lowbit {
+
+// Best-of-`reps` read bandwidth in GB/s summing a `bytes` buffer with `threads` threads.
+double MeasureReadBandwidth(int threads, size_t bytes = size_t{512} << 20, int reps = 3);
+
+struct BenchOptions {
+  int64_t n_prompt = 512, n_gen = 128;
+  int threads = 1;
+  int reps = 5;
+};
+
+struct BenchResult {
+  int threads = 1;
+  double pp = 0, pp_std = 0;  // prompt tokens per second
+  double tg = 0, tg_std = 0;  // generated tokens per second
+  double bytes_per_token = 0; // weight bytes read per generated token
+  double gbps = 0;            // bytes_per_token * tg
+  double bandwidth_gbps = 0;  // measured read bandwidth, same thread count
+};
+
+// Weight bytes one decoded token reads (all layer matrices and norms, the classifier, one row of
+// the token embedding).
+double WeightBytesPerToken(const LlamaModel& m);
+
+Expected<BenchResult> Bench(const LlamaModel& model, const BenchOptions& opts);
+
+}  // namespace lowbit

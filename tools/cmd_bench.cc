@@ -1,0 +1,53 @@
+// `lowbit bench -m MODEL [-p 512] [-n 128] [-t 1,2] [-r 5] [--json]`.
+#include <cstdio>
+#include <memory>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "lowbit/eval/bench.h"
+
+namespace lowbit::tools {
+
+void AddBench(CLI::App& app, Registry& r) {
+  struct Args {
+    std::string model;
+    int64_t n_prompt = 512, n_gen = 128;
+    std::vector<int> threads{1};
+    int reps = 5;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* sub = app.add_subcommand("bench", "Prompt and generation speed beside the machine's measured read bandwidth");
+  sub->add_option("-m,--model", a->model, "GGUF model")->required();
+  sub->add_option("-p,--n-prompt", a->n_prompt, "prompt tokens")->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  sub->add_option("-n,--n-gen", a->n_gen, "generated tokens")->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  sub->add_option("-t,--threads", a->threads, "thread counts, e.g. 1,2")->delimiter(',')->check(CLI::Range(1, 1024));
+  sub->add_option("-r,--repetitions", a->reps, "repetitions")->check(CLI::Range(1, 1000));
+  sub->add_flag("--json", a->json, "print one JSON object (an array when several thread counts are given)");
+  r.Add(sub, [a]() -> Status {
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model));
+    LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
+    nlohmann::json all = nlohmann::json::array();
+    if (!a->json) {
+      std::printf("%-8s %14s %14s %12s %10s %12s %10s\n", "threads", "pp tok/s", "tg tok/s", "MB/token", "GB/s",
+                  "bandwidth", "fraction");
+    }
+    for (int t : a->threads) {
+      LOWBIT_ASSIGN_OR_RETURN(BenchResult b, Bench(model, {a->n_prompt, a->n_gen, t, a->reps}));
+      nlohmann::json j = {{"threads", t}, {"pp", b.pp}, {"pp_std", b.pp_std}, {"tg", b.tg}, {"tg_std", b.tg_std},
+                          {"bytes_per_token", b.bytes_per_token}, {"gbps", b.gbps}, {"bandwidth_gbps", b.bandwidth_gbps},
+                          {"n_prompt", a->n_prompt}, {"n_gen", a->n_gen}, {"repetitions", a->reps}};
+      all.push_back(j);
+      if (!a->json) {
+        std::printf("%-8d %8.1f +-%4.1f %8.1f +-%4.1f %12.2f %10.2f %10.1f %9.1f%%\n", t, b.pp, b.pp_std, b.tg, b.tg_std,
+                    b.bytes_per_token / 1e6, b.gbps, b.bandwidth_gbps, 100.0 * b.gbps / b.bandwidth_gbps);
+      }
+    }
+    if (a->json) std::printf("%s\n", (all.size() == 1 ? all[0] : all).dump(2).c_str());
+    return OkStatus();
+  });
+}
+
+}  // namespace lowbit::tools
