@@ -31,6 +31,7 @@ void AddPerplexity(CLI::App& app, Registry& r);
 void AddRun(CLI::App& app, Registry& r);
 void AddImatrix(CLI::App& app, Registry& r);
 void AddBench(CLI::App& app, Registry& r);
+void AddSynth(CLI::App& app, Registry& r);
 void AddInfo(CLI::App& app, Registry& r);
 
 }  // namespace lowbit::tools

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   lowbit::tools::AddRun(app, registry);
   lowbit::tools::AddImatrix(app, registry);
   lowbit::tools::AddBench(app, registry);
+  lowbit::tools::AddSynth(app, registry);
   lowbit::tools::AddInfo(app, registry);
   try {
     app.parse(argc, argv);

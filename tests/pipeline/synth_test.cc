@@ -1,0 +1,48 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "lowbit/formats/gguf_vocab.h"
+#include "lowbit/model/llama.h"
+#include "lowbit/pipeline/synth.h"
+#include "test_data.h"
+
+namespace lowbit {
+namespace {
+
+TEST(Synth, CompleteDeterministicModel) {
+  testing::TempDir dir;
+  SynthOptions o;
+  o.shape = "tiny";
+  o.type = "Q4_K_M";
+  o.threads = 2;
+  o.output = dir.Path("a.gguf");
+  auto size = Synthesize(o);
+  ASSERT_TRUE(size.ok()) << size.status().message();
+  o.output = dir.Path("b.gguf");
+  o.threads = 1;
+  ASSERT_TRUE(Synthesize(o).ok());
+  EXPECT_TRUE(testing::ReadFileBytes(dir.Path("a.gguf")) == testing::ReadFileBytes(dir.Path("b.gguf")))
+      << "same seed, any thread count: same bytes";
+  auto g = GgufFile::Open(dir.Path("a.gguf"));
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  EXPECT_EQ(g->file_size(), *size);
+  EXPECT_EQ(g->FindTensor("blk.0.attn_q.weight")->type, GgmlType::kQ4_K);
+  EXPECT_EQ(g->FindTensor("output.weight")->type, GgmlType::kQ6_K);
+  EXPECT_EQ(g->FindTensor("blk.0.attn_norm.weight")->type, GgmlType::kF32);
+  auto vocab = VocabFromGguf(*g);
+  ASSERT_TRUE(vocab.ok()) << vocab.status().message();
+  EXPECT_EQ(vocab->tokens.size(), 512u);
+  auto model = LlamaModel::Load(*g);
+  ASSERT_TRUE(model.ok()) << model.status().message();
+  LlamaSession s(*model, 16, 1);
+  const float* logits = s.Forward(1, 0);
+  for (int i = 0; i < 512; ++i) ASSERT_TRUE(std::isfinite(logits[i]));
+  o.shape = "gpt-5";
+  auto bad = Synthesize(o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("tinyllama-1.1b"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace lowbit
