@@ -18,6 +18,7 @@ void AddPerplexity(CLI::App& app, Registry& r) {
     int64_t ctx = 0, chunks = -1;
     int threads = 0;
     bool json = false;
+    std::string save, base;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("perplexity", "Perplexity of a GGUF model on a text file (llama.cpp's method)");
@@ -26,13 +27,15 @@ void AddPerplexity(CLI::App& app, Registry& r) {
   sub->add_option("-c,--ctx-size", a->ctx, "tokens per chunk (default: the model's context)")->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   sub->add_option("--chunks", a->chunks, "score at most N chunks");
   sub->add_option("-t,--threads", a->threads, "threads (default: all)")->check(CLI::Range(0, 1024));
+  sub->add_option("--save-logits", a->save, "write the token distributions (reference for --kl-divergence)");
+  sub->add_option("--kl-divergence", a->base, "compare with distributions saved by --save-logits");
   sub->add_flag("--json", a->json, "print one JSON object");
   r.Add(sub, [a]() -> Status {
     LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model));
     LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
     LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));
     LOWBIT_ASSIGN_OR_RETURN(std::string text, ReadTextFile(a->file, uint64_t{1} << 30));
-    PerplexityOptions o{a->ctx, a->chunks, a->threads};
+    PerplexityOptions o{a->ctx, a->chunks, a->threads, a->save, a->base};
     const bool json = a->json;
     LOWBIT_ASSIGN_OR_RETURN(PerplexityResult res, Perplexity(model, vocab, text, o, [json](int64_t i, double ppl) {
       if (!json) std::fprintf(stderr, "[%lld]%.4f,%s", static_cast<long long>(i + 1), ppl, (i + 1) % 10 ? "" : "\n");
@@ -40,11 +43,25 @@ void AddPerplexity(CLI::App& app, Registry& r) {
     if (json) {
       nlohmann::json j = {{"ppl", res.ppl}, {"ppl_err", res.ppl_err}, {"n_tokens", res.n_tokens},
                           {"n_chunks", res.n_chunks}, {"n_scored", res.n_scored}};
+      if (res.has_kl) {
+        j["kld_mean"] = res.kl.mean;
+        j["kld_median"] = res.kl.median;
+        j["kld_max"] = res.kl.max;
+        j["top1_agreement"] = res.kl.top1_agreement;
+        j["mean_delta_p"] = res.kl.mean_delta_p;
+        j["ppl_base"] = res.kl.ppl_base;
+        j["ppl_ratio"] = res.kl.ppl_ratio;
+      }
       std::printf("%s\n", j.dump(2).c_str());
     } else {
       std::printf("\nFinal estimate: PPL = %.4f +/- %.5f  (%lld tokens, %lld chunks, %lld scored)\n", res.ppl,
                   res.ppl_err, static_cast<long long>(res.n_tokens), static_cast<long long>(res.n_chunks),
                   static_cast<long long>(res.n_scored));
+      if (res.has_kl) {
+        std::printf("KL-divergence vs base: mean %.6f  median %.6f  max %.6f  top-1 agreement %.2f%%  mean delta-p %+.4f%%  "
+                    "PPL ratio %.4f (base PPL %.4f)\n", res.kl.mean, res.kl.median, res.kl.max, 100 * res.kl.top1_agreement,
+                    100 * res.kl.mean_delta_p, res.kl.ppl_ratio, res.kl.ppl_base);
+      }
     }
     return OkStatus();
   });

@@ -67,3 +67,42 @@ TEST(Perplexity, TooShortTextIsAnError) {
 
 }  // namespace
 }  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+TEST(Perplexity, KlDivergenceAgainstSavedDistributions) {
+  LOWBIT_REQUIRE_SHARED();
+  testing::TempDir dir;
+  auto run = [&](const std::string& model, PerplexityOptions o) -> Expected<PerplexityResult> {
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(testing::SharedPath(model)));
+    LOWBIT_ASSIGN_OR_RETURN(LlamaModel m, LlamaModel::Load(g));
+    LOWBIT_ASSIGN_OR_RETURN(Vocab v, VocabFromGguf(g));
+    LOWBIT_ASSIGN_OR_RETURN(std::string text,
+                            ReadTextFile(testing::SharedPath("data/tinystories/TinyStoriesV2-GPT4-valid.first100.txt")));
+    return Perplexity(m, v, text, o);
+  };
+  const std::string f32 = "models/stories260K/stories260K-f32.gguf";
+  PerplexityOptions save{256, 4, 1, dir.Path("base.logp"), ""};
+  auto base = run(f32, save);
+  ASSERT_TRUE(base.ok()) << base.status().message();
+  auto self = run(f32, {256, 4, 1, "", dir.Path("base.logp")});
+  ASSERT_TRUE(self.ok()) << self.status().message();
+  ASSERT_TRUE(self->has_kl);
+  EXPECT_EQ(self->kl.mean, 0.0);
+  EXPECT_EQ(self->kl.top1_agreement, 1.0);
+  EXPECT_NEAR(self->kl.ppl_ratio, 1.0, 1e-6);
+  EXPECT_NEAR(self->kl.ppl_base, base->ppl, 1e-4 * base->ppl);
+  auto q = run("models/stories260K/stories260K-q5_0-mix.gguf", {256, 4, 1, "", dir.Path("base.logp")});
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  EXPECT_GT(q->kl.mean, 0.0);
+  EXPECT_LT(q->kl.mean, 0.2);
+  EXPECT_GT(q->kl.top1_agreement, 0.8);
+  EXPECT_LE(q->kl.median, q->kl.max);
+  auto mismatch = run(f32, {256, 3, 1, "", dir.Path("base.logp")});
+  ASSERT_FALSE(mismatch.ok());
+  EXPECT_NE(mismatch.status().message().find("4 chunks"), std::string::npos) << mismatch.status().message();
+}
+
+}  // namespace
+}  // namespace lowbit

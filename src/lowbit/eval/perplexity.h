@@ -19,6 +19,17 @@ struct PerplexityOptions {
   int64_t ctx = 0;     // 0: the model's training context
   int64_t chunks = -1; // -1: all
   int threads = 0;
+  // Reference distribution file (lowbit's format: "LBLOGP01", i64 ctx, n_vocab, n_chunks, n_scored,
+  // n_tokens, i32 tokens[n_tokens], then f32 log-probabilities [n_scored][n_vocab]).
+  std::string save_logits;  // write it
+  std::string kl_base;      // compare with it
+};
+
+struct KlStats {
+  double mean = 0, median = 0, max = 0;  // KL(base || this) per scored token, nats
+  double top1_agreement = 0;             // fraction where the most likely token is the same
+  double mean_delta_p = 0;               // mean of p(correct) - p_base(correct)
+  double ppl_base = 0, ppl_ratio = 0;
 };
 
 struct PerplexityResult {
@@ -27,6 +38,8 @@ struct PerplexityResult {
   int64_t n_chunks = 0;
   int64_t n_scored = 0;
   std::vector<double> running_ppl;  // after each chunk
+  bool has_kl = false;
+  KlStats kl;
 };
 
 // `on_chunk(i, running_ppl)` is called after each chunk (for live output); may be empty.
