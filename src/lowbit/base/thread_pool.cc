@@ -44,8 +44,7 @@ void ThreadPool::WorkerLoop() {
   }
 }
 
-void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t, size_t)>& fn,
-                             size_t grain) {
+void ThreadPool::ParallelFor(size_t n, FunctionRef<void(size_t, size_t)> fn, size_t grain) {
   if (n == 0) return;
   if (grain == 0) grain = std::max<size_t>(1, n / (4 * static_cast<size_t>(size())));
   if (workers_.empty() || n <= grain) {

@@ -10,10 +10,11 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "lowbit/base/function_ref.h"
 
 namespace lowbit {
 
@@ -28,8 +29,8 @@ class ThreadPool {
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
   // grain: smallest chunk handed to one thread (0 = n / (4 * size()), at least 1).
-  void ParallelFor(size_t n, const std::function<void(size_t begin, size_t end)>& fn,
-                   size_t grain = 0);
+  // `fn` is called as fn(begin, end); it is referenced, not copied (no allocation per call).
+  void ParallelFor(size_t n, FunctionRef<void(size_t, size_t)> fn, size_t grain = 0);
 
  private:
   void WorkerLoop();
@@ -44,7 +45,7 @@ class ThreadPool {
   bool stop_ = false;
 
   // The job in flight.
-  const std::function<void(size_t, size_t)>* fn_ = nullptr;
+  const FunctionRef<void(size_t, size_t)>* fn_ = nullptr;
   size_t n_ = 0;
   size_t grain_ = 1;
   std::atomic<size_t> next_{0};
