@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "lowbit/base/check.h"
+#include "lowbit/kernels/dot.h"
 #include "lowbit/numeric/dequant.h"
 
 namespace lowbit {
@@ -26,18 +27,11 @@ void DequantizeRowOf(GgmlType type, const uint8_t* w, int64_t cols, int64_t r, f
 
 void MatVecRef(GgmlType type, const uint8_t* w, int64_t rows, int64_t cols, const float* x, float* y,
                ThreadPool* pool) {
+  const DotRowFn dot = ActiveDotKernels().For(type);
+  LOWBIT_CHECK_MSG(dot != nullptr, "no dot product for {}", TypeInfo(type).name);
+  const uint64_t row_bytes = *RowBytes(type, static_cast<uint64_t>(cols));
   auto run = [&](size_t begin, size_t end) {
-    if (type == GgmlType::kF32) {
-      const auto* wf = reinterpret_cast<const float*>(w);
-      for (size_t r = begin; r < end; ++r) y[r] = Dot(wf + r * static_cast<size_t>(cols), x, cols);
-      return;
-    }
-    thread_local std::vector<float> row;  // grows once per thread, then reused
-    if (row.size() < static_cast<size_t>(cols)) row.resize(cols);
-    for (size_t r = begin; r < end; ++r) {
-      DequantizeRowOf(type, w, cols, static_cast<int64_t>(r), row.data());
-      y[r] = Dot(row.data(), x, cols);
-    }
+    for (size_t r = begin; r < end; ++r) y[r] = dot(w + r * row_bytes, x, cols);
   };
   // Small products are faster on one thread than handed out (measured: stories5M's 256x768).
   if (pool == nullptr || rows * cols < (int64_t{1} << 18)) run(0, static_cast<size_t>(rows));

@@ -1,9 +1,6 @@
-// Matrix-vector products on weights of any type (reference path): y[r] = dot(W[r, :], x).
-//
-// W is row-major in its GGUF type (each row `cols` values, a whole number of blocks). F32 rows are
-// dotted directly; other types are dequantized one row at a time into per-thread scratch with the
-// bit-exact reference dequantizer and then dotted. This is the scalar truth that the SIMD kernels
-// of later work are tested against; rows are split over the thread pool.
+// Matrix-vector products on weights of any type: y[r] = dot(W[r, :], x), W row-major in its GGUF
+// type. Each row goes through the active ISA's row dot product (kernels/dot.h); rows are split over
+// the thread pool for large matrices.
 #pragma once
 
 #include <cstdint>
