@@ -53,3 +53,32 @@ TEST(BpeTokenizer, Gpt2TestVectors) {
 
 }  // namespace
 }  // namespace lowbit
+
+#include "lowbit/tokenizer/tokenizer.h"
+
+namespace lowbit {
+namespace {
+
+TEST(Tokenizer, CreatePicksTheAlgorithmAndAddsBos) {
+  LOWBIT_REQUIRE_SHARED();
+  auto g = GgufFile::Open(testing::SharedPath("vocab/ggml-vocab-gpt-2.gguf"));
+  ASSERT_TRUE(g.ok());
+  auto v = VocabFromGguf(*g);
+  ASSERT_TRUE(v.ok());
+  auto t = Tokenizer::Create(*v);
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  EXPECT_EQ((*t)->Encode("Hello world"), (std::vector<int32_t>{15496, 995}));
+  auto spm = GgufFile::Open(testing::SharedPath("models/stories260K/stories260K-f32.gguf"));
+  auto sv = VocabFromGguf(*spm);
+  auto st = Tokenizer::Create(*sv);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ((*st)->EncodeWithBos("Once upon a time"), (std::vector<int32_t>{1, 403, 407, 261, 378}));
+  Vocab bert = *sv;
+  bert.model = "bert";
+  auto bad = Tokenizer::Create(bert);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("'bert'"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace lowbit

@@ -2,22 +2,17 @@
 
 #include <chrono>
 
-#include "lowbit/tokenizer/spm.h"
+#include "lowbit/tokenizer/tokenizer.h"
 
 namespace lowbit {
 
 Expected<GenerateStats> Generate(const LlamaModel& model, const Vocab& vocab, const GenerateOptions& o,
                                  const std::function<void(const std::string&)>& on_text) {
-  if (vocab.model != "llama") {
-    return Errorf("tokenizer model '{}' is not supported yet (only SentencePiece-style 'llama')", vocab.model);
-  }
   const LlamaConfig& c = model.config();
   const int64_t n_ctx = o.n_ctx > 0 ? o.n_ctx : c.n_ctx_train;
-  SpmTokenizer tok(vocab);
+  LOWBIT_ASSIGN_OR_RETURN(auto tok, Tokenizer::Create(vocab));
   GenerateStats st;
-  if (vocab.add_bos != 0 && vocab.bos_id >= 0) st.prompt_tokens.push_back(static_cast<int32_t>(vocab.bos_id));
-  const std::vector<int32_t> body = tok.Encode(o.prompt);
-  st.prompt_tokens.insert(st.prompt_tokens.end(), body.begin(), body.end());
+  st.prompt_tokens = tok->EncodeWithBos(o.prompt);
   if (st.prompt_tokens.empty()) return Errorf("the prompt is empty and the vocabulary has no BOS token");
   if (static_cast<int64_t>(st.prompt_tokens.size()) >= n_ctx) {
     return Errorf("the prompt has {} tokens, the context holds {}; shorten it or raise -c", st.prompt_tokens.size(), n_ctx);
@@ -42,7 +37,7 @@ Expected<GenerateStats> Generate(const LlamaModel& model, const Vocab& vocab, co
     }
     st.generated.push_back(next);
     history.push_back(next);
-    if (on_text) on_text(tok.Decode(next));
+    if (on_text) on_text(tok->Decode(next));
     out = session.Forward(next, pos++);
   }
   st.generate_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();

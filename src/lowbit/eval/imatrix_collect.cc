@@ -2,22 +2,16 @@
 
 #include <map>
 
-#include "lowbit/tokenizer/spm.h"
+#include "lowbit/tokenizer/tokenizer.h"
 
 namespace lowbit {
 
 Expected<Imatrix> CollectImatrix(const LlamaModel& model, const Vocab& vocab, const std::string& text,
                                  const ImatrixOptions& o, const std::function<void(int64_t, int64_t)>& on_chunk) {
-  if (vocab.model != "llama") {
-    return Errorf("tokenizer model '{}' is not supported yet (only SentencePiece-style 'llama')", vocab.model);
-  }
   const int64_t ctx = o.ctx > 0 ? o.ctx : model.config().n_ctx_train;
-  SpmTokenizer tok(vocab);
-  std::vector<int32_t> tokens;
-  const bool add_bos = vocab.add_bos != 0 && vocab.bos_id >= 0;
-  if (add_bos) tokens.push_back(static_cast<int32_t>(vocab.bos_id));
-  const std::vector<int32_t> body = tok.Encode(text);
-  tokens.insert(tokens.end(), body.begin(), body.end());
+  LOWBIT_ASSIGN_OR_RETURN(auto tok, Tokenizer::Create(vocab));
+  const std::vector<int32_t> tokens = tok->EncodeWithBos(text);
+  const bool add_bos = vocab.add_bos > 0 && vocab.bos_id >= 0;
   int64_t n_chunk = static_cast<int64_t>(tokens.size()) / ctx;
   if (o.chunks >= 0) n_chunk = std::min(n_chunk, o.chunks);
   if (n_chunk == 0) return Errorf("the text has {} tokens, fewer than one context of {}", tokens.size(), ctx);

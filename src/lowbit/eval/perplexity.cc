@@ -7,7 +7,7 @@
 
 #include "lowbit/base/atomic_file.h"
 #include "lowbit/base/mapped_file.h"
-#include "lowbit/tokenizer/spm.h"
+#include "lowbit/tokenizer/tokenizer.h"
 
 namespace lowbit {
 namespace {
@@ -44,18 +44,12 @@ Expected<MappedFile> OpenBase(const std::string& path, const LogitsHeader& want,
 Expected<PerplexityResult> Perplexity(const LlamaModel& model, const Vocab& vocab, const std::string& text,
                                       const PerplexityOptions& opts,
                                       const std::function<void(int64_t, double)>& on_chunk) {
-  if (vocab.model != "llama") {
-    return Errorf("tokenizer model '{}' is not supported yet (only SentencePiece-style 'llama')", vocab.model);
-  }
   const LlamaConfig& c = model.config();
   const int64_t ctx = opts.ctx > 0 ? opts.ctx : c.n_ctx_train;
   if (ctx < 2) return Errorf("context {} is too small to score anything", ctx);
-  SpmTokenizer tok(vocab);
-  std::vector<int32_t> tokens;
-  const bool add_bos = vocab.add_bos != 0 && vocab.bos_id >= 0;
-  if (add_bos) tokens.push_back(static_cast<int32_t>(vocab.bos_id));
-  const std::vector<int32_t> body = tok.Encode(text);
-  tokens.insert(tokens.end(), body.begin(), body.end());
+  LOWBIT_ASSIGN_OR_RETURN(auto tok, Tokenizer::Create(vocab));
+  const std::vector<int32_t> tokens = tok->EncodeWithBos(text);
+  const bool add_bos = vocab.add_bos > 0 && vocab.bos_id >= 0;
   PerplexityResult r;
   r.n_tokens = static_cast<int64_t>(tokens.size());
   int64_t n_chunk = r.n_tokens / ctx;
