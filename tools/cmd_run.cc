@@ -45,6 +45,7 @@ void AddRun(CLI::App& app, Registry& r) {
       std::fflush(stdout);
     }));
     std::printf("\n");
+    std::fflush(stdout);  // the text ends before the timing line on stderr
     const auto np = static_cast<double>(st.prompt_tokens.size()), ng = static_cast<double>(st.generated.size());
     std::fprintf(stderr, "load %.1f ms | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s%s\n",
                  load_s * 1e3, st.prompt_tokens.size(), st.prompt_seconds > 0 ? np / st.prompt_seconds : 0.0,
