@@ -27,13 +27,17 @@ Status View(const GgufFile& g, const std::string& name, int64_t want_rows, int64
   return OkStatus();
 }
 
-void RmsNorm(const float* x, const WeightView& w, int64_t n, float eps, float* out) {
+// Norm weights are read in place when F32 (as every converter writes them); other types are
+// dequantized into `scratch` (n floats).
+void RmsNorm(const float* x, const WeightView& w, int64_t n, float eps, float* out, float* scratch) {
   double ss = 0;
   for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
   const float scale = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(n)) + eps);
-  float wrow[8192];
-  LOWBIT_CHECK(n <= 8192);
-  DequantizeRowOf(w.type, w.data, n, 0, wrow);
+  const float* wrow = reinterpret_cast<const float*>(w.data);
+  if (w.type != GgmlType::kF32) {
+    DequantizeRowOf(w.type, w.data, n, 0, scratch);
+    wrow = scratch;
+  }
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * wrow[i];
 }
 
@@ -93,6 +97,7 @@ LlamaSession::LlamaSession(const LlamaModel& model, int64_t n_ctx, int threads)
   kv_.Resize(static_cast<size_t>(c_.n_layer * 2 * n_ctx * kv) * sizeof(float));
   x_.resize(c_.n_embd);
   xb_.resize(c_.n_embd);
+  norm_w_.resize(c_.n_embd);
   q_.resize(c_.n_embd);
   k_.resize(kv);
   v_.resize(kv);
@@ -171,7 +176,7 @@ const float* LlamaSession::Forward(int32_t token, int64_t pos) {
   };
   for (int64_t l = 0; l < c_.n_layer; ++l) {
     const LlamaModel::Layer& L = m_.layers[l];
-    RmsNorm(x_.data(), L.attn_norm, E, c_.rms_eps, xb_.data());
+    RmsNorm(x_.data(), L.attn_norm, E, c_.rms_eps, xb_.data(), norm_w_.data());
     for (int k = 0; k < 3; ++k) observe(l, k, xb_.data(), E);
     MatVecRef(L.wq.type, L.wq.data, L.wq.rows, E, xb_.data(), q_.data(), pool);
     MatVecRef(L.wk.type, L.wk.data, L.wk.rows, E, xb_.data(), k_.data(), pool);
@@ -182,7 +187,7 @@ const float* LlamaSession::Forward(int32_t token, int64_t pos) {
     observe(l, 3, xb_.data(), E);
     MatVecRef(L.wo.type, L.wo.data, E, E, xb_.data(), q_.data(), pool);
     for (int64_t i = 0; i < E; ++i) x_[i] += q_[i];
-    RmsNorm(x_.data(), L.ffn_norm, E, c_.rms_eps, xb_.data());
+    RmsNorm(x_.data(), L.ffn_norm, E, c_.rms_eps, xb_.data(), norm_w_.data());
     observe(l, 4, xb_.data(), E);
     observe(l, 5, xb_.data(), E);
     MatVecRef(L.gate.type, L.gate.data, c_.n_ff, E, xb_.data(), hb_.data(), pool);
@@ -192,7 +197,7 @@ const float* LlamaSession::Forward(int32_t token, int64_t pos) {
     MatVecRef(L.down.type, L.down.data, E, c_.n_ff, hb_.data(), q_.data(), pool);
     for (int64_t i = 0; i < E; ++i) x_[i] += q_[i];
   }
-  RmsNorm(x_.data(), m_.output_norm, E, c_.rms_eps, xb_.data());
+  RmsNorm(x_.data(), m_.output_norm, E, c_.rms_eps, xb_.data(), norm_w_.data());
   MatVecRef(m_.output.type, m_.output.data, c_.n_vocab, E, xb_.data(), logits_.data(), pool);
   return logits_.data();
 }

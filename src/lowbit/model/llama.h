@@ -71,7 +71,7 @@ class LlamaSession {
   int64_t n_ctx_;
   std::unique_ptr<ThreadPool> pool_;
   AlignedBuffer kv_;  // [layer][k|v][pos][n_head_kv * head_dim] floats
-  std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_, logits_, rope_cos_, rope_sin_;
+  std::vector<float> x_, xb_, norm_w_, q_, k_, v_, att_, hb_, hb2_, logits_, rope_cos_, rope_sin_;
   Observer observer_;
   std::vector<std::string> names_;  // [layer * 7 + k]: attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down
 };

@@ -43,6 +43,9 @@ const GgmlTypeInfo* FindGgmlTypeByName(std::string_view name);
 // For ids ggml removed: the name it had ("Q4_0_4_4"), else empty.
 std::string_view RemovedGgmlTypeName(uint32_t id);
 
+// F32, F16 or BF16: the plain float types.
+inline bool IsFloatType(GgmlType t) { return t == GgmlType::kF32 || t == GgmlType::kF16 || t == GgmlType::kBF16; }
+
 // Bytes of one row of `n` elements; nullopt if n is not a multiple of the block size.
 std::optional<uint64_t> RowBytes(GgmlType t, uint64_t n);
 

@@ -264,10 +264,6 @@ Expected<ConversionPlan> PlanGguf(const std::string& input) {
   return plan;
 }
 
-bool IsFloatType(GgmlType t) {
-  return t == GgmlType::kF32 || t == GgmlType::kF16 || t == GgmlType::kBF16;
-}
-
 uint32_t FileTypeOf(GgmlType outtype) {
   switch (outtype) {
     case GgmlType::kF16: return 1;    // LLAMA_FTYPE_MOSTLY_F16

@@ -23,8 +23,6 @@
 namespace lowbit {
 namespace {
 
-bool IsFloat(GgmlType t) { return t == GgmlType::kF32 || t == GgmlType::kF16 || t == GgmlType::kBF16; }
-
 Expected<GgmlType> WritableType(const std::string& name, const std::string& flag) {
   const GgmlTypeInfo* t = FindGgmlTypeByName(name);
   if (t == nullptr) return Errorf("{}: unknown tensor type '{}'", flag, name);
@@ -158,7 +156,7 @@ Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& o) {
     rep.shape = t.dims;
     rep.source_type = std::string(TypeInfo(t.source_type).name);
     const bool two_d = t.dims.size() >= 2;
-    const bool float_src = IsFloat(t.source_type);
+    const bool float_src = IsFloatType(t.source_type);
     GgmlType out = t.source_type;
     if (two_d && (float_src || o.allow_requantize)) {
       out = ChooseTensorType(mix, ctx, t.name, t.dims[0], i_attn_v, i_ffn_down, &rep.note);

@@ -7,6 +7,7 @@
 #include "lowbit/numeric/iq_tables.h"
 #include "lowbit/quant/quantize.h"
 #include "lowbit/quant/search.h"
+#include "lowbit/quant/weights.h"
 
 namespace lowbit {
 namespace {
@@ -21,12 +22,6 @@ const search::Levels& Iq4Levels() {
   return levels;
 }
 
-void Weights(const float* imatrix, int n, float* w) {
-  float sum = 0;
-  for (int i = 0; i < n && imatrix; ++i) sum += std::max(0.0f, imatrix[i]);
-  for (int i = 0; i < n; ++i) w[i] = sum > 0 ? std::max(0.0f, imatrix[i]) : 1.0f;
-}
-
 void PackNibbles(const uint8_t* idx, uint8_t* qs) {
   for (int j = 0; j < 16; ++j) qs[j] = static_cast<uint8_t>(idx[j] | (idx[j + 16] << 4));
 }
@@ -37,7 +32,7 @@ void QuantizeIQ4_NL(const float* x, void* dst, int64_t n, const float* imatrix) 
   auto* b = static_cast<BlockIQ4_NL*>(dst);
   float w[kQK];
   for (; n > 0; n -= kQK, x += kQK, ++b, imatrix = imatrix ? imatrix + kQK : nullptr) {
-    Weights(imatrix, kQK, w);
+    BlockWeights(imatrix, kQK, kQK, w);
     float d;
     uint8_t idx[kQK];
     search::QuantizeScaled(Iq4Levels(), x, w, kQK, &d, idx);
@@ -51,7 +46,7 @@ void QuantizeIQ4_XS(const float* x, void* dst, int64_t n, const float* imatrix) 
   float w[kQK_K];
   const search::SymmetricSpec spec{8, 32, Iq4Levels(), -32, 31};
   for (; n > 0; n -= kQK_K, x += kQK_K, ++b, imatrix = imatrix ? imatrix + kQK_K : nullptr) {
-    for (int j = 0; j < kQK_K; j += 32) Weights(imatrix ? imatrix + j : nullptr, 32, w + j);
+    BlockWeights(imatrix, kQK_K, 32, w);
     float d;
     int s[8];
     uint8_t idx[kQK_K];
@@ -78,17 +73,22 @@ uint8_t PackTrits(const int8_t* t, int count) {
   return static_cast<uint8_t>((v * 256 + 242) / 243);
 }
 
+// Weights, ternary search and the stored scale of one 256-value block.
+void TernaryBlock(const float* x, const float* imatrix, uint16_t* d_out, int8_t* t) {
+  float w[kQK_K];
+  BlockWeights(imatrix, kQK_K, kQK_K, w);
+  float d;
+  search::QuantizeTernary(x, w, kQK_K, &d, t);
+  *d_out = Fp32ToFp16(d);
+}
+
 }  // namespace
 
 void QuantizeTQ1_0(const float* x, void* dst, int64_t n, const float* imatrix) {
   auto* b = static_cast<BlockTQ1_0*>(dst);
-  float w[kQK_K];
   for (; n > 0; n -= kQK_K, x += kQK_K, ++b, imatrix = imatrix ? imatrix + kQK_K : nullptr) {
-    Weights(imatrix, kQK_K, w);
-    float d;
     int8_t t[kQK_K];
-    search::QuantizeTernary(x, w, kQK_K, &d, t);
-    b->d = Fp32ToFp16(d);
+    TernaryBlock(x, imatrix, &b->d, t);
     int8_t digits[5];
     for (int m = 0; m < 32; ++m) {
       for (int k = 0; k < 5; ++k) digits[k] = t[k * 32 + m];
@@ -107,13 +107,9 @@ void QuantizeTQ1_0(const float* x, void* dst, int64_t n, const float* imatrix) {
 
 void QuantizeTQ2_0(const float* x, void* dst, int64_t n, const float* imatrix) {
   auto* b = static_cast<BlockTQ2_0*>(dst);
-  float w[kQK_K];
   for (; n > 0; n -= kQK_K, x += kQK_K, ++b, imatrix = imatrix ? imatrix + kQK_K : nullptr) {
-    Weights(imatrix, kQK_K, w);
-    float d;
     int8_t t[kQK_K];
-    search::QuantizeTernary(x, w, kQK_K, &d, t);
-    b->d = Fp32ToFp16(d);
+    TernaryBlock(x, imatrix, &b->d, t);
     std::memset(b->qs, 0, 64);
     for (int e = 0; e < kQK_K; ++e) {
       b->qs[(e / 128) * 32 + e % 32] |= static_cast<uint8_t>((t[e] + 1) << (2 * ((e % 128) / 32)));

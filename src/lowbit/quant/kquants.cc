@@ -6,23 +6,10 @@
 #include "lowbit/numeric/half.h"
 #include "lowbit/quant/quantize.h"
 #include "lowbit/quant/search.h"
+#include "lowbit/quant/weights.h"
 
 namespace lowbit {
 namespace {
-
-// Per-element weights of one super-block: the importance matrix slice, or ones. A sub-block whose
-// weights are all zero (columns never activated) falls back to ones so its fit is still defined.
-void BlockWeights(const float* imatrix, int n, int sub, float* w) {
-  if (imatrix == nullptr) {
-    std::fill(w, w + n, 1.0f);
-    return;
-  }
-  for (int j = 0; j < n; j += sub) {
-    float sum = 0;
-    for (int i = 0; i < sub; ++i) sum += std::max(0.0f, imatrix[j + i]);
-    for (int i = 0; i < sub; ++i) w[j + i] = sum > 0 ? std::max(0.0f, imatrix[j + i]) : 1.0f;
-  }
-}
 
 // Packs 16 6-bit Q3_K scales into 12 bytes (inverse of the dequantizer's unpacking).
 void PackQ3KScales(const int* ls, uint8_t* out) {

@@ -45,16 +45,30 @@ inline void PackQ5(const int* q, uint8_t* qs, uint8_t* qh_out) {
   std::memcpy(qh_out, &qh, 4);
 }
 
+// Symmetric block scale d = (signed largest value) / divisor, stored as fp16; returns 1/d (0 if d is 0).
+inline float SymmetricScale(const float* x, float divisor, uint16_t* d_out) {
+  float amax;
+  const float d = SignedAbsMax(x, kQK, &amax) / divisor;
+  *d_out = Fp32ToFp16(d);
+  return d != 0.0f ? 1.0f / d : 0.0f;
+}
+
+// Affine block scale d = (max - min) / levels and offset min, stored as fp16; returns 1/d.
+inline float AffineScale(const float* x, float levels, uint16_t* d_out, uint16_t* m_out, float* mn) {
+  float mx;
+  MinMax(x, kQK, mn, &mx);
+  const float d = (mx - *mn) / levels;
+  *d_out = Fp32ToFp16(d);
+  *m_out = Fp32ToFp16(*mn);
+  return d != 0.0f ? 1.0f / d : 0.0f;
+}
+
 }  // namespace
 
 void QuantizeQ4_0Ref(const float* x, void* dst, int64_t n) {
   auto* b = static_cast<BlockQ4_0*>(dst);
   for (; n > 0; n -= kQK, x += kQK, ++b) {
-    float amax;
-    const float max = SignedAbsMax(x, kQK, &amax);
-    const float d = max / -8.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    b->d = Fp32ToFp16(d);
+    const float id = SymmetricScale(x, -8.0f, &b->d);
     for (int j = 0; j < 16; ++j) {
       const int q0 = std::min(15, static_cast<int>(static_cast<int8_t>(x[j] * id + 8.5f)));
       const int q1 = std::min(15, static_cast<int>(static_cast<int8_t>(x[j + 16] * id + 8.5f)));
@@ -66,12 +80,8 @@ void QuantizeQ4_0Ref(const float* x, void* dst, int64_t n) {
 void QuantizeQ4_1Ref(const float* x, void* dst, int64_t n) {
   auto* b = static_cast<BlockQ4_1*>(dst);
   for (; n > 0; n -= kQK, x += kQK, ++b) {
-    float mn, mx;
-    MinMax(x, kQK, &mn, &mx);
-    const float d = (mx - mn) / 15.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    b->d = Fp32ToFp16(d);
-    b->m = Fp32ToFp16(mn);
+    float mn;
+    const float id = AffineScale(x, 15.0f, &b->d, &b->m, &mn);
     for (int j = 0; j < 16; ++j) {
       const int q0 = std::min(15, static_cast<int>(static_cast<int8_t>((x[j] - mn) * id + 0.5f)));
       const int q1 = std::min(15, static_cast<int>(static_cast<int8_t>((x[j + 16] - mn) * id + 0.5f)));
@@ -83,11 +93,7 @@ void QuantizeQ4_1Ref(const float* x, void* dst, int64_t n) {
 void QuantizeQ5_0Ref(const float* x, void* dst, int64_t n) {
   auto* b = static_cast<BlockQ5_0*>(dst);
   for (; n > 0; n -= kQK, x += kQK, ++b) {
-    float amax;
-    const float max = SignedAbsMax(x, kQK, &amax);
-    const float d = max / -16.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    b->d = Fp32ToFp16(d);
+    const float id = SymmetricScale(x, -16.0f, &b->d);
     int q[kQK];
     for (int j = 0; j < kQK; ++j) q[j] = std::min(31, static_cast<int>(static_cast<int8_t>(x[j] * id + 16.5f)));
     PackQ5(q, b->qs, b->qh);
@@ -97,12 +103,8 @@ void QuantizeQ5_0Ref(const float* x, void* dst, int64_t n) {
 void QuantizeQ5_1Ref(const float* x, void* dst, int64_t n) {
   auto* b = static_cast<BlockQ5_1*>(dst);
   for (; n > 0; n -= kQK, x += kQK, ++b) {
-    float mn, mx;
-    MinMax(x, kQK, &mn, &mx);
-    const float d = (mx - mn) / 31.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    b->d = Fp32ToFp16(d);
-    b->m = Fp32ToFp16(mn);
+    float mn;
+    const float id = AffineScale(x, 31.0f, &b->d, &b->m, &mn);
     int q[kQK];
     for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>((x[j] - mn) * id + 0.5f);
     PackQ5(q, b->qs, b->qh);

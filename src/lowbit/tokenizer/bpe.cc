@@ -5,6 +5,8 @@
 
 #include <queue>
 
+#include "lowbit/tokenizer/utf8.h"
+
 namespace lowbit {
 
 struct BpeTokenizer::Regex {
@@ -27,11 +29,6 @@ std::string Utf8(uint32_t cp) {
     s += static_cast<char>(0x80 | (cp & 0x3F));
   }
   return s;
-}
-
-size_t Utf8Length(uint8_t lead) {
-  static const uint8_t kLen[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-  return kLen[lead >> 4];
 }
 
 // Pre-tokenizer expressions by tokenizer.ggml.pre (llama.cpp's, written for PCRE2).

@@ -3,15 +3,12 @@
 #include <cstdio>
 #include <queue>
 
+#include "lowbit/tokenizer/utf8.h"
+
 namespace lowbit {
 namespace {
 
 constexpr const char* kSpace = "\xe2\x96\x81";  // U+2581
-
-size_t Utf8Length(uint8_t lead) {
-  static const uint8_t kLen[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-  return kLen[lead >> 4];
-}
 
 struct Symbol {
   int prev, next;
