@@ -1,17 +1,82 @@
-// Every row dot product of every ISA table the CPU runs agrees with the reference (dequantize,
-// then dot) within 1e-5 of sum |w x|, for every type the reference covers, on random rows.
+// Row dot products and matrix products.
+//  - The reference integer kernels compute what the formats mean: dot(quantized row, quantized
+//    activations) stays within the activation-quantization bound of the F32 dot of the dequantized
+//    row with the original activations.
+//  - Every ISA table the CPU runs agrees with the reference within float rounding.
+//  - MatMul gives the same numbers whatever the batch, thread count or row stride.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
 
 #include "lowbit/kernels/dot.h"
+#include "lowbit/kernels/matvec.h"
 #include "lowbit/numeric/dequant.h"
 #include "lowbit/quant/quantize.h"
 
 namespace lowbit {
 namespace {
+
+struct Case {
+  std::vector<float> w, x, deq;
+  std::vector<uint8_t> row, act;
+};
+
+Case MakeCase(GgmlType t, int64_t n, std::mt19937& rng, bool outliers) {
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  Case c;
+  c.w.resize(n);
+  c.x.resize(n);
+  c.deq.resize(n);
+  for (auto& v : c.w) v = nd(rng) * 0.02f;
+  for (auto& v : c.x) v = nd(rng);
+  if (outliers) {
+    for (int64_t i = 0; i < n; i += 97) c.x[i] *= -40.0f;  // a negative activation of largest magnitude per block
+  }
+  c.row.resize(*RowBytes(t, n));
+  FromFloatFor(t)(c.w.data(), c.row.data(), n, nullptr);
+  ToFloatFor(t)(c.row.data(), c.deq.data(), n);
+  c.act.resize(ActRowBytes(t, n));
+  QuantizeActivations(t, c.x.data(), c.act.data(), n);
+  return c;
+}
+
+// Types with both a quantizer (to make rows) and a dot product.
+std::vector<GgmlType> DotTypes() {
+  std::vector<GgmlType> out;
+  for (const GgmlTypeInfo& t : AllGgmlTypes()) {
+    if (DotKernelsFor(Isa::kRef).For(t.type) != nullptr && FromFloatFor(t.type) != nullptr) out.push_back(t.type);
+  }
+  return out;
+}
+
+TEST(DotReference, IntegerKernelsMatchTheDequantizedDotWithinActivationRounding) {
+  std::mt19937 rng(5);
+  const DotKernels& ref = DotKernelsFor(Isa::kRef);
+  int integer_types = 0;
+  for (GgmlType t : DotTypes()) {
+    const GgmlType act = ActTypeFor(t);
+    if (act == GgmlType::kF32) continue;
+    ++integer_types;
+    const int64_t ab = TypeInfo(act).block_size;
+    for (bool outliers : {false, true}) {
+      const int64_t n = 4096;
+      Case c = MakeCase(t, n, rng, outliers);
+      double exact = 0, bound = 0;
+      for (int64_t i = 0; i < n; ++i) exact += static_cast<double>(c.deq[i]) * c.x[i];
+      for (int64_t b = 0; b < n; b += ab) {  // |x - x_q| <= amax / 254 per activation block (+ fp16 scale rounding)
+        double amax = 0, wsum = 0;
+        for (int64_t i = b; i < b + ab; ++i) amax = std::max(amax, std::fabs(static_cast<double>(c.x[i]))), wsum += std::fabs(c.deq[i]);
+        bound += wsum * amax * (0.5 / 127.0 + 1e-3);
+      }
+      const float got = ref.For(t)(c.row.data(), c.act.data(), n);
+      EXPECT_NEAR(got, exact, bound) << TypeInfo(t).name << (outliers ? " outliers" : "");
+    }
+  }
+  EXPECT_EQ(integer_types, 12);  // Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 IQ4_NL Q2_K..Q6_K IQ4_XS
+}
 
 class DotKernelsTest : public ::testing::TestWithParam<Isa> {};
 
@@ -19,24 +84,19 @@ TEST_P(DotKernelsTest, MatchReferenceOnEveryType) {
   const DotKernels& k = DotKernelsFor(GetParam());
   const DotKernels& ref = DotKernelsFor(Isa::kRef);
   std::mt19937 rng(11);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
   int types = 0;
-  for (const GgmlTypeInfo& t : AllGgmlTypes()) {
-    if (ref.For(t.type) == nullptr || FromFloatFor(t.type) == nullptr) continue;
-    ASSERT_NE(k.For(t.type), nullptr) << t.name;
+  for (GgmlType t : DotTypes()) {
+    ASSERT_NE(k.For(t), nullptr) << TypeInfo(t).name;
     for (int64_t n : {int64_t{256}, int64_t{768}, int64_t{4096}}) {
-      if (n % t.block_size) continue;
-      std::vector<float> w(n), x(n), deq(n);
-      for (auto& v : w) v = nd(rng) * 0.02f;
-      for (auto& v : x) v = nd(rng);
-      std::vector<uint8_t> row(*RowBytes(t.type, n));
-      FromFloatFor(t.type)(w.data(), row.data(), n, nullptr);
-      ToFloatFor(t.type)(row.data(), deq.data(), n);
-      double mag = 0;
-      for (int64_t i = 0; i < n; ++i) mag += std::fabs(static_cast<double>(deq[i]) * x[i]);
-      const float want = ref.For(t.type)(row.data(), x.data(), n);
-      const float got = k.For(t.type)(row.data(), x.data(), n);
-      EXPECT_NEAR(got, want, 1e-5 * mag + 1e-7) << t.name << " n=" << n;
+      if (n % TypeInfo(t).block_size) continue;
+      for (bool outliers : {false, true}) {
+        Case c = MakeCase(t, n, rng, outliers);
+        double mag = 0;
+        for (int64_t i = 0; i < n; ++i) mag += std::fabs(static_cast<double>(c.deq[i]) * c.x[i]);
+        const float want = ref.For(t)(c.row.data(), c.act.data(), n);
+        const float got = k.For(t)(c.row.data(), c.act.data(), n);
+        EXPECT_NEAR(got, want, 2e-6 * mag + 1e-7) << TypeInfo(t).name << " n=" << n;
+      }
     }
     ++types;
   }
@@ -45,6 +105,41 @@ TEST_P(DotKernelsTest, MatchReferenceOnEveryType) {
 
 INSTANTIATE_TEST_SUITE_P(EveryIsaThisCpuRuns, DotKernelsTest, ::testing::ValuesIn(SupportedIsas()),
                          [](const auto& p) { return std::string(IsaName(p.param)); });
+
+TEST(MatMul, SameResultForAnyBatchThreadsAndStride) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  ThreadPool pool(2);
+  MatMulScratch scratch;
+  for (GgmlType t : {GgmlType::kF32, GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K}) {
+    const int64_t rows = 96, cols = 1024, batch = 37, pad_cols = 1280;
+    // Weights stored with 256 extra columns per row: the product uses a view of the first `cols`.
+    std::vector<float> wf(rows * pad_cols), x(batch * cols);
+    for (auto& v : wf) v = nd(rng) * 0.02f;
+    for (auto& v : x) v = nd(rng);
+    const uint64_t stride = *RowBytes(t, pad_cols);
+    std::vector<uint8_t> w(rows * stride);
+    for (int64_t r = 0; r < rows; ++r) FromFloatFor(t)(wf.data() + r * pad_cols, w.data() + r * stride, pad_cols, nullptr);
+    MatMulArgs a{.type = t, .w = w.data(), .rows = rows, .cols = cols, .row_stride = stride, .x = x.data(), .batch = batch};
+    std::vector<float> y(batch * rows), y1(rows);
+    a.y = y.data();
+    MatMul(a, &pool, &scratch);
+    const DotKernels& k = ActiveDotKernels();
+    std::vector<uint8_t> act(ActRowBytes(t, cols));
+    for (int64_t b = 0; b < batch; ++b) {
+      MatMulArgs one = a;
+      one.x = x.data() + b * cols;
+      one.batch = 1;
+      one.y = y1.data();
+      MatMul(one, nullptr, &scratch);
+      QuantizeActivations(t, one.x, act.data(), cols);
+      for (int64_t r = 0; r < rows; ++r) {
+        ASSERT_EQ(y[b * rows + r], y1[r]) << TypeInfo(t).name;
+        ASSERT_EQ(y1[r], k.For(t)(w.data() + r * stride, act.data(), cols));
+      }
+    }
+  }
+}
 
 }  // namespace
 }  // namespace lowbit

@@ -23,9 +23,8 @@ Expected<GenerateStats> Generate(const LlamaModel& model, const Vocab& vocab, co
   history.reserve(static_cast<size_t>(n_ctx));
   std::vector<float> logits(static_cast<size_t>(c.n_vocab));
   auto t0 = std::chrono::steady_clock::now();
-  int64_t pos = 0;
-  const float* out = nullptr;
-  for (int32_t t : st.prompt_tokens) out = session.Forward(t, pos++);
+  const float* out = session.Forward(st.prompt_tokens, 0);  // prefill: one batch
+  int64_t pos = static_cast<int64_t>(st.prompt_tokens.size());
   auto t1 = std::chrono::steady_clock::now();
   st.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
   for (int64_t i = 0; i < o.n_predict && pos < n_ctx; ++i) {

@@ -84,8 +84,10 @@ Expected<BenchResult> Bench(const LlamaModel& model, const BenchOptions& o) {
   s.Forward(tok(rng), 0);  // warm-up: page in the weights
   for (int rep = 0; rep < o.reps; ++rep) {
     if (o.n_prompt > 0) {
+      std::vector<int32_t> prompt(static_cast<size_t>(o.n_prompt));
+      for (int32_t& t : prompt) t = tok(rng);
       const auto t0 = std::chrono::steady_clock::now();
-      for (int64_t i = 0; i < o.n_prompt; ++i) s.Forward(tok(rng), i);
+      s.Forward(prompt, 0);
       pp.push_back(static_cast<double>(o.n_prompt) / Seconds(t0, std::chrono::steady_clock::now()));
     }
     if (o.n_gen > 0) {

@@ -29,10 +29,9 @@ Expected<Imatrix> CollectImatrix(const LlamaModel& model, const Vocab& vocab, co
     ++a.rows;
   });
   for (int64_t i = 0; i < n_chunk; ++i) {
-    for (int64_t j = 0; j < ctx; ++j) {
-      const int32_t t = (j == 0 && add_bos) ? static_cast<int32_t>(vocab.bos_id) : tokens[i * ctx + j];
-      session.Forward(t, j);
-    }
+    std::vector<int32_t> chunk(tokens.begin() + i * ctx, tokens.begin() + (i + 1) * ctx);
+    if (add_bos) chunk[0] = static_cast<int32_t>(vocab.bos_id);
+    session.Forward(chunk, 0);
     if (on_chunk) on_chunk(i + 1, n_chunk);
   }
   Imatrix m;

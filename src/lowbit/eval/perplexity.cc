@@ -79,14 +79,16 @@ Expected<PerplexityResult> Perplexity(const LlamaModel& model, const Vocab& voca
   const float* base_lp = base ? reinterpret_cast<const float*>(base->data() + sizeof(header) + tokens.size() * 4) : nullptr;
   std::vector<float> lp(static_cast<size_t>(c.n_vocab));
   std::vector<double> klds;
+  std::vector<int32_t> chunk;
   double base_nll = 0, sum_dp = 0;
   int64_t agree = 0;
   for (int64_t i = 0; i < n_chunk; ++i) {
     const int64_t start = i * ctx;
-    for (int64_t j = 0; j < ctx - 1; ++j) {
-      const int32_t t = (j == 0 && add_bos) ? static_cast<int32_t>(vocab.bos_id) : tokens[start + j];
-      const float* logits = session.Forward(t, j);
-      if (j < first) continue;
+    chunk.assign(tokens.begin() + start, tokens.begin() + start + ctx - 1);
+    if (add_bos) chunk[0] = static_cast<int32_t>(vocab.bos_id);
+    const float* all = session.Forward(chunk, 0, /*all_logits=*/true);
+    for (int64_t j = first; j < ctx - 1; ++j) {
+      const float* logits = all + j * c.n_vocab;
       const float mx = *std::max_element(logits, logits + c.n_vocab);
       double sum = 0;
       for (int64_t v = 0; v < c.n_vocab; ++v) sum += std::exp(static_cast<double>(logits[v]) - mx);

@@ -1,15 +1,25 @@
 #include "lowbit/kernels/dot.h"
 
+#include <cstring>
+#include <utility>
 #include <vector>
 
+#include "lowbit/kernels/act_quant.h"
 #include "lowbit/kernels/matvec.h"
+#include "lowbit/numeric/blocks.h"
 #include "lowbit/numeric/dequant.h"
+#include "lowbit/numeric/half.h"
+#include "lowbit/numeric/iq_tables.h"
 
 namespace lowbit {
 namespace {
 
+inline float H(uint16_t h) { return Fp16ToFp32(h); }
+
+// F32 activations: the row dequantized, then an F32 dot.
 template <GgmlType T>
-float RefRow(const uint8_t* row, const float* x, int64_t n) {
+float FloatRow(const uint8_t* row, const uint8_t* act, int64_t n) {
+  const auto* x = reinterpret_cast<const float*>(act);
   if constexpr (T == GgmlType::kF32) {
     return Dot(reinterpret_cast<const float*>(row), x, n);
   } else {
@@ -20,12 +30,195 @@ float RefRow(const uint8_t* row, const float* x, int64_t n) {
   }
 }
 
+// ---- 32-element blocks against Q8_0 / Q8_1: value = d * q + m with integer codes q.
+
+struct Codes32 {
+  int8_t q[32];
+  float d, m = 0.0f;
+};
+
+template <GgmlType T>
+void Decode32(const typename BlockOf<T>::type& b, Codes32* c) {
+  c->d = H(b.d);
+  if constexpr (T == GgmlType::kQ8_0) {
+    std::memcpy(c->q, b.qs, 32);
+  } else if constexpr (T == GgmlType::kIQ4_NL) {
+    for (int j = 0; j < 16; ++j) {
+      c->q[j] = iq::kvalues_iq4nl[b.qs[j] & 0xF];
+      c->q[j + 16] = iq::kvalues_iq4nl[b.qs[j] >> 4];
+    }
+  } else {
+    uint32_t qh = 0;
+    constexpr bool kFive = T == GgmlType::kQ5_0 || T == GgmlType::kQ5_1;
+    constexpr bool kAffine = T == GgmlType::kQ4_1 || T == GgmlType::kQ5_1;
+    if constexpr (kFive) std::memcpy(&qh, b.qh, 4);
+    if constexpr (kAffine) c->m = H(b.m);
+    const int bias = kAffine ? 0 : (kFive ? 16 : 8);
+    for (int j = 0; j < 16; ++j) {
+      c->q[j] = static_cast<int8_t>(((b.qs[j] & 0xF) | (((qh >> j) & 1) << 4)) - bias);
+      c->q[j + 16] = static_cast<int8_t>(((b.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - bias);
+    }
+  }
+}
+
+template <GgmlType T, GgmlType A>
+float Dot32(const uint8_t* row, const uint8_t* act, int64_t n) {
+  const auto* w = reinterpret_cast<const typename BlockOf<T>::type*>(row);
+  const auto* y = reinterpret_cast<const typename BlockOf<A>::type*>(act);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    Codes32 c;
+    Decode32<T>(w[i], &c);
+    int s = 0;
+    for (int j = 0; j < 32; ++j) s += c.q[j] * y[i].qs[j];
+    if constexpr (A == GgmlType::kQ8_1) {
+      sum += (c.d * H(y[i].d)) * static_cast<float>(s) + c.m * H(y[i].s);
+    } else {
+      sum += static_cast<float>(s) * (c.d * H(y[i].d));
+    }
+  }
+  return sum;
+}
+
+// ---- 256-element super-blocks against Q8_K: value = d * sc[g] * q - dmin * mn[g] per group g of
+// 16 elements (sub-blocks of 32 repeat their scale over two groups).
+
+struct CodesK {
+  int8_t q[256];
+  int sc[16], mn[16] = {};
+  float d, dmin = 0.0f;
+};
+
+template <GgmlType T>
+void DecodeK(const typename BlockOf<T>::type& b, CodesK* c) {
+  int8_t* o = c->q;
+  if constexpr (T == GgmlType::kQ2_K) {
+    c->d = H(b.d);
+    c->dmin = H(b.dmin);
+    for (int g = 0; g < 16; ++g) c->sc[g] = b.scales[g] & 0xF, c->mn[g] = b.scales[g] >> 4;
+    for (int half = 0; half < 2; ++half) {
+      for (int j = 0; j < 4; ++j) {
+        for (int l = 0; l < 32; ++l) o[128 * half + 32 * j + l] = static_cast<int8_t>((b.qs[32 * half + l] >> (2 * j)) & 3);
+      }
+    }
+  } else if constexpr (T == GgmlType::kQ3_K) {
+    c->d = H(b.d);
+    int8_t s[16];
+    Q3KScales(b.scales, s);
+    for (int g = 0; g < 16; ++g) c->sc[g] = s[g] - 32;
+    int m = 1;
+    for (int half = 0; half < 2; ++half) {
+      for (int j = 0; j < 4; ++j, m <<= 1) {
+        for (int l = 0; l < 32; ++l) {
+          o[128 * half + 32 * j + l] =
+              static_cast<int8_t>(((b.qs[32 * half + l] >> (2 * j)) & 3) - ((b.hmask[l] & m) ? 0 : 4));
+        }
+      }
+    }
+  } else if constexpr (T == GgmlType::kQ4_K || T == GgmlType::kQ5_K) {
+    c->d = H(b.d);
+    c->dmin = H(b.dmin);
+    for (int j = 0; j < 8; ++j) {
+      uint8_t s, m;
+      ScaleMinK4(j, b.scales, &s, &m);
+      c->sc[2 * j] = c->sc[2 * j + 1] = s;
+      c->mn[2 * j] = c->mn[2 * j + 1] = m;
+    }
+    for (int ch = 0; ch < 4; ++ch) {
+      for (int l = 0; l < 32; ++l) {
+        int lo = b.qs[32 * ch + l] & 0xF, hi = b.qs[32 * ch + l] >> 4;
+        if constexpr (T == GgmlType::kQ5_K) {
+          lo += (b.qh[l] >> (2 * ch)) & 1 ? 16 : 0;
+          hi += (b.qh[l] >> (2 * ch + 1)) & 1 ? 16 : 0;
+        }
+        o[64 * ch + l] = static_cast<int8_t>(lo);
+        o[64 * ch + 32 + l] = static_cast<int8_t>(hi);
+      }
+    }
+  } else if constexpr (T == GgmlType::kQ6_K) {
+    c->d = H(b.d);
+    for (int g = 0; g < 16; ++g) c->sc[g] = b.scales[g];
+    for (int half = 0; half < 2; ++half) {
+      const uint8_t* ql = b.ql + 64 * half;
+      const uint8_t* qh = b.qh + 32 * half;
+      int8_t* out = o + 128 * half;
+      for (int l = 0; l < 32; ++l) {
+        out[l] = static_cast<int8_t>(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+        out[l + 32] = static_cast<int8_t>(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+        out[l + 64] = static_cast<int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+        out[l + 96] = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+      }
+    }
+  } else {
+    static_assert(T == GgmlType::kIQ4_XS);
+    c->d = H(b.d);
+    for (int ib = 0; ib < 8; ++ib) {
+      const int ls = ((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((b.scales_h >> (2 * ib)) & 3) << 4);
+      c->sc[2 * ib] = c->sc[2 * ib + 1] = ls - 32;
+      for (int j = 0; j < 16; ++j) {
+        o[32 * ib + j] = iq::kvalues_iq4nl[b.qs[16 * ib + j] & 0xF];
+        o[32 * ib + 16 + j] = iq::kvalues_iq4nl[b.qs[16 * ib + j] >> 4];
+      }
+    }
+  }
+}
+
+template <GgmlType T>
+float DotK(const uint8_t* row, const uint8_t* act, int64_t n) {
+  const auto* w = reinterpret_cast<const typename BlockOf<T>::type*>(row);
+  const auto* y = reinterpret_cast<const BlockQ8_K*>(act);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    CodesK c;
+    DecodeK<T>(w[i], &c);
+    int isum = 0, msum = 0;
+    for (int g = 0; g < 16; ++g) {
+      int s = 0;
+      for (int l = 0; l < 16; ++l) s += c.q[16 * g + l] * y[i].qs[16 * g + l];
+      isum += c.sc[g] * s;
+      msum += c.mn[g] * y[i].bsums[g];
+    }
+    sum += (y[i].d * c.d) * static_cast<float>(isum) - (y[i].d * c.dmin) * static_cast<float>(msum);
+  }
+  return sum;
+}
+
+template <GgmlType T>
+constexpr VecDotFn RefFor() {
+  using enum GgmlType;
+  if constexpr (T == kQ4_0 || T == kQ5_0 || T == kQ8_0 || T == kIQ4_NL) return &Dot32<T, kQ8_0>;
+  else if constexpr (T == kQ4_1 || T == kQ5_1) return &Dot32<T, kQ8_1>;
+  else if constexpr (T == kQ2_K || T == kQ3_K || T == kQ4_K || T == kQ5_K || T == kQ6_K || T == kIQ4_XS) return &DotK<T>;
+  else return &FloatRow<T>;
+}
+
 template <uint32_t... Ids>
 void FillRef(DotKernels* k, std::integer_sequence<uint32_t, Ids...>) {
-  ((k->row[Ids] = FindGgmlType(Ids) && ToFloatFor(static_cast<GgmlType>(Ids)) ? &RefRow<static_cast<GgmlType>(Ids)> : nullptr), ...);
+  ((k->dot[Ids] = FindGgmlType(Ids) && ToFloatFor(static_cast<GgmlType>(Ids)) ? RefFor<static_cast<GgmlType>(Ids)>() : nullptr), ...);
 }
 
 }  // namespace
+
+GgmlType ActTypeFor(GgmlType w) {
+  using enum GgmlType;
+  switch (w) {
+    case kQ4_0: case kQ5_0: case kQ8_0: case kIQ4_NL: return kQ8_0;
+    case kQ4_1: case kQ5_1: return kQ8_1;
+    case kQ2_K: case kQ3_K: case kQ4_K: case kQ5_K: case kQ6_K: case kIQ4_XS: return kQ8_K;
+    default: return kF32;
+  }
+}
+
+uint64_t ActRowBytes(GgmlType w, int64_t n) { return *RowBytes(ActTypeFor(w), static_cast<uint64_t>(n)); }
+
+void QuantizeActivations(GgmlType w, const float* x, uint8_t* out, int64_t n) {
+  switch (ActTypeFor(w)) {
+    case GgmlType::kQ8_0: QuantizeQ8_0Ref(x, out, n); break;
+    case GgmlType::kQ8_1: QuantizeQ8_1Ref(x, out, n); break;
+    case GgmlType::kQ8_K: QuantizeQ8_KRef(x, out, n); break;
+    default: std::memcpy(out, x, static_cast<size_t>(n) * sizeof(float)); break;
+  }
+}
 
 namespace internal {
 void FillRefDotKernels(DotKernels* k) { FillRef(k, std::make_integer_sequence<uint32_t, kMaxTypeId>{}); }

@@ -1,10 +1,14 @@
 // Row dot products dot(W[r, :], x) on weights in their stored type, one table per ISA, chosen once.
 //
-// The reference table dequantizes a row with the bit-exact dequantizer and dots in F32 (8 partial
-// sums); it covers every readable type. The AVX2 table computes straight from the blocks (F32, F16,
-// Q8_0, Q4_0 so far, F32 activations, FMA); types it lacks fall back to the reference entry. Results
-// differ from the reference only by summation order and FMA rounding: tests bound the difference by
-// 1e-5 of sum |w x|.
+// Activations are converted once per product into the weight type's partner, the "activation
+// type" (ActTypeFor): Q8_0 for Q4_0, Q5_0, Q8_0 and IQ4_NL; Q8_1 for Q4_1 and Q5_1; Q8_K for
+// Q2_K..Q6_K and IQ4_XS; F32 for everything else (F32/F16/BF16 and the TQ and IQ lattice types,
+// which the reference runs by dequantizing a row). This is what ggml does on CPU, so a quantized
+// model scores the perplexity llama.cpp reports for it.
+//
+// The reference table computes the integer block sums exactly and combines them in float; the
+// AVX2 table computes the same integer sums (maddubs/madd) and differs only in the order of the
+// float additions and FMA rounding. Tests bound the difference per type (tests/kernels/dot_test.cc).
 #pragma once
 
 #include <cstdint>
@@ -14,17 +18,25 @@
 
 namespace lowbit {
 
-using DotRowFn = float (*)(const uint8_t* row, const float* x, int64_t n);
+// dot(w_row, act) over n elements; `act` is the row of activations in ActTypeFor(weight type).
+using VecDotFn = float (*)(const uint8_t* w_row, const uint8_t* act, int64_t n);
 
 inline constexpr int kMaxTypeId = 43;
 
 struct DotKernels {
-  DotRowFn row[kMaxTypeId] = {};
-  DotRowFn For(GgmlType t) const { return row[static_cast<uint32_t>(t)]; }
+  VecDotFn dot[kMaxTypeId] = {};
+  VecDotFn For(GgmlType t) const { return dot[static_cast<uint32_t>(t)]; }
 };
 
 const DotKernels& DotKernelsFor(Isa isa);
 const DotKernels& ActiveDotKernels();  // for ActiveIsa(), picked on first use
+
+// The activation type for weights of type `w` (same for every ISA).
+GgmlType ActTypeFor(GgmlType w);
+// Bytes of one activation row of n elements in ActTypeFor(w).
+uint64_t ActRowBytes(GgmlType w, int64_t n);
+// Converts n floats into ActTypeFor(w) (a copy for F32).
+void QuantizeActivations(GgmlType w, const float* x, uint8_t* out, int64_t n);
 
 namespace internal {
 void FillRefDotKernels(DotKernels* k);

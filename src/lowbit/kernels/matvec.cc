@@ -1,9 +1,8 @@
 #include "lowbit/kernels/matvec.h"
 
-#include <vector>
+#include <algorithm>
 
 #include "lowbit/base/check.h"
-#include "lowbit/kernels/dot.h"
 #include "lowbit/numeric/dequant.h"
 
 namespace lowbit {
@@ -25,17 +24,34 @@ void DequantizeRowOf(GgmlType type, const uint8_t* w, int64_t cols, int64_t r, f
   f(w + static_cast<uint64_t>(r) * row_bytes, out, cols);
 }
 
-void MatVecRef(GgmlType type, const uint8_t* w, int64_t rows, int64_t cols, const float* x, float* y,
-               ThreadPool* pool) {
-  const DotRowFn dot = ActiveDotKernels().For(type);
-  LOWBIT_CHECK_MSG(dot != nullptr, "no dot product for {}", TypeInfo(type).name);
-  const uint64_t row_bytes = *RowBytes(type, static_cast<uint64_t>(cols));
-  auto run = [&](size_t begin, size_t end) {
-    for (size_t r = begin; r < end; ++r) y[r] = dot(w + r * row_bytes, x, cols);
-  };
+void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch) {
+  const VecDotFn dot = k.For(a.type);
+  LOWBIT_CHECK_MSG(dot != nullptr, "no dot product for {}", TypeInfo(a.type).name);
+  const uint64_t row_bytes = a.row_stride != 0 ? a.row_stride : *RowBytes(a.type, static_cast<uint64_t>(a.cols));
+  const uint64_t act_bytes = ActRowBytes(a.type, a.cols);
+  uint8_t* act = scratch->Get(act_bytes * static_cast<uint64_t>(a.batch));
   // Small products are faster on one thread than handed out (measured: stories5M's 256x768).
-  if (pool == nullptr || rows * cols < (int64_t{1} << 18)) run(0, static_cast<size_t>(rows));
-  else pool->ParallelFor(static_cast<size_t>(rows), run, 16);
+  const bool threaded = pool != nullptr && pool->size() > 1 && a.rows * a.cols * a.batch >= (int64_t{1} << 18);
+  auto quantize = [&](size_t b0, size_t b1) {
+    for (size_t b = b0; b < b1; ++b) QuantizeActivations(a.type, a.x + b * a.cols, act + b * act_bytes, a.cols);
+  };
+  if (threaded && a.batch > 1) pool->ParallelFor(static_cast<size_t>(a.batch), quantize, 1);
+  else quantize(0, static_cast<size_t>(a.batch));
+
+  constexpr int64_t kTokenTile = 16;
+  auto run = [&](size_t r0, size_t r1) {
+    for (int64_t b0 = 0; b0 < a.batch; b0 += kTokenTile) {
+      const int64_t b1 = std::min(a.batch, b0 + kTokenTile);
+      for (size_t r = r0; r < r1; ++r) {
+        const uint8_t* wr = a.w + r * row_bytes;
+        for (int64_t b = b0; b < b1; ++b) a.y[b * a.rows + static_cast<int64_t>(r)] = dot(wr, act + b * act_bytes, a.cols);
+      }
+    }
+  };
+  if (!threaded) run(0, static_cast<size_t>(a.rows));
+  else pool->ParallelFor(static_cast<size_t>(a.rows), run, a.batch > 1 ? 8 : 16);
 }
+
+void MatMul(const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch) { MatMul(ActiveDotKernels(), a, pool, scratch); }
 
 }  // namespace lowbit

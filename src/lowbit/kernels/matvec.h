@@ -1,11 +1,17 @@
-// Matrix-vector products on weights of any type: y[r] = dot(W[r, :], x), W row-major in its GGUF
-// type. Each row goes through the active ISA's row dot product (kernels/dot.h); rows are split over
-// the thread pool for large matrices.
+// Matrix products on weights of any type: Y[b, r] = dot(W[r, :], X[b, :]) for b < batch, W row-major
+// in its GGUF type (rows = outputs, cols = inputs). batch == 1 is the decode matrix-vector product;
+// batch > 1 is prefill.
+//
+// The activations are converted once into the weight type's activation type (kernels/dot.h), then
+// the weight rows are split across the thread pool. Each thread runs a block of rows against tiles
+// of tokens, so a weight row is read from memory once per tile of tokens, not once per token.
 #pragma once
 
 #include <cstdint>
 
+#include "lowbit/base/aligned_buffer.h"
 #include "lowbit/base/thread_pool.h"
+#include "lowbit/kernels/dot.h"
 #include "lowbit/numeric/ggml_type.h"
 
 namespace lowbit {
@@ -13,8 +19,31 @@ namespace lowbit {
 // Dot product with 8 independent partial sums (vectorizable without reassociating).
 float Dot(const float* a, const float* b, int64_t n);
 
-void MatVecRef(GgmlType type, const uint8_t* w, int64_t rows, int64_t cols, const float* x, float* y,
-               ThreadPool* pool);
+// Memory for the converted activations; grows on first use, then is reused (no allocation after).
+class MatMulScratch {
+ public:
+  uint8_t* Get(size_t bytes) {
+    if (buf_.size() < bytes) buf_.Resize(bytes);
+    return buf_.data();
+  }
+
+ private:
+  AlignedBuffer buf_;
+};
+
+struct MatMulArgs {
+  GgmlType type = GgmlType::kF32;
+  const uint8_t* w = nullptr;
+  int64_t rows = 0, cols = 0;
+  uint64_t row_stride = 0;   // bytes from one row to the next; 0: packed (RowBytes of cols)
+  const float* x = nullptr;  // [batch][cols]
+  int64_t batch = 1;
+  float* y = nullptr;        // [batch][rows]
+};
+
+// With the given kernel table (tests and benchmarks compare ISAs) or the active one.
+void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch);
+void MatMul(const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch);
 
 // Row `r` of W as floats.
 void DequantizeRowOf(GgmlType type, const uint8_t* w, int64_t cols, int64_t r, float* out);

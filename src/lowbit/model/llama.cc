@@ -1,15 +1,20 @@
 #include "lowbit/model/llama.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 
 #include "lowbit/base/check.h"
-#include "lowbit/kernels/matvec.h"
+#include "lowbit/numeric/convert.h"
 #include "lowbit/numeric/dequant.h"
 
 namespace lowbit {
 namespace {
+
+// Architectures whose RoPE rotates the two halves of the rotated dimensions (llama.cpp's
+// LLAMA_ROPE_TYPE_NEOX) among those whose tensors this decoder reads.
+constexpr std::array<const char*, 6> kNeoxArchs = {"qwen2", "qwen2moe", "stablelm", "gptneox", "olmo2", "starcoder2"};
 
 Status View(const GgufFile& g, const std::string& name, int64_t want_rows, int64_t want_cols, WeightView* out,
             bool required = true) {
@@ -23,28 +28,56 @@ Status View(const GgufFile& g, const std::string& name, int64_t want_rows, int64
   if (ToFloatFor(t->type) == nullptr) {
     return Errorf("{}: tensor '{}' is {}, which lowbit cannot compute with yet", g.name(), name, TypeInfo(t->type).name);
   }
-  *out = {t->type, t->data, rows, cols};
+  *out = {t->type, t->data, rows, cols, *RowBytes(t->type, static_cast<uint64_t>(cols))};
   return OkStatus();
 }
 
-// Norm weights are read in place when F32 (as every converter writes them); other types are
-// dequantized into `scratch` (n floats).
-void RmsNorm(const float* x, const WeightView& w, int64_t n, float eps, float* out, float* scratch) {
+// Optional F32 bias of `n` elements; *out stays nullptr when absent.
+Status Bias(const GgufFile& g, const std::string& name, int64_t n, int64_t begin, const float** out) {
+  const GgufTensorInfo* t = g.FindTensor(name);
+  if (t == nullptr) return OkStatus();
+  if (t->type != GgmlType::kF32 || t->n_dims != 1 || static_cast<int64_t>(t->dims[0]) != n) {
+    return Errorf("{}: bias '{}' must be F32 of {} elements, not {} {}", g.name(), name, n, TypeInfo(t->type).name, t->ShapeString());
+  }
+  *out = reinterpret_cast<const float*>(t->data) + begin;
+  return OkStatus();
+}
+
+// Column-parallel shard: rows [r.begin, r.begin + r.count).
+WeightView RowsOf(const WeightView& w, ShardRange r) {
+  WeightView v = w;
+  v.data += static_cast<uint64_t>(r.begin) * w.row_stride;
+  v.rows = r.count;
+  return v;
+}
+
+// Row-parallel shard: columns [r.begin, r.begin + r.count) of every row, on block boundaries.
+Expected<WeightView> ColsOf(const GgufFile& g, const std::string& name, const WeightView& w, ShardRange r) {
+  const int64_t bs = TypeInfo(w.type).block_size;
+  if (r.begin % bs != 0 || r.count % bs != 0) {
+    return Errorf("{}: tensor '{}' ({}) cannot be split at column {}: not a multiple of its block size {}", g.name(), name,
+                  TypeInfo(w.type).name, r.begin, bs);
+  }
+  WeightView v = w;
+  v.data += *RowBytes(w.type, static_cast<uint64_t>(r.begin));
+  v.cols = r.count;
+  return v;
+}
+
+void RmsNorm(const float* x, const WeightView& w, int64_t n, float eps, float* out) {
   double ss = 0;
   for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
   const float scale = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(n)) + eps);
   const float* wrow = reinterpret_cast<const float*>(w.data);
-  if (w.type != GgmlType::kF32) {
-    DequantizeRowOf(w.type, w.data, n, 0, scratch);
-    wrow = scratch;
-  }
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * wrow[i];
 }
 
 }  // namespace
 
-Expected<LlamaModel> LlamaModel::Load(const GgufFile& g) {
+Expected<LlamaModel> LlamaModel::Load(const GgufFile& g, int rank, int ranks) {
   LlamaModel m;
+  m.rank_ = rank;
+  m.ranks_ = ranks;
   LOWBIT_ASSIGN_OR_RETURN(std::string arch, g.GetString("general.architecture"));
   auto u = [&](const std::string& key) -> Expected<int64_t> {
     LOWBIT_ASSIGN_OR_RETURN(uint64_t v, g.GetUInt(arch + "." + key));
@@ -52,6 +85,8 @@ Expected<LlamaModel> LlamaModel::Load(const GgufFile& g) {
     return static_cast<int64_t>(v);
   };
   LlamaConfig& c = m.cfg_;
+  c.arch = arch;
+  c.rope_neox = std::find_if(kNeoxArchs.begin(), kNeoxArchs.end(), [&](const char* a) { return arch == a; }) != kNeoxArchs.end();
   LOWBIT_ASSIGN_OR_RETURN(c.n_embd, u("embedding_length"));
   LOWBIT_ASSIGN_OR_RETURN(c.n_layer, u("block_count"));
   LOWBIT_ASSIGN_OR_RETURN(c.n_head, u("attention.head_count"));
@@ -69,52 +104,104 @@ Expected<LlamaModel> LlamaModel::Load(const GgufFile& g) {
   const GgufTensorInfo* emb = g.FindTensor("token_embd.weight");
   if (emb == nullptr || emb->n_dims != 2) return Errorf("{}: tensor 'token_embd.weight' is missing", g.name());
   c.n_vocab = static_cast<int64_t>(emb->dims[1]);
+
+  // This rank's heads (whole KV groups) and FFN slice.
+  const int64_t group = c.n_head / c.n_head_kv;
+  auto in_model = [&](const Status& s) { return Errorf("{}: cannot split over {} ranks: {}", g.name(), ranks, s.message()); };
+  auto kv_heads = SplitDim(c.n_head_kv, 1, rank, ranks);
+  if (!kv_heads.ok()) return in_model(kv_heads.status());
+  const ShardRange q_rows{kv_heads->begin * group * c.head_dim, kv_heads->count * group * c.head_dim};
+  const ShardRange kv_rows{kv_heads->begin * c.head_dim, kv_heads->count * c.head_dim};
+  m.n_head_kv_local_ = kv_heads->count;
+  m.n_head_local_ = kv_heads->count * group;
+  // The FFN width splits on the block size of the down projections (their columns are split).
+  int64_t ff_unit = 1;
+  for (int64_t l = 0; l < c.n_layer && ranks > 1; ++l) {
+    if (const GgufTensorInfo* t = g.FindTensor("blk." + std::to_string(l) + ".ffn_down.weight")) {
+      ff_unit = std::max<int64_t>(ff_unit, TypeInfo(t->type).block_size);
+    }
+  }
+  auto ff = SplitDim(c.n_ff, ff_unit, rank, ranks);
+  if (!ff.ok()) return in_model(ff.status());
+  m.n_ff_local_ = ff->count;
+
   const int64_t kv = c.n_head_kv * c.head_dim;
   LOWBIT_RETURN_IF_ERROR(View(g, "token_embd.weight", c.n_vocab, c.n_embd, &m.token_embd));
   LOWBIT_RETURN_IF_ERROR(View(g, "output_norm.weight", 1, c.n_embd, &m.output_norm));
   m.output = m.token_embd;  // tied when there is no separate classifier
   LOWBIT_RETURN_IF_ERROR(View(g, "output.weight", c.n_vocab, c.n_embd, &m.output, /*required=*/false));
+  auto norm_is_f32 = [&](const std::string& name, const WeightView& w) {
+    return w.type == GgmlType::kF32 ? OkStatus() : Errorf("{}: norm weight '{}' is {}, expected F32", g.name(), name, TypeInfo(w.type).name);
+  };
+  LOWBIT_RETURN_IF_ERROR(norm_is_f32("output_norm.weight", m.output_norm));
   m.layers.resize(c.n_layer);
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     Layer& L = m.layers[l];
+    WeightView wq, wk, wv, wo, gate, up, down;
     LOWBIT_RETURN_IF_ERROR(View(g, p + "attn_norm.weight", 1, c.n_embd, &L.attn_norm));
-    LOWBIT_RETURN_IF_ERROR(View(g, p + "attn_q.weight", c.n_embd, c.n_embd, &L.wq));
-    LOWBIT_RETURN_IF_ERROR(View(g, p + "attn_k.weight", kv, c.n_embd, &L.wk));
-    LOWBIT_RETURN_IF_ERROR(View(g, p + "attn_v.weight", kv, c.n_embd, &L.wv));
-    LOWBIT_RETURN_IF_ERROR(View(g, p + "attn_output.weight", c.n_embd, c.n_embd, &L.wo));
+    LOWBIT_RETURN_IF_ERROR(norm_is_f32(p + "attn_norm.weight", L.attn_norm));
+    LOWBIT_RETURN_IF_ERROR(View(g, p + "attn_q.weight", c.n_embd, c.n_embd, &wq));
+    LOWBIT_RETURN_IF_ERROR(View(g, p + "attn_k.weight", kv, c.n_embd, &wk));
+    LOWBIT_RETURN_IF_ERROR(View(g, p + "attn_v.weight", kv, c.n_embd, &wv));
+    LOWBIT_RETURN_IF_ERROR(View(g, p + "attn_output.weight", c.n_embd, c.n_embd, &wo));
     LOWBIT_RETURN_IF_ERROR(View(g, p + "ffn_norm.weight", 1, c.n_embd, &L.ffn_norm));
-    LOWBIT_RETURN_IF_ERROR(View(g, p + "ffn_gate.weight", c.n_ff, c.n_embd, &L.gate));
-    LOWBIT_RETURN_IF_ERROR(View(g, p + "ffn_up.weight", c.n_ff, c.n_embd, &L.up));
-    LOWBIT_RETURN_IF_ERROR(View(g, p + "ffn_down.weight", c.n_embd, c.n_ff, &L.down));
+    LOWBIT_RETURN_IF_ERROR(norm_is_f32(p + "ffn_norm.weight", L.ffn_norm));
+    LOWBIT_RETURN_IF_ERROR(View(g, p + "ffn_gate.weight", c.n_ff, c.n_embd, &gate));
+    LOWBIT_RETURN_IF_ERROR(View(g, p + "ffn_up.weight", c.n_ff, c.n_embd, &up));
+    LOWBIT_RETURN_IF_ERROR(View(g, p + "ffn_down.weight", c.n_embd, c.n_ff, &down));
+    LOWBIT_RETURN_IF_ERROR(Bias(g, p + "attn_q.bias", c.n_embd, q_rows.begin, &L.bq));
+    LOWBIT_RETURN_IF_ERROR(Bias(g, p + "attn_k.bias", kv, kv_rows.begin, &L.bk));
+    LOWBIT_RETURN_IF_ERROR(Bias(g, p + "attn_v.bias", kv, kv_rows.begin, &L.bv));
+    L.wq = RowsOf(wq, q_rows);
+    L.wk = RowsOf(wk, kv_rows);
+    L.wv = RowsOf(wv, kv_rows);
+    L.gate = RowsOf(gate, *ff);
+    L.up = RowsOf(up, *ff);
+    LOWBIT_ASSIGN_OR_RETURN(L.wo, ColsOf(g, p + "attn_output.weight", wo, q_rows));
+    LOWBIT_ASSIGN_OR_RETURN(L.down, ColsOf(g, p + "ffn_down.weight", down, *ff));
   }
   return m;
 }
 
 LlamaSession::LlamaSession(const LlamaModel& model, int64_t n_ctx, int threads)
-    : m_(model), c_(model.config()), n_ctx_(n_ctx), pool_(std::make_unique<ThreadPool>(threads)) {
-  const int64_t kv = c_.n_head_kv * c_.head_dim;
-  kv_.Resize(static_cast<size_t>(c_.n_layer * 2 * n_ctx * kv) * sizeof(float));
-  x_.resize(c_.n_embd);
-  xb_.resize(c_.n_embd);
-  norm_w_.resize(c_.n_embd);
-  q_.resize(c_.n_embd);
-  k_.resize(kv);
-  v_.resize(kv);
-  att_.resize(n_ctx);
-  hb_.resize(c_.n_ff);
-  hb2_.resize(c_.n_ff);
+    : LlamaSession(model, SessionOptions{.n_ctx = n_ctx, .threads = threads, .max_batch = std::min<int64_t>(n_ctx, 512)}) {}
+
+LlamaSession::LlamaSession(const LlamaModel& model, const SessionOptions& o)
+    : m_(model),
+      c_(model.config()),
+      n_ctx_(o.n_ctx),
+      max_batch_(std::max<int64_t>(1, std::min(o.max_batch, o.n_ctx))),
+      kv_f16_(o.kv_f16),
+      q_dim_(model.local_heads() * model.config().head_dim),
+      kv_dim_(model.local_kv_heads() * model.config().head_dim),
+      pool_(std::make_unique<ThreadPool>(o.threads)) {
+  if (o.comm == nullptr) local_comm_ = std::make_unique<LocalComm>();
+  comm_ = o.comm != nullptr ? o.comm : local_comm_.get();
+  LOWBIT_CHECK_MSG(comm_->size() == model.ranks() && comm_->rank() == model.rank(),
+                   "model loaded as rank {} of {}, communicator is rank {} of {}", model.rank(), model.ranks(), comm_->rank(), comm_->size());
+  const int64_t B = max_batch_, E = c_.n_embd;
+  kv_.Resize(static_cast<size_t>(c_.n_layer * 2 * n_ctx_ * kv_dim_) * (kv_f16_ ? 2 : 4));
+  x_.resize(B * E);
+  xb_.resize(B * E);
+  proj_.resize(B * E);
+  q_.resize(B * q_dim_);
+  att_out_.resize(B * q_dim_);
+  k_.resize(B * kv_dim_);
+  v_.resize(B * kv_dim_);
+  hb_.resize(B * model.local_ff());
+  hb2_.resize(B * model.local_ff());
   logits_.resize(c_.n_vocab);
   for (int64_t l = 0; l < c_.n_layer; ++l) {
     for (const char* w : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) {
       names_.push_back("blk." + std::to_string(l) + "." + w + ".weight");
     }
   }
-  // RoPE table: theta_i = pos * base^(-2i/rope_dim), as llama.cpp's "normal" mode.
+  // RoPE table: theta_i = pos * base^(-2i/rope_dim), as llama.cpp computes it.
   const int64_t half = c_.rope_dim / 2;
-  rope_cos_.resize(n_ctx * half);
-  rope_sin_.resize(n_ctx * half);
-  for (int64_t p = 0; p < n_ctx; ++p) {
+  rope_cos_.resize(n_ctx_ * half);
+  rope_sin_.resize(n_ctx_ * half);
+  for (int64_t p = 0; p < n_ctx_; ++p) {
     for (int64_t i = 0; i < half; ++i) {
       const double theta = static_cast<double>(p) * std::pow(static_cast<double>(c_.rope_freq_base),
                                                               -2.0 * static_cast<double>(i) / static_cast<double>(c_.rope_dim));
@@ -124,81 +211,164 @@ LlamaSession::LlamaSession(const LlamaModel& model, int64_t n_ctx, int threads)
   }
 }
 
-void LlamaSession::Attention(int64_t l, int64_t pos) {
-  const int64_t hd = c_.head_dim, kv = c_.n_head_kv * hd, group = c_.n_head / c_.n_head_kv;
-  float* kcache = kv_.As<float>().data() + (l * 2 + 0) * n_ctx_ * kv;
-  float* vcache = kv_.As<float>().data() + (l * 2 + 1) * n_ctx_ * kv;
-  std::memcpy(kcache + pos * kv, k_.data(), kv * sizeof(float));
-  std::memcpy(vcache + pos * kv, v_.data(), kv * sizeof(float));
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  for (int64_t h = 0; h < c_.n_head; ++h) {
-    const float* q = q_.data() + h * hd;
-    const int64_t kh = h / group;
-    float mx = -INFINITY;
-    for (int64_t t = 0; t <= pos; ++t) {
-      att_[t] = Dot(q, kcache + t * kv + kh * hd, hd) * scale;
-      mx = std::max(mx, att_[t]);
-    }
-    float sum = 0;
-    for (int64_t t = 0; t <= pos; ++t) {
-      att_[t] = std::exp(att_[t] - mx);
-      sum += att_[t];
-    }
-    float* out = xb_.data() + h * hd;
-    std::fill(out, out + hd, 0.0f);
-    for (int64_t t = 0; t <= pos; ++t) {
-      const float a = att_[t] / sum;
-      const float* v = vcache + t * kv + kh * hd;
-      for (int64_t i = 0; i < hd; ++i) out[i] += a * v[i];
+void LlamaSession::Linear(const WeightView& w, const float* x, int64_t n, float* y, const float* bias) {
+  MatMulArgs a;
+  a.type = w.type;
+  a.w = w.data;
+  a.rows = w.rows;
+  a.cols = w.cols;
+  a.row_stride = w.row_stride;
+  a.x = x;
+  a.batch = n;
+  a.y = y;
+  MatMul(a, pool_.get(), &mm_scratch_);
+  if (bias != nullptr) {
+    for (int64_t b = 0; b < n; ++b) {
+      for (int64_t r = 0; r < w.rows; ++r) y[b * w.rows + r] += bias[r];
     }
   }
 }
 
-const float* LlamaSession::Forward(int32_t token, int64_t pos) {
-  LOWBIT_CHECK_MSG(token >= 0 && token < c_.n_vocab, "token {} out of range", token);
-  LOWBIT_CHECK_MSG(pos >= 0 && pos < n_ctx_, "position {} outside the context of {}", pos, n_ctx_);
-  const int64_t E = c_.n_embd, hd = c_.head_dim, half = c_.rope_dim / 2;
-  ThreadPool* pool = pool_.get();
-  DequantizeRowOf(m_.token_embd.type, m_.token_embd.data, E, token, x_.data());
-  auto rope = [&](float* vec, int64_t heads) {
-    for (int64_t h = 0; h < heads; ++h) {
-      float* v = vec + h * hd;
-      for (int64_t i = 0; i < half; ++i) {
-        const float c = rope_cos_[pos * half + i], s = rope_sin_[pos * half + i];
-        const float a = v[2 * i], b = v[2 * i + 1];
-        v[2 * i] = a * c - b * s;
-        v[2 * i + 1] = a * s + b * c;
+void LlamaSession::StoreKv(int64_t l, int64_t n, int64_t pos0) {
+  const size_t el = kv_f16_ ? 2 : 4;
+  uint8_t* kc = kv_.data() + static_cast<size_t>((l * 2 + 0) * n_ctx_ * kv_dim_) * el;
+  uint8_t* vc = kv_.data() + static_cast<size_t>((l * 2 + 1) * n_ctx_ * kv_dim_) * el;
+  for (int64_t b = 0; b < n; ++b) {
+    const size_t off = static_cast<size_t>((pos0 + b) * kv_dim_) * el;
+    if (kv_f16_) {
+      ConvertF32ToF16(k_.data() + b * kv_dim_, reinterpret_cast<uint16_t*>(kc + off), static_cast<size_t>(kv_dim_));
+      ConvertF32ToF16(v_.data() + b * kv_dim_, reinterpret_cast<uint16_t*>(vc + off), static_cast<size_t>(kv_dim_));
+    } else {
+      std::memcpy(kc + off, k_.data() + b * kv_dim_, static_cast<size_t>(kv_dim_) * el);
+      std::memcpy(vc + off, v_.data() + b * kv_dim_, static_cast<size_t>(kv_dim_) * el);
+    }
+  }
+}
+
+void LlamaSession::Attention(int64_t l, int64_t n, int64_t pos0) {
+  const int64_t hd = c_.head_dim, heads = m_.local_heads(), group = c_.n_head / c_.n_head_kv;
+  const size_t el = kv_f16_ ? 2 : 4;
+  const uint8_t* kc = kv_.data() + static_cast<size_t>((l * 2 + 0) * n_ctx_ * kv_dim_) * el;
+  const uint8_t* vc = kv_.data() + static_cast<size_t>((l * 2 + 1) * n_ctx_ * kv_dim_) * el;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t n_ctx = n_ctx_, kv_dim = kv_dim_, q_dim = q_dim_;
+  const bool f16 = kv_f16_;
+  auto run = [&](size_t begin, size_t end) {
+    thread_local std::vector<float> att, row;  // grow once per thread
+    if (att.size() < static_cast<size_t>(n_ctx)) att.resize(static_cast<size_t>(n_ctx));
+    if (row.size() < static_cast<size_t>(hd)) row.resize(static_cast<size_t>(hd));
+    auto cache_row = [&](const uint8_t* cache, int64_t t, int64_t kh) -> const float* {
+      const size_t off = static_cast<size_t>(t * kv_dim + kh * hd);
+      if (!f16) return reinterpret_cast<const float*>(cache) + off;
+      ConvertF16ToF32(reinterpret_cast<const uint16_t*>(cache) + off, row.data(), static_cast<size_t>(hd));
+      return row.data();
+    };
+    for (size_t item = begin; item < end; ++item) {
+      const int64_t b = static_cast<int64_t>(item) / heads, h = static_cast<int64_t>(item) % heads;
+      const int64_t pos = pos0 + b, kh = h / group;
+      const float* q = q_.data() + b * q_dim + h * hd;
+      float mx = -INFINITY;
+      for (int64_t t = 0; t <= pos; ++t) {
+        att[t] = Dot(q, cache_row(kc, t, kh), hd) * scale;
+        mx = std::max(mx, att[t]);
+      }
+      float sum = 0;
+      for (int64_t t = 0; t <= pos; ++t) {
+        att[t] = std::exp(att[t] - mx);
+        sum += att[t];
+      }
+      float* out = att_out_.data() + b * q_dim + h * hd;
+      std::fill(out, out + hd, 0.0f);
+      const float inv = 1.0f / sum;
+      for (int64_t t = 0; t <= pos; ++t) {
+        const float a = att[t] * inv;
+        const float* v = cache_row(vc, t, kh);
+        for (int64_t i = 0; i < hd; ++i) out[i] += a * v[i];
       }
     }
   };
-  auto observe = [&](int64_t l, int k, const float* v, int64_t n) {
-    if (observer_) observer_(names_[l * 7 + k], v, n);
+  const size_t items = static_cast<size_t>(n * heads);
+  if (pool_->size() > 1 && n * heads * (pos0 + n) * hd >= (int64_t{1} << 16)) pool_->ParallelFor(items, run, 1);
+  else run(0, items);
+}
+
+void LlamaSession::Step(const int32_t* tokens, int64_t n, int64_t pos0, float* logits, bool all_logits) {
+  const int64_t E = c_.n_embd, hd = c_.head_dim, half = c_.rope_dim / 2, ff = m_.local_ff();
+  for (int64_t b = 0; b < n; ++b) {
+    LOWBIT_CHECK_MSG(tokens[b] >= 0 && tokens[b] < c_.n_vocab, "token {} out of range", tokens[b]);
+    DequantizeRowOf(m_.token_embd.type, m_.token_embd.data, E, tokens[b], x_.data() + b * E);
+  }
+  auto rope = [&](float* vec, int64_t width, int64_t heads) {
+    for (int64_t b = 0; b < n; ++b) {
+      const float* cs = rope_cos_.data() + (pos0 + b) * half;
+      const float* sn = rope_sin_.data() + (pos0 + b) * half;
+      for (int64_t h = 0; h < heads; ++h) {
+        float* v = vec + b * width + h * hd;
+        const int64_t stride = c_.rope_neox ? half : 1, step = c_.rope_neox ? 1 : 2;
+        for (int64_t i = 0; i < half; ++i) {
+          float* p0 = v + i * step;
+          float* p1 = p0 + stride;
+          const float a = *p0, c = *p1;
+          *p0 = a * cs[i] - c * sn[i];
+          *p1 = a * sn[i] + c * cs[i];
+        }
+      }
+    }
+  };
+  auto observe = [&](int64_t l, int k, const float* v, int64_t width) {
+    if (!observer_) return;
+    for (int64_t b = 0; b < n; ++b) observer_(names_[l * 7 + k], v + b * width, width);
+  };
+  auto norm_all = [&](const WeightView& w) {
+    for (int64_t b = 0; b < n; ++b) RmsNorm(x_.data() + b * E, w, E, c_.rms_eps, xb_.data() + b * E);
+  };
+  auto add_reduced = [&]() {
+    comm_->AllReduceSum(proj_.data(), n * E);
+    for (int64_t i = 0; i < n * E; ++i) x_[i] += proj_[i];
   };
   for (int64_t l = 0; l < c_.n_layer; ++l) {
     const LlamaModel::Layer& L = m_.layers[l];
-    RmsNorm(x_.data(), L.attn_norm, E, c_.rms_eps, xb_.data(), norm_w_.data());
+    norm_all(L.attn_norm);
     for (int k = 0; k < 3; ++k) observe(l, k, xb_.data(), E);
-    MatVecRef(L.wq.type, L.wq.data, L.wq.rows, E, xb_.data(), q_.data(), pool);
-    MatVecRef(L.wk.type, L.wk.data, L.wk.rows, E, xb_.data(), k_.data(), pool);
-    MatVecRef(L.wv.type, L.wv.data, L.wv.rows, E, xb_.data(), v_.data(), pool);
-    rope(q_.data(), c_.n_head);
-    rope(k_.data(), c_.n_head_kv);
-    Attention(l, pos);
-    observe(l, 3, xb_.data(), E);
-    MatVecRef(L.wo.type, L.wo.data, E, E, xb_.data(), q_.data(), pool);
-    for (int64_t i = 0; i < E; ++i) x_[i] += q_[i];
-    RmsNorm(x_.data(), L.ffn_norm, E, c_.rms_eps, xb_.data(), norm_w_.data());
+    Linear(L.wq, xb_.data(), n, q_.data(), L.bq);
+    Linear(L.wk, xb_.data(), n, k_.data(), L.bk);
+    Linear(L.wv, xb_.data(), n, v_.data(), L.bv);
+    rope(q_.data(), q_dim_, m_.local_heads());
+    rope(k_.data(), kv_dim_, m_.local_kv_heads());
+    StoreKv(l, n, pos0);
+    Attention(l, n, pos0);
+    observe(l, 3, att_out_.data(), q_dim_);
+    Linear(L.wo, att_out_.data(), n, proj_.data());
+    add_reduced();
+    norm_all(L.ffn_norm);
     observe(l, 4, xb_.data(), E);
     observe(l, 5, xb_.data(), E);
-    MatVecRef(L.gate.type, L.gate.data, c_.n_ff, E, xb_.data(), hb_.data(), pool);
-    MatVecRef(L.up.type, L.up.data, c_.n_ff, E, xb_.data(), hb2_.data(), pool);
-    for (int64_t i = 0; i < c_.n_ff; ++i) hb_[i] = hb_[i] / (1.0f + std::exp(-hb_[i])) * hb2_[i];
-    observe(l, 6, hb_.data(), c_.n_ff);
-    MatVecRef(L.down.type, L.down.data, E, c_.n_ff, hb_.data(), q_.data(), pool);
-    for (int64_t i = 0; i < E; ++i) x_[i] += q_[i];
+    Linear(L.gate, xb_.data(), n, hb_.data());
+    Linear(L.up, xb_.data(), n, hb2_.data());
+    for (int64_t i = 0; i < n * ff; ++i) hb_[i] = hb_[i] / (1.0f + std::exp(-hb_[i])) * hb2_[i];
+    observe(l, 6, hb_.data(), ff);
+    Linear(L.down, hb_.data(), n, proj_.data());
+    add_reduced();
   }
-  RmsNorm(x_.data(), m_.output_norm, E, c_.rms_eps, xb_.data(), norm_w_.data());
-  MatVecRef(m_.output.type, m_.output.data, c_.n_vocab, E, xb_.data(), logits_.data(), pool);
+  if (all_logits) {
+    norm_all(m_.output_norm);
+    Linear(m_.output, xb_.data(), n, logits);
+  } else {
+    RmsNorm(x_.data() + (n - 1) * E, m_.output_norm, E, c_.rms_eps, xb_.data());
+    Linear(m_.output, xb_.data(), 1, logits);
+  }
+}
+
+const float* LlamaSession::Forward(std::span<const int32_t> tokens, int64_t pos0, bool all_logits) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  LOWBIT_CHECK_MSG(n >= 1, "Forward needs at least one token");
+  LOWBIT_CHECK_MSG(pos0 >= 0 && pos0 + n <= n_ctx_, "positions {}..{} outside the context of {}", pos0, pos0 + n - 1, n_ctx_);
+  if (all_logits && logits_.size() < static_cast<size_t>(n * c_.n_vocab)) logits_.resize(static_cast<size_t>(n * c_.n_vocab));
+  for (int64_t done = 0; done < n; done += max_batch_) {
+    const int64_t m = std::min(max_batch_, n - done);
+    float* out = all_logits ? logits_.data() + done * c_.n_vocab : logits_.data();
+    Step(tokens.data() + done, m, pos0 + done, out, all_logits);
+  }
   return logits_.data();
 }
 

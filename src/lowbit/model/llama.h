@@ -1,14 +1,19 @@
-// Llama-family decoder over GGUF weights of any type: token embedding, RMSNorm, RoPE ("normal"
-// adjacent-pair layout), grouped-query attention with an F32 KV cache, SwiGLU FFN, tied or separate
-// output. Hyperparameters come from GGUF metadata (`<arch>.*`).
+// Llama-family decoder over GGUF weights of any type: token embedding, RMSNorm, RoPE (llama.cpp's
+// "normal" adjacent-pair layout, or NeoX halves for the architectures that use it), multi-head and
+// grouped-query attention with an F32 or F16 KV cache, SwiGLU FFN, optional Q/K/V biases, tied or
+// separate output. Hyperparameters come from GGUF metadata (`<arch>.*`).
 //
-// This is the reference forward (one token at a time, reference matvec kernel); batched prefill,
-// SIMD kernels and the tensor-parallel layers come with the engine work (issue 4).
+// Written for tensor parallelism: a model is loaded as one rank's shard. Q/K/V, gate and up are
+// column-parallel (the rank owns whole heads and a slice of the FFN width; no communication);
+// attention output and down are row-parallel (the rank owns the matching input columns and the
+// partial outputs are summed with Comm::AllReduceSum). With one rank (LocalComm) the shard is the
+// whole model and the all-reduce is a no-op. Embedding, norms and the classifier are replicated.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -16,62 +21,100 @@
 #include "lowbit/base/status.h"
 #include "lowbit/base/thread_pool.h"
 #include "lowbit/formats/gguf_reader.h"
+#include "lowbit/kernels/matvec.h"
+#include "lowbit/parallel/comm.h"
 
 namespace lowbit {
 
 struct LlamaConfig {
+  std::string arch;
   int64_t n_vocab = 0, n_embd = 0, n_layer = 0, n_head = 0, n_head_kv = 0, n_ff = 0, head_dim = 0;
   int64_t rope_dim = 0, n_ctx_train = 0;
   float rope_freq_base = 10000.0f;
   float rms_eps = 1e-5f;
+  bool rope_neox = false;  // rotate (i, i + rope_dim/2) pairs instead of (2i, 2i + 1)
 };
 
+// A weight matrix, or one rank's block of it: `rows` rows of `cols` elements, `row_stride` bytes
+// apart (a row-parallel shard is a column range of each full row).
 struct WeightView {
   GgmlType type = GgmlType::kF32;
   const uint8_t* data = nullptr;
   int64_t rows = 0, cols = 0;  // rows = outputs, cols = inputs (GGUF dims[1], dims[0])
+  uint64_t row_stride = 0;
 };
 
 class LlamaModel {
  public:
-  // The file must outlive the model (weights are views into its mapping).
-  static Expected<LlamaModel> Load(const GgufFile& file);
+  // Loads rank `rank` of `ranks` (the whole model when ranks == 1). The file must outlive the model
+  // (weights are views into its mapping).
+  static Expected<LlamaModel> Load(const GgufFile& file, int rank = 0, int ranks = 1);
 
   const LlamaConfig& config() const { return cfg_; }
+  int rank() const { return rank_; }
+  int ranks() const { return ranks_; }
+  // This rank's heads, KV heads and FFN width.
+  int64_t local_heads() const { return n_head_local_; }
+  int64_t local_kv_heads() const { return n_head_kv_local_; }
+  int64_t local_ff() const { return n_ff_local_; }
 
   struct Layer {
     WeightView attn_norm, wq, wk, wv, wo, ffn_norm, gate, up, down;
+    const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // this rank's slice, when present
   };
   WeightView token_embd, output_norm, output;
   std::vector<Layer> layers;
 
  private:
   LlamaConfig cfg_;
+  int rank_ = 0, ranks_ = 1;
+  int64_t n_head_local_ = 0, n_head_kv_local_ = 0, n_ff_local_ = 0;
 };
 
-// One sequence's state: KV cache and scratch, allocated once; Forward() allocates nothing.
+struct SessionOptions {
+  int64_t n_ctx = 512;
+  int threads = 1;
+  int64_t max_batch = 512;  // tokens per prefill step (longer prompts are split)
+  bool kv_f16 = false;      // F16 KV cache (half the memory; llama.cpp's default)
+  Comm* comm = nullptr;     // nullptr: a LocalComm (one rank)
+};
+
+// One sequence's state: KV cache and scratch, allocated once; Forward() allocates nothing after
+// the first call.
 class LlamaSession {
  public:
+  LlamaSession(const LlamaModel& model, const SessionOptions& o);
   LlamaSession(const LlamaModel& model, int64_t n_ctx, int threads);
 
-  // Runs token at position `pos` (0-based, <= previous pos + 1) and returns the logits (n_vocab).
-  const float* Forward(int32_t token, int64_t pos);
+  // Runs `tokens` at positions pos0, pos0 + 1, ... (pos0 <= previous end) as one batch and
+  // returns the logits: n_vocab floats of the last token, or of every token ([n][n_vocab]) when
+  // `all_logits`.
+  const float* Forward(std::span<const int32_t> tokens, int64_t pos0, bool all_logits = false);
+  const float* Forward(int32_t token, int64_t pos) { return Forward(std::span<const int32_t>(&token, 1), pos); }
 
-  // Called with (weight name, input vector, length) before each weight matrix is applied
-  // (output.weight excluded), e.g. to collect an importance matrix. Empty: no calls.
+  // Called with (weight name, input vector, length) for each token before each weight matrix is
+  // applied (output.weight excluded), e.g. to collect an importance matrix. Empty: no calls.
   using Observer = std::function<void(const std::string& weight, const float* x, int64_t n)>;
   void SetObserver(Observer o) { observer_ = std::move(o); }
   int64_t n_ctx() const { return n_ctx_; }
 
  private:
-  void Attention(int64_t layer, int64_t pos);
+  void Step(const int32_t* tokens, int64_t n, int64_t pos0, float* logits, bool all_logits);
+  void Linear(const WeightView& w, const float* x, int64_t n, float* y, const float* bias = nullptr);
+  void Attention(int64_t layer, int64_t n, int64_t pos0);
+  void StoreKv(int64_t layer, int64_t n, int64_t pos0);
 
   const LlamaModel& m_;
   LlamaConfig c_;
-  int64_t n_ctx_;
+  int64_t n_ctx_, max_batch_;
+  bool kv_f16_;
+  int64_t q_dim_, kv_dim_;  // this rank's widths
   std::unique_ptr<ThreadPool> pool_;
-  AlignedBuffer kv_;  // [layer][k|v][pos][n_head_kv * head_dim] floats
-  std::vector<float> x_, xb_, norm_w_, q_, k_, v_, att_, hb_, hb2_, logits_, rope_cos_, rope_sin_;
+  std::unique_ptr<Comm> local_comm_;
+  Comm* comm_;
+  MatMulScratch mm_scratch_;
+  AlignedBuffer kv_;  // [layer][k|v][pos][kv_dim] in F32 or F16
+  std::vector<float> x_, xb_, q_, k_, v_, att_out_, hb_, hb2_, proj_, logits_, rope_cos_, rope_sin_;
   Observer observer_;
   std::vector<std::string> names_;  // [layer * 7 + k]: attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down
 };

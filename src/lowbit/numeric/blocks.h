@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "lowbit/numeric/ggml_type.h"
 
@@ -127,6 +128,29 @@ struct BlockIQ1_M {
   uint8_t qh[16];
   uint8_t scales[8];   // 3-bit sub-block scales; the fp16 super-block scale is spread over the top nibbles
 };
+
+// Q3_K: the 12 packed bytes as 16 6-bit scales, bias 32 not yet removed.
+inline void Q3KScales(const uint8_t* packed, int8_t* out) {
+  uint32_t aux[4];
+  std::memcpy(aux, packed, 12);
+  const uint32_t tmp = aux[2], km1 = 0x03030303, km2 = 0x0f0f0f0f;
+  aux[2] = ((aux[0] >> 4) & km2) | (((tmp >> 4) & km1) << 4);
+  aux[3] = ((aux[1] >> 4) & km2) | (((tmp >> 6) & km1) << 4);
+  aux[0] = (aux[0] & km2) | (((tmp >> 0) & km1) << 4);
+  aux[1] = (aux[1] & km2) | (((tmp >> 2) & km1) << 4);
+  std::memcpy(out, aux, 16);
+}
+
+// Q4_K / Q5_K: 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes.
+inline void ScaleMinK4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
+  if (j < 4) {
+    *d = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *d = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    *m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
 
 #define LOWBIT_BLOCK_SIZE(T, type) \
   static_assert(sizeof(T) == 0 + static_cast<size_t>(type), #T " size does not match the ggml type table")

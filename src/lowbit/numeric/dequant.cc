@@ -96,18 +96,6 @@ void Q2_K(const void* s, float* y, int64_t n) {
   }
 }
 
-// Unpacks Q3_K's 12 bytes into 16 signed 6-bit scales (bias already removed by the caller).
-void Q3KScales(const uint8_t* packed, int8_t* out) {
-  uint32_t aux[4];
-  std::memcpy(aux, packed, 12);
-  const uint32_t tmp = aux[2], km1 = 0x03030303, km2 = 0x0f0f0f0f;
-  aux[2] = ((aux[0] >> 4) & km2) | (((tmp >> 4) & km1) << 4);
-  aux[3] = ((aux[1] >> 4) & km2) | (((tmp >> 6) & km1) << 4);
-  aux[0] = (aux[0] & km2) | (((tmp >> 0) & km1) << 4);
-  aux[1] = (aux[1] & km2) | (((tmp >> 2) & km1) << 4);
-  std::memcpy(out, aux, 16);
-}
-
 void Q3_K(const void* s, float* y, int64_t n) {
   for (const BlockQ3_K* b = Blocks<BlockQ3_K>(s); n > 0; n -= kQK_K, ++b) {
     const float d = H(b->d);
@@ -127,16 +115,6 @@ void Q3_K(const void* s, float* y, int64_t n) {
         }
       }
     }
-  }
-}
-
-inline void ScaleMinK4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
-  if (j < 4) {
-    *d = q[j] & 63;
-    *m = q[j + 4] & 63;
-  } else {
-    *d = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-    *m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
   }
 }
 
