@@ -3,6 +3,17 @@
 #include <algorithm>
 
 namespace lowbit {
+namespace {
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+constexpr int kSpins = 4000;  // ~0.2 ms of pause instructions
+
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = std::max(1u, std::thread::hardware_concurrency());
@@ -30,16 +41,20 @@ void ThreadPool::RunChunks() {
 void ThreadPool::WorkerLoop() {
   uint64_t seen = 0;
   for (;;) {
-    {
+    // Spin first: the next job usually follows within microseconds.
+    for (int i = 0; i < kSpins && generation_.load() == seen && !stop_.load(); ++i) CpuRelax();
+    if (generation_.load() == seen && !stop_.load()) {
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
+      ++sleepers_;
+      wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+      --sleepers_;
     }
+    if (stop_.load()) return;
+    seen = generation_.load();
     RunChunks();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--active_ == 0) done_.notify_one();
+    if (active_.fetch_sub(1) == 1 && sleepers_.load() > 0) {
+      std::lock_guard<std::mutex> lock(mu_);  // the caller may be between its check and its wait
+      done_.notify_all();
     }
   }
 }
@@ -51,19 +66,24 @@ void ThreadPool::ParallelFor(size_t n, FunctionRef<void(size_t, size_t)> fn, siz
     fn(0, n);
     return;
   }
-  {
+  fn_ = &fn;
+  n_ = n;
+  grain_ = grain;
+  next_.store(0);
+  active_.store(static_cast<int>(workers_.size()));
+  generation_.fetch_add(1);  // publishes the job (seq_cst)
+  if (sleepers_.load() > 0) {
     std::lock_guard<std::mutex> lock(mu_);
-    fn_ = &fn;
-    n_ = n;
-    grain_ = grain;
-    next_.store(0, std::memory_order_relaxed);
-    active_ = static_cast<int>(workers_.size());
-    ++generation_;
+    wake_.notify_all();
   }
-  wake_.notify_all();
   RunChunks();
-  std::unique_lock<std::mutex> lock(mu_);
-  done_.wait(lock, [&] { return active_ == 0; });
+  for (int i = 0; i < kSpins && active_.load() != 0; ++i) CpuRelax();
+  if (active_.load() != 0) {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++sleepers_;
+    done_.wait(lock, [&] { return active_.load() == 0; });
+    --sleepers_;
+  }
   fn_ = nullptr;
 }
 

@@ -27,6 +27,16 @@ inline float HSum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// Software prefetch of the weights ~3 KiB ahead of use: measured on this VM's Xeon, it raises the
+// streaming rate of a decode matrix-vector product by 20-40% (docs/PERFORMANCE.md); the hardware
+// prefetcher alone leaves the loads latency-bound.
+template <typename B>
+inline void Prefetch(const B* p, size_t bytes) {
+  constexpr size_t kAhead = 3072;
+  const char* c = reinterpret_cast<const char*>(p) + kAhead;
+  for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(c + off, _MM_HINT_T0);
+}
+
 inline __m256i Load(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 // 16 bytes of nibbles -> 32 bytes: low nibbles (elements 0..15) then high nibbles (16..31).
@@ -70,6 +80,7 @@ float DotF32(const uint8_t* row, const uint8_t* act, int64_t n) {
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
+    Prefetch(w + i, 128);
     a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
     a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
     a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
@@ -94,6 +105,7 @@ float DotHalf(const uint8_t* row, const uint8_t* act, int64_t n) {
   __m256 a0 = _mm256_setzero_ps(), a1 = a0;
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
+    Prefetch(w + i, 32);
     a0 = _mm256_fmadd_ps(load(w + i), _mm256_loadu_ps(x + i), a0);
     a1 = _mm256_fmadd_ps(load(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
   }
@@ -137,6 +149,7 @@ float Dot32(const uint8_t* row, const uint8_t* act, int64_t n) {
   float offset = 0.0f;
   const int64_t nb = n / kQK;
   auto block = [&](int64_t i) {
+    _mm_prefetch(reinterpret_cast<const char*>(w + i) + 8192, _MM_HINT_T0);
     const __m256i c = Codes32<T>(w[i]);
     const __m256i yq = Load(y[i].qs);
     const __m256i s = kAffine ? SumUnsigned(c, yq) : SumSigned(c, yq);
@@ -168,6 +181,7 @@ float DotQ2_K(const uint8_t* row, const uint8_t* act, int64_t n) {
   __m256 acc = _mm256_setzero_ps();
   float mins = 0.0f;
   for (int64_t i = 0; i < n / kQK_K; ++i) {
+    Prefetch(w + i, sizeof(w[i]));
     int sc[16], mn[16];
     for (int g = 0; g < 16; ++g) sc[g] = w[i].scales[g] & 0xF, mn[g] = w[i].scales[g] >> 4;
     __m256i isum = _mm256_setzero_si256();
@@ -191,6 +205,7 @@ float DotQ3_K(const uint8_t* row, const uint8_t* act, int64_t n) {
   const __m256i m3 = _mm256_set1_epi8(3), m1 = _mm256_set1_epi8(1);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / kQK_K; ++i) {
+    Prefetch(w + i, sizeof(w[i]));
     int8_t s8[16];
     Q3KScales(w[i].scales, s8);
     int sc[16];
@@ -223,6 +238,7 @@ float DotQ45_K(const uint8_t* row, const uint8_t* act, int64_t n) {
   __m256 acc = _mm256_setzero_ps();
   float mins = 0.0f;
   for (int64_t i = 0; i < n / kQK_K; ++i) {
+    Prefetch(w + i, sizeof(w[i]));
     uint8_t sc[8], mn[8];
     for (int j = 0; j < 8; ++j) ScaleMinK4(j, w[i].scales, &sc[j], &mn[j]);
     __m256i hbits = _mm256_setzero_si256();
@@ -254,6 +270,7 @@ float DotQ6_K(const uint8_t* row, const uint8_t* act, int64_t n) {
   const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / kQK_K; ++i) {
+    Prefetch(w + i, sizeof(w[i]));
     const int8_t* s = w[i].scales;
     __m256i isum = _mm256_setzero_si256();
     for (int half = 0; half < 2; ++half) {
@@ -284,6 +301,7 @@ float DotIQ4_XS(const uint8_t* row, const uint8_t* act, int64_t n) {
   const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(iq::kvalues_iq4nl)));
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / kQK_K; ++i) {
+    Prefetch(w + i, sizeof(w[i]));
     __m256i isum = _mm256_setzero_si256();
     for (int ib = 0; ib < 8; ++ib) {
       const int ls = ((w[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((w[i].scales_h >> (2 * ib)) & 3) << 4);

@@ -1,0 +1,96 @@
+// Matrix-vector (decode) and matrix-matrix (prefill) products per weight type and ISA, one thread.
+//  - MatVec: a 256 MiB weight matrix (4096 columns), far larger than the caches, against one
+//    activation row: GB/s of weights streamed (compare with `lowbit bench`'s measured bandwidth).
+//  - MatMul: 2048 x 2048 weights against 128 tokens (weights stay in cache): GFLOP/s, counting a
+//    multiply-add as 2 operations.
+// Weights: a 64-row tile quantized from N(0, 0.02) by lowbit's quantizer, repeated (random scales
+// would be unrealistic; the speed of a kernel does not depend on the values).
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "lowbit/base/aligned_buffer.h"
+#include "lowbit/kernels/dot.h"
+#include "lowbit/kernels/matvec.h"
+#include "lowbit/quant/quantize.h"
+
+namespace lowbit {
+namespace {
+
+const GgmlType kTypes[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ4_0,   GgmlType::kQ4_1,
+                           GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kQ8_0, GgmlType::kQ2_K,   GgmlType::kQ3_K,
+                           GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kIQ4_NL, GgmlType::kIQ4_XS};
+
+AlignedBuffer MakeWeights(GgmlType t, int64_t rows, int64_t cols) {
+  constexpr int64_t kTile = 64;
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  std::vector<float> x(kTile * cols);
+  for (float& v : x) v = nd(rng);
+  const uint64_t rb = *RowBytes(t, static_cast<uint64_t>(cols));
+  AlignedBuffer tile(kTile * rb);
+  for (int64_t r = 0; r < kTile; ++r) FromFloatFor(t)(x.data() + r * cols, tile.data() + r * rb, cols, nullptr);
+  AlignedBuffer w(static_cast<size_t>(rows) * rb);
+  for (int64_t r = 0; r < rows; r += kTile) std::memcpy(w.data() + r * rb, tile.data(), std::min(kTile, rows - r) * rb);
+  return w;
+}
+
+std::vector<float> Activations(int64_t n) {
+  std::mt19937 rng(4);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(n);
+  for (float& v : x) v = nd(rng);
+  return x;
+}
+
+void BM_MatVec(benchmark::State& state) {
+  const GgmlType t = kTypes[state.range(0)];
+  const Isa isa = static_cast<Isa>(state.range(1));
+  constexpr int64_t kCols = 4096;
+  const uint64_t rb = *RowBytes(t, kCols);
+  const int64_t rows = static_cast<int64_t>((uint64_t{256} << 20) / rb) / 64 * 64;
+  const AlignedBuffer w = MakeWeights(t, rows, kCols);
+  const std::vector<float> x = Activations(kCols);
+  std::vector<float> y(rows);
+  MatMulScratch scratch;
+  MatMulArgs a{.type = t, .w = w.data(), .rows = rows, .cols = kCols, .x = x.data(), .batch = 1, .y = y.data()};
+  for (auto _ : state) {
+    MatMul(DotKernelsFor(isa), a, nullptr, &scratch);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * rows * static_cast<int64_t>(rb));
+  state.SetLabel(std::string(TypeInfo(t).name) + "/" + std::string(IsaName(isa)));
+}
+
+void BM_MatMul(benchmark::State& state) {
+  const GgmlType t = kTypes[state.range(0)];
+  const Isa isa = static_cast<Isa>(state.range(1));
+  constexpr int64_t kRows = 2048, kCols = 2048, kBatch = 128;
+  const AlignedBuffer w = MakeWeights(t, kRows, kCols);
+  const std::vector<float> x = Activations(kCols * kBatch);
+  std::vector<float> y(kRows * kBatch);
+  MatMulScratch scratch;
+  MatMulArgs a{.type = t, .w = w.data(), .rows = kRows, .cols = kCols, .x = x.data(), .batch = kBatch, .y = y.data()};
+  for (auto _ : state) {
+    MatMul(DotKernelsFor(isa), a, nullptr, &scratch);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * kRows * kCols * kBatch * static_cast<double>(state.iterations()) / 1e9,
+                                                 benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(TypeInfo(t).name) + "/" + std::string(IsaName(isa)));
+}
+
+void Args(benchmark::internal::Benchmark* b) {
+  for (int isa : {static_cast<int>(Isa::kRef), static_cast<int>(ActiveIsa())}) {
+    for (int i = 0; i < static_cast<int>(std::size(kTypes)); ++i) b->Args({i, isa});
+  }
+}
+
+BENCHMARK(BM_MatVec)->Apply(Args)->Unit(benchmark::kMillisecond)->MinTime(0.5);
+BENCHMARK(BM_MatMul)->Apply(Args)->Unit(benchmark::kMillisecond)->MinTime(0.5);
+
+}  // namespace
+}  // namespace lowbit
