@@ -96,6 +96,19 @@ TEST_P(DotKernelsTest, MatchReferenceOnEveryType) {
         const float want = ref.For(t)(c.row.data(), c.act.data(), n);
         const float got = k.For(t)(c.row.data(), c.act.data(), n);
         EXPECT_NEAR(got, want, 2e-6 * mag + 1e-7) << TypeInfo(t).name << " n=" << n;
+        if (k.For4(t) != nullptr) {  // the 4-token prefill kernel: each result bit-equal to the 1-token one
+          std::vector<uint8_t> acts(4 * c.act.size());
+          std::vector<float> singles(4);
+          for (int j = 0; j < 4; ++j) {
+            std::vector<float> xj(c.x);
+            for (auto& v : xj) v *= static_cast<float>(j + 1) * (j % 2 ? -1.0f : 1.0f);
+            QuantizeActivations(t, xj.data(), acts.data() + j * c.act.size(), n);
+            singles[j] = k.For(t)(c.row.data(), acts.data() + j * c.act.size(), n);
+          }
+          float four[4];
+          k.For4(t)(c.row.data(), acts.data(), c.act.size(), n, four);
+          for (int j = 0; j < 4; ++j) EXPECT_EQ(four[j], singles[j]) << TypeInfo(t).name << " token " << j;
+        }
       }
     }
     ++types;

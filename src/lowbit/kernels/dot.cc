@@ -235,7 +235,12 @@ const DotKernels& DotKernelsFor(Isa isa) {
     internal::FillAvx2DotKernels(&k);
     return k;
   }();
-  return isa >= Isa::kAvx2 ? avx2 : ref;  // AVX-512 uses the AVX2 table until it has its own
+  static const DotKernels avx512 = [] {
+    DotKernels k = ref;
+    internal::FillAvx512DotKernels(&k);
+    return k;
+  }();
+  return isa >= Isa::kAvx512 ? avx512 : isa >= Isa::kAvx2 ? avx2 : ref;
 }
 
 const DotKernels& ActiveDotKernels() {

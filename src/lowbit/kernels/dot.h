@@ -21,11 +21,18 @@ namespace lowbit {
 // dot(w_row, act) over n elements; `act` is the row of activations in ActTypeFor(weight type).
 using VecDotFn = float (*)(const uint8_t* w_row, const uint8_t* act, int64_t n);
 
+// Four dot products of one weight row with four activation rows (act + t * act_stride, t < 4),
+// decoding the weights once: the prefill (matrix-matrix) kernel. out[t] equals, bit for bit, what
+// the table's VecDotFn returns for row t.
+using VecDot4Fn = void (*)(const uint8_t* w_row, const uint8_t* act, uint64_t act_stride, int64_t n, float* out);
+
 inline constexpr int kMaxTypeId = 43;
 
 struct DotKernels {
   VecDotFn dot[kMaxTypeId] = {};
+  VecDot4Fn dot4[kMaxTypeId] = {};  // nullptr: MatMul calls dot four times
   VecDotFn For(GgmlType t) const { return dot[static_cast<uint32_t>(t)]; }
+  VecDot4Fn For4(GgmlType t) const { return dot4[static_cast<uint32_t>(t)]; }
 };
 
 const DotKernels& DotKernelsFor(Isa isa);
@@ -40,7 +47,8 @@ void QuantizeActivations(GgmlType w, const float* x, uint8_t* out, int64_t n);
 
 namespace internal {
 void FillRefDotKernels(DotKernels* k);
-void FillAvx2DotKernels(DotKernels* k);  // overrides the entries it has
+void FillAvx2DotKernels(DotKernels* k);    // overrides the entries it has
+void FillAvx512DotKernels(DotKernels* k);  // AVX2 kernels with VNNI
 }  // namespace internal
 
 }  // namespace lowbit

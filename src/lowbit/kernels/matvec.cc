@@ -26,6 +26,7 @@ void DequantizeRowOf(GgmlType type, const uint8_t* w, int64_t cols, int64_t r, f
 
 void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch) {
   const VecDotFn dot = k.For(a.type);
+  const VecDot4Fn dot4 = k.For4(a.type);
   LOWBIT_CHECK_MSG(dot != nullptr, "no dot product for {}", TypeInfo(a.type).name);
   const uint64_t row_bytes = a.row_stride != 0 ? a.row_stride : *RowBytes(a.type, static_cast<uint64_t>(a.cols));
   const uint64_t act_bytes = ActRowBytes(a.type, a.cols);
@@ -44,7 +45,15 @@ void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulSc
       const int64_t b1 = std::min(a.batch, b0 + kTokenTile);
       for (size_t r = r0; r < r1; ++r) {
         const uint8_t* wr = a.w + r * row_bytes;
-        for (int64_t b = b0; b < b1; ++b) a.y[b * a.rows + static_cast<int64_t>(r)] = dot(wr, act + b * act_bytes, a.cols);
+        int64_t b = b0;
+        if (dot4 != nullptr) {
+          for (; b + 4 <= b1; b += 4) {
+            float out[4];
+            dot4(wr, act + b * act_bytes, act_bytes, a.cols, out);
+            for (int t = 0; t < 4; ++t) a.y[(b + t) * a.rows + static_cast<int64_t>(r)] = out[t];
+          }
+        }
+        for (; b < b1; ++b) a.y[b * a.rows + static_cast<int64_t>(r)] = dot(wr, act + b * act_bytes, a.cols);
       }
     }
   };
