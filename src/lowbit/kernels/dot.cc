@@ -209,12 +209,35 @@ GgmlType ActTypeFor(GgmlType w) {
   }
 }
 
-uint64_t ActRowBytes(GgmlType w, int64_t n) { return *RowBytes(ActTypeFor(w), static_cast<uint64_t>(n)); }
+namespace {
+constexpr uint64_t RoundUp(uint64_t v, uint64_t m) { return (v + m - 1) / m * m; }
+}  // namespace
+
+uint64_t ActScalesOffset(GgmlType w, int64_t n) { return RoundUp(*RowBytes(ActTypeFor(w), static_cast<uint64_t>(n)), 16); }
+
+uint64_t ActRowBytes(GgmlType w, int64_t n) {
+  const GgmlType a = ActTypeFor(w);
+  const uint64_t nb = static_cast<uint64_t>(n) / TypeInfo(a).block_size;
+  const uint64_t scales = a == GgmlType::kQ8_0 ? 4 * nb : a == GgmlType::kQ8_1 ? 8 * nb : 0;
+  return RoundUp(ActScalesOffset(w, n) + scales, 64);
+}
 
 void QuantizeActivations(GgmlType w, const float* x, uint8_t* out, int64_t n) {
+  auto* scales = reinterpret_cast<float*>(out + ActScalesOffset(w, n));
+  const int64_t nb = n / kQK;
   switch (ActTypeFor(w)) {
-    case GgmlType::kQ8_0: QuantizeQ8_0Ref(x, out, n); break;
-    case GgmlType::kQ8_1: QuantizeQ8_1Ref(x, out, n); break;
+    case GgmlType::kQ8_0: {
+      QuantizeQ8_0Ref(x, out, n);
+      const auto* b = reinterpret_cast<const BlockQ8_0*>(out);
+      for (int64_t i = 0; i < nb; ++i) scales[i] = H(b[i].d);
+      break;
+    }
+    case GgmlType::kQ8_1: {
+      QuantizeQ8_1Ref(x, out, n);
+      const auto* b = reinterpret_cast<const BlockQ8_1*>(out);
+      for (int64_t i = 0; i < nb; ++i) scales[i] = H(b[i].d), scales[nb + i] = H(b[i].s);
+      break;
+    }
     case GgmlType::kQ8_K: QuantizeQ8_KRef(x, out, n); break;
     default: std::memcpy(out, x, static_cast<size_t>(n) * sizeof(float)); break;
   }

@@ -40,9 +40,13 @@ const DotKernels& ActiveDotKernels();  // for ActiveIsa(), picked on first use
 
 // The activation type for weights of type `w` (same for every ISA).
 GgmlType ActTypeFor(GgmlType w);
-// Bytes of one activation row of n elements in ActTypeFor(w).
+// An activation row: the ggml blocks of ActTypeFor(w) (byte-identical to ggml's), padded to 16
+// bytes; for Q8_0 and Q8_1 then the block scales as floats (d[nb], and s[nb] for Q8_1), so kernels
+// need not convert fp16 per use; the row is padded to 64 bytes.
 uint64_t ActRowBytes(GgmlType w, int64_t n);
-// Converts n floats into ActTypeFor(w) (a copy for F32).
+// Offset of the float scales in an activation row.
+uint64_t ActScalesOffset(GgmlType w, int64_t n);
+// Converts n floats into an activation row for weights of type w (a copy for F32).
 void QuantizeActivations(GgmlType w, const float* x, uint8_t* out, int64_t n);
 
 namespace internal {
