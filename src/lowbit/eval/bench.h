@@ -11,7 +11,7 @@
 namespace lowbit {
 
 // Best-of-`reps` read bandwidth in GB/s summing a `bytes` buffer with `threads` threads.
-double MeasureReadBandwidth(int threads, size_t bytes = size_t{512} << 20, int reps = 3);
+double MeasureReadBandwidth(int threads, size_t bytes = size_t{512} << 20, int reps = 6);
 
 struct BenchOptions {
   int64_t n_prompt = 512, n_gen = 128;
