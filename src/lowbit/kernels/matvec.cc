@@ -58,7 +58,8 @@ void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulSc
     }
   };
   if (!threaded) run(0, static_cast<size_t>(a.rows));
-  else pool->ParallelFor(static_cast<size_t>(a.rows), run, a.batch > 1 ? 8 : 16);
+  else if (a.batch > 1) pool->ParallelFor(static_cast<size_t>(a.rows), run, 8);
+  else pool->ParallelFor(static_cast<size_t>(a.rows), run, static_cast<size_t>((a.rows + pool->size() - 1) / pool->size()));
 }
 
 void MatMul(const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch) { MatMul(ActiveDotKernels(), a, pool, scratch); }
