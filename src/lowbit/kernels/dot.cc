@@ -218,7 +218,7 @@ uint64_t ActScalesOffset(GgmlType w, int64_t n) { return RoundUp(*RowBytes(ActTy
 uint64_t ActRowBytes(GgmlType w, int64_t n) {
   const GgmlType a = ActTypeFor(w);
   const uint64_t nb = static_cast<uint64_t>(n) / TypeInfo(a).block_size;
-  const uint64_t scales = a == GgmlType::kQ8_0 ? 4 * nb : a == GgmlType::kQ8_1 ? 8 * nb : 0;
+  const uint64_t scales = a == GgmlType::kQ8_0 || a == GgmlType::kQ8_1 ? 8 * nb : 0;
   return RoundUp(ActScalesOffset(w, n) + scales, 64);
 }
 
@@ -229,7 +229,12 @@ void QuantizeActivations(GgmlType w, const float* x, uint8_t* out, int64_t n) {
     case GgmlType::kQ8_0: {
       QuantizeQ8_0Ref(x, out, n);
       const auto* b = reinterpret_cast<const BlockQ8_0*>(out);
-      for (int64_t i = 0; i < nb; ++i) scales[i] = H(b[i].d);
+      for (int64_t i = 0; i < nb; ++i) {
+        int sum = 0;
+        for (int j = 0; j < kQK; ++j) sum += b[i].qs[j];
+        scales[i] = H(b[i].d);
+        scales[nb + i] = scales[i] * static_cast<float>(sum);  // exact: 11-bit d times |sum| < 2^12
+      }
       break;
     }
     case GgmlType::kQ8_1: {

@@ -41,7 +41,8 @@ const DotKernels& ActiveDotKernels();  // for ActiveIsa(), picked on first use
 // The activation type for weights of type `w` (same for every ISA).
 GgmlType ActTypeFor(GgmlType w);
 // An activation row: the ggml blocks of ActTypeFor(w) (byte-identical to ggml's), padded to 16
-// bytes; for Q8_0 and Q8_1 then the block scales as floats (d[nb], and s[nb] for Q8_1), so kernels
+// bytes; for Q8_0 and Q8_1 then the block scales as floats (d[nb], then d * sum(q)[nb] for Q8_0 and
+// ggml's s[nb] for Q8_1), so kernels
 // need not convert fp16 per use; the row is padded to 64 bytes.
 uint64_t ActRowBytes(GgmlType w, int64_t n);
 // Offset of the float scales in an activation row.
