@@ -84,8 +84,8 @@ void BM_MatMul(benchmark::State& state) {
 }
 
 void Args(benchmark::internal::Benchmark* b) {
-  for (int isa : {static_cast<int>(Isa::kRef), static_cast<int>(ActiveIsa())}) {
-    for (int i = 0; i < static_cast<int>(std::size(kTypes)); ++i) b->Args({i, isa});
+  for (Isa isa : SupportedIsas()) {
+    for (int i = 0; i < static_cast<int>(std::size(kTypes)); ++i) b->Args({i, static_cast<int>(isa)});
   }
 }
 

@@ -17,6 +17,7 @@ void AddBench(CLI::App& app, Registry& r) {
     std::vector<int> threads{1};
     int reps = 5;
     bool json = false;
+    bool kv_f16 = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("bench", "Prompt and generation speed beside the machine's measured read bandwidth");
@@ -26,6 +27,7 @@ void AddBench(CLI::App& app, Registry& r) {
   sub->add_option("-t,--threads", a->threads, "thread counts, e.g. 1,2")->delimiter(',')->check(CLI::Range(1, 1024));
   sub->add_option("-r,--repetitions", a->reps, "repetitions")->check(CLI::Range(1, 1000));
   sub->add_flag("--json", a->json, "print one JSON object (an array when several thread counts are given)");
+  AddCacheTypeOption(sub, &a->kv_f16);
   r.Add(sub, [a]() -> Status {
     LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model));
     LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
@@ -35,7 +37,7 @@ void AddBench(CLI::App& app, Registry& r) {
                   "bandwidth", "fraction");
     }
     for (int t : a->threads) {
-      LOWBIT_ASSIGN_OR_RETURN(BenchResult b, Bench(model, {a->n_prompt, a->n_gen, t, a->reps}));
+      LOWBIT_ASSIGN_OR_RETURN(BenchResult b, Bench(model, {a->n_prompt, a->n_gen, t, a->reps, a->kv_f16}));
       nlohmann::json j = {{"threads", t}, {"pp", b.pp}, {"pp_std", b.pp_std}, {"tg", b.tg}, {"tg_std", b.tg_std},
                           {"bytes_per_token", b.bytes_per_token}, {"gbps", b.gbps}, {"bandwidth_gbps", b.bandwidth_gbps},
                           {"n_prompt", a->n_prompt}, {"n_gen", a->n_gen}, {"repetitions", a->reps}};

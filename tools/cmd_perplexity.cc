@@ -17,7 +17,7 @@ void AddPerplexity(CLI::App& app, Registry& r) {
     std::string model, file;
     int64_t ctx = 0, chunks = -1;
     int threads = 0;
-    bool json = false;
+    bool json = false, kv_f16 = false;
     std::string save, base;
   };
   auto a = std::make_shared<Args>();
@@ -30,12 +30,13 @@ void AddPerplexity(CLI::App& app, Registry& r) {
   sub->add_option("--save-logits", a->save, "write the token distributions (reference for --kl-divergence)");
   sub->add_option("--kl-divergence", a->base, "compare with distributions saved by --save-logits");
   sub->add_flag("--json", a->json, "print one JSON object");
+  AddCacheTypeOption(sub, &a->kv_f16);
   r.Add(sub, [a]() -> Status {
     LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model));
     LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
     LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));
     LOWBIT_ASSIGN_OR_RETURN(std::string text, ReadTextFile(a->file, uint64_t{1} << 30));
-    PerplexityOptions o{a->ctx, a->chunks, a->threads, a->save, a->base};
+    PerplexityOptions o{a->ctx, a->chunks, a->threads, a->save, a->base, a->kv_f16};
     const bool json = a->json;
     LOWBIT_ASSIGN_OR_RETURN(PerplexityResult res, Perplexity(model, vocab, text, o, [json](int64_t i, double ppl) {
       if (!json) std::fprintf(stderr, "[%lld]%.4f,%s", static_cast<long long>(i + 1), ppl, (i + 1) % 10 ? "" : "\n");

@@ -30,6 +30,7 @@ void AddRun(CLI::App& app, Registry& r) {
   sub->add_option("--repeat-penalty", a->g.sampling.repeat_penalty, "repetition penalty (1: off)")->check(CLI::Range(0.0f, 10.0f));
   sub->add_option("--repeat-last-n", a->g.sampling.repeat_last_n, "tokens the penalty looks back over")->check(CLI::Range(0, 1 << 20));
   sub->add_option("--seed", a->seed, "random seed (default: time)");
+  AddCacheTypeOption(sub, &a->g.kv_f16);
   r.Add(sub, [a]() -> Status {
     const auto t0 = std::chrono::steady_clock::now();
     LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model));

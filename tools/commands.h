@@ -24,6 +24,13 @@ class Registry {
   std::vector<std::pair<CLI::App*, std::function<Status()>>> actions_;
 };
 
+// --cache-type f32|f16 (the KV cache's element type) for run, perplexity and bench.
+inline void AddCacheTypeOption(CLI::App* sub, bool* kv_f16) {
+  sub->add_option_function<std::string>(
+         "--cache-type", [kv_f16](const std::string& v) { *kv_f16 = v == "f16"; }, "KV cache type: f32 (default) or f16")
+      ->check(CLI::IsMember({"f32", "f16"}));
+}
+
 void AddConvert(CLI::App& app, Registry& r);
 void AddInspect(CLI::App& app, Registry& r);
 void AddQuantize(CLI::App& app, Registry& r);

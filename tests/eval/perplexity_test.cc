@@ -128,3 +128,27 @@ TEST(Perplexity, KlDivergenceAgainstSavedDistributions) {
 
 }  // namespace
 }  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+TEST(Perplexity, F16KvCacheChangesLittle) {
+  LOWBIT_REQUIRE_SHARED();
+  auto run = [&](bool f16) -> Expected<PerplexityResult> {
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(testing::SharedPath("models/stories5M/stories5M-f32.gguf")));
+    LOWBIT_ASSIGN_OR_RETURN(LlamaModel m, LlamaModel::Load(g));
+    LOWBIT_ASSIGN_OR_RETURN(Vocab v, VocabFromGguf(g));
+    LOWBIT_ASSIGN_OR_RETURN(std::string text,
+                            ReadTextFile(testing::SharedPath("data/tinystories/TinyStoriesV2-GPT4-valid.first100.txt")));
+    PerplexityOptions o{256, 8, 2, "", ""};
+    o.kv_f16 = f16;
+    return Perplexity(m, v, text, o);
+  };
+  auto a = run(false), b = run(true);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_NE(a->ppl, b->ppl);                     // the cache really is F16
+  EXPECT_NEAR(b->ppl, a->ppl, 1e-3 * a->ppl);    // and costs < 0.1% perplexity
+}
+
+}  // namespace
+}  // namespace lowbit

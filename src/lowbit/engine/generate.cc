@@ -17,7 +17,7 @@ Expected<GenerateStats> Generate(const LlamaModel& model, const Vocab& vocab, co
   if (static_cast<int64_t>(st.prompt_tokens.size()) >= n_ctx) {
     return Errorf("the prompt has {} tokens, the context holds {}; shorten it or raise -c", st.prompt_tokens.size(), n_ctx);
   }
-  LlamaSession session(model, n_ctx, o.threads);
+  LlamaSession session(model, SessionOptions{.n_ctx = n_ctx, .threads = o.threads, .max_batch = std::min<int64_t>(n_ctx, 512), .kv_f16 = o.kv_f16});
   Sampler sampler(o.sampling, c.n_vocab);
   std::vector<int32_t> history = st.prompt_tokens;
   history.reserve(static_cast<size_t>(n_ctx));

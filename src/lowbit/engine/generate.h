@@ -19,6 +19,7 @@ struct GenerateOptions {
   int64_t n_predict = 128;
   int64_t n_ctx = 0;  // 0: the model's training context
   int threads = 0;
+  bool kv_f16 = false;  // F16 KV cache
   SamplerParams sampling;
 };
 

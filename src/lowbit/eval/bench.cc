@@ -78,7 +78,7 @@ Expected<BenchResult> Bench(const LlamaModel& model, const BenchOptions& o) {
   if (o.reps < 1) return Errorf("-r must be at least 1");
   BenchResult r;
   r.threads = o.threads;
-  LlamaSession s(model, o.n_prompt + o.n_gen, o.threads);
+  LlamaSession s(model, SessionOptions{.n_ctx = o.n_prompt + o.n_gen, .threads = o.threads, .max_batch = std::max<int64_t>(1, std::min<int64_t>(o.n_prompt, 512)), .kv_f16 = o.kv_f16});
   std::mt19937 rng(1);
   std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(c.n_vocab - 1));
   std::vector<double> pp, tg;

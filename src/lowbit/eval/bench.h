@@ -17,6 +17,7 @@ struct BenchOptions {
   int64_t n_prompt = 512, n_gen = 128;
   int threads = 1;
   int reps = 5;
+  bool kv_f16 = false;  // F16 KV cache
 };
 
 struct BenchResult {

@@ -58,7 +58,7 @@ Expected<PerplexityResult> Perplexity(const LlamaModel& model, const Vocab& voca
     return Errorf("the text has {} tokens, fewer than one context of {}; use a smaller -c", r.n_tokens, ctx);
   }
   r.n_chunks = n_chunk;
-  LlamaSession session(model, ctx, opts.threads);
+  LlamaSession session(model, SessionOptions{.n_ctx = ctx, .threads = opts.threads, .max_batch = std::min<int64_t>(ctx, 512), .kv_f16 = opts.kv_f16});
   const int64_t first = ctx / 2;
   double nll = 0, nll2 = 0;
   int64_t count = 0;

@@ -23,6 +23,7 @@ struct PerplexityOptions {
   // n_tokens, i32 tokens[n_tokens], then f32 log-probabilities [n_scored][n_vocab]).
   std::string save_logits;  // write it
   std::string kl_base;      // compare with it
+  bool kv_f16 = false;      // F16 KV cache
 };
 
 struct KlStats {
