@@ -1,4 +1,4 @@
-// Byte-level BPE against llama.cpp's test vectors for the GPT-2 vocabulary (../shared/vocab).
+// Byte-level BPE against llama.cpp's test vectors for every BPE vocabulary in ../shared/vocab.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -18,14 +18,22 @@ std::string ReadAll(const std::string& path) {
   return ss.str();
 }
 
-TEST(BpeTokenizer, Gpt2TestVectors) {
+struct VocabCase {
+  const char* name;
+  const char* pre;
+  size_t vectors;
+};
+class BpeVectors : public ::testing::TestWithParam<VocabCase> {};
+
+TEST_P(BpeVectors, MatchLlamaCpp) {
   LOWBIT_REQUIRE_SHARED();
-  const std::string path = testing::SharedPath("vocab/ggml-vocab-gpt-2.gguf");
+  const std::string path = testing::SharedPath(std::string("vocab/ggml-vocab-") + GetParam().name + ".gguf");
   auto g = GgufFile::Open(path);
   ASSERT_TRUE(g.ok()) << g.status().message();
   auto vocab = VocabFromGguf(*g);
   ASSERT_TRUE(vocab.ok()) << vocab.status().message();
   EXPECT_EQ(vocab->model, "gpt2");
+  EXPECT_EQ(vocab->pre, GetParam().pre);
   auto tok = BpeTokenizer::Create(*vocab);
   ASSERT_TRUE(tok.ok()) << tok.status().message();
   const std::string inp = ReadAll(path + ".inp"), sep = "\n__ggml_vocab_test__\n";
@@ -48,8 +56,20 @@ TEST(BpeTokenizer, Gpt2TestVectors) {
     EXPECT_EQ(back, text) << "decode of input " << n;
     ++n;
   }
-  EXPECT_EQ(n, 46u);
+  EXPECT_EQ(n, GetParam().vectors);
 }
+
+// Every byte-level BPE vocabulary in ../shared/vocab that has llama.cpp's test vectors.
+INSTANTIATE_TEST_SUITE_P(Vocabs, BpeVectors,
+                         ::testing::Values(VocabCase{"gpt-2", "gpt-2", 46}, VocabCase{"deepseek-llm", "deepseek-llm", 46},
+                                           VocabCase{"deepseek-coder", "deepseek-coder", 46}, VocabCase{"falcon", "falcon", 46},
+                                           VocabCase{"mpt", "mpt", 46}, VocabCase{"refact", "refact", 46},
+                                           VocabCase{"starcoder", "starcoder", 46}),
+                         [](const auto& p) {
+                           std::string n = p.param.name;
+                           for (char& c : n) c = c == '-' ? '_' : c;
+                           return n;
+                         });
 
 }  // namespace
 }  // namespace lowbit

@@ -3,6 +3,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <algorithm>
 #include <queue>
 
 #include "lowbit/tokenizer/utf8.h"
@@ -31,17 +32,56 @@ std::string Utf8(uint32_t cp) {
   return s;
 }
 
-// Pre-tokenizer expressions by tokenizer.ggml.pre (llama.cpp's, written for PCRE2).
+// Pre-tokenizer expressions by tokenizer.ggml.pre: llama.cpp's lists (each expression splits the
+// pieces the previous ones left), written for PCRE2 with UTF + UCP.
 std::vector<std::string> PreTokenizerRegexes(const std::string& pre) {
-  if (pre == "llama-bpe" || pre == "llama3") {
+  const std::string gpt2 = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+  if (pre == "llama-bpe" || pre == "llama3" || pre == "dbrx" || pre == "smaug-bpe") {
     return {"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
             "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"};
   }
-  if (pre == "qwen2") {
+  if (pre == "qwen2" || pre == "stablelm2") {
     return {"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
             "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"};
   }
-  return {"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"};
+  if (pre == "deepseek-llm") {
+    // The second class is Unicode's cased letters as DeepSeek's tokenizer.json lists them, spelled
+    // as code points (some of them change under NFC, so literal characters are fragile).
+    return {"[\r\n]",
+            "\\s?[\\x{41}-\\x{5a}\\x{61}-\\x{7a}\\x{b5}\\x{c0}-\\x{d6}\\x{d8}-\\x{f6}\\x{f8}-\\x{1ba}\\x{1bc}-\\x{1bf}"
+            "\\x{1c4}-\\x{293}\\x{295}-\\x{2af}\\x{370}-\\x{373}\\x{376}\\x{377}\\x{37b}-\\x{37d}\\x{37f}\\x{386}"
+            "\\x{388}-\\x{38a}\\x{38c}\\x{38e}-\\x{3a1}\\x{3a3}-\\x{3f5}\\x{3f7}-\\x{481}\\x{48a}-\\x{52f}"
+            "\\x{531}-\\x{556}\\x{10a0}-\\x{10c5}\\x{13a0}-\\x{13f5}\\x{13f8}-\\x{13fd}\\x{1c90}-\\x{1cba}"
+            "\\x{1cbd}-\\x{1cbf}\\x{1d00}-\\x{1d2b}\\x{1d6b}-\\x{1d77}\\x{1d79}-\\x{1d9a}\\x{1e00}-\\x{1f15}"
+            "\\x{1f18}-\\x{1f1d}\\x{1f20}-\\x{1f45}\\x{1f48}-\\x{1f4d}\\x{1f50}-\\x{1f57}\\x{1f59}\\x{1f5b}"
+            "\\x{1f5d}\\x{1f5f}-\\x{1f7d}\\x{1f80}-\\x{1fb4}\\x{1fb6}-\\x{1fbc}\\x{1fbe}\\x{1fc2}-\\x{1fc4}"
+            "\\x{1fc6}-\\x{1fcc}\\x{1fd0}-\\x{1fd3}\\x{1fd6}-\\x{1fdb}\\x{1fe0}-\\x{1fec}\\x{1ff2}-\\x{1ff4}"
+            "\\x{1ff6}-\\x{1ffc}\\x{2102}\\x{2107}\\x{210a}-\\x{2113}\\x{2115}\\x{2119}-\\x{211d}\\x{2124}"
+            "\\x{2126}\\x{2128}\\x{212a}-\\x{212d}\\x{212f}-\\x{2134}\\x{2139}\\x{213c}-\\x{213f}\\x{2145}-"
+            "\\x{2149}\\x{214e}\\x{2183}\\x{2184}\\x{2c00}-\\x{2c7b}\\x{2c7e}-\\x{2ce4}\\x{2ceb}-\\x{2cee}"
+            "\\x{2cf2}\\x{2cf3}\\x{a640}-\\x{a66d}\\x{a680}-\\x{a69b}\\x{a722}-\\x{a76f}\\x{a771}-\\x{a787}"
+            "\\x{a78b}-\\x{a78e}\\x{ab70}-\\x{abbf}\\x{fb00}-\\x{fb06}\\x{fb13}-\\x{fb17}\\x{ff21}-\\x{ff3a}"
+            "\\x{ff41}-\\x{ff5a}\\x{10400}-\\x{1044f}\\x{104b0}-\\x{104d3}\\x{104d8}-\\x{104fb}\\x{10c80}-"
+            "\\x{10cb2}\\x{10cc0}-\\x{10cf2}\\x{118a0}-\\x{118df}\\x{1e900}-\\x{1e943}]+",
+            "\\s?[!-/:-~！-／：-～‘-‟　-。]+",
+            "\\s+$",
+            "[一-龥ࠀ-一가-퟿]+",
+            "\\p{N}+"};
+  }
+  if (pre == "deepseek-coder") {
+    return {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}"};
+  }
+  if (pre == "falcon") {
+    return {"[\\p{P}\\$\\+<=>\\^~\\|`]+", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)",
+            "[0-9][0-9][0-9]"};
+  }
+  if (pre == "starcoder" || pre == "refact" || pre == "command-r" || pre == "smollm" || pre == "codeshell" || pre == "exaone") {
+    return {"\\p{N}", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"};
+  }
+  if (pre == "gpt-2" || pre == "mpt" || pre == "olmo" || pre == "jais") return {gpt2};
+  // llama.cpp's default for a vocabulary without a known pre-tokenizer.
+  return {"[\\p{P}\\$\\+<=>\\^~\\|]+", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)", "\\p{N}+",
+          "[0-9][0-9][0-9]"};
 }
 
 struct Sym {
@@ -66,7 +106,7 @@ Expected<BpeTokenizer> BpeTokenizer::Create(const Vocab& vocab) {
     PCRE2_SIZE offset = 0;
     auto re = std::make_shared<Regex>();
     re->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.c_str()), PCRE2_ZERO_TERMINATED,
-                             PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &offset, nullptr);
+                             PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | PCRE2_DOLLAR_ENDONLY, &err, &offset, nullptr);
     if (re->code == nullptr) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(err, msg, sizeof(msg));
@@ -76,6 +116,13 @@ Expected<BpeTokenizer> BpeTokenizer::Create(const Vocab& vocab) {
     t.regexes_.push_back(re);
   }
   for (size_t i = 0; i < vocab.tokens.size(); ++i) t.ids_.emplace(vocab.tokens[i], static_cast<int32_t>(i));
+  for (size_t i = 0; i < vocab.token_types.size() && i < vocab.tokens.size(); ++i) {
+    if (vocab.token_types[i] == static_cast<int32_t>(TokenType::kUserDefined) && !vocab.tokens[i].empty()) {
+      t.user_defined_.push_back(static_cast<int32_t>(i));
+    }
+  }
+  std::stable_sort(t.user_defined_.begin(), t.user_defined_.end(),
+                   [&](int32_t a, int32_t b) { return vocab.tokens[a].size() > vocab.tokens[b].size(); });
   for (size_t r = 0; r < vocab.merges.size(); ++r) t.ranks_.emplace(vocab.merges[r], static_cast<int32_t>(r));
   // GPT-2's byte-to-unicode: printable bytes map to themselves, the others to 256 + n.
   int n = 0;
@@ -135,6 +182,46 @@ void BpeTokenizer::EncodeWord(const std::string& w, std::vector<int32_t>& out) c
 }
 
 std::vector<int32_t> BpeTokenizer::Encode(std::string_view text) const {
+  // User-defined (added) tokens are matched in the raw text first, longest first, as llama.cpp does
+  // even when special tokens are not parsed; the text between them is tokenized normally.
+  std::vector<int32_t> out;
+  if (!user_defined_.empty()) {
+    struct Frag {
+      std::string_view text;
+      int32_t id;  // -1: raw text
+    };
+    std::vector<Frag> frags{{text, -1}};
+    for (int32_t id : user_defined_) {
+      const std::string& tok = vocab_->tokens[static_cast<size_t>(id)];
+      std::vector<Frag> next;
+      for (const Frag& f : frags) {
+        if (f.id >= 0) {
+          next.push_back(f);
+          continue;
+        }
+        size_t start = 0;
+        for (size_t at; (at = f.text.find(tok, start)) != std::string_view::npos; start = at + tok.size()) {
+          if (at > start) next.push_back({f.text.substr(start, at - start), -1});
+          next.push_back({{}, id});
+        }
+        if (start < f.text.size()) next.push_back({f.text.substr(start), -1});
+      }
+      frags = std::move(next);
+    }
+    for (const Frag& f : frags) {
+      if (f.id >= 0) {
+        out.push_back(f.id);
+      } else {
+        std::vector<int32_t> part = EncodeRaw(f.text);
+        out.insert(out.end(), part.begin(), part.end());
+      }
+    }
+    return out;
+  }
+  return EncodeRaw(text);
+}
+
+std::vector<int32_t> BpeTokenizer::EncodeRaw(std::string_view text) const {
   // Split: each expression splits every piece, keeping matches and the text between them.
   std::vector<std::string> pieces{std::string(text)};
   pcre2_match_data* md = pcre2_match_data_create(1, nullptr);
@@ -173,6 +260,10 @@ std::vector<int32_t> BpeTokenizer::Encode(std::string_view text) const {
 std::string BpeTokenizer::Decode(int32_t token) const {
   if (token < 0 || static_cast<size_t>(token) >= vocab_->tokens.size()) return {};
   const std::string& t = vocab_->tokens[token];
+  if (static_cast<size_t>(token) < vocab_->token_types.size() &&
+      vocab_->token_types[token] == static_cast<int32_t>(TokenType::kUserDefined)) {
+    return t;  // added tokens are stored as raw text
+  }
   std::string s;
   for (size_t off = 0; off < t.size();) {
     const size_t len = std::min(Utf8Length(static_cast<uint8_t>(t[off])), t.size() - off);

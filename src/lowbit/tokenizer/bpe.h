@@ -1,11 +1,14 @@
 // Byte-level BPE tokenizer (GGUF `tokenizer.ggml.model = "gpt2"`), as llama.cpp runs it.
 //
-// Encode: split the text with the vocabulary's pre-tokenizer regular expressions (PCRE2 with
+// Encode: user-defined (added) tokens are matched in the raw text first, longest first; then
+// split the text with the vocabulary's pre-tokenizer regular expressions (PCRE2 with
 // Unicode properties; each expression splits the pieces the previous one left, keeping the text
 // between matches), map every byte of a piece to its GPT-2 "byte-to-unicode" character, then merge
 // adjacent symbols by merge rank (lowest first, leftmost on ties) and look the results up.
-// Pre-tokenizers: `gpt-2` (and unknown/default ones) use GPT-2's expression; `llama-bpe` (Llama 3)
-// and `qwen2` have their own expressions (no test vectors here for those vocabularies).
+// Pre-tokenizers (tokenizer.ggml.pre), llama.cpp's expression lists: gpt-2/mpt/olmo, deepseek-llm,
+// deepseek-coder, falcon, starcoder/refact/command-r, llama-bpe, qwen2, and llama.cpp's default for
+// unknown ones. Tested against llama.cpp's vectors for every vocabulary in ../shared/vocab (llama-bpe
+// and qwen2 have vectors but no vocabulary file there).
 #pragma once
 
 #include <cstdint>
@@ -29,10 +32,12 @@ class BpeTokenizer {
 
  private:
   struct Regex;
+  std::vector<int32_t> EncodeRaw(std::string_view text) const;
   void EncodeWord(const std::string& mapped, std::vector<int32_t>& out) const;
 
   const Vocab* vocab_ = nullptr;
   std::vector<std::shared_ptr<Regex>> regexes_;
+  std::vector<int32_t> user_defined_;  // added tokens, longest text first
   std::unordered_map<std::string, int32_t> ids_;
   std::unordered_map<std::string, int32_t> ranks_;  // "left right" -> rank
   std::string byte_char_[256];                      // byte -> UTF-8 of its mapped code point
