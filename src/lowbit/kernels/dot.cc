@@ -218,7 +218,7 @@ uint64_t ActScalesOffset(GgmlType w, int64_t n) { return RoundUp(*RowBytes(ActTy
 uint64_t ActRowBytes(GgmlType w, int64_t n) {
   const GgmlType a = ActTypeFor(w);
   const uint64_t nb = static_cast<uint64_t>(n) / TypeInfo(a).block_size;
-  const uint64_t scales = a == GgmlType::kQ8_0 || a == GgmlType::kQ8_1 ? 8 * nb : 0;
+  const uint64_t scales = a == GgmlType::kQ8_0 ? 12 * nb : a == GgmlType::kQ8_1 ? 8 * nb : 0;
   return RoundUp(ActScalesOffset(w, n) + scales, 64);
 }
 
@@ -234,6 +234,7 @@ void QuantizeActivations(GgmlType w, const float* x, uint8_t* out, int64_t n) {
         for (int j = 0; j < kQK; ++j) sum += b[i].qs[j];
         scales[i] = H(b[i].d);
         scales[nb + i] = scales[i] * static_cast<float>(sum);  // exact: 11-bit d times |sum| < 2^12
+        reinterpret_cast<int32_t*>(scales + 2 * nb)[i] = sum;
       }
       break;
     }

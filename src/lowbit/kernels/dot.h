@@ -28,11 +28,18 @@ using VecDot4Fn = void (*)(const uint8_t* w_row, const uint8_t* act, uint64_t ac
 
 inline constexpr int kMaxTypeId = 43;
 
+// Prefill GEMM on 8 weight rows (w, row_bytes apart) and ntok activation rows (act_stride apart):
+// y[t * y_stride + r] for r < 8. Each result equals the reference VecDotFn's bit for bit.
+using Gemm8Fn = void (*)(const uint8_t* w, uint64_t row_bytes, int64_t n, const uint8_t* act, uint64_t act_stride,
+                         int64_t ntok, float* y, int64_t y_stride);
+
 struct DotKernels {
   VecDotFn dot[kMaxTypeId] = {};
   VecDot4Fn dot4[kMaxTypeId] = {};  // nullptr: MatMul calls dot four times
+  Gemm8Fn gemm8[kMaxTypeId] = {};   // nullptr: MatMul uses dot4 / dot
   VecDotFn For(GgmlType t) const { return dot[static_cast<uint32_t>(t)]; }
   VecDot4Fn For4(GgmlType t) const { return dot4[static_cast<uint32_t>(t)]; }
+  Gemm8Fn ForGemm8(GgmlType t) const { return gemm8[static_cast<uint32_t>(t)]; }
 };
 
 const DotKernels& DotKernelsFor(Isa isa);
@@ -41,8 +48,8 @@ const DotKernels& ActiveDotKernels();  // for ActiveIsa(), picked on first use
 // The activation type for weights of type `w` (same for every ISA).
 GgmlType ActTypeFor(GgmlType w);
 // An activation row: the ggml blocks of ActTypeFor(w) (byte-identical to ggml's), padded to 16
-// bytes; for Q8_0 and Q8_1 then the block scales as floats (d[nb], then d * sum(q)[nb] for Q8_0 and
-// ggml's s[nb] for Q8_1), so kernels
+// bytes; for Q8_0 and Q8_1 then the block scales as floats (d[nb], then d * sum(q)[nb] and the
+// integer sum(q)[nb] for Q8_0; ggml's s[nb] for Q8_1), so kernels
 // need not convert fp16 per use; the row is padded to 64 bytes.
 uint64_t ActRowBytes(GgmlType w, int64_t n);
 // Offset of the float scales in an activation row.
