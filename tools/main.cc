@@ -4,11 +4,21 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "lowbit/base/cpu_features.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"lowbit: make LLMs small and fast on the hardware you have"};
   app.set_version_flag("--version", std::string(lowbit::tools::kVersion));
   app.require_subcommand(1);
+  // Lowers the kernel path for comparisons and tests (as LOWBIT_ISA does); never above the CPU's.
+  app.add_option_function<std::string>(
+         "--isa",
+         [](const std::string& v) {
+           lowbit::Isa isa;
+           if (lowbit::ParseIsa(v, &isa)) lowbit::SetIsaOverride(isa);
+         },
+         "kernel path: ref, avx2 or avx512 (default: the best the CPU has; also LOWBIT_ISA)")
+      ->check(CLI::IsMember({"ref", "avx2", "avx512"}));
   lowbit::tools::Registry registry;
   lowbit::tools::AddConvert(app, registry);
   lowbit::tools::AddInspect(app, registry);

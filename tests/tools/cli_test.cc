@@ -43,6 +43,10 @@ TEST(Cli, UsageErrorsExitTwo) {
   EXPECT_EQ(Lines(r.out), 1) << r.out;
   EXPECT_EQ(RunCli("--help").code, 0);
   EXPECT_EQ(RunCli("info").code, 0);
+  EXPECT_EQ(RunCli("--isa avx9 info").code, 2);
+  Result ref = RunCli("--isa ref info");
+  EXPECT_EQ(ref.code, 0);
+  EXPECT_NE(ref.out.find("active       : ref"), std::string::npos) << ref.out;
 }
 
 TEST(Cli, BadInputExitsOneWithOneLine) {
