@@ -13,7 +13,7 @@ scripts/install-deps.sh
 scripts/build.sh fuzz
 shared="${LOWBIT_SHARED:-$root/../shared}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors llama2c llama2c_tokenizer hf_config tokenizer_json sentencepiece safetensors_index imatrix)
+[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors llama2c llama2c_tokenizer hf_config tokenizer_json sentencepiece safetensors_index imatrix bpe_encode)
 
 seed() {  # target dir: copy the seeds it should start from
   local t=$1 d=$2
@@ -28,6 +28,8 @@ seed() {  # target dir: copy the seeds it should start from
     tokenizer_json) cp -f "$shared/models/stories260K/hf-f32/tokenizer.json" "$d/" ;;
     sentencepiece) cp -f "$shared/models/stories260K/tok512.model" "$d/" ;;
     imatrix) cp -f "$shared/models/stories5M/llamacpp/stories5M-imatrix.dat" "$d/" ;;
+    bpe_encode) awk 'BEGIN{RS="\n__ggml_vocab_test__\n"} {f=sprintf("%s/inp%03d.txt", d, NR); printf "%s", $0 > f; close(f)}' d="$d" \
+                  "$shared/vocab/ggml-vocab-deepseek-llm.gguf.inp" ;;
     safetensors_index) printf '{"weight_map":{"a":"model-00001-of-00002.safetensors"}}' > "$d/index.json" ;;
   esac
 }
@@ -38,7 +40,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$work/corpus" "$work/crashes"
   seed "$t" "$work/corpus"
   echo "== fuzz_$t for ${secs}s"
-  if ! "$root/build/fuzz/fuzz/fuzz_$t" "$work/corpus" -max_total_time="$secs" -max_len=1048576 \
+  if ! LOWBIT_SHARED="$shared" "$root/build/fuzz/fuzz/fuzz_$t" "$work/corpus" -max_total_time="$secs" -max_len=1048576 \
        -rss_limit_mb=2048 -timeout=10 -artifact_prefix="$work/crashes/" -print_final_stats=1 2>"$work/log.txt"; then
     echo "fuzz_$t FOUND A PROBLEM: see $work/log.txt and $work/crashes/" >&2
     status=1

@@ -1,0 +1,68 @@
+// libFuzzer target: byte-level BPE encoding of arbitrary bytes with the deepseek-llm vocabulary
+// (several pre-tokenizer expressions, user-defined tokens). Property: never a crash or a hang on any
+// bytes, and for valid UTF-8 decoding the tokens gives back the input exactly. (Not for invalid
+// UTF-8: byte 0xFF maps to the byte-level character "ÿ", which this vocabulary only has as an added
+// token that decodes to the text "ÿ"; llama.cpp behaves the same.) Needs $LOWBIT_SHARED (or ../shared) for the
+// vocabulary; without it every input is accepted untested.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "lowbit/formats/gguf_reader.h"
+#include "lowbit/formats/gguf_vocab.h"
+#include "lowbit/tokenizer/bpe.h"
+
+namespace {
+
+struct State {
+  lowbit::Vocab vocab;
+  std::unique_ptr<lowbit::BpeTokenizer> tok;
+};
+
+State* Load() {
+  const char* env = std::getenv("LOWBIT_SHARED");
+  const std::string shared = env != nullptr ? env : "../shared";
+  auto g = lowbit::GgufFile::Open(shared + "/vocab/ggml-vocab-deepseek-llm.gguf");
+  if (!g.ok()) return nullptr;
+  auto v = lowbit::VocabFromGguf(*g);
+  if (!v.ok()) return nullptr;
+  auto* s = new State{std::move(*v), nullptr};
+  auto t = lowbit::BpeTokenizer::Create(s->vocab);
+  if (!t.ok()) return nullptr;
+  s->tok = std::make_unique<lowbit::BpeTokenizer>(std::move(*t));
+  return s;
+}
+
+// Strict UTF-8 (no overlongs, surrogates or values above U+10FFFF).
+bool ValidUtf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<uint8_t>(s[i]);
+    const size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    uint32_t cp = n == 1 ? c : c & (0x7F >> n);
+    for (size_t k = 1; k < n; ++k) {
+      const auto t = static_cast<uint8_t>(s[i + k]);
+      if ((t >> 6) != 2) return false;
+      cp = (cp << 6) | (t & 0x3F);
+    }
+    const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += n;
+  }
+  return true;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static State* state = Load();
+  if (state == nullptr || size > 4096) return 0;
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  std::string back;
+  for (int32_t id : state->tok->Encode(text)) back += state->tok->Decode(id);
+  if (ValidUtf8(text) && back != text) std::abort();  // the round trip must be exact
+  return 0;
+}
