@@ -33,18 +33,19 @@ void AddBench(CLI::App& app, Registry& r) {
     LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
     nlohmann::json all = nlohmann::json::array();
     if (!a->json) {
-      std::printf("%-8s %14s %14s %12s %10s %12s %10s\n", "threads", "pp tok/s", "tg tok/s", "MB/token", "GB/s",
-                  "bandwidth", "fraction");
+      std::printf("%-8s %14s %9s %14s %12s %10s %12s %10s\n", "threads", "pp tok/s", "pp GOP/s", "tg tok/s", "MB/token",
+                  "GB/s", "bandwidth", "fraction");
     }
     for (int t : a->threads) {
       LOWBIT_ASSIGN_OR_RETURN(BenchResult b, Bench(model, {a->n_prompt, a->n_gen, t, a->reps, a->kv_f16}));
       nlohmann::json j = {{"threads", t}, {"pp", b.pp}, {"pp_std", b.pp_std}, {"tg", b.tg}, {"tg_std", b.tg_std},
                           {"bytes_per_token", b.bytes_per_token}, {"gbps", b.gbps}, {"bandwidth_gbps", b.bandwidth_gbps},
+                          {"ops_per_token", b.ops_per_token}, {"pp_gops", b.pp_gops},
                           {"n_prompt", a->n_prompt}, {"n_gen", a->n_gen}, {"repetitions", a->reps}};
       all.push_back(j);
       if (!a->json) {
-        std::printf("%-8d %8.1f +-%4.1f %8.1f +-%4.1f %12.2f %10.2f %10.1f %9.1f%%\n", t, b.pp, b.pp_std, b.tg, b.tg_std,
-                    b.bytes_per_token / 1e6, b.gbps, b.bandwidth_gbps, 100.0 * b.gbps / b.bandwidth_gbps);
+        std::printf("%-8d %8.1f +-%4.1f %9.1f %8.1f +-%4.1f %12.2f %10.2f %10.1f %9.1f%%\n", t, b.pp, b.pp_std, b.pp_gops, b.tg,
+                    b.tg_std, b.bytes_per_token / 1e6, b.gbps, b.bandwidth_gbps, 100.0 * b.gbps / b.bandwidth_gbps);
       }
     }
     if (a->json) std::printf("%s\n", (all.size() == 1 ? all[0] : all).dump(2).c_str());

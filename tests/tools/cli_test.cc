@@ -109,13 +109,16 @@ TEST(Cli, BenchJsonHasTheAdvertisedFields) {
   ASSERT_EQ(r.code, 0) << r.out;
   auto j = nlohmann::json::parse(r.out, nullptr, false);
   ASSERT_FALSE(j.is_discarded()) << r.out;
-  for (const char* k : {"pp", "pp_std", "tg", "tg_std", "gbps", "bandwidth_gbps", "bytes_per_token"}) {
+  for (const char* k : {"pp", "pp_std", "tg", "tg_std", "gbps", "bandwidth_gbps", "bytes_per_token", "pp_gops", "ops_per_token"}) {
     ASSERT_TRUE(j.contains(k)) << k;
   }
   EXPECT_GT(j["tg"].get<double>(), 0);
   EXPECT_GT(j["bandwidth_gbps"].get<double>(), 0.5);
   // stories260K F32: every matrix and norm once, the classifier, one embedding row.
   EXPECT_NEAR(j["bytes_per_token"].get<double>(), 4.0 * (260032 - 32768 + 32768 + 64), 1.0);
+  // 5 layers x (q 64x64, k and v 32x64, o 64x64, gate/up/down 3 x 64x172) + classifier 512x64, 2 ops each.
+  EXPECT_EQ(j["ops_per_token"].get<double>(), 2.0 * (5 * (4096 + 2048 + 2048 + 4096 + 3 * 64 * 172) + 512 * 64));
+  EXPECT_NEAR(j["pp_gops"].get<double>(), j["ops_per_token"].get<double>() * j["pp"].get<double>() / 1e9, 1e-9);
   r = RunCli("bench -m " + testing::SharedPath("models/stories260K/stories260K-f32.gguf") + " -p 600 -n 0");
   EXPECT_EQ(r.code, 1) << r.out;
 }

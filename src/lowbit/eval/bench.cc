@@ -70,6 +70,16 @@ double WeightBytesPerToken(const LlamaModel& m) {
   return b;
 }
 
+double MatMulOpsPerToken(const LlamaModel& m) {
+  double macs = static_cast<double>(m.output.rows) * static_cast<double>(m.output.cols);
+  for (const auto& L : m.layers) {
+    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) {
+      macs += static_cast<double>(w->rows) * static_cast<double>(w->cols);
+    }
+  }
+  return 2 * macs;
+}
+
 Expected<BenchResult> Bench(const LlamaModel& model, const BenchOptions& o) {
   const LlamaConfig& c = model.config();
   if (o.n_prompt + o.n_gen > c.n_ctx_train) {
@@ -106,6 +116,8 @@ Expected<BenchResult> Bench(const LlamaModel& model, const BenchOptions& o) {
   r.bytes_per_token = WeightBytesPerToken(model);
   r.gbps = r.bytes_per_token * r.tg / 1e9;
   r.bandwidth_gbps = MeasureReadBandwidth(o.threads);
+  r.ops_per_token = MatMulOpsPerToken(model);
+  r.pp_gops = r.ops_per_token * r.pp / 1e9;
   return r;
 }
 

@@ -27,11 +27,15 @@ struct BenchResult {
   double bytes_per_token = 0; // weight bytes read per generated token
   double gbps = 0;            // bytes_per_token * tg
   double bandwidth_gbps = 0;  // measured read bandwidth, same thread count
+  double ops_per_token = 0;   // 2 x multiply-adds of the weight matrices (attention scores excluded)
+  double pp_gops = 0;         // ops_per_token * pp / 1e9: prefill throughput, GOP/s
 };
 
 // Weight bytes one decoded token reads (all layer matrices and norms, the classifier, one row of
 // the token embedding).
 double WeightBytesPerToken(const LlamaModel& m);
+// Operations (2 per multiply-add) of one token's weight products: every layer matrix and the classifier.
+double MatMulOpsPerToken(const LlamaModel& m);
 
 Expected<BenchResult> Bench(const LlamaModel& model, const BenchOptions& opts);
 
