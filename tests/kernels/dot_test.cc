@@ -147,7 +147,8 @@ TEST_P(DotKernelsTest, Gemm8EqualsTheReferenceBitForBit) {
     }
   }
   if (GetParam() != Isa::kRef) {
-    EXPECT_EQ(tested, GetParam() == Isa::kAvx512 ? 5 : 4);  // Q4_0, Q4_K, Q5_K, Q6_K; Q8_0 with VNNI
+    // Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K; Q8_0 and IQ4_NL with VNNI.
+    EXPECT_EQ(tested, GetParam() == Isa::kAvx512 ? 9 : 7);
   }
 }
 
