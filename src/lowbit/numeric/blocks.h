@@ -152,6 +152,19 @@ inline void ScaleMinK4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
   }
 }
 
+// Q4_K / Q5_K: all 8 scales and 8 mins at once (ScaleMinK4 for every j, 32 bits at a time).
+inline void ScalesMinsK4(const uint8_t* packed, uint8_t* sc, uint8_t* mn) {
+  uint32_t u[4];
+  std::memcpy(u, packed, 12);
+  u[3] = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
+  const uint32_t mins_lo = u[1] & 0x3f3f3f3f;
+  u[1] = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
+  u[2] = mins_lo;
+  u[0] &= 0x3f3f3f3f;
+  std::memcpy(sc, u, 8);
+  std::memcpy(mn, u + 2, 8);
+}
+
 #define LOWBIT_BLOCK_SIZE(T, type) \
   static_assert(sizeof(T) == 0 + static_cast<size_t>(type), #T " size does not match the ggml type table")
 LOWBIT_BLOCK_SIZE(BlockQ4_0, 18);
