@@ -22,6 +22,9 @@ const search::Levels& Iq4Levels() {
   return levels;
 }
 
+// Search effort (see search.h and kquants.cc): IQ4 types have no speed target, so more lanes.
+constexpr search::Effort kIq4Effort{16, 2, 16, 1, 3, 2, 0.05f, 0.10f};
+
 void PackNibbles(const uint8_t* idx, uint8_t* qs) {
   for (int j = 0; j < 16; ++j) qs[j] = static_cast<uint8_t>(idx[j] | (idx[j + 16] << 4));
 }
@@ -35,7 +38,7 @@ void QuantizeIQ4_NL(const float* x, void* dst, int64_t n, const float* imatrix) 
     BlockWeights(imatrix, kQK, kQK, w);
     float d;
     uint8_t idx[kQK];
-    search::QuantizeScaled(Iq4Levels(), x, w, kQK, &d, idx);
+    search::QuantizeScaled(Iq4Levels(), x, w, kQK, kIq4Effort, &d, idx);
     b->d = Fp32ToFp16(d);
     PackNibbles(idx, b->qs);
   }
@@ -44,7 +47,7 @@ void QuantizeIQ4_NL(const float* x, void* dst, int64_t n, const float* imatrix) 
 void QuantizeIQ4_XS(const float* x, void* dst, int64_t n, const float* imatrix) {
   auto* b = static_cast<BlockIQ4_XS*>(dst);
   float w[kQK_K];
-  const search::SymmetricSpec spec{8, 32, Iq4Levels(), -32, 31};
+  const search::SymmetricSpec spec{8, 32, Iq4Levels(), -32, 31, kIq4Effort};
   for (; n > 0; n -= kQK_K, x += kQK_K, ++b, imatrix = imatrix ? imatrix + kQK_K : nullptr) {
     BlockWeights(imatrix, kQK_K, 32, w);
     float d;

@@ -12,7 +12,24 @@
 
 #include <cstdint>
 
+#include "lowbit/base/cpu_features.h"
+
 namespace lowbit::search {
+
+// How hard a search tries (per type in kquants.cc / iq4_ternary.cc; docs/QUALITY.md has the sweep).
+struct Effort {
+  int fit_lanes = 16;  // candidate scales per sub-block fit: 8, 16, 24 or 32
+  int fit_iters = 2;   // least-squares refits per candidate
+  int scan = 24;       // surrogate super-scale candidates per scan (multiple of 8)
+  int starts = 2;      // best surrogate candidates refined exactly (1..3)
+  int exact = 3;       // affine: (scale, min) pairs per sub-block evaluated exactly, best by the
+                       // surrogate (1..9; 9 evaluates all, 16 at once). Symmetric searches always
+                       // evaluate every integer scale around the ideal exactly.
+  int descent = 4;     // exact evaluate / least-squares refit rounds per start
+  // Symmetric fits: the largest |x| is mapped from `clip` (fraction of the level span past the end of
+  // the range) to `short_of` (fraction short of it).
+  float clip = 0.40f, short_of = 0.25f;
+};
 
 // A set of reconstruction levels: uniform integers [qmin, qmin + n) or a sorted code book.
 struct Levels {
@@ -30,6 +47,7 @@ struct SymmetricSpec {
   int nsub, len;
   Levels levels;
   int smin, smax;
+  Effort effort;
 };
 // Returns the weighted squared error; writes d (fp16-representable), s[nsub], idx[nsub*len].
 double QuantizeSymmetric(const SymmetricSpec& spec, const float* x, const float* w, float* d, int* s,
@@ -38,12 +56,23 @@ double QuantizeSymmetric(const SymmetricSpec& spec, const float* x, const float*
 // Two-level affine: x ~= d * ls[sub] * L - dmin * lm[sub], L in [0, nmax], ls/lm in [0, lmax].
 struct AffineSpec {
   int nsub, len, nmax, lmax;
+  Effort effort;
 };
 double QuantizeAffine(const AffineSpec& spec, const float* x, const float* w, float* d, float* dmin,
                       int* ls, int* lm, uint8_t* L);
 
 // One-level code book fit: x[0..n) ~= d * level[idx] (IQ4_NL). Returns the error.
-double QuantizeScaled(const Levels& levels, const float* x, const float* w, int n, float* d, uint8_t* idx);
+double QuantizeScaled(const Levels& levels, const float* x, const float* w, int n, const Effort& effort, float* d,
+                      uint8_t* idx);
+
+// The searches above run on 8-lane float vectors, built for the baseline ISA and for AVX2; both give
+// the same bits. The plain functions use the table for ActiveIsa(); tests compare the tables.
+struct SearchTable {
+  double (*symmetric)(const SymmetricSpec&, const float*, const float*, float*, int*, uint8_t*);
+  double (*affine)(const AffineSpec&, const float*, const float*, float*, float*, int*, int*, uint8_t*);
+  double (*scaled)(const Levels&, const float*, const float*, int, const Effort&, float*, uint8_t*);
+};
+const SearchTable& SearchTableFor(Isa isa);
 
 // Ternary: x ~= d * t, t in {-1, 0, 1} (TQ1_0 / TQ2_0), exact optimum for fixed weights.
 double QuantizeTernary(const float* x, const float* w, int n, float* d, int8_t* t);
