@@ -1,12 +1,11 @@
 // Dispatch for the vector searches (search_impl.inc, built as search_ref.cc and search_avx2.cc) and
-// the scalar pieces: level lookup and the exact ternary fit.
+// the scalar exact ternary fit.
 #include "lowbit/quant/search.h"
 
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 
-#include "lowbit/kernels/act_quant.h"
 #include "lowbit/numeric/half.h"
 
 namespace lowbit::search {
@@ -39,19 +38,6 @@ double QuantizeAffine(const AffineSpec& spec, const float* x, const float* w, fl
 double QuantizeScaled(const Levels& levels, const float* x, const float* w, int n, const Effort& effort, float* d,
                       uint8_t* idx) {
   return Active().scaled(levels, x, w, n, effort, d, idx);
-}
-
-int Levels::Nearest(float v) const {
-  if (!book) return std::clamp(NearestInt(std::clamp(v, -1e6f, 1e6f)) - qmin, 0, n - 1);
-  if (v <= book[0]) return 0;
-  if (v >= book[n - 1]) return n - 1;
-  int lo = 0, hi = n - 1;  // book[lo] < v < book[hi]
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) / 2;
-    if (book[mid] <= v) lo = mid;
-    else hi = mid;
-  }
-  return v - book[lo] < book[hi] - v ? lo : hi;
 }
 
 namespace {

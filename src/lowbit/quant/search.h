@@ -37,7 +37,6 @@ struct Levels {
   int qmin = 0;                 // uniform: level k is qmin + k
   const float* book = nullptr;  // code book (sorted ascending), or nullptr for uniform
   float Value(int k) const { return book ? book[k] : static_cast<float>(qmin + k); }
-  int Nearest(float v) const;   // index of the level nearest to v
   float Min() const { return Value(0); }
   float Max() const { return Value(n - 1); }
 };
