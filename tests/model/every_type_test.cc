@@ -16,9 +16,8 @@
 #include "lowbit/numeric/blocks.h"
 #include "lowbit/numeric/dequant.h"
 #include "lowbit/numeric/half.h"
-#include "lowbit/pipeline/synth.h"
 #include "lowbit/quant/quantize.h"
-#include "test_data.h"
+#include "model/synth_tiny.h"
 
 namespace lowbit {
 namespace {
@@ -64,12 +63,7 @@ class EveryType : public ::testing::TestWithParam<GgmlType> {};
 TEST_P(EveryType, ForwardMatchesDequantizedF32Model) {
   const GgmlType t = GetParam();
   testing::TempDir dir;
-  SynthOptions so;
-  so.shape = "tiny";
-  so.output = dir.Path("f32.gguf");
-  so.threads = 1;
-  ASSERT_TRUE(Synthesize(so).ok());
-  auto src = GgufFile::Open(so.output);
+  auto src = testing::SynthTiny(dir);
   ASSERT_TRUE(src.ok());
 
   // Every 2-D weight in type t, and the same weights dequantized.

@@ -11,20 +11,14 @@
 
 #include "lowbit/formats/gguf_writer.h"
 #include "lowbit/model/llama.h"
-#include "lowbit/pipeline/synth.h"
-#include "test_data.h"
+#include "model/synth_tiny.h"
 
 namespace lowbit {
 namespace {
 
 TEST(NeoxRope, PermutedQwen2CopyGivesTheSameLogits) {
   testing::TempDir dir;
-  SynthOptions so;
-  so.shape = "tiny";  // dim 256, 4 heads of 64, 2 KV heads
-  so.output = dir.Path("llama.gguf");
-  so.threads = 1;
-  ASSERT_TRUE(Synthesize(so).ok());
-  auto src = GgufFile::Open(so.output);
+  auto src = testing::SynthTiny(dir);  // dim 256, 4 heads of 64, 2 KV heads
   ASSERT_TRUE(src.ok());
   auto llama = LlamaModel::Load(*src);
   ASSERT_TRUE(llama.ok());

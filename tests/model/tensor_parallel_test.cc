@@ -9,8 +9,7 @@
 
 #include "lowbit/model/llama.h"
 #include "lowbit/parallel/comm.h"
-#include "lowbit/pipeline/synth.h"
-#include "test_data.h"
+#include "model/synth_tiny.h"
 
 namespace lowbit {
 namespace {
@@ -38,13 +37,7 @@ class TensorParallel : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(TensorParallel, ShardedForwardEqualsOneRank) {
   testing::TempDir dir;
-  SynthOptions so;
-  so.shape = "tiny";  // 4 heads, 2 KV heads, FFN 512
-  so.type = GetParam();
-  so.output = dir.Path("m.gguf");
-  so.threads = 1;
-  ASSERT_TRUE(Synthesize(so).ok());
-  auto g = GgufFile::Open(so.output);
+  auto g = testing::SynthTiny(dir, GetParam());  // 4 heads, 2 KV heads, FFN 512
   ASSERT_TRUE(g.ok());
   auto whole = LlamaModel::Load(*g);
   ASSERT_TRUE(whole.ok());
@@ -80,13 +73,8 @@ INSTANTIATE_TEST_SUITE_P(Types, TensorParallel, ::testing::Values("F32", "Q8_0",
 
 TEST(TensorParallel, SplitThatCutsABlockIsAnError) {
   testing::TempDir dir;
-  SynthOptions so;
-  so.shape = "tiny";
-  so.type = "Q4_K";  // 256-element blocks; 2 heads of 64 = 128 columns per rank of attn_output
-  so.output = dir.Path("m.gguf");
-  so.threads = 1;
-  ASSERT_TRUE(Synthesize(so).ok());
-  auto g = GgufFile::Open(so.output);
+  // 256-element blocks; 2 heads of 64 = 128 columns per rank of attn_output
+  auto g = testing::SynthTiny(dir, "Q4_K");
   ASSERT_TRUE(g.ok());
   auto m = LlamaModel::Load(*g, 1, 2);
   ASSERT_FALSE(m.ok());

@@ -23,7 +23,7 @@ const search::Levels& Iq4Levels() {
 }
 
 // Search effort (see search.h and kquants.cc): IQ4 types have no speed target, so more lanes.
-constexpr search::Effort kIq4Effort{16, 2, 16, 1, 3, 2, 0.05f, 0.10f};
+constexpr search::Effort kIq4Effort{16, 2, 16, 1, 2, 0.05f, 0.10f};
 
 void PackNibbles(const uint8_t* idx, uint8_t* qs) {
   for (int j = 0; j < 16; ++j) qs[j] = static_cast<uint8_t>(idx[j] | (idx[j + 16] << 4));

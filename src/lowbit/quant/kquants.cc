@@ -45,14 +45,14 @@ void PackLow2(const uint8_t* L, uint8_t* qs) {
   }
 }
 
-// Search effort per type ({fit lanes, fit refits, scan, starts, exact, descent, clip, short_of}),
+// Search effort per type ({fit lanes, fit refits, scan, starts, descent, clip, short_of}),
 // chosen so that each type is at least 2x faster than ggml's quantizer while meeting the error
 // targets of docs/QUALITY.md (the sweep is there).
-constexpr search::Effort kQ2Effort{8, 2, 8, 1, 9, 1};
-constexpr search::Effort kQ3Effort{8, 2, 8, 1, 3, 2, 0.40f, 0.25f};
-constexpr search::Effort kQ4Effort{8, 2, 8, 1, 9, 2};
-constexpr search::Effort kQ5Effort{8, 2, 8, 1, 9, 1};
-constexpr search::Effort kQ6Effort{8, 1, 8, 1, 3, 1, 0.05f, 0.10f};
+constexpr search::Effort kQ2Effort{8, 2, 8, 1, 1};
+constexpr search::Effort kQ3Effort{8, 2, 8, 1, 2, 0.40f, 0.25f};
+constexpr search::Effort kQ4Effort{8, 2, 8, 1, 2};
+constexpr search::Effort kQ5Effort{8, 2, 8, 1, 1};
+constexpr search::Effort kQ6Effort{8, 1, 8, 1, 1, 0.05f, 0.10f};
 
 }  // namespace
 

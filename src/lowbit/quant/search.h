@@ -22,10 +22,8 @@ struct Effort {
   int fit_iters = 2;   // least-squares refits per candidate
   int scan = 24;       // surrogate super-scale candidates per scan (multiple of 8)
   int starts = 2;      // best surrogate candidates refined exactly (1..3)
-  int exact = 3;       // affine: (scale, min) pairs per sub-block evaluated exactly, best by the
-                       // surrogate (1..9; 9 evaluates all, 16 at once). Symmetric searches always
-                       // evaluate every integer scale around the ideal exactly.
-  int descent = 4;     // exact evaluate / least-squares refit rounds per start
+  int descent = 4;     // exact evaluate / least-squares refit rounds per start (every integer
+                       // sub-scale choice within 1 of the ideal is evaluated exactly, in lanes)
   // Symmetric fits: the largest |x| is mapped from `clip` (fraction of the level span past the end of
   // the range) to `short_of` (fraction short of it).
   float clip = 0.40f, short_of = 0.25f;
