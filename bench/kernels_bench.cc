@@ -7,12 +7,14 @@
 // would be unrealistic; the speed of a kernel does not depend on the values).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "lowbit/base/aligned_buffer.h"
+#include "lowbit/base/thread_pool.h"
 #include "lowbit/kernels/dot.h"
 #include "lowbit/kernels/matvec.h"
 #include "lowbit/quant/quantize.h"
@@ -46,24 +48,31 @@ std::vector<float> Activations(int64_t n) {
   return x;
 }
 
-void BM_MatVec(benchmark::State& state) {
+// One activation row times a weight matrix of about `bytes` (4096 columns): 256 MiB streams from
+// memory (the decode regime), 512 KiB stays in L2 (the kernel's compute ceiling).
+void MatVec(benchmark::State& state, uint64_t bytes, int threads) {
   const GgmlType t = kTypes[state.range(0)];
   const Isa isa = static_cast<Isa>(state.range(1));
   constexpr int64_t kCols = 4096;
   const uint64_t rb = *RowBytes(t, kCols);
-  const int64_t rows = static_cast<int64_t>((uint64_t{256} << 20) / rb) / 64 * 64;
+  const int64_t rows = std::max<int64_t>(64, static_cast<int64_t>(bytes / rb) / 64 * 64);
   const AlignedBuffer w = MakeWeights(t, rows, kCols);
   const std::vector<float> x = Activations(kCols);
   std::vector<float> y(rows);
   MatMulScratch scratch;
+  ThreadPool pool(threads);
   MatMulArgs a{.type = t, .w = w.data(), .rows = rows, .cols = kCols, .x = x.data(), .batch = 1, .y = y.data()};
   for (auto _ : state) {
-    MatMul(DotKernelsFor(isa), a, nullptr, &scratch);
+    MatMul(DotKernelsFor(isa), a, threads > 1 ? &pool : nullptr, &scratch);
     benchmark::DoNotOptimize(y.data());
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * rows * static_cast<int64_t>(rb));
   state.SetLabel(std::string(TypeInfo(t).name) + "/" + std::string(IsaName(isa)));
 }
+
+void BM_MatVec(benchmark::State& state) { MatVec(state, uint64_t{256} << 20, 1); }
+void BM_MatVec2T(benchmark::State& state) { MatVec(state, uint64_t{256} << 20, 2); }
+void BM_MatVecL2(benchmark::State& state) { MatVec(state, uint64_t{512} << 10, 1); }
 
 void BM_MatMul(benchmark::State& state) {
   const GgmlType t = kTypes[state.range(0)];
@@ -90,6 +99,8 @@ void Args(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK(BM_MatVec)->Apply(Args)->Unit(benchmark::kMillisecond)->MinTime(0.5);
+BENCHMARK(BM_MatVec2T)->Apply(Args)->Unit(benchmark::kMillisecond)->MinTime(0.5);
+BENCHMARK(BM_MatVecL2)->Apply(Args)->Unit(benchmark::kMicrosecond)->MinTime(0.2);
 BENCHMARK(BM_MatMul)->Apply(Args)->Unit(benchmark::kMillisecond)->MinTime(0.5);
 
 }  // namespace

@@ -120,35 +120,56 @@ TEST_P(DotKernelsTest, MatchReferenceOnEveryType) {
 INSTANTIATE_TEST_SUITE_P(EveryIsaThisCpuRuns, DotKernelsTest, ::testing::ValuesIn(SupportedIsas()),
                          [](const auto& p) { return std::string(IsaName(p.param)); });
 
+// The 8-row kernels (the prefill GEMM, and the one-token kernel that reads the rows in place)
+// against the reference kernel, bit for bit.
+void Check8RowKernel(GgmlType t, Gemm8Fn f, int64_t ntok, std::mt19937& rng) {
+  const DotKernels& ref = DotKernelsFor(Isa::kRef);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int64_t n = 1024;
+  const uint64_t rb = *RowBytes(t, n), ab = ActRowBytes(t, n);
+  std::vector<float> w(8 * n), x(ntok * n);
+  for (auto& v : w) v = nd(rng) * 0.02f;
+  for (auto& v : x) v = nd(rng);
+  for (int64_t i = 0; i < n; i += 41) x[i] *= -30.0f;
+  std::vector<uint8_t> wq(8 * rb), act(ntok * ab);
+  for (int r = 0; r < 8; ++r) FromFloatFor(t)(w.data() + r * n, wq.data() + r * rb, n, nullptr);
+  for (int64_t b = 0; b < ntok; ++b) QuantizeActivations(t, x.data() + b * n, act.data() + b * ab, n);
+  std::vector<float> y(ntok * 8);
+  f(wq.data(), rb, n, act.data(), ab, ntok, y.data(), 8);
+  for (int64_t b = 0; b < ntok; ++b) {
+    for (int r = 0; r < 8; ++r) {
+      EXPECT_EQ(y[b * 8 + r], ref.For(t)(wq.data() + r * rb, act.data() + b * ab, n)) << TypeInfo(t).name << " row " << r << " tok " << b;
+    }
+  }
+}
+
 TEST_P(DotKernelsTest, Gemm8EqualsTheReferenceBitForBit) {
   const DotKernels& k = DotKernelsFor(GetParam());
-  const DotKernels& ref = DotKernelsFor(Isa::kRef);
   std::mt19937 rng(8);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
   int tested = 0;
   for (GgmlType t : DotTypes()) {
     if (k.ForGemm8(t) == nullptr) continue;
     ++tested;
-    const int64_t n = 1024, ntok = 5;
-    const uint64_t rb = *RowBytes(t, n), ab = ActRowBytes(t, n);
-    std::vector<float> w(8 * n), x(ntok * n);
-    for (auto& v : w) v = nd(rng) * 0.02f;
-    for (auto& v : x) v = nd(rng);
-    for (int64_t i = 0; i < n; i += 41) x[i] *= -30.0f;
-    std::vector<uint8_t> wq(8 * rb), act(ntok * ab);
-    for (int r = 0; r < 8; ++r) FromFloatFor(t)(w.data() + r * n, wq.data() + r * rb, n, nullptr);
-    for (int64_t b = 0; b < ntok; ++b) QuantizeActivations(t, x.data() + b * n, act.data() + b * ab, n);
-    std::vector<float> y(ntok * 8);
-    k.ForGemm8(t)(wq.data(), rb, n, act.data(), ab, ntok, y.data(), 8);
-    for (int64_t b = 0; b < ntok; ++b) {
-      for (int r = 0; r < 8; ++r) {
-        EXPECT_EQ(y[b * 8 + r], ref.For(t)(wq.data() + r * rb, act.data() + b * ab, n)) << TypeInfo(t).name << " row " << r << " tok " << b;
-      }
-    }
+    Check8RowKernel(t, k.ForGemm8(t), 5, rng);
   }
   if (GetParam() != Isa::kRef) {
     // Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K; Q8_0 and IQ4_NL with VNNI.
     EXPECT_EQ(tested, GetParam() == Isa::kAvx512 ? 9 : 7);
+  }
+}
+
+TEST_P(DotKernelsTest, Rows8EqualsTheReferenceBitForBit) {
+  const DotKernels& k = DotKernelsFor(GetParam());
+  std::mt19937 rng(9);
+  int tested = 0;
+  for (GgmlType t : DotTypes()) {
+    if (k.ForRows8(t) == nullptr) continue;
+    ++tested;
+    Check8RowKernel(t, k.ForRows8(t), 1, rng);
+    Check8RowKernel(t, k.ForRows8(t), 2, rng);  // the contract holds for any token count
+  }
+  if (GetParam() != Isa::kRef) {
+    EXPECT_EQ(tested, 6);  // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL
   }
 }
 
@@ -187,8 +208,83 @@ TEST(MatMul, SameResultForAnyBatchThreadsAndStride) {
         } else {
           ASSERT_EQ(y[b * rows + r], y1[r]) << TypeInfo(t).name;
         }
-        ASSERT_EQ(y1[r], k.For(t)(w.data() + r * stride, act.data(), cols));
+        if (k.ForRows8(t) != nullptr) {  // one token: the in-place 8-row kernel, bit-equal to the reference
+          ASSERT_EQ(y1[r], DotKernelsFor(Isa::kRef).For(t)(w.data() + r * stride, act.data(), cols)) << TypeInfo(t).name;
+        } else {
+          ASSERT_EQ(y1[r], k.For(t)(w.data() + r * stride, act.data(), cols));
+        }
       }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+TEST(MatMul, OneTokenUsesTheEightRowKernelAndTheRowKernelForTheRest) {
+  std::mt19937 rng(4);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  ThreadPool pool(2);
+  MatMulScratch scratch;
+  const DotKernels& k = ActiveDotKernels();
+  const DotKernels& ref = DotKernelsFor(Isa::kRef);
+  for (GgmlType t : {GgmlType::kQ4_0, GgmlType::kQ8_0, GgmlType::kQ5_1}) {
+    const int64_t rows = 100, cols = 512;  // 12 groups of 8 rows, then 4 rows on the row kernel
+    std::vector<float> wf(rows * cols), x(cols);
+    for (auto& v : wf) v = nd(rng) * 0.02f;
+    for (auto& v : x) v = nd(rng);
+    const uint64_t rb = *RowBytes(t, cols);
+    std::vector<uint8_t> w(rows * rb), act(ActRowBytes(t, cols));
+    for (int64_t r = 0; r < rows; ++r) FromFloatFor(t)(wf.data() + r * cols, w.data() + r * rb, cols, nullptr);
+    QuantizeActivations(t, x.data(), act.data(), cols);
+    for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+      std::vector<float> y(rows);
+      MatMul(MatMulArgs{.type = t, .w = w.data(), .rows = rows, .cols = cols, .x = x.data(), .batch = 1, .y = y.data()}, p, &scratch);
+      for (int64_t r = 0; r < rows; ++r) {
+        const DotKernels& want = k.ForRows8(t) != nullptr && r < 96 ? ref : k;
+        ASSERT_EQ(y[r], want.For(t)(w.data() + r * rb, act.data(), cols)) << TypeInfo(t).name << " row " << r;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+// Activation rows from every table equal the reference's bytes: Gaussian rows, rows whose products
+// land on halves (round half away from zero vs to even), an all-zero block, and blocks whose largest
+// magnitude appears with both signs (Q8_K takes the first).
+TEST_P(DotKernelsTest, ActivationRowsEqualTheReferenceBytes) {
+  const DotKernels& k = DotKernelsFor(GetParam());
+  const DotKernels& ref = DotKernelsFor(Isa::kRef);
+  std::mt19937 rng(21);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const int64_t n = 2048;
+  for (int pattern = 0; pattern < 4; ++pattern) {
+    std::vector<float> x(n);
+    for (auto& v : x) v = nd(rng) * (pattern == 0 ? 1.0f : 30.0f);
+    if (pattern == 1) {
+      for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(static_cast<int>(x[i])) + 0.5f;  // halves, amax gives d
+      for (int64_t b = 0; b < n; b += 32) x[b] = 127.0f;  // d = 1: every product is a half
+    }
+    if (pattern == 2) std::fill(x.begin() + 256, x.begin() + 512, 0.0f);
+    if (pattern == 3) {
+      for (int64_t b = 0; b < n; b += 256) {
+        x[b + 7] = 500.0f * (b % 512 ? 1.0f : -1.0f);
+        x[b + 200] = -x[b + 7];
+      }
+    }
+    for (GgmlType w : {GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ4_K}) {
+      std::vector<uint8_t> want(ActRowBytes(w, n)), got(ActRowBytes(w, n));
+      QuantizeActivations(ref, w, x.data(), want.data(), n);
+      QuantizeActivations(k, w, x.data(), got.data(), n);
+      EXPECT_EQ(got, want) << TypeInfo(ActTypeFor(w)).name << " pattern " << pattern;
     }
   }
 }

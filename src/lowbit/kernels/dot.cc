@@ -222,35 +222,49 @@ uint64_t ActRowBytes(GgmlType w, int64_t n) {
   return RoundUp(ActScalesOffset(w, n) + scales, 64);
 }
 
-void QuantizeActivations(GgmlType w, const float* x, uint8_t* out, int64_t n) {
+void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, uint8_t* out, int64_t n) {
   auto* scales = reinterpret_cast<float*>(out + ActScalesOffset(w, n));
   const int64_t nb = n / kQK;
   switch (ActTypeFor(w)) {
     case GgmlType::kQ8_0: {
-      QuantizeQ8_0Ref(x, out, n);
+      auto* sums = reinterpret_cast<int32_t*>(scales + 2 * nb);
+      k.quant_q8_0(x, out, n, sums);
       const auto* b = reinterpret_cast<const BlockQ8_0*>(out);
       for (int64_t i = 0; i < nb; ++i) {
-        int sum = 0;
-        for (int j = 0; j < kQK; ++j) sum += b[i].qs[j];
         scales[i] = H(b[i].d);
-        scales[nb + i] = scales[i] * static_cast<float>(sum);  // exact: 11-bit d times |sum| < 2^12
-        reinterpret_cast<int32_t*>(scales + 2 * nb)[i] = sum;
+        scales[nb + i] = scales[i] * static_cast<float>(sums[i]);  // exact: 11-bit d times |sum| < 2^12
       }
       break;
     }
     case GgmlType::kQ8_1: {
-      QuantizeQ8_1Ref(x, out, n);
+      k.quant_q8_1(x, out, n, nullptr);
       const auto* b = reinterpret_cast<const BlockQ8_1*>(out);
       for (int64_t i = 0; i < nb; ++i) scales[i] = H(b[i].d), scales[nb + i] = H(b[i].s);
       break;
     }
-    case GgmlType::kQ8_K: QuantizeQ8_KRef(x, out, n); break;
+    case GgmlType::kQ8_K: k.quant_q8_k(x, out, n, nullptr); break;
     default: std::memcpy(out, x, static_cast<size_t>(n) * sizeof(float)); break;
   }
 }
 
+void QuantizeActivations(GgmlType w, const float* x, uint8_t* out, int64_t n) { QuantizeActivations(ActiveDotKernels(), w, x, out, n); }
+
 namespace internal {
-void FillRefDotKernels(DotKernels* k) { FillRef(k, std::make_integer_sequence<uint32_t, kMaxTypeId>{}); }
+void FillRefDotKernels(DotKernels* k) {
+  FillRef(k, std::make_integer_sequence<uint32_t, kMaxTypeId>{});
+  k->quant_q8_0 = [](const float* x, void* dst, int64_t n, int32_t* sums) {
+    QuantizeQ8_0Ref(x, dst, n);
+    if (sums == nullptr) return;
+    const auto* b = static_cast<const BlockQ8_0*>(dst);
+    for (int64_t i = 0; i < n / kQK; ++i) {
+      int sum = 0;
+      for (int j = 0; j < kQK; ++j) sum += b[i].qs[j];
+      sums[i] = sum;
+    }
+  };
+  k->quant_q8_1 = [](const float* x, void* dst, int64_t n, int32_t*) { QuantizeQ8_1Ref(x, dst, n); };
+  k->quant_q8_k = [](const float* x, void* dst, int64_t n, int32_t*) { QuantizeQ8_KRef(x, dst, n); };
+}
 }  // namespace internal
 
 const DotKernels& DotKernelsFor(Isa isa) {

@@ -33,13 +33,24 @@ inline constexpr int kMaxTypeId = 43;
 using Gemm8Fn = void (*)(const uint8_t* w, uint64_t row_bytes, int64_t n, const uint8_t* act, uint64_t act_stride,
                          int64_t ntok, float* y, int64_t y_stride);
 
+// Decode on 8 weight rows, reading them in place (no repacking): the Gemm8Fn contract, for any
+// ntok, but the weights are decoded again per token, so it is the kernel for one token.
+using Rows8Fn = Gemm8Fn;
+
+// Converts n floats into activation blocks (Q8_0, Q8_1 or Q8_K) at dst, the reference quantizers'
+// bytes; for Q8_0 also the integer sum of each block's codes into sums[] when sums is not null.
+using ActQuantFn = void (*)(const float* x, void* dst, int64_t n, int32_t* sums);
+
 struct DotKernels {
   VecDotFn dot[kMaxTypeId] = {};
   VecDot4Fn dot4[kMaxTypeId] = {};  // nullptr: MatMul calls dot four times
   Gemm8Fn gemm8[kMaxTypeId] = {};   // nullptr: MatMul uses dot4 / dot
+  Rows8Fn rows8[kMaxTypeId] = {};   // nullptr: MatMul decodes with dot
+  ActQuantFn quant_q8_0 = nullptr, quant_q8_1 = nullptr, quant_q8_k = nullptr;
   VecDotFn For(GgmlType t) const { return dot[static_cast<uint32_t>(t)]; }
   VecDot4Fn For4(GgmlType t) const { return dot4[static_cast<uint32_t>(t)]; }
   Gemm8Fn ForGemm8(GgmlType t) const { return gemm8[static_cast<uint32_t>(t)]; }
+  Rows8Fn ForRows8(GgmlType t) const { return rows8[static_cast<uint32_t>(t)]; }
 };
 
 const DotKernels& DotKernelsFor(Isa isa);
@@ -54,7 +65,9 @@ GgmlType ActTypeFor(GgmlType w);
 uint64_t ActRowBytes(GgmlType w, int64_t n);
 // Offset of the float scales in an activation row.
 uint64_t ActScalesOffset(GgmlType w, int64_t n);
-// Converts n floats into an activation row for weights of type w (a copy for F32).
+// Converts n floats into an activation row for weights of type w (a copy for F32), with the given
+// table's quantizers (every table gives the same bytes) or the active one's.
+void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, uint8_t* out, int64_t n);
 void QuantizeActivations(GgmlType w, const float* x, uint8_t* out, int64_t n);
 
 namespace internal {

@@ -27,7 +27,7 @@ void DequantizeRowOf(GgmlType type, const uint8_t* w, int64_t cols, int64_t r, f
 void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch) {
   const VecDotFn dot = k.For(a.type);
   const VecDot4Fn dot4 = k.For4(a.type);
-  const Gemm8Fn gemm8 = a.batch >= 8 ? k.ForGemm8(a.type) : nullptr;
+  const Gemm8Fn gemm8 = a.batch >= 8 ? k.ForGemm8(a.type) : a.batch == 1 ? k.ForRows8(a.type) : nullptr;
   LOWBIT_CHECK_MSG(dot != nullptr, "no dot product for {}", TypeInfo(a.type).name);
   const uint64_t row_bytes = a.row_stride != 0 ? a.row_stride : *RowBytes(a.type, static_cast<uint64_t>(a.cols));
   const uint64_t act_bytes = ActRowBytes(a.type, a.cols);
@@ -35,14 +35,15 @@ void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulSc
   // Small products are faster on one thread than handed out (measured: stories5M's 256x768).
   const bool threaded = pool != nullptr && pool->size() > 1 && a.rows * a.cols * a.batch >= (int64_t{1} << 18);
   auto quantize = [&](size_t b0, size_t b1) {
-    for (size_t b = b0; b < b1; ++b) QuantizeActivations(a.type, a.x + b * a.cols, act + b * act_bytes, a.cols);
+    for (size_t b = b0; b < b1; ++b) QuantizeActivations(k, a.type, a.x + b * a.cols, act + b * act_bytes, a.cols);
   };
   if (threaded && a.batch > 1) pool->ParallelFor(static_cast<size_t>(a.batch), quantize, 1);
   else quantize(0, static_cast<size_t>(a.batch));
 
   constexpr int64_t kTokenTile = 16;
   auto run = [&](size_t r0, size_t r1) {
-    // Prefill GEMM on groups of 8 rows, all tokens per call (the rows are repacked once per call).
+    // Groups of 8 rows: the prefill GEMM (all tokens per call, the rows repacked once per call) or
+    // the one-token kernel that reads the 8 rows in place.
     if (gemm8 != nullptr) {
       for (; r0 + 8 <= r1; r0 += 8) gemm8(a.w + r0 * row_bytes, row_bytes, a.cols, act, act_bytes, a.batch, a.y + r0, a.rows);
     }
@@ -64,7 +65,7 @@ void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulSc
   };
   if (!threaded) run(0, static_cast<size_t>(a.rows));
   else if (a.batch > 1) pool->ParallelFor(static_cast<size_t>(a.rows), run, 8);
-  else pool->ParallelFor(static_cast<size_t>(a.rows), run, static_cast<size_t>((a.rows + pool->size() - 1) / pool->size()));
+  else pool->ParallelFor(static_cast<size_t>(a.rows), run, static_cast<size_t>((a.rows + pool->size() - 1) / pool->size() + 7) / 8 * 8);
 }
 
 void MatMul(const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch) { MatMul(ActiveDotKernels(), a, pool, scratch); }
