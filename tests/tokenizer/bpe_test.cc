@@ -102,3 +102,52 @@ TEST(Tokenizer, CreatePicksTheAlgorithmAndAddsBos) {
 
 }  // namespace
 }  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+// The pre-tokenizers that ../shared/vocab has test vectors for but no vocabulary file (llama-bpe,
+// i.e. Llama 3, and qwen2): their splits, which follow from the expressions llama.cpp and the models'
+// tokenizer.json use (contractions in any case, a letter run may take one leading non-letter, digits
+// in runs of at most 3 for llama-bpe and one by one for qwen2, newlines kept with the preceding
+// punctuation or as their own piece). gpt-2 is beside them to show the splits differ.
+std::vector<std::string> Split(const std::string& pre, const std::string& text) {
+  Vocab v;
+  v.model = "gpt2";
+  v.pre = pre;
+  auto t = BpeTokenizer::Create(v);
+  EXPECT_TRUE(t.ok()) << t.status().message();
+  return t.ok() ? t->PreTokenize(text) : std::vector<std::string>{};
+}
+
+using Pieces = std::vector<std::string>;
+
+TEST(BpePreTokenizer, LlamaBpeSplits) {
+  EXPECT_EQ(Split("llama-bpe", "Hello world"), (Pieces{"Hello", " world"}));
+  EXPECT_EQ(Split("llama-bpe", "12345678"), (Pieces{"123", "456", "78"}));
+  EXPECT_EQ(Split("llama-bpe", "I'M here, you'Re"), (Pieces{"I", "'M", " here", ",", " you", "'Re"}));
+  EXPECT_EQ(Split("llama-bpe", "hello\n\nworld"), (Pieces{"hello", "\n\n", "world"}));
+  EXPECT_EQ(Split("llama-bpe", "a  b"), (Pieces{"a", " ", " b"}));
+  EXPECT_EQ(Split("llama-bpe", "wow!!!\nok"), (Pieces{"wow", "!!!\n", "ok"}));
+  EXPECT_EQ(Split("llama-bpe", "$100 (hello)"), (Pieces{"$", "100", " (", "hello", ")"}));
+  EXPECT_EQ(Split("llama-bpe", "f(x)"), (Pieces{"f", "(x", ")"}));
+  EXPECT_EQ(Split("llama-bpe", "  lead end   "), (Pieces{" ", " lead", " end", "   "}));
+  EXPECT_EQ(Split("llama-bpe", "привет мир 你好"), (Pieces{"привет", " мир", " 你好"}));
+  EXPECT_EQ(Split("llama3", "x1234"), (Pieces{"x", "123", "4"}));  // an alias, same expression
+}
+
+TEST(BpePreTokenizer, Qwen2SplitsDigitsOneByOne) {
+  EXPECT_EQ(Split("qwen2", "12345678"), (Pieces{"1", "2", "3", "4", "5", "6", "7", "8"}));
+  EXPECT_EQ(Split("qwen2", "2024年 I'M"), (Pieces{"2", "0", "2", "4", "年", " I", "'M"}));
+  EXPECT_EQ(Split("qwen2", "$100 (hello)\n"), (Pieces{"$", "1", "0", "0", " (", "hello", ")\n"}));
+  EXPECT_EQ(Split("qwen2", "f(x)"), (Pieces{"f", "(x", ")"}));
+}
+
+TEST(BpePreTokenizer, Gpt2SplitsDifferently) {
+  EXPECT_EQ(Split("gpt-2", "12345678"), (Pieces{"12345678"}));
+  EXPECT_EQ(Split("gpt-2", "I'M (hello)"), (Pieces{"I", "'", "M", " (", "hello", ")"}));
+  EXPECT_EQ(Split("gpt-2", "f(x)"), (Pieces{"f", "(", "x", ")"}));
+}
+
+}  // namespace
+}  // namespace lowbit

@@ -221,8 +221,8 @@ std::vector<int32_t> BpeTokenizer::Encode(std::string_view text) const {
   return EncodeRaw(text);
 }
 
-std::vector<int32_t> BpeTokenizer::EncodeRaw(std::string_view text) const {
-  // Split: each expression splits every piece, keeping matches and the text between them.
+std::vector<std::string> BpeTokenizer::PreTokenize(std::string_view text) const {
+  // Each expression splits every piece, keeping matches and the text between them.
   std::vector<std::string> pieces{std::string(text)};
   pcre2_match_data* md = pcre2_match_data_create(1, nullptr);
   for (const auto& re : regexes_) {
@@ -248,8 +248,12 @@ std::vector<int32_t> BpeTokenizer::EncodeRaw(std::string_view text) const {
     pieces = std::move(next);
   }
   pcre2_match_data_free(md);
+  return pieces;
+}
+
+std::vector<int32_t> BpeTokenizer::EncodeRaw(std::string_view text) const {
   std::vector<int32_t> out;
-  for (const std::string& p : pieces) {
+  for (const std::string& p : PreTokenize(text)) {
     std::string mapped;
     for (char c : p) mapped += byte_char_[static_cast<uint8_t>(c)];
     EncodeWord(mapped, out);

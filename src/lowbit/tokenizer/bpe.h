@@ -7,8 +7,8 @@
 // adjacent symbols by merge rank (lowest first, leftmost on ties) and look the results up.
 // Pre-tokenizers (tokenizer.ggml.pre), llama.cpp's expression lists: gpt-2/mpt/olmo, deepseek-llm,
 // deepseek-coder, falcon, starcoder/refact/command-r, llama-bpe, qwen2, and llama.cpp's default for
-// unknown ones. Tested against llama.cpp's vectors for every vocabulary in ../shared/vocab (llama-bpe
-// and qwen2 have vectors but no vocabulary file there).
+// unknown ones. Tested against llama.cpp's vectors for every vocabulary in ../shared/vocab; llama-bpe
+// and qwen2 have vectors but no vocabulary file there, so their splits are tested directly.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +29,9 @@ class BpeTokenizer {
 
   std::vector<int32_t> Encode(std::string_view text) const;
   std::string Decode(int32_t token) const;
+  // The pre-tokenizer's pieces of `text` (before byte mapping and merges), in order; their
+  // concatenation is `text`.
+  std::vector<std::string> PreTokenize(std::string_view text) const;
 
  private:
   struct Regex;
