@@ -27,7 +27,7 @@ void DequantizeRowOf(GgmlType type, const uint8_t* w, int64_t cols, int64_t r, f
 void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch) {
   const VecDotFn dot = k.For(a.type);
   const VecDot4Fn dot4 = k.For4(a.type);
-  const Gemm8Fn gemm8 = a.batch >= 8 ? k.ForGemm8(a.type) : a.batch == 1 ? k.ForRows8(a.type) : nullptr;
+  const Gemm8Fn eight_rows = a.batch >= 8 ? k.ForGemm8(a.type) : a.batch == 1 ? k.ForRows8(a.type) : nullptr;
   LOWBIT_CHECK_MSG(dot != nullptr, "no dot product for {}", TypeInfo(a.type).name);
   const uint64_t row_bytes = a.row_stride != 0 ? a.row_stride : *RowBytes(a.type, static_cast<uint64_t>(a.cols));
   const uint64_t act_bytes = ActRowBytes(a.type, a.cols);
@@ -44,8 +44,8 @@ void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulSc
   auto run = [&](size_t r0, size_t r1) {
     // Groups of 8 rows: the prefill GEMM (all tokens per call, the rows repacked once per call) or
     // the one-token kernel that reads the 8 rows in place.
-    if (gemm8 != nullptr) {
-      for (; r0 + 8 <= r1; r0 += 8) gemm8(a.w + r0 * row_bytes, row_bytes, a.cols, act, act_bytes, a.batch, a.y + r0, a.rows);
+    if (eight_rows != nullptr) {
+      for (; r0 + 8 <= r1; r0 += 8) eight_rows(a.w + r0 * row_bytes, row_bytes, a.cols, act, act_bytes, a.batch, a.y + r0, a.rows);
     }
     for (int64_t b0 = 0; b0 < a.batch; b0 += kTokenTile) {
       const int64_t b1 = std::min(a.batch, b0 + kTokenTile);
