@@ -291,3 +291,66 @@ TEST_P(DotKernelsTest, ActivationRowsEqualTheReferenceBytes) {
 
 }  // namespace
 }  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+// A group of one-token products (a layer's Q/K/V or gate/up) handed to the pool as one row range
+// gives each product exactly what it gives alone on one thread: the chunks start on whole groups of
+// 8 rows, so the 8-row kernel and the row kernel see the same rows. Large enough to be threaded, with
+// row counts that are not multiples of 8 and a different weight type, input and activation type each.
+TEST(MatMul, GroupOfOneTokenProductsEqualsEachProductAlone) {
+  std::mt19937 rng(12);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  ThreadPool pool(2);
+  MatMulScratch scratch;
+  struct Product {
+    GgmlType type;
+    int64_t rows;
+    std::vector<uint8_t> w;
+    std::vector<float> x, y, alone;
+  };
+  const int64_t cols = 512;
+  std::vector<Product> ps;
+  for (auto [t, rows] : {std::pair{GgmlType::kQ4_0, int64_t{1003}}, {GgmlType::kQ4_K, 205}, {GgmlType::kF16, 64}, {GgmlType::kQ8_0, 333}}) {
+    Product p{t, rows, {}, std::vector<float>(cols), std::vector<float>(rows, NAN), std::vector<float>(rows)};
+    std::vector<float> wf(rows * cols);
+    for (auto& v : wf) v = nd(rng) * 0.02f;
+    for (auto& v : p.x) v = nd(rng);
+    const uint64_t rb = *RowBytes(t, cols);
+    p.w.resize(rows * rb);
+    for (int64_t r = 0; r < rows; ++r) FromFloatFor(t)(wf.data() + r * cols, p.w.data() + r * rb, cols, nullptr);
+    ps.push_back(std::move(p));
+  }
+  auto args = [&](Product& p, float* y) {
+    return MatMulArgs{.type = p.type, .w = p.w.data(), .rows = p.rows, .cols = cols, .x = p.x.data(), .batch = 1, .y = y};
+  };
+  std::vector<MatMulArgs> group;
+  for (Product& p : ps) {
+    MatMul(args(p, p.alone.data()), nullptr, &scratch);
+    group.push_back(args(p, p.y.data()));
+  }
+  ASSERT_LE(group.size(), kMaxMatMulGroup);
+  MatMulGroup(group, &pool, &scratch);
+  for (const Product& p : ps) {
+    for (int64_t r = 0; r < p.rows; ++r) ASSERT_EQ(p.y[r], p.alone[r]) << TypeInfo(p.type).name << " row " << r;
+  }
+  // One product alone on two threads (chunks of DecodeGrain rows) gives the same numbers too.
+  std::vector<float> y2(ps[0].rows, NAN);
+  MatMul(args(ps[0], y2.data()), &pool, &scratch);
+  for (int64_t r = 0; r < ps[0].rows; ++r) ASSERT_EQ(y2[r], ps[0].alone[r]) << "row " << r;
+}
+
+TEST(MatMul, DecodeGrainIsAWholeNumberOfEightRowGroups) {
+  for (int64_t rows : {1, 8, 100, 256, 2048, 5632, 32000}) {
+    for (int threads : {2, 3, 16}) {
+      const size_t g = DecodeGrain(rows, threads);
+      EXPECT_EQ(g % 8, 0u) << rows << " " << threads;
+      EXPECT_GE(g, 8u);
+      EXPECT_LE((static_cast<size_t>(rows) + g - 1) / g, static_cast<size_t>(16 * threads)) << rows << " " << threads;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lowbit

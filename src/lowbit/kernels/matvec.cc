@@ -24,50 +24,137 @@ void DequantizeRowOf(GgmlType type, const uint8_t* w, int64_t cols, int64_t r, f
   f(w + static_cast<uint64_t>(r) * row_bytes, out, cols);
 }
 
+size_t DecodeGrain(int64_t rows, int threads) {
+  // About 16 chunks per thread, whole groups of 8 rows. One chunk per thread (a static split) left
+  // a thread waiting whenever the other ran late, and a wait past the pool's spin sleeps on a futex:
+  // perf of a 2-thread TinyLlama Q4_0 decode put the spin and wake-up at 15% of samples with halves
+  // and 5% with 16 chunks per thread (docs/PERFORMANCE.md, "Decode work split").
+  const int64_t chunks = int64_t{16} * threads;
+  return static_cast<size_t>(std::max<int64_t>(8, (rows + chunks - 1) / chunks + 7) / 8 * 8);
+}
+
+namespace {
+
+// One product with its kernels chosen and its activations converted.
+struct Prepared {
+  const MatMulArgs* a = nullptr;
+  VecDotFn dot = nullptr;
+  VecDot4Fn dot4 = nullptr;
+  Gemm8Fn eight_rows = nullptr;  // the prefill GEMM or the one-token kernel, both 8 rows at a time
+  uint64_t row_bytes = 0, act_bytes = 0;
+  uint8_t* act = nullptr;
+};
+
+Prepared Prepare(const DotKernels& k, const MatMulArgs& a) {
+  Prepared p;
+  p.a = &a;
+  p.dot = k.For(a.type);
+  p.dot4 = k.For4(a.type);
+  p.eight_rows = a.batch >= 8 ? k.ForGemm8(a.type) : a.batch == 1 ? k.ForRows8(a.type) : nullptr;
+  LOWBIT_CHECK_MSG(p.dot != nullptr, "no dot product for {}", TypeInfo(a.type).name);
+  p.row_bytes = a.row_stride != 0 ? a.row_stride : *RowBytes(a.type, static_cast<uint64_t>(a.cols));
+  p.act_bytes = ActRowBytes(a.type, a.cols);
+  return p;
+}
+
+void QuantizeTokens(const DotKernels& k, const Prepared& p, size_t b0, size_t b1) {
+  for (size_t b = b0; b < b1; ++b) QuantizeActivations(k, p.a->type, p.a->x + b * p.a->cols, p.act + b * p.act_bytes, p.a->cols);
+}
+
+// Rows [r0, r1) of one product for all its tokens.
+void RunRows(const Prepared& p, size_t r0, size_t r1) {
+  constexpr int64_t kTokenTile = 16;
+  const MatMulArgs& a = *p.a;
+  if (p.eight_rows != nullptr) {
+    for (; r0 + 8 <= r1; r0 += 8) p.eight_rows(a.w + r0 * p.row_bytes, p.row_bytes, a.cols, p.act, p.act_bytes, a.batch, a.y + r0, a.rows);
+  }
+  for (int64_t b0 = 0; b0 < a.batch; b0 += kTokenTile) {
+    const int64_t b1 = std::min(a.batch, b0 + kTokenTile);
+    for (size_t r = r0; r < r1; ++r) {
+      const uint8_t* wr = a.w + r * p.row_bytes;
+      int64_t b = b0;
+      if (p.dot4 != nullptr) {
+        for (; b + 4 <= b1; b += 4) {
+          float out[4];
+          p.dot4(wr, p.act + b * p.act_bytes, p.act_bytes, a.cols, out);
+          for (int t = 0; t < 4; ++t) a.y[(b + t) * a.rows + static_cast<int64_t>(r)] = out[t];
+        }
+      }
+      for (; b < b1; ++b) a.y[b * a.rows + static_cast<int64_t>(r)] = p.dot(wr, p.act + b * p.act_bytes, a.cols);
+    }
+  }
+}
+
+// Small products are faster on one thread than handed out (measured: stories5M's 256x768).
+bool Threaded(const ThreadPool* pool, int64_t work) { return pool != nullptr && pool->size() > 1 && work >= (int64_t{1} << 18); }
+
+constexpr uint64_t kActAlign = 64;
+
+}  // namespace
+
 void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch) {
-  const VecDotFn dot = k.For(a.type);
-  const VecDot4Fn dot4 = k.For4(a.type);
-  const Gemm8Fn eight_rows = a.batch >= 8 ? k.ForGemm8(a.type) : a.batch == 1 ? k.ForRows8(a.type) : nullptr;
-  LOWBIT_CHECK_MSG(dot != nullptr, "no dot product for {}", TypeInfo(a.type).name);
-  const uint64_t row_bytes = a.row_stride != 0 ? a.row_stride : *RowBytes(a.type, static_cast<uint64_t>(a.cols));
-  const uint64_t act_bytes = ActRowBytes(a.type, a.cols);
-  uint8_t* act = scratch->Get(act_bytes * static_cast<uint64_t>(a.batch));
-  // Small products are faster on one thread than handed out (measured: stories5M's 256x768).
-  const bool threaded = pool != nullptr && pool->size() > 1 && a.rows * a.cols * a.batch >= (int64_t{1} << 18);
-  auto quantize = [&](size_t b0, size_t b1) {
-    for (size_t b = b0; b < b1; ++b) QuantizeActivations(k, a.type, a.x + b * a.cols, act + b * act_bytes, a.cols);
-  };
+  Prepared p = Prepare(k, a);
+  p.act = scratch->Get(p.act_bytes * static_cast<uint64_t>(a.batch));
+  const bool threaded = Threaded(pool, a.rows * a.cols * a.batch);
+  auto quantize = [&](size_t b0, size_t b1) { QuantizeTokens(k, p, b0, b1); };
   if (threaded && a.batch > 1) pool->ParallelFor(static_cast<size_t>(a.batch), quantize, 1);
   else quantize(0, static_cast<size_t>(a.batch));
 
-  constexpr int64_t kTokenTile = 16;
-  auto run = [&](size_t r0, size_t r1) {
-    // Groups of 8 rows: the prefill GEMM (all tokens per call, the rows repacked once per call) or
-    // the one-token kernel that reads the 8 rows in place.
-    if (eight_rows != nullptr) {
-      for (; r0 + 8 <= r1; r0 += 8) eight_rows(a.w + r0 * row_bytes, row_bytes, a.cols, act, act_bytes, a.batch, a.y + r0, a.rows);
-    }
-    for (int64_t b0 = 0; b0 < a.batch; b0 += kTokenTile) {
-      const int64_t b1 = std::min(a.batch, b0 + kTokenTile);
-      for (size_t r = r0; r < r1; ++r) {
-        const uint8_t* wr = a.w + r * row_bytes;
-        int64_t b = b0;
-        if (dot4 != nullptr) {
-          for (; b + 4 <= b1; b += 4) {
-            float out[4];
-            dot4(wr, act + b * act_bytes, act_bytes, a.cols, out);
-            for (int t = 0; t < 4; ++t) a.y[(b + t) * a.rows + static_cast<int64_t>(r)] = out[t];
-          }
-        }
-        for (; b < b1; ++b) a.y[b * a.rows + static_cast<int64_t>(r)] = dot(wr, act + b * act_bytes, a.cols);
-      }
-    }
-  };
+  auto run = [&](size_t r0, size_t r1) { RunRows(p, r0, r1); };
   if (!threaded) run(0, static_cast<size_t>(a.rows));
   else if (a.batch > 1) pool->ParallelFor(static_cast<size_t>(a.rows), run, 8);
-  else pool->ParallelFor(static_cast<size_t>(a.rows), run, static_cast<size_t>((a.rows + pool->size() - 1) / pool->size() + 7) / 8 * 8);
+  else pool->ParallelFor(static_cast<size_t>(a.rows), run, DecodeGrain(a.rows, pool->size()));
+}
+
+void MatMulGroup(const DotKernels& k, std::span<const MatMulArgs> group, ThreadPool* pool, MatMulScratch* scratch) {
+  LOWBIT_CHECK_MSG(group.size() <= kMaxMatMulGroup, "{} products in one group, at most {}", group.size(), kMaxMatMulGroup);
+  int64_t work = 0;
+  bool one_token = true;
+  for (const MatMulArgs& a : group) {
+    work += a.rows * a.cols;
+    one_token = one_token && a.batch == 1;
+  }
+  if (!one_token || !Threaded(pool, work)) {
+    for (const MatMulArgs& a : group) MatMul(k, a, pool, scratch);
+    return;
+  }
+  // One token: every product's activations converted on this thread (a few microseconds), then the
+  // products' rows handed out as one range. Each product starts on a multiple of 8 in that range
+  // and the grain is a multiple of 8, so no chunk splits a group of 8 rows; indices in the padding
+  // between products run nothing.
+  Prepared p[kMaxMatMulGroup];
+  size_t start[kMaxMatMulGroup + 1];
+  uint64_t act_total = 0;
+  size_t rows_total = 0;
+  for (size_t i = 0; i < group.size(); ++i) {
+    p[i] = Prepare(k, group[i]);
+    act_total += (p[i].act_bytes + kActAlign - 1) / kActAlign * kActAlign;
+    start[i] = rows_total;
+    rows_total += (static_cast<size_t>(group[i].rows) + 7) / 8 * 8;
+  }
+  start[group.size()] = rows_total;
+  uint8_t* act = scratch->Get(act_total);
+  for (size_t i = 0; i < group.size(); ++i) {
+    p[i].act = act;
+    act += (p[i].act_bytes + kActAlign - 1) / kActAlign * kActAlign;
+    QuantizeTokens(k, p[i], 0, 1);
+  }
+  auto run = [&](size_t begin, size_t end) {
+    for (size_t i = 0; i < group.size() && begin < end; ++i) {
+      if (begin >= start[i + 1]) continue;
+      const size_t rows = static_cast<size_t>(group[i].rows);
+      const size_t r0 = begin - start[i], r1 = std::min(end, start[i + 1]) - start[i];
+      if (r0 < rows) RunRows(p[i], r0, std::min(r1, rows));
+      begin = start[i + 1];
+    }
+  };
+  pool->ParallelFor(rows_total, run, DecodeGrain(static_cast<int64_t>(rows_total), pool->size()));
 }
 
 void MatMul(const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch) { MatMul(ActiveDotKernels(), a, pool, scratch); }
+
+void MatMulGroup(std::span<const MatMulArgs> group, ThreadPool* pool, MatMulScratch* scratch) {
+  MatMulGroup(ActiveDotKernels(), group, pool, scratch);
+}
 
 }  // namespace lowbit

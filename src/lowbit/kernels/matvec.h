@@ -7,7 +7,9 @@
 // of tokens, so a weight row is read from memory once per tile of tokens, not once per token.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "lowbit/base/aligned_buffer.h"
 #include "lowbit/base/thread_pool.h"
@@ -44,6 +46,18 @@ struct MatMulArgs {
 // With the given kernel table (tests and benchmarks compare ISAs) or the active one.
 void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch);
 void MatMul(const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch);
+
+// Several products in one hand-off to the pool, each with its own weights, input and output (a
+// layer's Q, K and V, or its gate and up projections). For one token the rows of all of them are
+// split across the threads as one range: one wait instead of one per product, and no thread idles
+// at the end of a small product. Otherwise (prefill, one thread) the products run one by one.
+inline constexpr size_t kMaxMatMulGroup = 4;
+void MatMulGroup(const DotKernels& k, std::span<const MatMulArgs> group, ThreadPool* pool, MatMulScratch* scratch);
+void MatMulGroup(std::span<const MatMulArgs> group, ThreadPool* pool, MatMulScratch* scratch);
+
+// Rows per chunk of a threaded one-token product: a multiple of 8 (the 8-row kernels), small enough
+// that the threads balance dynamically.
+size_t DecodeGrain(int64_t rows, int threads);
 
 // Row `r` of W as floats.
 void DequantizeRowOf(GgmlType type, const uint8_t* w, int64_t cols, int64_t r, float* out);

@@ -211,20 +211,19 @@ LlamaSession::LlamaSession(const LlamaModel& model, const SessionOptions& o)
   }
 }
 
-void LlamaSession::Linear(const WeightView& w, const float* x, int64_t n, float* y, const float* bias) {
-  MatMulArgs a;
-  a.type = w.type;
-  a.w = w.data;
-  a.rows = w.rows;
-  a.cols = w.cols;
-  a.row_stride = w.row_stride;
-  a.x = x;
-  a.batch = n;
-  a.y = y;
-  MatMul(a, pool_.get(), &mm_scratch_);
-  if (bias != nullptr) {
+void LlamaSession::Linears(std::initializer_list<LinearJob> jobs, int64_t n) {
+  MatMulArgs args[kMaxMatMulGroup];
+  LOWBIT_CHECK(jobs.size() <= kMaxMatMulGroup);
+  size_t i = 0;
+  for (const LinearJob& j : jobs) {
+    args[i++] = MatMulArgs{.type = j.w->type, .w = j.w->data, .rows = j.w->rows, .cols = j.w->cols,
+                           .row_stride = j.w->row_stride, .x = j.x, .batch = n, .y = j.y};
+  }
+  MatMulGroup(std::span<const MatMulArgs>(args, i), pool_.get(), &mm_scratch_);
+  for (const LinearJob& j : jobs) {
+    if (j.bias == nullptr) continue;
     for (int64_t b = 0; b < n; ++b) {
-      for (int64_t r = 0; r < w.rows; ++r) y[b * w.rows + r] += bias[r];
+      for (int64_t r = 0; r < j.w->rows; ++r) j.y[b * j.w->rows + r] += j.bias[r];
     }
   }
 }
@@ -330,9 +329,7 @@ void LlamaSession::Step(const int32_t* tokens, int64_t n, int64_t pos0, float* l
     const LlamaModel::Layer& L = m_.layers[l];
     norm_all(L.attn_norm);
     for (int k = 0; k < 3; ++k) observe(l, k, xb_.data(), E);
-    Linear(L.wq, xb_.data(), n, q_.data(), L.bq);
-    Linear(L.wk, xb_.data(), n, k_.data(), L.bk);
-    Linear(L.wv, xb_.data(), n, v_.data(), L.bv);
+    Linears({{&L.wq, xb_.data(), q_.data(), L.bq}, {&L.wk, xb_.data(), k_.data(), L.bk}, {&L.wv, xb_.data(), v_.data(), L.bv}}, n);
     rope(q_.data(), q_dim_, m_.local_heads());
     rope(k_.data(), kv_dim_, m_.local_kv_heads());
     StoreKv(l, n, pos0);
@@ -343,8 +340,7 @@ void LlamaSession::Step(const int32_t* tokens, int64_t n, int64_t pos0, float* l
     norm_all(L.ffn_norm);
     observe(l, 4, xb_.data(), E);
     observe(l, 5, xb_.data(), E);
-    Linear(L.gate, xb_.data(), n, hb_.data());
-    Linear(L.up, xb_.data(), n, hb2_.data());
+    Linears({{&L.gate, xb_.data(), hb_.data(), nullptr}, {&L.up, xb_.data(), hb2_.data(), nullptr}}, n);
     for (int64_t i = 0; i < n * ff; ++i) hb_[i] = hb_[i] / (1.0f + std::exp(-hb_[i])) * hb2_[i];
     observe(l, 6, hb_.data(), ff);
     Linear(L.down, hb_.data(), n, proj_.data());

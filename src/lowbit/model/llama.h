@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <string>
@@ -100,7 +101,15 @@ class LlamaSession {
 
  private:
   void Step(const int32_t* tokens, int64_t n, int64_t pos0, float* logits, bool all_logits);
-  void Linear(const WeightView& w, const float* x, int64_t n, float* y, const float* bias = nullptr);
+  // y = x W^T (+ bias) for n tokens; Linears runs several in one hand-off to the thread pool.
+  struct LinearJob {
+    const WeightView* w;
+    const float* x;
+    float* y;
+    const float* bias;
+  };
+  void Linears(std::initializer_list<LinearJob> jobs, int64_t n);
+  void Linear(const WeightView& w, const float* x, int64_t n, float* y, const float* bias = nullptr) { Linears({{&w, x, y, bias}}, n); }
   void Attention(int64_t layer, int64_t n, int64_t pos0);
   void StoreKv(int64_t layer, int64_t n, int64_t pos0);
 
