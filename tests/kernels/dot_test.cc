@@ -150,7 +150,7 @@ TEST_P(DotKernelsTest, Gemm8EqualsTheReferenceBitForBit) {
   for (GgmlType t : DotTypes()) {
     if (k.ForGemm8(t) == nullptr) continue;
     ++tested;
-    Check8RowKernel(t, k.ForGemm8(t), 5, rng);
+    for (int64_t ntok : {5, 11}) Check8RowKernel(t, k.ForGemm8(t), ntok, rng);  // blocks of tokens and a tail
   }
   if (GetParam() != Isa::kRef) {
     // Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K; Q8_0 and IQ4_NL with VNNI.
