@@ -153,8 +153,7 @@ void DecodeK(const typename BlockOf<T>::type& b, CodesK* c) {
     static_assert(T == GgmlType::kIQ4_XS);
     c->d = H(b.d);
     for (int ib = 0; ib < 8; ++ib) {
-      const int ls = ((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((b.scales_h >> (2 * ib)) & 3) << 4);
-      c->sc[2 * ib] = c->sc[2 * ib + 1] = ls - 32;
+      c->sc[2 * ib] = c->sc[2 * ib + 1] = IQ4XSScale(b, ib);
       for (int j = 0; j < 16; ++j) {
         o[32 * ib + j] = iq::kvalues_iq4nl[b.qs[16 * ib + j] & 0xF];
         o[32 * ib + 16 + j] = iq::kvalues_iq4nl[b.qs[16 * ib + j] >> 4];

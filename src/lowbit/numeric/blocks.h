@@ -129,6 +129,11 @@ struct BlockIQ1_M {
   uint8_t scales[8];   // 3-bit sub-block scales; the fp16 super-block scale is spread over the top nibbles
 };
 
+// IQ4_XS: the scale of 32-element sub-block ib (0..7), 6 bits, bias 32 removed.
+inline int IQ4XSScale(const BlockIQ4_XS& b, int ib) {
+  return (((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((b.scales_h >> (2 * ib)) & 3) << 4)) - 32;
+}
+
 // Q3_K: the 12 packed bytes as 16 6-bit scales, bias 32 not yet removed.
 inline void Q3KScales(const uint8_t* packed, int8_t* out) {
   uint32_t aux[4];

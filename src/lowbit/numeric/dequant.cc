@@ -190,8 +190,7 @@ void IQ4_XS(const void* s, float* y, int64_t n) {
     const float d = H(b->d);
     const uint8_t* qs = b->qs;
     for (int ib = 0; ib < 8; ++ib, qs += 16, y += 32) {
-      const int ls = ((b->scales_l[ib / 2] >> 4 * (ib % 2)) & 0xF) | (((b->scales_h >> 2 * ib) & 3) << 4);
-      const float dl = d * static_cast<float>(ls - 32);
+      const float dl = d * static_cast<float>(IQ4XSScale(*b, ib));
       for (int j = 0; j < 16; ++j) {
         y[j] = dl * static_cast<float>(iq::kvalues_iq4nl[qs[j] & 0xF]);
         y[j + 16] = dl * static_cast<float>(iq::kvalues_iq4nl[qs[j] >> 4]);
