@@ -53,6 +53,17 @@ std::vector<GgmlType> DotTypes() {
   return out;
 }
 
+// `rows` rows of Gaussian weights (sd 0.02) quantized to t, RowBytes(t, cols) bytes apart.
+std::vector<uint8_t> RandomRows(GgmlType t, int64_t rows, int64_t cols, std::mt19937& rng) {
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> wf(rows * cols);
+  for (auto& v : wf) v = nd(rng) * 0.02f;
+  const uint64_t rb = *RowBytes(t, cols);
+  std::vector<uint8_t> w(rows * rb);
+  for (int64_t r = 0; r < rows; ++r) FromFloatFor(t)(wf.data() + r * cols, w.data() + r * rb, cols, nullptr);
+  return w;
+}
+
 TEST(DotReference, IntegerKernelsMatchTheDequantizedDotWithinActivationRounding) {
   std::mt19937 rng(5);
   const DotKernels& ref = DotKernelsFor(Isa::kRef);
@@ -181,12 +192,10 @@ TEST(MatMul, SameResultForAnyBatchThreadsAndStride) {
   for (GgmlType t : {GgmlType::kF32, GgmlType::kQ4_0, GgmlType::kQ4_K, GgmlType::kQ6_K}) {
     const int64_t rows = 96, cols = 1024, batch = 37, pad_cols = 1280;
     // Weights stored with 256 extra columns per row: the product uses a view of the first `cols`.
-    std::vector<float> wf(rows * pad_cols), x(batch * cols);
-    for (auto& v : wf) v = nd(rng) * 0.02f;
-    for (auto& v : x) v = nd(rng);
+    const std::vector<uint8_t> w = RandomRows(t, rows, pad_cols, rng);
     const uint64_t stride = *RowBytes(t, pad_cols);
-    std::vector<uint8_t> w(rows * stride);
-    for (int64_t r = 0; r < rows; ++r) FromFloatFor(t)(wf.data() + r * pad_cols, w.data() + r * stride, pad_cols, nullptr);
+    std::vector<float> x(batch * cols);
+    for (auto& v : x) v = nd(rng);
     MatMulArgs a{.type = t, .w = w.data(), .rows = rows, .cols = cols, .row_stride = stride, .x = x.data(), .batch = batch};
     std::vector<float> y(batch * rows), y1(rows);
     a.y = y.data();
@@ -218,11 +227,6 @@ TEST(MatMul, SameResultForAnyBatchThreadsAndStride) {
   }
 }
 
-}  // namespace
-}  // namespace lowbit
-
-namespace lowbit {
-namespace {
 
 TEST(MatMul, OneTokenUsesTheEightRowKernelAndTheRowKernelForTheRest) {
   std::mt19937 rng(4);
@@ -233,12 +237,11 @@ TEST(MatMul, OneTokenUsesTheEightRowKernelAndTheRowKernelForTheRest) {
   const DotKernels& ref = DotKernelsFor(Isa::kRef);
   for (GgmlType t : {GgmlType::kQ4_0, GgmlType::kQ8_0, GgmlType::kQ5_1}) {
     const int64_t rows = 100, cols = 512;  // 12 groups of 8 rows, then 4 rows on the row kernel
-    std::vector<float> wf(rows * cols), x(cols);
-    for (auto& v : wf) v = nd(rng) * 0.02f;
-    for (auto& v : x) v = nd(rng);
+    const std::vector<uint8_t> w = RandomRows(t, rows, cols, rng);
     const uint64_t rb = *RowBytes(t, cols);
-    std::vector<uint8_t> w(rows * rb), act(ActRowBytes(t, cols));
-    for (int64_t r = 0; r < rows; ++r) FromFloatFor(t)(wf.data() + r * cols, w.data() + r * rb, cols, nullptr);
+    std::vector<float> x(cols);
+    for (auto& v : x) v = nd(rng);
+    std::vector<uint8_t> act(ActRowBytes(t, cols));
     QuantizeActivations(t, x.data(), act.data(), cols);
     for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
       std::vector<float> y(rows);
@@ -251,11 +254,6 @@ TEST(MatMul, OneTokenUsesTheEightRowKernelAndTheRowKernelForTheRest) {
   }
 }
 
-}  // namespace
-}  // namespace lowbit
-
-namespace lowbit {
-namespace {
 
 // Activation rows from every table equal the reference's bytes: Gaussian rows, rows whose products
 // land on halves (round half away from zero vs to even), an all-zero block, and blocks whose largest
@@ -289,11 +287,6 @@ TEST_P(DotKernelsTest, ActivationRowsEqualTheReferenceBytes) {
   }
 }
 
-}  // namespace
-}  // namespace lowbit
-
-namespace lowbit {
-namespace {
 
 // A group of one-token products (a layer's Q/K/V or gate/up) handed to the pool as one row range
 // gives each product exactly what it gives alone on one thread: the chunks start on whole groups of
@@ -313,13 +306,8 @@ TEST(MatMul, GroupOfOneTokenProductsEqualsEachProductAlone) {
   const int64_t cols = 512;
   std::vector<Product> ps;
   for (auto [t, rows] : {std::pair{GgmlType::kQ4_0, int64_t{1003}}, {GgmlType::kQ4_K, 205}, {GgmlType::kF16, 64}, {GgmlType::kQ8_0, 333}}) {
-    Product p{t, rows, {}, std::vector<float>(cols), std::vector<float>(rows, NAN), std::vector<float>(rows)};
-    std::vector<float> wf(rows * cols);
-    for (auto& v : wf) v = nd(rng) * 0.02f;
+    Product p{t, rows, RandomRows(t, rows, cols, rng), std::vector<float>(cols), std::vector<float>(rows, NAN), std::vector<float>(rows)};
     for (auto& v : p.x) v = nd(rng);
-    const uint64_t rb = *RowBytes(t, cols);
-    p.w.resize(rows * rb);
-    for (int64_t r = 0; r < rows; ++r) FromFloatFor(t)(wf.data() + r * cols, p.w.data() + r * rb, cols, nullptr);
     ps.push_back(std::move(p));
   }
   auto args = [&](Product& p, float* y) {
