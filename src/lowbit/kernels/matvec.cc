@@ -88,8 +88,6 @@ void RunRows(const Prepared& p, size_t r0, size_t r1) {
 // Small products are faster on one thread than handed out (measured: stories5M's 256x768).
 bool Threaded(const ThreadPool* pool, int64_t work) { return pool != nullptr && pool->size() > 1 && work >= (int64_t{1} << 18); }
 
-constexpr uint64_t kActAlign = 64;
-
 }  // namespace
 
 void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch) {
@@ -128,7 +126,7 @@ void MatMulGroup(const DotKernels& k, std::span<const MatMulArgs> group, ThreadP
   size_t rows_total = 0;
   for (size_t i = 0; i < group.size(); ++i) {
     p[i] = Prepare(k, group[i]);
-    act_total += (p[i].act_bytes + kActAlign - 1) / kActAlign * kActAlign;
+    act_total += p[i].act_bytes;  // a multiple of 64 (ActRowBytes), so every product's row stays aligned
     start[i] = rows_total;
     rows_total += (static_cast<size_t>(group[i].rows) + 7) / 8 * 8;
   }
@@ -136,7 +134,7 @@ void MatMulGroup(const DotKernels& k, std::span<const MatMulArgs> group, ThreadP
   uint8_t* act = scratch->Get(act_total);
   for (size_t i = 0; i < group.size(); ++i) {
     p[i].act = act;
-    act += (p[i].act_bytes + kActAlign - 1) / kActAlign * kActAlign;
+    act += p[i].act_bytes;
     QuantizeTokens(k, p[i], 0, 1);
   }
   auto run = [&](size_t begin, size_t end) {
