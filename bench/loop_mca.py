@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Static throughput of a kernel's hot loop, for a VM too noisy to time small changes.
+
+usage: bench/loop_mca.py BINARY FUNCTION_REGEX [--mcpu icelake-server] [--detail]
+
+For each function whose demangled name matches FUNCTION_REGEX, takes the innermost loop (a backward
+jump) that contains an integer or float multiply-add (vpdpbusd, vpmaddubsw, vfmadd), drops its jumps
+and no-ops, and runs llvm-mca on it: "Block RThroughput" is the cycles per iteration that the
+execution ports allow (the bound when the loop is compute-bound), and the resource line is the
+pressure per port. --detail prints llvm-mca's pressure per instruction. Needs objdump and llvm-mca
+(Debian: binutils, llvm).
+"""
+import argparse
+import re
+import subprocess
+import sys
+
+
+def functions(binary):
+    out = subprocess.run(['objdump', '-d', '--no-show-raw-insn', '-C', binary], capture_output=True, text=True, check=True).stdout
+    return re.split(r'\n(?=[0-9a-f]+ <)', out)
+
+
+def hot_loop(body_lines):
+    ins = []
+    for line in body_lines:
+        m = re.match(r'\s*([0-9a-f]+):\s+(.*)', line)
+        if m:
+            ins.append((int(m.group(1), 16), m.group(2).strip()))
+    best = None
+    for idx, (addr, txt) in enumerate(ins):
+        m = re.match(r'j\w+\s+([0-9a-f]+)', txt)
+        if not m or int(m.group(1), 16) >= addr:
+            continue
+        start = next(i for i, (a, _) in enumerate(ins) if a >= int(m.group(1), 16))
+        hot = any(re.search(r'vpdpbusd|vpdpwssd|vpmaddubsw|vfmadd', t) for _, t in ins[start:idx + 1])
+        if hot and (best is None or idx + 1 - start < best[1] - best[0]):
+            best = (start, idx + 1)
+    if best is None:
+        return None
+    body = [re.sub(r'\s+<.*>', '', t) for _, t in ins[best[0]:best[1]]]
+    return [b for b in body if not b.startswith('nop') and not re.match(r'j\w+\s', b)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('binary')
+    ap.add_argument('function')
+    ap.add_argument('--mcpu', default='icelake-server')
+    ap.add_argument('--detail', action='store_true')
+    args = ap.parse_args()
+    found = False
+    for f in functions(args.binary):
+        head = f.split('\n')[0]
+        if not re.search(args.function, head):
+            continue
+        found = True
+        loop = hot_loop(f.split('\n')[1:])
+        name = re.sub(r'\(unsigned.*', '', head.split('<', 1)[-1])
+        if loop is None:
+            print(f'{name}: no multiply-add loop')
+            continue
+        isa = 'vnni' if any(re.match(r'vpdp', b) for b in loop) else 'avx2'
+        r = subprocess.run(['llvm-mca', f'-mcpu={args.mcpu}', '-iterations=200'], input='\n'.join(loop) + '\n',
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f'{name}: llvm-mca failed: {r.stderr.strip().splitlines()[0]}')
+            continue
+        rthr = re.search(r'Block RThroughput:\s+([0-9.]+)', r.stdout).group(1)
+        print(f'{name} [{isa}] {len(loop)} instructions, {rthr} cycles per iteration')
+        if args.detail:
+            print(r.stdout[r.stdout.index('Resources:'):])
+    if not found:
+        sys.exit(f'loop_mca: no function matches {args.function!r} in {args.binary}')
+
+
+if __name__ == '__main__':
+    main()
