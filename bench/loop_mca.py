@@ -67,7 +67,8 @@ def main():
             print(f'{name}: llvm-mca failed: {r.stderr.strip().splitlines()[0]}')
             continue
         rthr = re.search(r'Block RThroughput:\s+([0-9.]+)', r.stdout).group(1)
-        print(f'{name} [{isa}] {len(loop)} instructions, {rthr} cycles per iteration')
+        total = int(re.search(r"Total Cycles:\s+([0-9]+)", r.stdout).group(1)) / 200
+        print(f"{name} [{isa}] {len(loop)} instructions, {rthr} cycles per iteration by ports, {total:.1f} simulated")
         if args.detail:
             print(r.stdout[r.stdout.index('Resources:'):])
     if not found:

@@ -17,8 +17,9 @@ constexpr int kSpins = 4000;  // ~0.2 ms of pause instructions
 
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = std::max(1u, std::thread::hardware_concurrency());
+  regions_ = std::vector<Region>(static_cast<size_t>(n_threads));
   workers_.reserve(static_cast<size_t>(n_threads - 1));
-  for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -30,15 +31,19 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::RunChunks() {
-  for (;;) {
-    size_t begin = next_.fetch_add(grain_, std::memory_order_relaxed);
-    if (begin >= n_) return;
-    (*fn_)(begin, std::min(n_, begin + grain_));
+void ThreadPool::RunChunks(int self) {
+  const size_t threads = regions_.size();
+  for (size_t k = 0; k < threads; ++k) {
+    Region& r = regions_[(static_cast<size_t>(self) + k) % threads];
+    for (;;) {
+      const size_t begin = r.next.fetch_add(grain_, std::memory_order_relaxed);
+      if (begin >= r.end) break;
+      (*fn_)(begin, std::min(r.end, begin + grain_));
+    }
   }
 }
 
-void ThreadPool::WorkerLoop() {
+void ThreadPool::WorkerLoop(int self) {
   uint64_t seen = 0;
   for (;;) {
     // Spin first: the next job usually follows within microseconds.
@@ -51,7 +56,7 @@ void ThreadPool::WorkerLoop() {
     }
     if (stop_.load()) return;
     seen = generation_.load();
-    RunChunks();
+    RunChunks(self);
     if (active_.fetch_sub(1) == 1 && sleepers_.load() > 0) {
       std::lock_guard<std::mutex> lock(mu_);  // the caller may be between its check and its wait
       done_.notify_all();
@@ -67,16 +72,21 @@ void ThreadPool::ParallelFor(size_t n, FunctionRef<void(size_t, size_t)> fn, siz
     return;
   }
   fn_ = &fn;
-  n_ = n;
   grain_ = grain;
-  next_.store(0);
+  // Regions of whole chunks; the published generation below orders these stores before any reader.
+  const size_t chunks = (n + grain - 1) / grain, threads = regions_.size();
+  const size_t per = (chunks + threads - 1) / threads * grain;
+  for (size_t t = 0; t < threads; ++t) {
+    regions_[t].next.store(std::min(n, t * per), std::memory_order_relaxed);
+    regions_[t].end = std::min(n, (t + 1) * per);
+  }
   active_.store(static_cast<int>(workers_.size()));
   generation_.fetch_add(1);  // publishes the job (seq_cst)
   if (sleepers_.load() > 0) {
     std::lock_guard<std::mutex> lock(mu_);
     wake_.notify_all();
   }
-  RunChunks();
+  RunChunks(0);
   for (int i = 0; i < kSpins && active_.load() != 0; ++i) CpuRelax();
   if (active_.load() != 0) {
     std::unique_lock<std::mutex> lock(mu_);

@@ -1,9 +1,13 @@
 // ThreadPool: a fixed set of worker threads and ParallelFor over an index range.
 //
 // ParallelFor(n, fn) calls fn(begin, end) on disjoint chunks covering [0, n); the calling thread
-// takes part, so a pool of size 1 runs everything inline with no synchronization. Work is handed
-// out in chunks through an atomic counter (dynamic balance without per-item locking). Calls do not
-// nest: fn must not call ParallelFor on the same pool. No allocation per call.
+// takes part, so a pool of size 1 runs everything inline with no synchronization. [0, n) is cut
+// into one contiguous region per thread, and each region is handed out in chunks through its own
+// atomic counter: a thread takes the chunks of its region in order, then helps the others from the
+// front of theirs (dynamic balance without per-item locking). In order matters to the decode
+// kernels, which prefetch the rows after the ones they read: those are the thread's next rows, not
+// another thread's (docs/PERFORMANCE.md). Calls do not nest: fn must not call ParallelFor on the
+// same pool. No allocation per call.
 //
 // Hand-off: workers and the caller spin briefly (about 0.2 ms) on atomics before sleeping on a
 // condition variable. A decode step issues ~150 parallel products a few microseconds apart; a
@@ -37,8 +41,8 @@ class ThreadPool {
   void ParallelFor(size_t n, FunctionRef<void(size_t, size_t)> fn, size_t grain = 0);
 
  private:
-  void WorkerLoop();
-  void RunChunks();
+  void WorkerLoop(int self);
+  void RunChunks(int self);
 
   std::vector<std::thread> workers_;
   std::mutex mu_;
@@ -51,9 +55,12 @@ class ThreadPool {
 
   // The job in flight.
   const FunctionRef<void(size_t, size_t)>* fn_ = nullptr;
-  size_t n_ = 0;
   size_t grain_ = 1;
-  std::atomic<size_t> next_{0};
+  struct alignas(64) Region {  // one cache line each: the threads' counters do not share lines
+    std::atomic<size_t> next{0};
+    size_t end = 0;
+  };
+  std::vector<Region> regions_;  // one per thread, the caller's first
 };
 
 }  // namespace lowbit
