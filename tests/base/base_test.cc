@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <mutex>
 #include <numeric>
 #include <vector>
 
@@ -50,6 +51,32 @@ TEST(ThreadPool, ParallelForCoversEveryIndexOnce) {
         for (size_t i = b; i < e; ++i) hits[i].fetch_add(1);
       });
       for (size_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " i=" << i;
+    }
+  }
+}
+
+// MatMulGroup relies on this: with a grain that is a multiple of 8, no chunk splits a group of 8 rows.
+TEST(ThreadPool, ChunksStartOnMultiplesOfTheGrainAndNoneIsLonger) {
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    for (size_t n : {size_t{5}, size_t{64}, size_t{1003}}) {
+      std::mutex mu;
+      std::vector<std::pair<size_t, size_t>> chunks;
+      std::vector<std::atomic<int>> hits(n);
+      pool.ParallelFor(
+          n,
+          [&](size_t b, size_t e) {
+            for (size_t i = b; i < e; ++i) hits[i].fetch_add(1);
+            std::lock_guard<std::mutex> lock(mu);
+            chunks.emplace_back(b, e);
+          },
+          8);
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " i=" << i;
+      for (const auto& [b, e] : chunks) {
+        EXPECT_EQ(b % 8, 0u) << "n=" << n;
+        EXPECT_LE(e - b, 8u) << "n=" << n;
+        EXPECT_TRUE(e - b == 8 || e == n) << "a short chunk before the end: [" << b << ", " << e << ") of " << n;
+      }
     }
   }
 }
