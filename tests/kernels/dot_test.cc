@@ -9,12 +9,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
 #include "lowbit/kernels/dot.h"
 #include "lowbit/kernels/matvec.h"
 #include "lowbit/numeric/dequant.h"
+#include "lowbit/numeric/half.h"
 #include "lowbit/quant/quantize.h"
 
 namespace lowbit {
@@ -181,6 +183,65 @@ TEST_P(DotKernelsTest, Rows8EqualsTheReferenceBitForBit) {
   }
   if (GetParam() != Isa::kRef) {
     EXPECT_EQ(tested, 8);  // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q5_K
+  }
+}
+
+// Attention of one head over a K/V cache (F32 and F16 rows, the head at an offset inside wider
+// rows): every table equals the reference bit for bit, and the reference equals a double-precision
+// softmax attention within float rounding, also with scores large enough to overflow exp unshifted.
+TEST_P(DotKernelsTest, AttendEqualsTheReferenceBitForBit) {
+  const DotKernels& k = DotKernelsFor(GetParam());
+  const DotKernels& ref = DotKernelsFor(Isa::kRef);
+  std::mt19937 rng(12);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (bool f16 : {false, true}) {
+    ASSERT_NE(k.ForAttend(f16), nullptr);
+    const size_t el = f16 ? 2 : 4;
+    for (int64_t hd : {64, 128, 80, 100, 3}) {
+      for (int64_t n_pos : {1, 7, 33, 200}) {
+        for (float q_scale : {1.0f, 40.0f}) {
+          const int64_t width = 3 * hd + 5, head = 2 * hd;  // floats per cache row, the head's first element
+          std::vector<float> kf(n_pos * width), vf(n_pos * width), q(hd);
+          for (auto& x : kf) x = nd(rng);
+          for (auto& x : vf) x = nd(rng);
+          for (auto& x : q) x = nd(rng) * q_scale;
+          std::vector<uint8_t> kc(kf.size() * el), vc(vf.size() * el);
+          for (size_t i = 0; i < kf.size(); ++i) {
+            if (f16) {
+              const uint16_t hk = Fp32ToFp16(kf[i]), hv = Fp32ToFp16(vf[i]);
+              std::memcpy(kc.data() + 2 * i, &hk, 2);
+              std::memcpy(vc.data() + 2 * i, &hv, 2);
+              kf[i] = Fp16ToFp32(hk);
+              vf[i] = Fp16ToFp32(hv);
+            } else {
+              std::memcpy(kc.data() + 4 * i, &kf[i], 4);
+              std::memcpy(vc.data() + 4 * i, &vf[i], 4);
+            }
+          }
+          const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+          std::vector<float> att(n_pos), got(hd), want(hd);
+          const uint64_t stride = static_cast<uint64_t>(width) * el, off = static_cast<uint64_t>(head) * el;
+          k.ForAttend(f16)(q.data(), kc.data() + off, vc.data() + off, stride, n_pos, hd, scale, att.data(), got.data());
+          ref.ForAttend(f16)(q.data(), kc.data() + off, vc.data() + off, stride, n_pos, hd, scale, att.data(), want.data());
+          std::vector<double> p(n_pos);
+          double mx = -1e300, sum = 0;
+          for (int64_t t = 0; t < n_pos; ++t) {
+            double d = 0;
+            for (int64_t i = 0; i < hd; ++i) d += static_cast<double>(q[i]) * kf[t * width + head + i];
+            p[t] = d * scale;
+            mx = std::max(mx, p[t]);
+          }
+          for (auto& x : p) sum += x = std::exp(x - mx);
+          for (int64_t i = 0; i < hd; ++i) {
+            ASSERT_EQ(got[i], want[i]) << "f16 " << f16 << " hd " << hd << " n_pos " << n_pos << " element " << i;
+            double o = 0;
+            for (int64_t t = 0; t < n_pos; ++t) o += p[t] / sum * vf[t * width + head + i];
+            // Scores carry the dot's rounding (relative 1e-6 of |q||k|, times 40 for the large ones).
+            EXPECT_NEAR(want[i], o, 2e-4 * q_scale) << "f16 " << f16 << " hd " << hd << " n_pos " << n_pos;
+          }
+        }
+      }
+    }
   }
 }
 

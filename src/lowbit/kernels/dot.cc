@@ -1,5 +1,7 @@
 #include "lowbit/kernels/dot.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -182,6 +184,39 @@ float DotK(const uint8_t* row, const uint8_t* act, int64_t n) {
   return sum;
 }
 
+template <bool kF16>
+void AttendRef(const float* q, const uint8_t* k, const uint8_t* v, uint64_t stride, int64_t n_pos, int64_t hd, float scale,
+               float* att, float* out) {
+  thread_local std::vector<float> row;  // an F16 row converted; grows once per thread
+  if (row.size() < static_cast<size_t>(hd)) row.resize(static_cast<size_t>(hd));
+  auto cache_row = [&](const uint8_t* cache, int64_t t) -> const float* {
+    if constexpr (!kF16) {
+      return reinterpret_cast<const float*>(cache + static_cast<uint64_t>(t) * stride);
+    } else {
+      const auto* h = reinterpret_cast<const uint16_t*>(cache + static_cast<uint64_t>(t) * stride);
+      for (int64_t i = 0; i < hd; ++i) row[i] = Fp16ToFp32(h[i]);
+      return row.data();
+    }
+  };
+  float mx = -INFINITY;
+  for (int64_t t = 0; t < n_pos; ++t) {
+    att[t] = Dot(q, cache_row(k, t), hd) * scale;
+    mx = std::max(mx, att[t]);
+  }
+  float sum = 0;
+  for (int64_t t = 0; t < n_pos; ++t) {
+    att[t] = std::exp(att[t] - mx);
+    sum += att[t];
+  }
+  std::fill(out, out + hd, 0.0f);
+  const float inv = 1.0f / sum;
+  for (int64_t t = 0; t < n_pos; ++t) {
+    const float a = att[t] * inv;
+    const float* vr = cache_row(v, t);
+    for (int64_t i = 0; i < hd; ++i) out[i] += a * vr[i];
+  }
+}
+
 template <GgmlType T>
 constexpr VecDotFn RefFor() {
   using enum GgmlType;
@@ -263,6 +298,8 @@ void FillRefDotKernels(DotKernels* k) {
   };
   k->quant_q8_1 = [](const float* x, void* dst, int64_t n, int32_t*) { QuantizeQ8_1Ref(x, dst, n); };
   k->quant_q8_k = [](const float* x, void* dst, int64_t n, int32_t*) { QuantizeQ8_KRef(x, dst, n); };
+  k->attend[0] = AttendRef<false>;
+  k->attend[1] = AttendRef<true>;
 }
 }  // namespace internal
 

@@ -41,16 +41,27 @@ using Rows8Fn = Gemm8Fn;
 // bytes; for Q8_0 also the integer sum of each block's codes into sums[] when sums is not null.
 using ActQuantFn = void (*)(const float* x, void* dst, int64_t n, int32_t* sums);
 
+// Attention of one query head over positions [0, n_pos) of a K/V cache whose rows (F32 or F16,
+// `stride` bytes apart) hold this head's hd values: att[t] = scale * (q . k_t), softmax over t (the
+// maximum subtracted, std::exp), out = sum over t of (att[t] / sum) * v_t. `att` is scratch of n_pos
+// floats. Every table's result equals the reference's bit for bit: the dot keeps the reference's 8
+// partial sums and their combination (Dot, kernels/matvec.h), and each output element sums over t
+// in order, with no FMA.
+using AttendFn = void (*)(const float* q, const uint8_t* k, const uint8_t* v, uint64_t stride, int64_t n_pos, int64_t hd,
+                          float scale, float* att, float* out);
+
 struct DotKernels {
   VecDotFn dot[kMaxTypeId] = {};
   VecDot4Fn dot4[kMaxTypeId] = {};  // nullptr: MatMul calls dot four times
   Gemm8Fn gemm8[kMaxTypeId] = {};   // nullptr: MatMul uses dot4 / dot
   Rows8Fn rows8[kMaxTypeId] = {};   // nullptr: MatMul decodes with dot
   ActQuantFn quant_q8_0 = nullptr, quant_q8_1 = nullptr, quant_q8_k = nullptr;
+  AttendFn attend[2] = {};  // F32 cache, F16 cache
   VecDotFn For(GgmlType t) const { return dot[static_cast<uint32_t>(t)]; }
   VecDot4Fn For4(GgmlType t) const { return dot4[static_cast<uint32_t>(t)]; }
   Gemm8Fn ForGemm8(GgmlType t) const { return gemm8[static_cast<uint32_t>(t)]; }
   Rows8Fn ForRows8(GgmlType t) const { return rows8[static_cast<uint32_t>(t)]; }
+  AttendFn ForAttend(bool f16_cache) const { return attend[f16_cache ? 1 : 0]; }
 };
 
 const DotKernels& DotKernelsFor(Isa isa);

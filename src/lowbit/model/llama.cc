@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "lowbit/base/check.h"
+#include "lowbit/kernels/dot.h"
 #include "lowbit/numeric/convert.h"
 #include "lowbit/numeric/dequant.h"
 
@@ -250,40 +251,17 @@ void LlamaSession::Attention(int64_t l, int64_t n, int64_t pos0) {
   const uint8_t* kc = kv_.data() + static_cast<size_t>((l * 2 + 0) * n_ctx_ * kv_dim_) * el;
   const uint8_t* vc = kv_.data() + static_cast<size_t>((l * 2 + 1) * n_ctx_ * kv_dim_) * el;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int64_t n_ctx = n_ctx_, kv_dim = kv_dim_, q_dim = q_dim_;
-  const bool f16 = kv_f16_;
+  const int64_t n_ctx = n_ctx_, q_dim = q_dim_;
+  const uint64_t stride = static_cast<uint64_t>(kv_dim_) * el;
+  const AttendFn attend = ActiveDotKernels().ForAttend(kv_f16_);
   auto run = [&](size_t begin, size_t end) {
-    thread_local std::vector<float> att, row;  // grow once per thread
+    thread_local std::vector<float> att;  // grows once per thread
     if (att.size() < static_cast<size_t>(n_ctx)) att.resize(static_cast<size_t>(n_ctx));
-    if (row.size() < static_cast<size_t>(hd)) row.resize(static_cast<size_t>(hd));
-    auto cache_row = [&](const uint8_t* cache, int64_t t, int64_t kh) -> const float* {
-      const size_t off = static_cast<size_t>(t * kv_dim + kh * hd);
-      if (!f16) return reinterpret_cast<const float*>(cache) + off;
-      ConvertF16ToF32(reinterpret_cast<const uint16_t*>(cache) + off, row.data(), static_cast<size_t>(hd));
-      return row.data();
-    };
     for (size_t item = begin; item < end; ++item) {
       const int64_t b = static_cast<int64_t>(item) / heads, h = static_cast<int64_t>(item) % heads;
-      const int64_t pos = pos0 + b, kh = h / group;
-      const float* q = q_.data() + b * q_dim + h * hd;
-      float mx = -INFINITY;
-      for (int64_t t = 0; t <= pos; ++t) {
-        att[t] = Dot(q, cache_row(kc, t, kh), hd) * scale;
-        mx = std::max(mx, att[t]);
-      }
-      float sum = 0;
-      for (int64_t t = 0; t <= pos; ++t) {
-        att[t] = std::exp(att[t] - mx);
-        sum += att[t];
-      }
-      float* out = att_out_.data() + b * q_dim + h * hd;
-      std::fill(out, out + hd, 0.0f);
-      const float inv = 1.0f / sum;
-      for (int64_t t = 0; t <= pos; ++t) {
-        const float a = att[t] * inv;
-        const float* v = cache_row(vc, t, kh);
-        for (int64_t i = 0; i < hd; ++i) out[i] += a * v[i];
-      }
+      const uint64_t head_off = static_cast<uint64_t>(h / group * hd) * el;  // this head's KV head
+      attend(q_.data() + b * q_dim + h * hd, kc + head_off, vc + head_off, stride, pos0 + b + 1, hd, scale, att.data(),
+             att_out_.data() + b * q_dim + h * hd);
     }
   };
   const size_t items = static_cast<size_t>(n * heads);
