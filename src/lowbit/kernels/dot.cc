@@ -9,6 +9,7 @@
 #include "lowbit/kernels/act_quant.h"
 #include "lowbit/kernels/matvec.h"
 #include "lowbit/numeric/blocks.h"
+#include "lowbit/numeric/convert.h"
 #include "lowbit/numeric/dequant.h"
 #include "lowbit/numeric/half.h"
 #include "lowbit/numeric/iq_tables.h"
@@ -193,8 +194,7 @@ void AttendRef(const float* q, const uint8_t* k, const uint8_t* v, uint64_t stri
     if constexpr (!kF16) {
       return reinterpret_cast<const float*>(cache + static_cast<uint64_t>(t) * stride);
     } else {
-      const auto* h = reinterpret_cast<const uint16_t*>(cache + static_cast<uint64_t>(t) * stride);
-      for (int64_t i = 0; i < hd; ++i) row[i] = Fp16ToFp32(h[i]);
+      ConvertF16ToF32(reinterpret_cast<const uint16_t*>(cache + static_cast<uint64_t>(t) * stride), row.data(), static_cast<size_t>(hd));
       return row.data();
     }
   };
