@@ -8,6 +8,7 @@
 
 #include "lowbit/kernels/act_quant.h"
 #include "lowbit/kernels/matvec.h"
+#include "lowbit/kernels/softmax.h"
 #include "lowbit/numeric/blocks.h"
 #include "lowbit/numeric/convert.h"
 #include "lowbit/numeric/dequant.h"
@@ -186,7 +187,7 @@ float DotK(const uint8_t* row, const uint8_t* act, int64_t n) {
 }
 
 template <bool kF16>
-void AttendRef(const float* q, const uint8_t* k, const uint8_t* v, uint64_t stride, int64_t n_pos, int64_t hd, float scale,
+void AttendOne(const float* q, const uint8_t* k, const uint8_t* v, uint64_t stride, int64_t n_pos, int64_t hd, float scale,
                float* att, float* out) {
   thread_local std::vector<float> row;  // an F16 row converted; grows once per thread
   if (row.size() < static_cast<size_t>(hd)) row.resize(static_cast<size_t>(hd));
@@ -203,18 +204,25 @@ void AttendRef(const float* q, const uint8_t* k, const uint8_t* v, uint64_t stri
     att[t] = Dot(q, cache_row(k, t), hd) * scale;
     mx = std::max(mx, att[t]);
   }
-  float sum = 0;
+  // Softmax: the sum of the exponentials in 8 partial sums (t mod 8), combined as Dot does.
+  float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   for (int64_t t = 0; t < n_pos; ++t) {
-    att[t] = std::exp(att[t] - mx);
-    sum += att[t];
+    att[t] = softmax::Exp(att[t] - mx);
+    part[t % 8] += att[t];
   }
+  const float inv = 1.0f / softmax::Combine8(part);
   std::fill(out, out + hd, 0.0f);
-  const float inv = 1.0f / sum;
   for (int64_t t = 0; t < n_pos; ++t) {
     const float a = att[t] * inv;
     const float* vr = cache_row(v, t);
     for (int64_t i = 0; i < hd; ++i) out[i] += a * vr[i];
   }
+}
+
+template <bool kF16>
+void AttendRef(const float* q, int64_t n_q, const uint8_t* k, const uint8_t* v, uint64_t stride, int64_t n_pos, int64_t hd,
+               float scale, float* att, float* out) {
+  for (int64_t g = 0; g < n_q; ++g) AttendOne<kF16>(q + g * hd, k, v, stride, n_pos, hd, scale, att + g * n_pos, out + g * hd);
 }
 
 template <GgmlType T>

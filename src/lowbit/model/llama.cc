@@ -254,17 +254,19 @@ void LlamaSession::Attention(int64_t l, int64_t n, int64_t pos0) {
   const int64_t n_ctx = n_ctx_, q_dim = q_dim_;
   const uint64_t stride = static_cast<uint64_t>(kv_dim_) * el;
   const AttendFn attend = ActiveDotKernels().ForAttend(kv_f16_);
+  const int64_t kv_heads = heads / group;
   auto run = [&](size_t begin, size_t end) {
     thread_local std::vector<float> att;  // grows once per thread
-    if (att.size() < static_cast<size_t>(n_ctx)) att.resize(static_cast<size_t>(n_ctx));
+    if (att.size() < static_cast<size_t>(group * n_ctx)) att.resize(static_cast<size_t>(group * n_ctx));
     for (size_t item = begin; item < end; ++item) {
-      const int64_t b = static_cast<int64_t>(item) / heads, h = static_cast<int64_t>(item) % heads;
-      const uint64_t head_off = static_cast<uint64_t>(h / group * hd) * el;  // this head's KV head
-      attend(q_.data() + b * q_dim + h * hd, kc + head_off, vc + head_off, stride, pos0 + b + 1, hd, scale, att.data(),
-             att_out_.data() + b * q_dim + h * hd);
+      // Token b, KV head hk, and the `group` query heads that read it.
+      const int64_t b = static_cast<int64_t>(item) / kv_heads, hk = static_cast<int64_t>(item) % kv_heads;
+      const uint64_t head_off = static_cast<uint64_t>(hk * hd) * el;
+      attend(q_.data() + b * q_dim + hk * group * hd, group, kc + head_off, vc + head_off, stride, pos0 + b + 1, hd, scale,
+             att.data(), att_out_.data() + b * q_dim + hk * group * hd);
     }
   };
-  const size_t items = static_cast<size_t>(n * heads);
+  const size_t items = static_cast<size_t>(n * kv_heads);
   if (pool_->size() > 1 && n * heads * (pos0 + n) * hd >= (int64_t{1} << 16)) pool_->ParallelFor(items, run, 1);
   else run(0, items);
 }

@@ -1,0 +1,38 @@
+// The attention softmax's arithmetic, shared by the reference kernels (dot.cc) and the SIMD ones
+// (dot_x86.inc), which repeat it lane for lane so that both round alike.
+//
+// exp is computed here rather than by std::exp so that the SIMD kernels can compute the same value 8
+// at a time: x = n ln2 + r with n = round(x log2 e) (round-to-nearest-even by the 1.5 * 2^23 trick)
+// and ln2 split in two (Cody-Waite), exp(r) by Cephes' degree-7 expf polynomial on |r| <= ln2 / 2
+// (within about 1 ulp of the exact value), then scaled by 2^n through the exponent bits. Inputs
+// below -87 are taken as -87 (exp(-87) = 1.6e-38, the smallest with a normal 2^n): the softmax only
+// exponentiates s - max <= 0, and what it loses there is below float's resolution of the sum.
+#pragma once
+
+#include <bit>
+#include <cstdint>
+
+namespace lowbit::softmax {
+
+inline constexpr float kMinArg = -87.0f;
+inline constexpr float kLog2e = 1.44269504088896341f;
+inline constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: (v + kRound) - kRound rounds v to an integer
+inline constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+inline constexpr float kP[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                                4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+
+// exp(x) for x <= 0, in the order of operations every kernel uses (no FMA).
+inline float Exp(float x) {
+  x = x > kMinArg ? x : kMinArg;  // as _mm256_max_ps(x, kMinArg), NaN included
+  const float n = (x * kLog2e + kRound) - kRound;
+  const float r = (x - n * kLn2Hi) - n * kLn2Lo;
+  float p = kP[0];
+  for (int j = 1; j < 6; ++j) p = p * r + kP[j];
+  const float e = (p * (r * r) + r) + 1.0f;
+  return e * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+}
+
+// Dot's combination of 8 partial sums (kernels/matvec.h).
+inline float Combine8(const float* s) { return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])); }
+
+}  // namespace lowbit::softmax
