@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -16,6 +17,7 @@
 #include "lowbit/kernels/dot.h"
 #include "lowbit/kernels/matvec.h"
 #include "lowbit/kernels/softmax.h"
+#include "lowbit/numeric/blocks.h"
 #include "lowbit/numeric/dequant.h"
 #include "lowbit/numeric/half.h"
 #include "lowbit/quant/quantize.h"
@@ -169,6 +171,45 @@ TEST_P(DotKernelsTest, Gemm8EqualsTheReferenceBitForBit) {
   if (GetParam() != Isa::kRef) {
     // Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K; Q8_0, IQ4_NL and IQ4_XS with VNNI.
     EXPECT_EQ(tested, GetParam() == Isa::kAvx512 ? 12 : 9);
+  }
+}
+
+// The GEMM's integer sums at their largest: super-blocks of all-ones bytes (every code at its
+// maximum: Q2_K 3, Q3_K 7, Q4_K 15, Q5_K 31, Q6_K 63; scales and mins at theirs) against activations
+// of one sign (every Q8_K code +-127), where the 16-bit multiply of the VNNI path would overflow if
+// its bound were wrong.
+TEST_P(DotKernelsTest, Gemm8EqualsTheReferenceAtTheLargestCodes) {
+  const DotKernels& k = DotKernelsFor(GetParam());
+  const DotKernels& ref = DotKernelsFor(Isa::kRef);
+  using enum GgmlType;
+  struct Half16 { GgmlType t; std::vector<size_t> fp16_at; };  // the block's fp16 fields
+  const Half16 types[] = {{kQ2_K, {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)}},
+                          {kQ3_K, {offsetof(BlockQ3_K, d)}},
+                          {kQ4_K, {offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)}},
+                          {kQ5_K, {offsetof(BlockQ5_K, d), offsetof(BlockQ5_K, dmin)}},
+                          {kQ6_K, {offsetof(BlockQ6_K, d)}}};
+  const int64_t n = 512, ntok = 5;
+  for (const Half16& h : types) {
+    if (k.ForGemm8(h.t) == nullptr) continue;
+    const uint64_t rb = *RowBytes(h.t, n), ab = ActRowBytes(h.t, n), bb = TypeInfo(h.t).block_bytes;
+    std::vector<uint8_t> wq(8 * rb, 0xFF), act(ntok * ab);
+    for (uint64_t b = 0; b < 8 * rb / bb; ++b) {
+      for (size_t at : h.fp16_at) {
+        const uint16_t d = Fp32ToFp16(0.01f * static_cast<float>(1 + b % 3));
+        std::memcpy(wq.data() + b * bb + at, &d, 2);
+      }
+    }
+    for (int64_t b = 0; b < ntok; ++b) {
+      const std::vector<float> x(n, b % 2 ? -1.5f : 2.0f);
+      QuantizeActivations(h.t, x.data(), act.data() + b * ab, n);
+    }
+    std::vector<float> y(ntok * 8);
+    k.ForGemm8(h.t)(wq.data(), rb, n, act.data(), ab, ntok, y.data(), 8);
+    for (int64_t b = 0; b < ntok; ++b) {
+      for (int r = 0; r < 8; ++r) {
+        EXPECT_EQ(y[b * 8 + r], ref.For(h.t)(wq.data() + r * rb, act.data() + b * ab, n)) << TypeInfo(h.t).name << " row " << r << " tok " << b;
+      }
+    }
   }
 }
 
