@@ -44,10 +44,11 @@ using ActQuantFn = void (*)(const float* x, void* dst, int64_t n, int32_t* sums)
 // Attention of n_q query heads that share one K/V head (grouped-query attention; n_q = 1 for
 // multi-head) over positions [0, n_pos) of a K/V cache whose rows (F32 or F16, `stride` bytes apart)
 // hold this head's hd values. For each query g (q + g * hd): att[t] = scale * (q . k_t), softmax over
-// t (the maximum subtracted, std::exp), out + g * hd = sum over t of (att[t] / sum) * v_t. `att` is
-// scratch of n_q * n_pos floats. Every table's result equals the reference's bit for bit: the dot
-// keeps the reference's 8 partial sums and their combination (Dot, kernels/matvec.h), and each
-// output element sums over t in order, with no FMA.
+// t (the maximum subtracted, softmax::Exp, the sum in Dot's 8 partial sums: kernels/softmax.h),
+// out + g * hd = sum over t of (att[t] / sum) * v_t. `att` is scratch of n_q * n_pos floats. Every
+// table's result equals the reference's bit for bit: the dot keeps the reference's 8 partial sums and
+// their combination (Dot, kernels/matvec.h), the softmax its operations, and each output element sums
+// over t in order, with no FMA.
 using AttendFn = void (*)(const float* q, int64_t n_q, const uint8_t* k, const uint8_t* v, uint64_t stride, int64_t n_pos,
                           int64_t hd, float scale, float* att, float* out);
 

@@ -21,7 +21,8 @@ inline constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
 inline constexpr float kP[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
                                 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
 
-// exp(x) for x <= 0, in the order of operations every kernel uses (no FMA).
+// exp(x) for x <= 0 (NaN and -inf give exp(-87)), in the order of operations every kernel uses (no
+// FMA). Positive x is outside its contract: 2^n would leave the exponent range from x = 88.
 inline float Exp(float x) {
   x = x > kMinArg ? x : kMinArg;  // as _mm256_max_ps(x, kMinArg), NaN included
   const float n = (x * kLog2e + kRound) - kRound;
