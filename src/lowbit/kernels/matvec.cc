@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "lowbit/base/check.h"
+#include "lowbit/kernels/softmax.h"
 #include "lowbit/numeric/dequant.h"
 
 namespace lowbit {
@@ -14,7 +15,7 @@ float Dot(const float* a, const float* b, int64_t n) {
     for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
   }
   for (; i < n; ++i) acc[0] += a[i] * b[i];
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  return softmax::Combine8(acc);
 }
 
 void DequantizeRowOf(GgmlType type, const uint8_t* w, int64_t cols, int64_t r, float* out) {

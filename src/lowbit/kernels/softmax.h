@@ -33,7 +33,8 @@ inline float Exp(float x) {
   return e * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
 }
 
-// Dot's combination of 8 partial sums (kernels/matvec.h).
+// Dot's combination of 8 partial sums (kernels/matvec.h): Dot, the attention scores and the
+// softmax sum all end with it.
 inline float Combine8(const float* s) { return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])); }
 
 }  // namespace lowbit::softmax
