@@ -29,9 +29,16 @@ using VecDot4Fn = void (*)(const uint8_t* w_row, const uint8_t* act, uint64_t ac
 inline constexpr int kMaxTypeId = 43;
 
 // Prefill GEMM on 8 weight rows (w, row_bytes apart) and ntok activation rows (act_stride apart):
-// y[t * y_stride + r] for r < 8. Each result equals the reference VecDotFn's bit for bit.
+// y[t * y_stride + r] for r < 8. Each result equals the reference VecDotFn's bit for bit. Where the
+// table has a Gemm8LayoutFn for the type, `act` is what it made of the activation rows.
 using Gemm8Fn = void (*)(const uint8_t* w, uint64_t row_bytes, int64_t n, const uint8_t* act, uint64_t act_stride,
                          int64_t ntok, float* y, int64_t y_stride);
+
+// Rearranges ntok activation rows (act_stride apart) into the layout the table's Gemm8Fn reads, in
+// the same number of bytes (ntok * act_stride at out, rows in the same places): done once per
+// product rather than once per 8 weight rows. The VNNI GEMM of the 32-element types interleaves
+// tokens in pairs (dot_x86.inc, Gemm8Layout). Called on token ranges that start at an even token.
+using Gemm8LayoutFn = void (*)(const uint8_t* act, uint64_t act_stride, int64_t n, int64_t ntok, uint8_t* out);
 
 // Decode on 8 weight rows, reading them in place (no repacking): the Gemm8Fn contract, for any
 // ntok, but the weights are decoded again per token, so it is the kernel for one token.
@@ -56,12 +63,14 @@ struct DotKernels {
   VecDotFn dot[kMaxTypeId] = {};
   VecDot4Fn dot4[kMaxTypeId] = {};  // nullptr: MatMul calls dot four times
   Gemm8Fn gemm8[kMaxTypeId] = {};   // nullptr: MatMul uses dot4 / dot
+  Gemm8LayoutFn gemm8_layout[kMaxTypeId] = {};  // nullptr: gemm8 reads the activation rows as they are
   Rows8Fn rows8[kMaxTypeId] = {};   // nullptr: MatMul decodes with dot
   ActQuantFn quant_q8_0 = nullptr, quant_q8_1 = nullptr, quant_q8_k = nullptr;
   AttendFn attend[2] = {};  // F32 cache, F16 cache
   VecDotFn For(GgmlType t) const { return dot[static_cast<uint32_t>(t)]; }
   VecDot4Fn For4(GgmlType t) const { return dot4[static_cast<uint32_t>(t)]; }
   Gemm8Fn ForGemm8(GgmlType t) const { return gemm8[static_cast<uint32_t>(t)]; }
+  Gemm8LayoutFn ForGemm8Layout(GgmlType t) const { return gemm8_layout[static_cast<uint32_t>(t)]; }
   Rows8Fn ForRows8(GgmlType t) const { return rows8[static_cast<uint32_t>(t)]; }
   AttendFn ForAttend(bool f16_cache) const { return attend[f16_cache ? 1 : 0]; }
 };

@@ -42,8 +42,10 @@ struct Prepared {
   VecDotFn dot = nullptr;
   VecDot4Fn dot4 = nullptr;
   Gemm8Fn eight_rows = nullptr;  // the prefill GEMM or the one-token kernel, both 8 rows at a time
+  Gemm8LayoutFn layout = nullptr;  // the prefill GEMM's activation layout, if it has its own
   uint64_t row_bytes = 0, act_bytes = 0;
   uint8_t* act = nullptr;
+  uint8_t* act8 = nullptr;  // what eight_rows reads: act, or act in its layout
 };
 
 Prepared Prepare(const DotKernels& k, const MatMulArgs& a) {
@@ -52,14 +54,19 @@ Prepared Prepare(const DotKernels& k, const MatMulArgs& a) {
   p.dot = k.For(a.type);
   p.dot4 = k.For4(a.type);
   p.eight_rows = a.batch >= 8 ? k.ForGemm8(a.type) : a.batch == 1 ? k.ForRows8(a.type) : nullptr;
+  if (a.batch >= 8 && p.eight_rows != nullptr) p.layout = k.ForGemm8Layout(a.type);
   LOWBIT_CHECK_MSG(p.dot != nullptr, "no dot product for {}", TypeInfo(a.type).name);
   p.row_bytes = a.row_stride != 0 ? a.row_stride : *RowBytes(a.type, static_cast<uint64_t>(a.cols));
   p.act_bytes = ActRowBytes(a.type, a.cols);
   return p;
 }
 
+// Tokens [b0, b1): converted, then (b0 even) rearranged for the GEMM if it has a layout.
 void QuantizeTokens(const DotKernels& k, const Prepared& p, size_t b0, size_t b1) {
   for (size_t b = b0; b < b1; ++b) QuantizeActivations(k, p.a->type, p.a->x + b * p.a->cols, p.act + b * p.act_bytes, p.a->cols);
+  if (p.layout != nullptr) {
+    p.layout(p.act + b0 * p.act_bytes, p.act_bytes, p.a->cols, static_cast<int64_t>(b1 - b0), p.act8 + b0 * p.act_bytes);
+  }
 }
 
 // Rows [r0, r1) of one product for all its tokens.
@@ -67,7 +74,7 @@ void RunRows(const Prepared& p, size_t r0, size_t r1) {
   constexpr int64_t kTokenTile = 16;
   const MatMulArgs& a = *p.a;
   if (p.eight_rows != nullptr) {
-    for (; r0 + 8 <= r1; r0 += 8) p.eight_rows(a.w + r0 * p.row_bytes, p.row_bytes, a.cols, p.act, p.act_bytes, a.batch, a.y + r0, a.rows);
+    for (; r0 + 8 <= r1; r0 += 8) p.eight_rows(a.w + r0 * p.row_bytes, p.row_bytes, a.cols, p.act8, p.act_bytes, a.batch, a.y + r0, a.rows);
   }
   for (int64_t b0 = 0; b0 < a.batch; b0 += kTokenTile) {
     const int64_t b1 = std::min(a.batch, b0 + kTokenTile);
@@ -93,11 +100,15 @@ bool Threaded(const ThreadPool* pool, int64_t work) { return pool != nullptr && 
 
 void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch) {
   Prepared p = Prepare(k, a);
-  p.act = scratch->Get(p.act_bytes * static_cast<uint64_t>(a.batch));
+  const uint64_t act_total = p.act_bytes * static_cast<uint64_t>(a.batch);
+  p.act = scratch->Get(p.layout != nullptr ? 2 * act_total : act_total);
+  p.act8 = p.layout != nullptr ? p.act + act_total : p.act;
   const bool threaded = Threaded(pool, a.rows * a.cols * a.batch);
-  auto quantize = [&](size_t b0, size_t b1) { QuantizeTokens(k, p, b0, b1); };
-  if (threaded && a.batch > 1) pool->ParallelFor(static_cast<size_t>(a.batch), quantize, 1);
-  else quantize(0, static_cast<size_t>(a.batch));
+  // By pairs of tokens (a layout interleaves pairs).
+  const size_t pairs = (static_cast<size_t>(a.batch) + 1) / 2;
+  auto quantize = [&](size_t q0, size_t q1) { QuantizeTokens(k, p, 2 * q0, std::min(2 * q1, static_cast<size_t>(a.batch))); };
+  if (threaded && a.batch > 1) pool->ParallelFor(pairs, quantize, 1);
+  else quantize(0, pairs);
 
   auto run = [&](size_t r0, size_t r1) { RunRows(p, r0, r1); };
   if (!threaded) run(0, static_cast<size_t>(a.rows));
@@ -134,7 +145,7 @@ void MatMulGroup(const DotKernels& k, std::span<const MatMulArgs> group, ThreadP
   start[group.size()] = rows_total;
   uint8_t* act = scratch->Get(act_total);
   for (size_t i = 0; i < group.size(); ++i) {
-    p[i].act = act;
+    p[i].act = p[i].act8 = act;
     act += p[i].act_bytes;
     QuantizeTokens(k, p[i], 0, 1);
   }
