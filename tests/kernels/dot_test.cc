@@ -145,25 +145,26 @@ std::vector<uint8_t> InLayout(Gemm8LayoutFn layout, const std::vector<uint8_t>& 
   return out;
 }
 
-// The 8-row kernels (the prefill GEMM, and the one-token kernel that reads the rows in place)
-// against the reference kernel, bit for bit. `layout`: the GEMM's activation layout, if any.
-void Check8RowKernel(GgmlType t, Gemm8Fn f, int64_t ntok, std::mt19937& rng, Gemm8LayoutFn layout = nullptr) {
+// The 8-row kernels (the prefill GEMM, and the one-token kernel that reads the rows in place), or
+// the 16-row GEMM (rows = 16), against the reference kernel, bit for bit. `layout`: the GEMM's
+// activation layout, if any.
+void Check8RowKernel(GgmlType t, Gemm8Fn f, int64_t ntok, std::mt19937& rng, Gemm8LayoutFn layout = nullptr, int rows = 8) {
   const DotKernels& ref = DotKernelsFor(Isa::kRef);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   const int64_t n = 1024;
   const uint64_t rb = *RowBytes(t, n), ab = ActRowBytes(t, n);
-  std::vector<float> w(8 * n), x(ntok * n);
+  std::vector<float> w(rows * n), x(ntok * n);
   for (auto& v : w) v = nd(rng) * 0.02f;
   for (auto& v : x) v = nd(rng);
   for (int64_t i = 0; i < n; i += 41) x[i] *= -30.0f;
-  std::vector<uint8_t> wq(8 * rb), act(ntok * ab);
-  for (int r = 0; r < 8; ++r) FromFloatFor(t)(w.data() + r * n, wq.data() + r * rb, n, nullptr);
+  std::vector<uint8_t> wq(rows * rb), act(ntok * ab);
+  for (int r = 0; r < rows; ++r) FromFloatFor(t)(w.data() + r * n, wq.data() + r * rb, n, nullptr);
   for (int64_t b = 0; b < ntok; ++b) QuantizeActivations(t, x.data() + b * n, act.data() + b * ab, n);
-  std::vector<float> y(ntok * 8);
-  f(wq.data(), rb, n, InLayout(layout, act, ab, n, ntok).data(), ab, ntok, y.data(), 8);
+  std::vector<float> y(ntok * rows);
+  f(wq.data(), rb, n, InLayout(layout, act, ab, n, ntok).data(), ab, ntok, y.data(), rows);
   for (int64_t b = 0; b < ntok; ++b) {
-    for (int r = 0; r < 8; ++r) {
-      EXPECT_EQ(y[b * 8 + r], ref.For(t)(wq.data() + r * rb, act.data() + b * ab, n)) << TypeInfo(t).name << " row " << r << " tok " << b;
+    for (int r = 0; r < rows; ++r) {
+      EXPECT_EQ(y[b * rows + r], ref.For(t)(wq.data() + r * rb, act.data() + b * ab, n)) << TypeInfo(t).name << " row " << r << " tok " << b;
     }
   }
 }
@@ -182,6 +183,19 @@ TEST_P(DotKernelsTest, Gemm8EqualsTheReferenceBitForBit) {
     // Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K; Q8_0, IQ4_NL and IQ4_XS with VNNI.
     EXPECT_EQ(tested, GetParam() == Isa::kAvx512 ? 12 : 9);
   }
+}
+
+TEST_P(DotKernelsTest, Gemm16EqualsTheReferenceBitForBit) {
+  const DotKernels& k = DotKernelsFor(GetParam());
+  std::mt19937 rng(16);
+  int tested = 0;
+  for (GgmlType t : DotTypes()) {
+    if (k.ForGemm16(t) == nullptr) continue;
+    ++tested;
+    for (int64_t ntok : {5, 11, 16}) Check8RowKernel(t, k.ForGemm16(t), ntok, rng, k.ForGemm8Layout(t), 16);
+  }
+  // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and IQ4_NL with VNNI.
+  EXPECT_EQ(tested, GetParam() == Isa::kAvx512 ? 6 : 0);
 }
 
 // The GEMM's integer sums at their largest: super-blocks of all-ones bytes (every code at its

@@ -34,6 +34,10 @@ inline constexpr int kMaxTypeId = 43;
 using Gemm8Fn = void (*)(const uint8_t* w, uint64_t row_bytes, int64_t n, const uint8_t* act, uint64_t act_stride,
                          int64_t ntok, float* y, int64_t y_stride);
 
+// The Gemm8Fn contract on 16 weight rows (y[t * y_stride + r] for r < 16), where a kernel reads
+// each activation once for both groups of 8.
+using Gemm16Fn = Gemm8Fn;
+
 // Rearranges ntok activation rows (act_stride apart) into the layout the table's Gemm8Fn reads, in
 // the same number of bytes (ntok * act_stride at out, rows in the same places): done once per
 // product rather than once per 8 weight rows. The VNNI GEMM of the 32-element types interleaves
@@ -63,13 +67,15 @@ struct DotKernels {
   VecDotFn dot[kMaxTypeId] = {};
   VecDot4Fn dot4[kMaxTypeId] = {};  // nullptr: MatMul calls dot four times
   Gemm8Fn gemm8[kMaxTypeId] = {};   // nullptr: MatMul uses dot4 / dot
-  Gemm8LayoutFn gemm8_layout[kMaxTypeId] = {};  // nullptr: gemm8 reads the activation rows as they are
+  Gemm16Fn gemm16[kMaxTypeId] = {};  // nullptr: MatMul uses gemm8
+  Gemm8LayoutFn gemm8_layout[kMaxTypeId] = {};  // nullptr: gemm8 and gemm16 read the activation rows as they are
   Rows8Fn rows8[kMaxTypeId] = {};   // nullptr: MatMul decodes with dot
   ActQuantFn quant_q8_0 = nullptr, quant_q8_1 = nullptr, quant_q8_k = nullptr;
   AttendFn attend[2] = {};  // F32 cache, F16 cache
   VecDotFn For(GgmlType t) const { return dot[static_cast<uint32_t>(t)]; }
   VecDot4Fn For4(GgmlType t) const { return dot4[static_cast<uint32_t>(t)]; }
   Gemm8Fn ForGemm8(GgmlType t) const { return gemm8[static_cast<uint32_t>(t)]; }
+  Gemm16Fn ForGemm16(GgmlType t) const { return gemm16[static_cast<uint32_t>(t)]; }
   Gemm8LayoutFn ForGemm8Layout(GgmlType t) const { return gemm8_layout[static_cast<uint32_t>(t)]; }
   Rows8Fn ForRows8(GgmlType t) const { return rows8[static_cast<uint32_t>(t)]; }
   AttendFn ForAttend(bool f16_cache) const { return attend[f16_cache ? 1 : 0]; }

@@ -42,6 +42,7 @@ struct Prepared {
   VecDotFn dot = nullptr;
   VecDot4Fn dot4 = nullptr;
   Gemm8Fn eight_rows = nullptr;  // the prefill GEMM or the one-token kernel, both 8 rows at a time
+  Gemm16Fn sixteen_rows = nullptr;  // the prefill GEMM on 16 rows, where the table has one
   Gemm8LayoutFn layout = nullptr;  // the prefill GEMM's activation layout, if it has its own
   uint64_t row_bytes = 0, act_bytes = 0;
   uint8_t* act = nullptr;
@@ -54,7 +55,10 @@ Prepared Prepare(const DotKernels& k, const MatMulArgs& a) {
   p.dot = k.For(a.type);
   p.dot4 = k.For4(a.type);
   p.eight_rows = a.batch >= 8 ? k.ForGemm8(a.type) : a.batch == 1 ? k.ForRows8(a.type) : nullptr;
-  if (a.batch >= 8 && p.eight_rows != nullptr) p.layout = k.ForGemm8Layout(a.type);
+  if (a.batch >= 8 && p.eight_rows != nullptr) {
+    p.sixteen_rows = k.ForGemm16(a.type);
+    p.layout = k.ForGemm8Layout(a.type);
+  }
   LOWBIT_CHECK_MSG(p.dot != nullptr, "no dot product for {}", TypeInfo(a.type).name);
   p.row_bytes = a.row_stride != 0 ? a.row_stride : *RowBytes(a.type, static_cast<uint64_t>(a.cols));
   p.act_bytes = ActRowBytes(a.type, a.cols);
@@ -73,6 +77,9 @@ void QuantizeTokens(const DotKernels& k, const Prepared& p, size_t b0, size_t b1
 void RunRows(const Prepared& p, size_t r0, size_t r1) {
   constexpr int64_t kTokenTile = 16;
   const MatMulArgs& a = *p.a;
+  if (p.sixteen_rows != nullptr) {
+    for (; r0 + 16 <= r1; r0 += 16) p.sixteen_rows(a.w + r0 * p.row_bytes, p.row_bytes, a.cols, p.act8, p.act_bytes, a.batch, a.y + r0, a.rows);
+  }
   if (p.eight_rows != nullptr) {
     for (; r0 + 8 <= r1; r0 += 8) p.eight_rows(a.w + r0 * p.row_bytes, p.row_bytes, a.cols, p.act8, p.act_bytes, a.batch, a.y + r0, a.rows);
   }
@@ -112,7 +119,7 @@ void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulSc
 
   auto run = [&](size_t r0, size_t r1) { RunRows(p, r0, r1); };
   if (!threaded) run(0, static_cast<size_t>(a.rows));
-  else if (a.batch > 1) pool->ParallelFor(static_cast<size_t>(a.rows), run, 8);
+  else if (a.batch > 1) pool->ParallelFor(static_cast<size_t>(a.rows), run, p.sixteen_rows != nullptr ? 16 : 8);
   else pool->ParallelFor(static_cast<size_t>(a.rows), run, DecodeGrain(a.rows, pool->size()));
 }
 
