@@ -194,8 +194,8 @@ TEST_P(DotKernelsTest, Gemm16EqualsTheReferenceBitForBit) {
     ++tested;
     for (int64_t ntok : {5, 11, 16}) Check8RowKernel(t, k.ForGemm16(t), ntok, rng, k.ForGemm8Layout(t), 16);
   }
-  // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and IQ4_NL with VNNI.
-  EXPECT_EQ(tested, GetParam() == Isa::kAvx512 ? 6 : 0);
+  // With VNNI: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL and Q4_K.
+  EXPECT_EQ(tested, GetParam() == Isa::kAvx512 ? 7 : 0);
 }
 
 // The GEMM's integer sums at their largest: super-blocks of all-ones bytes (every code at its
