@@ -169,16 +169,22 @@ void Check8RowKernel(GgmlType t, Gemm8Fn f, int64_t ntok, std::mt19937& rng, Gem
   }
 }
 
-TEST_P(DotKernelsTest, Gemm8EqualsTheReferenceBitForBit) {
-  const DotKernels& k = DotKernelsFor(GetParam());
-  std::mt19937 rng(8);
+// Every type's GEMM on `rows` (8 or 16) rows against the reference, with passes of 8 tokens (4
+// pairs), single pairs and an odd last token in the VNNI GEMM; returns the number of types tested.
+int CheckEveryGemm(const DotKernels& k, int rows, std::mt19937& rng) {
   int tested = 0;
   for (GgmlType t : DotTypes()) {
-    if (k.ForGemm8(t) == nullptr) continue;
+    const Gemm8Fn f = rows == 16 ? k.ForGemm16(t) : k.ForGemm8(t);
+    if (f == nullptr) continue;
     ++tested;
-    // Passes of 8 tokens (4 pairs), single pairs and an odd last token in the VNNI GEMM.
-    for (int64_t ntok : {5, 11, 16}) Check8RowKernel(t, k.ForGemm8(t), ntok, rng, k.ForGemm8Layout(t));
+    for (int64_t ntok : {5, 11, 16}) Check8RowKernel(t, f, ntok, rng, k.ForGemm8Layout(t), rows);
   }
+  return tested;
+}
+
+TEST_P(DotKernelsTest, Gemm8EqualsTheReferenceBitForBit) {
+  std::mt19937 rng(8);
+  const int tested = CheckEveryGemm(DotKernelsFor(GetParam()), 8, rng);
   if (GetParam() != Isa::kRef) {
     // Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K; Q8_0, IQ4_NL and IQ4_XS with VNNI.
     EXPECT_EQ(tested, GetParam() == Isa::kAvx512 ? 12 : 9);
@@ -186,16 +192,9 @@ TEST_P(DotKernelsTest, Gemm8EqualsTheReferenceBitForBit) {
 }
 
 TEST_P(DotKernelsTest, Gemm16EqualsTheReferenceBitForBit) {
-  const DotKernels& k = DotKernelsFor(GetParam());
   std::mt19937 rng(16);
-  int tested = 0;
-  for (GgmlType t : DotTypes()) {
-    if (k.ForGemm16(t) == nullptr) continue;
-    ++tested;
-    for (int64_t ntok : {5, 11, 16}) Check8RowKernel(t, k.ForGemm16(t), ntok, rng, k.ForGemm8Layout(t), 16);
-  }
   // With VNNI: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL and Q4_K.
-  EXPECT_EQ(tested, GetParam() == Isa::kAvx512 ? 7 : 0);
+  EXPECT_EQ(CheckEveryGemm(DotKernelsFor(GetParam()), 16, rng), GetParam() == Isa::kAvx512 ? 7 : 0);
 }
 
 // The GEMM's integer sums at their largest: super-blocks of all-ones bytes (every code at its
