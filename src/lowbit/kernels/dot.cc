@@ -225,6 +225,10 @@ void AttendRef(const float* q, int64_t n_q, const uint8_t* k, const uint8_t* v, 
   for (int64_t g = 0; g < n_q; ++g) AttendOne<kF16>(q + g * hd, k, v, stride, n_pos, hd, scale, att + g * n_pos, out + g * hd);
 }
 
+void SwiGluRef(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = softmax::Silu(gate[i]) * up[i];
+}
+
 template <GgmlType T>
 constexpr VecDotFn RefFor() {
   using enum GgmlType;
@@ -308,6 +312,7 @@ void FillRefDotKernels(DotKernels* k) {
   k->quant_q8_k = [](const float* x, void* dst, int64_t n, int32_t*) { QuantizeQ8_KRef(x, dst, n); };
   k->attend[0] = AttendRef<false>;
   k->attend[1] = AttendRef<true>;
+  k->swiglu = SwiGluRef;
 }
 }  // namespace internal
 

@@ -63,6 +63,10 @@ using ActQuantFn = void (*)(const float* x, void* dst, int64_t n, int32_t* sums)
 using AttendFn = void (*)(const float* q, int64_t n_q, const uint8_t* k, const uint8_t* v, uint64_t stride, int64_t n_pos,
                           int64_t hd, float scale, float* att, float* out);
 
+// The SwiGLU FFN's gating: out[i] = softmax::Silu(gate[i]) * up[i] for i < n (out may be gate).
+// Every table's result equals the reference's bit for bit.
+using SwiGluFn = void (*)(const float* gate, const float* up, float* out, int64_t n);
+
 struct DotKernels {
   VecDotFn dot[kMaxTypeId] = {};
   VecDot4Fn dot4[kMaxTypeId] = {};  // nullptr: MatMul calls dot four times
@@ -72,6 +76,7 @@ struct DotKernels {
   Rows8Fn rows8[kMaxTypeId] = {};   // nullptr: MatMul decodes with dot
   ActQuantFn quant_q8_0 = nullptr, quant_q8_1 = nullptr, quant_q8_k = nullptr;
   AttendFn attend[2] = {};  // F32 cache, F16 cache
+  SwiGluFn swiglu = nullptr;
   VecDotFn For(GgmlType t) const { return dot[static_cast<uint32_t>(t)]; }
   VecDot4Fn For4(GgmlType t) const { return dot4[static_cast<uint32_t>(t)]; }
   Gemm8Fn ForGemm8(GgmlType t) const { return gemm8[static_cast<uint32_t>(t)]; }

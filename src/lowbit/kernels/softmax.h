@@ -1,4 +1,4 @@
-// The attention softmax's arithmetic, shared by the reference kernels (dot.cc) and the SIMD ones
+// The attention softmax's arithmetic (and the FFN's SiLU, which uses the same exp), shared by the reference kernels (dot.cc) and the SIMD ones
 // (dot_x86.inc), which repeat it lane for lane so that both round alike.
 //
 // exp is computed here rather than by std::exp so that the SIMD kernels can compute the same value 8
@@ -10,6 +10,7 @@
 #pragma once
 
 #include <bit>
+#include <cmath>
 #include <cstdint>
 
 namespace lowbit::softmax {
@@ -31,6 +32,15 @@ inline float Exp(float x) {
   for (int j = 1; j < 6; ++j) p = p * r + kP[j];
   const float e = (p * (r * r) + r) + 1.0f;
   return e * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+}
+
+// SiLU(g) = g * sigmoid(g), with e = Exp(-|g|) so that exp stays inside its contract (and never
+// overflows): g / (1 + e) for g >= 0, (g * e) / (1 + e) below, the two forms of g / (1 + exp(-g)).
+// NaN stays NaN. The SwiGLU kernels (SwiGluFn, kernels/dot.h) compute it lane for lane.
+inline float Silu(float g) {
+  const float e = Exp(-std::fabs(g));
+  const float num = g >= 0.0f ? g : g * e;
+  return num / (1.0f + e);
 }
 
 // Dot's combination of 8 partial sums (kernels/matvec.h): Dot, the attention scores and the

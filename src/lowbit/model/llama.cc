@@ -271,6 +271,17 @@ void LlamaSession::Attention(int64_t l, int64_t n, int64_t pos0) {
   else run(0, items);
 }
 
+void LlamaSession::SwiGlu(int64_t count) {
+  const SwiGluFn swiglu = ActiveDotKernels().swiglu;
+  auto run = [&](size_t begin, size_t end) {
+    swiglu(hb_.data() + begin, hb2_.data() + begin, hb_.data() + begin, static_cast<int64_t>(end - begin));
+  };
+  // A decode step's few thousand values are not worth waking the pool for; a prompt's are.
+  constexpr size_t kGrain = 16384;
+  if (pool_->size() > 1 && count >= int64_t{2} * static_cast<int64_t>(kGrain)) pool_->ParallelFor(static_cast<size_t>(count), run, kGrain);
+  else run(0, static_cast<size_t>(count));
+}
+
 void LlamaSession::Step(const int32_t* tokens, int64_t n, int64_t pos0, float* logits, bool all_logits) {
   const int64_t E = c_.n_embd, hd = c_.head_dim, half = c_.rope_dim / 2, ff = m_.local_ff();
   for (int64_t b = 0; b < n; ++b) {
@@ -321,7 +332,7 @@ void LlamaSession::Step(const int32_t* tokens, int64_t n, int64_t pos0, float* l
     observe(l, 4, xb_.data(), E);
     observe(l, 5, xb_.data(), E);
     Linears({{&L.gate, xb_.data(), hb_.data(), nullptr}, {&L.up, xb_.data(), hb2_.data(), nullptr}}, n);
-    for (int64_t i = 0; i < n * ff; ++i) hb_[i] = hb_[i] / (1.0f + std::exp(-hb_[i])) * hb2_[i];
+    SwiGlu(n * ff);
     observe(l, 6, hb_.data(), ff);
     Linear(L.down, hb_.data(), n, proj_.data());
     add_reduced();

@@ -112,6 +112,7 @@ class LlamaSession {
   void Linear(const WeightView& w, const float* x, int64_t n, float* y, const float* bias = nullptr) { Linears({{&w, x, y, bias}}, n); }
   void Attention(int64_t layer, int64_t n, int64_t pos0);
   void StoreKv(int64_t layer, int64_t n, int64_t pos0);
+  void SwiGlu(int64_t count);  // hb_ = SiLU(hb_) * hb2_ over the first count values
 
   const LlamaModel& m_;
   LlamaConfig c_;
