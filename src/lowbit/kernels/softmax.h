@@ -1,5 +1,6 @@
-// The attention softmax's arithmetic (and the FFN's SiLU, which uses the same exp), shared by the reference kernels (dot.cc) and the SIMD ones
-// (dot_x86.inc), which repeat it lane for lane so that both round alike.
+// The attention softmax's arithmetic (and the FFN's SiLU, which uses the same exp), shared by the
+// reference kernels (dot.cc) and the SIMD ones (dot_x86.inc), which repeat it lane for lane so that
+// both round alike.
 //
 // exp is computed here rather than by std::exp so that the SIMD kernels can compute the same value 8
 // at a time: x = n ln2 + r with n = round(x log2 e) (round-to-nearest-even by the 1.5 * 2^23 trick)
