@@ -81,6 +81,38 @@ TEST(ThreadPool, ChunksStartOnMultiplesOfTheGrainAndNoneIsLonger) {
   }
 }
 
+// The decode products pass a min_grain of 8: chunks shrink towards each region's end, yet never split
+// a group of 8 rows and never exceed the grain (rounded up to a multiple of min_grain).
+TEST(ThreadPool, ChunksShrinkToTheMinGrainAtTheEndOfARegion) {
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    for (size_t n : {size_t{5}, size_t{64}, size_t{1003}, size_t{11264}}) {
+      for (size_t grain : {size_t{20}, size_t{96}, size_t{352}}) {
+        std::mutex mu;
+        std::vector<std::pair<size_t, size_t>> chunks;
+        std::vector<std::atomic<int>> hits(n);
+        pool.ParallelFor(
+            n,
+            [&](size_t b, size_t e) {
+              for (size_t i = b; i < e; ++i) hits[i].fetch_add(1);
+              std::lock_guard<std::mutex> lock(mu);
+              chunks.emplace_back(b, e);
+            },
+            grain, 8);
+        for (size_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " grain=" << grain << " i=" << i;
+        const size_t rounded = (grain + 7) / 8 * 8;
+        for (const auto& [b, e] : chunks) {
+          EXPECT_EQ(b % 8, 0u) << "n=" << n << " grain=" << grain;
+          EXPECT_LE(e - b, rounded) << "n=" << n << " grain=" << grain;
+          if (e == n && n > rounded) {
+            EXPECT_LE(e - b, 8u) << "the last chunk [" << b << ", " << e << ") of " << n << " did not shrink, grain " << grain;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(ThreadPool, ManyConsecutiveJobs) {
   ThreadPool pool(3);
   std::atomic<long> total{0};

@@ -35,10 +35,14 @@ void ThreadPool::RunChunks(int self) {
   const size_t threads = regions_.size();
   for (size_t k = 0; k < threads; ++k) {
     Region& r = regions_[(static_cast<size_t>(self) + k) % threads];
-    for (;;) {
-      const size_t begin = r.next.fetch_add(grain_, std::memory_order_relaxed);
-      if (begin >= r.end) break;
-      (*fn_)(begin, std::min(r.end, begin + grain_));
+    size_t begin = r.next.load(std::memory_order_relaxed);
+    while (begin < r.end) {
+      // A whole grain while two are left, then half of what is left (whole min_grains).
+      const size_t left = r.end - begin;
+      const size_t size = left >= 2 * grain_ ? grain_ : std::max(min_grain_, left / 2 / min_grain_ * min_grain_);
+      if (!r.next.compare_exchange_weak(begin, begin + size, std::memory_order_relaxed)) continue;  // begin reloaded
+      (*fn_)(begin, std::min(r.end, begin + size));
+      begin = r.next.load(std::memory_order_relaxed);
     }
   }
 }
@@ -64,15 +68,18 @@ void ThreadPool::WorkerLoop(int self) {
   }
 }
 
-void ThreadPool::ParallelFor(size_t n, FunctionRef<void(size_t, size_t)> fn, size_t grain) {
+void ThreadPool::ParallelFor(size_t n, FunctionRef<void(size_t, size_t)> fn, size_t grain, size_t min_grain) {
   if (n == 0) return;
   if (grain == 0) grain = std::max<size_t>(1, n / (4 * static_cast<size_t>(size())));
+  if (min_grain == 0 || min_grain > grain) min_grain = grain;
+  grain = (grain + min_grain - 1) / min_grain * min_grain;
   if (workers_.empty() || n <= grain) {
     fn(0, n);
     return;
   }
   fn_ = &fn;
   grain_ = grain;
+  min_grain_ = min_grain;
   // Regions of whole chunks; the published generation below orders these stores before any reader.
   const size_t chunks = (n + grain - 1) / grain, threads = regions_.size();
   const size_t per = (chunks + threads - 1) / threads * grain;

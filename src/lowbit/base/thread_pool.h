@@ -4,7 +4,7 @@
 // takes part, so a pool of size 1 runs everything inline with no synchronization. [0, n) is cut
 // into one contiguous region per thread, and each region is handed out in chunks through its own
 // atomic counter: a thread takes the chunks of its region in order, then helps the others from the
-// front of theirs (dynamic balance without per-item locking). In order matters to the decode
+// front of theirs (dynamic balance without per-item locking); a region's last chunks shrink. In order matters to the decode
 // kernels, which prefetch the rows after the ones they read: those are the thread's next rows, not
 // another thread's (docs/PERFORMANCE.md). Calls do not nest: fn must not call ParallelFor on the
 // same pool. No allocation per call.
@@ -36,9 +36,12 @@ class ThreadPool {
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
-  // grain: smallest chunk handed to one thread (0 = n / (4 * size()), at least 1).
+  // grain: the chunk handed to one thread (0 = n / (4 * size()), at least 1). min_grain (0 = grain):
+  // near the end of a region the chunks shrink, each half of what is left there, down to min_grain,
+  // so the threads finish together instead of one waiting out the other's last whole chunk. grain is
+  // rounded up to a multiple of min_grain, and every chunk starts on a multiple of min_grain.
   // `fn` is called as fn(begin, end); it is referenced, not copied (no allocation per call).
-  void ParallelFor(size_t n, FunctionRef<void(size_t, size_t)> fn, size_t grain = 0);
+  void ParallelFor(size_t n, FunctionRef<void(size_t, size_t)> fn, size_t grain = 0, size_t min_grain = 0);
 
  private:
   void WorkerLoop(int self);
@@ -55,7 +58,7 @@ class ThreadPool {
 
   // The job in flight.
   const FunctionRef<void(size_t, size_t)>* fn_ = nullptr;
-  size_t grain_ = 1;
+  size_t grain_ = 1, min_grain_ = 1;
   struct alignas(64) Region {  // one cache line each: the threads' counters do not share lines
     std::atomic<size_t> next{0};
     size_t end = 0;

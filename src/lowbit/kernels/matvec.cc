@@ -29,7 +29,9 @@ size_t DecodeGrain(int64_t rows, int threads) {
   // About 16 chunks per thread, whole groups of 8 rows. One chunk per thread (a static split) left
   // a thread waiting whenever the other ran late, and a wait past the pool's spin sleeps on a futex:
   // perf of a 2-thread TinyLlama Q4_0 decode put the spin and wake-up at 15% of samples with halves
-  // and 5% with 16 chunks per thread (docs/PERFORMANCE.md, "Decode work split").
+  // and 5% with 16 chunks per thread (docs/PERFORMANCE.md, "Decode work split"). The callers pass a
+  // min_grain of 8 so that a region's last chunks shrink to 8 rows: with whole chunks to the end, one
+  // thread idled ~1.5% of a 2-thread TinyLlama decode waiting for the other's last one.
   const int64_t chunks = int64_t{16} * threads;
   return static_cast<size_t>(std::max<int64_t>(8, (rows + chunks - 1) / chunks + 7) / 8 * 8);
 }
@@ -120,7 +122,7 @@ void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulSc
   auto run = [&](size_t r0, size_t r1) { RunRows(p, r0, r1); };
   if (!threaded) run(0, static_cast<size_t>(a.rows));
   else if (a.batch > 1) pool->ParallelFor(static_cast<size_t>(a.rows), run, p.sixteen_rows != nullptr ? 16 : 8);
-  else pool->ParallelFor(static_cast<size_t>(a.rows), run, DecodeGrain(a.rows, pool->size()));
+  else pool->ParallelFor(static_cast<size_t>(a.rows), run, DecodeGrain(a.rows, pool->size()), 8);
 }
 
 void MatMulGroup(const DotKernels& k, std::span<const MatMulArgs> group, ThreadPool* pool, MatMulScratch* scratch) {
@@ -165,7 +167,7 @@ void MatMulGroup(const DotKernels& k, std::span<const MatMulArgs> group, ThreadP
       begin = start[i + 1];
     }
   };
-  pool->ParallelFor(rows_total, run, DecodeGrain(static_cast<int64_t>(rows_total), pool->size()));
+  pool->ParallelFor(rows_total, run, DecodeGrain(static_cast<int64_t>(rows_total), pool->size()), 8);
 }
 
 void MatMul(const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch) { MatMul(ActiveDotKernels(), a, pool, scratch); }
