@@ -5,10 +5,24 @@
 
 #include <vector>
 
+#include "lowbit/base/aligned_buffer.h"
 #include "lowbit/base/status.h"
+#include "lowbit/base/thread_pool.h"
 #include "lowbit/model/llama.h"
 
 namespace lowbit {
+
+// The read-bandwidth probe: `threads` threads each sum their part of a `bytes` buffer, prefetching
+// 3 KiB ahead as the decode kernels do. Pass() reads the whole buffer once and returns its GB/s.
+class ReadBandwidthProbe {
+ public:
+  explicit ReadBandwidthProbe(int threads, size_t bytes = size_t{512} << 20);
+  double Pass();
+
+ private:
+  AlignedBuffer buf_;
+  ThreadPool pool_;
+};
 
 // Best-of-`reps` read bandwidth in GB/s summing a `bytes` buffer with `threads` threads.
 double MeasureReadBandwidth(int threads, size_t bytes = size_t{512} << 20, int reps = 6);
@@ -26,7 +40,8 @@ struct BenchResult {
   double tg = 0, tg_std = 0;  // generated tokens per second
   double bytes_per_token = 0; // weight bytes read per generated token
   double gbps = 0;            // bytes_per_token * tg
-  double bandwidth_gbps = 0;  // measured read bandwidth, same thread count
+  double bandwidth_gbps = 0;  // measured read bandwidth, same thread count: the best of 2 probe passes
+                              // before the first repetition and 2 after each (so over the same minutes)
   double ops_per_token = 0;   // 2 x multiply-adds of the weight matrices (attention scores excluded)
   double pp_gops = 0;         // ops_per_token * pp / 1e9: prefill throughput, GOP/s
 };
