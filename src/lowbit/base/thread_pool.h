@@ -4,10 +4,10 @@
 // takes part, so a pool of size 1 runs everything inline with no synchronization. [0, n) is cut
 // into one contiguous region per thread, and each region is handed out in chunks through its own
 // atomic counter: a thread takes the chunks of its region in order, then helps the others from the
-// front of theirs (dynamic balance without per-item locking); a region's last chunks shrink. In order matters to the decode
-// kernels, which prefetch the rows after the ones they read: those are the thread's next rows, not
-// another thread's (docs/PERFORMANCE.md). Calls do not nest: fn must not call ParallelFor on the
-// same pool. No allocation per call.
+// front of theirs (dynamic balance without per-item locking); a region's last chunks can shrink (see
+// min_grain). In order matters to the decode kernels, which prefetch the rows after the ones they
+// read: those are the thread's next rows, not another thread's (docs/PERFORMANCE.md). Calls do not
+// nest: fn must not call ParallelFor on the same pool. No allocation per call.
 //
 // Hand-off: workers and the caller spin briefly (about 0.2 ms) on atomics before sleeping on a
 // condition variable. A decode step issues ~150 parallel products a few microseconds apart; a

@@ -30,8 +30,9 @@ size_t DecodeGrain(int64_t rows, int threads) {
   // a thread waiting whenever the other ran late, and a wait past the pool's spin sleeps on a futex:
   // perf of a 2-thread TinyLlama Q4_0 decode put the spin and wake-up at 15% of samples with halves
   // and 5% with 16 chunks per thread (docs/PERFORMANCE.md, "Decode work split"). The callers pass a
-  // min_grain of 8 so that a region's last chunks shrink to 8 rows: with whole chunks to the end, one
-  // thread idled ~1.5% of a 2-thread TinyLlama decode waiting for the other's last one.
+  // min_grain of 8 so that a region's last chunks shrink to 8 rows: with whole chunks to the end, the
+  // thread that finished first waited out the other's last one, ~3% of the threads' time in a
+  // 2-thread TinyLlama decode (~1% with the shrinking tail; docs/PERFORMANCE.md, tenth engine session).
   const int64_t chunks = int64_t{16} * threads;
   return static_cast<size_t>(std::max<int64_t>(8, (rows + chunks - 1) / chunks + 7) / 8 * 8);
 }
