@@ -55,23 +55,33 @@ TEST(ThreadPool, ParallelForCoversEveryIndexOnce) {
   }
 }
 
+// Runs ParallelFor over [0, n), expects every index covered exactly once, and returns the chunks.
+std::vector<std::pair<size_t, size_t>> ChunksOf(ThreadPool& pool, size_t n, size_t grain, size_t min_grain = 0) {
+  std::mutex mu;
+  std::vector<std::pair<size_t, size_t>> chunks;
+  std::vector<std::atomic<int>> hits(n);
+  pool.ParallelFor(
+      n,
+      [&](size_t b, size_t e) {
+        for (size_t i = b; i < e; ++i) hits[i].fetch_add(1);
+        std::lock_guard<std::mutex> lock(mu);
+        chunks.emplace_back(b, e);
+      },
+      grain, min_grain);
+  size_t wrong = 0, first = n;
+  for (size_t i = 0; i < n; ++i) {
+    if (hits[i].load() != 1 && wrong++ == 0) first = i;
+  }
+  EXPECT_EQ(wrong, 0u) << "indices not run exactly once, the first " << first << ", n=" << n << " grain=" << grain;
+  return chunks;
+}
+
 // MatMulGroup relies on this: with a grain that is a multiple of 8, no chunk splits a group of 8 rows.
 TEST(ThreadPool, ChunksStartOnMultiplesOfTheGrainAndNoneIsLonger) {
   for (int threads : {2, 3}) {
     ThreadPool pool(threads);
     for (size_t n : {size_t{5}, size_t{64}, size_t{1003}}) {
-      std::mutex mu;
-      std::vector<std::pair<size_t, size_t>> chunks;
-      std::vector<std::atomic<int>> hits(n);
-      pool.ParallelFor(
-          n,
-          [&](size_t b, size_t e) {
-            for (size_t i = b; i < e; ++i) hits[i].fetch_add(1);
-            std::lock_guard<std::mutex> lock(mu);
-            chunks.emplace_back(b, e);
-          },
-          8);
-      for (size_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " i=" << i;
+      const auto chunks = ChunksOf(pool, n, 8);
       for (const auto& [b, e] : chunks) {
         EXPECT_EQ(b % 8, 0u) << "n=" << n;
         EXPECT_LE(e - b, 8u) << "n=" << n;
@@ -88,18 +98,7 @@ TEST(ThreadPool, ChunksShrinkToTheMinGrainAtTheEndOfARegion) {
     ThreadPool pool(threads);
     for (size_t n : {size_t{5}, size_t{64}, size_t{1003}, size_t{11264}}) {
       for (size_t grain : {size_t{20}, size_t{96}, size_t{352}}) {
-        std::mutex mu;
-        std::vector<std::pair<size_t, size_t>> chunks;
-        std::vector<std::atomic<int>> hits(n);
-        pool.ParallelFor(
-            n,
-            [&](size_t b, size_t e) {
-              for (size_t i = b; i < e; ++i) hits[i].fetch_add(1);
-              std::lock_guard<std::mutex> lock(mu);
-              chunks.emplace_back(b, e);
-            },
-            grain, 8);
-        for (size_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " grain=" << grain << " i=" << i;
+        const auto chunks = ChunksOf(pool, n, grain, 8);
         const size_t rounded = (grain + 7) / 8 * 8;
         for (const auto& [b, e] : chunks) {
           EXPECT_EQ(b % 8, 0u) << "n=" << n << " grain=" << grain;
