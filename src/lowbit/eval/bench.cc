@@ -54,13 +54,6 @@ double ReadBandwidthProbe::Pass() {
   return static_cast<double>(chunk * static_cast<size_t>(pool_.size()) * 8) / s / 1e9;
 }
 
-double MeasureReadBandwidth(int threads, size_t bytes, int reps) {
-  ReadBandwidthProbe probe(threads, bytes);
-  double best = 0;
-  for (int r = 0; r < reps; ++r) best = std::max(best, probe.Pass());
-  return best;
-}
-
 double WeightBytesPerToken(const LlamaModel& m) {
   double b = static_cast<double>(Bytes(m.output) + Bytes(m.output_norm));
   b += static_cast<double>(*RowBytes(m.token_embd.type, static_cast<uint64_t>(m.token_embd.cols)));

@@ -24,9 +24,6 @@ class ReadBandwidthProbe {
   ThreadPool pool_;
 };
 
-// Best-of-`reps` read bandwidth in GB/s summing a `bytes` buffer with `threads` threads.
-double MeasureReadBandwidth(int threads, size_t bytes = size_t{512} << 20, int reps = 6);
-
 struct BenchOptions {
   int64_t n_prompt = 512, n_gen = 128;
   int threads = 1;
