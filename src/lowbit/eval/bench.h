@@ -5,24 +5,10 @@
 
 #include <vector>
 
-#include "lowbit/base/aligned_buffer.h"
 #include "lowbit/base/status.h"
-#include "lowbit/base/thread_pool.h"
 #include "lowbit/model/llama.h"
 
 namespace lowbit {
-
-// The read-bandwidth probe: `threads` threads each sum their part of a `bytes` buffer, prefetching
-// 3 KiB ahead as the decode kernels do. Pass() reads the whole buffer once and returns its GB/s.
-class ReadBandwidthProbe {
- public:
-  explicit ReadBandwidthProbe(int threads, size_t bytes = size_t{512} << 20);
-  double Pass();
-
- private:
-  AlignedBuffer buf_;
-  ThreadPool pool_;
-};
 
 struct BenchOptions {
   int64_t n_prompt = 512, n_gen = 128;
