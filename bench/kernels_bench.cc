@@ -1,6 +1,8 @@
 // Matrix-vector (decode) and matrix-matrix (prefill) products per weight type and ISA, one thread.
 //  - MatVec: a 256 MiB weight matrix (4096 columns), far larger than the caches, against one
 //    activation row: GB/s of weights streamed (compare with `lowbit bench`'s measured bandwidth).
+//  - QuantizeActivations: one row of 4096 activations converted for a weight type's integer dot
+//    (Q8_0, Q8_1, Q8_K blocks): GB/s of floats read. Decode does this on one thread between products.
 //  - MatMul: 2048 x 2048 weights against 128 tokens (weights stay in cache): GFLOP/s, counting a
 //    multiply-add as 2 operations.
 // Weights: a 64-row tile quantized from N(0, 0.02) by lowbit's quantizer, repeated (random scales
@@ -74,6 +76,20 @@ void BM_MatVec(benchmark::State& state) { MatVec(state, uint64_t{256} << 20, 1);
 void BM_MatVec2T(benchmark::State& state) { MatVec(state, uint64_t{256} << 20, 2); }
 void BM_MatVecL2(benchmark::State& state) { MatVec(state, uint64_t{512} << 10, 1); }
 
+void BM_QuantizeActivations(benchmark::State& state) {
+  const GgmlType t = kTypes[state.range(0)];
+  const Isa isa = static_cast<Isa>(state.range(1));
+  constexpr int64_t kCols = 4096;
+  const std::vector<float> x = Activations(kCols);
+  AlignedBuffer act(ActRowBytes(t, kCols));
+  for (auto _ : state) {
+    QuantizeActivations(DotKernelsFor(isa), t, x.data(), act.data(), kCols);
+    benchmark::DoNotOptimize(act.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * kCols * static_cast<int64_t>(sizeof(float)));
+  state.SetLabel(std::string(TypeInfo(ActTypeFor(t)).name) + "/" + std::string(IsaName(isa)));
+}
+
 void BM_MatMul(benchmark::State& state) {
   const GgmlType t = kTypes[state.range(0)];
   const Isa isa = static_cast<Isa>(state.range(1));
@@ -98,9 +114,17 @@ void Args(benchmark::internal::Benchmark* b) {
   }
 }
 
+// One weight type per activation type: Q4_0 (Q8_0), Q4_1 (Q8_1), Q4_K (Q8_K).
+void ActArgs(benchmark::internal::Benchmark* b) {
+  for (Isa isa : SupportedIsas()) {
+    for (int i : {3, 4, 10}) b->Args({i, static_cast<int>(isa)});
+  }
+}
+
 BENCHMARK(BM_MatVec)->Apply(Args)->Unit(benchmark::kMillisecond)->MinTime(0.5);
 BENCHMARK(BM_MatVec2T)->Apply(Args)->Unit(benchmark::kMillisecond)->MinTime(0.5);
 BENCHMARK(BM_MatVecL2)->Apply(Args)->Unit(benchmark::kMicrosecond)->MinTime(0.2);
+BENCHMARK(BM_QuantizeActivations)->Apply(ActArgs)->Unit(benchmark::kMicrosecond)->MinTime(0.2);
 BENCHMARK(BM_MatMul)->Apply(Args)->Unit(benchmark::kMillisecond)->MinTime(0.5);
 
 }  // namespace

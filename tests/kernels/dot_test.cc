@@ -454,43 +454,51 @@ TEST(MatMul, OneTokenUsesTheEightRowKernelAndTheRowKernelForTheRest) {
 
 
 // Activation rows from every table equal the reference's bytes: Gaussian rows, rows whose products
-// land on halves (round half away from zero vs to even), an all-zero block, and blocks whose largest
-// magnitude appears with both signs (Q8_K takes the first).
+// land on halves (round half away from zero vs to even), an all-zero block, blocks whose largest
+// magnitude appears with both signs (Q8_K takes the first), and tiny values whose d is an fp16
+// subnormal. The 32-element rows have 67 blocks: the SIMD quantizers take 8 blocks at a time and
+// the last 3 one at a time.
 TEST_P(DotKernelsTest, ActivationRowsEqualTheReferenceBytes) {
   const DotKernels& k = DotKernelsFor(GetParam());
   const DotKernels& ref = DotKernelsFor(Isa::kRef);
   std::mt19937 rng(21);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  const int64_t n = 2048;
-  for (int pattern = 0; pattern < 4; ++pattern) {
+  const int64_t n = 2144;
+  for (int pattern = 0; pattern < 5; ++pattern) {
     std::vector<float> x(n);
-    for (auto& v : x) v = nd(rng) * (pattern == 0 ? 1.0f : 30.0f);
+    for (auto& v : x) v = nd(rng) * (pattern == 0 ? 1.0f : pattern == 4 ? 2e-4f : 30.0f);
     if (pattern == 1) {
       for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(static_cast<int>(x[i])) + 0.5f;  // halves, amax gives d
-      for (int64_t b = 0; b < n; b += 32) x[b] = 127.0f;  // d = 1: every product is a half
+      for (int64_t b = 0; b < n; b += 32) {
+        x[b] = 127.0f;  // d = 1: the products are halves, or the largest floats under one
+        x[b + 1] = std::nextafter(0.5f, 0.0f);
+        x[b + 2] = -std::nextafter(0.5f, 0.0f);
+        x[b + 3] = std::nextafter(2.5f, 0.0f);
+      }
     }
     if (pattern == 2) std::fill(x.begin() + 256, x.begin() + 512, 0.0f);
     if (pattern == 3) {
-      for (int64_t b = 0; b < n; b += 256) {
+      for (int64_t b = 0; b + 256 <= n; b += 256) {
         x[b + 7] = 500.0f * (b % 512 ? 1.0f : -1.0f);
         x[b + 200] = -x[b + 7];
       }
     }
     for (GgmlType w : {GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ4_K}) {
-      std::vector<uint8_t> want(ActRowBytes(w, n)), got(ActRowBytes(w, n));
-      QuantizeActivations(ref, w, x.data(), want.data(), n);
-      QuantizeActivations(k, w, x.data(), got.data(), n);
+      const int64_t len = w == GgmlType::kQ4_K ? n / 256 * 256 : n;
+      std::vector<uint8_t> want(ActRowBytes(w, len)), got(ActRowBytes(w, len));
+      QuantizeActivations(ref, w, x.data(), want.data(), len);
+      QuantizeActivations(k, w, x.data(), got.data(), len);
       EXPECT_EQ(got, want) << TypeInfo(ActTypeFor(w)).name << " pattern " << pattern;
     }
   }
 }
 
-
 // A group of one-token products (a layer's Q/K/V or gate/up) handed to the pool as one row range
 // gives each product exactly what it gives alone on one thread: the chunks start on whole groups of
 // 8 rows, so the 8-row kernel and the row kernel see the same rows. Large enough to be threaded, with
-// row counts that are not multiples of 8 and a different weight type, input and activation type each.
-TEST(MatMul, GroupOfOneTokenProductsEqualsEachProductAlone) {
+// row counts that are not multiples of 8. With `shared_input` every product reads the same x, as a
+// layer's do, and products whose weight types take the same activation type share one conversion.
+void CheckGroupEqualsProductsAlone(std::initializer_list<std::pair<GgmlType, int64_t>> products, bool shared_input) {
   std::mt19937 rng(12);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   ThreadPool pool(2);
@@ -502,14 +510,16 @@ TEST(MatMul, GroupOfOneTokenProductsEqualsEachProductAlone) {
     std::vector<float> x, y, alone;
   };
   const int64_t cols = 512;
+  std::vector<float> common(cols);
+  for (auto& v : common) v = nd(rng);
   std::vector<Product> ps;
-  for (auto [t, rows] : {std::pair{GgmlType::kQ4_0, int64_t{1003}}, {GgmlType::kQ4_K, 205}, {GgmlType::kF16, 64}, {GgmlType::kQ8_0, 333}}) {
+  for (auto [t, rows] : products) {
     Product p{t, rows, RandomRows(t, rows, cols, rng), std::vector<float>(cols), std::vector<float>(rows, NAN), std::vector<float>(rows)};
     for (auto& v : p.x) v = nd(rng);
     ps.push_back(std::move(p));
   }
   auto args = [&](Product& p, float* y) {
-    return MatMulArgs{.type = p.type, .w = p.w.data(), .rows = p.rows, .cols = cols, .x = p.x.data(), .batch = 1, .y = y};
+    return MatMulArgs{.type = p.type, .w = p.w.data(), .rows = p.rows, .cols = cols, .x = shared_input ? common.data() : p.x.data(), .batch = 1, .y = y};
   };
   std::vector<MatMulArgs> group;
   for (Product& p : ps) {
@@ -525,6 +535,16 @@ TEST(MatMul, GroupOfOneTokenProductsEqualsEachProductAlone) {
   std::vector<float> y2(ps[0].rows, NAN);
   MatMul(args(ps[0], y2.data()), &pool, &scratch);
   for (int64_t r = 0; r < ps[0].rows; ++r) ASSERT_EQ(y2[r], ps[0].alone[r]) << "row " << r;
+}
+
+// A different weight type, input and activation type each.
+TEST(MatMul, GroupOfOneTokenProductsEqualsEachProductAlone) {
+  CheckGroupEqualsProductsAlone({{GgmlType::kQ4_0, 1003}, {GgmlType::kQ4_K, 205}, {GgmlType::kF16, 64}, {GgmlType::kQ8_0, 333}}, false);
+}
+
+// One input: Q4_0 and Q8_0 share a Q8_0 row, Q4_K and Q6_K a Q8_K row (as Q4_K_M's Q/K and V).
+TEST(MatMul, GroupOfOneTokenProductsOnOneInputEqualsEachProductAlone) {
+  CheckGroupEqualsProductsAlone({{GgmlType::kQ4_0, 1003}, {GgmlType::kQ4_K, 205}, {GgmlType::kQ8_0, 333}, {GgmlType::kQ6_K, 260}}, true);
 }
 
 TEST(MatMul, DecodeGrainIsAWholeNumberOfEightRowGroups) {

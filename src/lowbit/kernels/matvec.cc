@@ -155,6 +155,14 @@ void MatMulGroup(const DotKernels& k, std::span<const MatMulArgs> group, ThreadP
   start[group.size()] = rows_total;
   uint8_t* act = scratch->Get(act_total);
   for (size_t i = 0; i < group.size(); ++i) {
+    // Products on the same input whose weight types take the same activation type (a layer's Q/K/V,
+    // its gate/up) share one conversion: it is a function of x, cols and that type only.
+    size_t j = 0;
+    while (j < i && !(group[j].x == group[i].x && group[j].cols == group[i].cols && ActTypeFor(group[j].type) == ActTypeFor(group[i].type))) ++j;
+    if (j < i) {
+      p[i].act = p[i].act8 = p[j].act;
+      continue;
+    }
     p[i].act = p[i].act8 = act;
     act += p[i].act_bytes;
     QuantizeTokens(k, p[i], 0, 1);
