@@ -18,6 +18,7 @@ void AddBench(CLI::App& app, Registry& r) {
     int reps = 5;
     bool json = false;
     bool kv_f16 = false;
+    Residency residency = Residency::kAuto;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("bench", "Prompt and generation speed beside the machine's measured read bandwidth");
@@ -28,8 +29,9 @@ void AddBench(CLI::App& app, Registry& r) {
   sub->add_option("-r,--repetitions", a->reps, "repetitions")->check(CLI::Range(1, 1000));
   sub->add_flag("--json", a->json, "print one JSON object (an array when several thread counts are given)");
   AddCacheTypeOption(sub, &a->kv_f16);
+  AddResidencyOptions(sub, &a->residency);
   r.Add(sub, [a]() -> Status {
-    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model));
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model, a->residency));
     LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
     nlohmann::json all = nlohmann::json::array();
     if (!a->json) {
@@ -41,7 +43,8 @@ void AddBench(CLI::App& app, Registry& r) {
       nlohmann::json j = {{"threads", t}, {"pp", b.pp}, {"pp_std", b.pp_std}, {"tg", b.tg}, {"tg_std", b.tg_std},
                           {"bytes_per_token", b.bytes_per_token}, {"gbps", b.gbps}, {"bandwidth_gbps", b.bandwidth_gbps},
                           {"ops_per_token", b.ops_per_token}, {"pp_gops", b.pp_gops},
-                          {"n_prompt", a->n_prompt}, {"n_gen", a->n_gen}, {"repetitions", a->reps}};
+                          {"n_prompt", a->n_prompt}, {"n_gen", a->n_gen}, {"repetitions", a->reps},
+                          {"weights", ResidencyName(g.in_memory())}};
       all.push_back(j);
       if (!a->json) {
         std::printf("%-8d %8.1f +-%4.1f %9.1f %8.1f +-%4.1f %12.2f %10.2f %10.1f %9.1f%%\n", t, b.pp, b.pp_std, b.pp_gops, b.tg,

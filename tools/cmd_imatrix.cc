@@ -14,6 +14,7 @@ void AddImatrix(CLI::App& app, Registry& r) {
   struct Args {
     std::string model, file, output;
     ImatrixOptions o;
+    Residency residency = Residency::kAuto;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("imatrix", "Compute an importance matrix (mean squared activations) for quantize --imatrix");
@@ -23,8 +24,9 @@ void AddImatrix(CLI::App& app, Registry& r) {
   sub->add_option("-c,--ctx-size", a->o.ctx, "tokens per chunk (default: the model's context)")->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   sub->add_option("--chunks", a->o.chunks, "use at most N chunks");
   sub->add_option("-t,--threads", a->o.threads, "threads (default: all)")->check(CLI::Range(0, 1024));
+  AddResidencyOptions(sub, &a->residency);
   r.Add(sub, [a]() -> Status {
-    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model));
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model, a->residency));
     LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
     LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));
     LOWBIT_ASSIGN_OR_RETURN(std::string text, ReadTextFile(a->file, uint64_t{1} << 30));

@@ -19,6 +19,7 @@ void AddPerplexity(CLI::App& app, Registry& r) {
     int threads = 0;
     bool json = false, kv_f16 = false;
     std::string save, base;
+    Residency residency = Residency::kAuto;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("perplexity", "Perplexity of a GGUF model on a text file (llama.cpp's method)");
@@ -31,8 +32,9 @@ void AddPerplexity(CLI::App& app, Registry& r) {
   sub->add_option("--kl-divergence", a->base, "compare with distributions saved by --save-logits");
   sub->add_flag("--json", a->json, "print one JSON object");
   AddCacheTypeOption(sub, &a->kv_f16);
+  AddResidencyOptions(sub, &a->residency);
   r.Add(sub, [a]() -> Status {
-    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model));
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model, a->residency));
     LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
     LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));
     LOWBIT_ASSIGN_OR_RETURN(std::string text, ReadTextFile(a->file, uint64_t{1} << 30));

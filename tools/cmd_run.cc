@@ -15,6 +15,7 @@ void AddRun(CLI::App& app, Registry& r) {
     std::string model;
     GenerateOptions g;
     int64_t seed = -1;
+    Residency residency = Residency::kAuto;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("run", "Generate text with a GGUF llama-family model");
@@ -31,9 +32,10 @@ void AddRun(CLI::App& app, Registry& r) {
   sub->add_option("--repeat-last-n", a->g.sampling.repeat_last_n, "tokens the penalty looks back over")->check(CLI::Range(0, 1 << 20));
   sub->add_option("--seed", a->seed, "random seed (default: time)");
   AddCacheTypeOption(sub, &a->g.kv_f16);
+  AddResidencyOptions(sub, &a->residency);
   r.Add(sub, [a]() -> Status {
     const auto t0 = std::chrono::steady_clock::now();
-    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model));
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model, a->residency));
     LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
     LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -48,8 +50,8 @@ void AddRun(CLI::App& app, Registry& r) {
     std::printf("\n");
     std::fflush(stdout);  // the text ends before the timing line on stderr
     const auto np = static_cast<double>(st.prompt_tokens.size()), ng = static_cast<double>(st.generated.size());
-    std::fprintf(stderr, "load %.1f ms | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s%s\n",
-                 load_s * 1e3, st.prompt_tokens.size(), st.prompt_seconds > 0 ? np / st.prompt_seconds : 0.0,
+    std::fprintf(stderr, "load %.1f ms (%s) | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s%s\n",
+                 load_s * 1e3, ResidencyName(g.in_memory()), st.prompt_tokens.size(), st.prompt_seconds > 0 ? np / st.prompt_seconds : 0.0,
                  st.generated.size(), st.generate_seconds > 0 ? ng / st.generate_seconds : 0.0,
                  st.stopped_at_eos ? " (end of text)" : "");
     return OkStatus();

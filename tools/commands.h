@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "lowbit/base/mapped_file.h"
 #include "lowbit/base/status.h"
 
 namespace lowbit::tools {
@@ -30,6 +31,19 @@ inline void AddCacheTypeOption(CLI::App* sub, bool* kv_f16) {
          "--cache-type", [kv_f16](const std::string& v) { *kv_f16 = v == "f16"; }, "KV cache type: f32 (default) or f16")
       ->check(CLI::IsMember({"f32", "f16"}));
 }
+
+// --mmap / --no-mmap for run, perplexity, imatrix and bench: how the model file is held (Residency,
+// base/mapped_file.h). Neither: read into memory when the kernel has transparent huge pages and the
+// file takes at most half of the available memory, mapped otherwise.
+inline void AddResidencyOptions(CLI::App* sub, Residency* r) {
+  CLI::Option* map = sub->add_flag_callback("--mmap", [r] { *r = Residency::kMapped; }, "map the model file (no copy)");
+  CLI::Option* read = sub->add_flag_callback("--no-mmap", [r] { *r = Residency::kInMemory; },
+                                             "read the model file into memory, in 2 MiB pages where the kernel has them");
+  map->excludes(read);
+}
+
+// How the model's bytes are held, for the tools' reports.
+inline const char* ResidencyName(bool in_memory) { return in_memory ? "read into memory" : "mapped"; }
 
 void AddConvert(CLI::App& app, Registry& r);
 void AddInspect(CLI::App& app, Registry& r);

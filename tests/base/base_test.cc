@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <mutex>
@@ -150,6 +151,55 @@ TEST(MappedFile, MapsBytesAndReportsErrors) {
   auto d = MappedFile::Open(dir.path().string());
   ASSERT_FALSE(d.ok());
   EXPECT_NE(d.status().message().find("directory"), std::string::npos);
+}
+
+// Read() gives the file's bytes in a 2 MiB-aligned copy (a size that is no multiple of a page, over
+// two huge pages), which DropPages leaves alone (MADV_DONTNEED would zero anonymous pages), and the
+// same errors as Open(). Load() picks by Residency.
+TEST(MappedFile, ReadCopiesTheBytesAndReportsErrors) {
+  testing::TempDir dir;
+  std::vector<uint8_t> bytes((size_t{5} << 20) + 123);
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 7 + (i >> 12));
+  testing::WriteFileBytes(dir.Path("a.bin"), bytes);
+  auto m = MappedFile::Read(dir.Path("a.bin"));
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  EXPECT_TRUE(m->copied());
+  ASSERT_EQ(m->size(), bytes.size());
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(m->data()) % (uintptr_t{2} << 20), 0u);
+  EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), m->data()));
+  m->DropPages(m->bytes());
+  EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), m->data()));
+  MappedFile moved = std::move(*m);
+  EXPECT_TRUE(moved.copied());
+  EXPECT_EQ(moved.data()[bytes.size() - 1], bytes.back());
+
+  testing::WriteFileBytes(dir.Path("empty.bin"), {});
+  auto e = MappedFile::Read(dir.Path("empty.bin"));
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->size(), 0u);
+  auto missing = MappedFile::Read(dir.Path("nope.bin"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("nope.bin"), std::string::npos);
+  auto d = MappedFile::Read(dir.path().string());
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("directory"), std::string::npos);
+
+  auto mapped = MappedFile::Load(dir.Path("a.bin"), Residency::kMapped);
+  ASSERT_TRUE(mapped.ok());
+  EXPECT_FALSE(mapped->copied());
+  auto read = MappedFile::Load(dir.Path("a.bin"), Residency::kInMemory);
+  ASSERT_TRUE(read.ok());
+  EXPECT_TRUE(read->copied());
+  EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), read->data()));
+  auto gone = MappedFile::Load(dir.Path("nope.bin"), Residency::kAuto);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_NE(gone.status().message().find("nope.bin"), std::string::npos);
+}
+
+TEST(MappedFile, AutoResidencyMapsWhatDoesNotFitInHalfOfMemory) {
+  EXPECT_EQ(ChooseResidency(Residency::kMapped, 1), Residency::kMapped);
+  EXPECT_EQ(ChooseResidency(Residency::kInMemory, size_t{1} << 60), Residency::kInMemory);
+  EXPECT_EQ(ChooseResidency(Residency::kAuto, size_t{1} << 60), Residency::kMapped);
 }
 
 TEST(AtomicFile, RenamesOnCommitAndLeavesNothingOnDiscard) {

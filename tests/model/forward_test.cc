@@ -87,5 +87,32 @@ INSTANTIATE_TEST_SUITE_P(Files, Stories260K,
                            return n;
                          });
 
+// The file read into memory (lowbit's tools do it by default where huge pages are available) gives
+// the mapped file's logits bit for bit, on one thread and two.
+TEST(ModelResidency, ReadIntoMemoryGivesTheMappedFilesLogits) {
+  LOWBIT_REQUIRE_SHARED();
+  const std::string path = testing::SharedPath("models/stories260K/stories260K-q8_0-mix.gguf");
+  auto mapped = GgufFile::Open(path, Residency::kMapped);
+  auto read = GgufFile::Open(path, Residency::kInMemory);
+  ASSERT_TRUE(mapped.ok() && read.ok());
+  EXPECT_FALSE(mapped->in_memory());
+  EXPECT_TRUE(read->in_memory());
+  auto ma = LlamaModel::Load(*mapped);
+  auto mb = LlamaModel::Load(*read);
+  ASSERT_TRUE(ma.ok() && mb.ok());
+  const int64_t nv = ma->config().n_vocab;
+  for (int threads : {1, 2}) {
+    LlamaSession a(*ma, 64, threads), b(*mb, 64, threads);
+    int tok = 1;
+    for (int64_t pos = 0; pos < 16; ++pos) {
+      const float* pa = a.Forward(tok, pos);
+      const std::vector<float> want(pa, pa + nv);
+      const float* pb = b.Forward(tok, pos);
+      for (int64_t i = 0; i < nv; ++i) ASSERT_EQ(pb[i], want[i]) << threads << " threads, position " << pos << ", logit " << i;
+      tok = Argmax(want.data(), nv);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lowbit

@@ -94,6 +94,16 @@ TEST(Cli, RunGreedyMatchesReferenceText) {
   EXPECT_NE(r.out.find("generated 24 tokens"), std::string::npos) << r.out;
   r = RunCli("run -m " + testing::SharedPath("models/stories260K/stories260K-f32.gguf") + " -p hi --top-p 2");
   EXPECT_EQ(r.code, 2) << r.out;
+  r = RunCli("run -m " + testing::SharedPath("models/stories260K/stories260K-f32.gguf") + " -p hi --mmap --no-mmap");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_EQ(Lines(r.out), 1) << r.out;
+  // Mapped or read into memory, the same story; the timing line says which.
+  for (const char* flag : {"--mmap", "--no-mmap"}) {
+    r = RunCli("run -m " + testing::SharedPath("models/stories260K/stories260K-f32.gguf") + " -p \"Once upon a time\" -n 24 --temp 0 -t 1 " + flag);
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(r.out.rfind("Once upon a time, there was a little girl named Lily. She loved to play", 0), 0u) << flag << ": " << r.out;
+    EXPECT_NE(r.out.find(std::string(flag) == "--mmap" ? "(mapped)" : "(read into memory)"), std::string::npos) << r.out;
+  }
 }
 
 }  // namespace
@@ -109,7 +119,7 @@ TEST(Cli, BenchJsonHasTheAdvertisedFields) {
   ASSERT_EQ(r.code, 0) << r.out;
   auto j = nlohmann::json::parse(r.out, nullptr, false);
   ASSERT_FALSE(j.is_discarded()) << r.out;
-  for (const char* k : {"pp", "pp_std", "tg", "tg_std", "gbps", "bandwidth_gbps", "bytes_per_token", "pp_gops", "ops_per_token"}) {
+  for (const char* k : {"pp", "pp_std", "tg", "tg_std", "gbps", "bandwidth_gbps", "bytes_per_token", "pp_gops", "ops_per_token", "weights"}) {
     ASSERT_TRUE(j.contains(k)) << k;
   }
   EXPECT_GT(j["tg"].get<double>(), 0);

@@ -5,12 +5,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
+#include <utility>
 
 namespace lowbit {
 
-Expected<MappedFile> MappedFile::Open(const std::string& path) {
+namespace {
+
+// The file's descriptor and size, with the errors Open and Read share.
+Expected<std::pair<int, size_t>> OpenForReading(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Errorf("{}: cannot open: {}", path, std::strerror(errno));
   struct stat st {};
@@ -23,24 +30,117 @@ Expected<MappedFile> MappedFile::Open(const std::string& path) {
     ::close(fd);
     return Errorf("{}: is a directory, expected a file", path);
   }
+  return std::pair{fd, static_cast<size_t>(st.st_size)};
+}
+
+constexpr size_t kHugePage = size_t{2} << 20;
+
+}  // namespace
+
+Expected<MappedFile> MappedFile::Open(const std::string& path) {
+  LOWBIT_ASSIGN_OR_RETURN(auto opened, OpenForReading(path));
+  const auto [fd, size] = opened;
   MappedFile f;
   f.path_ = path;
-  f.size_ = static_cast<size_t>(st.st_size);
-  if (f.size_ > 0) {
-    void* p = ::mmap(nullptr, f.size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (size > 0) {
+    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
       int e = errno;
       ::close(fd);
-      return Errorf("{}: cannot map {} bytes: {}", path, f.size_, std::strerror(e));
+      return Errorf("{}: cannot map {} bytes: {}", path, size, std::strerror(e));
     }
     f.data_ = static_cast<const uint8_t*>(p);
+    f.size_ = f.map_len_ = size;
   }
   ::close(fd);
   return f;
 }
 
+Expected<MappedFile> MappedFile::Read(const std::string& path) {
+  LOWBIT_ASSIGN_OR_RETURN(auto opened, OpenForReading(path));
+  const auto [fd, size] = opened;
+  MappedFile f;
+  f.path_ = path;
+  f.copied_ = true;
+  if (size == 0) {
+    ::close(fd);
+    return f;
+  }
+  // Reserve one huge page more than needed, keep the 2 MiB-aligned part: transparent huge pages
+  // need aligned 2 MiB ranges.
+  const size_t len = (size + kHugePage - 1) / kHugePage * kHugePage;
+  void* raw = ::mmap(nullptr, len + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) {
+    int e = errno;
+    ::close(fd);
+    return Errorf("{}: cannot allocate {} bytes to read it into: {}", path, len, std::strerror(e));
+  }
+  const auto begin = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t aligned = (begin + kHugePage - 1) / kHugePage * kHugePage;
+  if (aligned > begin) ::munmap(raw, aligned - begin);
+  ::munmap(reinterpret_cast<void*>(aligned + len), begin + kHugePage - aligned);  // never empty: aligned < begin + 2 MiB
+  auto* p = reinterpret_cast<uint8_t*>(aligned);
+  f.data_ = p;
+  f.size_ = size;
+  f.map_len_ = len;
+  ::madvise(p, len, MADV_HUGEPAGE);  // fails only where the kernel has no THP: then 4 KiB pages
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t r = ::pread(fd, p + done, std::min<size_t>(size - done, size_t{1} << 30), static_cast<off_t>(done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      const int e = errno;
+      ::close(fd);
+      if (r == 0) return Errorf("{}: the file ended after {} of its {} bytes while being read", path, done, size);
+      return Errorf("{}: cannot read at byte {}: {}", path, done, std::strerror(e));
+    }
+    done += static_cast<size_t>(r);
+  }
+  ::close(fd);
+  ::mprotect(p, len, PROT_READ);
+  return f;
+}
+
+namespace {
+
+// MemAvailable from /proc/meminfo in bytes; 0 when it cannot be read.
+size_t AvailableMemory() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  size_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  return 0;
+}
+
+// Whether madvise(MADV_HUGEPAGE) can give anonymous memory 2 MiB pages ("always" or "madvise").
+bool HugePagesAvailable() {
+  std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::stringstream s;
+  s << in.rdbuf();
+  const std::string v = s.str();
+  return v.find("[always]") != std::string::npos || v.find("[madvise]") != std::string::npos;
+}
+
+}  // namespace
+
+Residency ChooseResidency(Residency wanted, size_t file_size) {
+  if (wanted != Residency::kAuto) return wanted;
+  return HugePagesAvailable() && file_size <= AvailableMemory() / 2 ? Residency::kInMemory : Residency::kMapped;
+}
+
+Expected<MappedFile> MappedFile::Load(const std::string& path, Residency r) {
+  if (r == Residency::kAuto) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) r = ChooseResidency(r, static_cast<size_t>(st.st_size));
+  }
+  return r == Residency::kInMemory ? Read(path) : Open(path);
+}
+
 void MappedFile::DropPages(std::span<const uint8_t> range) const {
-  if (data_ == nullptr || range.empty()) return;
+  if (data_ == nullptr || range.empty() || copied_) return;
   const auto begin = reinterpret_cast<uintptr_t>(range.data());
   const auto end = begin + range.size();
   const auto map_begin = reinterpret_cast<uintptr_t>(data_);
@@ -58,9 +158,11 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
     Reset();
     data_ = other.data_;
     size_ = other.size_;
+    map_len_ = other.map_len_;
+    copied_ = other.copied_;
     path_ = std::move(other.path_);
     other.data_ = nullptr;
-    other.size_ = 0;
+    other.size_ = other.map_len_ = 0;
   }
   return *this;
 }
@@ -68,9 +170,9 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
 MappedFile::~MappedFile() { Reset(); }
 
 void MappedFile::Reset() {
-  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), map_len_);
   data_ = nullptr;
-  size_ = 0;
+  size_ = map_len_ = 0;
 }
 
 }  // namespace lowbit

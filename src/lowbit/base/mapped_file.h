@@ -1,6 +1,8 @@
-// MappedFile: a read-only, memory-mapped view of a whole file. Tensor data is read through this
-// mapping and never copied on load. Move-only; unmaps on destruction. An empty file maps to an
-// empty span.
+// MappedFile: a read-only view of a whole file in memory. Open() maps the file (tensor data is read
+// through the mapping and never copied on load); Read() copies it into private anonymous memory in
+// 2 MiB pages where the kernel has transparent huge pages, which the decode kernels stream faster on
+// the machines measured (docs/PERFORMANCE.md, eleventh engine session). Either way the bytes are
+// read-only. Move-only; unmaps on destruction. An empty file gives an empty span.
 #pragma once
 
 #include <cstddef>
@@ -12,9 +14,22 @@
 
 namespace lowbit {
 
+// How a model's file is held for inference: mapped (MappedFile::Open), read into memory
+// (MappedFile::Read), or kAuto: read when the kernel offers transparent huge pages and the file
+// takes at most half of the available memory, mapped otherwise.
+enum class Residency { kAuto, kMapped, kInMemory };
+
+// kMapped or kInMemory for a file of `file_size` bytes (`wanted` itself unless it is kAuto).
+Residency ChooseResidency(Residency wanted, size_t file_size);
+
 class MappedFile {
  public:
   static Expected<MappedFile> Open(const std::string& path);
+  // The whole file read into anonymous memory, 2 MiB-aligned and advised MADV_HUGEPAGE, then made
+  // read-only. Costs the file's size in memory (the page cache's copy stays reclaimable).
+  static Expected<MappedFile> Read(const std::string& path);
+  // Open or Read as `r` says (kAuto: ChooseResidency on the file's size).
+  static Expected<MappedFile> Load(const std::string& path, Residency r);
 
   MappedFile() = default;
   MappedFile(MappedFile&& other) noexcept;
@@ -27,16 +42,21 @@ class MappedFile {
   size_t size() const { return size_; }
   std::span<const uint8_t> bytes() const { return {data_, size_}; }
   const std::string& path() const { return path_; }
+  // Whether the bytes are a Read() copy rather than the file's mapping.
+  bool copied() const { return copied_; }
 
   // Tells the kernel the pages wholly inside `range` will not be read again soon, so they stop
   // counting as resident (they are re-read from the page cache if touched). Ranges outside this
-  // mapping are ignored. Used by streaming conversion to keep memory at about one tensor.
+  // mapping are ignored, and so is a Read() copy (its pages have no file behind them). Used by
+  // streaming conversion to keep memory at about one tensor.
   void DropPages(std::span<const uint8_t> range) const;
 
  private:
   void Reset();
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  size_t map_len_ = 0;  // what munmap releases: size_, or the copy's 2 MiB-rounded length
+  bool copied_ = false;
   std::string path_;
 };
 

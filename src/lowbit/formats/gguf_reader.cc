@@ -79,8 +79,8 @@ Status ReadValue(ByteReader& r, GgufValueType type, int depth, const std::string
 
 }  // namespace
 
-Expected<GgufFile> GgufFile::Open(const std::string& path) {
-  LOWBIT_ASSIGN_OR_RETURN(MappedFile map, MappedFile::Open(path));
+Expected<GgufFile> GgufFile::Open(const std::string& path, Residency residency) {
+  LOWBIT_ASSIGN_OR_RETURN(MappedFile map, MappedFile::Load(path, residency));
   GgufFile f;
   f.name_ = path;
   f.map_ = std::move(map);

@@ -5,7 +5,8 @@
 // lengths, value types, array nesting, duplicate keys and tensor names, n_dims <= 4, dimension
 // products, known type ids, row lengths that fit the type's block, `general.alignment`, offsets
 // aligned and inside the file, and tensors not overlapping. Tensor data is never read or copied on
-// open: GgufTensorInfo::data points into the mapping.
+// open: GgufTensorInfo::data points into the mapping. The inference tools may instead ask for the
+// file read into memory (Residency, base/mapped_file.h); the checks are the same.
 #pragma once
 
 #include <span>
@@ -22,7 +23,9 @@ namespace lowbit {
 
 class GgufFile {
  public:
-  static Expected<GgufFile> Open(const std::string& path);
+  static Expected<GgufFile> Open(const std::string& path, Residency residency = Residency::kMapped);
+  // Whether the bytes are a copy in memory (MappedFile::Read) rather than the file's mapping.
+  bool in_memory() const { return map_.copied(); }
   // Parses bytes owned by the caller (they must outlive the result). `name` is used in messages.
   static Expected<GgufFile> Parse(std::span<const uint8_t> bytes, const std::string& name);
 
