@@ -3,10 +3,13 @@
 
 usage: bench/vs_llamacpp.py MODEL [-t THREADS] [-r ROUNDS] [-p PROMPT] [-n GEN]
                             [--lowbit build/release/bin/lowbit] [--llama-bench build/llama.cpp/build/bin/llama-bench]
+                            [--lowbit-args "--mmap"]
 
 Each round runs llama-bench (-p PROMPT -n GEN -r 2 -o json) and then `lowbit bench` with the same
 settings, so that both see the same phase of a noisy machine; prints every round and the medians,
-with lowbit's tok/s as a ratio of llama.cpp's. Build llama-bench first with bench/llamacpp.sh.
+with lowbit's tok/s as a ratio of llama.cpp's. Build llama-bench first with bench/llamacpp.sh. Each
+engine holds the file its default way (llama.cpp maps it; lowbit reads it into 2 MiB pages where it
+can); --lowbit-args "--mmap" maps it in lowbit too.
 """
 import argparse
 import json
@@ -31,13 +34,14 @@ def main():
     ap.add_argument('-n', '--gen', default='32')
     ap.add_argument('--lowbit', default='build/release/bin/lowbit')
     ap.add_argument('--llama-bench', default='build/llama.cpp/build/bin/llama-bench')
+    ap.add_argument('--lowbit-args', default='', help='extra flags for lowbit bench, e.g. "--mmap"')
     a = ap.parse_args()
     llama = {'pp': [], 'tg': []}
     ours = {'pp': [], 'tg': []}
     for r in range(a.rounds):
         for e in run_json([a.llama_bench, '-m', a.model, '-p', a.prompt, '-n', a.gen, '-t', a.threads, '-r', '2', '-o', 'json']):
             llama['pp' if e['n_prompt'] > 0 else 'tg'].append(e['avg_ts'])
-        j = run_json([a.lowbit, 'bench', '-m', a.model, '-p', a.prompt, '-n', a.gen, '-t', a.threads, '-r', '2', '--json'])
+        j = run_json([a.lowbit, 'bench', '-m', a.model, '-p', a.prompt, '-n', a.gen, '-t', a.threads, '-r', '2', '--json'] + a.lowbit_args.split())
         tests = [k for k, n in (('pp', a.prompt), ('tg', a.gen)) if int(n) > 0]
         for k in tests:
             ours[k].append(j[k])
