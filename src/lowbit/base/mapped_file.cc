@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -103,14 +104,14 @@ Expected<MappedFile> MappedFile::Read(const std::string& path) {
 
 namespace {
 
-// MemAvailable from /proc/meminfo in bytes; 0 when it cannot be read.
+// MemAvailable from /proc/meminfo in bytes; 0 when it cannot be read. Line by line: some lines
+// (HugePages_Total and the like) have no unit.
 size_t AvailableMemory() {
   std::ifstream in("/proc/meminfo");
-  std::string key;
-  size_t kib = 0;
-  std::string unit;
-  while (in >> key >> kib >> unit) {
-    if (key == "MemAvailable:") return kib * 1024;
+  std::string line;
+  while (std::getline(in, line)) {
+    unsigned long long kib = 0;
+    if (std::sscanf(line.c_str(), "MemAvailable: %llu kB", &kib) == 1) return static_cast<size_t>(kib) * 1024;
   }
   return 0;
 }
