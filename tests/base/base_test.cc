@@ -136,6 +136,21 @@ TEST(AlignedBuffer, AlignedZeroedAndMovable) {
   EXPECT_EQ(c.size(), 10u);
 }
 
+// What Open() and Read() share: an empty file gives an empty view; a missing file and a directory
+// are errors that name the problem.
+void ExpectEmptyFileAndErrors(const testing::TempDir& dir, Expected<MappedFile> (*open)(const std::string&)) {
+  testing::WriteFileBytes(dir.Path("empty.bin"), {});
+  auto e = open(dir.Path("empty.bin"));
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->size(), 0u);
+  auto missing = open(dir.Path("nope.bin"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("nope.bin"), std::string::npos);
+  auto d = open(dir.path().string());
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("directory"), std::string::npos);
+}
+
 TEST(MappedFile, MapsBytesAndReportsErrors) {
   testing::TempDir dir;
   testing::WriteFileBytes(dir.Path("a.bin"), {1, 2, 3});
@@ -143,16 +158,7 @@ TEST(MappedFile, MapsBytesAndReportsErrors) {
   ASSERT_TRUE(m.ok()) << m.status().message();
   ASSERT_EQ(m->size(), 3u);
   EXPECT_EQ(m->data()[2], 3);
-  testing::WriteFileBytes(dir.Path("empty.bin"), {});
-  auto e = MappedFile::Open(dir.Path("empty.bin"));
-  ASSERT_TRUE(e.ok());
-  EXPECT_EQ(e->size(), 0u);
-  auto missing = MappedFile::Open(dir.Path("nope.bin"));
-  ASSERT_FALSE(missing.ok());
-  EXPECT_NE(missing.status().message().find("nope.bin"), std::string::npos);
-  auto d = MappedFile::Open(dir.path().string());
-  ASSERT_FALSE(d.ok());
-  EXPECT_NE(d.status().message().find("directory"), std::string::npos);
+  ExpectEmptyFileAndErrors(dir, MappedFile::Open);
 }
 
 // Read() gives the file's bytes in a 2 MiB-aligned copy (a size that is no multiple of a page, over
@@ -175,16 +181,7 @@ TEST(MappedFile, ReadCopiesTheBytesAndReportsErrors) {
   EXPECT_TRUE(moved.copied());
   EXPECT_EQ(moved.data()[bytes.size() - 1], bytes.back());
 
-  testing::WriteFileBytes(dir.Path("empty.bin"), {});
-  auto e = MappedFile::Read(dir.Path("empty.bin"));
-  ASSERT_TRUE(e.ok());
-  EXPECT_EQ(e->size(), 0u);
-  auto missing = MappedFile::Read(dir.Path("nope.bin"));
-  ASSERT_FALSE(missing.ok());
-  EXPECT_NE(missing.status().message().find("nope.bin"), std::string::npos);
-  auto d = MappedFile::Read(dir.path().string());
-  ASSERT_FALSE(d.ok());
-  EXPECT_NE(d.status().message().find("directory"), std::string::npos);
+  ExpectEmptyFileAndErrors(dir, MappedFile::Read);
 
   auto mapped = MappedFile::Load(dir.Path("a.bin"), Residency::kMapped);
   ASSERT_TRUE(mapped.ok());
