@@ -17,71 +17,63 @@ namespace lowbit {
 
 namespace {
 
-// The file's descriptor and size, with the errors Open and Read share.
-Expected<std::pair<int, size_t>> OpenForReading(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Errorf("{}: cannot open: {}", path, std::strerror(errno));
+// An open file's descriptor, closed on every path out, and its size.
+struct OpenFile {
+  explicit OpenFile(int f) : fd(f) {}
+  OpenFile(OpenFile&& o) noexcept : fd(std::exchange(o.fd, -1)), size(o.size) {}
+  OpenFile(const OpenFile&) = delete;
+  OpenFile& operator=(const OpenFile&) = delete;
+  OpenFile& operator=(OpenFile&&) = delete;
+  ~OpenFile() {
+    if (fd >= 0) ::close(fd);
+  }
+  int fd;
+  size_t size = 0;
+};
+
+// The errors Open, Read and Load share: a file that cannot be opened or stat'ed, a directory.
+Expected<OpenFile> OpenForReading(const std::string& path) {
+  OpenFile f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (f.fd < 0) return Errorf("{}: cannot open: {}", path, std::strerror(errno));
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int e = errno;
-    ::close(fd);
-    return Errorf("{}: cannot stat: {}", path, std::strerror(e));
-  }
-  if (S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    return Errorf("{}: is a directory, expected a file", path);
-  }
-  return std::pair{fd, static_cast<size_t>(st.st_size)};
+  if (::fstat(f.fd, &st) != 0) return Errorf("{}: cannot stat: {}", path, std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) return Errorf("{}: is a directory, expected a file", path);
+  f.size = static_cast<size_t>(st.st_size);
+  return f;
 }
 
 constexpr size_t kHugePage = size_t{2} << 20;
 
 }  // namespace
 
-Expected<MappedFile> MappedFile::Open(const std::string& path) {
-  LOWBIT_ASSIGN_OR_RETURN(auto opened, OpenForReading(path));
-  const auto [fd, size] = opened;
+Expected<MappedFile> MappedFile::Map(const std::string& path, int fd, size_t size) {
   MappedFile f;
   f.path_ = path;
   if (size > 0) {
     void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (p == MAP_FAILED) {
-      int e = errno;
-      ::close(fd);
-      return Errorf("{}: cannot map {} bytes: {}", path, size, std::strerror(e));
-    }
+    if (p == MAP_FAILED) return Errorf("{}: cannot map {} bytes: {}", path, size, std::strerror(errno));
     f.data_ = static_cast<const uint8_t*>(p);
     f.size_ = f.map_len_ = size;
   }
-  ::close(fd);
   return f;
 }
 
-Expected<MappedFile> MappedFile::Read(const std::string& path) {
-  LOWBIT_ASSIGN_OR_RETURN(auto opened, OpenForReading(path));
-  const auto [fd, size] = opened;
+Expected<MappedFile> MappedFile::Copy(const std::string& path, int fd, size_t size) {
   MappedFile f;
   f.path_ = path;
   f.copied_ = true;
-  if (size == 0) {
-    ::close(fd);
-    return f;
-  }
+  if (size == 0) return f;
   // Reserve one huge page more than needed, keep the 2 MiB-aligned part: transparent huge pages
   // need aligned 2 MiB ranges.
   const size_t len = (size + kHugePage - 1) / kHugePage * kHugePage;
   void* raw = ::mmap(nullptr, len + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) {
-    int e = errno;
-    ::close(fd);
-    return Errorf("{}: cannot allocate {} bytes to read it into: {}", path, len, std::strerror(e));
-  }
+  if (raw == MAP_FAILED) return Errorf("{}: cannot allocate {} bytes to read it into: {}", path, len, std::strerror(errno));
   const auto begin = reinterpret_cast<uintptr_t>(raw);
   const uintptr_t aligned = (begin + kHugePage - 1) / kHugePage * kHugePage;
   if (aligned > begin) ::munmap(raw, aligned - begin);
   ::munmap(reinterpret_cast<void*>(aligned + len), begin + kHugePage - aligned);  // never empty: aligned < begin + 2 MiB
   auto* p = reinterpret_cast<uint8_t*>(aligned);
-  f.data_ = p;
+  f.data_ = p;  // from here f unmaps the copy on every path out
   f.size_ = size;
   f.map_len_ = len;
   ::madvise(p, len, MADV_HUGEPAGE);  // fails only where the kernel has no THP: then 4 KiB pages
@@ -89,18 +81,17 @@ Expected<MappedFile> MappedFile::Read(const std::string& path) {
   while (done < size) {
     const ssize_t r = ::pread(fd, p + done, std::min<size_t>(size - done, size_t{1} << 30), static_cast<off_t>(done));
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      const int e = errno;
-      ::close(fd);
-      if (r == 0) return Errorf("{}: the file ended after {} of its {} bytes while being read", path, done, size);
-      return Errorf("{}: cannot read at byte {}: {}", path, done, std::strerror(e));
-    }
+    if (r == 0) return Errorf("{}: the file ended after {} of its {} bytes while being read", path, done, size);
+    if (r < 0) return Errorf("{}: cannot read at byte {}: {}", path, done, std::strerror(errno));
     done += static_cast<size_t>(r);
   }
-  ::close(fd);
   ::mprotect(p, len, PROT_READ);
   return f;
 }
+
+Expected<MappedFile> MappedFile::Open(const std::string& path) { return Load(path, Residency::kMapped); }
+
+Expected<MappedFile> MappedFile::Read(const std::string& path) { return Load(path, Residency::kInMemory); }
 
 namespace {
 
@@ -133,11 +124,8 @@ Residency ChooseResidency(Residency wanted, size_t file_size) {
 }
 
 Expected<MappedFile> MappedFile::Load(const std::string& path, Residency r) {
-  if (r == Residency::kAuto) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) r = ChooseResidency(r, static_cast<size_t>(st.st_size));
-  }
-  return r == Residency::kInMemory ? Read(path) : Open(path);
+  LOWBIT_ASSIGN_OR_RETURN(OpenFile file, OpenForReading(path));  // one open and fstat, whichever way
+  return ChooseResidency(r, file.size) == Residency::kInMemory ? Copy(path, file.fd, file.size) : Map(path, file.fd, file.size);
 }
 
 void MappedFile::DropPages(std::span<const uint8_t> range) const {

@@ -52,6 +52,9 @@ class MappedFile {
   void DropPages(std::span<const uint8_t> range) const;
 
  private:
+  // Open and Read on an open file of `size` bytes (Load opens it once for either).
+  static Expected<MappedFile> Map(const std::string& path, int fd, size_t size);
+  static Expected<MappedFile> Copy(const std::string& path, int fd, size_t size);
   void Reset();
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
