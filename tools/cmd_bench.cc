@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "lowbit/pipeline/model_source.h"
 #include "lowbit/eval/bench.h"
 
 namespace lowbit::tools {
@@ -22,7 +23,7 @@ void AddBench(CLI::App& app, Registry& r) {
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("bench", "Prompt and generation speed beside the machine's measured read bandwidth");
-  sub->add_option("-m,--model", a->model, "GGUF model")->required();
+  sub->add_option("-m,--model", a->model, "model: GGUF, Hugging Face folder (float or GPTQ/AWQ), safetensors or llama2.c file")->required();
   sub->add_option("-p,--n-prompt", a->n_prompt, "prompt tokens")->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   sub->add_option("-n,--n-gen", a->n_gen, "generated tokens")->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   sub->add_option("-t,--threads", a->threads, "thread counts, e.g. 1,2")->delimiter(',')->check(CLI::Range(1, 1024));
@@ -31,7 +32,7 @@ void AddBench(CLI::App& app, Registry& r) {
   AddCacheTypeOption(sub, &a->kv_f16);
   AddResidencyOptions(sub, &a->residency);
   r.Add(sub, [a]() -> Status {
-    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model, a->residency));
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, OpenModel(a->model, a->residency));
     LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
     nlohmann::json all = nlohmann::json::array();
     if (!a->json) {

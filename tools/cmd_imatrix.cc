@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "lowbit/pipeline/model_source.h"
 #include "lowbit/base/progress.h"
 #include "lowbit/eval/imatrix_collect.h"
 #include "lowbit/formats/gguf_vocab.h"
@@ -18,7 +19,7 @@ void AddImatrix(CLI::App& app, Registry& r) {
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("imatrix", "Compute an importance matrix (mean squared activations) for quantize --imatrix");
-  sub->add_option("-m,--model", a->model, "GGUF model")->required();
+  sub->add_option("-m,--model", a->model, "model: GGUF, Hugging Face folder (float or GPTQ/AWQ), safetensors or llama2.c file")->required();
   sub->add_option("-f,--file", a->file, "calibration text (UTF-8)")->required();
   sub->add_option("-o,--output", a->output, "output .dat file (llama.cpp's format)")->required();
   sub->add_option("-c,--ctx-size", a->o.ctx, "tokens per chunk (default: the model's context)")->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
@@ -26,7 +27,7 @@ void AddImatrix(CLI::App& app, Registry& r) {
   sub->add_option("-t,--threads", a->o.threads, "threads (default: all)")->check(CLI::Range(0, 1024));
   AddResidencyOptions(sub, &a->residency);
   r.Add(sub, [a]() -> Status {
-    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model, a->residency));
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, OpenModel(a->model, a->residency));
     LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
     LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));
     LOWBIT_ASSIGN_OR_RETURN(std::string text, ReadTextFile(a->file, uint64_t{1} << 30));

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "lowbit/pipeline/model_source.h"
 #include "lowbit/eval/perplexity.h"
 #include "lowbit/formats/gguf_vocab.h"
 #include "lowbit/formats/hf.h"
@@ -23,7 +24,7 @@ void AddPerplexity(CLI::App& app, Registry& r) {
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("perplexity", "Perplexity of a GGUF model on a text file (llama.cpp's method)");
-  sub->add_option("-m,--model", a->model, "GGUF model")->required();
+  sub->add_option("-m,--model", a->model, "model: GGUF, Hugging Face folder (float or GPTQ/AWQ), safetensors or llama2.c file")->required();
   sub->add_option("-f,--file", a->file, "UTF-8 text file")->required();
   sub->add_option("-c,--ctx-size", a->ctx, "tokens per chunk (default: the model's context)")->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   sub->add_option("--chunks", a->chunks, "score at most N chunks");
@@ -34,7 +35,7 @@ void AddPerplexity(CLI::App& app, Registry& r) {
   AddCacheTypeOption(sub, &a->kv_f16);
   AddResidencyOptions(sub, &a->residency);
   r.Add(sub, [a]() -> Status {
-    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model, a->residency));
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, OpenModel(a->model, a->residency));
     LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
     LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));
     LOWBIT_ASSIGN_OR_RETURN(std::string text, ReadTextFile(a->file, uint64_t{1} << 30));

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "lowbit/pipeline/model_source.h"
 #include "lowbit/engine/generate.h"
 #include "lowbit/formats/gguf_vocab.h"
 
@@ -19,7 +20,7 @@ void AddRun(CLI::App& app, Registry& r) {
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("run", "Generate text with a GGUF llama-family model");
-  sub->add_option("-m,--model", a->model, "GGUF model")->required();
+  sub->add_option("-m,--model", a->model, "model: GGUF, Hugging Face folder (float or GPTQ/AWQ), safetensors or llama2.c file")->required();
   sub->add_option("-p,--prompt", a->g.prompt, "prompt text");
   sub->add_option("-n,--n-predict", a->g.n_predict, "tokens to generate")->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
   sub->add_option("-c,--ctx-size", a->g.n_ctx, "context size (default: the model's)")->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
@@ -35,7 +36,7 @@ void AddRun(CLI::App& app, Registry& r) {
   AddResidencyOptions(sub, &a->residency);
   r.Add(sub, [a]() -> Status {
     const auto t0 = std::chrono::steady_clock::now();
-    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model, a->residency));
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, OpenModel(a->model, a->residency));
     LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
     LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

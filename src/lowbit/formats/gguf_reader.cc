@@ -95,6 +95,31 @@ Expected<GgufFile> GgufFile::Parse(std::span<const uint8_t> bytes, const std::st
   return f;
 }
 
+Expected<GgufFile> GgufFile::Assemble(std::string name, std::vector<GgufKv> kvs, std::vector<GgufTensorInfo> tensors,
+                                      std::vector<std::shared_ptr<const void>> owners) {
+  GgufFile f;
+  f.name_ = std::move(name);
+  f.assembled_ = true;
+  f.owners_ = std::move(owners);
+  f.kvs_ = std::move(kvs);
+  for (size_t i = 0; i < f.kvs_.size(); ++i) {
+    if (!f.kv_index_.emplace(f.kvs_[i].key, i).second) return Errorf("{}: metadata key '{}' appears twice", f.name_, f.kvs_[i].key);
+  }
+  f.tensors_ = std::move(tensors);
+  for (size_t i = 0; i < f.tensors_.size(); ++i) {
+    GgufTensorInfo& t = f.tensors_[i];
+    if (FindGgmlType(static_cast<uint32_t>(t.type)) == nullptr || t.n_dims > kGgufMaxDims) {
+      return Errorf("{}: tensor '{}' has an unknown type or too many dimensions", f.name_, t.name);
+    }
+    std::string err = ComputeTensorSize(t.type, t.n_dims, t.dims.data(), &t.n_elements, &t.n_bytes);
+    if (!err.empty()) return Errorf("{}: tensor '{}' {}: {}", f.name_, t.name, t.ShapeString(), err);
+    if (t.data == nullptr && t.n_bytes > 0) return Errorf("{}: tensor '{}' has no data", f.name_, t.name);
+    if (!f.tensor_index_.emplace(t.name, i).second) return Errorf("{}: tensor name '{}' appears twice", f.name_, t.name);
+    f.file_size_ += t.n_bytes;
+  }
+  return f;
+}
+
 Status GgufFile::ParseAll(std::span<const uint8_t> bytes) {
   ByteReader r(bytes, name_);
   file_size_ = bytes.size();

@@ -9,6 +9,7 @@
 // file read into memory (Residency, base/mapped_file.h); the checks are the same.
 #pragma once
 
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -28,6 +29,14 @@ class GgufFile {
   bool in_memory() const { return map_.copied(); }
   // Parses bytes owned by the caller (they must outlive the result). `name` is used in messages.
   static Expected<GgufFile> Parse(std::span<const uint8_t> bytes, const std::string& name);
+  // A model assembled in memory (e.g. a quantized Hugging Face folder repacked for inference): each
+  // tensor's `data` points into memory that `owners` keep alive (or into another file's mapping the
+  // caller keeps); offsets mean nothing. Sizes are computed here; names must be unique. Lowbit's
+  // internal weight types, which no file may hold, are allowed.
+  static Expected<GgufFile> Assemble(std::string name, std::vector<GgufKv> kvs, std::vector<GgufTensorInfo> tensors,
+                                     std::vector<std::shared_ptr<const void>> owners);
+  // True for Assemble()'d models.
+  bool assembled() const { return assembled_; }
 
   uint32_t version() const { return version_; }
   const std::vector<GgufKv>& kvs() const { return kvs_; }
@@ -57,6 +66,8 @@ class GgufFile {
   Status ValidateLayout(std::span<const uint8_t> bytes);
 
   MappedFile map_;
+  std::vector<std::shared_ptr<const void>> owners_;  // Assemble(): what the tensors point into
+  bool assembled_ = false;
   std::string name_;
   uint32_t version_ = 0;
   uint32_t alignment_ = kGgufDefaultAlignment;

@@ -282,68 +282,96 @@ void LlamaSession::SwiGlu(int64_t count) {
   else run(0, static_cast<size_t>(count));
 }
 
+void LlamaSession::Rope(float* vec, int64_t width, int64_t heads, int64_t n, int64_t pos0) {
+  const int64_t hd = c_.head_dim, half = c_.rope_dim / 2;
+  const int64_t stride = c_.rope_neox ? half : 1, step = c_.rope_neox ? 1 : 2;
+  for (int64_t b = 0; b < n; ++b) {
+    const float* cs = rope_cos_.data() + (pos0 + b) * half;
+    const float* sn = rope_sin_.data() + (pos0 + b) * half;
+    for (int64_t h = 0; h < heads; ++h) {
+      float* v = vec + b * width + h * hd;
+      for (int64_t i = 0; i < half; ++i) {
+        float* p0 = v + i * step;
+        float* p1 = p0 + stride;
+        const float a = *p0, c = *p1;
+        *p0 = a * cs[i] - c * sn[i];
+        *p1 = a * sn[i] + c * cs[i];
+      }
+    }
+  }
+}
+
+void LlamaSession::Observe(int64_t l, int k, const float* v, int64_t width, int64_t n) {
+  if (!observer_) return;
+  for (int64_t b = 0; b < n; ++b) observer_(names_[l * 7 + k], v + b * width, width);
+}
+
+void LlamaSession::NormAll(const WeightView& w, int64_t n) {
+  const int64_t E = c_.n_embd;
+  for (int64_t b = 0; b < n; ++b) RmsNorm(x_.data() + b * E, w, E, c_.rms_eps, xb_.data() + b * E);
+}
+
+void LlamaSession::AttentionPart(int64_t l, int64_t n, int64_t pos0) {
+  const LlamaModel::Layer& L = m_.layers[l];
+  const int64_t E = c_.n_embd;
+  NormAll(L.attn_norm, n);
+  for (int k = 0; k < 3; ++k) Observe(l, k, xb_.data(), E, n);
+  Linears({{&L.wq, xb_.data(), q_.data(), L.bq}, {&L.wk, xb_.data(), k_.data(), L.bk}, {&L.wv, xb_.data(), v_.data(), L.bv}}, n);
+  Rope(q_.data(), q_dim_, m_.local_heads(), n, pos0);
+  Rope(k_.data(), kv_dim_, m_.local_kv_heads(), n, pos0);
+  StoreKv(l, n, pos0);
+  Attention(l, n, pos0);
+  Observe(l, 3, att_out_.data(), q_dim_, n);
+  Linear(L.wo, att_out_.data(), n, proj_.data());
+  comm_->AllReduceSum(proj_.data(), n * E);
+}
+
+void LlamaSession::FfnPart(int64_t l, int64_t n) {
+  const LlamaModel::Layer& L = m_.layers[l];
+  const int64_t E = c_.n_embd, ff = m_.local_ff();
+  NormAll(L.ffn_norm, n);
+  Observe(l, 4, xb_.data(), E, n);
+  Observe(l, 5, xb_.data(), E, n);
+  Linears({{&L.gate, xb_.data(), hb_.data(), nullptr}, {&L.up, xb_.data(), hb2_.data(), nullptr}}, n);
+  SwiGlu(n * ff);
+  Observe(l, 6, hb_.data(), ff, n);
+  Linear(L.down, hb_.data(), n, proj_.data());
+  comm_->AllReduceSum(proj_.data(), n * E);
+}
+
+void LlamaSession::AddProj(int64_t n) {
+  for (int64_t i = 0; i < n * c_.n_embd; ++i) x_[i] += proj_[i];
+}
+
 void LlamaSession::Step(const int32_t* tokens, int64_t n, int64_t pos0, float* logits, bool all_logits) {
-  const int64_t E = c_.n_embd, hd = c_.head_dim, half = c_.rope_dim / 2, ff = m_.local_ff();
+  const int64_t E = c_.n_embd;
   for (int64_t b = 0; b < n; ++b) {
     LOWBIT_CHECK_MSG(tokens[b] >= 0 && tokens[b] < c_.n_vocab, "token {} out of range", tokens[b]);
     DequantizeRowOf(m_.token_embd.type, m_.token_embd.data, E, tokens[b], x_.data() + b * E);
   }
-  auto rope = [&](float* vec, int64_t width, int64_t heads) {
-    for (int64_t b = 0; b < n; ++b) {
-      const float* cs = rope_cos_.data() + (pos0 + b) * half;
-      const float* sn = rope_sin_.data() + (pos0 + b) * half;
-      for (int64_t h = 0; h < heads; ++h) {
-        float* v = vec + b * width + h * hd;
-        const int64_t stride = c_.rope_neox ? half : 1, step = c_.rope_neox ? 1 : 2;
-        for (int64_t i = 0; i < half; ++i) {
-          float* p0 = v + i * step;
-          float* p1 = p0 + stride;
-          const float a = *p0, c = *p1;
-          *p0 = a * cs[i] - c * sn[i];
-          *p1 = a * sn[i] + c * cs[i];
-        }
-      }
-    }
-  };
-  auto observe = [&](int64_t l, int k, const float* v, int64_t width) {
-    if (!observer_) return;
-    for (int64_t b = 0; b < n; ++b) observer_(names_[l * 7 + k], v + b * width, width);
-  };
-  auto norm_all = [&](const WeightView& w) {
-    for (int64_t b = 0; b < n; ++b) RmsNorm(x_.data() + b * E, w, E, c_.rms_eps, xb_.data() + b * E);
-  };
-  auto add_reduced = [&]() {
-    comm_->AllReduceSum(proj_.data(), n * E);
-    for (int64_t i = 0; i < n * E; ++i) x_[i] += proj_[i];
-  };
   for (int64_t l = 0; l < c_.n_layer; ++l) {
-    const LlamaModel::Layer& L = m_.layers[l];
-    norm_all(L.attn_norm);
-    for (int k = 0; k < 3; ++k) observe(l, k, xb_.data(), E);
-    Linears({{&L.wq, xb_.data(), q_.data(), L.bq}, {&L.wk, xb_.data(), k_.data(), L.bk}, {&L.wv, xb_.data(), v_.data(), L.bv}}, n);
-    rope(q_.data(), q_dim_, m_.local_heads());
-    rope(k_.data(), kv_dim_, m_.local_kv_heads());
-    StoreKv(l, n, pos0);
-    Attention(l, n, pos0);
-    observe(l, 3, att_out_.data(), q_dim_);
-    Linear(L.wo, att_out_.data(), n, proj_.data());
-    add_reduced();
-    norm_all(L.ffn_norm);
-    observe(l, 4, xb_.data(), E);
-    observe(l, 5, xb_.data(), E);
-    Linears({{&L.gate, xb_.data(), hb_.data(), nullptr}, {&L.up, xb_.data(), hb2_.data(), nullptr}}, n);
-    SwiGlu(n * ff);
-    observe(l, 6, hb_.data(), ff);
-    Linear(L.down, hb_.data(), n, proj_.data());
-    add_reduced();
+    AttentionPart(l, n, pos0);
+    AddProj(n);
+    FfnPart(l, n);
+    AddProj(n);
   }
   if (all_logits) {
-    norm_all(m_.output_norm);
+    NormAll(m_.output_norm, n);
     Linear(m_.output, xb_.data(), n, logits);
   } else {
     RmsNorm(x_.data() + (n - 1) * E, m_.output_norm, E, c_.rms_eps, xb_.data());
     Linear(m_.output, xb_.data(), 1, logits);
   }
+}
+
+void LlamaSession::SublayerBlock(int64_t layer, bool attention, const float* x, int64_t n, float* out) {
+  LOWBIT_CHECK_MSG(layer >= 0 && layer < c_.n_layer, "layer {} of {}", layer, c_.n_layer);
+  LOWBIT_CHECK_MSG(n >= 1 && n <= max_batch_ && n <= n_ctx_, "{} tokens: the session takes at most {} per step", n, max_batch_);
+  const size_t len = static_cast<size_t>(n * c_.n_embd);
+  std::copy(x, x + len, x_.begin());
+  if (attention) AttentionPart(layer, n, 0);
+  else FfnPart(layer, n);
+  std::copy(proj_.begin(), proj_.begin() + static_cast<std::ptrdiff_t>(len), out);
 }
 
 const float* LlamaSession::Forward(std::span<const int32_t> tokens, int64_t pos0, bool all_logits) {

@@ -98,6 +98,16 @@ class LlamaSession {
   using Observer = std::function<void(const std::string& weight, const float* x, int64_t n)>;
   void SetObserver(Observer o) { observer_ = std::move(o); }
   int64_t n_ctx() const { return n_ctx_; }
+  int64_t max_batch() const { return max_batch_; }
+
+  // Calibration access (pipeline/: GPTQ, AWQ): one sublayer of decoder layer `layer` alone, on n
+  // hidden states x [n][n_embd] at positions 0..n-1 (n <= max_batch()): out [n][n_embd] is the
+  // attention block's output (RMSNorm, Q/K/V, RoPE, attention over these n tokens, output
+  // projection) or the FFN block's (RMSNorm, gate/up, SwiGLU, down), before the residual add, i.e.
+  // the layer computes x + a, then (x + a) + f. The observer sees the inputs of the sublayer's
+  // matrices. Uses the layer's current weights (the pipeline swaps views between calls).
+  void AttentionBlock(int64_t layer, const float* x, int64_t n, float* out) { SublayerBlock(layer, true, x, n, out); }
+  void FfnBlock(int64_t layer, const float* x, int64_t n, float* out) { SublayerBlock(layer, false, x, n, out); }
 
  private:
   void Step(const int32_t* tokens, int64_t n, int64_t pos0, float* logits, bool all_logits);
@@ -113,6 +123,14 @@ class LlamaSession {
   void Attention(int64_t layer, int64_t n, int64_t pos0);
   void StoreKv(int64_t layer, int64_t n, int64_t pos0);
   void SwiGlu(int64_t count);  // hb_ = SiLU(hb_) * hb2_ over the first count values
+  void Rope(float* vec, int64_t width, int64_t heads, int64_t n, int64_t pos0);
+  void Observe(int64_t layer, int k, const float* v, int64_t width, int64_t n);
+  void NormAll(const WeightView& w, int64_t n);  // xb_ = RMSNorm(x_) for n tokens
+  // proj_ = the attention (FFN) block's output for x_, summed over ranks; x_ is not changed.
+  void AttentionPart(int64_t layer, int64_t n, int64_t pos0);
+  void FfnPart(int64_t layer, int64_t n);
+  void AddProj(int64_t n);  // x_ += proj_
+  void SublayerBlock(int64_t layer, bool attention, const float* x, int64_t n, float* out);
 
   const LlamaModel& m_;
   LlamaConfig c_;
