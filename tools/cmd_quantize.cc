@@ -28,10 +28,21 @@ void AddQuantize(CLI::App& app, Registry& r) {
   sub->add_option("--output-tensor-type", o->output_tensor_type, "type of output.weight");
   sub->add_option("--token-embedding-type", o->token_embedding_type, "type of token_embd.weight");
   sub->add_option("-t,--threads", o->threads, "threads (default: all)")->check(CLI::Range(0, 1024));
+  auto method = std::make_shared<std::string>("rtn");
+  sub->add_option("--method", *method, "how the values are chosen: rtn (each tensor alone), gptq or awq (calibrated on --calib text)")
+      ->check(CLI::IsMember({"rtn", "gptq", "awq"}));
+  sub->add_option("--calib", o->calib.text_path, "calibration text for gptq / awq");
+  sub->add_option("--nsamples", o->calib.nsamples, "calibration samples (default 128)")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  sub->add_option("--seqlen", o->calib.seqlen, "tokens per sample (default 512, or the model's context if shorter)")
+      ->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
+  sub->add_option("--seed", o->calib.seed, "seed of the sample draw (default 0)");
+  sub->add_option("--damp", o->damp_percent, "GPTQ dampening, a fraction of the mean Hessian diagonal (default 0.01), raised while the Cholesky factorization fails")
+      ->check(CLI::Range(0.0, 1.0));
   sub->add_flag("--json", *json, "print the report as one JSON object");
   sub->add_flag("-q,--quiet", *quiet, "no progress display");
-  r.Add(sub, [o, json, quiet]() -> Status {
+  r.Add(sub, [o, json, quiet, method]() -> Status {
     o->show_progress = !*quiet && !*json;
+    LOWBIT_ASSIGN_OR_RETURN(o->method, ParseQuantizeMethod(*method));
     LOWBIT_ASSIGN_OR_RETURN(QuantizeReport report, QuantizeModel(*o));
     const std::string out = *json ? report.ToJson().dump(2) + "\n" : report.ToText();
     std::fwrite(out.data(), 1, out.size(), stdout);

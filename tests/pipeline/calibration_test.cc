@@ -64,7 +64,8 @@ TEST(Calibration, LayerByLayerInputsEqualTheWholeForward) {
     s.SetObserver([&](const std::string& name, const float* x, int64_t n) { ref[name].insert(ref[name].end(), x, x + n); });
     s.Forward((*samples)[1], 0);
   }
-  LayerCalibrator cal(&*model, *samples, 2);
+  ThreadPool pool(2);
+  LayerCalibrator cal(&*model, *samples, &pool);
   const int64_t L = model->config().n_layer;
   for (int64_t l = 0; l < L; ++l) {
     cal.MakeLayerFloat(l);  // F32 already: the copies hold the same values

@@ -176,7 +176,8 @@ LlamaSession::LlamaSession(const LlamaModel& model, const SessionOptions& o)
       kv_f16_(o.kv_f16),
       q_dim_(model.local_heads() * model.config().head_dim),
       kv_dim_(model.local_kv_heads() * model.config().head_dim),
-      pool_(std::make_unique<ThreadPool>(o.threads)) {
+      own_pool_(o.pool == nullptr ? std::make_unique<ThreadPool>(o.threads) : nullptr),
+      pool_(o.pool != nullptr ? o.pool : own_pool_.get()) {
   if (o.comm == nullptr) local_comm_ = std::make_unique<LocalComm>();
   comm_ = o.comm != nullptr ? o.comm : local_comm_.get();
   LOWBIT_CHECK_MSG(comm_->size() == model.ranks() && comm_->rank() == model.rank(),
@@ -220,7 +221,7 @@ void LlamaSession::Linears(std::initializer_list<LinearJob> jobs, int64_t n) {
     args[i++] = MatMulArgs{.type = j.w->type, .w = j.w->data, .rows = j.w->rows, .cols = j.w->cols,
                            .row_stride = j.w->row_stride, .x = j.x, .batch = n, .y = j.y};
   }
-  MatMulGroup(std::span<const MatMulArgs>(args, i), pool_.get(), &mm_scratch_);
+  MatMulGroup(std::span<const MatMulArgs>(args, i), pool_, &mm_scratch_);
   for (const LinearJob& j : jobs) {
     if (j.bias == nullptr) continue;
     for (int64_t b = 0; b < n; ++b) {
@@ -362,6 +363,11 @@ void LlamaSession::Step(const int32_t* tokens, int64_t n, int64_t pos0, float* l
     RmsNorm(x_.data() + (n - 1) * E, m_.output_norm, E, c_.rms_eps, xb_.data());
     Linear(m_.output, xb_.data(), 1, logits);
   }
+}
+
+void LlamaSession::OutputNorm(const float* x, int64_t n, float* out) const {
+  const int64_t E = c_.n_embd;
+  for (int64_t b = 0; b < n; ++b) RmsNorm(x + b * E, m_.output_norm, E, c_.rms_eps, out + b * E);
 }
 
 void LlamaSession::SublayerBlock(int64_t layer, bool attention, const float* x, int64_t n, float* out) {

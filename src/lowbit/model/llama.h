@@ -78,6 +78,7 @@ struct SessionOptions {
   int64_t max_batch = 512;  // tokens per prefill step (longer prompts are split)
   bool kv_f16 = false;      // F16 KV cache (half the memory; llama.cpp's default)
   Comm* comm = nullptr;     // nullptr: a LocalComm (one rank)
+  ThreadPool* pool = nullptr;  // nullptr: a pool of `threads` of its own; else this one (shared with the caller's other work)
 };
 
 // One sequence's state: KV cache and scratch, allocated once; Forward() allocates nothing after
@@ -108,6 +109,8 @@ class LlamaSession {
   // matrices. Uses the layer's current weights (the pipeline swaps views between calls).
   void AttentionBlock(int64_t layer, const float* x, int64_t n, float* out) { SublayerBlock(layer, true, x, n, out); }
   void FfnBlock(int64_t layer, const float* x, int64_t n, float* out) { SublayerBlock(layer, false, x, n, out); }
+  // The classifier's input: the final RMSNorm of n hidden states (out may not alias x).
+  void OutputNorm(const float* x, int64_t n, float* out) const;
 
  private:
   void Step(const int32_t* tokens, int64_t n, int64_t pos0, float* logits, bool all_logits);
@@ -137,7 +140,8 @@ class LlamaSession {
   int64_t n_ctx_, max_batch_;
   bool kv_f16_;
   int64_t q_dim_, kv_dim_;  // this rank's widths
-  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<ThreadPool> own_pool_;
+  ThreadPool* pool_;
   std::unique_ptr<Comm> local_comm_;
   Comm* comm_;
   MatMulScratch mm_scratch_;

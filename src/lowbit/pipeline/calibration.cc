@@ -81,12 +81,12 @@ Expected<std::vector<std::vector<int32_t>>> DrawCalibrationSamples(const Vocab& 
   return samples;
 }
 
-LayerCalibrator::LayerCalibrator(LlamaModel* model, std::vector<std::vector<int32_t>> samples, int threads)
+LayerCalibrator::LayerCalibrator(LlamaModel* model, std::vector<std::vector<int32_t>> samples, ThreadPool* pool)
     : model_(model), samples_(std::move(samples)) {
   LOWBIT_CHECK_MSG(!samples_.empty() && model->ranks() == 1, "calibration runs on a whole model with samples");
   seqlen_ = static_cast<int64_t>(samples_[0].size());
   const int64_t E = model->config().n_embd;
-  session_ = std::make_unique<LlamaSession>(*model, SessionOptions{.n_ctx = seqlen_, .threads = threads, .max_batch = seqlen_});
+  session_ = std::make_unique<LlamaSession>(*model, SessionOptions{.n_ctx = seqlen_, .threads = pool->size(), .max_batch = seqlen_, .pool = pool});
   hidden_.resize(static_cast<size_t>(n_samples() * seqlen_ * E));
   out_.resize(static_cast<size_t>(seqlen_ * E));
   for (int64_t s = 0; s < n_samples(); ++s) {
@@ -158,6 +158,15 @@ void LayerCalibrator::Pass(int64_t l, Sublayer part, std::span<const LayerMatrix
     if (on_output) on_output(s, out_.data());
   }
   session_->SetObserver({});
+}
+
+void LayerCalibrator::SetHidden(std::vector<float> h) {
+  LOWBIT_CHECK_MSG(h.size() == hidden_.size(), "hidden states of {} floats, expected {}", h.size(), hidden_.size());
+  hidden_ = std::move(h);
+}
+
+void LayerCalibrator::FinalNorm(int64_t s, float* out) const {
+  session_->OutputNorm(Hidden(s), seqlen_, out);
 }
 
 void LayerCalibrator::Advance(int64_t l, Sublayer part) {

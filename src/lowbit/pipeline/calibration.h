@@ -52,7 +52,8 @@ enum class Sublayer { kAttention, kFfn };
 class LayerCalibrator {
  public:
   // `model` must be loaded whole (one rank) and outlive the calibrator.
-  LayerCalibrator(LlamaModel* model, std::vector<std::vector<int32_t>> samples, int threads);
+  // The sublayers run on `pool` (shared with the method's own work, so no two pools spin against each other).
+  LayerCalibrator(LlamaModel* model, std::vector<std::vector<int32_t>> samples, ThreadPool* pool);
   ~LayerCalibrator();
 
   int64_t n_samples() const { return static_cast<int64_t>(samples_.size()); }
@@ -79,6 +80,11 @@ class LayerCalibrator {
   void Advance(int64_t l, Sublayer part);
   // The hidden states entering the next sublayer to run, sample s: [seqlen][n_embd].
   const float* Hidden(int64_t s) const { return hidden_.data() + s * seqlen_ * model_->config().n_embd; }
+  // All of them, to come back to (AWQ searches a layer's scales on its float inputs).
+  const std::vector<float>& hidden() const { return hidden_; }
+  void SetHidden(std::vector<float> h);
+  // The classifier's input for sample s (the final norm of its hidden states): out [seqlen][n_embd].
+  void FinalNorm(int64_t s, float* out) const;
 
  private:
   LlamaModel* model_;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <mutex>
 
 #include <fmt/format.h>
@@ -126,6 +127,33 @@ Status QuantizeTensor(const PlannedTensor& t, GgmlType type, const float* imatri
 
 }  // namespace
 
+namespace {
+
+// Calibrated methods need each layer's tensors together and the layers in order (they are computed
+// layer by layer while the file is written); the classifier goes last (its importance comes from
+// the final hidden states). Plain quantization keeps the input's order.
+std::vector<size_t> WriteOrder(const ConversionPlan& plan, bool calibrated) {
+  std::vector<size_t> order(plan.tensors.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  if (!calibrated) return order;
+  auto key = [&](size_t i) -> std::pair<int64_t, int64_t> {
+    const std::string& n = plan.tensors[i].name;
+    if (n.starts_with("blk.")) return {std::strtoll(n.c_str() + 4, nullptr, 10), 0};
+    return {n == "output.weight" ? INT64_MAX : -1, 0};
+  };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
+  return order;
+}
+
+void FillStats(const CalibratedTensor& c, TensorQuantReport* rep) {
+  rep->rmse = c.rmse;
+  rep->max_abs_err = c.max_abs_err;
+  rep->sqnr_db = c.sqnr_db;
+  if (!c.note.empty()) rep->note = rep->note.empty() ? c.note : rep->note + "; " + c.note;
+}
+
+}  // namespace
+
 Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& o) {
   const auto start = std::chrono::steady_clock::now();
   LOWBIT_ASSIGN_OR_RETURN(QuantMix mix, ResolveQuantMix(o.type));
@@ -135,19 +163,22 @@ Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& o) {
     LOWBIT_ASSIGN_OR_RETURN(im, LoadImatrix(o.imatrix));
     LOWBIT_RETURN_IF_ERROR(CheckImatrix(im, plan, o.imatrix));
   }
+  const bool calibrated = o.method != QuantizeMethod::kRtn;
   MixContext ctx;
-  LOWBIT_RETURN_IF_ERROR(BuildContext(o, plan, !o.imatrix.empty(), &ctx));
+  LOWBIT_RETURN_IF_ERROR(BuildContext(o, plan, !o.imatrix.empty() || calibrated, &ctx));
 
   auto report = std::make_shared<QuantizeReport>();
   report->mix = mix.name;
   report->file_type = mix.file_type;
   report->used_imatrix = !o.imatrix.empty();
+  report->method = std::string(QuantizeMethodName(o.method));
   auto pool = std::make_shared<ThreadPool>(o.threads);
   report->threads = pool->size();
   report->tensors.resize(plan.tensors.size());
 
-  GgufWriter w;
-  for (const GgufKv& kv : plan.kvs) w.SetKv(kv.key, kv.value);
+  // The type of every tensor first (llama.cpp's rules count attn_v / ffn_down in input order).
+  std::vector<GgmlType> types(plan.tensors.size());
+  auto type_of = std::make_shared<std::map<std::string, GgmlType>>();
   int i_attn_v = 0, i_ffn_down = 0;
   for (size_t k = 0; k < plan.tensors.size(); ++k) {
     const PlannedTensor& t = plan.tensors[k];
@@ -172,10 +203,57 @@ Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& o) {
     if (t.name.find("attn_v.weight") != std::string::npos) ++i_attn_v;
     if (t.name.find("ffn_down") != std::string::npos) ++i_ffn_down;
     rep.type = std::string(TypeInfo(out).name);
+    types[k] = out;
+    (*type_of)[t.name] = out;
+  }
+
+  std::shared_ptr<CalibratedModel> cal;
+  if (calibrated) {
+    CalibratedOptions co;
+    co.method = o.method;
+    co.calib = o.calib;
+    co.threads = o.threads;
+    co.show_progress = o.show_progress;
+    co.damp_percent = o.damp_percent;
+    co.ggml_type = [type_of](const std::string& name) { return type_of->at(name); };
+    LOWBIT_ASSIGN_OR_RETURN(auto c, CalibratedModel::Start(plan, std::move(co)));
+    cal = std::move(c);
+  }
+
+  GgufWriter w;
+  for (const GgufKv& kv : plan.kvs) w.SetKv(kv.key, kv.value);
+  for (size_t k : WriteOrder(plan, calibrated)) {
+    const PlannedTensor& t = plan.tensors[k];
+    TensorQuantReport& rep = report->tensors[k];
+    const GgmlType out = types[k];
     const ImatrixEntry* entry = rep.quantized && UsesImatrix(out) ? im.Find(t.name) : nullptr;
     const float* imx = entry ? entry->values.data() : nullptr;
-    LOWBIT_RETURN_IF_ERROR(w.AddTensor(t.name, out, t.dims, [&t, &plan, &rep, out, imx, pool](std::span<uint8_t> dst) {
-      Status s = rep.quantized ? QuantizeTensor(t, out, imx, *pool, dst, &rep) : ConvertTensorRows(t, out, dst);
+    LOWBIT_RETURN_IF_ERROR(w.AddTensor(t.name, out, t.dims, [&t, &plan, &rep, out, imx, pool, cal](std::span<uint8_t> dst) -> Status {
+      std::vector<float> out_imx;
+      const float* use_imx = imx;
+      if (cal) {
+        LOWBIT_ASSIGN_OR_RETURN(const CalibratedTensor* c, cal->Get(t.name));
+        if (c != nullptr && !c->bytes.empty()) {
+          if (c->bytes.size() != dst.size()) return Errorf("{}: calibrated tensor has {} bytes, expected {}", t.name, c->bytes.size(), dst.size());
+          std::memcpy(dst.data(), c->bytes.data(), dst.size());
+          FillStats(*c, &rep);
+          cal->Release(t.name);
+          return OkStatus();
+        }
+        if (c != nullptr && !c->values.empty()) {  // a norm AWQ changed
+          if (out != GgmlType::kF32 || c->values.size() * 4 != dst.size()) return Errorf("{}: calibrated values do not fit", t.name);
+          std::memcpy(dst.data(), c->values.data(), dst.size());
+          rep.note = "AWQ scales folded in";
+          cal->Release(t.name);
+          return OkStatus();
+        }
+        if (t.name == "output.weight" && rep.quantized && use_imx == nullptr && UsesImatrix(out)) {
+          LOWBIT_ASSIGN_OR_RETURN(out_imx, cal->OutputImportance());
+          use_imx = out_imx.data();
+          rep.note = rep.note.empty() ? "importance from the calibration" : rep.note + "; importance from the calibration";
+        }
+      }
+      Status s = rep.quantized ? QuantizeTensor(t, out, use_imx, *pool, dst, &rep) : ConvertTensorRows(t, out, dst);
       for (const MappedFile* m : plan.mappings) m->DropPages(t.data);
       return s;
     }));
@@ -187,7 +265,8 @@ Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& o) {
   // As llama.cpp: both keys are always written (GGML_QNT_VERSION 2).
   w.SetKv("general.file_type", GgufValue::U32(mix.file_type));
   w.SetKv("general.quantization_version", GgufValue::U32(2));
-  LOWBIT_RETURN_IF_ERROR(w.Write(o.output, o.show_progress));
+  LOWBIT_RETURN_IF_ERROR(w.Write(o.output, o.show_progress && !calibrated));
+  if (cal) report->calibration = cal->report();
   report->file_size = w.FileSize();
   report->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return *report;

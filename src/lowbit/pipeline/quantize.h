@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "lowbit/base/status.h"
+#include "lowbit/pipeline/calibrated.h"
 
 namespace lowbit {
 
@@ -23,6 +24,11 @@ struct QuantizeOptions {
   std::string output_tensor_type, token_embedding_type;
   int threads = 0;  // 0: all hardware threads
   bool show_progress = false;
+  // How the values of each layer matrix are chosen: rtn (each tensor alone, as above), or a
+  // calibrated method (calibrated.h) over --calib text; the type rules stay the same.
+  QuantizeMethod method = QuantizeMethod::kRtn;
+  CalibrationOptions calib;
+  double damp_percent = 0.01;
 };
 
 struct TensorQuantReport {
@@ -46,6 +52,8 @@ struct QuantizeReport {
   double seconds = 0;
   int threads = 1;
   bool used_imatrix = false;
+  std::string method = "rtn";
+  CalibratedReport calibration;  // for calibrated methods
 
   nlohmann::json ToJson() const;
   std::string ToText() const;
