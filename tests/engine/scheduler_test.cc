@@ -87,34 +87,54 @@ TEST_F(SchedulerTest, ConcurrentRequestsGetTheTokensTheyGetAlone) {
   }
 }
 
-TEST_F(SchedulerTest, PrefixReuseCancelQueueAndLimits) {
+std::shared_ptr<RequestChannel> Submitted(Scheduler& s, GenerationRequest r) {
+  auto ch = s.Submit(std::move(r));
+  EXPECT_TRUE(ch.ok()) << ch.status().message();
+  return ch.ok() ? *ch : nullptr;
+}
+
+TEST_F(SchedulerTest, PrefixReuseAndTheContextsEnd) {
   Scheduler s(*model_, *tok_, *vocab_, SchedulerOptions{.n_slots = 1, .n_ctx = 64, .threads = 1, .max_queue = 1});
   GenerationRequest a = Req(1, 4);
-  Result first = Drain(**s.Submit(a));
+  auto ch = Submitted(s, a);
+  ASSERT_NE(ch, nullptr);
+  Result first = Drain(*ch);
   EXPECT_EQ(first.done.cached_tokens, 0);
   // The next turn: the same prompt, the reply, more; everything before the reply's last token is cached.
   GenerationRequest b = a;
   b.prompt.insert(b.prompt.end(), first.tokens.begin(), first.tokens.end());
   b.prompt.push_back(7);
-  Result second = Drain(**s.Submit(b));
+  ch = Submitted(s, b);
+  ASSERT_NE(ch, nullptr);
+  Result second = Drain(*ch);
   EXPECT_EQ(second.done.cached_tokens, static_cast<int64_t>(a.prompt.size() + first.tokens.size() - 1));
-  // Context end: prompt + max_tokens over the context is refused; without max_tokens it ends at the context.
+  // prompt + max_tokens over the context is refused; without max_tokens it ends at the context.
   GenerationRequest big = Req(0, 70);
   EXPECT_FALSE(s.Submit(big).ok());
   big.max_tokens = -1;
-  Result to_end = Drain(**s.Submit(big));
+  ch = Submitted(s, big);
+  ASSERT_NE(ch, nullptr);
+  Result to_end = Drain(*ch);
   EXPECT_EQ(to_end.done.finish_reason, "length");
-  EXPECT_EQ(to_end.done.prompt_tokens + to_end.done.completion_tokens, 64 + 1 - 1);
-  // A long request holds the slot; one may wait; the next is busy; cancelling frees the slot.
-  auto running = *s.Submit(Req(2, -1));
-  auto waiting = *s.Submit(Req(3, 2));
+  EXPECT_EQ(to_end.done.prompt_tokens + to_end.done.completion_tokens, 64 + 1);  // the last token needs no position
+}
+
+TEST_F(SchedulerTest, FullQueueIsBusyAndCancelFreesTheSlot) {
+  Scheduler s(*model_, *tok_, *vocab_, SchedulerOptions{.n_slots = 1, .n_ctx = 8192, .threads = 1, .max_queue = 1});
+  auto running = Submitted(s, Req(2, -1));  // thousands of tokens: it runs until cancelled
+  ASSERT_NE(running, nullptr);
+  GenerationEvent ev;
+  ASSERT_TRUE(running->Next(&ev, 30s));  // it holds the slot
+  auto waiting = Submitted(s, Req(3, 2));  // may wait
+  ASSERT_NE(waiting, nullptr);
   auto busy = s.Submit(Req(4, 2));
   ASSERT_FALSE(busy.ok());
   EXPECT_EQ(busy.status().message().rfind("busy", 0), 0u) << busy.status().message();
   running->Cancel();
   Result w = Drain(*waiting);
   EXPECT_EQ(w.done.completion_tokens, 2);
-  EXPECT_GE(s.Metrics().requests_cancelled, 1);
+  EXPECT_EQ(s.Metrics().requests_cancelled, 1);
+  EXPECT_EQ(s.Metrics().slots_busy, 0);
 }
 
 }  // namespace

@@ -80,47 +80,68 @@ class Pty {
 
 const std::regex kPrompt("\n> $|^> $");
 
-TEST(ChatPty, ConversationCtrlCResetSystemBye) {
+std::vector<std::string> ChatArgs(const std::vector<std::string>& more) {
+  std::vector<std::string> a = {LOWBIT_CLI_PATH, "chat", "-m", testing::SharedPath("models/stories5M/stories5M-f32.gguf"), "--chat-template", "zephyr",
+                                "-t", "1", "--temp", "0"};
+  a.insert(a.end(), more.begin(), more.end());
+  return a;
+}
+
+const std::regex kReplyDone("reused from the cache\\)\r?\n> $");
+
+TEST(ChatPty, TurnsReuseTheHistoryResetSystemAndBye) {
   LOWBIT_REQUIRE_SHARED();
-  Pty t({LOWBIT_CLI_PATH, "chat", "-m", testing::SharedPath("models/stories5M/stories5M-f32.gguf"), "--chat-template", "zephyr", "-c", "4096",
-         "-t", "1", "--temp", "0"});
+  Pty t(ChatArgs({"-c", "512", "-n", "30"}));
   ASSERT_TRUE(t.ok());
   std::string s = t.Until(kPrompt, 30s);
   ASSERT_NE(s.find("Ctrl-C stops a reply"), std::string::npos) << s;
 
   t.Type("Once upon a time\n");
-  s = t.Until(std::regex("reused from the cache\\)\r?\n> $"), 60s);
+  s = t.Until(kReplyDone, 60s);
   std::smatch m;
   ASSERT_TRUE(std::regex_search(s, m, std::regex("\\((\\d+) tokens, [0-9.]+ tok/s; prompt (\\d+) tokens, (\\d+) of them reused"))) << s;
   const int first_prompt = std::stoi(m[2]);
-  EXPECT_GT(std::stoi(m[1]), 0);
+  EXPECT_EQ(std::stoi(m[1]), 30);
 
-  // The second turn's prompt starts with the first turn's: its K/V is reused.
+  // The second turn's prompt starts with the first turn's: its K/V is reused, not recomputed.
   t.Type("What happened next?\n");
-  s = t.Until(std::regex("reused from the cache\\)\r?\n> $"), 60s);
+  s = t.Until(kReplyDone, 60s);
   ASSERT_TRUE(std::regex_search(s, m, std::regex("prompt (\\d+) tokens, (\\d+) of them reused"))) << s;
-  EXPECT_GT(std::stoi(m[1]), first_prompt);
+  EXPECT_GT(std::stoi(m[1]), first_prompt + 30);
   EXPECT_GE(std::stoi(m[2]), first_prompt) << s;
 
-  // Ctrl-C during a reply stops it; the chat goes on.
   t.Type("/reset\n");
   s = t.Until(kPrompt, 10s);
   EXPECT_NE(s.find("(conversation reset)"), std::string::npos) << s;
-  t.Type("Tell me a very long story about a dog\n");
-  t.Until(std::regex("dog\r?\n[^\n]{20,}"), 30s);  // the reply is streaming
-  t.Type("\x03");
-  s = t.Until(kPrompt, 10s);
-  EXPECT_NE(s.find("[stopped]"), std::string::npos) << s;
   t.Type("/system You are a storyteller.\n");
   s = t.Until(kPrompt, 10s);
   EXPECT_NE(s.find("(system prompt set"), std::string::npos) << s;
   t.Type("Hello\n");
-  s = t.Until(std::regex("reused from the cache\\)\r?\n> $"), 60s);
+  s = t.Until(kReplyDone, 60s);
   EXPECT_NE(s.find("tok/s"), std::string::npos) << s;
   // Ctrl-C at the prompt does not end the chat; /bye does.
   t.Type("\x03");
   s = t.Until(std::regex("/bye to quit\\)"), 5s);
   EXPECT_NE(s.find("/bye to quit"), std::string::npos) << s;
+  t.Type("/bye\n");
+  EXPECT_EQ(t.Wait(10s), 0);
+}
+
+TEST(ChatPty, CtrlCStopsAReplyAndTheChatGoesOn) {
+  LOWBIT_REQUIRE_SHARED();
+  Pty t(ChatArgs({"-c", "4096"}));  // no -n: a reply would run to the context's end, for seconds
+  ASSERT_TRUE(t.ok());
+  t.Until(kPrompt, 30s);
+  t.Type("Tell me a very long story about a dog\n");
+  const std::string started = t.Until(std::regex("dog\r?\n[^\n]{20,}"), 30s);  // the reply is streaming
+  t.Type("\x03");
+  std::string s = t.Until(kPrompt, 10s);
+  EXPECT_NE(s.find("[stopped]"), std::string::npos) << started << s;
+  t.Type("And then?\n");  // the chat goes on
+  s = t.Until(std::regex("\n[^\n]{20,}"), 30s);
+  t.Type("\x03");
+  s += t.Until(kPrompt, 10s);
+  EXPECT_NE(s.find("[stopped]"), std::string::npos) << s;
   t.Type("/bye\n");
   EXPECT_EQ(t.Wait(10s), 0);
 }

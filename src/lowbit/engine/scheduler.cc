@@ -202,11 +202,18 @@ void Scheduler::Finish(Slot& s, const char* reason) {
   done.prompt_tokens = static_cast<int64_t>(s.req.prompt.size());
   done.completion_tokens = s.generated;
   done.cached_tokens = s.cached_prompt;
-  s.ch->Push(std::move(done));
+  std::shared_ptr<RequestChannel> ch = s.ch;
+  Release(s);  // the slot is free before the submitter hears that its request is done
+  ch->Push(std::move(done));
+}
+
+void Scheduler::Release(Slot& s) {
   s.ch.reset();
   s.sampler.reset();
   s.active = false;
   s.generating = false;
+  std::lock_guard<std::mutex> lk(mu_);
+  --metrics_.slots_busy;
 }
 
 void Scheduler::Sample(Slot& s, const float* raw) {
@@ -260,9 +267,7 @@ void Scheduler::RunStep() {
   for (auto& sp : slots_) {  // clients that went away leave first
     Slot& s = *sp;
     if (s.active && s.ch->cancelled()) {
-      s.ch.reset();
-      s.sampler.reset();
-      s.active = false;
+      Release(s);
       ++freed;
     }
   }
@@ -308,18 +313,13 @@ void Scheduler::RunStep() {
       generated += s.generated - before;
     }
   }
-  int busy = 0;
   int64_t kv = 0;
-  for (auto& sp : slots_) {
-    busy += sp->active ? 1 : 0;
-    kv += sp->active ? static_cast<int64_t>(sp->cached.size()) : 0;
-  }
+  for (auto& sp : slots_) kv += sp->active ? static_cast<int64_t>(sp->cached.size()) : 0;
   std::lock_guard<std::mutex> lk(mu_);
   metrics_.requests_cancelled += freed;
   metrics_.generated_tokens_total += generated;
   (prompt_work ? metrics_.prompt_seconds : metrics_.decode_seconds) += seconds;
   metrics_.steps += batch_.empty() ? 0 : 1;
-  metrics_.slots_busy = busy;
   metrics_.kv_used = kv;
 }
 

@@ -121,6 +121,7 @@ class Scheduler {
   void RunStep();               // one batched forward and what follows from it
   void Sample(Slot& s, const float* logits);
   void Finish(Slot& s, const char* reason);
+  void Release(Slot& s);        // the slot becomes free (slots_busy is exact under mu_)
   bool IsEog(int32_t t) const;
 
   const LlamaModel& model_;

@@ -30,25 +30,29 @@ size_t IncompleteUtf8Tail(std::string_view s) {
   return 0;
 }
 
+// Whether `c1` may follow lead byte `c` (the overlong, surrogate and out-of-range forms excluded).
+bool SecondOk(unsigned char c, unsigned char c1) {
+  if (!IsCont(c1)) return false;
+  if (c == 0xE0) return c1 >= 0xA0;
+  if (c == 0xED) return c1 <= 0x9F;
+  if (c == 0xF0) return c1 >= 0x90;
+  if (c == 0xF4) return c1 <= 0x8F;
+  return true;
+}
+
 std::string SanitizeUtf8(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size();) {
     const auto c = static_cast<unsigned char>(s[i]);
-    size_t len = SeqLength(c);
-    bool ok = len != 0 && i + len <= s.size();
-    for (size_t k = 1; ok && k < len; ++k) ok = IsCont(static_cast<unsigned char>(s[i + k]));
-    if (ok && len >= 3) {  // overlong, surrogate and out-of-range forms
-      const auto c1 = static_cast<unsigned char>(s[i + 1]);
-      if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 > 0x9F) || (c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 > 0x8F)) ok = false;
-    }
-    if (ok) {
-      out.append(s.substr(i, len));
-      i += len;
-    } else {
-      out += "\xEF\xBF\xBD";
-      ++i;
-    }
+    const size_t len = SeqLength(c);
+    // The longest valid start of a sequence here ("maximal subpart"): a complete character is kept,
+    // an invalid or cut one becomes one U+FFFD, as Python's and the WHATWG decoders do.
+    size_t j = 1;
+    while (j < len && i + j < s.size() && (j == 1 ? SecondOk(c, static_cast<unsigned char>(s[i + 1])) : IsCont(static_cast<unsigned char>(s[i + j])))) ++j;
+    if (len != 0 && j == len) out.append(s.substr(i, len));
+    else out += "\xEF\xBF\xBD";
+    i += j;
   }
   return out;
 }

@@ -60,17 +60,26 @@ struct HttpServer::Impl {
     return [s](int32_t t) { return s->scheduler->TokenText(t); };
   }
 
+  // The key check runs in the handler, after httplib has read the body: answering from the
+  // pre-routing hook would leave an unread body on a keep-alive connection.
+  bool Authorized(const httplib::Request& req, httplib::Response& res) {
+    if (o.api_key.empty()) return true;
+    const std::string auth = req.get_header_value("Authorization");
+    if (auth == "Bearer " + o.api_key) return true;
+    ++unauthorized;
+    SendError(res, ApiError{401, auth.empty() ? "missing API key: send 'Authorization: Bearer KEY'" : "invalid API key", "authentication_error", "",
+                            "invalid_api_key"});
+    return false;
+  }
+  httplib::Server::Handler Keyed(httplib::Server::Handler h) {
+    return [this, h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
+      if (Authorized(req, res)) h(req, res);
+    };
+  }
+
   void Routes() {
-    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    http.set_pre_routing_handler([this](const httplib::Request&, httplib::Response&) {
       ++http_requests;
-      if (o.api_key.empty() || req.path == "/" || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
-      const std::string auth = req.get_header_value("Authorization");
-      if (auth != "Bearer " + o.api_key) {
-        ++unauthorized;
-        SendError(res, ApiError{401, auth.empty() ? "missing API key: send 'Authorization: Bearer KEY'" : "invalid API key",
-                                "authentication_error", "", "invalid_api_key"});
-        return httplib::Server::HandlerResponse::Handled;
-      }
       return httplib::Server::HandlerResponse::Unhandled;
     });
     http.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
@@ -96,21 +105,21 @@ struct HttpServer::Impl {
                 {"meta", {{"n_ctx_slot", s->scheduler->n_ctx()}, {"slots", s->scheduler->options().n_slots}, {"n_vocab", s->n_vocab}}}};
       res.set_content(Dump(Json{{"object", "list"}, {"data", Json::array({m})}}), "application/json");
     };
-    http.Get("/v1/models", models);
-    http.Get("/models", models);
-    http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    http.Get("/v1/models", Keyed(models));
+    http.Get("/models", Keyed(models));
+    http.Get("/metrics", Keyed([this](const httplib::Request&, httplib::Response& res) {
       const ServingState* s = ready.load();
       if (s == nullptr) return SendError(res, Unavailable("Loading model"));
       res.set_content(MetricsText(s->scheduler->Metrics()), "text/plain; version=0.0.4");
-    });
-    http.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) { Tokenize(req, res); });
-    http.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) { Detokenize(req, res); });
-    http.Post("/apply-template", [this](const httplib::Request& req, httplib::Response& res) { ApplyTemplate(req, res); });
-    http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) { Complete(req, res, true); });
-    http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) { Complete(req, res, false); });
+    }));
+    http.Post("/tokenize", Keyed([this](const httplib::Request& req, httplib::Response& res) { Tokenize(req, res); }));
+    http.Post("/detokenize", Keyed([this](const httplib::Request& req, httplib::Response& res) { Detokenize(req, res); }));
+    http.Post("/apply-template", Keyed([this](const httplib::Request& req, httplib::Response& res) { ApplyTemplate(req, res); }));
+    http.Post("/v1/chat/completions", Keyed([this](const httplib::Request& req, httplib::Response& res) { Complete(req, res, true); }));
+    http.Post("/v1/completions", Keyed([this](const httplib::Request& req, httplib::Response& res) { Complete(req, res, false); }));
     // Aliases clients use.
-    http.Post("/chat/completions", [this](const httplib::Request& req, httplib::Response& res) { Complete(req, res, true); });
-    http.Post("/completions", [this](const httplib::Request& req, httplib::Response& res) { Complete(req, res, false); });
+    http.Post("/chat/completions", Keyed([this](const httplib::Request& req, httplib::Response& res) { Complete(req, res, true); }));
+    http.Post("/completions", Keyed([this](const httplib::Request& req, httplib::Response& res) { Complete(req, res, false); }));
   }
 
   std::string MetricsText(const SchedulerMetrics& m) const {
@@ -302,7 +311,8 @@ struct HttpServer::Impl {
   bool WholeStep(Flight& f, httplib::DataSink& sink) {
     if (f.finished) return false;
     GenerationEvent ev;
-    while (f.ch->Next(&ev, std::chrono::milliseconds(250))) {
+    const auto until = Clock::now() + std::chrono::milliseconds(250);
+    while (f.ch->Next(&ev, std::chrono::duration_cast<std::chrono::milliseconds>(std::max(until - Clock::now(), Clock::duration::zero())))) {
       if (ev.kind == GenerationEvent::Kind::kText) {
         f.text += ev.text;
         if (f.logprobs) f.tokens.insert(f.tokens.end(), ev.tokens.begin(), ev.tokens.end());
@@ -320,6 +330,7 @@ struct HttpServer::Impl {
         sink.done();
         return true;
       }
+      if (Clock::now() >= until) break;
     }
     if (Clock::now() - f.last_write > std::chrono::milliseconds(500)) {  // is the client still there?
       if (!sink.write(" ", 1)) return Gone(f);
@@ -347,6 +358,7 @@ Expected<int> HttpServer::Start(int slots_hint) {
   m.http.set_write_timeout(m.o.write_timeout_s, 0);
   m.http.set_keep_alive_max_count(1000);
   m.http.set_keep_alive_timeout(5);
+  m.http.set_tcp_nodelay(true);  // each token's chunk goes out at once
   m.Routes();
   int port = m.o.port;
   if (port == 0) {
