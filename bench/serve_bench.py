@@ -85,8 +85,13 @@ def run_count(url, n, tokens, reps):
     return best
 
 
-def measure(url, counts, tokens, reps):
-    return [run_count(url, n, tokens, reps) for n in counts]
+def measure(url, counts, tokens, reps, name="server"):
+    rows = []
+    for n in counts:
+        rows.append(run_count(url, n, tokens, reps))
+        r = rows[-1]
+        print(f"[{name}] {n} streams: {r['aggregate_tok_s']:.1f} tok/s aggregate, TTFT mean {r['ttft_mean_ms']:.0f} ms", file=sys.stderr, flush=True)
+    return rows
 
 
 def start(cmd, url, log):
@@ -134,7 +139,7 @@ def main():
             with open(f"/tmp/serve_bench_{name}.log", "w") as log:
                 p = start(cmd, url, log)
                 try:
-                    runs[name] = measure(url, counts, a.tokens, a.reps)
+                    runs[name] = measure(url, counts, a.tokens, a.reps, name)
                 finally:
                     p.terminate()
                     p.wait(timeout=30)
