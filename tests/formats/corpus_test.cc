@@ -11,6 +11,8 @@
 #include "lowbit/formats/llama2c.h"
 #include "lowbit/formats/safetensors.h"
 #include "lowbit/formats/sentencepiece_model.h"
+#include "lowbit/server/openai.h"
+#include "lowbit/template/template.h"
 #include "test_data.h"
 
 namespace lowbit {
@@ -27,6 +29,15 @@ Status ParseAs(const std::string& parser, const std::vector<uint8_t>& b) {
   if (parser == "tokenizer_json") return ParseHfTokenizerJson(text, "corpus").status();
   if (parser == "sentencepiece") return ParseSentencePieceModel(b, "corpus").status();
   if (parser == "imatrix") return ParseImatrixDat(b, "corpus").status();
+  if (parser == "jinja") {  // parse, then render (a template may fail only when run)
+    auto t = jinja::Template::Parse(text);
+    Status s = t.ok() ? t->Render(jinja::Value::FromJson({{"messages", {{{"role", "user"}, {"content", "x"}}}}})).status() : t.status();
+    return s.ok() ? s : Errorf("corpus: {}", s.message());
+  }
+  if (parser == "openai_request") {  // as a chat request
+    auto r = server::ParseRequest(std::string(text), true, 32000);
+    return std::holds_alternative<server::ApiError>(r) ? Errorf("corpus: {}", std::get<server::ApiError>(r).message) : OkStatus();
+  }
   ADD_FAILURE() << "no parser named " << parser;
   return OkStatus();
 }

@@ -57,8 +57,11 @@ Prepared Prepare(const DotKernels& k, const MatMulArgs& a) {
   p.a = &a;
   p.dot = k.For(a.type);
   p.dot4 = k.For4(a.type);
-  p.eight_rows = a.batch >= 8 ? k.ForGemm8(a.type) : a.batch == 1 ? k.ForRows8(a.type) : nullptr;
-  if (a.batch >= 8 && p.eight_rows != nullptr) {
+  const Gemm8Fn gemm = a.batch >= 8 ? k.ForGemm8(a.type) : nullptr;
+  const Rows8Fn rows = k.ForRows8(a.type);
+  if (!a.batch_invariant) p.eight_rows = a.batch >= 8 ? gemm : a.batch == 1 ? rows : nullptr;
+  else p.eight_rows = rows == nullptr ? nullptr : gemm != nullptr ? gemm : rows;
+  if (gemm != nullptr && p.eight_rows == gemm) {
     p.sixteen_rows = k.ForGemm16(a.type);
     p.layout = k.ForGemm8Layout(a.type);
   }

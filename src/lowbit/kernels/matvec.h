@@ -41,6 +41,11 @@ struct MatMulArgs {
   const float* x = nullptr;  // [batch][cols]
   int64_t batch = 1;
   float* y = nullptr;        // [batch][rows]
+  // Every row's result independent of `batch` (continuous batching: a sequence's tokens get the
+  // same logits whatever else shares the step). Where the table has a rows8 kernel (bit-equal to the
+  // reference, as its gemm8 is) it serves every batch below 8 and any batch without a gemm8; a type
+  // without one never takes the gemm8 (its dot and dot4 agree with each other, not with gemm8).
+  bool batch_invariant = false;
 };
 
 // With the given kernel table (tests and benchmarks compare ISAs) or the active one.
