@@ -1,6 +1,7 @@
 // `lowbit chat -m MODEL [sampling flags]`: a conversation in the terminal with the model's chat
 // template. Replies stream as they are generated; Ctrl-C stops a reply (the chat goes on); the
 // history stays in the KV cache between turns. Commands: /reset, /system TEXT, /bye (or Ctrl-D).
+#include <poll.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -22,20 +23,25 @@ void OnInterrupt(int) { g_interrupted = true; }
 
 enum class Read { kLine, kEof, kInterrupted };
 
-// One line from stdin, read with read(2) so that Ctrl-C (EINTR) is seen at once.
+// One line from stdin. SIGINT may be delivered to any of the process's threads (the scheduler's
+// workers included), so a blocking read(2) in this thread would not always see EINTR: poll with a
+// short timeout and look at the flag the handler sets.
 Read ReadLine(std::string* line) {
   line->clear();
   char c;
   while (true) {
+    if (g_interrupted.exchange(false)) return Read::kInterrupted;
+    pollfd p{0, POLLIN, 0};
+    const int r = ::poll(&p, 1, 50);
+    if (r < 0 && errno == EINTR) continue;
+    if (r == 0) continue;
     const ssize_t n = ::read(0, &c, 1);
     if (n == 1) {
       if (c == '\n') return Read::kLine;
       *line += c;
     } else if (n == 0) {
       return line->empty() ? Read::kEof : Read::kLine;
-    } else if (errno == EINTR) {
-      if (g_interrupted.exchange(false)) return Read::kInterrupted;
-    } else {
+    } else if (errno != EINTR) {
       return Read::kEof;
     }
   }
