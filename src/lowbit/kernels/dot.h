@@ -26,7 +26,7 @@ using VecDotFn = float (*)(const uint8_t* w_row, const uint8_t* act, int64_t n);
 // the table's VecDotFn returns for row t.
 using VecDot4Fn = void (*)(const uint8_t* w_row, const uint8_t* act, uint64_t act_stride, int64_t n, float* out);
 
-inline constexpr int kMaxTypeId = 43;
+inline constexpr int kMaxTypeId = static_cast<int>(kTypeIdLimit);  // ggml's ids and lowbit's internal ones
 
 // Prefill GEMM on 8 weight rows (w, row_bytes apart) and ntok activation rows (act_stride apart):
 // y[t * y_stride + r] for r < 8. Each result equals the reference VecDotFn's bit for bit. Where the
