@@ -221,8 +221,9 @@ void LlamaSession::Linears(std::initializer_list<LinearJob> jobs, int64_t n) {
   LOWBIT_CHECK(jobs.size() <= kMaxMatMulGroup);
   size_t i = 0;
   for (const LinearJob& j : jobs) {
-    args[i++] = MatMulArgs{.type = j.w->type, .w = j.w->data, .rows = j.w->rows, .cols = j.w->cols,
-                           .row_stride = j.w->row_stride, .x = j.x, .batch = n, .y = j.y, .batch_invariant = batch_invariant_};
+    args[i++] = MatMulArgs{.type = j.w->type, .w = j.w->data, .rows = j.w->rows, .cols = j.w->cols, .row_stride = j.w->row_stride,
+                           .x = j.x, .x_map = j.w->x_map, .x_stride = j.w->x_stride, .batch = n, .y = j.y,
+                           .batch_invariant = batch_invariant_};
   }
   MatMulGroup(std::span<const MatMulArgs>(args, i), pool_.get(), &mm_scratch_);
   for (const LinearJob& j : jobs) {

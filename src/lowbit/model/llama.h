@@ -43,6 +43,11 @@ struct WeightView {
   const uint8_t* data = nullptr;
   int64_t rows = 0, cols = 0;  // rows = outputs, cols = inputs (GGUF dims[1], dims[0])
   uint64_t row_stride = 0;
+  // The product's input map and input width (MatMulArgs::x_map, x_stride; kernels/matvec.h): for
+  // weights stored with their columns regrouped or padded (GPTQ act-order, rows padded to whole
+  // blocks), cols is the stored width and x_stride the width of the input rows. nullptr / 0: plain.
+  const int32_t* x_map = nullptr;
+  int64_t x_stride = 0;
 };
 
 class LlamaModel {
