@@ -9,6 +9,8 @@
 #include "lowbit/formats/hf.h"
 #include "lowbit/formats/imatrix.h"
 #include "lowbit/formats/llama2c.h"
+#include "lowbit/formats/quant_checkpoint.h"
+#include "lowbit/formats/quant_config.h"
 #include "lowbit/formats/safetensors.h"
 #include "lowbit/formats/sentencepiece_model.h"
 #include "test_data.h"
@@ -16,6 +18,29 @@
 namespace lowbit {
 namespace {
 namespace fs = std::filesystem;
+
+// A safetensors file of GPTQ / AWQ layers, read under the config its __metadata__ carries as
+// "quantization_config" (GPTQ v1 4-bit group 128 act-order when absent), as fuzz_quant_tensors does.
+Status ReadQuantTensors(const std::vector<uint8_t>& b) {
+  auto f = SafetensorsFile::Parse(b, "corpus");
+  if (!f.ok()) return f.status();
+  QuantConfig cfg;
+  cfg.desc_act = true;
+  cfg.sym = false;
+  auto it = f->metadata().find("quantization_config");
+  if (it != f->metadata().end()) {
+    auto c = ParseQuantConfig(it->second, "corpus: quantization_config");
+    if (!c.ok()) return c.status();
+    cfg = *c;
+  }
+  int layers = 0;
+  Status s = ForEachQuantizedLinear(*f, cfg, [&](const std::string&, IntQuantLinear&& q) {
+    ++layers;
+    return CheckIntQuantLinear(q, "corpus");
+  });
+  if (s.ok() && layers == 0) return Status::Error("corpus: no quantized layer in the file");
+  return s.WithContext("corpus");
+}
 
 Status ParseAs(const std::string& parser, const std::vector<uint8_t>& b) {
   const std::string_view text(reinterpret_cast<const char*>(b.data()), b.size());
@@ -27,6 +52,8 @@ Status ParseAs(const std::string& parser, const std::vector<uint8_t>& b) {
   if (parser == "tokenizer_json") return ParseHfTokenizerJson(text, "corpus").status();
   if (parser == "sentencepiece") return ParseSentencePieceModel(b, "corpus").status();
   if (parser == "imatrix") return ParseImatrixDat(b, "corpus").status();
+  if (parser == "quant_config") return ParseQuantConfig(text, "corpus").status();
+  if (parser == "quant_tensors") return ReadQuantTensors(b);
   ADD_FAILURE() << "no parser named " << parser;
   return OkStatus();
 }
