@@ -135,6 +135,31 @@ TEST(Gptq, SymmetricFourBitV1ZerosAre0x77777777) {
   }
 }
 
+TEST(Gptq, PackedTensorsAreAutoGptqsBuffers) {
+  std::mt19937 rng(6);
+  LinearSpec s;
+  s.bits = 3;
+  s.rows = 64;
+  s.cols = 96;
+  s.bias = true;
+  auto packed = PackQuantizedLinear("model.layers.0.mlp.up_proj", RandomLinear(rng, s),
+                                    Gptq(3, 32, CheckpointFormat::kGptq, false, false));
+  ASSERT_TRUE(packed.ok()) << packed.status().message();
+  ASSERT_EQ(packed->size(), 5u);
+  const std::vector<std::pair<std::string, std::vector<uint64_t>>> want = {
+      {"qweight", {9, 64}}, {"qzeros", {3, 6}}, {"scales", {3, 64}}, {"g_idx", {96}}, {"bias", {64}}};
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ((*packed)[i].name, "model.layers.0.mlp.up_proj." + want[i].first);
+    EXPECT_EQ((*packed)[i].shape, want[i].second) << want[i].first;
+    uint64_t n = 1;
+    for (uint64_t d : (*packed)[i].shape) n *= d;
+    EXPECT_EQ((*packed)[i].bytes.size(), n * StDtypeSize((*packed)[i].dtype)) << want[i].first;
+  }
+  EXPECT_EQ((*packed)[0].dtype, StDtype::kI32);
+  EXPECT_EQ((*packed)[3].dtype, StDtype::kI32);
+  EXPECT_EQ((*packed)[4].dtype, StDtype::kF16);
+}
+
 TEST(Gptq, QweightWordHoldsEightInputsOfOneOutput) {
   // out 8, in 8, 4-bit, one group: output o's codes are (o + i) % 16 for input i.
   IntQuantLinear q;

@@ -260,6 +260,12 @@ TEST(QuantConfig, LoadsAFolderWithPrecedenceAndAgreement) {
     testing::WriteFileBytes(dir.Path(name), std::vector<uint8_t>(text.begin(), text.end()));
   };
   EXPECT_FALSE(LoadQuantConfig(dir.path().string()).ok());
+  write("config.json", "{\"architectures\": ");
+  write("quantize_config.json", R"({"bits": 4, "group_size": 64, "desc_act": false})");
+  auto broken = LoadQuantConfig(dir.path().string());
+  ASSERT_FALSE(broken.ok());
+  EXPECT_NE(broken.status().message().find("config.json: not a JSON object"), std::string::npos);
+  std::filesystem::remove(dir.Path("quantize_config.json"));
   write("config.json", R"({"architectures": ["LlamaForCausalLM"]})");
   auto none = LoadQuantConfig(dir.path().string());
   ASSERT_FALSE(none.ok());

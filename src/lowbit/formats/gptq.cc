@@ -51,7 +51,9 @@ std::string QweightHint(const StTensor& t, const Geometry& g) {
     const uint64_t b = t.shape[0] * g.word_bits / g.cols;
     if (b == 2 || b == 3 || b == 4 || b == 8) return fmt::format(" (the shape fits {}-bit codes: check \"bits\")", b);
   }
-  if (t.shape[1] == static_cast<uint64_t>(g.cols)) return " (the shape fits the transposed layer: check in/out features)";
+  if (t.shape[1] == static_cast<uint64_t>(g.cols)) {
+    return " (the shape fits the transposed layer: check in/out features)";
+  }
   return "";
 }
 
@@ -162,11 +164,11 @@ Expected<IntQuantLinear> ReadGptqLinear(const TensorSet& ts, const std::string& 
   LOWBIT_ASSIGN_OR_RETURN(const StTensor* qzeros, Require(ts, prefix + ".qzeros"));
   LOWBIT_RETURN_IF_ERROR(ExpectDtype(*qzeros, {word}));
   LOWBIT_RETURN_IF_ERROR(ExpectShape(*qzeros, {groups, rows * g.bits / g.word_bits},
-                                     fmt::format("{} group{} of {} outputs as {}", groups, groups == 1 ? "" : "s", rows, g.packing)));
+                                     fmt::format("{} of {} outputs as {}", Groups(groups), rows, g.packing)));
   LOWBIT_ASSIGN_OR_RETURN(const StTensor* scales, Require(ts, prefix + ".scales"));
   LOWBIT_ASSIGN_OR_RETURN(ScaleDtype sd, ScaleDtypeOf(*scales));
   LOWBIT_RETURN_IF_ERROR(ExpectShape(*scales, {groups, rows},
-                                     fmt::format("{} group{} (group_size {} over {} inputs) x {} outputs", groups, groups == 1 ? "" : "s",
+                                     fmt::format("{} (group_size {} over {} inputs) x {} outputs", Groups(groups),
                                                  m.group_size, cols, rows)));
   const StTensor* bias = ts.Find(prefix + ".bias");
   if (bias != nullptr) LOWBIT_RETURN_IF_ERROR(ExpectShape(*bias, {rows}, "one bias per output"));
@@ -189,8 +191,8 @@ Expected<IntQuantLinear> ReadGptqLinear(const TensorSet& ts, const std::string& 
   return q;
 }
 
-Status AddGptqLinear(SafetensorsWriter& w, const std::string& prefix, const IntQuantLinear& q,
-                     const QuantConfig& cfg) {
+Expected<std::vector<PackedTensor>> PackGptqLinear(const std::string& prefix, const IntQuantLinear& q,
+                                                   const QuantConfig& cfg) {
   if (cfg.method != QuantMethod::kGptq) return Errorf("{}: the quantization config is AWQ, not GPTQ", prefix);
   LOWBIT_RETURN_IF_ERROR(CheckWritableConfig(cfg).WithContext(prefix));
   LOWBIT_ASSIGN_OR_RETURN(ModuleQuant m, ModuleSettings(cfg, prefix));
@@ -240,16 +242,22 @@ Status AddGptqLinear(SafetensorsWriter& w, const std::string& prefix, const IntQ
   std::vector<uint8_t> gidx(cols * 4);
   std::memcpy(gidx.data(), q.g_idx.data(), gidx.size());
 
-  LOWBIT_RETURN_IF_ERROR(AddBytes(w, prefix + ".qweight", word, {cols * g.bits / g.word_bits, rows}, std::move(qweight)));
-  LOWBIT_RETURN_IF_ERROR(AddBytes(w, prefix + ".qzeros", word, {groups, rows * g.bits / g.word_bits}, std::move(qzeros)));
-  LOWBIT_RETURN_IF_ERROR(AddBytes(w, prefix + ".scales", StDtypeOf(q.scale_dtype), {groups, rows},
-                                  EncodeFloats(q.scales, q.scale_dtype)));
-  LOWBIT_RETURN_IF_ERROR(AddBytes(w, prefix + ".g_idx", StDtype::kI32, {cols}, std::move(gidx)));
+  const uint64_t word_rows = cols * g.bits / g.word_bits, word_cols = rows * g.bits / g.word_bits;
+  std::vector<PackedTensor> out;
+  out.push_back({prefix + ".qweight", word, {word_rows, rows}, std::move(qweight)});
+  out.push_back({prefix + ".qzeros", word, {groups, word_cols}, std::move(qzeros)});
+  out.push_back({prefix + ".scales", StDtypeOf(q.scale_dtype), {groups, rows}, EncodeFloats(q.scales, q.scale_dtype)});
+  out.push_back({prefix + ".g_idx", StDtype::kI32, {cols}, std::move(gidx)});
   if (!q.bias.empty()) {
-    LOWBIT_RETURN_IF_ERROR(AddBytes(w, prefix + ".bias", StDtypeOf(q.scale_dtype), {rows},
-                                    EncodeFloats(q.bias, q.scale_dtype)));
+    out.push_back({prefix + ".bias", StDtypeOf(q.scale_dtype), {rows}, EncodeFloats(q.bias, q.scale_dtype)});
   }
-  return OkStatus();
+  return out;
+}
+
+Status AddGptqLinear(SafetensorsWriter& w, const std::string& prefix, const IntQuantLinear& q,
+                     const QuantConfig& cfg) {
+  LOWBIT_ASSIGN_OR_RETURN(std::vector<PackedTensor> tensors, PackGptqLinear(prefix, q, cfg));
+  return AddPacked(w, std::move(tensors));
 }
 
 }  // namespace lowbit

@@ -1,5 +1,6 @@
 #include "lowbit/formats/int_pack.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 
@@ -92,9 +93,17 @@ void UnpackRow(const uint8_t* words, int64_t n, int bits, int word_bits, int32_t
   for (int64_t c = 0; c < n / vpc; ++c) {
     uint64_t w[2];
     LoadChunk(words + c * wpc * wbytes, wbytes, wpc, word_bits, w);
-    for (int64_t k = 0; k < vpc; ++k) values[c * vpc + k] = static_cast<int32_t>(ChunkField(w, static_cast<int>(k) * bits, bits));
+    for (int64_t k = 0; k < vpc; ++k) {
+      values[c * vpc + k] = static_cast<int32_t>(ChunkField(w, static_cast<int>(k) * bits, bits));
+    }
   }
 }
+
+// The columns are transposed one tile of kTileRows outputs x kTileCols inputs at a time through a
+// small contiguous buffer: written straight into `codes`, every chunk stored a few bytes into each
+// output row, `cols` bytes apart, and with cols a multiple of 4096 those stores fell into the same
+// few cache sets. kTileCols is a multiple of every ValuesPerChunk (at most 32).
+constexpr int64_t kTileRows = 64, kTileCols = 64;
 
 void PackColumns(const uint8_t* codes, int64_t rows, int64_t cols, int bits, int word_bits, uint8_t* words) {
   LOWBIT_CHECK(PackingSupported(bits, word_bits));
@@ -102,38 +111,90 @@ void PackColumns(const uint8_t* codes, int64_t rows, int64_t cols, int bits, int
   LOWBIT_CHECK(cols % vpc == 0);
   const int64_t wbytes = word_bits / 8, row_stride = rows * wbytes;
   const uint64_t mask = (uint64_t{1} << bits) - 1;
-  for (int64_t chunk = 0; chunk < cols / vpc; ++chunk) {
-    uint8_t* out = words + chunk * wpc * row_stride;
-    for (int64_t r = 0; r < rows; ++r) {
-      const uint8_t* q = codes + r * cols + chunk * vpc;
-      uint64_t w[2] = {0, 0};
-      for (int64_t k = 0; k < vpc; ++k) SetChunkField(w, static_cast<int>(k) * bits, bits, q[k] & mask);
-      StoreChunk(out + r * wbytes, row_stride, wpc, word_bits, w);
+  uint8_t tile[kTileRows][kTileCols];
+  for (int64_t r0 = 0; r0 < rows; r0 += kTileRows) {
+    const int64_t nr = std::min(rows - r0, kTileRows);
+    for (int64_t c0 = 0; c0 < cols; c0 += kTileCols) {
+      const int64_t nc = std::min(cols - c0, kTileCols);
+      for (int64_t r = 0; r < nr; ++r) std::memcpy(tile[r], codes + (r0 + r) * cols + c0, nc);
+      for (int64_t chunk = 0; chunk < nc / vpc; ++chunk) {
+        uint8_t* out = words + ((c0 / vpc + chunk) * wpc * rows + r0) * wbytes;
+        for (int64_t r = 0; r < nr; ++r) {
+          const uint8_t* q = tile[r] + chunk * vpc;
+          uint64_t w[2] = {0, 0};
+          for (int64_t k = 0; k < vpc; ++k) SetChunkField(w, static_cast<int>(k) * bits, bits, q[k] & mask);
+          StoreChunk(out + r * wbytes, row_stride, wpc, word_bits, w);
+        }
+      }
     }
   }
 }
 
+namespace {
+
+// A tile of a 2/4/8-bit qweight: `chunks` rows of words (`chunk_stride` bytes apart), `nr` words
+// each, into tile[row][input]; the fixed field count lets the compiler unroll the shifts.
+template <int kBits, int kWordBits>
+void UnpackTileWords(const uint8_t* in, int64_t nr, int64_t chunks, int64_t chunk_stride, uint8_t (*tile)[64]) {
+  constexpr int kValues = kWordBits / kBits;
+  constexpr uint64_t kMask = (uint64_t{1} << kBits) - 1;
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    for (int64_t r = 0; r < nr; ++r) {
+      const uint64_t w = LoadWord(in + chunk * chunk_stride + r * (kWordBits / 8), kWordBits);
+      uint8_t* q = tile[r] + chunk * kValues;
+      for (int k = 0; k < kValues; ++k) q[k] = static_cast<uint8_t>((w >> (k * kBits)) & kMask);
+    }
+  }
+}
+
+using UnpackTileFn = void (*)(const uint8_t*, int64_t, int64_t, int64_t, uint8_t (*)[64]);
+
+UnpackTileFn UnpackTileFor(int bits, int word_bits) {
+  switch (bits * 100 + word_bits) {
+    case 208: return UnpackTileWords<2, 8>;
+    case 216: return UnpackTileWords<2, 16>;
+    case 232: return UnpackTileWords<2, 32>;
+    case 264: return UnpackTileWords<2, 64>;
+    case 408: return UnpackTileWords<4, 8>;
+    case 416: return UnpackTileWords<4, 16>;
+    case 432: return UnpackTileWords<4, 32>;
+    case 464: return UnpackTileWords<4, 64>;
+    case 808: return UnpackTileWords<8, 8>;
+    case 816: return UnpackTileWords<8, 16>;
+    case 832: return UnpackTileWords<8, 32>;
+    case 864: return UnpackTileWords<8, 64>;
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
 void UnpackColumns(const uint8_t* words, int64_t rows, int64_t cols, int bits, int word_bits, uint8_t* codes) {
   LOWBIT_CHECK(PackingSupported(bits, word_bits));
+  const UnpackTileFn unpack_tile = UnpackTileFor(bits, word_bits);
   const int64_t vpc = ValuesPerChunk(bits, word_bits), wpc = WordsPerChunk(bits, word_bits);
   LOWBIT_CHECK(cols % vpc == 0);
   const int64_t wbytes = word_bits / 8, row_stride = rows * wbytes;
-  const uint64_t mask = (uint64_t{1} << bits) - 1;
-  for (int64_t chunk = 0; chunk < cols / vpc; ++chunk) {
-    const uint8_t* in = words + chunk * wpc * row_stride;
-    if (bits != 3) {  // one word per chunk: shift the fields out directly
-      for (int64_t r = 0; r < rows; ++r) {
-        const uint64_t w = LoadWord(in + r * wbytes, word_bits);
-        uint8_t* q = codes + r * cols + chunk * vpc;
-        for (int64_t k = 0; k < vpc; ++k) q[k] = static_cast<uint8_t>((w >> (k * bits)) & mask);
+  uint8_t tile[kTileRows][kTileCols];
+  for (int64_t r0 = 0; r0 < rows; r0 += kTileRows) {
+    const int64_t nr = std::min(rows - r0, kTileRows);
+    for (int64_t c0 = 0; c0 < cols; c0 += kTileCols) {
+      const int64_t nc = std::min(cols - c0, kTileCols);
+      if (unpack_tile != nullptr) {  // 2/4/8-bit: one word per chunk
+        unpack_tile(words + ((c0 / vpc) * rows + r0) * wbytes, nr, nc / vpc, row_stride, tile);
       }
-      continue;
-    }
-    for (int64_t r = 0; r < rows; ++r) {
-      uint64_t w[2];
-      LoadChunk(in + r * wbytes, row_stride, wpc, word_bits, w);
-      uint8_t* q = codes + r * cols + chunk * vpc;
-      for (int64_t k = 0; k < vpc; ++k) q[k] = static_cast<uint8_t>(ChunkField(w, static_cast<int>(k) * bits, bits));
+      for (int64_t chunk = 0; unpack_tile == nullptr && chunk < nc / vpc; ++chunk) {
+        const uint8_t* in = words + ((c0 / vpc + chunk) * wpc * rows + r0) * wbytes;
+        for (int64_t r = 0; r < nr; ++r) {
+          uint8_t* q = tile[r] + chunk * vpc;
+          uint64_t w[2];
+          LoadChunk(in + r * wbytes, row_stride, wpc, word_bits, w);
+          for (int64_t k = 0; k < vpc; ++k) {
+            q[k] = static_cast<uint8_t>(ChunkField(w, static_cast<int>(k) * bits, bits));
+          }
+        }
+      }
+      for (int64_t r = 0; r < nr; ++r) std::memcpy(codes + (r0 + r) * cols + c0, tile[r], nc);
     }
   }
 }

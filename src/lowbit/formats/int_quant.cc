@@ -58,11 +58,15 @@ Status CheckIntQuantLinear(const IntQuantLinear& q, std::string_view what) {
   auto size_error = [&](const char* field, size_t have, int64_t want) {
     return Errorf("{}: {} holds {} values, expected {}", what, field, have, want);
   };
-  if (static_cast<int64_t>(q.codes.size()) != q.rows * q.cols) return size_error("codes", q.codes.size(), q.rows * q.cols);
+  if (static_cast<int64_t>(q.codes.size()) != q.rows * q.cols) {
+    return size_error("codes", q.codes.size(), q.rows * q.cols);
+  }
   if (static_cast<int64_t>(q.scales.size()) != ng * q.rows) return size_error("scales", q.scales.size(), ng * q.rows);
   if (static_cast<int64_t>(q.zeros.size()) != ng * q.rows) return size_error("zeros", q.zeros.size(), ng * q.rows);
   if (static_cast<int64_t>(q.g_idx.size()) != q.cols) return size_error("g_idx", q.g_idx.size(), q.cols);
-  if (!q.bias.empty() && static_cast<int64_t>(q.bias.size()) != q.rows) return size_error("bias", q.bias.size(), q.rows);
+  if (!q.bias.empty() && static_cast<int64_t>(q.bias.size()) != q.rows) {
+    return size_error("bias", q.bias.size(), q.rows);
+  }
   const int32_t levels = 1 << q.bits;
   for (int64_t i = 0; i < q.rows * q.cols; ++i) {
     if (q.codes[i] >= levels) {

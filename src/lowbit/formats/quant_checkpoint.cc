@@ -22,6 +22,12 @@ Expected<IntQuantLinear> ReadQuantizedLinear(const TensorSet& tensors, const std
   return ReadGptqLinear(tensors, prefix, config, expect_rows, expect_cols, notes);
 }
 
+Expected<std::vector<PackedTensor>> PackQuantizedLinear(const std::string& prefix, const IntQuantLinear& q,
+                                                        const QuantConfig& config) {
+  if (config.method == QuantMethod::kAwq) return PackAwqLinear(prefix, q, config);
+  return PackGptqLinear(prefix, q, config);
+}
+
 Status AddQuantizedLinear(SafetensorsWriter& writer, const std::string& prefix, const IntQuantLinear& q,
                           const QuantConfig& config) {
   if (config.method == QuantMethod::kAwq) return AddAwqLinear(writer, prefix, q, config);
@@ -52,8 +58,10 @@ Expected<std::pair<int64_t, int64_t>> QuantizedLinearShape(const TensorSet& tens
   if (config.method == QuantMethod::kAwq) return std::make_pair(static_cast<int64_t>(d1 * 8), static_cast<int64_t>(d0));
   // GPTQ's g_idx [in] names in_features directly, and lets a wrong "bits" be reported as such.
   const StTensor* g_idx = tensors.Find(prefix + ".g_idx");
-  if (g_idx != nullptr && g_idx->shape.size() == 1 && (g_idx->dtype == StDtype::kI32 || g_idx->dtype == StDtype::kI64)) {
-    return std::make_pair(static_cast<int64_t>(d1), static_cast<int64_t>(std::min<uint64_t>(g_idx->shape[0], uint64_t{1} << 32)));
+  const bool int_g_idx = g_idx != nullptr && (g_idx->dtype == StDtype::kI32 || g_idx->dtype == StDtype::kI64);
+  if (int_g_idx && g_idx->shape.size() == 1) {
+    const uint64_t in = std::min<uint64_t>(g_idx->shape[0], uint64_t{1} << 32);
+    return std::make_pair(static_cast<int64_t>(d1), static_cast<int64_t>(in));
   }
   LOWBIT_ASSIGN_OR_RETURN(std::optional<ModuleQuant> m, config.ForModule(prefix));
   const int bits = m ? m->bits : config.bits;
@@ -70,7 +78,8 @@ Status ForEachQuantizedLinear(const TensorSet& tensors, const QuantConfig& confi
                     prefix, prefix);
     }
     LOWBIT_ASSIGN_OR_RETURN(auto shape, QuantizedLinearShape(tensors, prefix, config));
-    LOWBIT_ASSIGN_OR_RETURN(IntQuantLinear q, ReadQuantizedLinear(tensors, prefix, config, shape.first, shape.second, notes));
+    LOWBIT_ASSIGN_OR_RETURN(IntQuantLinear q,
+                            ReadQuantizedLinear(tensors, prefix, config, shape.first, shape.second, notes));
     LOWBIT_RETURN_IF_ERROR(fn(prefix, std::move(q)));
   }
   return OkStatus();

@@ -76,11 +76,26 @@ Expected<IntQuantLinear> ReadQuantizedLinear(const TensorSet& tensors, const std
                                              const QuantConfig& config, int64_t expect_rows,
                                              int64_t expect_cols, QuantReadNotes* notes = nullptr);
 
-// Adds module `prefix`'s tensors (qweight, qzeros, scales, g_idx for GPTQ, bias when present) to
-// `writer`, packed now (the writer keeps the packed bytes until Write). Checks `q` against the
-// config and the layout first: codes, zero range (v1/v2: 0..2^bits-1; sym: exactly 2^(bits-1)),
-// g_idx monotone unless desc_act, scales exactly representable in q.scale_dtype (AWQ: fp16). The
-// bias is stored in the scale dtype (rounded to nearest even, as the tools' .half() does).
+// One tensor of a packed layer, ready for a safetensors file.
+struct PackedTensor {
+  std::string name;  // prefix + ".qweight" etc.
+  StDtype dtype;
+  std::vector<uint64_t> shape;
+  std::vector<uint8_t> bytes;
+};
+
+// Module `prefix`'s tensors (qweight, qzeros, scales, g_idx for GPTQ, bias when present), packed.
+// Checks `q` against the config and the layout first: codes, zero range (v1/v2: 0..2^bits-1; sym:
+// exactly 2^(bits-1)), g_idx monotone unless desc_act, scales exactly representable in
+// q.scale_dtype (AWQ: fp16). The bias is stored in the scale dtype (rounded to nearest even, as the
+// tools' .half() does).
+Expected<std::vector<PackedTensor>> PackGptqLinear(const std::string& prefix, const IntQuantLinear& q,
+                                                   const QuantConfig& config);
+Expected<std::vector<PackedTensor>> PackAwqLinear(const std::string& prefix, const IntQuantLinear& q,
+                                                  const QuantConfig& config);
+Expected<std::vector<PackedTensor>> PackQuantizedLinear(const std::string& prefix, const IntQuantLinear& q,
+                                                        const QuantConfig& config);
+// The same tensors added to `writer` (which keeps the packed bytes until Write).
 Status AddGptqLinear(SafetensorsWriter& writer, const std::string& prefix, const IntQuantLinear& q,
                      const QuantConfig& config);
 Status AddAwqLinear(SafetensorsWriter& writer, const std::string& prefix, const IntQuantLinear& q,

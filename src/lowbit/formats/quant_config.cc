@@ -264,7 +264,9 @@ Status ParseObject(const Json& j, QuantConfig* c, const std::string& name) {
       return Errorf("{}: AWQ zero_point = false: AutoAWQ's GEMM layout always stores zero points (its "
                     "quantizer asserts zero_point); this checkpoint is not one lowbit reads", name);
     }
-    if (c->pack_bits != 32) return Errorf("{}: AWQ GEMM packs int32 words, but pack_dtype is int{}", name, c->pack_bits);
+    if (c->pack_bits != 32) {
+      return Errorf("{}: AWQ GEMM packs int32 words, but pack_dtype is int{}", name, c->pack_bits);
+    }
     c->desc_act = false;
     c->sym = false;
   }
@@ -337,6 +339,28 @@ bool Matches(const CompiledRegex& re, std::string_view s, Status* error) {
     *error = Errorf("matching module '{}': {}", s, reinterpret_cast<char*>(msg));
   }
   return false;
+}
+
+// The layout fields of config.json's quantization_config `a` and of `file`'s config `b` agree.
+Status CheckAgreement(const QuantConfig& a, const QuantConfig& b, const std::string& folder, const char* file) {
+  auto differ = [&](const char* field, const std::string& x, const std::string& y) {
+    return Errorf("{}: \"{}\" is {} in config.json's quantization_config but {} in {}; the folder "
+                  "disagrees with itself", folder, field, x, y, file);
+  };
+  auto method = [](QuantMethod m) { return std::string(m == QuantMethod::kGptq ? "gptq" : "awq"); };
+  auto format = [](CheckpointFormat f) { return std::string(CheckpointFormatName(f)); };
+  auto flag = [](bool v) { return std::string(v ? "true" : "false"); };
+  if (a.method != b.method) return differ("quant_method", method(a.method), method(b.method));
+  if (a.format != b.format) return differ("checkpoint_format", format(a.format), format(b.format));
+  if (a.bits != b.bits) return differ("bits", std::to_string(a.bits), std::to_string(b.bits));
+  if (a.group_size != b.group_size) {
+    return differ("group_size", std::to_string(a.group_size), std::to_string(b.group_size));
+  }
+  if (a.sym != b.sym) return differ("sym", flag(a.sym), flag(b.sym));
+  if (a.pack_bits != b.pack_bits) {
+    return differ("pack_dtype", "int" + std::to_string(a.pack_bits), "int" + std::to_string(b.pack_bits));
+  }
+  return OkStatus();
 }
 
 }  // namespace
@@ -452,7 +476,8 @@ Expected<QuantConfig> LoadQuantConfig(const std::string& folder) {
   if (fs::exists(config, ec)) {
     LOWBIT_ASSIGN_OR_RETURN(std::string text, ReadTextFile(config.string()));
     Json j = Json::parse(text, nullptr, false);
-    if (j.is_object() && j.contains("quantization_config") && !j["quantization_config"].is_null()) {
+    if (j.is_discarded() || !j.is_object()) return Errorf("{}: not a JSON object", config.string());
+    if (j.contains("quantization_config") && !j["quantization_config"].is_null()) {
       LOWBIT_ASSIGN_OR_RETURN(QuantConfig c, ParseQuantConfig(text, config.string()));
       from_config = std::move(c);
     }
@@ -463,17 +488,7 @@ Expected<QuantConfig> LoadQuantConfig(const std::string& folder) {
     LOWBIT_ASSIGN_OR_RETURN(std::string text, ReadTextFile(p.string()));
     LOWBIT_ASSIGN_OR_RETURN(QuantConfig c, ParseQuantConfig(text, p.string()));
     if (!from_config) return c;
-    const QuantConfig& a = *from_config;
-    auto differ = [&](const char* field, const std::string& x, const std::string& y) {
-      return Errorf("{}: \"{}\" is {} in config.json's quantization_config but {} in {}; the folder "
-                    "disagrees with itself", folder, field, x, y, file);
-    };
-    if (a.method != c.method) return differ("quant_method", a.method == QuantMethod::kGptq ? "gptq" : "awq", c.method == QuantMethod::kGptq ? "gptq" : "awq");
-    if (a.format != c.format) return differ("checkpoint_format", std::string(CheckpointFormatName(a.format)), std::string(CheckpointFormatName(c.format)));
-    if (a.bits != c.bits) return differ("bits", std::to_string(a.bits), std::to_string(c.bits));
-    if (a.group_size != c.group_size) return differ("group_size", std::to_string(a.group_size), std::to_string(c.group_size));
-    if (a.sym != c.sym) return differ("sym", a.sym ? "true" : "false", c.sym ? "true" : "false");
-    if (a.pack_bits != c.pack_bits) return differ("pack_dtype", std::to_string(a.pack_bits), std::to_string(c.pack_bits));
+    LOWBIT_RETURN_IF_ERROR(CheckAgreement(*from_config, c, folder, file));
     return *from_config;
   }
   if (from_config) return *from_config;
@@ -490,8 +505,12 @@ Status CheckWritableConfig(const QuantConfig& c) {
     if (c.group_size != -1 && c.group_size <= 0) return Errorf("group_size {} must be -1 or positive", c.group_size);
     return OkStatus();
   }
-  if (c.format == CheckpointFormat::kAwqGemm) return Status::Error("GPTQ is written as \"gptq\" (v1) or \"gptq_v2\"");
-  if (c.bits != 2 && c.bits != 3 && c.bits != 4 && c.bits != 8) return Errorf("GPTQ bits {} is not 2, 3, 4 or 8", c.bits);
+  if (c.format == CheckpointFormat::kAwqGemm) {
+    return Status::Error("GPTQ is written as \"gptq\" (v1) or \"gptq_v2\"");
+  }
+  if (c.bits != 2 && c.bits != 3 && c.bits != 4 && c.bits != 8) {
+    return Errorf("GPTQ bits {} is not 2, 3, 4 or 8", c.bits);
+  }
   if (c.group_size != -1 && c.group_size <= 0) return Errorf("group_size {} must be -1 or positive", c.group_size);
   if (!(c.pack_bits == 8 || c.pack_bits == 16 || c.pack_bits == 32 || c.pack_bits == 64)) {
     return Errorf("pack_dtype int{} is not int8, int16, int32 or int64", c.pack_bits);

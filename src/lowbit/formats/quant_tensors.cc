@@ -12,6 +12,8 @@ namespace lowbit::quant_detail {
 
 std::string ShapeString(const std::vector<uint64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
 
+std::string Groups(uint64_t n) { return fmt::format("{} group{}", n, n == 1 ? "" : "s"); }
+
 StDtype IntDtype(int word_bits) {
   switch (word_bits) {
     case 8: return StDtype::kI8;
@@ -116,14 +118,16 @@ Expected<ModuleQuant> ModuleSettings(const QuantConfig& c, const std::string& pr
   return *m;
 }
 
-Status AddBytes(SafetensorsWriter& w, const std::string& name, StDtype dtype, std::vector<uint64_t> shape,
-                std::vector<uint8_t> bytes) {
-  auto data = std::make_shared<const std::vector<uint8_t>>(std::move(bytes));
-  return w.Add(name, dtype, std::move(shape), [data](std::span<uint8_t> out) {
-    LOWBIT_CHECK(out.size() == data->size());
-    std::memcpy(out.data(), data->data(), out.size());
-    return OkStatus();
-  });
+Status AddPacked(SafetensorsWriter& w, std::vector<PackedTensor> tensors) {
+  for (PackedTensor& t : tensors) {
+    auto data = std::make_shared<const std::vector<uint8_t>>(std::move(t.bytes));
+    LOWBIT_RETURN_IF_ERROR(w.Add(t.name, t.dtype, std::move(t.shape), [data](std::span<uint8_t> out) {
+      LOWBIT_CHECK(out.size() == data->size());
+      std::memcpy(out.data(), data->data(), out.size());
+      return OkStatus();
+    }));
+  }
+  return OkStatus();
 }
 
 }  // namespace lowbit::quant_detail

@@ -17,6 +17,8 @@
 namespace lowbit::quant_detail {
 
 std::string ShapeString(const std::vector<uint64_t>& shape);
+// "1 group", "3 groups".
+std::string Groups(uint64_t n);
 // The signed integer dtype of a pack width (I8 .. I64).
 StDtype IntDtype(int word_bits);
 
@@ -37,8 +39,7 @@ Status CheckScalesRepresentable(const IntQuantLinear& q, std::string_view what);
 // The module's settings, or an error when the config leaves it unquantized.
 Expected<ModuleQuant> ModuleSettings(const QuantConfig& c, const std::string& prefix);
 
-// Adds a tensor whose bytes are already computed.
-Status AddBytes(SafetensorsWriter& w, const std::string& name, StDtype dtype, std::vector<uint64_t> shape,
-                std::vector<uint8_t> bytes);
+// Adds tensors whose bytes are already computed (the writer keeps them until Write).
+Status AddPacked(SafetensorsWriter& w, std::vector<PackedTensor> tensors);
 
 }  // namespace lowbit::quant_detail
