@@ -78,5 +78,19 @@ TEST(Corpus, BrokenFilesAreRejectedCleanly) {
   EXPECT_GT(files, 20);
 }
 
+TEST(Corpus, ValidQuantizedCheckpointFilesAreAccepted) {
+  int files = 0;
+  for (const char* parser : {"quant_config", "quant_tensors"}) {
+    for (const auto& f : fs::directory_iterator(fs::path(testing::CorpusDir()) / parser)) {
+      if (f.path().extension() != ".ok") continue;
+      SCOPED_TRACE(f.path().string());
+      Status s = ParseAs(parser, testing::ReadFileBytes(f.path().string()));
+      EXPECT_TRUE(s.ok()) << s.message();
+      ++files;
+    }
+  }
+  EXPECT_GE(files, 8);
+}
+
 }  // namespace
 }  // namespace lowbit

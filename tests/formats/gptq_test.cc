@@ -82,6 +82,20 @@ TEST(Gptq, PerFieldV1ReadingRoundTripsZerosAboveZero) {
   }
 }
 
+TEST(Gptq, GroupWiderThanTheLayerIsOneGroup) {
+  testing::TempDir dir;
+  std::mt19937 rng(12);
+  LinearSpec s;
+  s.rows = 32;
+  s.cols = 64;
+  s.group_size = 64;  // the config says 128: ceil(64 / 128) = 1 group, as AutoGPTQ sizes it
+  IntQuantLinear q = RandomLinear(rng, s);
+  auto back = RoundTrip(q, Gptq(4, 128, CheckpointFormat::kGptqV2, false, false), dir);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  testing::ExpectSameLinear(q, *back);
+  EXPECT_TRUE(CheckIntQuantLinear(*back, "m").ok());
+}
+
 TEST(Gptq, OtherPackWidthsRoundTrip) {
   testing::TempDir dir;
   std::mt19937 rng(3);

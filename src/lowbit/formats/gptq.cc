@@ -28,7 +28,8 @@ Expected<Geometry> MakeGeometry(const std::string& prefix, const ModuleQuant& m,
   if (!PackingSupported(m.bits, word_bits)) {
     return Errorf("{}: {}-bit values cannot be packed in int{} words (3-bit needs int32)", prefix, m.bits, word_bits);
   }
-  Geometry g{m.bits, word_bits, rows, cols, m.group_size == -1 ? cols : m.group_size, 0,
+  // A group wider than the layer is one group (AutoGPTQ's ceil(in / group_size) gives 1).
+  Geometry g{m.bits, word_bits, rows, cols, m.group_size == -1 ? cols : std::min(m.group_size, cols), 0,
              ValuesPerChunk(m.bits, word_bits),
              fmt::format("{}-bit values in int{} words", m.bits, word_bits)};
   g.groups = (cols + g.group_size - 1) / g.group_size;
