@@ -14,8 +14,6 @@ namespace lowbit {
 namespace gptq_internal {
 namespace {
 
-inline size_t Z(int64_t v) { return static_cast<size_t>(v); }
-
 double WallNow() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 double CpuNow() {
   timespec ts{};
@@ -37,14 +35,20 @@ Expected<std::vector<float>> PrepareWeights(const float* w, int64_t rows, int64_
   if (f.cols != cols || static_cast<int64_t>(f.u.size()) != cols * cols) {
     return Errorf("{}: the weight has {} input columns but the Hessian factor was made for {}", name, cols, f.cols);
   }
-  std::vector<float> out(Z(rows * cols));
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    if (!std::isfinite(w[i])) return Errorf("{}: weight [{}, {}] is not finite ({})", name, i / cols, i % cols, w[i]);
+  }
+  std::vector<float> out;
+  if (f.perm.empty() && f.dead_columns == 0) {
+    out.assign(w, w + rows * cols);
+    return out;
+  }
+  out.reserve(Z(rows * cols));
   for (int64_t r = 0; r < rows; ++r) {
     const float* wr = w + r * cols;
-    float* o = out.data() + r * cols;
     for (int64_t i = 0; i < cols; ++i) {
       const int64_t c = f.perm.empty() ? i : f.perm[Z(i)];
-      if (!std::isfinite(wr[c])) return Errorf("{}: weight [{}, {}] is not finite ({})", name, r, c, wr[c]);
-      o[i] = f.diag[Z(c)] == 0 ? 0.0f : wr[c];
+      out.push_back(f.diag[Z(c)] == 0 ? 0.0f : wr[c]);
     }
   }
   return out;

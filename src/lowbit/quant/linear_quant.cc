@@ -60,8 +60,8 @@ GroupParams AwqParams(float lo, float hi, const LinearQuantSpec& spec) {
   }
   const int maxq = spec.maxq();
   const float scale = std::max(hi - lo, 1e-5f) / static_cast<float>(maxq);
-  const int z = -static_cast<int>(std::nearbyint(lo / scale));
-  p.zero = std::clamp(z, 0, maxq);
+  const float z = -std::nearbyint(lo / scale);
+  p.zero = static_cast<int32_t>(std::clamp(z, 0.0f, static_cast<float>(maxq)));
   p.scale = RoundScale(scale, spec.scale_rounding);
   return p;
 }
@@ -155,14 +155,6 @@ Status ValidateSpec(const LinearQuantSpec& spec, int64_t cols) {
     return Errorf("KL calibration needs {}..{} histogram bins (got {})", kKlStartBin, 1 << 20, spec.kl_bins);
   }
   return OkStatus();
-}
-
-int GroupCode(float x, GroupParams p, const LinearQuantSpec& spec) {
-  return spec.grid == QuantGrid::kLog2 ? Log2Code(x, p.scale, spec.bits) : QuantizeCode(x, p, spec.maxq());
-}
-
-float GroupValue(int q, GroupParams p, const LinearQuantSpec& spec) {
-  return spec.grid == QuantGrid::kLog2 ? Log2Value(q, p.scale, spec.bits) : CodeValue(q, p);
 }
 
 GroupParams FindGroupParams(const float* x, int64_t n, const LinearQuantSpec& spec) {

@@ -69,9 +69,9 @@ GroupParams FindGroupParams(const float* x, int64_t n, const LinearQuantSpec& sp
 
 // The code of x and the value it stands for (uniform grid).
 inline int QuantizeCode(float x, GroupParams p, int maxq);
-// Either grid.
-int GroupCode(float x, GroupParams p, const LinearQuantSpec& spec);
-float GroupValue(int q, GroupParams p, const LinearQuantSpec& spec);
+// Either grid (defined below).
+inline int GroupCode(float x, GroupParams p, const LinearQuantSpec& spec);
+inline float GroupValue(int q, GroupParams p, const LinearQuantSpec& spec);
 inline float CodeValue(int q, GroupParams p) { return p.scale * static_cast<float>(q - p.zero); }
 
 // Log2 grid: bit (bits-1) of the code is the sign, the rest m in [0, 2^(bits-1)); m = 0 is 0, else
@@ -104,9 +104,25 @@ Expected<LinearQuantized> QuantizeLinear(const float* w, int64_t rows, int64_t c
 // Rounds a scale as the checkpoint stores it (keeping it finite and nonzero).
 float RoundScale(float s, ScaleRounding rounding);
 
+// Round half to even (torch.round) without a libm call: exact in the default rounding mode, by the
+// 1.5 * 2^23 trick below 2^22 (larger floats are integers or, up to 2^23, take nearbyint). IEEE
+// arithmetic: the compiler may not fold (v + m) - m (no -ffast-math anywhere in lowbit).
+inline float RoundHalfEven(float v) {
+  constexpr float m = 12582912.0f;
+  return std::fabs(v) < 4194304.0f ? (v + m) - m : std::nearbyint(v);
+}
+
 inline int QuantizeCode(float x, GroupParams p, int maxq) {
-  const float q = std::nearbyint(x / p.scale) + static_cast<float>(p.zero);  // ties to even
+  const float q = RoundHalfEven(x / p.scale) + static_cast<float>(p.zero);
   return !(q >= 0.0f) ? 0 : (q > static_cast<float>(maxq) ? maxq : static_cast<int>(q));
+}
+
+inline int GroupCode(float x, GroupParams p, const LinearQuantSpec& spec) {
+  return spec.grid == QuantGrid::kLog2 ? Log2Code(x, p.scale, spec.bits) : QuantizeCode(x, p, spec.maxq());
+}
+
+inline float GroupValue(int q, GroupParams p, const LinearQuantSpec& spec) {
+  return spec.grid == QuantGrid::kLog2 ? Log2Value(q, p.scale, spec.bits) : CodeValue(q, p);
 }
 
 }  // namespace lowbit
