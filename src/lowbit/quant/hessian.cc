@@ -16,23 +16,25 @@ HessianAccumulator::HessianAccumulator(int64_t cols) : cols_(cols) {
 void HessianAccumulator::AddBatch(const float* x, int64_t n, int64_t ld, ThreadPool* pool) {
   if (n <= 0) return;
   const int64_t total = nsamples_ + n;
-  if (nsamples_ > 0) {
-    const float beta = static_cast<float>(static_cast<double>(nsamples_) / static_cast<double>(total));
-    linalg::ParallelFor(pool, cols_, [&](size_t r0, size_t r1) {
-      for (size_t r = r0; r < r1; ++r) {
-        float* row = h_.data() + r * static_cast<size_t>(cols_);
-        for (int64_t j = static_cast<int64_t>(r); j < cols_; ++j) row[j] *= beta;
-      }
-    });
-  }
+  // H *= n_old / n_new, done by the first pass's tiles.
+  float beta = static_cast<float>(static_cast<double>(nsamples_) / static_cast<double>(total));
   nsamples_ = total;
   const float scale = static_cast<float>(std::sqrt(2.0 / static_cast<double>(total)));
-  panels_.resize(static_cast<size_t>(linalg::PanelFloats(cols_, kChunk)));
-  for (int64_t r0 = 0; r0 < n; r0 += kChunk) {
-    const int64_t k = std::min(kChunk, n - r0);
-    linalg::PackColumnPanels(x + r0 * ld, k, cols_, ld, scale, panels_.data(), pool);
-    linalg::SyrkPanels(panels_.data(), cols_, k, h_.data(), cols_, GemmMode::kAdd, linalg::Triangle::kUpper,
-                       false, pool);
+  const int64_t stride = linalg::PanelFloats(cols_, kChunk);
+  const int64_t max_chunks = std::max<int64_t>(1, kPassBytes / (stride * static_cast<int64_t>(sizeof(float))));
+  for (int64_t r0 = 0; r0 < n; r0 += max_chunks * kChunk) {
+    const int64_t rows = std::min(n - r0, max_chunks * kChunk);
+    const int64_t chunks = (rows + kChunk - 1) / kChunk, k_last = rows - (chunks - 1) * kChunk;
+    panels_.resize(static_cast<size_t>(chunks * stride));
+    linalg::ParallelFor(pool, chunks, [&](size_t c0, size_t c1) {
+      for (size_t c = c0; c < c1; ++c) {
+        const int64_t ci = static_cast<int64_t>(c), k = ci == chunks - 1 ? k_last : kChunk;
+        linalg::PackColumnPanels(x + (r0 + ci * kChunk) * ld, k, cols_, ld, scale, panels_.data() + ci * stride, nullptr);
+      }
+    }, 1);
+    linalg::SyrkPanelsChunks(panels_.data(), stride, chunks, cols_, kChunk, k_last, beta, h_.data(), cols_,
+                             GemmMode::kAdd, linalg::Triangle::kUpper, pool);
+    beta = 1.0f;
   }
   const int64_t np = (cols_ + linalg::kPanel - 1) / linalg::kPanel;
   flops_ += 2.0 * static_cast<double>(n) * (np * (np + 1) / 2) * linalg::kPanel * linalg::kPanel;

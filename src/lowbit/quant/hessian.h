@@ -6,7 +6,10 @@
 //
 // The product runs on the thread pool in chunks of kChunk rows packed into 32-column panels, over
 // the upper triangle's 32 x 32 tiles; each chunk's sums start from zero and are added to H once
-// (fp32 throughout, as the tools). Same bits for any ISA and thread count (linalg.h).
+// (fp32 throughout, as the tools). Up to kPassBytes of packed chunks go to the pool at once (narrow
+// layers would otherwise hand the pool a few microseconds of work per chunk). Same bits for any ISA,
+// thread count and batch split into passes (linalg.h). Batches below ~128 rows waste time: H is
+// rescaled and reloaded per batch.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +22,7 @@ namespace lowbit {
 class HessianAccumulator {
  public:
   static constexpr int64_t kChunk = 128;
+  static constexpr int64_t kPassBytes = 8 << 20;
 
   explicit HessianAccumulator(int64_t cols);
 

@@ -134,6 +134,49 @@ void SyrkPanels(const float* panels, int64_t n, int64_t k, float* c, int64_t ldc
   }, 1);
 }
 
+void SyrkPanelsChunks(const float* panels, int64_t stride, int64_t n_chunks, int64_t n, int64_t k, int64_t k_last,
+                      float beta, float* c, int64_t ldc, GemmMode mode, Triangle tri, ThreadPool* pool) {
+  LOWBIT_CHECK(mode != GemmMode::kSet);
+  const int64_t np = (n + kPanel - 1) / kPanel;
+  std::vector<int32_t> pairs;
+  pairs.reserve(Z(np * (np + 1)));
+  for (int64_t pi = 0; pi < np; ++pi) {
+    const int64_t lo = tri == Triangle::kUpper ? pi : 0, hi = tri == Triangle::kUpper ? np : pi + 1;
+    for (int64_t pj = lo; pj < hi; ++pj) {
+      pairs.push_back(static_cast<int32_t>(pi));
+      pairs.push_back(static_cast<int32_t>(pj));
+    }
+  }
+  const LinalgKernels& kern = K();
+  ParallelFor(pool, static_cast<int64_t>(pairs.size() / 2), [&](size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t) {
+      const int64_t pi = pairs[2 * t], pj = pairs[2 * t + 1];
+      if (beta != 1.0f) {
+        const int64_t m = std::min(kPanel, n - pi * kPanel), w = std::min(kPanel, n - pj * kPanel);
+        for (int64_t i = 0; i < m; ++i) {
+          float* row = c + (pi * kPanel + i) * ldc + pj * kPanel;
+          for (int64_t j = 0; j < w; ++j) row[j] *= beta;
+        }
+      }
+      for (int64_t j = 0; j < n_chunks; ++j) {
+        const int64_t kj = j == n_chunks - 1 ? k_last : k;
+        GemmArgs g;
+        g.m = std::min(kPanel, n - pi * kPanel);
+        g.n = std::min(kPanel, n - pj * kPanel);
+        g.k = kj;
+        g.a = panels + j * stride + pi * kj * kPanel;
+        g.a_rs = 1;
+        g.a_ks = kPanel;
+        g.b = panels + j * stride + pj * kj * kPanel;
+        g.ldb = kPanel;
+        g.c = c + pi * kPanel * ldc + pj * kPanel;
+        g.ldc = ldc;
+        kern.gemm(g, mode);
+      }
+    }
+  }, 1);
+}
+
 bool CholeskyLower(float* a, int64_t n, int64_t lda, ThreadPool* pool, int64_t* bad_column) {
   std::vector<float> col(Z(kBlock)), lt(Z(kBlock * kBlock)), inv(Z(kBlock * kBlock)), tmp, panels;
   for (int64_t k0 = 0; k0 < n; k0 += kBlock) {

@@ -37,6 +37,13 @@ enum class Triangle { kUpper, kLower };
 void SyrkPanels(const float* panels, int64_t n, int64_t k, float* c, int64_t ldc, GemmMode mode, Triangle tri,
                 bool exact_diagonal, ThreadPool* pool);
 
+// Several rank-k updates in one pass over the tiles: chunk j's panels start at panels + j * stride
+// and are k deep (the last one k_last); each tile is first multiplied by `beta` (unless it is 1),
+// then applies the chunks in order: the bits of a scaling pass and one SyrkPanels call per chunk
+// (mode kAdd or kSub, no exact diagonal), with one hand-off to the pool.
+void SyrkPanelsChunks(const float* panels, int64_t stride, int64_t n_chunks, int64_t n, int64_t k, int64_t k_last,
+                      float beta, float* c, int64_t ldc, GemmMode mode, Triangle tri, ThreadPool* pool);
+
 // In-place Cholesky a = L L^T of the n x n symmetric matrix whose lower triangle a holds. Reads and
 // writes only the lower triangle and the diagonal (the strict upper triangle is left as it was).
 // Returns false at the first pivot that is not positive (its column in *bad_column).
