@@ -188,7 +188,7 @@ std::vector<float> HeavyTailed(int64_t n, unsigned seed) {
 }
 
 TEST(LinearQuant, SaturatingRangesBeatMinMaxOnHeavyTails) {
-  const int64_t rows = 8, cols = 4096;
+  const int64_t rows = 4, cols = 4096;
   const std::vector<float> w = HeavyTailed(rows * cols, 7);
   for (int bits : {3, 4}) {
     LinearQuantSpec spec = Spec(bits, false, QuantConvention::kGptq);
