@@ -3,8 +3,8 @@
 // quantized through the upper Cholesky factor U of H^-1 (H = 2/n X^T X, hessian.h), so that the
 // layer's output error ||(W - Q) X||^2 is what is minimized, not ||W - Q||^2.
 //
-// Inputs: W [rows][cols] (row = output channel), H [cols][cols] (moved in; its memory is reused for
-// U). Steps, as the tools: dead inputs (diag H == 0) get H_ii = 1 and W[:, i] = 0; act-order sorts
+// Inputs: W [rows][cols] (row = output channel), H [cols][cols] (moved into GptqFactorHessian; its
+// memory becomes U; the factor serves every linear that reads the same input). Steps, as the tools: dead inputs (diag H == 0) get H_ii = 1 and W[:, i] = 0; act-order sorts
 // the columns by descending diag H (stable); H += damp * mean(diag H) * I, with damp raised by
 // `damp_increment` while the Cholesky factorization fails (GPTQModel's damp_auto_increment) and a
 // clear error once it reaches 1; U = upper Cholesky factor of H^-1; columns in blocks of

@@ -14,7 +14,7 @@ class GgmlRounder {
  public:
   GgmlRounder(const GgmlGrid& grid, FromFloatFn quantize, const float* imatrix, int64_t rows, int64_t cols,
               uint8_t* out)
-      : grid_(grid), quantize_(quantize), imatrix_(imatrix), cols_(cols), out_(out),
+      : grid_(grid), quantize_(quantize), imatrix_(imatrix), out_(out),
         block_bytes_(TypeInfo(grid.type).block_bytes), row_bytes_(*RowBytes(grid.type, static_cast<uint64_t>(cols))),
         a_(Z(rows * grid.block_size)), b_(Z(rows * grid.block_size)), codes_(Z(rows * grid.block_size)) {}
 
@@ -39,7 +39,6 @@ class GgmlRounder {
   const GgmlGrid& grid_;
   FromFloatFn quantize_;
   const float* imatrix_;
-  int64_t cols_;
   uint8_t* out_;
   size_t block_bytes_, row_bytes_;
   std::vector<float> a_, b_;     // [rows][block]: the current block's grid per row

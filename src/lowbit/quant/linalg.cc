@@ -42,6 +42,22 @@ void InvertSmallLower(const float* l, int64_t kb, int64_t ldl, float* y) {
   }
 }
 
+// The 32 x 32 tiles (panel pairs pi, pj) of an n x n matrix that touch `tri`, row by row (the A
+// panel stays in cache along a row of tiles), flattened as pi, pj, pi, pj, ...
+std::vector<int32_t> TilePairs(int64_t n, Triangle tri) {
+  const int64_t np = (n + kPanel - 1) / kPanel;
+  std::vector<int32_t> pairs;
+  pairs.reserve(Z(np * (np + 1)));
+  for (int64_t pi = 0; pi < np; ++pi) {
+    const int64_t lo = tri == Triangle::kUpper ? pi : 0, hi = tri == Triangle::kUpper ? np : pi + 1;
+    for (int64_t pj = lo; pj < hi; ++pj) {
+      pairs.push_back(static_cast<int32_t>(pi));
+      pairs.push_back(static_cast<int32_t>(pj));
+    }
+  }
+  return pairs;
+}
+
 }  // namespace
 
 void ParallelFor(ThreadPool* pool, int64_t n, FunctionRef<void(size_t, size_t)> fn, size_t grain) {
@@ -87,17 +103,7 @@ void PackRowPanels(const float* a, int64_t m, int64_t k, int64_t lda, float* pan
 
 void SyrkPanels(const float* panels, int64_t n, int64_t k, float* c, int64_t ldc, GemmMode mode, Triangle tri,
                 bool exact_diagonal, ThreadPool* pool) {
-  const int64_t np = (n + kPanel - 1) / kPanel;
-  // Tile pairs row by row (the A panel stays in cache along a row of tiles).
-  std::vector<int32_t> pairs;
-  pairs.reserve(Z(np * (np + 1)));
-  for (int64_t pi = 0; pi < np; ++pi) {
-    const int64_t lo = tri == Triangle::kUpper ? pi : 0, hi = tri == Triangle::kUpper ? np : pi + 1;
-    for (int64_t pj = lo; pj < hi; ++pj) {
-      pairs.push_back(static_cast<int32_t>(pi));
-      pairs.push_back(static_cast<int32_t>(pj));
-    }
-  }
+  const std::vector<int32_t> pairs = TilePairs(n, tri);
   const LinalgKernels& kern = K();
   ParallelFor(pool, static_cast<int64_t>(pairs.size() / 2), [&](size_t t0, size_t t1) {
     float tile[kPanel * kPanel];
@@ -137,16 +143,7 @@ void SyrkPanels(const float* panels, int64_t n, int64_t k, float* c, int64_t ldc
 void SyrkPanelsChunks(const float* panels, int64_t stride, int64_t n_chunks, int64_t n, int64_t k, int64_t k_last,
                       float beta, float* c, int64_t ldc, GemmMode mode, Triangle tri, ThreadPool* pool) {
   LOWBIT_CHECK(mode != GemmMode::kSet);
-  const int64_t np = (n + kPanel - 1) / kPanel;
-  std::vector<int32_t> pairs;
-  pairs.reserve(Z(np * (np + 1)));
-  for (int64_t pi = 0; pi < np; ++pi) {
-    const int64_t lo = tri == Triangle::kUpper ? pi : 0, hi = tri == Triangle::kUpper ? np : pi + 1;
-    for (int64_t pj = lo; pj < hi; ++pj) {
-      pairs.push_back(static_cast<int32_t>(pi));
-      pairs.push_back(static_cast<int32_t>(pj));
-    }
-  }
+  const std::vector<int32_t> pairs = TilePairs(n, tri);
   const LinalgKernels& kern = K();
   ParallelFor(pool, static_cast<int64_t>(pairs.size() / 2), [&](size_t t0, size_t t1) {
     for (size_t t = t0; t < t1; ++t) {

@@ -4,8 +4,9 @@
 // leading dimension. Built on the kernel table (linalg_kernels.h): every element is a fixed sequence
 // of IEEE operations, so results are identical for every ISA and every thread count.
 //
-// Why not a BLAS: Debian's reference BLAS/LAPACK is unblocked and ~20x slower than this code; the
-// OpenBLAS comparison is in docs/PERFORMANCE.md (bench/gptq_bench.cc measures both).
+// Why not a BLAS: Debian's reference LAPACK runs at ~1.5% of the FMA peak and its OpenBLAS is not
+// faster than this code for GPTQ's shapes (docs/PERFORMANCE.md; bench/gptq_bench.cc --lapack), and
+// neither promises the same bits on every ISA and thread count.
 #pragma once
 
 #include <cstdint>
