@@ -19,15 +19,21 @@ class IntRounder {
       : spec_(spec), rows_(rows), cols_(cols), group_(group), fixed_(fixed), perm_(perm), codes_(codes),
         params_(*params) {}
 
-  float Quantize(int64_t r, int64_t i, const float* row) {
-    int64_t g;
-    if (fixed_) {
-      g = (perm_.empty() ? i : perm_[Z(i)]) / group_;
-    } else {
-      g = i / group_;
-      if (i % group_ == 0) params_[Z(g * rows_ + r)] = FindGroupParams(row + i, std::min(group_, cols_ - i), spec_);
-    }
-    const GroupParams p = params_[Z(g * rows_ + r)];
+  // What column i needs, the same for every row: its group, and whether the group starts here.
+  struct Column {
+    int64_t i, g;
+    bool fit;
+  };
+  Column At(int64_t i) const {
+    if (fixed_) return {i, (perm_.empty() ? i : perm_[Z(i)]) / group_, false};
+    return {i, i / group_, i % group_ == 0};
+  }
+
+  float Quantize(const Column& col, int64_t r, const float* row) {
+    const int64_t i = col.i;
+    GroupParams& slot = params_[Z(col.g * rows_ + r)];
+    if (col.fit) slot = FindGroupParams(row + i, std::min(group_, cols_ - i), spec_);
+    const GroupParams p = slot;
     const int code = GroupCode(row[i], p, spec_);
     codes_[r * cols_ + i] = static_cast<uint8_t>(code);
     return GroupValue(code, p, spec_);

@@ -18,10 +18,22 @@ class GgmlRounder {
         block_bytes_(TypeInfo(grid.type).block_bytes), row_bytes_(*RowBytes(grid.type, static_cast<uint64_t>(cols))),
         a_(Z(rows * grid.block_size)), b_(Z(rows * grid.block_size)), codes_(Z(rows * grid.block_size)) {}
 
-  float Quantize(int64_t r, int64_t i, const float* row) {
+  // Column i: its place in its block, and the block's byte offset in a row.
+  struct Column {
+    int64_t i;
+    int j;
+    size_t offset;
+  };
+  Column At(int64_t i) const {
     const int bs = grid_.block_size;
-    const int j = static_cast<int>(i % bs);
-    uint8_t* block = out_ + Z(r) * row_bytes_ + Z(i / bs) * block_bytes_;
+    return {i, static_cast<int>(i % bs), Z(i / bs) * block_bytes_};
+  }
+
+  float Quantize(const Column& col, int64_t r, const float* row) {
+    const int bs = grid_.block_size;
+    const int64_t i = col.i;
+    const int j = col.j;
+    uint8_t* block = out_ + Z(r) * row_bytes_ + col.offset;
     float* a = a_.data() + r * bs;
     float* b = b_.data() + r * bs;
     uint8_t* codes = codes_.data() + r * bs;

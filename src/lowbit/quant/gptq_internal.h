@@ -30,9 +30,10 @@ Expected<std::vector<float>> PrepareWeights(const float* w, int64_t rows, int64_
 // Copies the factor's fields into stats.
 void FactorStats(const GptqHessianFactor& f, GptqStats* stats);
 
-// The column loop over w [rows][cols] (loop order) with U. R::Quantize(r, i, row) returns the value
-// that column i of row r is rounded to (row = W[r], updated so far; it may read the row's later
-// columns to fit a group). Returns the loss (sum (w - q)^2 / U_ii^2 / 2); w ends holding Q.
+// The column loop over w [rows][cols] (loop order) with U. R::At(i) returns what column i needs for
+// every row (computed once per column); R::Quantize(column, r, row) returns the value that column i
+// of row r is rounded to (row = W[r], updated so far; it may read the row's later columns to fit a
+// group). Returns the loss (sum (w - q)^2 / U_ii^2 / 2); w ends holding Q.
 template <class R>
 double RunColumns(float* w, int64_t rows, int64_t cols, const float* u, int64_t block, R& rounder, ThreadPool* pool,
                   GptqStats* stats) {
@@ -58,12 +59,13 @@ double RunColumns(float* w, int64_t rows, int64_t cols, const float* u, int64_t 
         double loss[kInterleave] = {};
         for (int64_t i = i1; i < i2; ++i) {
           const float d = u[i * cols + i];
+          const auto col = rounder.At(i);
           for (int64_t r = r0; r < r1; ++r) {
             float* wr = w + r * cols;
             const float x = wr[i];
-            const float q = rounder.Quantize(r, i, wr);
+            const float q = rounder.Quantize(col, r, wr);
             const float e = (x - q) / d;
-            loss[r - r0] += static_cast<double>(x - q) * (x - q) / (static_cast<double>(d) * d) / 2;
+            loss[r - r0] += 0.5 * static_cast<double>(e) * e;
             err[Z((r / kRowTile) * block * kRowTile + (i - i1) * kRowTile + r % kRowTile)] = e;
             wr[i] = q;
             kern.axpy(i2 - i - 1, -e, u + i * cols + i + 1, wr + i + 1);
