@@ -4,8 +4,9 @@
 // layer's output error ||(W - Q) X||^2 is what is minimized, not ||W - Q||^2.
 //
 // Inputs: W [rows][cols] (row = output channel), H [cols][cols] (moved into GptqFactorHessian; its
-// memory becomes U; the factor serves every linear that reads the same input). Steps, as the tools: dead inputs (diag H == 0) get H_ii = 1 and W[:, i] = 0; act-order sorts
-// the columns by descending diag H (stable); H += damp * mean(diag H) * I, with damp raised by
+// memory becomes U; the factor serves every linear that reads the same input). Steps, as the
+// tools: dead inputs (diag H == 0) get H_ii = 1 and W[:, i] = 0; act-order sorts the columns by
+// descending diag H (stable); H += damp * mean(diag H) * I, with damp raised by
 // `damp_increment` while the Cholesky factorization fails (GPTQModel's damp_auto_increment) and a
 // clear error once it reaches 1; U = upper Cholesky factor of H^-1; columns in blocks of
 // `block_size`: within a block each column is rounded, err = (w - q) / U_ii, and the block's later
@@ -14,7 +15,7 @@
 //
 // Two rounding steps share that loop:
 //   GptqQuantize: the linear integer grid (linear_quant.h), groups of any size (the last may be
-//     short), sym/asym, bits 2..8, min/max or the MSE grid; a group's (scale, zero) are found at its
+//     short), sym/asym, bits 2..8, any range (min/max or AutoGPTQ's MSE grid as the tools); a group's (scale, zero) are found at its
 //     first column from the weights as updated so far (or, with static_groups, from the original
 //     weights before the loop). Output: codes, fp16-rounded scales, integer zeros and g_idx (the
 //     codes are chosen against the rounded scale: what is stored is what was optimized).
