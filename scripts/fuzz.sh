@@ -13,7 +13,8 @@ scripts/install-deps.sh
 scripts/build.sh fuzz
 shared="${LOWBIT_SHARED:-$root/../shared}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors llama2c llama2c_tokenizer hf_config tokenizer_json sentencepiece safetensors_index imatrix bpe_encode)
+[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors llama2c llama2c_tokenizer hf_config tokenizer_json sentencepiece safetensors_index imatrix bpe_encode
+                                      peft_config lora_gguf train_checkpoint)
 
 seed() {  # target dir: copy the seeds it should start from
   local t=$1 d=$2
@@ -30,6 +31,7 @@ seed() {  # target dir: copy the seeds it should start from
     imatrix) cp -f "$shared/models/stories5M/llamacpp/stories5M-imatrix.dat" "$d/" ;;
     bpe_encode) awk 'BEGIN{RS="\n__ggml_vocab_test__\n"} {f=sprintf("%s/inp%03d.txt", d, NR); printf "%s", $0 > f; close(f)}' d="$d" \
                   "$shared/vocab/ggml-vocab-deepseek-llm.gguf.inp" ;;
+    peft_config|lora_gguf|train_checkpoint) ;;  # tests/corpus holds their seeds
     safetensors_index) printf '{"weight_map":{"a":"model-00001-of-00002.safetensors"}}' > "$d/index.json" ;;
   esac
 }

@@ -11,6 +11,8 @@
 #include "lowbit/formats/llama2c.h"
 #include "lowbit/formats/safetensors.h"
 #include "lowbit/formats/sentencepiece_model.h"
+#include "lowbit/train/checkpoint.h"
+#include "lowbit/train/lora_file.h"
 #include "test_data.h"
 
 namespace lowbit {
@@ -27,6 +29,13 @@ Status ParseAs(const std::string& parser, const std::vector<uint8_t>& b) {
   if (parser == "tokenizer_json") return ParseHfTokenizerJson(text, "corpus").status();
   if (parser == "sentencepiece") return ParseSentencePieceModel(b, "corpus").status();
   if (parser == "imatrix") return ParseImatrixDat(b, "corpus").status();
+  if (parser == "peft_config") return train::ParsePeftConfig(text, "corpus").status();
+  if (parser == "lora_gguf" || parser == "train_checkpoint") {
+    auto g = GgufFile::Parse(b, "corpus");
+    if (!g.ok() || parser == "lora_gguf") return g.ok() ? train::LoraFromGguf(*g).status() : g.status();
+    train::Param w("w", 2, 4, true), n("n", 1, 4, false);
+    return train::LoadCheckpoint(*g, {&w, &n}, {.kind = "qat", .config = "{}"}).status();
+  }
   ADD_FAILURE() << "no parser named " << parser;
   return OkStatus();
 }
