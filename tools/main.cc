@@ -29,6 +29,9 @@ int main(int argc, char** argv) {
   lowbit::tools::AddBench(app, registry);
   lowbit::tools::AddSynth(app, registry);
   lowbit::tools::AddInfo(app, registry);
+  lowbit::tools::AddQat(app, registry);
+  lowbit::tools::AddFinetune(app, registry);
+  lowbit::tools::AddLora(app, registry);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
