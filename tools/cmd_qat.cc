@@ -30,6 +30,7 @@ void AddQat(CLI::App& app, Registry& r) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
   sub->add_option("--loss", o->loss, "kl: distill from the float model (default); ce: next-token cross-entropy")
       ->check(CLI::IsMember({"kl", "ce"}));
+  sub->add_flag("--learn-scales", o->learn_scales, "learn the block scales too (LSQ) where the format has free ones (Q4_0, Q5_0, Q8_0, IQ4_NL)");
   sub->add_option("--imatrix", o->imatrix, "importance matrix for the searching quantizers");
   sub->add_flag("--pure", o->pure, "no mix rules: every tensor gets TYPE");
   sub->add_option("--tensor-type", o->tensor_types, "REGEX=TYPE override (repeatable)");

@@ -9,6 +9,7 @@
 
 #include "lowbit/eval/perplexity.h"
 #include "lowbit/formats/gguf_vocab.h"
+#include "lowbit/numeric/half.h"
 #include "lowbit/pipeline/quantize.h"
 #include "lowbit/train/fake_quant.h"
 #include "lowbit/train/qat.h"
@@ -103,6 +104,51 @@ TEST(FakeQuant, Q4_0ClipsTheLevelItCannotReach) {
   EXPECT_EQ(t.clipped(), 1);
 }
 
+TEST(FakeQuant, LearnedScalesEncodeToTheNearestLevel) {
+  const int64_t cols = 256;
+  for (const FakeQuantFormat* f : AllFakeQuantFormats()) {
+    if (f->encode_with_scales == nullptr) continue;
+    const std::vector<float> w = RandomRow(cols, 3);
+    FakeQuantTensor t(*f, 1, cols);
+    t.Refresh(w.data(), nullptr, nullptr);
+    std::vector<float> d(t.scale_count());
+    t.CurrentScales(d.data());
+    for (float& x : d) x *= 0.7f;  // a smaller step: more levels used, more clipping
+    t.Refresh(w.data(), nullptr, nullptr, d.data());
+    std::vector<float> got(t.scale_count());
+    t.CurrentScales(got.data());
+    for (size_t b = 0; b < d.size(); ++b) EXPECT_EQ(got[b], Fp16ToFp32(Fp32ToFp16(d[b]))) << f->name;
+    std::vector<float> below(cols), above(cols);
+    f->cells(t.bytes().data(), t.values().data(), cols, below.data(), above.data());
+    for (int64_t i = 0; i < cols; ++i) {
+      // Each element is on the level nearest to it: inside its cell, or clipped at an end level.
+      const float e = w[i] - t.values()[i];
+      const bool inside = e >= -below[i] * 1.0001f && e <= above[i] * 1.0001f;
+      const float level = t.values()[i] / got[i / 32];
+      const float lo = f->type == GgmlType::kQ8_0 ? -127 : -f->max_level, hi = f->type == GgmlType::kIQ4_NL ? 113 : (f->type == GgmlType::kQ8_0 ? 127 : f->max_level - 1);
+      const bool end = std::fabs(level - lo) < 1e-3f || std::fabs(level - hi) < 1e-3f;
+      EXPECT_TRUE(inside || end) << f->name << " element " << i << " error " << e;
+    }
+  }
+}
+
+TEST(FakeQuant, LsqScaleGradient) {
+  // One Q8_0 block, d = 0.1: w = 0.26 sits on level 3 (0.3) inside its cell: dwq/dd = 3 - 2.6;
+  // w = 20 is clipped at level 127: dwq/dd = 127. Gradient scale 1 / sqrt(32 * 127).
+  std::vector<float> w(32, 0.0f), d = {0.1f};
+  w[0] = 0.26f;
+  w[1] = 20.0f;
+  FakeQuantTensor t(*FindFakeQuant(GgmlType::kQ8_0), 1, 32);
+  t.Refresh(w.data(), nullptr, nullptr, d.data());
+  std::vector<float> g(32, 0.0f), gd = {0.0f};
+  g[0] = 1.0f;
+  g[1] = 0.5f;
+  t.ScaleGradient(w.data(), g.data(), gd.data());
+  const double d16 = Fp16ToFp32(Fp32ToFp16(0.1f));
+  const double want = (1.0 * (3 - 0.26 / d16) + 0.5 * 127) / std::sqrt(32.0 * 127);
+  EXPECT_NEAR(gd[0], want, 1e-4);
+}
+
 // The training forward on a model's own bytes (the QAT and QLoRA forward) is the engine's.
 void ExpectGraphMatchesEngine(const std::string& type) {
   testing::TempDir dir;
@@ -185,6 +231,51 @@ TEST(Qat, WritesTheMixOfQuantizeAndLowersTheLoss) {
   auto again = RunQat(o, {});
   ASSERT_FALSE(again.ok());
   EXPECT_NE(again.status().message().find("already at step 24"), std::string::npos) << again.status().message();
+}
+
+TEST(Qat, LearnedScalesAreWhatTheFileHolds) {
+  LOWBIT_REQUIRE_SHARED();
+  testing::TempDir dir;
+  QatOptions o;
+  o.model = testing::SharedPath("models/stories260K/stories260K-f32.gguf");
+  o.output = dir.Path("lsq.gguf");
+  o.type = "Q4_0";
+  o.pure = true;
+  o.learn_scales = true;
+  o.self_distill = true;
+  o.samples = 4;
+  o.threads = 2;
+  o.train.steps = 6;
+  o.train.batch = 2;
+  o.train.micro_batch = 2;
+  o.train.ctx = 32;
+  o.train.lr = 1e-3f;
+  o.train.checkpoint = dir.Path("lsq.ckpt");
+  auto rep = RunQat(o, {});
+  ASSERT_TRUE(rep.ok()) << rep.status().message();
+  // The checkpoint's learned scales, rounded to fp16, are the d of the file's blocks.
+  auto ck = GgufFile::Open(o.train.checkpoint);
+  auto out = GgufFile::Open(o.output);
+  ASSERT_TRUE(ck.ok() && out.ok());
+  const GgufTensorInfo* sc = ck->FindTensor("blk.0.attn_q.weight.lsq_d");
+  const GgufTensorInfo* w = out->FindTensor("blk.0.attn_q.weight");
+  ASSERT_NE(sc, nullptr);
+  ASSERT_EQ(w->type, GgmlType::kQ4_0);
+  const float* d = reinterpret_cast<const float*>(sc->data);
+  int moved = 0;
+  auto src = GgufFile::Open(o.model);
+  ASSERT_TRUE(src.ok());
+  std::vector<uint8_t> ptq(w->n_bytes);
+  FromFloatFor(GgmlType::kQ4_0)(reinterpret_cast<const float*>(src->FindTensor("blk.0.attn_q.weight")->data), ptq.data(),
+                                 static_cast<int64_t>(w->n_elements), nullptr);
+  for (uint64_t b = 0; b < sc->n_elements; ++b) {
+    uint16_t h, h0;
+    std::memcpy(&h, w->data + b * 18, 2);
+    std::memcpy(&h0, ptq.data() + b * 18, 2);
+    EXPECT_EQ(h, Fp32ToFp16(d[b])) << b;
+    moved += h != h0;
+  }
+  EXPECT_GT(moved, 0);  // the scales did train
 }
 
 TEST(Qat, RefusesQuantizedInputsAndMissingData) {

@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "lowbit/base/check.h"
 #include "lowbit/numeric/blocks.h"
 #include "lowbit/numeric/half.h"
 #include "lowbit/numeric/iq_tables.h"
+#include "lowbit/quant/given_scale.h"
 
 namespace lowbit::train {
 namespace {
@@ -121,25 +123,25 @@ void CellsIQ4XS(const uint8_t* blocks, const float*, int64_t n, float* below, fl
   }
 }
 
-FakeQuantFormat Row(GgmlType t, CellsFn cells) {
-  return {t, TypeInfo(t).name, FromFloatFor(t), ToFloatFor(t), cells};
+FakeQuantFormat Row(GgmlType t, CellsFn cells, EncodeWithScalesFn enc = nullptr, float max_level = 0) {
+  return {t, TypeInfo(t).name, FromFloatFor(t), ToFloatFor(t), cells, enc, enc ? kQK : 0, max_level};
 }
 
 const std::vector<FakeQuantFormat>& Table() {
   static const std::vector<FakeQuantFormat> rows = {
       Row(GgmlType::kF16, FloatCells),
       Row(GgmlType::kBF16, FloatCells),
-      Row(GgmlType::kQ4_0, Cells32<BlockQ4_0>),
+      Row(GgmlType::kQ4_0, Cells32<BlockQ4_0>, QuantizeQ4_0WithScales, 8),
       Row(GgmlType::kQ4_1, Cells32<BlockQ4_1>),
-      Row(GgmlType::kQ5_0, Cells32<BlockQ5_0>),
+      Row(GgmlType::kQ5_0, Cells32<BlockQ5_0>, QuantizeQ5_0WithScales, 16),
       Row(GgmlType::kQ5_1, Cells32<BlockQ5_1>),
-      Row(GgmlType::kQ8_0, Cells32<BlockQ8_0>),
+      Row(GgmlType::kQ8_0, Cells32<BlockQ8_0>, QuantizeQ8_0WithScales, 127),
       Row(GgmlType::kQ2_K, CellsQ2K),
       Row(GgmlType::kQ3_K, CellsQ3K),
       Row(GgmlType::kQ4_K, CellsK45<BlockQ4_K>),
       Row(GgmlType::kQ5_K, CellsK45<BlockQ5_K>),
       Row(GgmlType::kQ6_K, CellsQ6K),
-      Row(GgmlType::kIQ4_NL, CellsIQ4NL),
+      Row(GgmlType::kIQ4_NL, CellsIQ4NL, QuantizeIQ4_NLWithScales, 127),
       Row(GgmlType::kIQ4_XS, CellsIQ4XS),
       Row(GgmlType::kTQ1_0, CellsTernary<BlockTQ1_0>),
       Row(GgmlType::kTQ2_0, CellsTernary<BlockTQ2_0>),
@@ -172,7 +174,9 @@ FakeQuantTensor::FakeQuantTensor(const FakeQuantFormat& f, int64_t rows, int64_t
   pass_.resize(static_cast<size_t>(rows * cols));
 }
 
-void FakeQuantTensor::Refresh(const float* w, const float* imatrix, ThreadPool* pool) {
+void FakeQuantTensor::Refresh(const float* w, const float* imatrix, ThreadPool* pool, const float* scales) {
+  LOWBIT_CHECK(scales == nullptr || f_->encode_with_scales != nullptr);
+  const int64_t per_row = f_->scale_block ? cols_ / f_->scale_block : 0;
   std::atomic<int64_t> clipped{0};
   auto run = [&](size_t b, size_t e) {
     std::vector<float> below(static_cast<size_t>(cols_)), above(static_cast<size_t>(cols_));
@@ -181,7 +185,8 @@ void FakeQuantTensor::Refresh(const float* w, const float* imatrix, ThreadPool* 
       const float* x = w + r * cols_;
       uint8_t* q = bytes_.data() + r * row_bytes_;
       float* y = wq_.data() + r * cols_;
-      f_->from_float(x, q, cols_, imatrix);
+      if (scales != nullptr) f_->encode_with_scales(x, scales + r * per_row, q, cols_);
+      else f_->from_float(x, q, cols_, imatrix);
       f_->to_float(q, y, cols_);
       f_->cells(q, y, cols_, below.data(), above.data());
       uint8_t* pass = pass_.data() + r * cols_;
@@ -202,6 +207,34 @@ void FakeQuantTensor::MaskGradient(float* grad, ThreadPool*) const {
   if (clipped_ == 0) return;
   for (int64_t i = 0; i < rows_ * cols_; ++i) {
     if (!pass_[i]) grad[i] = 0.0f;
+  }
+}
+
+// The fp16 d that leads each block of every free-scale format.
+void FakeQuantTensor::CurrentScales(float* scales) const {
+  LOWBIT_CHECK(f_->scale_block > 0);
+  const uint64_t block_bytes = TypeInfo(f_->type).block_bytes;
+  for (int64_t b = 0; b < scale_count(); ++b) {
+    uint16_t d;
+    std::memcpy(&d, bytes_.data() + static_cast<uint64_t>(b) * block_bytes, 2);
+    scales[b] = H(d);
+  }
+}
+
+void FakeQuantTensor::ScaleGradient(const float* w, const float* grad_wq, float* grad_scales) const {
+  LOWBIT_CHECK(f_->scale_block > 0);
+  const int64_t blk = f_->scale_block;
+  const float g_scale = 1.0f / std::sqrt(static_cast<float>(blk) * f_->max_level);
+  std::vector<float> d(static_cast<size_t>(scale_count()));
+  CurrentScales(d.data());
+  for (int64_t b = 0; b < scale_count(); ++b) {
+    if (d[b] == 0.0f) continue;
+    double g = 0;
+    for (int64_t i = b * blk; i < (b + 1) * blk; ++i) {
+      const float level = std::round(wq_[i] / d[b]);  // every level is an integer times d
+      g += static_cast<double>(grad_wq[i]) * (pass_[i] ? level - w[i] / d[b] : level);
+    }
+    grad_scales[b] += g_scale * static_cast<float>(g);
   }
 }
 

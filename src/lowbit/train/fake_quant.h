@@ -9,8 +9,14 @@
 // above (the grid step / 2 on uniform grids; the neighbouring table values on IQ4's non-uniform
 // grid; an end level's outer half-cell mirrors its inner one). Float types (F16, BF16) never clip.
 //
+// Learned step sizes (LSQ, Esser et al. 2019) where the format's scale is free: one fp16 d per block
+// of 32 with levels L * d (Q4_0, Q5_0, Q8_0, IQ4_NL). The scales become parameters: the forward
+// writes each block with its learned d (quant/given_scale.h), and d's gradient is LSQ's,
+// sum over the block of dL/dwq * (L - w / d), or * L where w was clipped, times 1 / sqrt(32 * max|L|).
+// The K-quants' scales are themselves quantized by a search and are not free: no row has them.
+//
 // A new format (the linear int-N grid with its bits, group and sym/asym) is one more row: its
-// from_float, to_float and cells.
+// from_float, to_float, cells and, since its scales are free, its given-scale encoder.
 #pragma once
 
 #include <cstdint>
@@ -28,12 +34,18 @@ namespace lowbit::train {
 // quantized blocks of n elements (wq: their dequantized values).
 using CellsFn = void (*)(const uint8_t* blocks, const float* wq, int64_t n, float* below, float* above);
 
+// Encodes a row with given per-block scales d[n / block].
+using EncodeWithScalesFn = void (*)(const float* x, const float* d, void* dst, int64_t n);
+
 struct FakeQuantFormat {
   GgmlType type;
   std::string_view name;
   FromFloatFn from_float;
   ToFloatFn to_float;
   CellsFn cells;
+  EncodeWithScalesFn encode_with_scales = nullptr;  // null: the scales are not free (no LSQ)
+  int scale_block = 0;                              // elements per free scale (the fp16 d leading each block)
+  float max_level = 0;                              // max |L|, for LSQ's gradient scale
 };
 
 // The row for a type, or nullptr when QAT cannot train for it (no from_float, e.g. the IQ lattice
@@ -48,8 +60,14 @@ class FakeQuantTensor {
   FakeQuantTensor(const FakeQuantFormat& f, int64_t rows, int64_t cols);
 
   // Quantizes w ([rows][cols]) row by row (imatrix: per-column importance for the searching
-  // quantizers, or null), dequantizes, and marks the clipped elements.
-  void Refresh(const float* w, const float* imatrix, ThreadPool* pool);
+  // quantizers, or null; scales: learned block scales [rows][cols / scale_block] for LSQ, or null:
+  // the format's own choice), dequantizes, and marks the clipped elements.
+  void Refresh(const float* w, const float* imatrix, ThreadPool* pool, const float* scales = nullptr);
+  // LSQ: the block scales of the last Refresh (to start learning from), and their gradient from the
+  // gradient with respect to the dequantized values (before MaskGradient), added to grad_scales.
+  int64_t scale_count() const { return f_->scale_block ? rows_ * cols_ / f_->scale_block : 0; }
+  void CurrentScales(float* scales) const;
+  void ScaleGradient(const float* w, const float* grad_wq, float* grad_scales) const;
   // The straight-through gradient: zero where the last Refresh clipped.
   void MaskGradient(float* grad, ThreadPool* pool) const;
 

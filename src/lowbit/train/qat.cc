@@ -30,6 +30,7 @@ struct QatState {
   std::vector<std::unique_ptr<Param>> params;
   std::map<std::string, Param*> by_name;
   std::map<std::string, std::unique_ptr<FakeQuantTensor>> fq;
+  std::map<std::string, std::unique_ptr<Param>> scales;  // LSQ: learned block scales per tensor
   std::map<std::string, const float*> imatrix;  // per-tensor importance, when given
   std::vector<std::vector<float>> teacher;      // initial values, per param
   std::map<std::string, const float*> teacher_by_name;
@@ -37,12 +38,21 @@ struct QatState {
   std::vector<Param*> All() const {
     std::vector<Param*> v;
     for (const auto& p : params) v.push_back(p.get());
+    for (const auto& [name, p] : scales) v.push_back(p.get());
     return v;
+  }
+  const float* ImatrixOf(const std::string& name) const {
+    auto it = imatrix.find(name);
+    return it == imatrix.end() ? nullptr : it->second;
+  }
+  float* ScalesOf(const std::string& name) const {
+    auto it = scales.find(name);
+    return it == scales.end() ? nullptr : it->second->value.data();
   }
 };
 
 Status BuildState(const GgufFile& g, const std::vector<PlannedType>& types, const std::vector<std::string>& names,
-                  const Imatrix& im, ThreadPool* pool, QatState* s) {
+                  const Imatrix& im, bool learn_scales, ThreadPool* pool, QatState* s) {
   std::map<std::string, GgmlType> planned;
   for (size_t i = 0; i < names.size(); ++i) planned[names[i]] = types[i].type;
   for (const GgufTensorInfo& t : g.tensors()) {
@@ -67,12 +77,20 @@ Status BuildState(const GgufFile& g, const std::vector<PlannedType>& types, cons
     }
     s->params.push_back(std::move(p));
   }
+  // LSQ: the scales start where the format's own quantizer puts them.
+  for (auto& [name, f] : s->fq) {
+    if (!learn_scales || f->format().encode_with_scales == nullptr) continue;
+    const Param* w = s->by_name.at(name);
+    auto p = std::make_unique<Param>(name + ".lsq_d", w->rows, f->scale_count() / w->rows, false);
+    f->Refresh(w->value.data(), s->ImatrixOf(name), pool);
+    f->CurrentScales(p->value.data());
+    s->scales[name] = std::move(p);
+  }
   s->teacher.reserve(s->params.size());
   for (const auto& p : s->params) {
     s->teacher.push_back(p->value);
     s->teacher_by_name[p->name] = s->teacher.back().data();
   }
-  (void)pool;
   return OkStatus();
 }
 
@@ -196,7 +214,10 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
   }
   ThreadPool pool(o.threads);
   QatState s;
-  LOWBIT_RETURN_IF_ERROR(BuildState(g, types, names, im, &pool, &s));
+  LOWBIT_RETURN_IF_ERROR(BuildState(g, types, names, im, o.learn_scales, &pool, &s));
+  if (o.learn_scales && s.scales.empty()) {
+    return Errorf("--learn-scales: none of the {} types has free block scales (Q4_0, Q5_0, Q8_0, IQ4_NL have)", mix.name);
+  }
   const Weights student = BuildWeights(c, s, false), teacher = BuildWeights(c, s, true);
 
   // Data.
@@ -228,10 +249,7 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
   std::vector<float> teacher_lp(o.loss == "kl" ? static_cast<size_t>(R * V) : 0);
   TrainHooks hooks;
   hooks.before_step = [&](int64_t) {
-    for (auto& [name, f] : s.fq) {
-      auto im_it = s.imatrix.find(name);
-      f->Refresh(s.by_name.at(name)->value.data(), im_it == s.imatrix.end() ? nullptr : im_it->second, &pool);
-    }
+    for (auto& [name, f] : s.fq) f->Refresh(s.by_name.at(name)->value.data(), s.ImatrixOf(name), &pool, s.ScalesOf(name));
   };
   hooks.micro_batch = [&](int64_t step, int64_t first, int64_t n, float grad_scale) -> Expected<std::pair<double, int64_t>> {
     for (int64_t i = 0; i < n; ++i) data->Get(tc.seed, step, first + i, inputs.data() + i * T, targets.data() + i * T);
@@ -248,12 +266,16 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
     return std::make_pair(loss, R);
   };
   hooks.after_backward = [&] {
-    for (auto& [name, f] : s.fq) f->MaskGradient(s.by_name.at(name)->grad.data(), &pool);
+    for (auto& [name, f] : s.fq) {
+      Param* w = s.by_name.at(name);
+      if (auto it = s.scales.find(name); it != s.scales.end()) f->ScaleGradient(w->value.data(), w->grad.data(), it->second->grad.data());
+      f->MaskGradient(w->grad.data(), &pool);
+    }
   };
   TrainConfig run = tc;
   run.identity.kind = "qat";
   run.identity.config = nlohmann::json({{"model", std::filesystem::path(o.model).filename().string()}, {"type", mix.name},
-                                        {"loss", o.loss}, {"ctx", T}, {"batch", tc.batch}, {"steps", tc.steps},
+                                        {"loss", o.loss}, {"lsq", o.learn_scales}, {"ctx", T}, {"batch", tc.batch}, {"steps", tc.steps},
                                         {"data", o.self_distill ? std::string("self") : o.train_text}})
                             .dump();
   QatReport rep;

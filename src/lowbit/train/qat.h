@@ -12,7 +12,8 @@
 // The loss (default) is distillation: KL(teacher || student) per token, the teacher being the input
 // model itself in F32. The data is a text (--train) or, with --self-distill, sequences the teacher
 // samples itself (LLM-QAT's data-free recipe). --loss ce trains on next-token cross-entropy of the
-// text instead.
+// text instead. With learn_scales, the block scales of Q4_0, Q5_0, Q8_0 and IQ4_NL tensors are
+// trained too (LSQ) and the file is written with them.
 #pragma once
 
 #include <functional>
@@ -34,6 +35,7 @@ struct QatOptions {
   bool pure = false;
   std::vector<std::string> tensor_types;  // --tensor-type REGEX=TYPE
   std::string output_tensor_type, token_embedding_type;
+  bool learn_scales = false;     // LSQ on the formats with free block scales (fake_quant.h)
   TrainConfig train;
   int threads = 0;
 };
