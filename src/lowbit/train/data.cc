@@ -39,19 +39,21 @@ int64_t TokenDataset::size() const {
   return stream_.empty() ? static_cast<int64_t>(seqs_.size()) * (T_ + 1) : static_cast<int64_t>(stream_.size());
 }
 
-void TokenDataset::Get(uint64_t seed, int64_t step, int64_t index, int32_t* inputs, int32_t* targets) const {
+int64_t TokenDataset::Get(uint64_t seed, int64_t step, int64_t index, int32_t* inputs, int32_t* targets) const {
   const uint64_t r = Mix64(Mix64(seed) ^ Mix64(static_cast<uint64_t>(step) * 0x100000001B3ull + static_cast<uint64_t>(index)));
   const int32_t* w;
+  int64_t picked = -1;
   if (stream_.empty()) {
-    w = seqs_[r % seqs_.size()].data();
+    picked = static_cast<int64_t>(r % seqs_.size());
+    w = seqs_[static_cast<size_t>(picked)].data();
   } else {
     const uint64_t starts = stream_.size() - static_cast<uint64_t>(T_);  // windows of T + 1
     w = stream_.data() + r % starts;
   }
   std::copy(w, w + T_, inputs);
   std::copy(w + 1, w + T_ + 1, targets);
-  if (stream_.empty() || bos_ < 0) return;
-  inputs[0] = bos_;
+  if (!stream_.empty() && bos_ >= 0) inputs[0] = bos_;
+  return picked;
 }
 
 }  // namespace lowbit::train

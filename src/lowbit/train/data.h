@@ -18,8 +18,8 @@ class TokenDataset {
   static Expected<TokenDataset> FromStream(std::vector<int32_t> tokens, int32_t bos, int64_t T);
   static Expected<TokenDataset> FromSequences(std::vector<std::vector<int32_t>> seqs, int64_t T);
 
-  // Writes T inputs and T targets.
-  void Get(uint64_t seed, int64_t step, int64_t index, int32_t* inputs, int32_t* targets) const;
+  // Writes T inputs and T targets; returns the sequence drawn (FromSequences), or -1 for a stream.
+  int64_t Get(uint64_t seed, int64_t step, int64_t index, int32_t* inputs, int32_t* targets) const;
   int64_t T() const { return T_; }
   // Distinct tokens available (the stream's length, or the sequences' total).
   int64_t size() const;

@@ -13,6 +13,7 @@
 #include "lowbit/formats/gguf_writer.h"
 #include "lowbit/formats/hf.h"
 #include "lowbit/formats/imatrix.h"
+#include "lowbit/numeric/convert.h"
 #include "lowbit/pipeline/quantize.h"
 #include "lowbit/tokenizer/tokenizer.h"
 #include "lowbit/train/data.h"
@@ -223,14 +224,19 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
   // Data.
   const int64_t T = tc.ctx;
   Expected<TokenDataset> data = Errorf("no data");
+  std::vector<uint16_t> cached_lp;  // the teacher's log-probabilities of generated sequences, fp16
   if (o.self_distill) {
     const int64_t n = o.samples > 0 ? o.samples : std::min<int64_t>(tc.steps * tc.batch, 1024);
     say(fmt::format("generating {} sequences of {} tokens with the model (LLM-QAT's data-free recipe)", n, T));
     const auto g0 = std::chrono::steady_clock::now();
+    // Distillation on generated text keeps the log-probabilities the generation computed (up to
+    // 1 GiB): no teacher forward in the steps.
+    const bool keep = o.loss == "kl" && n * T * c.n_vocab * 2 <= (int64_t{1} << 30);
     LOWBIT_ASSIGN_OR_RETURN(auto seqs, SampleSequences(model, static_cast<int32_t>(vocab.bos_id), n, T, tc.seed, pool.size(),
                                                        [&](int64_t done) {
                                                          if (done % 128 == 0 || done == n) say(fmt::format("  {}/{} sequences", done, n));
-                                                       }));
+                                                       },
+                                                       keep ? &cached_lp : nullptr));
     const double gs = std::chrono::duration<double>(std::chrono::steady_clock::now() - g0).count();
     say(fmt::format("generated {} tokens in {:.1f} s ({:.0f} tok/s)", n * T, gs, static_cast<double>(n * T) / gs));
     data = TokenDataset::FromSequences(std::move(seqs), T);
@@ -252,10 +258,17 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
     for (auto& [name, f] : s.fq) f->Refresh(s.by_name.at(name)->value.data(), s.ImatrixOf(name), &pool, s.ScalesOf(name));
   };
   hooks.micro_batch = [&](int64_t step, int64_t first, int64_t n, float grad_scale) -> Expected<std::pair<double, int64_t>> {
-    for (int64_t i = 0; i < n; ++i) data->Get(tc.seed, step, first + i, inputs.data() + i * T, targets.data() + i * T);
+    std::vector<int64_t> picked(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) picked[i] = data->Get(tc.seed, step, first + i, inputs.data() + i * T, targets.data() + i * T);
     double loss;
     if (o.loss == "kl") {
-      LogSoftmaxRows(graph.Forward(teacher, inputs.data()), R, V, teacher_lp.data(), &pool);
+      if (!cached_lp.empty()) {
+        for (int64_t i = 0; i < n; ++i) {
+          ConvertF16ToF32(cached_lp.data() + picked[i] * T * V, teacher_lp.data() + i * T * V, static_cast<size_t>(T * V));
+        }
+      } else {
+        LogSoftmaxRows(graph.Forward(teacher, inputs.data()), R, V, teacher_lp.data(), &pool);
+      }
       const float* logits = graph.Forward(student, inputs.data());
       loss = KlDistill(logits, teacher_lp.data(), nullptr, R, V, grad_scale, graph.dlogits(), &pool);
     } else {
