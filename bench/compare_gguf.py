@@ -2,7 +2,7 @@
 """Compares the tensors of two GGUF files by name (standard library only).
 
 F32 and F16 tensors are compared value by value (max absolute difference, and how many values
-differ); other types byte by byte. Prints one line per tensor and a summary; exit code 1 if a name
+differ); the block types byte by byte. Prints one line per tensor and a summary; exit code 1 if a name
 or type is missing or differs. Used by bench/train_acceptance.sh to compare `lowbit lora merge`
 with llama.cpp's `llama-export-lora`.
 
@@ -12,6 +12,9 @@ import struct
 import sys
 
 TYPE_NAMES = {0: "F32", 1: "F16"}
+# Other types compared byte for byte: (elements, bytes) per block.
+BLOCKS = {2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 10: (256, 84), 11: (256, 110),
+          12: (256, 144), 13: (256, 176), 14: (256, 210), 20: (32, 18), 23: (256, 136), 30: (1, 2)}
 SCALAR = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 
 
@@ -65,8 +68,10 @@ def tensors(path):
             size = n * (4 if t == 0 else 2)
             raw = r.data[start + off:start + off + size]
             out[name] = (t, dims, struct.unpack("<%d%s" % (n, "f" if t == 0 else "e"), raw))
+        elif t in BLOCKS:
+            per, size = BLOCKS[t]
+            out[name] = (t, dims, r.data[start + off:start + off + n // per * size])
         else:
-            # Other types: compare the bytes up to the next tensor (same layout in both files).
             out[name] = (t, dims, None)
     return out
 
@@ -85,8 +90,13 @@ def main():
             print(f"{name}: type/shape {ta} {da} vs {tb} {db}")
             bad = True
             continue
-        if va is None:
-            print(f"{name}: type {ta} (not compared value by value)")
+        if va is None or vb is None:
+            print(f"{name}: type {ta} (not compared)")
+            continue
+        if isinstance(va, bytes):
+            same = va == vb
+            bad = bad or not same
+            print(f"{name}: type {ta} {len(va)} bytes, {'identical' if same else 'DIFFERENT'}")
             continue
         diffs = [abs(x - y) for x, y in zip(va, vb)]
         mx = max(diffs) if diffs else 0.0

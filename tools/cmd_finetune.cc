@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <memory>
 
+#include <nlohmann/json.hpp>
+
 #include "commands.h"
 #include "lowbit/train/finetune.h"
 #include "train_flags.h"
@@ -19,6 +21,7 @@ void AddFinetune(CLI::App& app, Registry& r) {
   o->train.warmup = 10;
   o->train.checkpoint_every = 50;
   auto quiet = std::make_shared<bool>(false);
+  auto json = std::make_shared<bool>(false);
   auto outtype = std::make_shared<std::string>("f32");
   CLI::App* sub = app.add_subcommand("finetune", "Train a LoRA adapter on a frozen GGUF model of any type (QLoRA on the CPU)");
   sub->add_option("-m,--model", o->model, "base GGUF model (any type lowbit runs)")->required();
@@ -30,14 +33,22 @@ void AddFinetune(CLI::App& app, Registry& r) {
   sub->add_option("--outtype", *outtype, "GGUF adapter tensor type")->check(CLI::IsMember({"f32", "f16", "bf16"}, CLI::ignore_case));
   sub->add_option("-t,--threads", o->threads, "threads (default: all)")->check(CLI::Range(0, 1024));
   sub->add_flag("-q,--quiet", *quiet, "no progress lines");
+  sub->add_flag("--json", *json, "print the report as one JSON object on stdout");
   AddTrainOptions(sub, &o->train);
-  r.Add(sub, [o, quiet, outtype]() -> Status {
+  r.Add(sub, [o, quiet, outtype, json]() -> Status {
     if (o->train.checkpoint.empty()) o->train.checkpoint = o->output + ".ckpt";
     o->outtype = FindGgmlTypeByName(*outtype)->type;
     const bool q = *quiet;
     LOWBIT_ASSIGN_OR_RETURN(train::FinetuneReport rep, train::RunFinetune(*o, [q](const std::string& line) {
       if (!q) std::fprintf(stderr, "%s\n", line.c_str());
     }));
+    if (*json) {
+      const nlohmann::json j = {{"output", o->output}, {"format", rep.peft ? "peft" : "gguf"}, {"adapted_weights", rep.adapted},
+                                {"trained_parameters", rep.trained_parameters}, {"steps", rep.steps_run},
+                                {"first_loss", rep.first_loss}, {"last_loss", rep.last_loss}, {"tokens_per_s", rep.tokens_per_s},
+                                {"seconds", rep.seconds}};
+      std::printf("%s\n", j.dump(2).c_str());
+    }
     std::fprintf(stderr, "lowbit finetune: wrote %s (%s, %lld adapted weights, %lld parameters): %lld steps, loss %.4f -> %.4f, "
                  "%.0f tok/s, %.1f s\n", o->output.c_str(), rep.peft ? "PEFT folder" : "GGUF adapter", static_cast<long long>(rep.adapted),
                  static_cast<long long>(rep.trained_parameters), static_cast<long long>(rep.steps_run), rep.first_loss, rep.last_loss,

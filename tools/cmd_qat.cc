@@ -2,6 +2,8 @@
 #include <cstdio>
 #include <memory>
 
+#include <nlohmann/json.hpp>
+
 #include "commands.h"
 #include "lowbit/train/qat.h"
 #include "train_flags.h"
@@ -20,6 +22,7 @@ void AddQat(CLI::App& app, Registry& r) {
   o->train.warmup = 20;
   o->train.checkpoint_every = 100;
   auto quiet = std::make_shared<bool>(false);
+  auto json = std::make_shared<bool>(false);
   CLI::App* sub = app.add_subcommand(
       "qat", "Quantization-aware training: train a float GGUF for a quantized type or mix, write the quantized GGUF");
   sub->add_option("-m,--model", o->model, "float GGUF model (F32, F16 or BF16)")->required();
@@ -40,13 +43,21 @@ void AddQat(CLI::App& app, Registry& r) {
   sub->add_option("--token-embedding-type", o->token_embedding_type, "type of token_embd.weight");
   sub->add_option("-t,--threads", o->threads, "threads (default: all)")->check(CLI::Range(0, 1024));
   sub->add_flag("-q,--quiet", *quiet, "no progress lines");
+  sub->add_flag("--json", *json, "print the report as one JSON object on stdout");
   AddTrainOptions(sub, &o->train);
-  r.Add(sub, [o, quiet]() -> Status {
+  r.Add(sub, [o, quiet, json]() -> Status {
     if (o->train.checkpoint.empty()) o->train.checkpoint = o->output + ".ckpt";
     const bool q = *quiet;
     LOWBIT_ASSIGN_OR_RETURN(train::QatReport rep, train::RunQat(*o, [q](const std::string& line) {
       if (!q) std::fprintf(stderr, "%s\n", line.c_str());
     }));
+    if (*json) {
+      const nlohmann::json j = {{"output", o->output}, {"type", rep.mix}, {"file_size", rep.file_size}, {"steps", rep.steps_run},
+                                {"first_loss", rep.first_loss}, {"last_loss", rep.last_loss}, {"tokens_per_s", rep.tokens_per_s},
+                                {"seconds", rep.seconds}, {"quantized_tensors", rep.quantized_tensors},
+                                {"trained_parameters", rep.trained_parameters}};
+      std::printf("%s\n", j.dump(2).c_str());
+    }
     std::fprintf(stderr, "lowbit qat: wrote %s (%s, %llu bytes): %lld steps, loss %.4f -> %.4f, %.0f tok/s, %.1f s\n",
                  o->output.c_str(), rep.mix.c_str(), static_cast<unsigned long long>(rep.file_size),
                  static_cast<long long>(rep.steps_run), rep.first_loss, rep.last_loss, rep.tokens_per_s, rep.seconds);

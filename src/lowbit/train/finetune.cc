@@ -57,6 +57,10 @@ Expected<FinetuneReport> RunFinetune(const FinetuneOptions& o, const std::functi
   if (!std::isfinite(o.alpha) || o.alpha <= 0) return Errorf("--lora-alpha must be positive");
   LOWBIT_ASSIGN_OR_RETURN(std::vector<int> slots, ParseLoraTargets(o.targets));
   LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(o.model));
+  if (std::find(slots.begin(), slots.end(), kOutputSlot) != slots.end() && g.FindTensor("output.weight") == nullptr) {
+    return Errorf("{}: the classifier is the embedding (no output.weight); an adapter on it is not supported: drop 'output' "
+                  "from --targets", o.model);
+  }
   LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
   const LlamaConfig& c = model.config();
   if (tc.ctx > c.n_ctx_train) return Errorf("--ctx-size {} is longer than the model's context {}", tc.ctx, c.n_ctx_train);
