@@ -7,6 +7,8 @@
 //    multiply-add as 2 operations.
 //  - ReadBandwidth: the memory read rate a decode can hope for, a 256 MiB buffer summed with the
 //    kernels' 3 KiB prefetch (the loop of `lowbit bench`'s probe), beside MatVec in the same run.
+//  - GemmF32: the training products of a 768 x 256 linear layer over 1024 tokens (stories5M's FFN
+//    shape, 4 sequences of 256): forward X W^T, backward dY W and dY^T X, per ISA; GFLOP/s.
 // Weights: a 64-row tile quantized from N(0, 0.02) by lowbit's quantizer, repeated (random scales
 // would be unrealistic; the speed of a kernel does not depend on the values). The grouped-integer
 // types (W4G128 ...), which no quantizer writes, get random codes, zero points and fp16 scales.
@@ -23,6 +25,7 @@
 #include "lowbit/base/aligned_buffer.h"
 #include "lowbit/base/thread_pool.h"
 #include "lowbit/kernels/dot.h"
+#include "lowbit/kernels/gemm.h"
 #include "lowbit/kernels/matvec.h"
 #include "lowbit/numeric/grouped.h"
 #include "lowbit/numeric/half.h"
@@ -165,6 +168,41 @@ void BM_MatMul(benchmark::State& state) {
   state.SetLabel(std::string(TypeInfo(t).name) + "/" + std::string(IsaName(isa)));
 }
 
+void BM_GemmF32(benchmark::State& state) {
+  const int form = static_cast<int>(state.range(0));
+  const Isa isa = static_cast<Isa>(state.range(1));
+  constexpr int64_t kT = 1024, kOut = 768, kIn = 256;
+  const std::vector<float> x = Activations(kT * kIn), w = Activations(kOut * kIn), dy = Activations(kT * kOut);
+  std::vector<float> out(kT * kOut + kOut * kIn + kT * kIn);
+  GemmArgs g;
+  const char* name = "";
+  if (form == 0) {
+    g = {.m = kT, .n = kOut, .k = kIn, .a = x.data(), .lda = kIn, .b = w.data(), .ldb = kIn, .b_trans = true, .c = out.data(), .ldc = kOut};
+    name = "X W^T";
+  } else if (form == 1) {
+    g = {.m = kT, .n = kIn, .k = kOut, .a = dy.data(), .lda = kOut, .b = w.data(), .ldb = kIn, .c = out.data(), .ldc = kIn};
+    name = "dY W";
+  } else {
+    g = {.m = kOut, .n = kIn, .k = kT, .a = dy.data(), .lda = kOut, .a_trans = true, .b = x.data(), .ldb = kIn, .c = out.data(),
+         .ldc = kIn, .accumulate = true};
+    name = "dY^T X";
+  }
+  const GemmKernel& kr = GemmKernelFor(isa);
+  for (auto _ : state) {
+    GemmF32(kr, g, nullptr);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * kT * kOut * kIn * static_cast<double>(state.iterations()) / 1e9,
+                                                 benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(name) + "/" + std::string(IsaName(isa)));
+}
+
+void GemmArgsList(benchmark::internal::Benchmark* b) {
+  for (Isa isa : SupportedIsas()) {
+    for (int form = 0; form < 3; ++form) b->Args({form, static_cast<int>(isa)});
+  }
+}
+
 void Args(benchmark::internal::Benchmark* b) {
   for (Isa isa : SupportedIsas()) {
     for (int i = 0; i < static_cast<int>(std::size(kTypes)); ++i) b->Args({i, static_cast<int>(isa)});
@@ -185,6 +223,7 @@ BENCHMARK(BM_MatVec2T)->Apply(Args)->Unit(benchmark::kMillisecond)->MinTime(0.5)
 BENCHMARK(BM_MatVecL2)->Apply(Args)->Unit(benchmark::kMicrosecond)->MinTime(0.2);
 BENCHMARK(BM_QuantizeActivations)->Apply(ActArgs)->Unit(benchmark::kMicrosecond)->MinTime(0.2);
 BENCHMARK(BM_MatMul)->Apply(Args)->Unit(benchmark::kMillisecond)->MinTime(0.5);
+BENCHMARK(BM_GemmF32)->Apply(GemmArgsList)->Unit(benchmark::kMillisecond)->MinTime(0.5);
 
 }  // namespace
 }  // namespace lowbit

@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
   lowbit::tools::AddBench(app, registry);
   lowbit::tools::AddSynth(app, registry);
   lowbit::tools::AddInfo(app, registry);
+  lowbit::tools::AddQat(app, registry);
+  lowbit::tools::AddFinetune(app, registry);
+  lowbit::tools::AddLora(app, registry);
   lowbit::tools::AddServe(app, registry);
   lowbit::tools::AddChat(app, registry);
   lowbit::tools::AddTemplate(app, registry);

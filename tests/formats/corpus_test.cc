@@ -15,6 +15,8 @@
 #include "lowbit/formats/sentencepiece_model.h"
 #include "lowbit/server/openai.h"
 #include "lowbit/template/template.h"
+#include "lowbit/train/checkpoint.h"
+#include "lowbit/train/lora_file.h"
 #include "test_data.h"
 
 namespace lowbit {
@@ -65,6 +67,13 @@ Status ParseAs(const std::string& parser, const std::vector<uint8_t>& b) {
   }
   if (parser == "quant_config") return ParseQuantConfig(text, "corpus").status();
   if (parser == "quant_tensors") return ReadQuantTensors(b);
+  if (parser == "peft_config") return train::ParsePeftConfig(text, "corpus").status();
+  if (parser == "lora_gguf" || parser == "train_checkpoint") {
+    auto g = GgufFile::Parse(b, "corpus");
+    if (!g.ok() || parser == "lora_gguf") return g.ok() ? train::LoraFromGguf(*g).status() : g.status();
+    train::Param w("w", 2, 4, true), n("n", 1, 4, false);
+    return train::LoadCheckpoint(*g, {&w, &n}, {.kind = "qat", .config = "{}"}).status();
+  }
   ADD_FAILURE() << "no parser named " << parser;
   return OkStatus();
 }

@@ -227,6 +227,7 @@ void LlamaSession::Linears(std::initializer_list<LinearJob> jobs, int64_t n) {
   }
   MatMulGroup(std::span<const MatMulArgs>(args, i), pool_.get(), &mm_scratch_);
   for (const LinearJob& j : jobs) {
+    for (const LowRankUpdate& u : j.w->updates) LowRank(*j.w, u, j.x, n, j.y);
     if (j.bias == nullptr) continue;
     for (int64_t b = 0; b < n; ++b) {
       for (int64_t r = 0; r < j.w->rows; ++r) j.y[b * j.w->rows + r] += j.bias[r];
@@ -236,6 +237,17 @@ void LlamaSession::Linears(std::initializer_list<LinearJob> jobs, int64_t n) {
 
 size_t LlamaSession::KvOffset(int64_t l, int kv, int32_t seq) const {
   return static_cast<size_t>(((l * 2 + kv) * n_seq_ + seq) * n_ctx_ * kv_dim_) * (kv_f16_ ? 2 : 4);
+}
+
+void LlamaSession::LowRank(const WeightView& w, const LowRankUpdate& u, const float* x, int64_t n, float* y) {
+  if (lora_t_.size() < static_cast<size_t>(n * u.rank)) lora_t_.resize(static_cast<size_t>(n * u.rank));
+  if (lora_z_.size() < static_cast<size_t>(n * w.rows)) lora_z_.resize(static_cast<size_t>(n * w.rows));
+  const auto a_bytes = static_cast<uint64_t>(w.cols) * 4, b_bytes = static_cast<uint64_t>(u.rank) * 4;
+  MatMul(MatMulArgs{.type = GgmlType::kF32, .w = reinterpret_cast<const uint8_t*>(u.a), .rows = u.rank, .cols = w.cols,
+                    .row_stride = a_bytes, .x = x, .batch = n, .y = lora_t_.data()}, pool_.get(), &mm_scratch_);
+  MatMul(MatMulArgs{.type = GgmlType::kF32, .w = reinterpret_cast<const uint8_t*>(u.b), .rows = w.rows, .cols = u.rank,
+                    .row_stride = b_bytes, .x = lora_t_.data(), .batch = n, .y = lora_z_.data()}, pool_.get(), &mm_scratch_);
+  for (int64_t i = 0; i < n * w.rows; ++i) y[i] += lora_z_[i] * u.scale;
 }
 
 void LlamaSession::StoreKv(int64_t l, int64_t n) {

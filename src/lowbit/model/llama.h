@@ -36,6 +36,16 @@ struct LlamaConfig {
   bool rope_neox = false;  // rotate (i, i + rope_dim/2) pairs instead of (2i, 2i + 1)
 };
 
+// A low-rank update of a weight (a LoRA adapter): after the weight's product, y += scale * B (A x),
+// as llama.cpp applies adapters. F32, row-major: a [rank][cols], b [rows][rank]. Whoever attaches
+// updates to a model owns their memory (train/lora_file.h attaches adapter files).
+struct LowRankUpdate {
+  const float* a = nullptr;
+  const float* b = nullptr;
+  int64_t rank = 0;
+  float scale = 1.0f;
+};
+
 // A weight matrix, or one rank's block of it: `rows` rows of `cols` elements, `row_stride` bytes
 // apart (a row-parallel shard is a column range of each full row).
 struct WeightView {
@@ -48,6 +58,7 @@ struct WeightView {
   // blocks), cols is the stored width and x_stride the width of the input rows. nullptr / 0: plain.
   const int32_t* x_map = nullptr;
   int64_t x_stride = 0;
+  std::span<const LowRankUpdate> updates;  // applied after the product, in order; empty: none
 };
 
 class LlamaModel {
@@ -138,6 +149,7 @@ class LlamaSession {
   };
   void Linears(std::initializer_list<LinearJob> jobs, int64_t n);
   void Linear(const WeightView& w, const float* x, int64_t n, float* y, const float* bias = nullptr) { Linears({{&w, x, y, bias}}, n); }
+  void LowRank(const WeightView& w, const LowRankUpdate& u, const float* x, int64_t n, float* y);
   void Attention(int64_t layer, int64_t n);
   void StoreKv(int64_t layer, int64_t n);
   size_t KvOffset(int64_t layer, int kv, int32_t seq) const;  // bytes to (layer, k|v, seq, pos 0)
@@ -158,6 +170,7 @@ class LlamaSession {
   std::vector<BatchToken> batch_;  // [max_batch]: the step's tokens
   std::vector<int64_t> want_;      // [max_batch]: rows whose logits are returned
   std::vector<float> x_, xb_, q_, k_, v_, att_out_, hb_, hb2_, proj_, logits_, rope_cos_, rope_sin_;
+  std::vector<float> lora_t_, lora_z_;  // low-rank updates' A x and B (A x); grow on first use
   Observer observer_;
   std::vector<std::string> names_;  // [layer * 7 + k]: attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down
 };
