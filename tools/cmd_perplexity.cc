@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "lowbit/pipeline/model_source.h"
+#include "train_flags.h"
 #include "lowbit/eval/perplexity.h"
 #include "lowbit/formats/gguf_vocab.h"
 #include "lowbit/formats/hf.h"
@@ -21,6 +22,7 @@ void AddPerplexity(CLI::App& app, Registry& r) {
     bool json = false, kv_f16 = false;
     std::string save, base;
     Residency residency = Residency::kAuto;
+    LoraFlags lora;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("perplexity", "Perplexity of a GGUF model on a text file (llama.cpp's method)");
@@ -34,9 +36,12 @@ void AddPerplexity(CLI::App& app, Registry& r) {
   sub->add_flag("--json", a->json, "print one JSON object");
   AddCacheTypeOption(sub, &a->kv_f16);
   AddResidencyOptions(sub, &a->residency);
+  AddLoraOptions(sub, &a->lora);
   r.Add(sub, [a]() -> Status {
     LOWBIT_ASSIGN_OR_RETURN(GgufFile g, OpenModel(a->model, a->residency));
     LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
+    LOWBIT_ASSIGN_OR_RETURN(auto specs, a->lora.Specs());
+    LOWBIT_ASSIGN_OR_RETURN(auto adapters, train::AttachLoraAdapters(&model, g, specs));
     LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));
     LOWBIT_ASSIGN_OR_RETURN(std::string text, ReadTextFile(a->file, uint64_t{1} << 30));
     PerplexityOptions o{a->ctx, a->chunks, a->threads, a->save, a->base, a->kv_f16};

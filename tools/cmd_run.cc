@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "lowbit/pipeline/model_source.h"
+#include "train_flags.h"
 #include "lowbit/engine/generate.h"
 #include "lowbit/formats/gguf_vocab.h"
 
@@ -17,6 +18,7 @@ void AddRun(CLI::App& app, Registry& r) {
     GenerateOptions g;
     int64_t seed = -1;
     Residency residency = Residency::kAuto;
+    LoraFlags lora;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("run", "Generate text with a GGUF llama-family model");
@@ -34,10 +36,13 @@ void AddRun(CLI::App& app, Registry& r) {
   sub->add_option("--seed", a->seed, "random seed (default: time)");
   AddCacheTypeOption(sub, &a->g.kv_f16);
   AddResidencyOptions(sub, &a->residency);
+  AddLoraOptions(sub, &a->lora);
   r.Add(sub, [a]() -> Status {
     const auto t0 = std::chrono::steady_clock::now();
     LOWBIT_ASSIGN_OR_RETURN(GgufFile g, OpenModel(a->model, a->residency));
     LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
+    LOWBIT_ASSIGN_OR_RETURN(auto specs, a->lora.Specs());
+    LOWBIT_ASSIGN_OR_RETURN(auto adapters, train::AttachLoraAdapters(&model, g, specs));
     LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     a->g.sampling.seed = a->seed >= 0 ? static_cast<uint64_t>(a->seed)

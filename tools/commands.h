@@ -54,5 +54,11 @@ void AddImatrix(CLI::App& app, Registry& r);
 void AddBench(CLI::App& app, Registry& r);
 void AddSynth(CLI::App& app, Registry& r);
 void AddInfo(CLI::App& app, Registry& r);
+void AddServe(CLI::App& app, Registry& r);
+void AddChat(CLI::App& app, Registry& r);
+void AddTemplate(CLI::App& app, Registry& r);
+void AddQat(CLI::App& app, Registry& r);       // cmd_qat.cc
+void AddFinetune(CLI::App& app, Registry& r);  // cmd_finetune.cc
+void AddLora(CLI::App& app, Registry& r);      // cmd_lora.cc
 
 }  // namespace lowbit::tools

@@ -36,6 +36,16 @@ struct LlamaConfig {
   bool rope_neox = false;  // rotate (i, i + rope_dim/2) pairs instead of (2i, 2i + 1)
 };
 
+// A low-rank update of a weight (a LoRA adapter): after the weight's product, y += scale * B (A x),
+// as llama.cpp applies adapters. F32, row-major: a [rank][cols], b [rows][rank]. Whoever attaches
+// updates to a model owns their memory (train/lora_file.h attaches adapter files).
+struct LowRankUpdate {
+  const float* a = nullptr;
+  const float* b = nullptr;
+  int64_t rank = 0;
+  float scale = 1.0f;
+};
+
 // A weight matrix, or one rank's block of it: `rows` rows of `cols` elements, `row_stride` bytes
 // apart (a row-parallel shard is a column range of each full row).
 struct WeightView {
@@ -43,6 +53,12 @@ struct WeightView {
   const uint8_t* data = nullptr;
   int64_t rows = 0, cols = 0;  // rows = outputs, cols = inputs (GGUF dims[1], dims[0])
   uint64_t row_stride = 0;
+  // The product's input map and input width (MatMulArgs::x_map, x_stride; kernels/matvec.h): for
+  // weights stored with their columns regrouped or padded (GPTQ act-order, rows padded to whole
+  // blocks), cols is the stored width and x_stride the width of the input rows. nullptr / 0: plain.
+  const int32_t* x_map = nullptr;
+  int64_t x_stride = 0;
+  std::span<const LowRankUpdate> updates;  // applied after the product, in order; empty: none
 };
 
 class LlamaModel {
@@ -78,11 +94,23 @@ struct SessionOptions {
   int64_t max_batch = 512;  // tokens per prefill step (longer prompts are split)
   bool kv_f16 = false;      // F16 KV cache (half the memory; llama.cpp's default)
   Comm* comm = nullptr;     // nullptr: a LocalComm (one rank)
+  int n_seq = 1;            // sequences (slots) the KV cache holds, n_ctx positions each
+  // A token's logits independent of the batch it runs in (MatMulArgs::batch_invariant); the server
+  // sets it so that batching changes no token. Off, short prompts may take other (faster) kernels.
+  bool batch_invariant = false;
   ThreadPool* pool = nullptr;  // nullptr: a pool of `threads` of its own; else this one (shared with the caller's other work)
 };
 
-// One sequence's state: KV cache and scratch, allocated once; Forward() allocates nothing after
-// the first call.
+// One token of a multi-sequence batch (LlamaSession::ForwardBatch).
+struct BatchToken {
+  int32_t token = 0;
+  int32_t seq = 0;      // KV slot, < SessionOptions::n_seq
+  int64_t pos = 0;      // position in its sequence, < n_ctx
+  bool logits = false;  // return this token's logits
+};
+
+// The state of n_seq sequences: KV cache and scratch, allocated once; Forward() and ForwardBatch()
+// allocate nothing after the first call of a given size.
 class LlamaSession {
  public:
   LlamaSession(const LlamaModel& model, const SessionOptions& o);
@@ -94,6 +122,16 @@ class LlamaSession {
   const float* Forward(std::span<const int32_t> tokens, int64_t pos0, bool all_logits = false);
   const float* Forward(int32_t token, int64_t pos) { return Forward(std::span<const int32_t>(&token, 1), pos); }
 
+  // Continuous batching: tokens of any sequences in one forward. The weight products run over all
+  // of them together (the weights stream from memory once per step); RoPE uses each token's
+  // position, its K/V go to (seq, pos), and its attention reads positions [0, pos] of its sequence,
+  // so the positions before it must be in the cache already or earlier in this batch. A token's
+  // logits are bit-equal to what it gets alone or in any other batch (the products are per row:
+  // tests/model/batch_test.cc). Returns [k][n_vocab] for the k tokens with `logits` set, in order.
+  // Batches longer than max_batch run as consecutive steps.
+  const float* ForwardBatch(std::span<const BatchToken> batch);
+  int n_seq() const { return n_seq_; }
+
   // Called with (weight name, input vector, length) for each token before each weight matrix is
   // applied (output.weight excluded), e.g. to collect an importance matrix. Empty: no calls.
   using Observer = std::function<void(const std::string& weight, const float* x, int64_t n)>;
@@ -102,18 +140,19 @@ class LlamaSession {
   int64_t max_batch() const { return max_batch_; }
 
   // Calibration access (pipeline/: GPTQ, AWQ): one sublayer of decoder layer `layer` alone, on n
-  // hidden states x [n][n_embd] at positions 0..n-1 (n <= max_batch()): out [n][n_embd] is the
-  // attention block's output (RMSNorm, Q/K/V, RoPE, attention over these n tokens, output
-  // projection) or the FFN block's (RMSNorm, gate/up, SwiGLU, down), before the residual add, i.e.
-  // the layer computes x + a, then (x + a) + f. The observer sees the inputs of the sublayer's
-  // matrices. Uses the layer's current weights (the pipeline swaps views between calls).
+  // hidden states x [n][n_embd] at positions 0..n-1 of sequence 0 (n <= max_batch()): out
+  // [n][n_embd] is the attention block's output (RMSNorm, Q/K/V, RoPE, attention over these n
+  // tokens, output projection) or the FFN block's (RMSNorm, gate/up, SwiGLU, down), before the
+  // residual add, i.e. the layer computes x + a, then (x + a) + f. The observer sees the inputs of
+  // the sublayer's matrices. Uses the layer's current weights (the pipeline swaps views between calls).
   void AttentionBlock(int64_t layer, const float* x, int64_t n, float* out) { SublayerBlock(layer, true, x, n, out); }
   void FfnBlock(int64_t layer, const float* x, int64_t n, float* out) { SublayerBlock(layer, false, x, n, out); }
   // The classifier's input: the final RMSNorm of n hidden states (out may not alias x).
   void OutputNorm(const float* x, int64_t n, float* out) const;
 
  private:
-  void Step(const int32_t* tokens, int64_t n, int64_t pos0, float* logits, bool all_logits);
+  // Runs batch_[0, n); logits of the rows in want_[0, n_want) to `logits`.
+  void Step(int64_t n, int64_t n_want, float* logits);
   // y = x W^T (+ bias) for n tokens; Linears runs several in one hand-off to the thread pool.
   struct LinearJob {
     const WeightView* w;
@@ -123,14 +162,16 @@ class LlamaSession {
   };
   void Linears(std::initializer_list<LinearJob> jobs, int64_t n);
   void Linear(const WeightView& w, const float* x, int64_t n, float* y, const float* bias = nullptr) { Linears({{&w, x, y, bias}}, n); }
-  void Attention(int64_t layer, int64_t n, int64_t pos0);
-  void StoreKv(int64_t layer, int64_t n, int64_t pos0);
+  void LowRank(const WeightView& w, const LowRankUpdate& u, const float* x, int64_t n, float* y);
+  void Attention(int64_t layer, int64_t n);
+  void StoreKv(int64_t layer, int64_t n);
+  size_t KvOffset(int64_t layer, int kv, int32_t seq) const;  // bytes to (layer, k|v, seq, pos 0)
   void SwiGlu(int64_t count);  // hb_ = SiLU(hb_) * hb2_ over the first count values
-  void Rope(float* vec, int64_t width, int64_t heads, int64_t n, int64_t pos0);
+  void Rope(float* vec, int64_t width, int64_t heads, int64_t n);  // at batch_[b].pos
   void Observe(int64_t layer, int k, const float* v, int64_t width, int64_t n);
   void NormAll(const WeightView& w, int64_t n);  // xb_ = RMSNorm(x_) for n tokens
-  // proj_ = the attention (FFN) block's output for x_, summed over ranks; x_ is not changed.
-  void AttentionPart(int64_t layer, int64_t n, int64_t pos0);
+  // proj_ = the attention (FFN) block's output for x_ (tokens batch_[0, n)), summed over ranks; x_ is not changed.
+  void AttentionPart(int64_t layer, int64_t n);
   void FfnPart(int64_t layer, int64_t n);
   void AddProj(int64_t n);  // x_ += proj_
   void SublayerBlock(int64_t layer, bool attention, const float* x, int64_t n, float* out);
@@ -138,6 +179,8 @@ class LlamaSession {
   const LlamaModel& m_;
   LlamaConfig c_;
   int64_t n_ctx_, max_batch_;
+  int n_seq_;
+  bool batch_invariant_;
   bool kv_f16_;
   int64_t q_dim_, kv_dim_;  // this rank's widths
   std::unique_ptr<ThreadPool> own_pool_;
@@ -145,8 +188,11 @@ class LlamaSession {
   std::unique_ptr<Comm> local_comm_;
   Comm* comm_;
   MatMulScratch mm_scratch_;
-  AlignedBuffer kv_;  // [layer][k|v][pos][kv_dim] in F32 or F16
+  AlignedBuffer kv_;  // [layer][k|v][seq][pos][kv_dim] in F32 or F16
+  std::vector<BatchToken> batch_;  // [max_batch]: the step's tokens
+  std::vector<int64_t> want_;      // [max_batch]: rows whose logits are returned
   std::vector<float> x_, xb_, q_, k_, v_, att_out_, hb_, hb2_, proj_, logits_, rope_cos_, rope_sin_;
+  std::vector<float> lora_t_, lora_z_;  // low-rank updates' A x and B (A x); grow on first use
   Observer observer_;
   std::vector<std::string> names_;  // [layer * 7 + k]: attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down
 };

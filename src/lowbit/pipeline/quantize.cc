@@ -154,6 +154,34 @@ void FillStats(const CalibratedTensor& c, TensorQuantReport* rep) {
 
 }  // namespace
 
+Expected<std::vector<PlannedType>> PlanTensorTypes(const QuantizeOptions& o, const ConversionPlan& plan, const QuantMix& mix,
+                                                   bool has_imatrix) {
+  MixContext ctx;
+  LOWBIT_RETURN_IF_ERROR(BuildContext(o, plan, has_imatrix, &ctx));
+  std::vector<PlannedType> types;
+  int i_attn_v = 0, i_ffn_down = 0;
+  for (const PlannedTensor& t : plan.tensors) {
+    PlannedType p{t.source_type};
+    const bool two_d = t.dims.size() >= 2;
+    const bool float_src = IsFloatType(t.source_type);
+    if (two_d && (float_src || o.allow_requantize)) {
+      p.type = ChooseTensorType(mix, ctx, t.name, t.dims[0], i_attn_v, i_ffn_down, &p.note);
+      if (!float_src && ToFloatFor(t.source_type) == nullptr) {
+        return Errorf("{}: tensor '{}' is {}, which lowbit cannot dequantize to re-quantize", o.input, t.name,
+                      TypeInfo(t.source_type).name);
+      }
+      p.quantized = true;
+    } else if (two_d && !float_src) {
+      return Errorf("{}: tensor '{}' is already {}; re-quantizing loses quality, pass --allow-requantize to "
+                    "do it anyway", o.input, t.name, TypeInfo(t.source_type).name);
+    }
+    if (t.name.find("attn_v.weight") != std::string::npos) ++i_attn_v;
+    if (t.name.find("ffn_down") != std::string::npos) ++i_ffn_down;
+    types.push_back(std::move(p));
+  }
+  return types;
+}
+
 Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& o) {
   const auto start = std::chrono::steady_clock::now();
   LOWBIT_ASSIGN_OR_RETURN(QuantMix mix, ResolveQuantMix(o.type));
@@ -164,8 +192,7 @@ Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& o) {
     LOWBIT_RETURN_IF_ERROR(CheckImatrix(im, plan, o.imatrix));
   }
   const bool calibrated = o.method != QuantizeMethod::kRtn;
-  MixContext ctx;
-  LOWBIT_RETURN_IF_ERROR(BuildContext(o, plan, !o.imatrix.empty() || calibrated, &ctx));
+  LOWBIT_ASSIGN_OR_RETURN(std::vector<PlannedType> planned, PlanTensorTypes(o, plan, mix, !o.imatrix.empty() || calibrated));
 
   auto report = std::make_shared<QuantizeReport>();
   report->mix = mix.name;
@@ -179,29 +206,15 @@ Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& o) {
   // The type of every tensor first (llama.cpp's rules count attn_v / ffn_down in input order).
   std::vector<GgmlType> types(plan.tensors.size());
   auto type_of = std::make_shared<std::map<std::string, GgmlType>>();
-  int i_attn_v = 0, i_ffn_down = 0;
   for (size_t k = 0; k < plan.tensors.size(); ++k) {
     const PlannedTensor& t = plan.tensors[k];
     TensorQuantReport& rep = report->tensors[k];
     rep.name = t.name;
     rep.shape = t.dims;
     rep.source_type = std::string(TypeInfo(t.source_type).name);
-    const bool two_d = t.dims.size() >= 2;
-    const bool float_src = IsFloatType(t.source_type);
-    GgmlType out = t.source_type;
-    if (two_d && (float_src || o.allow_requantize)) {
-      out = ChooseTensorType(mix, ctx, t.name, t.dims[0], i_attn_v, i_ffn_down, &rep.note);
-      if (!float_src && ToFloatFor(t.source_type) == nullptr) {
-        return Errorf("{}: tensor '{}' is {}, which lowbit cannot dequantize to re-quantize", o.input, t.name,
-                      rep.source_type);
-      }
-      rep.quantized = true;
-    } else if (two_d && !float_src) {
-      return Errorf("{}: tensor '{}' is already {}; re-quantizing loses quality, pass --allow-requantize to "
-                    "do it anyway", o.input, t.name, rep.source_type);
-    }
-    if (t.name.find("attn_v.weight") != std::string::npos) ++i_attn_v;
-    if (t.name.find("ffn_down") != std::string::npos) ++i_ffn_down;
+    const GgmlType out = planned[k].type;
+    rep.quantized = planned[k].quantized;
+    rep.note = planned[k].note;
     rep.type = std::string(TypeInfo(out).name);
     types[k] = out;
     (*type_of)[t.name] = out;

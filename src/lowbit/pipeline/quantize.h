@@ -11,6 +11,9 @@
 
 #include "lowbit/base/status.h"
 #include "lowbit/pipeline/calibrated.h"
+#include "lowbit/numeric/ggml_type.h"
+#include "lowbit/pipeline/convert.h"
+#include "lowbit/pipeline/quant_mix.h"
 
 namespace lowbit {
 
@@ -60,5 +63,16 @@ struct QuantizeReport {
 };
 
 Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& opts);
+
+// The type QuantizeModel gives each tensor of a plan (in plan order): 2-D float tensors by the mix
+// rules (quant_mix.h, with --pure, --tensor-type and the output/embedding overrides of `o`), other
+// tensors keep theirs. QAT (train/qat.h) trains for exactly these types.
+struct PlannedType {
+  GgmlType type;
+  bool quantized = false;  // chosen by the mix rules (false: copied unchanged)
+  std::string note;        // fallback explanation
+};
+Expected<std::vector<PlannedType>> PlanTensorTypes(const QuantizeOptions& o, const ConversionPlan& plan,
+                                                   const QuantMix& mix, bool has_imatrix);
 
 }  // namespace lowbit

@@ -1,0 +1,56 @@
+// `lowbit qat`: quantization-aware training of a float GGUF for a quantized type or llama.cpp mix,
+// writing the quantized GGUF llama.cpp runs.
+//
+// Each tensor gets the type `lowbit quantize` would give it (pipeline/quantize.h PlanTensorTypes:
+// the same mix rules, fallbacks and overrides, so the files have the same size). Every trainable
+// tensor has an F32 master copy; before each step every quantized tensor is fake-quantized from its
+// master (fake_quant.h: quant/'s from_float, numeric/'s to_float), the forward runs the engine's
+// products on those bytes, and the backward passes the gradient straight through (with the
+// clipping mask) to the master weights, which AdamW updates. The file written at the end holds the
+// bytes of the final fake-quantization: exactly what the last forward used.
+//
+// The loss (default) is distillation: KL(teacher || student) per token, the teacher being the input
+// model itself in F32. The data is a text (--train) or, with --self-distill, sequences the teacher
+// samples itself (LLM-QAT's data-free recipe). --loss ce trains on next-token cross-entropy of the
+// text instead. With learn_scales, the block scales of Q4_0, Q5_0, Q8_0 and IQ4_NL tensors are
+// trained too (LSQ) and the file is written with them.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "lowbit/base/status.h"
+#include "lowbit/train/trainer.h"
+
+namespace lowbit::train {
+
+struct QatOptions {
+  std::string model, output, type;
+  std::string train_text;        // text to train on (tokenized with the model's vocabulary)
+  bool self_distill = false;     // generate the data with the model itself
+  int64_t samples = 0;           // generated sequences (0: enough for one pass, at most 1024)
+  std::string loss = "kl";       // "kl" (distill from the F32 model) or "ce"
+  std::string imatrix;           // importance matrix for the searching quantizers
+  bool pure = false;
+  std::vector<std::string> tensor_types;  // --tensor-type REGEX=TYPE
+  std::string output_tensor_type, token_embedding_type;
+  bool learn_scales = false;     // LSQ on the formats with free block scales (fake_quant.h)
+  TrainConfig train;
+  int threads = 0;
+};
+
+struct QatReport {
+  std::string mix;
+  int64_t steps_run = 0;
+  double first_loss = 0, last_loss = 0;
+  double seconds = 0, tokens_per_s = 0;
+  uint64_t file_size = 0;
+  int64_t quantized_tensors = 0;
+  int64_t trained_parameters = 0;
+};
+
+// `log` receives one line per event (data generation, each step); may be empty.
+Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const std::string&)>& log);
+
+}  // namespace lowbit::train

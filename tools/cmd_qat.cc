@@ -1,0 +1,68 @@
+// `lowbit qat -m MODEL --type TYPE_OR_MIX (--train TEXT | --self-distill) [--steps N] -o OUT.gguf [-t T]`.
+#include <cstdio>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "lowbit/train/qat.h"
+#include "train_flags.h"
+
+namespace lowbit::tools {
+
+void AddQat(CLI::App& app, Registry& r) {
+  auto o = std::make_shared<train::QatOptions>();
+  // Defaults measured on stories5M (docs/QUALITY.md, "QAT"): 600 steps of 16 x 256 tokens, 2.5M
+  // tokens, about 20 minutes on 2 cores; a peak learning rate of 1e-4 (2e-4 and 5e-4 did worse).
+  o->train.steps = 600;
+  o->train.batch = 16;
+  o->train.micro_batch = 4;
+  o->train.ctx = 256;
+  o->train.lr = 1e-4f;
+  o->train.warmup = 20;
+  o->train.checkpoint_every = 100;
+  auto quiet = std::make_shared<bool>(false);
+  auto json = std::make_shared<bool>(false);
+  CLI::App* sub = app.add_subcommand(
+      "qat", "Quantization-aware training: train a float GGUF for a quantized type or mix, write the quantized GGUF");
+  sub->add_option("-m,--model", o->model, "float GGUF model (F32, F16 or BF16)")->required();
+  sub->add_option("--type", o->type, "tensor type or llama.cpp mix, as for lowbit quantize (Q2_K, Q4_K_M, ...)")->required();
+  sub->add_option("-o,--output", o->output, "quantized GGUF to write")->required();
+  auto* train = sub->add_option("--train", o->train_text, "text to train on");
+  auto* self = sub->add_flag("--self-distill", o->self_distill, "train on text the model generates itself (LLM-QAT)");
+  train->excludes(self);
+  sub->add_option("--samples", o->samples, "sequences to generate with --self-distill (default: steps x batch, at most 1024)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
+  sub->add_option("--loss", o->loss, "kl: distill from the float model (default); ce: next-token cross-entropy")
+      ->check(CLI::IsMember({"kl", "ce"}));
+  sub->add_flag("--learn-scales", o->learn_scales, "learn the block scales too (LSQ) where the format has free ones (Q4_0, Q5_0, Q8_0, IQ4_NL)");
+  sub->add_option("--imatrix", o->imatrix, "importance matrix for the searching quantizers");
+  sub->add_flag("--pure", o->pure, "no mix rules: every tensor gets TYPE");
+  sub->add_option("--tensor-type", o->tensor_types, "REGEX=TYPE override (repeatable)");
+  sub->add_option("--output-tensor-type", o->output_tensor_type, "type of output.weight");
+  sub->add_option("--token-embedding-type", o->token_embedding_type, "type of token_embd.weight");
+  sub->add_option("-t,--threads", o->threads, "threads (default: all)")->check(CLI::Range(0, 1024));
+  sub->add_flag("-q,--quiet", *quiet, "no progress lines");
+  sub->add_flag("--json", *json, "print the report as one JSON object on stdout");
+  AddTrainOptions(sub, &o->train);
+  r.Add(sub, [o, quiet, json]() -> Status {
+    if (o->train.checkpoint.empty()) o->train.checkpoint = o->output + ".ckpt";
+    const bool q = *quiet;
+    LOWBIT_ASSIGN_OR_RETURN(train::QatReport rep, train::RunQat(*o, [q](const std::string& line) {
+      if (!q) std::fprintf(stderr, "%s\n", line.c_str());
+    }));
+    if (*json) {
+      const nlohmann::json j = {{"output", o->output}, {"type", rep.mix}, {"file_size", rep.file_size}, {"steps", rep.steps_run},
+                                {"first_loss", rep.first_loss}, {"last_loss", rep.last_loss}, {"tokens_per_s", rep.tokens_per_s},
+                                {"seconds", rep.seconds}, {"quantized_tensors", rep.quantized_tensors},
+                                {"trained_parameters", rep.trained_parameters}};
+      std::printf("%s\n", j.dump(2).c_str());
+    }
+    std::fprintf(stderr, "lowbit qat: wrote %s (%s, %llu bytes): %lld steps, loss %.4f -> %.4f, %.0f tok/s, %.1f s\n",
+                 o->output.c_str(), rep.mix.c_str(), static_cast<unsigned long long>(rep.file_size),
+                 static_cast<long long>(rep.steps_run), rep.first_loss, rep.last_loss, rep.tokens_per_s, rep.seconds);
+    return OkStatus();
+  });
+}
+
+}  // namespace lowbit::tools
