@@ -179,7 +179,7 @@ LlamaSession::LlamaSession(const LlamaModel& model, const SessionOptions& o)
       q_dim_(model.local_heads() * model.config().head_dim),
       kv_dim_(model.local_kv_heads() * model.config().head_dim),
       own_pool_(o.pool == nullptr ? std::make_unique<ThreadPool>(o.threads) : nullptr),
-      pool_(o.pool != nullptr ? o.pool : own_pool_) {
+      pool_(o.pool != nullptr ? o.pool : own_pool_.get()) {
   if (o.comm == nullptr) local_comm_ = std::make_unique<LocalComm>();
   comm_ = o.comm != nullptr ? o.comm : local_comm_.get();
   LOWBIT_CHECK_MSG(comm_->size() == model.ranks() && comm_->rank() == model.rank(),
