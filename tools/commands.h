@@ -54,5 +54,6 @@ void AddImatrix(CLI::App& app, Registry& r);
 void AddBench(CLI::App& app, Registry& r);
 void AddSynth(CLI::App& app, Registry& r);
 void AddInfo(CLI::App& app, Registry& r);
+void AddPlan(CLI::App& app, Registry& r);
 
 }  // namespace lowbit::tools

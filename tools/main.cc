@@ -5,6 +5,7 @@
 
 #include "commands.h"
 #include "lowbit/base/cpu_features.h"
+#include "tp.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"lowbit: make LLMs small and fast on the hardware you have"};
@@ -29,6 +30,7 @@ int main(int argc, char** argv) {
   lowbit::tools::AddBench(app, registry);
   lowbit::tools::AddSynth(app, registry);
   lowbit::tools::AddInfo(app, registry);
+  lowbit::tools::AddPlan(app, registry);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -41,5 +43,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "lowbit: usage: %s (see lowbit --help)\n", e.what());
     return 2;
   }
-  return registry.Run(app);
+  const int code = registry.Run(app);
+  lowbit::tools::FinishMpi();  // after the error line, if any
+  return code;
 }
