@@ -43,7 +43,13 @@ ModelContext::~ModelContext() = default;
 Status ModelContext::Start(const TpFlags& flags) {
   if (!StartedByMpiLauncher()) return OkStatus();
   if (g_mpi == nullptr) {
-    LOWBIT_ASSIGN_OR_RETURN(g_mpi, CreateMpiComm());
+    MpiOptions mo;
+    mo.on_timeout = [](const std::string& line) {  // from the watchdog's thread: say why, and go
+      std::fprintf(stderr, "lowbit: %s\n", line.c_str());
+      std::fflush(stderr);
+      ::_exit(1);  // mpirun sees a rank gone without MPI_Finalize and stops the job
+    };
+    LOWBIT_ASSIGN_OR_RETURN(g_mpi, CreateMpiComm(mo));
   }
   rank_ = g_mpi->rank();
   ranks_ = g_mpi->size();

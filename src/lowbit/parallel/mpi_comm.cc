@@ -1,16 +1,15 @@
 #include "lowbit/parallel/mpi_comm.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <climits>
 #include <condition_variable>
-#include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <string>
 #include <thread>
+#include <utility>
 
 #include "lowbit/base/check.h"
 
@@ -38,22 +37,19 @@ Expected<std::unique_ptr<Comm>> CreateMpiComm(const MpiOptions&) {
                 "openmpi-bin (scripts/install-deps.sh) and rebuild");
 }
 
-void MpiAbortAll(int) {}
-
 #else
 
 bool MpiBuilt() { return true; }
 
 namespace {
 
-std::atomic<bool> g_mpi_live{false};
-
-// Exits the process with one line when an operation has waited longer than the timeout. Arm() and
+// Calls on_timeout with one line when an operation has waited longer than the timeout. Arm() and
 // Disarm() are two relaxed stores; the thread looks once a second (or sooner for short timeouts).
 class Watchdog {
  public:
-  Watchdog(int rank, int size, double timeout_s) : rank_(rank), size_(size), timeout_ns_(static_cast<int64_t>(timeout_s * 1e9)) {
-    thread_ = std::thread([this] { Loop(); });
+  Watchdog(int rank, int size, double timeout_s, std::function<void(const std::string&)> on_timeout)
+      : rank_(rank), size_(size), timeout_ns_(static_cast<int64_t>(timeout_s * 1e9)), on_timeout_(std::move(on_timeout)) {
+    if (on_timeout_) thread_ = std::thread([this] { Loop(); });
   }
   ~Watchdog() {
     {
@@ -61,7 +57,7 @@ class Watchdog {
       stop_ = true;
     }
     cv_.notify_all();
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
   }
   void Arm(const char* what) {
     what_.store(what, std::memory_order_relaxed);
@@ -79,16 +75,16 @@ class Watchdog {
     while (!cv_.wait_for(lock, period, [this] { return stop_; })) {
       const int64_t since = since_.load(std::memory_order_relaxed);
       if (since != 0 && Now() - since > timeout_ns_) {
-        std::fprintf(stderr, "lowbit: rank %d of %d: waited %.0f s in %s for the other ranks (one has stopped or is stuck); "
-                     "exiting (LOWBIT_TP_TIMEOUT sets the limit)\n", rank_, size_, static_cast<double>(timeout_ns_) / 1e9,
-                     what_.load(std::memory_order_relaxed));
-        std::fflush(stderr);
-        ::_exit(1);  // mpirun sees a rank gone without MPI_Finalize and stops the job
+        on_timeout_(fmt::format("rank {} of {}: waited {:.0f} s in {} for the other ranks (one has stopped or is stuck); "
+                                "exiting (LOWBIT_TP_TIMEOUT sets the limit)", rank_, size_, static_cast<double>(timeout_ns_) / 1e9,
+                                what_.load(std::memory_order_relaxed)));
+        return;
       }
     }
   }
   int rank_, size_;
   int64_t timeout_ns_;
+  std::function<void(const std::string&)> on_timeout_;
   std::atomic<int64_t> since_{0};
   std::atomic<const char*> what_{""};
   std::mutex mu_;
@@ -112,9 +108,9 @@ constexpr size_t kMaxChunk = size_t{1} << 30;  // MPI counts are int
 
 class MpiComm final : public Comm {
  public:
-  MpiComm(int rank, int size, double timeout_s) : rank_(rank), size_(size), watchdog_(rank, size, timeout_s) {}
+  MpiComm(int rank, int size, double timeout_s, std::function<void(const std::string&)> on_timeout)
+      : rank_(rank), size_(size), watchdog_(rank, size, timeout_s, std::move(on_timeout)) {}
   ~MpiComm() override {
-    g_mpi_live = false;
     MPI_Finalize();
   }
   int rank() const override { return rank_; }
@@ -210,12 +206,25 @@ double TimeoutFromEnv(double fallback) {
   return end != v && t > 0 ? t : fallback;
 }
 
+// Open MPI settings that make the all-reduce of a decode step cheaper, applied before MPI_Init
+// unless the user set them (or LOWBIT_MPI_DEFAULTS=1 keeps Open MPI's defaults). The shared-memory
+// transport sends messages above its eager limit (4 KiB by default) with a rendezvous and a
+// cross-memory copy (process_vm_readv): a 2048-float all-reduce (TinyLlama's 8 KiB) took ~9-10 us
+// that way and ~1-2 us sent eagerly on this machine (docs/PERFORMANCE.md, "Tensor parallelism").
+// 64 KiB covers one token's vector up to 16384 floats.
+void TuneOpenMpi() {
+  if (const char* v = std::getenv("LOWBIT_MPI_DEFAULTS"); v != nullptr && std::string(v) == "1") return;
+  ::setenv("OMPI_MCA_btl_vader_eager_limit", "65536", /*overwrite=*/0);
+  ::setenv("OMPI_MCA_btl_vader_max_send_size", "65536", /*overwrite=*/0);
+}
+
 }  // namespace
 
 Expected<std::unique_ptr<Comm>> CreateMpiComm(const MpiOptions& o) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (initialized) return Errorf("MPI is already initialized in this process");
+  TuneOpenMpi();
   int provided = 0;
   if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
     return Errorf("MPI_Init failed; is this process started by mpirun?");
@@ -223,12 +232,7 @@ Expected<std::unique_ptr<Comm>> CreateMpiComm(const MpiOptions& o) {
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  g_mpi_live = true;
-  return std::unique_ptr<Comm>(std::make_unique<MpiComm>(rank, size, TimeoutFromEnv(o.timeout_s)));
-}
-
-void MpiAbortAll(int code) {
-  if (g_mpi_live) MPI_Abort(MPI_COMM_WORLD, code);
+  return std::unique_ptr<Comm>(std::make_unique<MpiComm>(rank, size, TimeoutFromEnv(o.timeout_s), o.on_timeout));
 }
 
 #endif
