@@ -13,7 +13,8 @@ scripts/install-deps.sh
 scripts/build.sh fuzz
 shared="${LOWBIT_SHARED:-$root/../shared}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(gguf gguf_header safetensors llama2c llama2c_tokenizer hf_config tokenizer_json sentencepiece safetensors_index imatrix bpe_encode)
+[ ${#targets[@]} -gt 0 ] || targets=(gguf gguf_header safetensors llama2c llama2c_tokenizer hf_config tokenizer_json sentencepiece safetensors_index imatrix bpe_encode
+                                       jinja openai_request quant_config quant_tensors)
 
 seed() {  # target dir: copy the seeds it should start from
   local t=$1 d=$2
@@ -31,6 +32,11 @@ seed() {  # target dir: copy the seeds it should start from
     imatrix) cp -f "$shared/models/stories5M/llamacpp/stories5M-imatrix.dat" "$d/" ;;
     bpe_encode) awk 'BEGIN{RS="\n__ggml_vocab_test__\n"} {f=sprintf("%s/inp%03d.txt", d, NR); printf "%s", $0 > f; close(f)}' d="$d" \
                   "$shared/vocab/ggml-vocab-deepseek-llm.gguf.inp" ;;
+    jinja) "$root/build/release/bin/lowbit" template --list 2>/dev/null | python3 -c 'import json,sys
+for n,t in json.load(sys.stdin).items(): open(sys.argv[1]+"/"+n+".jinja","w").write(t["source"])' "$d" || true ;;
+    openai_request) printf '{"messages":[{"role":"user","content":"hi"}],"stream":true,"stop":["a"],"max_tokens":5}' > "$d/chat.json"
+                    printf '{"prompt":[1,2,3],"logprobs":2,"seed":4}' > "$d/completion.json" ;;
+    quant_config) find "$shared/models" -name 'config.json' -exec sh -c 'cp -f "$1" "$2/$(echo "$1" | md5sum | cut -c1-8).json"' _ {} "$d" \; ;;
     safetensors_index) printf '{"weight_map":{"a":"model-00001-of-00002.safetensors"}}' > "$d/index.json" ;;
   esac
 }
