@@ -1,4 +1,4 @@
-// The lowbit program under mpirun (2 ranks on this machine): `run` prints exactly what one process
+// The lowbit program under mpirun (2 and 3 ranks on this machine): `run` prints exactly what one process
 // prints, `perplexity --json` and `bench --json` print one JSON object with the same keys, and bad
 // input (a file missing on one rank, ranks with different models, a rank that dies or stops) ends
 // every rank with one line and never hangs. Skipped where lowbit was built without MPI or mpirun is
@@ -80,6 +80,18 @@ TEST_F(MpiCli, RunPrintsExactlyWhatOneProcessPrints) {
     EXPECT_EQ(sent.out, one.out) << m;
     EXPECT_NE(sent.err.find("received from rank 0"), std::string::npos) << sent.err;
   }
+}
+
+// Three ranks (an odd count: MPI's all-reduce then adds three partial sums in its own order, and
+// the FFN splits one block per rank) on the quantized model: the same greedy text as one process.
+TEST_F(MpiCli, ThreeRanksPrintWhatOneProcessPrints) {
+  const std::string args = " run -m " + Model("llamacpp/stories5M-q4_k_m.gguf") + " -p 'Once upon a time' -n 32 --temp 0 -t 1";
+  const Result one = Shell(kCli + args, dir_);
+  ASSERT_EQ(one.code, 0) << one.err;
+  const Result three = Shell(kMpirun + "-np 3 " + kCli + args, dir_);
+  ASSERT_EQ(three.code, 0) << three.err;
+  EXPECT_EQ(three.out, one.out);
+  EXPECT_NE(three.err.find("3 ranks, shards read"), std::string::npos) << three.err;
 }
 
 TEST_F(MpiCli, PerplexityAndBenchPrintOneJsonObject) {
