@@ -121,7 +121,7 @@ for i in $(seq 0 $((ranks - 1))); do echo "h$i slots=1" >> "$work/hostfile"; don
 echo "# host: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) CPUs), $(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $ranks ranks x $threads thread(s), one namespace each; network: $([ "$netem" = 1 ] && echo "tc netem on veth + bridge" || echo "user-space delay line (bench/netem_tun.cc; no sch_netem in this kernel)")"
 printf "%-16s %12s %12s %12s %s\n" network "measured" "predicted" "1 rank" "(tok/s; prediction: lowbit plan --same-host)"
-one=$("$lowbit" bench -m "$model" -p 0 -n "$tokens" -r "$reps" -t "$threads" --json | python3 -c 'import json,sys; print(f"{json.load(sys.stdin)[\"tg\"]:.2f}")')
+one=$("$lowbit" bench -m "$model" -p 0 -n "$tokens" -r "$reps" -t "$threads" --json | python3 -c 'import json,sys; print("%.2f" % json.load(sys.stdin)["tg"])')
 for net in "${nets[@]}"; do
   lat="${net%%,*}" bw="${net#*,}"
   us=$(python3 -c "import sys; s=sys.argv[1]; print(float(s[:-2]) * (1000 if s.endswith('ms') else 1))" "$lat")
@@ -131,11 +131,11 @@ for net in "${nets[@]}"; do
       --hostfile "$work/hostfile" --mca plm_rsh_agent "$work/agent.sh"
       --mca btl self,tcp --mca btl_tcp_if_include 198.18.0.0/24 --mca oob_tcp_if_include 198.18.0.0/24 ${MPIRUN_ARGS:-})
   measured=$("${across[@]}" -np "$ranks" "$lowbit" bench -m "$model" -p 0 -n "$tokens" -r "$reps" -t "$threads" --json 2> "$work/mpirun.err" |
-    python3 -c 'import json,sys; print(f"{json.load(sys.stdin)[\"tg\"]:.2f}")') || { cat "$work/mpirun.err" >&2; exit 1; }
+    python3 -c 'import json,sys; print("%.2f" % json.load(sys.stdin)["tg"])') || { cat "$work/mpirun.err" >&2; exit 1; }
   plan_net="$lat,$bw"
   [ "$mbit" = 0 ] && plan_net="$lat,0gbit"
   predicted=$("$lowbit" plan -m "$model" --tp "$ranks" --net "$plan_net" -t "$threads" --same-host --json |
-    python3 -c 'import json,sys; r=json.load(sys.stdin)["ranks"][-1]; print(f"{r.get(\"tok_per_s\", 0):.2f}")')
+    python3 -c 'import json,sys; r=json.load(sys.stdin)["ranks"][-1]; print("%.2f" % r.get("tok_per_s", 0))')
   printf "%-16s %12s %12s %12s\n" "$net" "$measured" "$predicted" "$one"
   if [ "$allreduce" = 1 ]; then
     "${across[@]}" -np "$ranks" "$root/$build/bin/lowbit_tp_allreduce" --iters 300 --sizes 256,2048,4096,8192 2> "$work/mpirun.err" |

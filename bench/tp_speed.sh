@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
 done
 [ $# -gt 0 ] || { echo "usage: $0 [--rounds K] [-n TOKENS] [-r REPS] MODEL.gguf ..." >&2; exit 2; }
 mpirun=(timeout -k 5 1800 mpirun --allow-run-as-root --oversubscribe --bind-to none ${MPIRUN_ARGS:-})
-tg() { python3 -c 'import json,sys; j=json.load(sys.stdin); print(f"{j[\"tg\"]:.2f}")'; }
+tg() { python3 -c 'import json,sys; print("%.2f" % json.load(sys.stdin)["tg"])'; }
 echo "# host: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) CPUs), $(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
 for model in "$@"; do
   echo "## $model"
