@@ -13,7 +13,7 @@ scripts/install-deps.sh
 scripts/build.sh fuzz
 shared="${LOWBIT_SHARED:-$root/../shared}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors llama2c llama2c_tokenizer hf_config tokenizer_json sentencepiece safetensors_index imatrix bpe_encode
+[ ${#targets[@]} -gt 0 ] || targets=(gguf gguf_header safetensors llama2c llama2c_tokenizer hf_config tokenizer_json sentencepiece safetensors_index imatrix bpe_encode
                                        jinja openai_request quant_config quant_tensors peft_config lora_gguf train_checkpoint)
 
 seed() {  # target dir: copy the seeds it should start from
@@ -22,6 +22,7 @@ seed() {  # target dir: copy the seeds it should start from
   [ -d "$shared" ] || return 0
   case "$t" in
     gguf) find "$shared" -name '*.gguf' -size -3M -exec cp -f {} "$d/" \; ;;
+    gguf_header) cp -f "$root/tests/corpus/gguf_header"/* "$d/" ;;  # file size + header, as rank 0 sends them
     safetensors) find "$shared" -name '*.safetensors' -size -2M -exec cp -f {} "$d/" \; ;;
     llama2c) cp -f "$shared/models/stories260K/stories260K.bin" "$d/" ;;
     llama2c_tokenizer) cp -f "$shared/models/stories260K/tok512.bin" "$d/" ;;

@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "lowbit/pipeline/model_source.h"
 #include "lowbit/eval/bench.h"
+#include "tp.h"
 
 namespace lowbit::tools {
 
@@ -20,6 +21,7 @@ void AddBench(CLI::App& app, Registry& r) {
     bool json = false;
     bool kv_f16 = false;
     Residency residency = Residency::kAuto;
+    TpFlags tp;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("bench", "Prompt and generation speed beside the machine's measured read bandwidth");
@@ -31,21 +33,22 @@ void AddBench(CLI::App& app, Registry& r) {
   sub->add_flag("--json", a->json, "print one JSON object (an array when several thread counts are given)");
   AddCacheTypeOption(sub, &a->kv_f16);
   AddResidencyOptions(sub, &a->residency);
+  AddTpOptions(sub, &a->tp);
   r.Add(sub, [a]() -> Status {
-    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, OpenModel(a->model, a->residency));
-    LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
+    LOWBIT_ASSIGN_OR_RETURN(auto ctx, ModelContext::Open(a->model, a->residency, a->tp, /*need_vocab=*/false));
+    if (!a->json && ctx->ranks() > 1) std::printf("tensor parallel: %s\n", ctx->residency().c_str());
     nlohmann::json all = nlohmann::json::array();
     if (!a->json) {
       std::printf("%-8s %14s %9s %14s %12s %10s %12s %10s\n", "threads", "pp tok/s", "pp GOP/s", "tg tok/s", "MB/token",
                   "GB/s", "bandwidth", "fraction");
     }
     for (int t : a->threads) {
-      LOWBIT_ASSIGN_OR_RETURN(BenchResult b, Bench(model, {a->n_prompt, a->n_gen, t, a->reps, a->kv_f16}));
+      LOWBIT_ASSIGN_OR_RETURN(BenchResult b, Bench(ctx->model(), {a->n_prompt, a->n_gen, t, a->reps, a->kv_f16, ctx->comm()}));
       nlohmann::json j = {{"threads", t}, {"pp", b.pp}, {"pp_std", b.pp_std}, {"tg", b.tg}, {"tg_std", b.tg_std},
                           {"bytes_per_token", b.bytes_per_token}, {"gbps", b.gbps}, {"bandwidth_gbps", b.bandwidth_gbps},
                           {"ops_per_token", b.ops_per_token}, {"pp_gops", b.pp_gops},
                           {"n_prompt", a->n_prompt}, {"n_gen", a->n_gen}, {"repetitions", a->reps},
-                          {"weights", ResidencyName(g.in_memory())}};
+                          {"weights", ctx->residency()}};
       all.push_back(j);
       if (!a->json) {
         std::printf("%-8d %8.1f +-%4.1f %9.1f %8.1f +-%4.1f %12.2f %10.2f %10.1f %9.1f%%\n", t, b.pp, b.pp_std, b.pp_gops, b.tg,

@@ -9,8 +9,8 @@
 #include "lowbit/pipeline/model_source.h"
 #include "train_flags.h"
 #include "lowbit/eval/perplexity.h"
-#include "lowbit/formats/gguf_vocab.h"
 #include "lowbit/formats/hf.h"
+#include "tp.h"
 
 namespace lowbit::tools {
 
@@ -23,6 +23,7 @@ void AddPerplexity(CLI::App& app, Registry& r) {
     std::string save, base;
     Residency residency = Residency::kAuto;
     LoraFlags lora;
+    TpFlags tp;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("perplexity", "Perplexity of a GGUF model on a text file (llama.cpp's method)");
@@ -37,18 +38,26 @@ void AddPerplexity(CLI::App& app, Registry& r) {
   AddCacheTypeOption(sub, &a->kv_f16);
   AddResidencyOptions(sub, &a->residency);
   AddLoraOptions(sub, &a->lora);
+  AddTpOptions(sub, &a->tp);
   r.Add(sub, [a]() -> Status {
-    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, OpenModel(a->model, a->residency));
-    LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
+    LOWBIT_ASSIGN_OR_RETURN(auto ctx, ModelContext::Open(a->model, a->residency, a->tp));
     LOWBIT_ASSIGN_OR_RETURN(auto specs, a->lora.Specs());
-    LOWBIT_ASSIGN_OR_RETURN(auto adapters, train::AttachLoraAdapters(&model, g, specs));
-    LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));
-    LOWBIT_ASSIGN_OR_RETURN(std::string text, ReadTextFile(a->file, uint64_t{1} << 30));
-    PerplexityOptions o{a->ctx, a->chunks, a->threads, a->save, a->base, a->kv_f16};
+    LOWBIT_ASSIGN_OR_RETURN(auto adapters, ctx->AttachLora(specs));
+    // Rank 0 reads the text; the others get its tokens.
+    std::string text;
+    Status read = OkStatus();
+    if (ctx->leader()) {
+      auto t = ReadTextFile(a->file, uint64_t{1} << 30);
+      read = t.ok() ? OkStatus() : t.status();
+      if (t.ok()) text = std::move(*t);
+    }
+    LOWBIT_RETURN_IF_ERROR(ctx->Agree(read));
+    PerplexityOptions o{a->ctx, a->chunks, a->threads, a->save, a->base, a->kv_f16, ctx->comm()};
     const bool json = a->json;
-    LOWBIT_ASSIGN_OR_RETURN(PerplexityResult res, Perplexity(model, vocab, text, o, [json](int64_t i, double ppl) {
+    LOWBIT_ASSIGN_OR_RETURN(PerplexityResult res, Perplexity(ctx->model(), ctx->vocab(), text, o, [json](int64_t i, double ppl) {
       if (!json) std::fprintf(stderr, "[%lld]%.4f,%s", static_cast<long long>(i + 1), ppl, (i + 1) % 10 ? "" : "\n");
     }));
+    if (!ctx->leader()) return OkStatus();
     if (json) {
       nlohmann::json j = {{"ppl", res.ppl}, {"ppl_err", res.ppl_err}, {"n_tokens", res.n_tokens},
                           {"n_chunks", res.n_chunks}, {"n_scored", res.n_scored}};

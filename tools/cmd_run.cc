@@ -8,7 +8,7 @@
 #include "lowbit/pipeline/model_source.h"
 #include "train_flags.h"
 #include "lowbit/engine/generate.h"
-#include "lowbit/formats/gguf_vocab.h"
+#include "tp.h"
 
 namespace lowbit::tools {
 
@@ -19,6 +19,7 @@ void AddRun(CLI::App& app, Registry& r) {
     int64_t seed = -1;
     Residency residency = Residency::kAuto;
     LoraFlags lora;
+    TpFlags tp;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("run", "Generate text with a GGUF llama-family model");
@@ -37,27 +38,29 @@ void AddRun(CLI::App& app, Registry& r) {
   AddCacheTypeOption(sub, &a->g.kv_f16);
   AddResidencyOptions(sub, &a->residency);
   AddLoraOptions(sub, &a->lora);
+  AddTpOptions(sub, &a->tp);
   r.Add(sub, [a]() -> Status {
     const auto t0 = std::chrono::steady_clock::now();
-    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, OpenModel(a->model, a->residency));
-    LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
+    LOWBIT_ASSIGN_OR_RETURN(auto ctx, ModelContext::Open(a->model, a->residency, a->tp));
     LOWBIT_ASSIGN_OR_RETURN(auto specs, a->lora.Specs());
-    LOWBIT_ASSIGN_OR_RETURN(auto adapters, train::AttachLoraAdapters(&model, g, specs));
-    LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));
+    LOWBIT_ASSIGN_OR_RETURN(auto adapters, ctx->AttachLora(specs));
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     a->g.sampling.seed = a->seed >= 0 ? static_cast<uint64_t>(a->seed)
                                       : static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+    // The seed is rank 0's (only rank 0 samples); stdout is rank 0's (the others' goes nowhere).
+    a->g.comm = ctx->comm();
     std::fputs(a->g.prompt.c_str(), stdout);
     std::fflush(stdout);
-    LOWBIT_ASSIGN_OR_RETURN(GenerateStats st, Generate(model, vocab, a->g, [](const std::string& piece) {
+    LOWBIT_ASSIGN_OR_RETURN(GenerateStats st, Generate(ctx->model(), ctx->vocab(), a->g, [](const std::string& piece) {
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);
     }));
     std::printf("\n");
     std::fflush(stdout);  // the text ends before the timing line on stderr
     const auto np = static_cast<double>(st.prompt_tokens.size()), ng = static_cast<double>(st.generated.size());
+    if (!ctx->leader()) return OkStatus();
     std::fprintf(stderr, "load %.1f ms (%s) | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s%s\n",
-                 load_s * 1e3, ResidencyName(g.in_memory()), st.prompt_tokens.size(), st.prompt_seconds > 0 ? np / st.prompt_seconds : 0.0,
+                 load_s * 1e3, ctx->residency().c_str(), st.prompt_tokens.size(), st.prompt_seconds > 0 ? np / st.prompt_seconds : 0.0,
                  st.generated.size(), st.generate_seconds > 0 ? ng / st.generate_seconds : 0.0,
                  st.stopped_at_eos ? " (end of text)" : "");
     return OkStatus();

@@ -8,6 +8,7 @@
 #include "lowbit/numeric/ggml_type.h"
 #include "lowbit/pipeline/convert.h"
 #include "lowbit/pipeline/inspect.h"
+#include "tp.h"
 
 namespace lowbit::tools {
 
@@ -16,7 +17,7 @@ int Registry::Run(const CLI::App&) const {
     if (!sub->parsed()) continue;
     Status s = action();
     if (!s.ok()) {
-      std::fprintf(stderr, "lowbit %s: error: %s\n", sub->get_name().c_str(), s.message().c_str());
+      std::fprintf(stderr, "lowbit %s: error: %s%s\n", sub->get_name().c_str(), ErrorPrefix().c_str(), s.message().c_str());
       return 1;
     }
     return 0;

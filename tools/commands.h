@@ -54,6 +54,7 @@ void AddImatrix(CLI::App& app, Registry& r);
 void AddBench(CLI::App& app, Registry& r);
 void AddSynth(CLI::App& app, Registry& r);
 void AddInfo(CLI::App& app, Registry& r);
+void AddPlan(CLI::App& app, Registry& r);
 void AddServe(CLI::App& app, Registry& r);
 void AddChat(CLI::App& app, Registry& r);
 void AddTemplate(CLI::App& app, Registry& r);

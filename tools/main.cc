@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "lowbit/base/cpu_features.h"
+#include "tp.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"lowbit: make LLMs small and fast on the hardware you have"};
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
   lowbit::tools::AddQat(app, registry);
   lowbit::tools::AddFinetune(app, registry);
   lowbit::tools::AddLora(app, registry);
+  lowbit::tools::AddPlan(app, registry);
   lowbit::tools::AddServe(app, registry);
   lowbit::tools::AddChat(app, registry);
   lowbit::tools::AddTemplate(app, registry);
@@ -56,5 +58,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "lowbit: usage: %s (see lowbit --help)\n", e.what());
     return 2;
   }
-  return registry.Run(app);
+  const int code = registry.Run(app);
+  lowbit::tools::FinishMpi();  // after the error line, if any
+  return code;
 }

@@ -3,6 +3,7 @@
 // and files named *.bad must be rejected with an error.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "lowbit/formats/gguf_reader.h"
@@ -13,6 +14,7 @@
 #include "lowbit/formats/quant_config.h"
 #include "lowbit/formats/safetensors.h"
 #include "lowbit/formats/sentencepiece_model.h"
+#include "lowbit/model/llama.h"
 #include "lowbit/server/openai.h"
 #include "lowbit/template/template.h"
 #include "lowbit/train/checkpoint.h"
@@ -22,6 +24,22 @@
 namespace lowbit {
 namespace {
 namespace fs = std::filesystem;
+
+// 8 bytes of file size, then a GGUF header (what --tp-send-weights sends); then the shard plans of
+// 1 to 3 ranks, which on a header alone end in an error once planned (no data to view).
+Status ParseHeaderAndPlan(const std::vector<uint8_t>& b) {
+  if (b.size() < 8) return Errorf("corpus: shorter than the 8-byte file size");
+  uint64_t file_size = 0;
+  std::memcpy(&file_size, b.data(), 8);
+  LOWBIT_ASSIGN_OR_RETURN(GgufFile h, GgufFile::ParseHeader(std::span<const uint8_t>(b).subspan(8), file_size, "corpus"));
+  for (int ranks = 1; ranks <= 3; ++ranks) {
+    for (int r = 0; r < ranks; ++r) {
+      auto m = LlamaModel::Load(h, r, ranks);
+      if (!m.ok() && m.status().message().find("has no data in this process") == std::string::npos) return m.status();
+    }
+  }
+  return OkStatus();
+}
 
 // A safetensors file of GPTQ / AWQ layers, read under the config its __metadata__ carries as
 // "quantization_config" (GPTQ v1 4-bit group 128 act-order when absent), as fuzz_quant_tensors does.
@@ -49,6 +67,7 @@ Status ReadQuantTensors(const std::vector<uint8_t>& b) {
 Status ParseAs(const std::string& parser, const std::vector<uint8_t>& b) {
   const std::string_view text(reinterpret_cast<const char*>(b.data()), b.size());
   if (parser == "gguf") return GgufFile::Parse(b, "corpus").status();
+  if (parser == "gguf_header") return ParseHeaderAndPlan(b);
   if (parser == "safetensors") return SafetensorsFile::Parse(b, "corpus").status();
   if (parser == "llama2c") return Llama2cCheckpoint::Parse(b, "corpus").status();
   if (parser == "llama2c_tokenizer") return ParseLlama2cTokenizer(b, 512, "corpus").status();

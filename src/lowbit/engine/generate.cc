@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "lowbit/parallel/agree.h"
 #include "lowbit/tokenizer/tokenizer.h"
 
 namespace lowbit {
@@ -10,14 +11,29 @@ Expected<GenerateStats> Generate(const LlamaModel& model, const Vocab& vocab, co
                                  const std::function<void(const std::string&)>& on_text) {
   const LlamaConfig& c = model.config();
   const int64_t n_ctx = o.n_ctx > 0 ? o.n_ctx : c.n_ctx_train;
-  LOWBIT_ASSIGN_OR_RETURN(auto tok, Tokenizer::Create(vocab));
+  LocalComm local;
+  Comm* comm = o.comm != nullptr ? o.comm : &local;
+  const bool leader = comm->rank() == 0;
   GenerateStats st;
-  st.prompt_tokens = tok->EncodeWithBos(o.prompt);
-  if (st.prompt_tokens.empty()) return Errorf("the prompt is empty and the vocabulary has no BOS token");
-  if (static_cast<int64_t>(st.prompt_tokens.size()) >= n_ctx) {
-    return Errorf("the prompt has {} tokens, the context holds {}; shorten it or raise -c", st.prompt_tokens.size(), n_ctx);
-  }
-  LlamaSession session(model, SessionOptions{.n_ctx = n_ctx, .threads = o.threads, .max_batch = std::min<int64_t>(n_ctx, 512), .kv_f16 = o.kv_f16});
+  std::unique_ptr<Tokenizer> tok;
+  // Rank 0 tokenizes; the others learn the outcome (and the error, if any) from it.
+  Status prompt = [&]() -> Status {
+    if (!leader) return OkStatus();
+    LOWBIT_ASSIGN_OR_RETURN(tok, Tokenizer::Create(vocab));
+    st.prompt_tokens = tok->EncodeWithBos(o.prompt);
+    if (st.prompt_tokens.empty()) return Errorf("the prompt is empty and the vocabulary has no BOS token");
+    if (static_cast<int64_t>(st.prompt_tokens.size()) >= n_ctx) {
+      return Errorf("the prompt has {} tokens, the context holds {}; shorten it or raise -c", st.prompt_tokens.size(), n_ctx);
+    }
+    return OkStatus();
+  }();
+  LOWBIT_RETURN_IF_ERROR(AgreeOnStatus(comm, prompt));
+  uint64_t n_prompt = st.prompt_tokens.size();
+  comm->Broadcast(&n_prompt, sizeof(n_prompt), 0);
+  st.prompt_tokens.resize(n_prompt);
+  comm->Broadcast(st.prompt_tokens.data(), n_prompt * sizeof(int32_t), 0);
+  LlamaSession session(model, SessionOptions{.n_ctx = n_ctx, .threads = o.threads, .max_batch = std::min<int64_t>(n_ctx, 512),
+                                             .kv_f16 = o.kv_f16, .comm = comm});
   Sampler sampler(o.sampling, c.n_vocab);
   std::vector<int32_t> history = st.prompt_tokens;
   history.reserve(static_cast<size_t>(n_ctx));
@@ -28,15 +44,20 @@ Expected<GenerateStats> Generate(const LlamaModel& model, const Vocab& vocab, co
   auto t1 = std::chrono::steady_clock::now();
   st.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
   for (int64_t i = 0; i < o.n_predict && pos < n_ctx; ++i) {
-    std::copy(out, out + c.n_vocab, logits.begin());
-    const int32_t next = sampler.Sample(logits.data(), history);
-    if (next == vocab.eos_id) {
+    int32_t next = -1;  // -1: end of sequence
+    if (leader) {
+      std::copy(out, out + c.n_vocab, logits.begin());
+      next = sampler.Sample(logits.data(), history);
+      if (next == vocab.eos_id) next = -1;
+    }
+    comm->Broadcast(&next, sizeof(next), 0);
+    if (next < 0) {
       st.stopped_at_eos = true;
       break;
     }
     st.generated.push_back(next);
     history.push_back(next);
-    if (on_text) on_text(tok->Decode(next));
+    if (leader && on_text) on_text(tok->Decode(next));
     out = session.Forward(next, pos++);
   }
   st.generate_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();

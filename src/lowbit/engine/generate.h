@@ -1,6 +1,10 @@
 // Text generation: tokenize the prompt (BOS first when the vocabulary asks for it), run it through
 // the model, then sample up to `n_predict` tokens, streaming each token's text to a callback, and
 // stop at end-of-sequence or the context's end. Reports prompt and generation speed.
+//
+// Tensor parallel (`comm` with several ranks, each with its shard of the model): every rank calls
+// Generate. Rank 0 tokenizes, samples and calls on_text; it broadcasts the prompt's tokens and each
+// sampled token (or the end), and the other ranks run the same forward passes on them.
 #pragma once
 
 #include <functional>
@@ -21,6 +25,7 @@ struct GenerateOptions {
   int threads = 0;
   bool kv_f16 = false;  // F16 KV cache
   SamplerParams sampling;
+  Comm* comm = nullptr;  // the model's ranks; nullptr: one rank
 };
 
 struct GenerateStats {

@@ -28,11 +28,11 @@ void MeanStd(const std::vector<double>& v, double* mean, double* sd) {
 
 uint64_t Bytes(const WeightView& w) { return *RowBytes(w.type, static_cast<uint64_t>(w.cols)) * static_cast<uint64_t>(w.rows); }
 
-// The read-bandwidth probe: `threads` threads each sum their part of a 512 MiB buffer, prefetching
+// The read-bandwidth probe: `threads` threads each sum their part of a buffer (512 MiB), prefetching
 // 3 KiB ahead as the decode kernels do. Pass() reads the whole buffer once and returns its GB/s.
 class ReadBandwidthProbe {
  public:
-  explicit ReadBandwidthProbe(int threads) : buf_(size_t{512} << 20), pool_(threads) {
+  ReadBandwidthProbe(int threads, size_t mib) : buf_(mib << 20), pool_(threads) {
     auto words = buf_.As<uint64_t>();
     for (size_t i = 0; i < words.size(); ++i) words[i] = i;
   }
@@ -67,6 +67,13 @@ double ReadBandwidthProbe::Pass() {
 
 }  // namespace
 
+double MeasureReadBandwidth(int threads, size_t mib, int passes) {
+  ReadBandwidthProbe probe(threads, mib);
+  double best = 0;
+  for (int i = 0; i < passes; ++i) best = std::max(best, probe.Pass());
+  return best;
+}
+
 double WeightBytesPerToken(const LlamaModel& m) {
   double b = static_cast<double>(Bytes(m.output) + Bytes(m.output_norm));
   b += static_cast<double>(*RowBytes(m.token_embd.type, static_cast<uint64_t>(m.token_embd.cols)));
@@ -96,7 +103,9 @@ Expected<BenchResult> Bench(const LlamaModel& model, const BenchOptions& o) {
   if (o.reps < 1) return Errorf("-r must be at least 1");
   BenchResult r;
   r.threads = o.threads;
-  LlamaSession s(model, SessionOptions{.n_ctx = o.n_prompt + o.n_gen, .threads = o.threads, .max_batch = std::max<int64_t>(1, std::min<int64_t>(o.n_prompt, 512)), .kv_f16 = o.kv_f16});
+  LocalComm local;
+  Comm* comm = o.comm != nullptr ? o.comm : &local;
+  LlamaSession s(model, SessionOptions{.n_ctx = o.n_prompt + o.n_gen, .threads = o.threads, .max_batch = std::max<int64_t>(1, std::min<int64_t>(o.n_prompt, 512)), .kv_f16 = o.kv_f16, .comm = comm});
   std::mt19937 rng(1);
   std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(c.n_vocab - 1));
   std::vector<double> pp, tg;
@@ -104,7 +113,7 @@ Expected<BenchResult> Bench(const LlamaModel& model, const BenchOptions& o) {
   // The probe runs between the repetitions, so that it sees the same minutes of a machine whose
   // bandwidth drifts (a shared VM's moved by 20-25% within a minute, and a probe run only at the end
   // once read 14 GB/s beside a decode at 22 GB/s: docs/PERFORMANCE.md).
-  ReadBandwidthProbe probe(o.threads);
+  ReadBandwidthProbe probe(o.threads, o.probe_mib);
   auto probe_twice = [&] {
     for (int i = 0; i < 2; ++i) r.bandwidth_gbps = std::max(r.bandwidth_gbps, probe.Pass());
   };
@@ -123,6 +132,7 @@ Expected<BenchResult> Bench(const LlamaModel& model, const BenchOptions& o) {
       for (int64_t i = 0; i < o.n_gen; ++i) {
         const float* logits = s.Forward(t, o.n_prompt + i);
         t = static_cast<int32_t>(std::max_element(logits, logits + c.n_vocab) - logits);
+        comm->Broadcast(&t, sizeof(t), 0);
       }
       tg.push_back(static_cast<double>(o.n_gen) / Seconds(t0, std::chrono::steady_clock::now()));
     }
@@ -130,9 +140,17 @@ Expected<BenchResult> Bench(const LlamaModel& model, const BenchOptions& o) {
   }
   if (!pp.empty()) MeanStd(pp, &r.pp, &r.pp_std);
   if (!tg.empty()) MeanStd(tg, &r.tg, &r.tg_std);
-  r.bytes_per_token = WeightBytesPerToken(model);
+  // Totals over the ranks (exact: gathered as doubles and summed in rank order).
+  const double mine[3] = {WeightBytesPerToken(model), MatMulOpsPerToken(model), r.bandwidth_gbps};
+  std::vector<double> all(3 * static_cast<size_t>(comm->size()));
+  comm->AllGatherBytes(mine, sizeof(mine), all.data());
+  r.bytes_per_token = r.ops_per_token = r.bandwidth_gbps = 0;
+  for (int q = 0; q < comm->size(); ++q) {
+    r.bytes_per_token += all[3 * q];
+    r.ops_per_token += all[3 * q + 1];
+    r.bandwidth_gbps += all[3 * q + 2];
+  }
   r.gbps = r.bytes_per_token * r.tg / 1e9;
-  r.ops_per_token = MatMulOpsPerToken(model);
   r.pp_gops = r.ops_per_token * r.pp / 1e9;
   return r;
 }

@@ -1,6 +1,10 @@
 // `lowbit bench`: prompt processing and generation speed of a model, the weight bytes read per
 // generated token, and the machine's read bandwidth measured the same run (a STREAM-like sum over a
 // buffer much larger than the caches), so tok/s stands beside its roofline.
+//
+// Tensor parallel (`comm` with several ranks): every rank calls Bench and runs the same tokens
+// (rank 0 broadcasts each decoded token, as generation does). Speeds are rank 0's; weight bytes,
+// operations and the probe's bandwidth are summed over the ranks (they read at the same time).
 #pragma once
 
 #include <vector>
@@ -15,6 +19,8 @@ struct BenchOptions {
   int threads = 1;
   int reps = 5;
   bool kv_f16 = false;  // F16 KV cache
+  Comm* comm = nullptr;  // the model's ranks; nullptr: one rank
+  size_t probe_mib = 512;  // the bandwidth probe's buffer (tests make it small)
 };
 
 struct BenchResult {
@@ -36,5 +42,9 @@ double WeightBytesPerToken(const LlamaModel& m);
 double MatMulOpsPerToken(const LlamaModel& m);
 
 Expected<BenchResult> Bench(const LlamaModel& model, const BenchOptions& opts);
+
+// The read-bandwidth probe on its own: the best of `passes` passes of `threads` threads over a
+// buffer of `mib` MiB, in GB/s.
+double MeasureReadBandwidth(int threads, size_t mib = 512, int passes = 3);
 
 }  // namespace lowbit

@@ -7,6 +7,7 @@
 
 #include "lowbit/base/atomic_file.h"
 #include "lowbit/base/mapped_file.h"
+#include "lowbit/parallel/agree.h"
 #include "lowbit/tokenizer/tokenizer.h"
 
 namespace lowbit {
@@ -47,9 +48,26 @@ Expected<PerplexityResult> Perplexity(const LlamaModel& model, const Vocab& voca
   const LlamaConfig& c = model.config();
   const int64_t ctx = opts.ctx > 0 ? opts.ctx : c.n_ctx_train;
   if (ctx < 2) return Errorf("context {} is too small to score anything", ctx);
-  LOWBIT_ASSIGN_OR_RETURN(auto tok, Tokenizer::Create(vocab));
-  const std::vector<int32_t> tokens = tok->EncodeWithBos(text);
-  const bool add_bos = vocab.add_bos > 0 && vocab.bos_id >= 0;
+  LocalComm local;
+  Comm* comm = opts.comm != nullptr ? opts.comm : &local;
+  const bool leader = comm->rank() == 0;
+  std::vector<int32_t> tokens;
+  bool add_bos = false;
+  // Rank 0 tokenizes; the others receive the tokens.
+  const Status tokenized = [&]() -> Status {
+    if (!leader) return OkStatus();
+    LOWBIT_ASSIGN_OR_RETURN(auto tok, Tokenizer::Create(vocab));
+    tokens = tok->EncodeWithBos(text);
+    add_bos = vocab.add_bos > 0 && vocab.bos_id >= 0;
+    return OkStatus();
+  }();
+  LOWBIT_RETURN_IF_ERROR(AgreeOnStatus(comm, tokenized));
+  int64_t head[3] = {static_cast<int64_t>(tokens.size()), add_bos ? 1 : 0, vocab.bos_id};
+  comm->Broadcast(head, sizeof(head), 0);
+  tokens.resize(static_cast<size_t>(head[0]));
+  comm->Broadcast(tokens.data(), tokens.size() * sizeof(int32_t), 0);
+  add_bos = head[1] != 0;
+  const auto bos_id = static_cast<int32_t>(head[2]);
   PerplexityResult r;
   r.n_tokens = static_cast<int64_t>(tokens.size());
   int64_t n_chunk = r.n_tokens / ctx;
@@ -58,35 +76,44 @@ Expected<PerplexityResult> Perplexity(const LlamaModel& model, const Vocab& voca
     return Errorf("the text has {} tokens, fewer than one context of {}; use a smaller -c", r.n_tokens, ctx);
   }
   r.n_chunks = n_chunk;
-  LlamaSession session(model, SessionOptions{.n_ctx = ctx, .threads = opts.threads, .max_batch = std::min<int64_t>(ctx, 512), .kv_f16 = opts.kv_f16});
+  LlamaSession session(model, SessionOptions{.n_ctx = ctx, .threads = opts.threads, .max_batch = std::min<int64_t>(ctx, 512),
+                                             .kv_f16 = opts.kv_f16, .comm = comm});
   const int64_t first = ctx / 2;
   double nll = 0, nll2 = 0;
   int64_t count = 0;
   const LogitsHeader header{{'L', 'B', 'L', 'O', 'G', 'P', '0', '1'}, ctx, c.n_vocab, n_chunk, n_chunk * (ctx - 1 - first),
                             static_cast<int64_t>(tokens.size())};
   std::optional<AtomicFile> save;
-  if (!opts.save_logits.empty()) {
-    LOWBIT_ASSIGN_OR_RETURN(AtomicFile f, AtomicFile::Create(opts.save_logits));
-    save.emplace(std::move(f));
-    LOWBIT_RETURN_IF_ERROR(save->Write(&header, sizeof(header)));
-    LOWBIT_RETURN_IF_ERROR(save->Write(tokens.data(), tokens.size() * 4));
-  }
   std::optional<MappedFile> base;
-  if (!opts.kl_base.empty()) {
-    LOWBIT_ASSIGN_OR_RETURN(MappedFile f, OpenBase(opts.kl_base, header, tokens));
-    base.emplace(std::move(f));
-  }
+  // Only rank 0 writes or reads the distribution files.
+  const Status opened = [&]() -> Status {
+    if (!leader) return OkStatus();
+    if (!opts.save_logits.empty()) {
+      LOWBIT_ASSIGN_OR_RETURN(AtomicFile f, AtomicFile::Create(opts.save_logits));
+      save.emplace(std::move(f));
+      LOWBIT_RETURN_IF_ERROR(save->Write(&header, sizeof(header)));
+      LOWBIT_RETURN_IF_ERROR(save->Write(tokens.data(), tokens.size() * 4));
+    }
+    if (!opts.kl_base.empty()) {
+      LOWBIT_ASSIGN_OR_RETURN(MappedFile f, OpenBase(opts.kl_base, header, tokens));
+      base.emplace(std::move(f));
+    }
+    return OkStatus();
+  }();
+  LOWBIT_RETURN_IF_ERROR(AgreeOnStatus(comm, opened));
   const float* base_lp = base ? reinterpret_cast<const float*>(base->data() + sizeof(header) + tokens.size() * 4) : nullptr;
   std::vector<float> lp(static_cast<size_t>(c.n_vocab));
   std::vector<double> klds;
   std::vector<int32_t> chunk;
   double base_nll = 0, sum_dp = 0;
   int64_t agree = 0;
+  Status write_error;  // rank 0 keeps running the chunks with the others, then all stop together
   for (int64_t i = 0; i < n_chunk; ++i) {
     const int64_t start = i * ctx;
     chunk.assign(tokens.begin() + start, tokens.begin() + start + ctx - 1);
-    if (add_bos) chunk[0] = static_cast<int32_t>(vocab.bos_id);
+    if (add_bos) chunk[0] = bos_id;
     const float* all = session.Forward(chunk, 0, /*all_logits=*/true);
+    if (!leader) continue;  // rank 0 scores
     for (int64_t j = first; j < ctx - 1; ++j) {
       const float* logits = all + j * c.n_vocab;
       const float mx = *std::max_element(logits, logits + c.n_vocab);
@@ -100,7 +127,7 @@ Expected<PerplexityResult> Perplexity(const LlamaModel& model, const Vocab& voca
       if (save || base) {
         for (int64_t v = 0; v < c.n_vocab; ++v) lp[v] = static_cast<float>(static_cast<double>(logits[v]) - mx - log_sum);
       }
-      if (save) LOWBIT_RETURN_IF_ERROR(save->Write(lp.data(), lp.size() * 4));
+      if (save && write_error.ok()) write_error = save->Write(lp.data(), lp.size() * 4);
       if (base) {
         const float* b = base_lp + count * c.n_vocab;
         double kld = 0;
@@ -116,7 +143,9 @@ Expected<PerplexityResult> Perplexity(const LlamaModel& model, const Vocab& voca
     if (on_chunk) on_chunk(i, r.running_ppl.back());
   }
   r.n_scored = count;
-  if (save) LOWBIT_RETURN_IF_ERROR(save->Commit());
+  if (save && write_error.ok()) write_error = save->Commit();
+  LOWBIT_RETURN_IF_ERROR(AgreeOnStatus(comm, write_error));
+  if (!leader) return r;
   if (base) {
     r.has_kl = true;
     const auto n = static_cast<double>(count);

@@ -3,6 +3,10 @@
 // first token, run the chunk, and score the second half: the mean negative log-likelihood of each
 // token given everything before it in its chunk. PPL = exp(mean NLL); the uncertainty is
 // PPL * stddev(NLL) / sqrt(count - 1), as llama.cpp prints it.
+//
+// Tensor parallel (`comm` with several ranks): every rank calls Perplexity; rank 0 tokenizes the
+// text (the others may pass an empty one), broadcasts the tokens, scores and writes or reads the
+// distribution files; the others run the same chunks. The result is complete on rank 0.
 #pragma once
 
 #include <functional>
@@ -24,6 +28,7 @@ struct PerplexityOptions {
   std::string save_logits;  // write it
   std::string kl_base;      // compare with it
   bool kv_f16 = false;      // F16 KV cache
+  Comm* comm = nullptr;     // the model's ranks; nullptr: one rank
 };
 
 struct KlStats {

@@ -84,14 +84,14 @@ Expected<GgufFile> GgufFile::Open(const std::string& path, Residency residency) 
   GgufFile f;
   f.name_ = path;
   f.map_ = std::move(map);
-  LOWBIT_RETURN_IF_ERROR(f.ParseAll(f.map_.bytes()));
+  LOWBIT_RETURN_IF_ERROR(f.ParseAll(f.map_.bytes(), f.map_.size(), f.map_.data()));
   return f;
 }
 
 Expected<GgufFile> GgufFile::Parse(std::span<const uint8_t> bytes, const std::string& name) {
   GgufFile f;
   f.name_ = name;
-  LOWBIT_RETURN_IF_ERROR(f.ParseAll(bytes));
+  LOWBIT_RETURN_IF_ERROR(f.ParseAll(bytes, bytes.size(), bytes.data()));
   return f;
 }
 
@@ -120,7 +120,15 @@ Expected<GgufFile> GgufFile::Assemble(std::string name, std::vector<GgufKv> kvs,
   return f;
 }
 
-Status GgufFile::ParseAll(std::span<const uint8_t> bytes) {
+Expected<GgufFile> GgufFile::ParseHeader(std::span<const uint8_t> header, uint64_t file_size, const std::string& name) {
+  if (header.size() > file_size) return Errorf("{}: a header of {} bytes cannot belong to a file of {}", name, header.size(), file_size);
+  GgufFile f;
+  f.name_ = name;
+  LOWBIT_RETURN_IF_ERROR(f.ParseAll(header, file_size, nullptr));
+  return f;
+}
+
+Status GgufFile::ParseAll(std::span<const uint8_t> bytes, uint64_t file_size, const uint8_t* base) {
   ByteReader r(bytes, name_);
   file_size_ = bytes.size();
   uint8_t magic[4];
@@ -156,7 +164,8 @@ Status GgufFile::ParseAll(std::span<const uint8_t> bytes) {
   LOWBIT_RETURN_IF_ERROR(ParseTensorInfos(r, n_tensors));
   header_end_ = r.offset();
   data_offset_ = AlignUp(header_end_, alignment_);
-  return ValidateLayout(bytes);
+  file_size_ = file_size;  // a header alone (ParseHeader) is checked against the whole file's size
+  return ValidateLayout(base);
 }
 
 Status GgufFile::ParseKvs(ByteReader& r, uint64_t n_kv) {
@@ -239,7 +248,7 @@ Status GgufFile::ParseTensorInfos(ByteReader& r, uint64_t n_tensors) {
   return OkStatus();
 }
 
-Status GgufFile::ValidateLayout(std::span<const uint8_t> bytes) {
+Status GgufFile::ValidateLayout(const uint8_t* base) {
   if (tensors_.empty()) return OkStatus();
   if (data_offset_ > file_size_) {
     return Errorf("{}: the tensor data section would start at byte {}, past the end of the file "
@@ -264,7 +273,7 @@ Status GgufFile::ValidateLayout(std::span<const uint8_t> bytes) {
                       name_, t.name, next.name, t.offset, next.offset);
       }
     }
-    t.data = bytes.data() + data_offset_ + t.offset;
+    t.data = base == nullptr ? nullptr : base + data_offset_ + t.offset;
   }
   return OkStatus();
 }

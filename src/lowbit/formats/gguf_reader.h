@@ -37,6 +37,10 @@ class GgufFile {
                                      std::vector<std::shared_ptr<const void>> owners);
   // True for Assemble()'d models.
   bool assembled() const { return assembled_; }
+  // Only the header of a file of `file_size` bytes whose tensor data is elsewhere (a tensor-parallel
+  // rank that receives its weights from rank 0): checked as Parse checks a whole file, with every
+  // tensor's `data` null.
+  static Expected<GgufFile> ParseHeader(std::span<const uint8_t> header, uint64_t file_size, const std::string& name);
 
   uint32_t version() const { return version_; }
   const std::vector<GgufKv>& kvs() const { return kvs_; }
@@ -60,10 +64,11 @@ class GgufFile {
   const MappedFile& file() const { return map_; }
 
  private:
-  Status ParseAll(std::span<const uint8_t> bytes);
+  // `bytes` holds at least the header; base: the file's first byte, or null when only the header is here.
+  Status ParseAll(std::span<const uint8_t> bytes, uint64_t file_size, const uint8_t* base);
   Status ParseKvs(class ByteReader& r, uint64_t n_kv);
   Status ParseTensorInfos(class ByteReader& r, uint64_t n_tensors);
-  Status ValidateLayout(std::span<const uint8_t> bytes);
+  Status ValidateLayout(const uint8_t* base);  // base: the file's first byte, or null (header only)
 
   MappedFile map_;
   std::vector<std::shared_ptr<const void>> owners_;  // Assemble(): what the tensors point into

@@ -9,6 +9,7 @@
 #include "lowbit/kernels/dot.h"
 #include "lowbit/numeric/convert.h"
 #include "lowbit/numeric/dequant.h"
+#include "lowbit/parallel/agree.h"
 
 namespace lowbit {
 namespace {
@@ -17,75 +18,14 @@ namespace {
 // LLAMA_ROPE_TYPE_NEOX) among those whose tensors this decoder reads.
 constexpr std::array<const char*, 6> kNeoxArchs = {"qwen2", "qwen2moe", "stablelm", "gptneox", "olmo2", "starcoder2"};
 
-Status View(const GgufFile& g, const std::string& name, int64_t want_rows, int64_t want_cols, WeightView* out,
-            bool required = true) {
-  const GgufTensorInfo* t = g.FindTensor(name);
-  if (t == nullptr) return required ? Errorf("{}: tensor '{}' is missing", g.name(), name) : OkStatus();
-  const int64_t cols = static_cast<int64_t>(t->dims[0]);
-  const int64_t rows = t->n_dims > 1 ? static_cast<int64_t>(t->dims[1]) : 1;
-  if (cols != want_cols || rows != want_rows || t->n_dims > 2) {
-    return Errorf("{}: tensor '{}' has shape {}, expected [{}, {}]", g.name(), name, t->ShapeString(), want_cols, want_rows);
-  }
-  if (ToFloatFor(t->type) == nullptr) {
-    return Errorf("{}: tensor '{}' is {}, which lowbit cannot compute with yet", g.name(), name, TypeInfo(t->type).name);
-  }
-  *out = {t->type, t->data, rows, cols, *RowBytes(t->type, static_cast<uint64_t>(cols))};
-  return OkStatus();
-}
-
-// Optional F32 bias of `n` elements; *out stays nullptr when absent.
-Status Bias(const GgufFile& g, const std::string& name, int64_t n, int64_t begin, const float** out) {
-  const GgufTensorInfo* t = g.FindTensor(name);
-  if (t == nullptr) return OkStatus();
-  if (t->type != GgmlType::kF32 || t->n_dims != 1 || static_cast<int64_t>(t->dims[0]) != n) {
-    return Errorf("{}: bias '{}' must be F32 of {} elements, not {} {}", g.name(), name, n, TypeInfo(t->type).name, t->ShapeString());
-  }
-  *out = reinterpret_cast<const float*>(t->data) + begin;
-  return OkStatus();
-}
-
-// Column-parallel shard: rows [r.begin, r.begin + r.count).
-WeightView RowsOf(const WeightView& w, ShardRange r) {
-  WeightView v = w;
-  v.data += static_cast<uint64_t>(r.begin) * w.row_stride;
-  v.rows = r.count;
-  return v;
-}
-
-// Row-parallel shard: columns [r.begin, r.begin + r.count) of every row, on block boundaries.
-Expected<WeightView> ColsOf(const GgufFile& g, const std::string& name, const WeightView& w, ShardRange r) {
-  const int64_t bs = TypeInfo(w.type).block_size;
-  if (r.begin % bs != 0 || r.count % bs != 0) {
-    return Errorf("{}: tensor '{}' ({}) cannot be split at column {}: not a multiple of its block size {}", g.name(), name,
-                  TypeInfo(w.type).name, r.begin, bs);
-  }
-  WeightView v = w;
-  v.data += *RowBytes(w.type, static_cast<uint64_t>(r.begin));
-  v.cols = r.count;
-  return v;
-}
-
-void RmsNorm(const float* x, const WeightView& w, int64_t n, float eps, float* out) {
-  double ss = 0;
-  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
-  const float scale = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(n)) + eps);
-  const float* wrow = reinterpret_cast<const float*>(w.data);
-  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * wrow[i];
-}
-
-}  // namespace
-
-Expected<LlamaModel> LlamaModel::Load(const GgufFile& g, int rank, int ranks) {
-  LlamaModel m;
-  m.rank_ = rank;
-  m.ranks_ = ranks;
+Expected<LlamaConfig> ReadConfig(const GgufFile& g) {
   LOWBIT_ASSIGN_OR_RETURN(std::string arch, g.GetString("general.architecture"));
   auto u = [&](const std::string& key) -> Expected<int64_t> {
     LOWBIT_ASSIGN_OR_RETURN(uint64_t v, g.GetUInt(arch + "." + key));
     if (v == 0 || v > (1u << 24)) return Errorf("{}: {}.{} = {} is out of range", g.name(), arch, key, v);
     return static_cast<int64_t>(v);
   };
-  LlamaConfig& c = m.cfg_;
+  LlamaConfig c;
   c.arch = arch;
   c.rope_neox = std::find_if(kNeoxArchs.begin(), kNeoxArchs.end(), [&](const char* a) { return arch == a; }) != kNeoxArchs.end();
   LOWBIT_ASSIGN_OR_RETURN(c.n_embd, u("embedding_length"));
@@ -105,63 +45,224 @@ Expected<LlamaModel> LlamaModel::Load(const GgufFile& g, int rank, int ranks) {
   const GgufTensorInfo* emb = g.FindTensor("token_embd.weight");
   if (emb == nullptr || emb->n_dims != 2) return Errorf("{}: tensor 'token_embd.weight' is missing", g.name());
   c.n_vocab = static_cast<int64_t>(emb->dims[1]);
+  return c;
+}
 
-  // This rank's heads (whole KV groups) and FFN slice.
-  const int64_t group = c.n_head / c.n_head_kv;
-  auto in_model = [&](const Status& s) { return Errorf("{}: cannot split over {} ranks: {}", g.name(), ranks, s.message()); };
-  auto kv_heads = SplitDim(c.n_head_kv, 1, rank, ranks);
-  if (!kv_heads.ok()) return in_model(kv_heads.status());
-  const ShardRange q_rows{kv_heads->begin * group * c.head_dim, kv_heads->count * group * c.head_dim};
-  const ShardRange kv_rows{kv_heads->begin * c.head_dim, kv_heads->count * c.head_dim};
-  m.n_head_kv_local_ = kv_heads->count;
-  m.n_head_local_ = kv_heads->count * group;
-  // The FFN width splits on the block size of the down projections (their columns are split).
-  int64_t ff_unit = 1;
-  for (int64_t l = 0; l < c.n_layer && ranks > 1; ++l) {
-    if (const GgufTensorInfo* t = g.FindTensor("blk." + std::to_string(l) + ".ffn_down.weight")) {
-      ff_unit = std::max<int64_t>(ff_unit, TypeInfo(t->type).block_size);
-    }
+// A weight (or bias) this rank holds: the part of a tensor, and the view it becomes.
+struct Held {
+  TensorPiece piece;
+  WeightView* view = nullptr;     // a weight: data and row_stride are set when placed
+  const float** bias = nullptr;   // or a bias
+};
+
+// Lists the weights rank p.rank holds, in a fixed order (every rank computes any rank's list the
+// same way: rank 0 streams them with --tp-send-weights). Sets the views' shapes in `m`.
+class WeightLister {
+ public:
+  WeightLister(const GgufFile& g, const LlamaConfig& c, std::vector<Held>* out) : g_(g), c_(c), out_(out) {}
+
+  // The whole tensor `name` as a [rows][cols] weight; `required` false: absent is fine (*found false).
+  Status Whole(const std::string& name, int64_t rows, int64_t cols, WeightView* v, bool required = true, bool* found = nullptr) {
+    return Part(name, rows, cols, {0, rows}, {0, cols}, v, required, found);
   }
-  auto ff = SplitDim(c.n_ff, ff_unit, rank, ranks);
-  if (!ff.ok()) return in_model(ff.status());
-  m.n_ff_local_ = ff->count;
+  // Rows `rs` and columns `cs` of the [rows][cols] tensor `name`. Columns are cut on block bounds.
+  Status Part(const std::string& name, int64_t rows, int64_t cols, ShardRange rs, ShardRange cs, WeightView* v,
+              bool required = true, bool* found = nullptr) {
+    const GgufTensorInfo* t = g_.FindTensor(name);
+    if (found != nullptr) *found = t != nullptr;
+    if (t == nullptr) return required ? Errorf("{}: tensor '{}' is missing", g_.name(), name) : OkStatus();
+    LOWBIT_RETURN_IF_ERROR(CheckShape(*t, rows, cols));
+    if (ToFloatFor(t->type) == nullptr) {
+      return Errorf("{}: tensor '{}' is {}, which lowbit cannot compute with yet", g_.name(), name, TypeInfo(t->type).name);
+    }
+    const int64_t bs = TypeInfo(t->type).block_size;
+    if (cs.begin % bs != 0 || cs.count % bs != 0) {
+      return Errorf("{}: tensor '{}' ({}) cannot be split at column {}: not a multiple of its block size {}", g_.name(), name,
+                    TypeInfo(t->type).name, cs.begin + (cs.begin % bs == 0 ? cs.count : 0), bs);
+    }
+    const uint64_t row_bytes = *RowBytes(t->type, static_cast<uint64_t>(cols));
+    const uint64_t byte0 = *RowBytes(t->type, static_cast<uint64_t>(cs.begin));
+    const uint64_t bytes = *RowBytes(t->type, static_cast<uint64_t>(cs.count));
+    *v = {t->type, nullptr, rs.count, cs.count, bytes};
+    out_->push_back({{t, static_cast<uint64_t>(rs.begin), static_cast<uint64_t>(rs.count), byte0, bytes, row_bytes}, v, nullptr});
+    return OkStatus();
+  }
+  // An optional F32 bias of `n` elements: its elements `r`.
+  Status Bias(const std::string& name, int64_t n, ShardRange r, const float** out) {
+    *out = nullptr;
+    const GgufTensorInfo* t = g_.FindTensor(name);
+    if (t == nullptr) return OkStatus();
+    if (t->type != GgmlType::kF32 || t->n_dims != 1 || static_cast<int64_t>(t->dims[0]) != n) {
+      return Errorf("{}: bias '{}' must be F32 of {} elements, not {} {}", g_.name(), name, n, TypeInfo(t->type).name, t->ShapeString());
+    }
+    const auto b = static_cast<uint64_t>(r.begin) * 4, len = static_cast<uint64_t>(r.count) * 4;
+    out_->push_back({{t, 0, 1, b, len, static_cast<uint64_t>(n) * 4}, nullptr, out});
+    return OkStatus();
+  }
+  Status Norm(const std::string& name, WeightView* v) {
+    LOWBIT_RETURN_IF_ERROR(Whole(name, 1, c_.n_embd, v));
+    if (v->type != GgmlType::kF32) return Errorf("{}: norm weight '{}' is {}, expected F32", g_.name(), name, TypeInfo(v->type).name);
+    return OkStatus();
+  }
 
-  const int64_t kv = c.n_head_kv * c.head_dim;
-  LOWBIT_RETURN_IF_ERROR(View(g, "token_embd.weight", c.n_vocab, c.n_embd, &m.token_embd));
-  LOWBIT_RETURN_IF_ERROR(View(g, "output_norm.weight", 1, c.n_embd, &m.output_norm));
-  m.output = m.token_embd;  // tied when there is no separate classifier
-  LOWBIT_RETURN_IF_ERROR(View(g, "output.weight", c.n_vocab, c.n_embd, &m.output, /*required=*/false));
-  auto norm_is_f32 = [&](const std::string& name, const WeightView& w) {
-    return w.type == GgmlType::kF32 ? OkStatus() : Errorf("{}: norm weight '{}' is {}, expected F32", g.name(), name, TypeInfo(w.type).name);
-  };
-  LOWBIT_RETURN_IF_ERROR(norm_is_f32("output_norm.weight", m.output_norm));
+ private:
+  Status CheckShape(const GgufTensorInfo& t, int64_t rows, int64_t cols) const {
+    const int64_t c = static_cast<int64_t>(t.dims[0]);
+    const int64_t r = t.n_dims > 1 ? static_cast<int64_t>(t.dims[1]) : 1;
+    if (c != cols || r != rows || t.n_dims > 2) {
+      return Errorf("{}: tensor '{}' has shape {}, expected [{}, {}]", g_.name(), t.name, t.ShapeString(), cols, rows);
+    }
+    return OkStatus();
+  }
+  const GgufFile& g_;
+  const LlamaConfig& c_;
+  std::vector<Held>* out_;
+};
+
+// Lists rank p.rank's weights into `held` and their shapes into `m`. *tied: the classifier is the
+// embedding (no output.weight), so m.output is cut from m.token_embd once placed.
+Status ListWeights(const GgufFile& g, const LlamaConfig& c, const ShardPlan& p, LlamaModel& m, std::vector<Held>* held, bool* tied) {
+  WeightLister w(g, c, held);
+  const int64_t hd = c.head_dim, kv = c.n_head_kv * hd;
+  const ShardRange q_rows{p.heads.begin * hd, p.heads.count * hd}, kv_rows{p.kv_heads.begin * hd, p.kv_heads.count * hd};
+  LOWBIT_RETURN_IF_ERROR(w.Whole("token_embd.weight", c.n_vocab, c.n_embd, &m.token_embd));
+  LOWBIT_RETURN_IF_ERROR(w.Norm("output_norm.weight", &m.output_norm));
+  bool has_output = false;
+  LOWBIT_RETURN_IF_ERROR(w.Part("output.weight", c.n_vocab, c.n_embd, p.vocab, {0, c.n_embd}, &m.output, false, &has_output));
+  *tied = !has_output;
   m.layers.resize(c.n_layer);
   for (int64_t l = 0; l < c.n_layer; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    Layer& L = m.layers[l];
-    WeightView wq, wk, wv, wo, gate, up, down;
-    LOWBIT_RETURN_IF_ERROR(View(g, p + "attn_norm.weight", 1, c.n_embd, &L.attn_norm));
-    LOWBIT_RETURN_IF_ERROR(norm_is_f32(p + "attn_norm.weight", L.attn_norm));
-    LOWBIT_RETURN_IF_ERROR(View(g, p + "attn_q.weight", c.n_embd, c.n_embd, &wq));
-    LOWBIT_RETURN_IF_ERROR(View(g, p + "attn_k.weight", kv, c.n_embd, &wk));
-    LOWBIT_RETURN_IF_ERROR(View(g, p + "attn_v.weight", kv, c.n_embd, &wv));
-    LOWBIT_RETURN_IF_ERROR(View(g, p + "attn_output.weight", c.n_embd, c.n_embd, &wo));
-    LOWBIT_RETURN_IF_ERROR(View(g, p + "ffn_norm.weight", 1, c.n_embd, &L.ffn_norm));
-    LOWBIT_RETURN_IF_ERROR(norm_is_f32(p + "ffn_norm.weight", L.ffn_norm));
-    LOWBIT_RETURN_IF_ERROR(View(g, p + "ffn_gate.weight", c.n_ff, c.n_embd, &gate));
-    LOWBIT_RETURN_IF_ERROR(View(g, p + "ffn_up.weight", c.n_ff, c.n_embd, &up));
-    LOWBIT_RETURN_IF_ERROR(View(g, p + "ffn_down.weight", c.n_embd, c.n_ff, &down));
-    LOWBIT_RETURN_IF_ERROR(Bias(g, p + "attn_q.bias", c.n_embd, q_rows.begin, &L.bq));
-    LOWBIT_RETURN_IF_ERROR(Bias(g, p + "attn_k.bias", kv, kv_rows.begin, &L.bk));
-    LOWBIT_RETURN_IF_ERROR(Bias(g, p + "attn_v.bias", kv, kv_rows.begin, &L.bv));
-    L.wq = RowsOf(wq, q_rows);
-    L.wk = RowsOf(wk, kv_rows);
-    L.wv = RowsOf(wv, kv_rows);
-    L.gate = RowsOf(gate, *ff);
-    L.up = RowsOf(up, *ff);
-    LOWBIT_ASSIGN_OR_RETURN(L.wo, ColsOf(g, p + "attn_output.weight", wo, q_rows));
-    LOWBIT_ASSIGN_OR_RETURN(L.down, ColsOf(g, p + "ffn_down.weight", down, *ff));
+    const std::string b = "blk." + std::to_string(l) + ".";
+    LlamaModel::Layer& L = m.layers[l];
+    LOWBIT_RETURN_IF_ERROR(w.Norm(b + "attn_norm.weight", &L.attn_norm));
+    LOWBIT_RETURN_IF_ERROR(w.Part(b + "attn_q.weight", c.n_embd, c.n_embd, q_rows, {0, c.n_embd}, &L.wq));
+    LOWBIT_RETURN_IF_ERROR(w.Part(b + "attn_k.weight", kv, c.n_embd, kv_rows, {0, c.n_embd}, &L.wk));
+    LOWBIT_RETURN_IF_ERROR(w.Part(b + "attn_v.weight", kv, c.n_embd, kv_rows, {0, c.n_embd}, &L.wv));
+    LOWBIT_RETURN_IF_ERROR(w.Part(b + "attn_output.weight", c.n_embd, c.n_embd, {0, c.n_embd}, q_rows, &L.wo));
+    LOWBIT_RETURN_IF_ERROR(w.Norm(b + "ffn_norm.weight", &L.ffn_norm));
+    LOWBIT_RETURN_IF_ERROR(w.Part(b + "ffn_gate.weight", c.n_ff, c.n_embd, p.ff, {0, c.n_embd}, &L.gate));
+    LOWBIT_RETURN_IF_ERROR(w.Part(b + "ffn_up.weight", c.n_ff, c.n_embd, p.ff, {0, c.n_embd}, &L.up));
+    LOWBIT_RETURN_IF_ERROR(w.Part(b + "ffn_down.weight", c.n_embd, c.n_ff, {0, c.n_embd}, p.ff, &L.down));
+    LOWBIT_RETURN_IF_ERROR(w.Bias(b + "attn_q.bias", c.n_embd, q_rows, &L.bq));
+    LOWBIT_RETURN_IF_ERROR(w.Bias(b + "attn_k.bias", kv, kv_rows, &L.bk));
+    LOWBIT_RETURN_IF_ERROR(w.Bias(b + "attn_v.bias", kv, kv_rows, &L.bv));
   }
+  return OkStatus();
+}
+
+void RmsNorm(const float* x, const WeightView& w, int64_t n, float eps, float* out) {
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float scale = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(n)) + eps);
+  const float* wrow = reinterpret_cast<const float*>(w.data);
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * wrow[i];
+}
+
+ShardImage ImageOf(const std::vector<Held>& held) {
+  ShardImage img;
+  for (const Held& h : held) img.Add(h.piece);
+  return img;
+}
+
+// Points each view at its bytes: `base` + the piece's image offset (packed rows), or, for views
+// into the file (base null), the tensor's own bytes.
+Status Place(const GgufFile& g, const std::vector<Held>& held, const ShardImage& img, const uint8_t* base) {
+  for (size_t i = 0; i < held.size(); ++i) {
+    const TensorPiece& p = img.pieces[i];
+    const uint8_t* at = nullptr;
+    if (base != nullptr) {
+      at = base + p.image_offset;
+    } else {
+      if (p.tensor->data == nullptr) return Errorf("{}: tensor '{}' has no data in this process", g.name(), p.tensor->name);
+      at = p.tensor->data + p.row0 * p.row_bytes + p.byte0;
+    }
+    if (held[i].view != nullptr) {
+      held[i].view->data = at;
+      held[i].view->row_stride = base != nullptr ? p.bytes : p.row_bytes;
+    } else {
+      *held[i].bias = reinterpret_cast<const float*>(at);
+    }
+  }
+  return OkStatus();
+}
+
+// Rows `r` of a whole weight (the tied classifier's vocabulary rows of the embedding).
+WeightView RowsOf(const WeightView& w, ShardRange r) {
+  WeightView v = w;
+  v.data += static_cast<uint64_t>(r.begin) * w.row_stride;
+  v.rows = r.count;
+  return v;
+}
+
+uint64_t FingerprintOf(const LlamaConfig& c, const std::vector<Held>& held) {
+  Fingerprint f;
+  f.Add(c.arch);
+  for (int64_t v : {c.n_vocab, c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.n_ff, c.rope_dim, c.n_ctx_train}) f.Add(static_cast<uint64_t>(v));
+  f.Add(&c.rope_freq_base, sizeof(float));
+  f.Add(&c.rms_eps, sizeof(float));
+  for (const Held& h : held) {
+    const GgufTensorInfo& t = *h.piece.tensor;
+    f.Add(t.name);
+    f.Add(static_cast<uint64_t>(t.type));
+    for (uint64_t d : t.dims) f.Add(d);
+    // Norm weights are whole on every rank and differ between any two trained models.
+    if (h.view != nullptr && t.name.find("norm") != std::string::npos) f.Add(h.view->data, h.piece.size());
+  }
+  return f.value();
+}
+
+}  // namespace
+
+Expected<LlamaModel> LlamaModel::Load(const GgufFile& g, int rank, int ranks) {
+  return Load(g, LoadOptions{.rank = rank, .ranks = ranks});
+}
+
+Expected<LlamaModel> LlamaModel::Load(const GgufFile& g, const LoadOptions& o) {
+  LlamaModel m;
+  std::vector<Held> held;
+  bool tied = false;
+  // Everything up to the transfer can fail on one rank only; with --tp-send-weights the ranks agree
+  // first, so that no rank waits for bytes that will not come.
+  auto prepare = [&]() -> Status {
+    LOWBIT_ASSIGN_OR_RETURN(m.cfg_, ReadConfig(g));
+    LOWBIT_ASSIGN_OR_RETURN(m.plan_, PlanShard(g, m.cfg_, o.rank, o.ranks));
+    LOWBIT_RETURN_IF_ERROR(ListWeights(g, m.cfg_, m.plan_, m, &held, &tied));
+    if (o.weights == LoadOptions::Weights::kCopy || o.stream != nullptr) {
+      LOWBIT_ASSIGN_OR_RETURN(m.image_, PageBuffer::Allocate(ImageOf(held).bytes,
+                                                             fmt::format("{}: rank {}'s weights", g.name(), o.rank)));
+    }
+    return OkStatus();
+  };
+  Status ready = prepare();
+  if (o.stream != nullptr) LOWBIT_RETURN_IF_ERROR(AgreeOnStatus(o.stream, ready));
+  LOWBIT_RETURN_IF_ERROR(ready);
+  const ShardImage img = ImageOf(held);
+  if (o.stream != nullptr && o.rank != 0) {
+    LOWBIT_RETURN_IF_ERROR(ReceiveImage(o.stream, img, m.image_.data()));
+  } else if (o.stream != nullptr) {
+    // Rank 0 serves every other rank even when it fails (they would wait for it otherwise).
+    std::vector<ShardImage> images(static_cast<size_t>(o.ranks));
+    Expected<TensorDataReader> reader = TensorDataReader::For(g);
+    Status s = reader.ok() ? FillImage(img, *reader, 0, img.bytes, m.image_.data()) : reader.status();
+    for (int r = 1; r < o.ranks && s.ok(); ++r) {
+      LlamaModel other;
+      std::vector<Held> other_held;
+      bool other_tied = false;
+      auto p = PlanShard(g, m.cfg_, r, o.ranks);
+      s = p.ok() ? ListWeights(g, m.cfg_, *p, other, &other_held, &other_tied) : p.status();
+      images[r] = ImageOf(other_held);
+    }
+    LOWBIT_RETURN_IF_ERROR(SendImages(o.stream, images, s.ok() ? &*reader : nullptr, s));
+  } else if (o.weights == LoadOptions::Weights::kCopy) {
+    LOWBIT_ASSIGN_OR_RETURN(TensorDataReader reader, TensorDataReader::For(g));
+    LOWBIT_RETURN_IF_ERROR(FillImage(img, reader, 0, img.bytes, m.image_.data()));
+  }
+  LOWBIT_RETURN_IF_ERROR(Place(g, held, img, m.image_.size() > 0 ? m.image_.data() : nullptr));
+  m.image_.Protect();
+  if (tied) m.output = RowsOf(m.token_embd, m.plan_.vocab);
+  m.fingerprint_ = FingerprintOf(m.cfg_, held);
+  m.description_ = fmt::format("{} ({}, {} layers of {}, {} tensors)", g.name(), m.cfg_.arch, m.cfg_.n_layer, m.cfg_.n_embd,
+                               g.tensors().size());
   return m;
 }
 
@@ -198,6 +299,10 @@ LlamaSession::LlamaSession(const LlamaModel& model, const SessionOptions& o)
   hb_.resize(B * model.local_ff());
   hb2_.resize(B * model.local_ff());
   logits_.resize(c_.n_vocab);
+  if (model.ranks() > 1) {
+    part_logits_.resize(B * model.plan().vocab.count);
+    for (int r = 0; r < model.ranks(); ++r) vocab_counts_.push_back(VocabRows(c_.n_vocab, r, model.ranks()).count);
+  }
   for (int64_t l = 0; l < c_.n_layer; ++l) {
     for (const char* w : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) {
       names_.push_back("blk." + std::to_string(l) + "." + w + ".weight");
@@ -222,11 +327,16 @@ void LlamaSession::Linears(std::initializer_list<LinearJob> jobs, int64_t n) {
   LOWBIT_CHECK(jobs.size() <= kMaxMatMulGroup);
   size_t i = 0;
   for (const LinearJob& j : jobs) {
+    if (j.w->rows == 0) continue;  // a rank with no heads or no FFN: nothing to compute
+    if (j.w->cols == 0) {          // nor columns of a row-parallel weight: its part of the sum is zero
+      std::fill(j.y, j.y + n * j.w->rows, 0.0f);
+      continue;
+    }
     args[i++] = MatMulArgs{.type = j.w->type, .w = j.w->data, .rows = j.w->rows, .cols = j.w->cols, .row_stride = j.w->row_stride,
                            .x = j.x, .x_map = j.w->x_map, .x_stride = j.w->x_stride, .batch = n, .y = j.y,
                            .batch_invariant = batch_invariant_};
   }
-  MatMulGroup(std::span<const MatMulArgs>(args, i), pool_, &mm_scratch_);
+  if (i > 0) MatMulGroup(std::span<const MatMulArgs>(args, i), pool_, &mm_scratch_);
   for (const LinearJob& j : jobs) {
     for (const LowRankUpdate& u : j.w->updates) LowRank(*j.w, u, j.x, n, j.y);
     if (j.bias == nullptr) continue;
@@ -274,18 +384,21 @@ void LlamaSession::Attention(int64_t l, int64_t n) {
   const int64_t n_ctx = n_ctx_, q_dim = q_dim_;
   const uint64_t stride = static_cast<uint64_t>(kv_dim_) * el;
   const AttendFn attend = ActiveDotKernels().ForAttend(kv_f16_);
-  const int64_t kv_heads = heads / group;
+  // This rank's query heads [h0, h0 + heads) and the KV heads [kv0, kv0 + kv_heads) they read (whole
+  // groups, or parts of groups when KV heads are replicated over ranks).
+  const int64_t kv_heads = m_.local_kv_heads(), h0 = m_.plan().heads.begin, kv0 = m_.plan().kv_heads.begin;
   auto run = [&](size_t begin, size_t end) {
     thread_local std::vector<float> att;  // grows once per thread
     if (att.size() < static_cast<size_t>(group * n_ctx)) att.resize(static_cast<size_t>(group * n_ctx));
     for (size_t item = begin; item < end; ++item) {
-      // Token b, KV head hk, and the `group` query heads that read it: positions [0, pos] of its sequence.
+      // Token b, KV head hk, and this rank's query heads [q0, q1) that read it: positions [0, pos] of its sequence.
       const int64_t b = static_cast<int64_t>(item) / kv_heads, hk = static_cast<int64_t>(item) % kv_heads;
+      const int64_t q0 = std::max(h0, (kv0 + hk) * group) - h0, q1 = std::min(h0 + heads, (kv0 + hk + 1) * group) - h0;
       const uint64_t head_off = static_cast<uint64_t>(hk * hd) * el;
       const uint8_t* kc = kv_.data() + KvOffset(l, 0, batch_[b].seq);
       const uint8_t* vc = kv_.data() + KvOffset(l, 1, batch_[b].seq);
-      attend(q_.data() + b * q_dim + hk * group * hd, group, kc + head_off, vc + head_off, stride, batch_[b].pos + 1, hd, scale,
-             att.data(), att_out_.data() + b * q_dim + hk * group * hd);
+      attend(q_.data() + b * q_dim + q0 * hd, q1 - q0, kc + head_off, vc + head_off, stride, batch_[b].pos + 1, hd, scale,
+             att.data(), att_out_.data() + b * q_dim + q0 * hd);
     }
   };
   const size_t items = static_cast<size_t>(n * kv_heads);
@@ -384,7 +497,18 @@ void LlamaSession::Step(int64_t n, int64_t n_want, float* logits) {
   }
   if (n_want == 0) return;
   for (int64_t i = 0; i < n_want; ++i) RmsNorm(x_.data() + want_[i] * E, m_.output_norm, E, c_.rms_eps, xb_.data() + i * E);
-  Linear(m_.output, xb_.data(), n_want, logits);
+  Classify(n_want, logits);
+}
+
+void LlamaSession::Classify(int64_t n, float* logits) {
+  if (m_.ranks() == 1) {
+    Linear(m_.output, xb_.data(), n, logits);
+    return;
+  }
+  // This rank's vocabulary rows, then every rank's rows gathered token by token.
+  const int64_t part = m_.output.rows, V = c_.n_vocab;
+  Linear(m_.output, xb_.data(), n, part_logits_.data());
+  for (int64_t b = 0; b < n; ++b) comm_->AllGatherV(part_logits_.data() + b * part, vocab_counts_, logits + b * V);
 }
 
 void LlamaSession::OutputNorm(const float* x, int64_t n, float* out) const {

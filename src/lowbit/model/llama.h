@@ -3,11 +3,14 @@
 // grouped-query attention with an F32 or F16 KV cache, SwiGLU FFN, optional Q/K/V biases, tied or
 // separate output. Hyperparameters come from GGUF metadata (`<arch>.*`).
 //
-// Written for tensor parallelism: a model is loaded as one rank's shard. Q/K/V, gate and up are
-// column-parallel (the rank owns whole heads and a slice of the FFN width; no communication);
-// attention output and down are row-parallel (the rank owns the matching input columns and the
-// partial outputs are summed with Comm::AllReduceSum). With one rank (LocalComm) the shard is the
-// whole model and the all-reduce is a no-op. Embedding, norms and the classifier are replicated.
+// Written for tensor parallelism: a model is loaded as one rank's shard (model/shard.h says how it is
+// cut). Q/K/V, gate and up are column-parallel (the rank owns query heads with the KV heads they
+// read, and a slice of the FFN width; no communication); attention output and down are row-parallel
+// (the rank owns the matching input columns and the partial outputs are summed with
+// Comm::AllReduceSum); the classifier is split by vocabulary rows and the logits all-gathered.
+// Embedding and norms are replicated. With one rank (LocalComm) the shard is the whole model and the
+// communication is a no-op. A rank may hold no attention or no FFN (fewer blocks than ranks): its
+// part of that sum is zero.
 #pragma once
 
 #include <cstdint>
@@ -19,10 +22,12 @@
 #include <vector>
 
 #include "lowbit/base/aligned_buffer.h"
+#include "lowbit/base/page_buffer.h"
 #include "lowbit/base/status.h"
 #include "lowbit/base/thread_pool.h"
 #include "lowbit/formats/gguf_reader.h"
 #include "lowbit/kernels/matvec.h"
+#include "lowbit/model/shard.h"
 #include "lowbit/parallel/comm.h"
 
 namespace lowbit {
@@ -61,31 +66,54 @@ struct WeightView {
   std::span<const LowRankUpdate> updates;  // applied after the product, in order; empty: none
 };
 
+struct LoadOptions {
+  int rank = 0, ranks = 1;
+  // Where this rank's weights live. kView: views into the GgufFile's bytes (its mapping, or the
+  // memory that holds them), which must outlive the model. kCopy: only this rank's bytes, read by
+  // pread from the file (copied where the tensors are in memory) into memory the model owns, in
+  // 2 MiB pages where the kernel has them.
+  enum class Weights { kView, kCopy };
+  Weights weights = Weights::kView;
+  // --tp-send-weights: rank 0 reads every rank's bytes and sends them over `stream`; the other
+  // ranks receive theirs (their GgufFile may be a header alone, GgufFile::ParseHeader). Collective
+  // over `stream`; implies kCopy.
+  Comm* stream = nullptr;
+};
+
 class LlamaModel {
  public:
-  // Loads rank `rank` of `ranks` (the whole model when ranks == 1). The file must outlive the model
-  // (weights are views into its mapping).
+  // Loads rank `rank` of `ranks` (the whole model when ranks == 1) as views into the file.
   static Expected<LlamaModel> Load(const GgufFile& file, int rank = 0, int ranks = 1);
+  static Expected<LlamaModel> Load(const GgufFile& file, const LoadOptions& o);
 
   const LlamaConfig& config() const { return cfg_; }
-  int rank() const { return rank_; }
-  int ranks() const { return ranks_; }
+  int rank() const { return plan_.rank; }
+  int ranks() const { return plan_.ranks; }
+  const ShardPlan& plan() const { return plan_; }
   // This rank's heads, KV heads and FFN width.
-  int64_t local_heads() const { return n_head_local_; }
-  int64_t local_kv_heads() const { return n_head_kv_local_; }
-  int64_t local_ff() const { return n_ff_local_; }
+  int64_t local_heads() const { return plan_.heads.count; }
+  int64_t local_kv_heads() const { return plan_.kv_heads.count; }
+  int64_t local_ff() const { return plan_.ff.count; }
+  // Bytes of weights this model owns (kCopy: this rank's image; 0 for views).
+  uint64_t owned_bytes() const { return image_.size(); }
+  // Identifies the model (configuration, tensor names, types and shapes, norm weights), so that
+  // ranks can check they loaded the same one; and a short description of it for messages.
+  uint64_t fingerprint() const { return fingerprint_; }
+  const std::string& description() const { return description_; }
 
   struct Layer {
     WeightView attn_norm, wq, wk, wv, wo, ffn_norm, gate, up, down;
     const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // this rank's slice, when present
   };
-  WeightView token_embd, output_norm, output;
+  WeightView token_embd, output_norm, output;  // output: this rank's vocabulary rows
   std::vector<Layer> layers;
 
  private:
   LlamaConfig cfg_;
-  int rank_ = 0, ranks_ = 1;
-  int64_t n_head_local_ = 0, n_head_kv_local_ = 0, n_ff_local_ = 0;
+  ShardPlan plan_;
+  PageBuffer image_;
+  uint64_t fingerprint_ = 0;
+  std::string description_;
 };
 
 struct SessionOptions {
@@ -193,6 +221,9 @@ class LlamaSession {
   std::vector<int64_t> want_;      // [max_batch]: rows whose logits are returned
   std::vector<float> x_, xb_, q_, k_, v_, att_out_, hb_, hb2_, proj_, logits_, rope_cos_, rope_sin_;
   std::vector<float> lora_t_, lora_z_;  // low-rank updates' A x and B (A x); grow on first use
+  std::vector<float> part_logits_;      // this rank's vocabulary rows of the logits (several ranks)
+  std::vector<int64_t> vocab_counts_;   // rows per rank
+  void Classify(int64_t n, float* logits);
   Observer observer_;
   std::vector<std::string> names_;  // [layer * 7 + k]: attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down
 };

@@ -1,0 +1,141 @@
+#include "lowbit/model/shard.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "lowbit/base/check.h"
+#include "lowbit/model/llama.h"
+#include "lowbit/numeric/ggml_type.h"
+
+namespace lowbit {
+namespace {
+
+// The largest block size among the tensors named blk.<l>.<suffix> (1 when none is there).
+int64_t LargestBlock(const GgufFile& g, int64_t layers, const std::string& suffix) {
+  int64_t b = 1;
+  for (int64_t l = 0; l < layers; ++l) {
+    if (const GgufTensorInfo* t = g.FindTensor("blk." + std::to_string(l) + "." + suffix)) {
+      b = std::max<int64_t>(b, TypeInfo(t->type).block_size);
+    }
+  }
+  return b;
+}
+
+}  // namespace
+
+Expected<ShardPlan> PlanShard(const GgufFile& g, const LlamaConfig& c, int rank, int ranks) {
+  if (ranks < 1 || rank < 0 || rank >= ranks) return Errorf("rank {} of {} is invalid", rank, ranks);
+  ShardPlan p;
+  p.rank = rank;
+  p.ranks = ranks;
+  const int64_t group = c.n_head / c.n_head_kv;
+  // Query heads whose attn_output columns fill whole blocks.
+  const int64_t wo_block = LargestBlock(g, c.n_layer, "attn_output.weight");
+  const int64_t block_heads = wo_block / std::gcd(wo_block, c.head_dim);
+  const int64_t group_unit = std::lcm(group, block_heads);  // whole KV groups and whole blocks
+  const int64_t group_units = c.n_head / group_unit, head_units = c.n_head / block_heads;
+  p.kv_replicated = group_units < ranks && head_units > group_units;
+  p.head_unit = p.kv_replicated ? block_heads : group_unit;
+  LOWBIT_ASSIGN_OR_RETURN(p.heads, SplitUnits(c.n_head, p.head_unit, rank, ranks, /*extra_first=*/true));
+  if (p.heads.count > 0) {
+    const int64_t kv0 = p.heads.begin / group, kv1 = (p.heads.begin + p.heads.count + group - 1) / group;
+    p.kv_heads = {kv0, kv1 - kv0};
+  } else {
+    p.kv_heads = {p.heads.begin / group, 0};
+  }
+  p.ff_unit = LargestBlock(g, c.n_layer, "ffn_down.weight");
+  LOWBIT_ASSIGN_OR_RETURN(p.ff, SplitUnits(c.n_ff, p.ff_unit, rank, ranks));
+  p.vocab = VocabRows(c.n_vocab, rank, ranks);
+  if (p.heads.count == 0 && p.ff.count == 0) {
+    // Holding only classifier rows would leave a rank streaming the embedding for a sliver of work.
+    return Errorf("{}: cannot split over {} ranks: rank {} would hold no attention and no FFN (attention splits into {} "
+                  "part(s) of {} heads, as attn_output's blocks of {} columns and head dim {} require; the FFN into {} "
+                  "part(s) of {} columns, ffn_down's block); use fewer ranks",
+                  g.name(), ranks, rank, p.kv_replicated ? head_units : group_units, p.head_unit, wo_block, c.head_dim,
+                  c.n_ff / p.ff_unit, p.ff_unit);
+  }
+  return p;
+}
+
+ShardRange VocabRows(int64_t n_vocab, int rank, int ranks) {
+  // Parts of 16 rows (the last one shorter when n_vocab is not a multiple): the decode and prefill
+  // kernels take rows 8 or 16 at a time, so every classifier row meets the kernel it meets on one
+  // rank, and gives the same bits.
+  constexpr int64_t kUnit = 16;
+  const int64_t units = (n_vocab + kUnit - 1) / kUnit;
+  const ShardRange u = *SplitUnits(units, 1, rank, ranks);
+  const int64_t begin = std::min(n_vocab, u.begin * kUnit), end = std::min(n_vocab, (u.begin + u.count) * kUnit);
+  return {begin, end - begin};
+}
+
+void ShardImage::Add(TensorPiece p) {
+  p.image_offset = (bytes + 63) / 64 * 64;
+  bytes = p.image_offset + p.size();
+  pieces.push_back(p);
+}
+
+Status FillImage(const ShardImage& img, const TensorDataReader& reader, uint64_t begin, uint64_t n, uint8_t* dst) {
+  const uint64_t end = begin + n;
+  for (const TensorPiece& p : img.pieces) {
+    const uint64_t p0 = p.image_offset, p1 = p.image_offset + p.size();
+    if (p1 <= begin || p0 >= end || p.size() == 0) continue;
+    const uint64_t a = std::max(p0, begin), b = std::min(p1, end);
+    if (p.bytes == p.row_bytes) {  // whole rows: one contiguous range of the tensor
+      LOWBIT_RETURN_IF_ERROR(reader.Read(*p.tensor, p.row0 * p.row_bytes + (a - p0), b - a, dst + (a - begin)));
+      continue;
+    }
+    for (uint64_t i = (a - p0) / p.bytes; i < p.rows && p0 + i * p.bytes < b; ++i) {
+      const uint64_t r0 = std::max(a, p0 + i * p.bytes), r1 = std::min(b, p0 + (i + 1) * p.bytes);
+      const uint64_t src = (p.row0 + i) * p.row_bytes + p.byte0 + (r0 - p0 - i * p.bytes);
+      LOWBIT_RETURN_IF_ERROR(reader.Read(*p.tensor, src, r1 - r0, dst + (r0 - begin)));
+    }
+  }
+  return OkStatus();
+}
+
+namespace {
+
+struct WindowHeader {
+  int32_t ok;
+  int32_t reserved;
+};
+
+}  // namespace
+
+Status SendImages(Comm* comm, const std::vector<ShardImage>& images, const TensorDataReader* reader, Status failed) {
+  LOWBIT_CHECK(comm->rank() == 0 && static_cast<int>(images.size()) == comm->size());
+  LOWBIT_CHECK(reader != nullptr || !failed.ok());
+  std::vector<uint8_t> window;
+  for (int r = 1; r < comm->size(); ++r) {
+    const ShardImage& img = images[r];
+    if (!failed.ok()) {
+      const WindowHeader bad{0, 0};
+      comm->Send(&bad, sizeof(bad), r);
+      continue;
+    }
+    for (uint64_t at = 0; at < img.bytes; at += kStreamWindow) {
+      const uint64_t n = std::min(kStreamWindow, img.bytes - at);
+      window.assign(n, 0);
+      failed = FillImage(img, *reader, at, n, window.data());
+      const WindowHeader h{failed.ok() ? 1 : 0, 0};
+      comm->Send(&h, sizeof(h), r);
+      if (!h.ok) break;  // the receiver stops at the first bad window
+      comm->Send(window.data(), n, r);
+    }
+  }
+  return failed;
+}
+
+Status ReceiveImage(Comm* comm, const ShardImage& img, uint8_t* dst) {
+  for (uint64_t at = 0; at < img.bytes; at += kStreamWindow) {
+    const uint64_t n = std::min(kStreamWindow, img.bytes - at);
+    WindowHeader h{};
+    comm->Recv(&h, sizeof(h), 0);
+    if (!h.ok) return Errorf("rank 0 could not read this rank's weights to send them");
+    comm->Recv(dst + at, n, 0);
+  }
+  return OkStatus();
+}
+
+}  // namespace lowbit

@@ -1,0 +1,78 @@
+// How a llama model is cut over tensor-parallel ranks (Megatron's 1-D scheme), and the bytes each
+// rank holds of it.
+//
+// Q/K/V and gate/up are column-parallel (a rank's output rows: its query heads with the KV heads
+// they read, a slice of the FFN width; no communication); attention output and down are
+// row-parallel (the matching input columns; partial outputs summed by an all-reduce); the
+// classifier is split by vocabulary rows (logits all-gathered); embedding and norms are whole on
+// every rank.
+//
+// Split rules (any rank count, uneven parts allowed):
+// - A row-parallel cut must fall on a block of the weight's type, so the head unit is the fewest
+//   query heads whose attn_output columns fill whole blocks (Q4_K: 256 / head_dim heads); while
+//   there are at least as many units of whole KV groups as ranks, ranks take whole KV groups (no
+//   K/V weight is held twice); with more ranks than that, ranks take query heads and hold the KV
+//   heads those read (replicated K/V rows). With fewer head units than ranks some ranks hold no
+//   attention at all (stories5M's Q4_K attn_output is one 256-column block: one rank does it).
+// - The FFN width splits on the block size of ffn_down; the ranks with the most attention get the
+//   least FFN where the parts are uneven.
+// - A rank that would hold nothing at all is an error that names the units.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lowbit/base/status.h"
+#include "lowbit/formats/gguf_reader.h"
+#include "lowbit/formats/tensor_data.h"
+#include "lowbit/parallel/comm.h"
+
+namespace lowbit {
+
+struct LlamaConfig;
+
+struct ShardPlan {
+  int rank = 0, ranks = 1;
+  ShardRange heads;     // query heads
+  ShardRange kv_heads;  // KV heads held (whole groups, or those the query heads read)
+  ShardRange ff;        // FFN columns
+  ShardRange vocab;     // classifier rows
+  bool kv_replicated = false;
+  int64_t head_unit = 1, ff_unit = 1;  // query heads / FFN columns per indivisible part
+};
+
+Expected<ShardPlan> PlanShard(const GgufFile& g, const LlamaConfig& c, int rank, int ranks);
+// The classifier rows of `rank` (what PlanShard puts in ShardPlan::vocab): parts of 16 rows.
+ShardRange VocabRows(int64_t n_vocab, int rank, int ranks);
+
+// One weight's part held by a rank: rows [row0, row0 + rows) of the tensor (a row = dims[0]
+// elements, `row_bytes` bytes in the file) and of each row bytes [byte0, byte0 + bytes).
+struct TensorPiece {
+  const GgufTensorInfo* tensor = nullptr;
+  uint64_t row0 = 0, rows = 0, byte0 = 0, bytes = 0, row_bytes = 0;
+  uint64_t image_offset = 0;  // where it lies in the rank's weight image (64-byte aligned, packed rows)
+  uint64_t size() const { return rows * bytes; }
+};
+
+// A rank's weights laid end to end: the bytes it reads or receives.
+struct ShardImage {
+  std::vector<TensorPiece> pieces;
+  uint64_t bytes = 0;
+  void Add(TensorPiece p);
+};
+
+// Copies bytes [begin, begin + n) of the image into dst (dst = image + begin); gaps are left alone.
+Status FillImage(const ShardImage& img, const TensorDataReader& reader, uint64_t begin, uint64_t n, uint8_t* dst);
+
+// Streaming a rank's image from rank 0 (--tp-send-weights): windows of kStreamWindow bytes, each
+// after an 8-byte header that says whether rank 0 could read it.
+inline constexpr uint64_t kStreamWindow = uint64_t{16} << 20;
+// Rank 0: reads each other rank's image and sends it (images[r] for r >= 1). At a read error, or
+// when `failed` is already an error (reader null), it tells every rank not yet served instead, and
+// returns the error.
+Status SendImages(Comm* comm, const std::vector<ShardImage>& images, const TensorDataReader* reader, Status failed);
+// Other ranks: receives this rank's image into dst.
+Status ReceiveImage(Comm* comm, const ShardImage& img, uint8_t* dst);
+
+}  // namespace lowbit
