@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "lowbit/advise/guard.h"
 #include "lowbit/eval/perplexity.h"
 #include "lowbit/formats/gguf_vocab.h"
 #include "lowbit/formats/hf.h"
@@ -20,6 +21,7 @@ void AddPerplexity(CLI::App& app, Registry& r) {
     bool json = false, kv_f16 = false;
     std::string save, base;
     Residency residency = Residency::kAuto;
+    bool no_memory_check = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("perplexity", "Perplexity of a GGUF model on a text file (llama.cpp's method)");
@@ -33,7 +35,13 @@ void AddPerplexity(CLI::App& app, Registry& r) {
   sub->add_flag("--json", a->json, "print one JSON object");
   AddCacheTypeOption(sub, &a->kv_f16);
   AddResidencyOptions(sub, &a->residency);
+  AddMemoryCheckOption(sub, &a->no_memory_check);
   r.Add(sub, [a]() -> Status {
+    if (!a->no_memory_check) {
+      // A chunk's logits are kept for every token (ctx - 1 of them).
+      LOWBIT_RETURN_IF_ERROR(RequireFit({.model = a->model, .n_ctx = a->ctx, .threads = a->threads, .kv_f16 = a->kv_f16,
+                                         .logits_tokens = -1, .residency = a->residency}));
+    }
     LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model, a->residency));
     LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
     LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));

@@ -5,6 +5,8 @@
 #include <memory>
 
 #include "commands.h"
+#include "lowbit/advise/guard.h"
+#include "lowbit/base/memory_info.h"
 #include "lowbit/engine/generate.h"
 #include "lowbit/formats/gguf_vocab.h"
 
@@ -16,6 +18,7 @@ void AddRun(CLI::App& app, Registry& r) {
     GenerateOptions g;
     int64_t seed = -1;
     Residency residency = Residency::kAuto;
+    bool no_memory_check = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("run", "Generate text with a GGUF llama-family model");
@@ -33,7 +36,12 @@ void AddRun(CLI::App& app, Registry& r) {
   sub->add_option("--seed", a->seed, "random seed (default: time)");
   AddCacheTypeOption(sub, &a->g.kv_f16);
   AddResidencyOptions(sub, &a->residency);
+  AddMemoryCheckOption(sub, &a->no_memory_check);
   r.Add(sub, [a]() -> Status {
+    if (!a->no_memory_check) {
+      LOWBIT_RETURN_IF_ERROR(RequireFit({.model = a->model, .n_ctx = a->g.n_ctx, .threads = a->g.threads, .kv_f16 = a->g.kv_f16,
+                                         .residency = a->residency}));
+    }
     const auto t0 = std::chrono::steady_clock::now();
     LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model, a->residency));
     LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
@@ -50,10 +58,10 @@ void AddRun(CLI::App& app, Registry& r) {
     std::printf("\n");
     std::fflush(stdout);  // the text ends before the timing line on stderr
     const auto np = static_cast<double>(st.prompt_tokens.size()), ng = static_cast<double>(st.generated.size());
-    std::fprintf(stderr, "load %.1f ms (%s) | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s%s\n",
+    std::fprintf(stderr, "load %.1f ms (%s) | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s%s | peak RSS %.1f MiB\n",
                  load_s * 1e3, ResidencyName(g.in_memory()), st.prompt_tokens.size(), st.prompt_seconds > 0 ? np / st.prompt_seconds : 0.0,
                  st.generated.size(), st.generate_seconds > 0 ? ng / st.generate_seconds : 0.0,
-                 st.stopped_at_eos ? " (end of text)" : "");
+                 st.stopped_at_eos ? " (end of text)" : "", static_cast<double>(PeakResidentBytes()) / (1 << 20));
     return OkStatus();
   });
 }

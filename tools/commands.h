@@ -54,5 +54,12 @@ void AddImatrix(CLI::App& app, Registry& r);
 void AddBench(CLI::App& app, Registry& r);
 void AddSynth(CLI::App& app, Registry& r);
 void AddInfo(CLI::App& app, Registry& r);
+void AddAdvise(CLI::App& app, Registry& r);
+
+// --no-memory-check for run and perplexity (serve: the same flag): skip the check that refuses a
+// model that will not fit in the memory available (advise/guard.h).
+inline void AddMemoryCheckOption(CLI::App* sub, bool* skip) {
+  sub->add_flag("--no-memory-check", *skip, "load the model even when it needs more memory than is available");
+}
 
 }  // namespace lowbit::tools

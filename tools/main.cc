@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   lowbit::tools::AddBench(app, registry);
   lowbit::tools::AddSynth(app, registry);
   lowbit::tools::AddInfo(app, registry);
+  lowbit::tools::AddAdvise(app, registry);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

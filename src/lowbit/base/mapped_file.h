@@ -30,6 +30,12 @@ class MappedFile {
   static Expected<MappedFile> Read(const std::string& path);
   // Open or Read as `r` says (kAuto: ChooseResidency on the file's size).
   static Expected<MappedFile> Load(const std::string& path, Residency r);
+  // A stand-in for a file of `size` bytes of which only the first `head.size()` are known (a
+  // header, to plan from before any data exists): those bytes are a read-only copy, the rest is
+  // reserved address space that faults if read (PROT_NONE, so it costs neither memory nor commit
+  // charge). Pointers into it are real addresses, so views built from it can be checked and
+  // measured but never read. `name` is used in messages.
+  static Expected<MappedFile> Reserve(const std::string& name, std::span<const uint8_t> head, size_t size);
 
   MappedFile() = default;
   MappedFile(MappedFile&& other) noexcept;

@@ -88,6 +88,15 @@ Expected<GgufFile> GgufFile::Open(const std::string& path, Residency residency) 
   return f;
 }
 
+Expected<GgufFile> GgufFile::FromHeader(std::span<const uint8_t> header, uint64_t file_size, const std::string& name) {
+  LOWBIT_ASSIGN_OR_RETURN(MappedFile map, MappedFile::Reserve(name, header, file_size));
+  GgufFile f;
+  f.name_ = name;
+  f.map_ = std::move(map);
+  LOWBIT_RETURN_IF_ERROR(f.ParseAll(f.map_.bytes(), header.size()));
+  return f;
+}
+
 Expected<GgufFile> GgufFile::Parse(std::span<const uint8_t> bytes, const std::string& name) {
   GgufFile f;
   f.name_ = name;
@@ -95,8 +104,8 @@ Expected<GgufFile> GgufFile::Parse(std::span<const uint8_t> bytes, const std::st
   return f;
 }
 
-Status GgufFile::ParseAll(std::span<const uint8_t> bytes) {
-  ByteReader r(bytes, name_);
+Status GgufFile::ParseAll(std::span<const uint8_t> bytes, size_t readable) {
+  ByteReader r(bytes.first(std::min(readable, bytes.size())), name_);
   file_size_ = bytes.size();
   uint8_t magic[4];
   LOWBIT_RETURN_IF_ERROR(r.Read(&magic, "magic"));

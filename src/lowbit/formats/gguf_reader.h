@@ -9,6 +9,7 @@
 // file read into memory (Residency, base/mapped_file.h); the checks are the same.
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
@@ -28,6 +29,11 @@ class GgufFile {
   bool in_memory() const { return map_.copied(); }
   // Parses bytes owned by the caller (they must outlive the result). `name` is used in messages.
   static Expected<GgufFile> Parse(std::span<const uint8_t> bytes, const std::string& name);
+  // A file of `file_size` bytes known only by its header (metadata and tensor infos, e.g.
+  // GgufWriter::HeaderBytes of a file not yet written): checked as Open checks a file, with tensor
+  // views pointing into reserved address space that must not be read (MappedFile::Reserve). For
+  // planning: loading a model's shapes and sizes from it reads no tensor data.
+  static Expected<GgufFile> FromHeader(std::span<const uint8_t> header, uint64_t file_size, const std::string& name);
 
   uint32_t version() const { return version_; }
   const std::vector<GgufKv>& kvs() const { return kvs_; }
@@ -51,7 +57,8 @@ class GgufFile {
   const MappedFile& file() const { return map_; }
 
  private:
-  Status ParseAll(std::span<const uint8_t> bytes);
+  // The header is read from the first `readable` bytes (FromHeader: only those exist).
+  Status ParseAll(std::span<const uint8_t> bytes, size_t readable = SIZE_MAX);
   Status ParseKvs(class ByteReader& r, uint64_t n_kv);
   Status ParseTensorInfos(class ByteReader& r, uint64_t n_tensors);
   Status ValidateLayout(std::span<const uint8_t> bytes);

@@ -28,6 +28,7 @@ class MatMulScratch {
     if (buf_.size() < bytes) buf_.Resize(bytes);
     return buf_.data();
   }
+  size_t size() const { return buf_.size(); }  // bytes held
 
  private:
   AlignedBuffer buf_;

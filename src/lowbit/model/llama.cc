@@ -7,6 +7,7 @@
 
 #include "lowbit/base/check.h"
 #include "lowbit/kernels/dot.h"
+#include "lowbit/model/session_memory.h"
 #include "lowbit/numeric/convert.h"
 #include "lowbit/numeric/dequant.h"
 
@@ -181,25 +182,29 @@ LlamaSession::LlamaSession(const LlamaModel& model, const SessionOptions& o)
   comm_ = o.comm != nullptr ? o.comm : local_comm_.get();
   LOWBIT_CHECK_MSG(comm_->size() == model.ranks() && comm_->rank() == model.rank(),
                    "model loaded as rank {} of {}, communicator is rank {} of {}", model.rank(), model.ranks(), comm_->rank(), comm_->size());
-  const int64_t B = max_batch_, E = c_.n_embd;
-  kv_.Resize(static_cast<size_t>(c_.n_layer * 2 * n_ctx_ * kv_dim_) * (kv_f16_ ? 2 : 4));
+  // Every size comes from PlanSession (model/session_memory.h), which the advisor predicts with.
+  const SessionSizes sz = PlanSession(model, o);
+  const int64_t B = sz.batch, E = sz.embd;
+  LOWBIT_CHECK(B == max_batch_ && sz.q_dim == q_dim_ && sz.kv_dim == kv_dim_ && sz.threads == pool_->size());
+  kv_.Resize(sz.kv_bytes);
   x_.resize(B * E);
   xb_.resize(B * E);
   proj_.resize(B * E);
-  q_.resize(B * q_dim_);
-  att_out_.resize(B * q_dim_);
-  k_.resize(B * kv_dim_);
-  v_.resize(B * kv_dim_);
-  hb_.resize(B * model.local_ff());
-  hb2_.resize(B * model.local_ff());
-  logits_.resize(c_.n_vocab);
+  q_.resize(B * sz.q_dim);
+  att_out_.resize(B * sz.q_dim);
+  k_.resize(B * sz.kv_dim);
+  v_.resize(B * sz.kv_dim);
+  hb_.resize(B * sz.ff);
+  hb2_.resize(B * sz.ff);
+  logits_.resize(sz.vocab);
+  mm_scratch_.Get(sz.matmul_scratch_bytes);  // at its largest now: no step grows it
   for (int64_t l = 0; l < c_.n_layer; ++l) {
     for (const char* w : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) {
       names_.push_back("blk." + std::to_string(l) + "." + w + ".weight");
     }
   }
   // RoPE table: theta_i = pos * base^(-2i/rope_dim), as llama.cpp computes it.
-  const int64_t half = c_.rope_dim / 2;
+  const int64_t half = sz.rope_half;
   rope_cos_.resize(n_ctx_ * half);
   rope_sin_.resize(n_ctx_ * half);
   for (int64_t p = 0; p < n_ctx_; ++p) {

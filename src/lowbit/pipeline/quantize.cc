@@ -126,6 +126,35 @@ Status QuantizeTensor(const PlannedTensor& t, GgmlType type, const float* imatri
 
 }  // namespace
 
+Expected<std::vector<PlannedType>> PlanQuantizedTypes(const ConversionPlan& plan, const QuantizeOptions& o, bool has_imatrix) {
+  LOWBIT_ASSIGN_OR_RETURN(QuantMix mix, ResolveQuantMix(o.type));
+  MixContext ctx;
+  LOWBIT_RETURN_IF_ERROR(BuildContext(o, plan, has_imatrix, &ctx));
+  std::vector<PlannedType> out;
+  out.reserve(plan.tensors.size());
+  int i_attn_v = 0, i_ffn_down = 0;
+  for (const PlannedTensor& t : plan.tensors) {
+    PlannedType p{t.source_type};
+    const std::string source_type(TypeInfo(t.source_type).name);
+    const bool two_d = t.dims.size() >= 2;
+    const bool float_src = IsFloatType(t.source_type);
+    if (two_d && (float_src || o.allow_requantize)) {
+      p.type = ChooseTensorType(mix, ctx, t.name, t.dims[0], i_attn_v, i_ffn_down, &p.note);
+      if (!float_src && ToFloatFor(t.source_type) == nullptr) {
+        return Errorf("{}: tensor '{}' is {}, which lowbit cannot dequantize to re-quantize", o.input, t.name, source_type);
+      }
+      p.quantized = true;
+    } else if (two_d && !float_src) {
+      return Errorf("{}: tensor '{}' is already {}; re-quantizing loses quality, pass --allow-requantize to "
+                    "do it anyway", o.input, t.name, source_type);
+    }
+    if (t.name.find("attn_v.weight") != std::string::npos) ++i_attn_v;
+    if (t.name.find("ffn_down") != std::string::npos) ++i_ffn_down;
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
 Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& o) {
   const auto start = std::chrono::steady_clock::now();
   LOWBIT_ASSIGN_OR_RETURN(QuantMix mix, ResolveQuantMix(o.type));
@@ -135,8 +164,7 @@ Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& o) {
     LOWBIT_ASSIGN_OR_RETURN(im, LoadImatrix(o.imatrix));
     LOWBIT_RETURN_IF_ERROR(CheckImatrix(im, plan, o.imatrix));
   }
-  MixContext ctx;
-  LOWBIT_RETURN_IF_ERROR(BuildContext(o, plan, !o.imatrix.empty(), &ctx));
+  LOWBIT_ASSIGN_OR_RETURN(std::vector<PlannedType> types, PlanQuantizedTypes(plan, o, !o.imatrix.empty()));
 
   auto report = std::make_shared<QuantizeReport>();
   report->mix = mix.name;
@@ -148,29 +176,15 @@ Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& o) {
 
   GgufWriter w;
   for (const GgufKv& kv : plan.kvs) w.SetKv(kv.key, kv.value);
-  int i_attn_v = 0, i_ffn_down = 0;
   for (size_t k = 0; k < plan.tensors.size(); ++k) {
     const PlannedTensor& t = plan.tensors[k];
     TensorQuantReport& rep = report->tensors[k];
     rep.name = t.name;
     rep.shape = t.dims;
     rep.source_type = std::string(TypeInfo(t.source_type).name);
-    const bool two_d = t.dims.size() >= 2;
-    const bool float_src = IsFloatType(t.source_type);
-    GgmlType out = t.source_type;
-    if (two_d && (float_src || o.allow_requantize)) {
-      out = ChooseTensorType(mix, ctx, t.name, t.dims[0], i_attn_v, i_ffn_down, &rep.note);
-      if (!float_src && ToFloatFor(t.source_type) == nullptr) {
-        return Errorf("{}: tensor '{}' is {}, which lowbit cannot dequantize to re-quantize", o.input, t.name,
-                      rep.source_type);
-      }
-      rep.quantized = true;
-    } else if (two_d && !float_src) {
-      return Errorf("{}: tensor '{}' is already {}; re-quantizing loses quality, pass --allow-requantize to "
-                    "do it anyway", o.input, t.name, rep.source_type);
-    }
-    if (t.name.find("attn_v.weight") != std::string::npos) ++i_attn_v;
-    if (t.name.find("ffn_down") != std::string::npos) ++i_ffn_down;
+    const GgmlType out = types[k].type;
+    rep.quantized = types[k].quantized;
+    rep.note = types[k].note;
     rep.type = std::string(TypeInfo(out).name);
     const ImatrixEntry* entry = rep.quantized && UsesImatrix(out) ? im.Find(t.name) : nullptr;
     const float* imx = entry ? entry->values.data() : nullptr;

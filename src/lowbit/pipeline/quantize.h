@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "lowbit/base/status.h"
+#include "lowbit/numeric/ggml_type.h"
 
 namespace lowbit {
 
@@ -52,5 +53,17 @@ struct QuantizeReport {
 };
 
 Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& opts);
+
+// The type each tensor of `plan` gets when quantized as `opts` asks (type, pure, tensor_types,
+// output/token embedding types, allow_requantize; `has_imatrix` changes a few of llama.cpp's rules),
+// in plan order: what QuantizeModel writes, decided without writing (the advisor sizes candidate
+// files with it). `quantized` is false for tensors copied unchanged; `note` explains a fallback.
+struct PlannedType {
+  GgmlType type;
+  bool quantized = false;
+  std::string note;
+};
+Expected<std::vector<PlannedType>> PlanQuantizedTypes(const struct ConversionPlan& plan, const QuantizeOptions& opts,
+                                                      bool has_imatrix);
 
 }  // namespace lowbit
