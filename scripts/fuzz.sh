@@ -13,7 +13,7 @@ scripts/install-deps.sh
 scripts/build.sh fuzz
 shared="${LOWBIT_SHARED:-$root/../shared}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors llama2c llama2c_tokenizer hf_config tokenizer_json sentencepiece safetensors_index imatrix bpe_encode)
+[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors llama2c llama2c_tokenizer hf_config tokenizer_json sentencepiece safetensors_index imatrix bpe_encode advise_inputs)
 
 seed() {  # target dir: copy the seeds it should start from
   local t=$1 d=$2
@@ -30,6 +30,8 @@ seed() {  # target dir: copy the seeds it should start from
     imatrix) cp -f "$shared/models/stories5M/llamacpp/stories5M-imatrix.dat" "$d/" ;;
     bpe_encode) awk 'BEGIN{RS="\n__ggml_vocab_test__\n"} {f=sprintf("%s/inp%03d.txt", d, NR); printf "%s", $0 > f; close(f)}' d="$d" \
                   "$shared/vocab/ggml-vocab-deepseek-llm.gguf.inp" ;;
+    advise_inputs) printf '16G' > "$d/ram"; printf '60GB/s' > "$d/bw"; printf '50us,10Gbit' > "$d/net"
+                   printf '{"threads":2,"bandwidth_gbps":20,"attention_gflops":9,"attention_f16_gflops":8,"handoff_us":2,"types":{"Q4_K":{"stream_gbps":17,"gemm_gops":90}}}' > "$d/cache.json" ;;
     safetensors_index) printf '{"weight_map":{"a":"model-00001-of-00002.safetensors"}}' > "$d/index.json" ;;
   esac
 }

@@ -81,11 +81,12 @@ void AddAdvise(CLI::App& app, Registry& r) {
       if (e > b) a->o.types.push_back(a->types.substr(b, e - b));
       b = e + 1;
     }
-    // The model first: a bad path should not wait for the machine to be measured.
+    // The model and the types first: bad input should not wait for the machine to be measured.
     std::optional<ModelSource> src;
     if (!a->model.empty()) {
       LOWBIT_ASSIGN_OR_RETURN(src, ModelSource::Open(a->model));
     }
+    LOWBIT_RETURN_IF_ERROR(CheckAdviseInputs(src ? &*src : nullptr, a->o));
     LOWBIT_ASSIGN_OR_RETURN(Hardware hw, GetHardware(h));
     Advice advice;
     if (src) {

@@ -25,7 +25,9 @@ TEST(AdviseUnits, ParsesSizesRatesAndTimes) {
   for (const char* bad : {"", "abc", "16X", "-1G", "0", "1e30G", "nanG"}) {
     auto r = ParseBytes(bad, "--ram");
     EXPECT_FALSE(r.ok()) << bad;
-    if (!r.ok()) EXPECT_NE(r.status().message().find("--ram"), std::string::npos);
+    if (!r.ok()) {
+      EXPECT_NE(r.status().message().find("--ram"), std::string::npos);
+    }
   }
   EXPECT_DOUBLE_EQ(*ParseBytesPerSecond("60GB/s", "--bandwidth"), 60e9);
   EXPECT_DOUBLE_EQ(*ParseBytesPerSecond("936 GB/s", "--bandwidth"), 936e9);
@@ -138,7 +140,7 @@ TEST(AdviseModelSource, ShapesPlanWithTheEngineLoader) {
 TEST(AdviseModelSource, CandidateFilesHaveTheSizeQuantizeWrites) {
   LOWBIT_REQUIRE_SHARED();
   testing::TempDir dir;
-  for (const std::string input : {testing::SharedPath("models/stories5M/stories5M-f32.gguf"),
+  for (const std::string& input : {testing::SharedPath("models/stories5M/stories5M-f32.gguf"),
                                   testing::SharedPath("models/stories260K/hf-bf16")}) {
     auto src = ModelSource::Open(input);
     ASSERT_TRUE(src.ok()) << src.status().message();

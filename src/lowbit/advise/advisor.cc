@@ -8,6 +8,7 @@
 #include "lowbit/base/progress.h"
 #include "lowbit/eval/cost_model.h"
 #include "lowbit/model/session_memory.h"
+#include "lowbit/pipeline/quant_mix.h"
 
 namespace lowbit {
 namespace {
@@ -163,6 +164,13 @@ std::string Describe(const Estimate& e) {
 }
 
 }  // namespace
+
+Status CheckAdviseInputs(const ModelSource* src, const AdviseOptions& o) {
+  for (const std::string& t : o.types) LOWBIT_RETURN_IF_ERROR(ResolveQuantMix(t).status());
+  if (src == nullptr) return OkStatus();
+  if (src->has_as_is()) return src->AsIs().status();
+  return src->As(o.types.empty() ? DefaultCandidateTypes()[0] : o.types[0]).status();
+}
 
 Estimate EstimateFor(const PlannedModel& p, const Hardware& hw, const AdviseOptions& o) {
   Estimate e;

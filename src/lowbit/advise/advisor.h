@@ -59,6 +59,9 @@ struct Advice {
   std::string ToText() const;
 };
 
+// Checks what can be checked before the machine is measured: the candidate type names, and that the
+// model (src, when given) plans and loads (inconsistent metadata, an architecture lowbit cannot run).
+Status CheckAdviseInputs(const ModelSource* src, const AdviseOptions& o);
 // One planned file on the hardware.
 Estimate EstimateFor(const PlannedModel& p, const Hardware& hw, const AdviseOptions& o);
 Expected<Advice> Advise(const ModelSource& src, const Hardware& hw, const AdviseOptions& o);

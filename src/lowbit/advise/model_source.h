@@ -14,6 +14,7 @@
 
 #include "lowbit/base/status.h"
 #include "lowbit/formats/gguf_reader.h"
+#include "lowbit/formats/gguf_writer.h"
 #include "lowbit/model/llama.h"
 #include "lowbit/pipeline/convert.h"
 #include "lowbit/pipeline/synth.h"
@@ -53,7 +54,16 @@ class ModelSource {
   Expected<PlannedModel> As(const std::string& type) const;
 
  private:
+  // The tokenizer's metadata (tokenizer.* keys) is part of a file's size but not of the shapes a plan
+  // loads; a plan carries one stand-in entry of the same serialized size, far cheaper to write and
+  // parse than a vocabulary of 128k strings.
+  struct TokenizerMeta {
+    uint64_t bytes = 0;   // serialized size of the tokenizer.* entries
+    uint64_t merges = 0;
+  };
+
   std::string name_, kind_, path_;
+  TokenizerMeta tokenizer_;
   std::shared_ptr<ConversionPlan> plan_;  // files
   SynthShape shape_{};                    // shapes
 };

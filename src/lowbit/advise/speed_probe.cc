@@ -3,8 +3,8 @@
 //
 // Decode stream rate of a weight type: MatMul with one token over a 128 MiB matrix of that type
 // (random weights quantized by lowbit's own quantizers, tiled), in memory advised for 2 MiB pages as
-// a model file read into memory is; the median of 5 passes. Prefill GEMM rate: MatMul of 64 tokens
-// through a 1024 x 4096 matrix; the median of 3. Attention: the kernel table's AttendFn on 8 query
+// a model file read into memory is; the median of 3 passes. Prefill GEMM rate: MatMul of 64 tokens
+// through a 512 x 4096 matrix; the median of 3. Attention: the kernel table's AttendFn on 8 query
 // heads over 1024 cached positions of 128 values (in cache: the cost model adds the memory side).
 // Hand-off: an empty ParallelFor. The read bandwidth: the probe `lowbit bench` prints, best of 3.
 // The cache is a JSON file in $XDG_CACHE_HOME/lowbit (or ~/.cache/lowbit), keyed by the boot id,
@@ -74,12 +74,14 @@ double Seconds(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// The types lowbit can both write and compute with: every candidate of the advisor.
+// The types measured: every type the advisor's candidates use (their mixes included), F32 (norms,
+// F32 files), and the other common ones. Other types take the speed of the measured type nearest
+// in bits per weight (MachineSpeed::Find).
 std::vector<GgmlType> ProbedTypes(const DotKernels& k) {
   std::vector<GgmlType> out;
-  for (const GgmlTypeInfo& t : AllGgmlTypes()) {
-    if (t.type == GgmlType::kQ8_1 || t.type == GgmlType::kQ8_K) continue;  // activation types
-    if (k.For(t.type) != nullptr && FromFloatFor(t.type) != nullptr) out.push_back(t.type);
+  for (GgmlType t : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ6_K, GgmlType::kQ5_K,
+                     GgmlType::kQ5_0, GgmlType::kQ4_K, GgmlType::kQ4_0, GgmlType::kIQ4_XS, GgmlType::kQ3_K, GgmlType::kQ2_K}) {
+    if (k.For(t) != nullptr && FromFloatFor(t) != nullptr) out.push_back(t);
   }
   return out;
 }
@@ -104,7 +106,7 @@ double StreamRate(const DotKernels& k, GgmlType type, const uint8_t* w, int64_t 
   const MatMulArgs a{.type = type, .w = w, .rows = rows, .cols = kCols, .row_stride = 0, .x = x.data(), .batch = 1, .y = y.data()};
   MatMul(k, a, pool, scratch);  // warm-up
   std::vector<double> rates;
-  for (int pass = 0; pass < 5; ++pass) {
+  for (int pass = 0; pass < 3; ++pass) {
     const auto t0 = std::chrono::steady_clock::now();
     MatMul(k, a, pool, scratch);
     rates.push_back(static_cast<double>(rows * static_cast<int64_t>(*RowBytes(type, kCols))) / Seconds(t0) / 1e9);
@@ -112,9 +114,9 @@ double StreamRate(const DotKernels& k, GgmlType type, const uint8_t* w, int64_t 
   return Median(rates);
 }
 
-// GOP/s (2 per multiply-add) of a 64-token product through 1024 rows of `type`.
+// GOP/s (2 per multiply-add) of a 64-token product through 512 rows of `type`.
 double GemmRate(const DotKernels& k, GgmlType type, const uint8_t* w, ThreadPool* pool, MatMulScratch* scratch) {
-  constexpr int64_t kRows = 1024, kBatch = 64;
+  constexpr int64_t kRows = 512, kBatch = 64;
   std::mt19937 rng(3);
   std::normal_distribution<float> normal(0, 1);
   std::vector<float> x(kBatch * kCols), y(kBatch * kRows);

@@ -74,12 +74,15 @@ bool MachineSpeed::FromJson(const nlohmann::json& j, MachineSpeed* out) {
     for (const auto& [name, s] : j.at("types").items()) {
       const GgmlTypeInfo* t = FindGgmlTypeByName(name);
       if (t == nullptr) return false;
-      m.types[t->type] = {s.at("stream_gbps").get<double>(), s.at("gemm_gops").get<double>()};
+      const TypeSpeed ts{s.at("stream_gbps").get<double>(), s.at("gemm_gops").get<double>()};
+      if (!(ts.stream_gbps > 0 && ts.gemm_gops > 0 && ts.stream_gbps < 1e6 && ts.gemm_gops < 1e9)) return false;
+      m.types[t->type] = ts;
     }
   } catch (const nlohmann::json::exception&) {
     return false;
   }
-  if (m.threads < 1 || !(m.bandwidth_gbps > 0) || m.types.empty()) return false;
+  if (m.threads < 1 || !(m.bandwidth_gbps > 0 && m.bandwidth_gbps < 1e6) || m.types.empty()) return false;
+  if (!(m.attention_gflops >= 0 && m.attention_f16_gflops >= 0 && m.handoff_us >= 0 && m.handoff_us < 1e6)) return false;
   *out = std::move(m);
   return true;
 }

@@ -138,6 +138,7 @@ Expected<std::vector<PlannedType>> PlanQuantizedTypes(const ConversionPlan& plan
     const std::string source_type(TypeInfo(t.source_type).name);
     const bool two_d = t.dims.size() >= 2;
     const bool float_src = IsFloatType(t.source_type);
+    if (!two_d && float_src) p.type = GgmlType::kF32;  // norms and biases, as `lowbit convert` writes them
     if (two_d && (float_src || o.allow_requantize)) {
       p.type = ChooseTensorType(mix, ctx, t.name, t.dims[0], i_attn_v, i_ffn_down, &p.note);
       if (!float_src && ToFloatFor(t.source_type) == nullptr) {

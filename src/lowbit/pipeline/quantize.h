@@ -1,7 +1,9 @@
 // `lowbit quantize`: read a model (any input `lowbit convert` reads, or a GGUF), choose each 2-D
 // float tensor's type by the mix rules (quant_mix.h), quantize its rows in parallel, and write a
-// GGUF atomically with `general.file_type` and `general.quantization_version` set. All other
-// tensors and all metadata are copied unchanged. Memory: the mapped input, one output tensor, and
+// GGUF atomically with `general.file_type` and `general.quantization_version` set. 1-D float
+// tensors (norms, biases) are written F32, as `lowbit convert` writes them (the engine needs F32
+// norms: a BF16 Hugging Face model's norms were copied as BF16 before); all other tensors and all
+// metadata are copied unchanged. Memory: the mapped input, one output tensor, and
 // one row of scratch per thread.
 #pragma once
 

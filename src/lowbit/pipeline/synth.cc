@@ -116,7 +116,9 @@ Expected<GgufWriter> SynthWriter(const SynthOptions& o) {
   hp.vocab_size = static_cast<uint32_t>(sh->n_vocab);
   GgufWriter w;
   for (const GgufKv& kv : LlamaModelKvs(hp)) w.SetKv(kv.key, kv.value);
-  for (const GgufKv& kv : VocabKvs(SyntheticVocab(sh->n_vocab))) w.SetKv(kv.key, kv.value);
+  if (o.vocab) {
+    for (const GgufKv& kv : VocabKvs(SyntheticVocab(sh->n_vocab))) w.SetKv(kv.key, kv.value);
+  }
   w.SetKv("general.file_type", GgufValue::U32(mix.file_type));
   w.SetKv("general.quantization_version", GgufValue::U32(2));
 

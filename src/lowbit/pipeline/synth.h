@@ -30,6 +30,7 @@ struct SynthOptions {
   uint64_t seed = 1;
   int threads = 0;
   int64_t layers = 0;  // > 0: only this many layers of the shape (quick tests of a wide model)
+  bool vocab = true;   // false: no tokenizer.* metadata (a plan of the file's shapes; see advise/model_source.cc)
   bool show_progress = false;
 };
 
