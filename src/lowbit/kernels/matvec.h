@@ -44,6 +44,11 @@ struct MatMulArgs {
   float* y = nullptr;        // [batch][rows]
 };
 
+// Products of fewer multiply-adds (rows x cols x batch, summed over a group) run on the calling
+// thread: handing them out costs more than it saves (measured: stories5M's 256x768). The cost model
+// (eval/cost_model.h) times them so.
+inline constexpr int64_t kMinThreadedWork = int64_t{1} << 18;
+
 // With the given kernel table (tests and benchmarks compare ISAs) or the active one.
 void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch);
 void MatMul(const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch);
