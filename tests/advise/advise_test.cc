@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 
 #include "lowbit/advise/advisor.h"
 #include "lowbit/advise/guard.h"
@@ -66,16 +67,18 @@ MachineSpeed TestSpeed() {
   m.handoff_us = 2;
   for (GgmlType t : {GgmlType::kF32, GgmlType::kF16, GgmlType::kQ8_0, GgmlType::kQ6_K, GgmlType::kQ5_K, GgmlType::kQ4_K,
                      GgmlType::kQ4_0, GgmlType::kIQ4_XS, GgmlType::kQ3_K, GgmlType::kQ2_K}) {
-    m.types[t] = {40, 200};
+    m.types[t] = {40, 200, 20, 100};
   }
   return m;
 }
 
 TEST(AdviseCostModel, DecodeIsBytesOverRatePlusAttentionPlusHandoffs) {
   ModelWork w;
-  w.weight_bytes[GgmlType::kQ4_K] = 4e9;
+  w.threaded_bytes[GgmlType::kQ4_K] = 4e9;
+  w.single_bytes[GgmlType::kF32] = 1e6;  // norms
   w.weight_macs[GgmlType::kQ4_K] = 7e9;
   w.threaded_products = 161;
+  w.threads = 4;
   w.n_layer = 32;
   w.n_embd = 4096;
   w.q_heads = 32;
@@ -83,7 +86,8 @@ TEST(AdviseCostModel, DecodeIsBytesOverRatePlusAttentionPlusHandoffs) {
   w.head_dim = 128;
   const MachineSpeed m = TestSpeed();
   const double attention = std::max(w.AttentionOps(99) / 100e9, w.KvBytes(99) / 50e9);
-  EXPECT_NEAR(*DecodeSeconds(w, m, 99), 4e9 / 40e9 + attention + 161 * 2e-6, 1e-12);
+  // At position 99, 32 heads x 100 positions x 128 hand attention out too: 32 more hand-offs.
+  EXPECT_NEAR(*DecodeSeconds(w, m, 99), 4e9 / 40e9 + 1e6 / 20e9 + attention + (161 + 32) * 2e-6, 1e-12);
   // The mean over positions 0..127 is the time at the middle.
   EXPECT_NEAR(*DecodeTokensPerSecond(w, m, 0, 128), 2 / (*DecodeSeconds(w, m, 0) + *DecodeSeconds(w, m, 127)), 1e-9);
   // A prompt: the multiply-adds at the GEMM rate.
@@ -107,11 +111,23 @@ TEST(AdviseCostModel, MachineSpeedJsonRoundTripsAndRejectsBrokenCaches) {
   MachineSpeed back;
   ASSERT_TRUE(MachineSpeed::FromJson(m.ToJson(), &back));
   EXPECT_EQ(back.ToJson(), m.ToJson());
-  for (const char* bad : {"[]", "{}", "null", "{\"threads\": 1}",
-                          "{\"threads\":1,\"bandwidth_gbps\":-3,\"attention_gflops\":1,\"attention_f16_gflops\":1,\"handoff_us\":0,\"types\":{\"F32\":{\"stream_gbps\":1,\"gemm_gops\":1}}}",
-                          "{\"threads\":1,\"bandwidth_gbps\":3,\"attention_gflops\":1,\"attention_f16_gflops\":1,\"handoff_us\":0,\"types\":{\"Q9_Z\":{\"stream_gbps\":1,\"gemm_gops\":1}}}",
-                          "{\"threads\":\"x\",\"bandwidth_gbps\":3,\"attention_gflops\":1,\"attention_f16_gflops\":1,\"handoff_us\":0,\"types\":{}}"}) {
-    EXPECT_FALSE(MachineSpeed::FromJson(nlohmann::json::parse(bad), &back)) << bad;
+  for (const char* bad : {"[]", "{}", "null", "{\"threads\": 1}"}) EXPECT_FALSE(MachineSpeed::FromJson(nlohmann::json::parse(bad), &back)) << bad;
+  // One field wrong at a time.
+  std::vector<std::function<void(nlohmann::json&)>> breaks = {
+      [](nlohmann::json& j) { j["bandwidth_gbps"] = -3; },
+      [](nlohmann::json& j) { j["threads"] = "x"; },
+      [](nlohmann::json& j) { j["threads"] = 0; },
+      [](nlohmann::json& j) { j["handoff_us"] = -1; },
+      [](nlohmann::json& j) { j["types"]["Q9_Z"] = j["types"]["F32"]; },
+      [](nlohmann::json& j) { j["types"]["F32"]["gemm_gops"] = 0; },
+      [](nlohmann::json& j) { j["types"]["F32"].erase("cached_gbps"); },
+      [](nlohmann::json& j) { j["types"] = nlohmann::json::object(); },
+      [](nlohmann::json& j) { j.erase("llc_bytes"); },
+  };
+  for (size_t i = 0; i < breaks.size(); ++i) {
+    nlohmann::json j = m.ToJson();
+    breaks[i](j);
+    EXPECT_FALSE(MachineSpeed::FromJson(j, &back)) << i << ": " << j.dump();
   }
 }
 

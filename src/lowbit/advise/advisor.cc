@@ -38,7 +38,10 @@ uint64_t RankWeightBytes(const LlamaModel& m) {
 MachineSpeed SpeedFor(const Hardware& hw, bool in_memory) {
   MachineSpeed s = hw.speed;
   if (!in_memory) {
-    for (auto& [t, ts] : s.types) ts.stream_gbps *= hw.mapped_factor;
+    for (auto& [t, ts] : s.types) {
+      ts.stream_gbps *= hw.mapped_factor;
+      ts.stream1_gbps *= hw.mapped_factor;
+    }
   }
   return s;
 }
@@ -48,7 +51,7 @@ void EstimateCpu(const PlannedModel& p, const Hardware& hw, const AdviseOptions&
   const RunShape r{o.ctx, hw.threads, o.kv_f16, o.slots, 1, in_memory, hw.huge_pages};
   e->memory = PredictRunMemory(p, r);
   e->available = hw.ram_available;
-  const ModelWork w = WorkOf(p.model, o.kv_f16);
+  const ModelWork w = WorkOf(p.model, o.kv_f16, hw.threads);
   const MachineSpeed s = SpeedFor(hw, in_memory);
   auto decode = DecodeTokensPerSecond(w, s, 0, std::min(o.decode_tokens, e->ctx));
   if (!decode.ok()) {
@@ -80,7 +83,7 @@ void EstimateNodes(const PlannedModel& p, const Hardware& hw, const AdviseOption
   e->memory.buffers = s.TotalBytes() - s.kv_bytes;
   e->memory.overhead = kProcessBytes + static_cast<uint64_t>(p.model.config().n_vocab) * kBytesPerVocabEntry + p.n_merges * kBytesPerMerge;
   e->available = hw.ram_available;
-  const ModelWork w = WorkOf(*rank, o.kv_f16);
+  const ModelWork w = WorkOf(*rank, o.kv_f16, hw.threads);
   double total = 0;
   const int64_t n = std::max<int64_t>(1, std::min(o.decode_tokens, e->ctx));
   for (int64_t pos : {int64_t{0}, n - 1}) {
@@ -118,7 +121,7 @@ void EstimateGpu(const PlannedModel& p, const Hardware& hw, const AdviseOptions&
   e->memory.buffers = s.TotalBytes() - s.kv_bytes - s.AttentionScratchBytes();
   e->memory.overhead = 0;
   e->available = hw.vram;
-  const ModelWork w = WorkOf(p.model, o.kv_f16);
+  const ModelWork w = WorkOf(p.model, o.kv_f16, 1);
   const int64_t n = std::max<int64_t>(1, std::min(o.decode_tokens, e->ctx));
   const double rate = hw.gpu_bandwidth_gbps * 1e9 * hw.gpu_efficiency;
   const double seconds = (2 * w.WeightBytes() + w.KvBytes(0) + w.KvBytes(n - 1)) / 2 / rate;

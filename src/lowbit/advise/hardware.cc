@@ -176,7 +176,9 @@ Expected<Hardware> GetHardware(const HardwareOptions& o) {
     hw.speed.threads = cores;
     hw.speed.bandwidth_gbps = bandwidth;
     for (auto& [t, s] : hw.speed.types) {
+      // One core's share of the described bandwidth is what one thread reaches here, scaled alike.
       s.stream_gbps = one.types[t].stream_gbps / one.bandwidth_gbps * bandwidth;
+      s.stream1_gbps = std::min(one.types[t].stream1_gbps, s.stream_gbps);
       s.gemm_gops = one.types[t].gemm_gops * cores;
     }
     hw.speed.attention_gflops = one.attention_gflops * cores;

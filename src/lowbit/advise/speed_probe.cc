@@ -41,7 +41,7 @@ namespace {
 
 constexpr size_t kStreamBytes = size_t{128} << 20;
 constexpr int64_t kCols = 4096;
-constexpr int kCacheVersion = 1;
+constexpr int kCacheVersion = 2;
 
 // Anonymous memory advised for 2 MiB pages (or against them), as MappedFile::Read holds a model.
 class ProbeBuffer {
@@ -100,13 +100,15 @@ void FillRows(GgmlType type, uint8_t* buf, size_t bytes) {
   for (size_t off = 0; off < bytes; off += tile.size()) std::memcpy(buf + off, tile.data(), std::min(tile.size(), bytes - off));
 }
 
-// GB/s of one-token products streaming `rows` rows of `type` from `w`.
-double StreamRate(const DotKernels& k, GgmlType type, const uint8_t* w, int64_t rows, ThreadPool* pool, MatMulScratch* scratch) {
+// GB/s of one-token products streaming `rows` rows of `type` (kCols wide) from `w`: the median of
+// `passes` after a warm-up.
+double StreamRate(const DotKernels& k, GgmlType type, const uint8_t* w, int64_t rows, ThreadPool* pool, MatMulScratch* scratch,
+                  int passes = 3) {
   std::vector<float> x(kCols, 0.5f), y(static_cast<size_t>(rows));
   const MatMulArgs a{.type = type, .w = w, .rows = rows, .cols = kCols, .row_stride = 0, .x = x.data(), .batch = 1, .y = y.data()};
   MatMul(k, a, pool, scratch);  // warm-up
   std::vector<double> rates;
-  for (int pass = 0; pass < 3; ++pass) {
+  for (int pass = 0; pass < passes; ++pass) {
     const auto t0 = std::chrono::steady_clock::now();
     MatMul(k, a, pool, scratch);
     rates.push_back(static_cast<double>(rows * static_cast<int64_t>(*RowBytes(type, kCols))) / Seconds(t0) / 1e9);
@@ -114,9 +116,9 @@ double StreamRate(const DotKernels& k, GgmlType type, const uint8_t* w, int64_t 
   return Median(rates);
 }
 
-// GOP/s (2 per multiply-add) of a 64-token product through 512 rows of `type`.
+// GOP/s (2 per multiply-add) of a 512-token product (a prompt's batch) through 256 rows of `type`.
 double GemmRate(const DotKernels& k, GgmlType type, const uint8_t* w, ThreadPool* pool, MatMulScratch* scratch) {
-  constexpr int64_t kRows = 512, kBatch = 64;
+  constexpr int64_t kRows = 256, kBatch = 512;
   std::mt19937 rng(3);
   std::normal_distribution<float> normal(0, 1);
   std::vector<float> x(kBatch * kCols), y(kBatch * kRows);
@@ -180,6 +182,18 @@ double HandoffMicros(ThreadPool* pool) {
   return Seconds(t0) / kCalls * 1e6;
 }
 
+// The cache a model must fit in to be read from cache rather than memory: the last-level cache as
+// glibc reports it (CPUID), at most 32 MiB. Large "last-level" figures are the sum over chiplets
+// (a 2-core VM of this EPYC reports 508 MiB), of which one core reads its own chiplet's share.
+uint64_t LastLevelCacheBytes() {
+  constexpr uint64_t kCap = uint64_t{32} << 20;
+  for (int name : {_SC_LEVEL3_CACHE_SIZE, _SC_LEVEL2_CACHE_SIZE}) {
+    const long v = ::sysconf(name);
+    if (v > 0) return std::min<uint64_t>(static_cast<uint64_t>(v), kCap);
+  }
+  return kCap;
+}
+
 Expected<MachineSpeed> Measure(int threads, Isa isa, bool show_progress, double* mapped_factor) {
   const DotKernels& k = DotKernelsFor(isa);
   const std::vector<GgmlType> types = ProbedTypes(k);
@@ -197,10 +211,15 @@ Expected<MachineSpeed> Measure(int threads, Isa isa, bool show_progress, double*
   MatMulScratch scratch;
   ProbeBuffer huge(kStreamBytes, true);
   if (huge.data() == nullptr) return Errorf("cannot allocate {} bytes to measure the kernels", kStreamBytes);
+  ThreadPool one(1);
   for (GgmlType t : types) {
     FillRows(t, huge.data(), huge.size());
     const int64_t rows = static_cast<int64_t>(huge.size() / *RowBytes(t, kCols));
-    m.types[t] = {StreamRate(k, t, huge.data(), rows, &pool, &scratch), GemmRate(k, t, huge.data(), &pool, &scratch)};
+    TypeSpeed& ts = m.types[t];
+    ts.stream_gbps = StreamRate(k, t, huge.data(), rows, &pool, &scratch);
+    ts.stream1_gbps = threads > 1 ? StreamRate(k, t, huge.data(), rows, &one, &scratch) : ts.stream_gbps;
+    ts.cached_gbps = StreamRate(k, t, huge.data(), 64, &one, &scratch, 31);  // 64 rows: at most 1 MiB, in cache
+    ts.gemm_gops = GemmRate(k, t, huge.data(), &pool, &scratch);
     step(std::string(TypeInfo(t).name));
   }
   {
@@ -216,6 +235,7 @@ Expected<MachineSpeed> Measure(int threads, Isa isa, bool show_progress, double*
     *mapped_factor = in_memory > 0 ? std::min(1.0, mapped / in_memory) : 1;
   }
   step("4 KiB pages");
+  m.llc_bytes = LastLevelCacheBytes();
   m.attention_gflops = AttentionRate(k, false, &pool);
   m.attention_f16_gflops = AttentionRate(k, true, &pool);
   if (threads > 1) {

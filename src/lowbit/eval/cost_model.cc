@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
+
+#include "lowbit/kernels/matvec.h"
 
 namespace lowbit {
 namespace {
@@ -10,24 +13,46 @@ double Bytes(const WeightView& w) {
   return static_cast<double>(*RowBytes(w.type, static_cast<uint64_t>(w.cols)) * static_cast<uint64_t>(w.rows));
 }
 
-void Add(ModelWork* work, const WeightView& w, bool matrix) {
-  work->weight_bytes[w.type] += Bytes(w);
-  if (matrix) work->weight_macs[w.type] += static_cast<double>(w.rows) * static_cast<double>(w.cols);
+double Work(const WeightView& w) { return static_cast<double>(w.rows) * static_cast<double>(w.cols); }
+
+// One decode product (or a group of them, one hand-off) as MatMul and MatMulGroup run it.
+void AddProducts(ModelWork* work, std::initializer_list<const WeightView*> group) {
+  double total = 0;
+  for (const WeightView* w : group) total += Work(*w);
+  const bool threaded_group = work->threads > 1 && total >= static_cast<double>(kMinThreadedWork);
+  if (threaded_group) work->threaded_products += 1;
+  for (const WeightView* w : group) {
+    // A group handed out as one; otherwise each product decides alone (MatMul).
+    const bool threaded = threaded_group || (work->threads > 1 && Work(*w) >= static_cast<double>(kMinThreadedWork));
+    if (threaded && !threaded_group) work->threaded_products += 1;
+    (threaded ? work->threaded_bytes : work->single_bytes)[w->type] += Bytes(*w);
+    work->weight_macs[w->type] += Work(*w);
+  }
 }
 
-// Seconds to stream the weights of one token and run its products, per type.
-Expected<double> WeightSeconds(const ModelWork& w, const MachineSpeed& m, double tokens) {
+// Seconds of one decoded token's weight products.
+Expected<double> DecodeWeightSeconds(const ModelWork& w, const MachineSpeed& m) {
+  const bool cached = w.WeightBytes() <= static_cast<double>(m.llc_bytes);
   double s = 0;
-  for (const auto& [type, bytes] : w.weight_bytes) {
+  for (const auto* bucket : {&w.threaded_bytes, &w.single_bytes}) {
+    for (const auto& [type, bytes] : *bucket) {
+      const TypeSpeed* ts = m.Find(type);
+      if (ts == nullptr) return Errorf("no speed is known for {} weights on this machine", TypeInfo(type).name);
+      double rate = bucket == &w.threaded_bytes ? ts->stream_gbps : ts->stream1_gbps;
+      if (cached) rate = std::max(rate, ts->cached_gbps);
+      s += bytes / (rate * 1e9);
+    }
+  }
+  return s;
+}
+
+// Seconds of a batch of `tokens` through every product (compute-bound: the GEMM rates).
+Expected<double> PromptWeightSeconds(const ModelWork& w, const MachineSpeed& m, double tokens) {
+  double s = 0;
+  for (const auto& [type, macs] : w.weight_macs) {
     const TypeSpeed* ts = m.Find(type);
     if (ts == nullptr) return Errorf("no speed is known for {} weights on this machine", TypeInfo(type).name);
-    if (tokens <= 1) {
-      s += bytes / (ts->stream_gbps * 1e9);
-    } else {
-      auto macs = w.weight_macs.find(type);
-      // Norms (no products) are streamed once per step whatever the batch.
-      s += macs == w.weight_macs.end() ? bytes / (m.bandwidth_gbps * 1e9) : 2 * macs->second * tokens / (ts->gemm_gops * 1e9);
-    }
+    s += 2 * macs * tokens / (ts->gemm_gops * 1e9);
   }
   return s;
 }
@@ -57,9 +82,12 @@ const TypeSpeed* MachineSpeed::Find(GgmlType t) const {
 
 nlohmann::json MachineSpeed::ToJson() const {
   nlohmann::json types_j = nlohmann::json::object();
-  for (const auto& [t, s] : types) types_j[std::string(TypeInfo(t).name)] = {{"stream_gbps", s.stream_gbps}, {"gemm_gops", s.gemm_gops}};
+  for (const auto& [t, s] : types) {
+    types_j[std::string(TypeInfo(t).name)] = {{"stream_gbps", s.stream_gbps}, {"gemm_gops", s.gemm_gops},
+                                              {"stream1_gbps", s.stream1_gbps}, {"cached_gbps", s.cached_gbps}};
+  }
   return {{"threads", threads}, {"bandwidth_gbps", bandwidth_gbps}, {"attention_gflops", attention_gflops},
-          {"attention_f16_gflops", attention_f16_gflops}, {"handoff_us", handoff_us}, {"types", types_j}};
+          {"attention_f16_gflops", attention_f16_gflops}, {"handoff_us", handoff_us}, {"llc_bytes", llc_bytes}, {"types", types_j}};
 }
 
 bool MachineSpeed::FromJson(const nlohmann::json& j, MachineSpeed* out) {
@@ -71,11 +99,15 @@ bool MachineSpeed::FromJson(const nlohmann::json& j, MachineSpeed* out) {
     m.attention_gflops = j.at("attention_gflops").get<double>();
     m.attention_f16_gflops = j.at("attention_f16_gflops").get<double>();
     m.handoff_us = j.at("handoff_us").get<double>();
+    m.llc_bytes = j.at("llc_bytes").get<uint64_t>();
     for (const auto& [name, s] : j.at("types").items()) {
       const GgmlTypeInfo* t = FindGgmlTypeByName(name);
       if (t == nullptr) return false;
-      const TypeSpeed ts{s.at("stream_gbps").get<double>(), s.at("gemm_gops").get<double>()};
-      if (!(ts.stream_gbps > 0 && ts.gemm_gops > 0 && ts.stream_gbps < 1e6 && ts.gemm_gops < 1e9)) return false;
+      const TypeSpeed ts{s.at("stream_gbps").get<double>(), s.at("gemm_gops").get<double>(), s.at("stream1_gbps").get<double>(),
+                         s.at("cached_gbps").get<double>()};
+      for (double v : {ts.stream_gbps, ts.gemm_gops, ts.stream1_gbps, ts.cached_gbps}) {
+        if (!(v > 0 && v < 1e9)) return false;
+      }
       m.types[t->type] = ts;
     }
   } catch (const nlohmann::json::exception&) {
@@ -89,7 +121,8 @@ bool MachineSpeed::FromJson(const nlohmann::json& j, MachineSpeed* out) {
 
 double ModelWork::WeightBytes() const {
   double b = 0;
-  for (const auto& [t, bytes] : weight_bytes) b += bytes;
+  for (const auto& [t, bytes] : threaded_bytes) b += bytes;
+  for (const auto& [t, bytes] : single_bytes) b += bytes;
   return b;
 }
 
@@ -102,28 +135,28 @@ double ModelWork::AttentionOps(int64_t position) const {
          static_cast<double>(head_dim) * 4;
 }
 
-ModelWork WorkOf(const LlamaModel& m, bool kv_f16) {
+ModelWork WorkOf(const LlamaModel& m, bool kv_f16, int threads) {
   ModelWork w;
   const LlamaConfig& c = m.config();
+  w.threads = std::max(1, threads);
   w.n_layer = c.n_layer;
   w.n_embd = c.n_embd;
   w.q_heads = m.local_heads();
   w.kv_dim = m.local_kv_heads() * c.head_dim;
   w.head_dim = c.head_dim;
   w.kv_f16 = kv_f16;
-  // What bench.cc's WeightBytesPerToken counts: every layer matrix and norm, the classifier, and
-  // one row of the token embedding.
-  Add(&w, m.output, true);
-  Add(&w, m.output_norm, false);
-  w.weight_bytes[m.token_embd.type] += static_cast<double>(*RowBytes(m.token_embd.type, static_cast<uint64_t>(m.token_embd.cols)));
+  // The bytes bench.cc's WeightBytesPerToken counts: every layer matrix and norm, the classifier,
+  // and one row of the token embedding (norms and the row are read by the calling thread).
+  w.single_bytes[m.output_norm.type] += Bytes(m.output_norm);
+  w.single_bytes[m.token_embd.type] += static_cast<double>(*RowBytes(m.token_embd.type, static_cast<uint64_t>(m.token_embd.cols)));
   for (const LlamaModel::Layer& L : m.layers) {
-    Add(&w, L.attn_norm, false);
-    Add(&w, L.ffn_norm, false);
-    for (const WeightView* v : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) Add(&w, *v, true);
+    w.single_bytes[L.attn_norm.type] += Bytes(L.attn_norm) + Bytes(L.ffn_norm);
+    AddProducts(&w, {&L.wq, &L.wk, &L.wv});
+    AddProducts(&w, {&L.wo});
+    AddProducts(&w, {&L.gate, &L.up});
+    AddProducts(&w, {&L.down});
   }
-  // A decode step hands Q/K/V as one group, then the attention, the output projection, gate/up as
-  // one group, down (each layer), then the classifier.
-  w.threaded_products = static_cast<double>(5 * c.n_layer + 1);
+  AddProducts(&w, {&m.output});
   return w;
 }
 
@@ -136,9 +169,11 @@ double AllReduceSeconds(double bytes, int ranks, const Network& net) {
 }
 
 Expected<double> DecodeSeconds(const ModelWork& w, const MachineSpeed& m, int64_t position) {
-  LOWBIT_ASSIGN_OR_RETURN(double weights, WeightSeconds(w, m, 1));
-  const double handoff = m.threads > 1 ? w.threaded_products * m.handoff_us * 1e-6 : 0;
-  return weights + AttentionSeconds(w, m, w.AttentionOps(position), w.KvBytes(position)) + handoff;
+  LOWBIT_ASSIGN_OR_RETURN(double weights, DecodeWeightSeconds(w, m));
+  double handoffs = w.threaded_products;
+  // Attention is handed out per layer once the context makes it worth it (model/llama.cc).
+  if (w.threads > 1 && w.q_heads * (position + 1) * w.head_dim >= 65536) handoffs += static_cast<double>(w.n_layer);
+  return weights + AttentionSeconds(w, m, w.AttentionOps(position), w.KvBytes(position)) + handoffs * m.handoff_us * 1e-6;
 }
 
 Expected<double> DecodeTokensPerSecond(const ModelWork& w, const MachineSpeed& m, int64_t first, int64_t n) {
@@ -152,14 +187,14 @@ Expected<double> DecodeTokensPerSecond(const ModelWork& w, const MachineSpeed& m
 
 Expected<double> PromptSeconds(const ModelWork& w, const MachineSpeed& m, int64_t n) {
   if (n < 1) return Errorf("cannot time a prompt of {} tokens", n);
-  LOWBIT_ASSIGN_OR_RETURN(double weights, WeightSeconds(w, m, static_cast<double>(n)));
+  LOWBIT_ASSIGN_OR_RETURN(double weights, PromptWeightSeconds(w, m, static_cast<double>(n)));
   // Token b attends over b + 1 positions: sum over b of AttentionOps(b); the cache is written and
   // read once per layer.
   const double tokens = static_cast<double>(n);
   const double ops = w.AttentionOps(0) * tokens * (tokens + 1) / 2;
   const double bytes = w.KvBytes(n - 1);
-  const double handoff = m.threads > 1 ? w.threaded_products * m.handoff_us * 1e-6 : 0;
-  return weights + AttentionSeconds(w, m, ops, bytes) + handoff;
+  const double handoffs = w.threads > 1 ? 7.0 * static_cast<double>(w.n_layer) + 1 : 0;  // every product, attention, SwiGLU
+  return weights + AttentionSeconds(w, m, ops, bytes) + handoffs * m.handoff_us * 1e-6;
 }
 
 Expected<double> TensorParallelDecodeSeconds(const ModelWork& rank_work, const MachineSpeed& m, int ranks,

@@ -25,10 +25,12 @@
 
 namespace lowbit {
 
-// How fast the kernels handle one weight type on a machine, at the thread count used.
+// How fast the kernels handle one weight type on a machine.
 struct TypeSpeed {
-  double stream_gbps = 0;  // decode: weight bytes per second through MatMul with one token (GB/s)
-  double gemm_gops = 0;    // prefill: 2 x multiply-adds per second through MatMul with many tokens (GOP/s)
+  double stream_gbps = 0;   // decode: weight bytes per second through MatMul with one token, all threads, from memory (GB/s)
+  double gemm_gops = 0;     // prefill: 2 x multiply-adds per second through MatMul with a prompt's tokens, all threads (GOP/s)
+  double stream1_gbps = 0;  // decode on one thread from memory (products too small to hand out)
+  double cached_gbps = 0;   // decode on one thread of a small matrix in cache (models that fit in the last-level cache)
 };
 
 struct MachineSpeed {
@@ -37,10 +39,11 @@ struct MachineSpeed {
   std::map<GgmlType, TypeSpeed> types;  // the weight types measured
   double attention_gflops = 0;          // the attention kernel (F32 cache) on cached rows, all threads
   double attention_f16_gflops = 0;      // the same on an F16 cache
-  double handoff_us = 0;                // one product handed to the pool and waited for (0 on one thread)
+  double handoff_us = 0;                // one product handed to the pool and waited for
+  uint64_t llc_bytes = 32u << 20;       // a model no larger is read from cache (speed_probe.cc)
 
-  // The speed of type t; types not measured take the nearest measured type of the same
-  // bits-per-weight class (none: an error names it). Returns nullptr when nothing fits.
+  // The speed of type t; a type not measured takes the measured type nearest in bits per weight
+  // among those of its kind (block or plain). nullptr when nothing is measured.
   const TypeSpeed* Find(GgmlType t) const;
   nlohmann::json ToJson() const;
   static bool FromJson(const nlohmann::json& j, MachineSpeed* out);
@@ -48,9 +51,11 @@ struct MachineSpeed {
 
 // What one token costs a model (one rank's shard), read from the loaded model.
 struct ModelWork {
-  std::map<GgmlType, double> weight_bytes;  // bytes read per decoded token, per weight type
-  std::map<GgmlType, double> weight_macs;   // multiply-adds per token, per weight type
-  double threaded_products = 0;  // pool hand-offs per decode step (grouped products count once)
+  std::map<GgmlType, double> threaded_bytes;  // decode: bytes of products handed to the pool, per type
+  std::map<GgmlType, double> single_bytes;    // decode: bytes of products run on the calling thread, per type
+  std::map<GgmlType, double> weight_macs;     // multiply-adds per token, per type
+  double threaded_products = 0;  // pool hand-offs of a decode step's products (grouped products count once)
+  int threads = 1;
   int64_t n_layer = 0, n_embd = 0, q_heads = 0, kv_dim = 0, head_dim = 0;
   bool kv_f16 = false;
 
@@ -61,8 +66,9 @@ struct ModelWork {
   double AttentionOps(int64_t position) const;
 };
 
-// The work of `m` (this rank's shard) with a KV cache in F16 or F32.
-ModelWork WorkOf(const LlamaModel& m, bool kv_f16);
+// The work of `m` (this rank's shard) with a KV cache in F16 or F32, on `threads` threads: which
+// products are handed to the pool follows MatMul's rule (kernels/matvec.h, kMinThreadedWork).
+ModelWork WorkOf(const LlamaModel& m, bool kv_f16, int threads);
 
 // A network between ranks: alpha (seconds per message) and bandwidth (bytes per second).
 struct Network {
