@@ -5,11 +5,16 @@
 //    (Q8_0, Q8_1, Q8_K blocks): GB/s of floats read. Decode does this on one thread between products.
 //  - MatMul: 2048 x 2048 weights against 128 tokens (weights stay in cache): GFLOP/s, counting a
 //    multiply-add as 2 operations.
+//  - ReadBandwidth: the memory read rate a decode can hope for, a 256 MiB buffer summed with the
+//    kernels' 3 KiB prefetch (the loop of `lowbit bench`'s probe), beside MatVec in the same run.
 // Weights: a 64-row tile quantized from N(0, 0.02) by lowbit's quantizer, repeated (random scales
-// would be unrealistic; the speed of a kernel does not depend on the values).
+// would be unrealistic; the speed of a kernel does not depend on the values). The grouped-integer
+// types (W4G128 ...), which no quantizer writes, get random codes, zero points and fp16 scales.
+// bench/grouped_decode.py runs MatVec of them beside Q4_0 / Q8_0 and the probe and prints fractions.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <random>
 #include <string>
@@ -19,14 +24,33 @@
 #include "lowbit/base/thread_pool.h"
 #include "lowbit/kernels/dot.h"
 #include "lowbit/kernels/matvec.h"
+#include "lowbit/numeric/grouped.h"
+#include "lowbit/numeric/half.h"
 #include "lowbit/quant/quantize.h"
 
 namespace lowbit {
 namespace {
 
-const GgmlType kTypes[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ4_0,   GgmlType::kQ4_1,
-                           GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kQ8_0, GgmlType::kQ2_K,   GgmlType::kQ3_K,
-                           GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kIQ4_NL, GgmlType::kIQ4_XS};
+const GgmlType kTypes[] = {GgmlType::kF32,    GgmlType::kF16,    GgmlType::kBF16,    GgmlType::kQ4_0,  GgmlType::kQ4_1,
+                           GgmlType::kQ5_0,   GgmlType::kQ5_1,   GgmlType::kQ8_0,    GgmlType::kQ2_K,  GgmlType::kQ3_K,
+                           GgmlType::kQ4_K,   GgmlType::kQ5_K,   GgmlType::kQ6_K,    GgmlType::kIQ4_NL, GgmlType::kIQ4_XS,
+                           GgmlType::kW4G32,  GgmlType::kW4G64,  GgmlType::kW4G128,  GgmlType::kW8G32, GgmlType::kW8G64,
+                           GgmlType::kW8G128};
+
+// One row of grouped blocks: random codes, zero points in [0, 2^bits] and fp16 scales.
+void RandomGroupedRow(GgmlType t, int64_t cols, std::mt19937& rng, uint8_t* out) {
+  const int bits = GroupedContainerBits(t);
+  std::uniform_int_distribution<int> byte(0, 255), zero(0, 1 << bits);
+  std::normal_distribution<float> nd(0.0f, 0.001f);
+  const uint64_t bb = TypeInfo(t).block_bytes;
+  for (int64_t b = 0; b < cols / GroupedBlockSize(t); ++b, out += bb) {
+    const uint16_t d = Fp32ToFp16(nd(rng));
+    const auto z = static_cast<int16_t>(zero(rng));
+    std::memcpy(out, &d, 2);
+    std::memcpy(out + 2, &z, 2);
+    for (uint64_t i = 4; i < bb; ++i) out[i] = static_cast<uint8_t>(byte(rng));
+  }
+}
 
 AlignedBuffer MakeWeights(GgmlType t, int64_t rows, int64_t cols) {
   constexpr int64_t kTile = 64;
@@ -36,7 +60,10 @@ AlignedBuffer MakeWeights(GgmlType t, int64_t rows, int64_t cols) {
   for (float& v : x) v = nd(rng);
   const uint64_t rb = *RowBytes(t, static_cast<uint64_t>(cols));
   AlignedBuffer tile(kTile * rb);
-  for (int64_t r = 0; r < kTile; ++r) FromFloatFor(t)(x.data() + r * cols, tile.data() + r * rb, cols, nullptr);
+  for (int64_t r = 0; r < kTile; ++r) {
+    if (IsGroupedType(t)) RandomGroupedRow(t, cols, rng, tile.data() + r * rb);
+    else FromFloatFor(t)(x.data() + r * cols, tile.data() + r * rb, cols, nullptr);
+  }
   AlignedBuffer w(static_cast<size_t>(rows) * rb);
   for (int64_t r = 0; r < rows; r += kTile) std::memcpy(w.data() + r * rb, tile.data(), std::min(kTile, rows - r) * rb);
   return w;
@@ -71,6 +98,36 @@ void MatVec(benchmark::State& state, uint64_t bytes, int threads) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * rows * static_cast<int64_t>(rb));
   state.SetLabel(std::string(TypeInfo(t).name) + "/" + std::string(IsaName(isa)));
 }
+
+// The probe's loop (eval/bench.cc): each thread sums its part of a 256 MiB buffer, prefetching 3 KiB
+// ahead as the decode kernels do. GB/s of the buffer read.
+void ReadBandwidth(benchmark::State& state, int threads) {
+  AlignedBuffer buf(size_t{256} << 20);
+  auto words = buf.As<uint64_t>();
+  for (size_t i = 0; i < words.size(); ++i) words[i] = i;
+  ThreadPool pool(threads);
+  const size_t chunk = words.size() / static_cast<size_t>(threads);
+  std::atomic<uint64_t> total{0};
+  for (auto _ : state) {
+    pool.ParallelFor(static_cast<size_t>(threads), [&](size_t b, size_t e) {
+      for (size_t part = b; part < e; ++part) {
+        uint64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        const uint64_t* p = words.data() + part * chunk;
+        for (size_t i = 0; i + 8 <= chunk; i += 8) {
+          __builtin_prefetch(p + i + 384);
+          for (int k = 0; k < 8; ++k) acc[k] += p[i + k];
+        }
+        total += acc[0] + acc[1] + acc[2] + acc[3] + acc[4] + acc[5] + acc[6] + acc[7];
+      }
+    }, 1);
+  }
+  benchmark::DoNotOptimize(total.load());
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(buf.size()));
+  state.SetLabel("probe");
+}
+
+void BM_ReadBandwidth(benchmark::State& state) { ReadBandwidth(state, 1); }
+void BM_ReadBandwidth2T(benchmark::State& state) { ReadBandwidth(state, 2); }
 
 void BM_MatVec(benchmark::State& state) { MatVec(state, uint64_t{256} << 20, 1); }
 void BM_MatVec2T(benchmark::State& state) { MatVec(state, uint64_t{256} << 20, 2); }
@@ -121,6 +178,8 @@ void ActArgs(benchmark::internal::Benchmark* b) {
   }
 }
 
+BENCHMARK(BM_ReadBandwidth)->Unit(benchmark::kMillisecond)->MinTime(0.5);
+BENCHMARK(BM_ReadBandwidth2T)->Unit(benchmark::kMillisecond)->MinTime(0.5);
 BENCHMARK(BM_MatVec)->Apply(Args)->Unit(benchmark::kMillisecond)->MinTime(0.5);
 BENCHMARK(BM_MatVec2T)->Apply(Args)->Unit(benchmark::kMillisecond)->MinTime(0.5);
 BENCHMARK(BM_MatVecL2)->Apply(Args)->Unit(benchmark::kMicrosecond)->MinTime(0.2);

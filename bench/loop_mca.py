@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Static throughput of a kernel's hot loop, for a VM too noisy to time small changes.
 
-usage: bench/loop_mca.py BINARY FUNCTION_REGEX [--mcpu icelake-server] [--detail]
+usage: bench/loop_mca.py BINARY FUNCTION_REGEX [--mcpu icelake-server] [--detail] [--llvm-mca PATH]
 
 For each function whose demangled name matches FUNCTION_REGEX, takes the innermost loop (a backward
 jump) that contains an integer or float multiply-add (vpdpbusd, vpmaddubsw, vfmadd), drops its jumps
 and no-ops, and runs llvm-mca on it: "Block RThroughput" is the cycles per iteration that the
 execution ports allow (the bound when the loop is compute-bound), and the resource line is the
 pressure per port. --detail prints llvm-mca's pressure per instruction. Needs objdump and llvm-mca
-(Debian: binutils, llvm).
+(Debian: binutils, llvm; znver4 and znver5 need LLVM 16+ / 19+, e.g. --llvm-mca llvm-mca-19).
 """
 import argparse
 import re
@@ -48,6 +48,7 @@ def main():
     ap.add_argument('function')
     ap.add_argument('--mcpu', default='icelake-server')
     ap.add_argument('--detail', action='store_true')
+    ap.add_argument('--llvm-mca', default='llvm-mca', help='the llvm-mca to run (default: the one on PATH)')
     args = ap.parse_args()
     found = False
     for f in functions(args.binary):
@@ -61,7 +62,7 @@ def main():
             print(f'{name}: no multiply-add loop')
             continue
         isa = 'vnni' if any(re.match(r'vpdp', b) for b in loop) else 'avx2'
-        r = subprocess.run(['llvm-mca', f'-mcpu={args.mcpu}', '-iterations=200'], input='\n'.join(loop) + '\n',
+        r = subprocess.run([args.llvm_mca, f'-mcpu={args.mcpu}', '-iterations=200'], input='\n'.join(loop) + '\n',
                            capture_output=True, text=True)
         if r.returncode != 0:
             print(f'{name}: llvm-mca failed: {r.stderr.strip().splitlines()[0]}')

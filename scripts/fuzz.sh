@@ -13,7 +13,8 @@ scripts/install-deps.sh
 scripts/build.sh fuzz
 shared="${LOWBIT_SHARED:-$root/../shared}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors llama2c llama2c_tokenizer hf_config tokenizer_json sentencepiece safetensors_index imatrix bpe_encode advise_inputs)
+[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors llama2c llama2c_tokenizer hf_config tokenizer_json sentencepiece safetensors_index imatrix bpe_encode
+                                       jinja openai_request quant_config quant_tensors advise_inputs)
 
 seed() {  # target dir: copy the seeds it should start from
   local t=$1 d=$2
@@ -32,6 +33,11 @@ seed() {  # target dir: copy the seeds it should start from
                   "$shared/vocab/ggml-vocab-deepseek-llm.gguf.inp" ;;
     advise_inputs) printf '16G' > "$d/ram"; printf '60GB/s' > "$d/bw"; printf '50us,10Gbit' > "$d/net"
                    printf '{"threads":2,"bandwidth_gbps":20,"attention_gflops":9,"attention_f16_gflops":8,"handoff_us":2,"types":{"Q4_K":{"stream_gbps":17,"gemm_gops":90}}}' > "$d/cache.json" ;;
+    jinja) "$root/build/release/bin/lowbit" template --list 2>/dev/null | python3 -c 'import json,sys
+for n,t in json.load(sys.stdin).items(): open(sys.argv[1]+"/"+n+".jinja","w").write(t["source"])' "$d" || true ;;
+    openai_request) printf '{"messages":[{"role":"user","content":"hi"}],"stream":true,"stop":["a"],"max_tokens":5}' > "$d/chat.json"
+                    printf '{"prompt":[1,2,3],"logprobs":2,"seed":4}' > "$d/completion.json" ;;
+    quant_config) find "$shared/models" -name 'config.json' -exec sh -c 'cp -f "$1" "$2/$(echo "$1" | md5sum | cut -c1-8).json"' _ {} "$d" \; ;;
     safetensors_index) printf '{"weight_map":{"a":"model-00001-of-00002.safetensors"}}' > "$d/index.json" ;;
   esac
 }

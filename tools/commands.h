@@ -54,6 +54,9 @@ void AddImatrix(CLI::App& app, Registry& r);
 void AddBench(CLI::App& app, Registry& r);
 void AddSynth(CLI::App& app, Registry& r);
 void AddInfo(CLI::App& app, Registry& r);
+void AddServe(CLI::App& app, Registry& r);
+void AddChat(CLI::App& app, Registry& r);
+void AddTemplate(CLI::App& app, Registry& r);
 void AddAdvise(CLI::App& app, Registry& r);
 
 // --no-memory-check for run and perplexity (serve: the same flag): skip the check that refuses a

@@ -1,7 +1,10 @@
 // lowbit: the command-line program. Thin by design: parse flags, call the library, print.
 // Exit codes: 0 success, 1 bad input or failed work (one-line error on stderr), 2 usage error.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "commands.h"
 #include "lowbit/base/cpu_features.h"
@@ -29,9 +32,18 @@ int main(int argc, char** argv) {
   lowbit::tools::AddBench(app, registry);
   lowbit::tools::AddSynth(app, registry);
   lowbit::tools::AddInfo(app, registry);
+  lowbit::tools::AddServe(app, registry);
+  lowbit::tools::AddChat(app, registry);
+  lowbit::tools::AddTemplate(app, registry);
   lowbit::tools::AddAdvise(app, registry);
+  // llama.cpp's `-np N` (one dash, two letters), which CLI11 cannot declare, means --parallel.
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (std::string& a : args) {
+    if (a == "-np") a = "--parallel";
+  }
+  std::reverse(args.begin(), args.end());  // CLI11 takes the arguments last first
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <malloc.h>
 
+#include <utility>
 #include <vector>
 
 #include "lowbit/model/llama.h"
@@ -39,18 +40,28 @@ TEST(SessionMemory, PlanIsWhatTheSessionAllocates) {
     ASSERT_TRUE(g.ok());
     auto model = LlamaModel::Load(*g);
     ASSERT_TRUE(model.ok());
-    for (bool f16 : {false, true}) {
+    // One sequence as run builds it; three slots with batch-invariant products as serve builds them.
+    for (auto [f16, n_seq] : {std::pair{false, 1}, std::pair{true, 1}, std::pair{false, 3}}) {
       for (int threads : {1, 2}) {
-        SCOPED_TRACE(file + (f16 ? " f16" : " f32") + " threads " + std::to_string(threads));
-        const SessionOptions o{.n_ctx = 96, .threads = threads, .max_batch = 64, .kv_f16 = f16};
+        SCOPED_TRACE(file + (f16 ? " f16" : " f32") + " slots " + std::to_string(n_seq) + " threads " + std::to_string(threads));
+        const SessionOptions o{.n_ctx = 96, .threads = threads, .max_batch = 64, .kv_f16 = f16, .n_seq = n_seq, .batch_invariant = n_seq > 1};
         const SessionSizes plan = PlanSession(*model, o);
         EXPECT_EQ(plan.batch, 64);
-        EXPECT_EQ(plan.kv_bytes, uint64_t{2} * 2 * 96 * 128 * (f16 ? 2 : 4));  // 2 layers, K and V, 2 KV heads of 64
-        std::vector<int32_t> tokens(64);
-        for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(i * 7 % 512);
+        // 2 layers, K and V, each slot's 96 positions of 2 KV heads of 64.
+        EXPECT_EQ(plan.kv_bytes, uint64_t{2} * 2 * static_cast<uint64_t>(n_seq) * 96 * 128 * (f16 ? 2 : 4));
+        std::vector<BatchToken> batch(64);
+        std::vector<int64_t> next(static_cast<size_t>(n_seq), 0);  // each slot's next position
+        for (size_t i = 0; i < batch.size(); ++i) {
+          const int32_t seq = static_cast<int32_t>(i) % n_seq;
+          batch[i] = {.token = static_cast<int32_t>(i * 7 % 512), .seq = seq, .pos = next[static_cast<size_t>(seq)]++, .logits = true};
+        }
         auto run = [&](LlamaSession& s) {
-          s.Forward(tokens, 0, /*all_logits=*/true);  // every product at a full step, the classifier too
-          for (int64_t p = 64; p < 70; ++p) s.Forward(3, p);
+          s.ForwardBatch(batch);  // every product at a full step, the classifier on all 64 rows too
+          for (int64_t p = 0; p < 6; ++p) {
+            std::vector<BatchToken> step;
+            for (int32_t q = 0; q < n_seq; ++q) step.push_back({.token = 3, .seq = q, .pos = next[static_cast<size_t>(q)] + p, .logits = true});
+            s.ForwardBatch(step);
+          }
         };
         if (threads == 1) {
           // The kernels' own per-thread buffers (GEMM packing, thread_local) are sized by a first

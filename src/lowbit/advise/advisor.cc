@@ -71,15 +71,10 @@ void EstimateNodes(const PlannedModel& p, const Hardware& hw, const AdviseOption
     e->error = rank.status().message();
     return;
   }
-  SessionOptions so;
-  so.n_ctx = e->ctx;
-  so.threads = hw.threads;
-  so.max_batch = std::min<int64_t>(e->ctx, 512);
-  so.kv_f16 = o.kv_f16;
-  const SessionSizes s = PlanSession(*rank, so);
+  const SessionSizes s = PlanSession(*rank, SessionOptionsFor(e->ctx, hw.threads, o.kv_f16, o.slots));
   e->memory.in_memory = true;
   e->memory.weights = RankWeightBytes(*rank);
-  e->memory.kv_cache = s.kv_bytes * static_cast<uint64_t>(std::max(1, o.slots));
+  e->memory.kv_cache = s.kv_bytes;
   e->memory.buffers = s.TotalBytes() - s.kv_bytes;
   e->memory.overhead = kProcessBytes + static_cast<uint64_t>(p.model.config().n_vocab) * kBytesPerVocabEntry + p.n_merges * kBytesPerMerge;
   e->available = hw.ram_available;
@@ -109,15 +104,10 @@ void EstimateNodes(const PlannedModel& p, const Hardware& hw, const AdviseOption
 // On a GPU described by its memory and bandwidth: the weights, the cache and lowbit's session
 // buffers in its memory; decode at gpu_efficiency of its bandwidth. Prompt speed is not modelled.
 void EstimateGpu(const PlannedModel& p, const Hardware& hw, const AdviseOptions& o, Estimate* e) {
-  SessionOptions so;
-  so.n_ctx = e->ctx;
-  so.threads = 1;
-  so.max_batch = std::min<int64_t>(e->ctx, 512);
-  so.kv_f16 = o.kv_f16;
-  const SessionSizes s = PlanSession(p.model, so);
+  const SessionSizes s = PlanSession(p.model, SessionOptionsFor(e->ctx, 1, o.kv_f16, o.slots));
   e->memory.in_memory = true;
   e->memory.weights = p.file_bytes;
-  e->memory.kv_cache = s.kv_bytes * static_cast<uint64_t>(std::max(1, o.slots));
+  e->memory.kv_cache = s.kv_bytes;
   e->memory.buffers = s.TotalBytes() - s.kv_bytes - s.AttentionScratchBytes();
   e->memory.overhead = 0;
   e->available = hw.vram;

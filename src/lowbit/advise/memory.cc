@@ -19,6 +19,17 @@ nlohmann::json RunMemory::ToJson() const {
 
 int64_t ContextOf(const PlannedModel& p, const RunShape& r) { return r.n_ctx > 0 ? r.n_ctx : p.model.config().n_ctx_train; }
 
+SessionOptions SessionOptionsFor(int64_t n_ctx, int threads, bool kv_f16, int slots) {
+  SessionOptions o;
+  o.n_ctx = n_ctx;
+  o.threads = threads;
+  o.kv_f16 = kv_f16;
+  o.n_seq = std::max(1, slots);
+  o.max_batch = o.n_seq > 1 ? std::max<int64_t>(512, o.n_seq) : std::min<int64_t>(n_ctx, 512);
+  o.batch_invariant = o.n_seq > 1;
+  return o;
+}
+
 RunMemory PredictRunMemory(const PlannedModel& p, const RunShape& r) {
   RunMemory m;
   m.in_memory = r.in_memory;
@@ -27,13 +38,8 @@ RunMemory PredictRunMemory(const PlannedModel& p, const RunShape& r) {
   m.weights = r.in_memory ? RoundUp(p.file_bytes, r.huge_pages ? uint64_t{2} << 20 : 4096)
                           : RoundUp(p.file_bytes - p.UnreadBytes(), 4096);
   const int64_t n_ctx = ContextOf(p, r);
-  SessionOptions o;
-  o.n_ctx = n_ctx;
-  o.threads = r.threads;
-  o.max_batch = std::min<int64_t>(n_ctx, 512);  // as run, perplexity and the server build sessions
-  o.kv_f16 = r.kv_f16;
-  const SessionSizes s = PlanSession(p.model, o);
-  m.kv_cache = s.kv_bytes * static_cast<uint64_t>(std::max(1, r.slots));
+  const SessionSizes s = PlanSession(p.model, SessionOptionsFor(n_ctx, r.threads, r.kv_f16, r.slots));
+  m.kv_cache = s.kv_bytes;
   const uint64_t vocab = static_cast<uint64_t>(p.model.config().n_vocab);
   // Generate's copy of the logits and token history; the sampler's candidates and probabilities.
   const uint64_t loop = vocab * 4 + static_cast<uint64_t>(n_ctx) * 4 + vocab * (sizeof(std::pair<float, int32_t>) + 4);

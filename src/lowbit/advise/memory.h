@@ -38,6 +38,11 @@ struct RunShape {
 int64_t ContextOf(const PlannedModel& p, const RunShape& r);
 RunMemory PredictRunMemory(const PlannedModel& p, const RunShape& r);
 
+// The session `lowbit run` and `perplexity` build (one slot), or `lowbit serve` with `slots` > 1:
+// one KV cache per slot, a step of max(512, slots) tokens, batch-invariant products
+// (server/serve.cc, engine/scheduler.cc).
+SessionOptions SessionOptionsFor(int64_t n_ctx, int threads, bool kv_f16, int slots);
+
 // The process's own resident memory besides the model, its session and its vocabulary: code, libraries,
 // the thread pool (measured with `lowbit run` on stories5M and the tinyllama-1.1b synthetic:
 // docs/PERFORMANCE.md, "Memory").

@@ -204,6 +204,10 @@ Status GgufFile::ParseTensorInfos(ByteReader& r, uint64_t n_tensors) {
       }
       return r.ErrorAt(type_at, "tensor '{}' has unknown ggml type id {}", t.name, type_id);
     }
+    if (FindGgmlType(type_id)->internal) {
+      return r.ErrorAt(type_at, "tensor '{}' has type id {} ({}), one of lowbit's in-memory types, which no GGUF file may hold",
+                       t.name, type_id, FindGgmlType(type_id)->name);
+    }
     t.type = static_cast<GgmlType>(type_id);
     LOWBIT_RETURN_IF_ERROR(r.Read(&t.offset, "tensor data offset"));
     std::string err = ComputeTensorSize(t.type, t.n_dims, t.dims.data(), &t.n_elements, &t.n_bytes);

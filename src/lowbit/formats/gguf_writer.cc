@@ -74,6 +74,9 @@ Status GgufWriter::AddTensor(const std::string& name, GgmlType type, std::span<c
   for (const Tensor& t : tensors_) {
     if (t.info.name == name) return Errorf("tensor '{}' added twice", name);
   }
+  if (TypeInfo(type).internal) {
+    return Errorf("tensor '{}': {} is one of lowbit's in-memory types, which GGUF cannot hold; write a ggml type", name, TypeInfo(type).name);
+  }
   Tensor t;
   t.info.name = name;
   t.info.type = type;

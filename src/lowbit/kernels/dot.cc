@@ -251,6 +251,7 @@ GgmlType ActTypeFor(GgmlType w) {
     case kQ4_0: case kQ5_0: case kQ8_0: case kIQ4_NL: return kQ8_0;
     case kQ4_1: case kQ5_1: return kQ8_1;
     case kQ2_K: case kQ3_K: case kQ4_K: case kQ5_K: case kQ6_K: case kIQ4_XS: return kQ8_K;
+    case kW4G32: case kW4G64: case kW4G128: case kW8G32: case kW8G64: case kW8G128: return kQ8_0;
     default: return kF32;
   }
 }
@@ -268,32 +269,75 @@ uint64_t ActRowBytes(GgmlType w, int64_t n) {
   return RoundUp(ActScalesOffset(w, n) + scales, 64);
 }
 
-void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, uint8_t* out, int64_t n) {
-  auto* scales = reinterpret_cast<float*>(out + ActScalesOffset(w, n));
-  const int64_t nb = n / kQK;
-  switch (ActTypeFor(w)) {
-    case GgmlType::kQ8_0: {
-      auto* sums = reinterpret_cast<int32_t*>(scales + 2 * nb);
-      k.quant_q8_0(x, out, n, sums);
-      const auto* b = reinterpret_cast<const BlockQ8_0*>(out);
-      for (int64_t i = 0; i < nb; ++i) {
-        scales[i] = H(b[i].d);
-        scales[nb + i] = scales[i] * static_cast<float>(sums[i]);  // exact: 11-bit d times |sum| < 2^12
-      }
-      break;
-    }
-    case GgmlType::kQ8_1: {
-      k.quant_q8_1(x, out, n, nullptr);
-      const auto* b = reinterpret_cast<const BlockQ8_1*>(out);
-      for (int64_t i = 0; i < nb; ++i) scales[i] = H(b[i].d), scales[nb + i] = H(b[i].s);
-      break;
-    }
-    case GgmlType::kQ8_K: k.quant_q8_k(x, out, n, nullptr); break;
-    default: std::memcpy(out, x, static_cast<size_t>(n) * sizeof(float)); break;
+namespace {
+
+// The blocks of an activation row from n floats (and, for Q8_0, the integer code sums into sums[]).
+void QuantizeBlocks(const DotKernels& k, GgmlType a, const float* x, uint8_t* blocks, int32_t* sums, int64_t n) {
+  switch (a) {
+    case GgmlType::kQ8_0: k.quant_q8_0(x, blocks, n, sums); break;
+    case GgmlType::kQ8_1: k.quant_q8_1(x, blocks, n, nullptr); break;
+    case GgmlType::kQ8_K: k.quant_q8_k(x, blocks, n, nullptr); break;
+    default: std::memcpy(blocks, x, static_cast<size_t>(n) * sizeof(float)); break;
   }
 }
 
+// The float scales after the blocks (kernels/dot.h, ActRowBytes), from the blocks and Q8_0's sums.
+void FillActScales(GgmlType w, uint8_t* out, int64_t n) {
+  auto* scales = reinterpret_cast<float*>(out + ActScalesOffset(w, n));
+  const int64_t nb = n / kQK;
+  if (ActTypeFor(w) == GgmlType::kQ8_0) {
+    const auto* sums = reinterpret_cast<const int32_t*>(scales + 2 * nb);
+    const auto* b = reinterpret_cast<const BlockQ8_0*>(out);
+    for (int64_t i = 0; i < nb; ++i) {
+      scales[i] = H(b[i].d);
+      scales[nb + i] = scales[i] * static_cast<float>(sums[i]);  // exact: 11-bit d times |sum| < 2^12
+    }
+  } else if (ActTypeFor(w) == GgmlType::kQ8_1) {
+    const auto* b = reinterpret_cast<const BlockQ8_1*>(out);
+    for (int64_t i = 0; i < nb; ++i) scales[i] = H(b[i].d), scales[nb + i] = H(b[i].s);
+  }
+}
+
+// Where a Q8_0 activation row keeps its integer code sums; nullptr for the other activation types.
+int32_t* Q8_0Sums(GgmlType w, uint8_t* out, int64_t n) {
+  if (ActTypeFor(w) != GgmlType::kQ8_0) return nullptr;
+  return reinterpret_cast<int32_t*>(out + ActScalesOffset(w, n)) + 2 * (n / kQK);
+}
+
+}  // namespace
+
+void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, uint8_t* out, int64_t n) {
+  QuantizeBlocks(k, ActTypeFor(w), x, out, Q8_0Sums(w, out, n), n);
+  FillActScales(w, out, n);
+}
+
+void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, const int32_t* x_map, uint8_t* out, int64_t n) {
+  if (x_map == nullptr) return QuantizeActivations(k, w, x, out, n);
+  // Gathered a chunk of whole blocks at a time into a buffer on the stack, each chunk converted where
+  // the whole row would put it: blocks are converted independently, so the bytes are the ones the
+  // gathered row would give, with no allocation and no pass over a gathered copy of the row.
+  constexpr int64_t kChunk = 512;  // a multiple of every activation block (32, 256)
+  alignas(64) float buf[kChunk];
+  const GgmlType a = ActTypeFor(w);
+  const uint64_t block_bytes = a == GgmlType::kF32 ? 4 : TypeInfo(a).block_bytes;
+  const int64_t block = a == GgmlType::kF32 ? 1 : TypeInfo(a).block_size;
+  int32_t* sums = Q8_0Sums(w, out, n);
+  for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+    const int64_t len = std::min(kChunk, n - c0);
+    for (int64_t j = 0; j < len; ++j) {
+      const int32_t src = x_map[c0 + j];
+      buf[j] = src < 0 ? 0.0f : x[src];
+    }
+    QuantizeBlocks(k, a, buf, out + static_cast<uint64_t>(c0 / block) * block_bytes, sums != nullptr ? sums + c0 / kQK : nullptr, len);
+  }
+  FillActScales(w, out, n);
+}
+
 void QuantizeActivations(GgmlType w, const float* x, uint8_t* out, int64_t n) { QuantizeActivations(ActiveDotKernels(), w, x, out, n); }
+
+void QuantizeActivations(GgmlType w, const float* x, const int32_t* x_map, uint8_t* out, int64_t n) {
+  QuantizeActivations(ActiveDotKernels(), w, x, x_map, out, n);
+}
 
 namespace internal {
 void FillRefDotKernels(DotKernels* k) {
@@ -313,6 +357,7 @@ void FillRefDotKernels(DotKernels* k) {
   k->attend[0] = AttendRef<false>;
   k->attend[1] = AttendRef<true>;
   k->swiglu = SwiGluRef;
+  FillRefGroupedKernels(k);
 }
 }  // namespace internal
 
@@ -325,11 +370,13 @@ const DotKernels& DotKernelsFor(Isa isa) {
   static const DotKernels avx2 = [] {
     DotKernels k = ref;
     internal::FillAvx2DotKernels(&k);
+    internal::FillAvx2GroupedKernels(&k);
     return k;
   }();
   static const DotKernels avx512 = [] {
     DotKernels k = ref;
     internal::FillAvx512DotKernels(&k);
+    internal::FillAvx512GroupedKernels(&k);
     return k;
   }();
   return isa >= Isa::kAvx512 ? avx512 : isa >= Isa::kAvx2 ? avx2 : ref;

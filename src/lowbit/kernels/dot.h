@@ -9,6 +9,13 @@
 // The reference table computes the integer block sums exactly and combines them in float; the
 // AVX2 table computes the same integer sums (maddubs/madd) and differs only in the order of the
 // float additions and FMA rounding. Tests bound the difference per type (tests/kernels/dot_test.cc).
+//
+// The grouped-integer types (W4G32 .. W8G128, numeric/grouped.h) take Q8_0 activations too. Their
+// float order, which every table keeps (so all their kernels are bit-equal to the reference): per
+// group g of G columns, gs = 0, then for each 32-column sub-block i of it in order
+// gs += float(isum_i - z * asum_i) * d_a[i] (isum_i the exact integer dot of the codes with the
+// activation codes, asum_i the sum of the activation codes, d_a[i] the block's fp16 scale as float;
+// the integer difference is exact in int32), then acc += fp16(d) * gs, acc starting at 0 (no FMA).
 #pragma once
 
 #include <cstdint>
@@ -26,7 +33,7 @@ using VecDotFn = float (*)(const uint8_t* w_row, const uint8_t* act, int64_t n);
 // the table's VecDotFn returns for row t.
 using VecDot4Fn = void (*)(const uint8_t* w_row, const uint8_t* act, uint64_t act_stride, int64_t n, float* out);
 
-inline constexpr int kMaxTypeId = 43;
+inline constexpr int kMaxTypeId = static_cast<int>(kTypeIdLimit);  // ggml's ids and lowbit's internal ones
 
 // Prefill GEMM on 8 weight rows (w, row_bytes apart) and ntok activation rows (act_stride apart):
 // y[t * y_stride + r] for r < 8. Each result equals the reference VecDotFn's bit for bit. Where the
@@ -102,11 +109,20 @@ uint64_t ActScalesOffset(GgmlType w, int64_t n);
 // table's quantizers (every table gives the same bytes) or the active one's.
 void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, uint8_t* out, int64_t n);
 void QuantizeActivations(GgmlType w, const float* x, uint8_t* out, int64_t n);
+// The same through an input map (MatMulArgs::x_map, kernels/matvec.h): element i is x[x_map[i]], or
+// 0 where x_map[i] < 0, gathered while converting (a chunk of blocks at a time; no allocation). The
+// bytes equal those of the plain call on the gathered row; x_map == nullptr is the plain call.
+void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, const int32_t* x_map, uint8_t* out, int64_t n);
+void QuantizeActivations(GgmlType w, const float* x, const int32_t* x_map, uint8_t* out, int64_t n);
 
 namespace internal {
 void FillRefDotKernels(DotKernels* k);
 void FillAvx2DotKernels(DotKernels* k);    // overrides the entries it has
 void FillAvx512DotKernels(DotKernels* k);  // AVX2 kernels with VNNI
+// The grouped-integer types' entries (kernels/dot_grouped.cc, dot_grouped_x86.inc).
+void FillRefGroupedKernels(DotKernels* k);
+void FillAvx2GroupedKernels(DotKernels* k);
+void FillAvx512GroupedKernels(DotKernels* k);
 }  // namespace internal
 
 }  // namespace lowbit

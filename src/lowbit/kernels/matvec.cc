@@ -57,8 +57,11 @@ Prepared Prepare(const DotKernels& k, const MatMulArgs& a) {
   p.a = &a;
   p.dot = k.For(a.type);
   p.dot4 = k.For4(a.type);
-  p.eight_rows = a.batch >= 8 ? k.ForGemm8(a.type) : a.batch == 1 ? k.ForRows8(a.type) : nullptr;
-  if (a.batch >= 8 && p.eight_rows != nullptr) {
+  const Gemm8Fn gemm = a.batch >= 8 ? k.ForGemm8(a.type) : nullptr;
+  const Rows8Fn rows = k.ForRows8(a.type);
+  if (!a.batch_invariant) p.eight_rows = a.batch >= 8 ? gemm : a.batch == 1 ? rows : nullptr;
+  else p.eight_rows = rows == nullptr ? nullptr : gemm != nullptr ? gemm : rows;
+  if (gemm != nullptr && p.eight_rows == gemm) {
     p.sixteen_rows = k.ForGemm16(a.type);
     p.layout = k.ForGemm8Layout(a.type);
   }
@@ -70,7 +73,9 @@ Prepared Prepare(const DotKernels& k, const MatMulArgs& a) {
 
 // Tokens [b0, b1): converted, then (b0 even) rearranged for the GEMM if it has a layout.
 void QuantizeTokens(const DotKernels& k, const Prepared& p, size_t b0, size_t b1) {
-  for (size_t b = b0; b < b1; ++b) QuantizeActivations(k, p.a->type, p.a->x + b * p.a->cols, p.act + b * p.act_bytes, p.a->cols);
+  const MatMulArgs& a = *p.a;
+  const uint64_t x_stride = static_cast<uint64_t>(a.x_stride != 0 ? a.x_stride : a.cols);
+  for (size_t b = b0; b < b1; ++b) QuantizeActivations(k, a.type, a.x + b * x_stride, a.x_map, p.act + b * p.act_bytes, a.cols);
   if (p.layout != nullptr) {
     p.layout(p.act + b0 * p.act_bytes, p.act_bytes, p.a->cols, static_cast<int64_t>(b1 - b0), p.act8 + b0 * p.act_bytes);
   }
@@ -156,9 +161,12 @@ void MatMulGroup(const DotKernels& k, std::span<const MatMulArgs> group, ThreadP
   uint8_t* act = scratch->Get(act_total);
   for (size_t i = 0; i < group.size(); ++i) {
     // Products on the same input whose weight types take the same activation type (a layer's Q/K/V,
-    // its gate/up) share one conversion: it is a function of x, cols and that type only.
+    // its gate/up) share one conversion: it is a function of x, x_map, cols and that type only.
+    auto same_input = [&](const MatMulArgs& u, const MatMulArgs& v) {
+      return u.x == v.x && u.x_map == v.x_map && u.cols == v.cols && ActTypeFor(u.type) == ActTypeFor(v.type);
+    };
     size_t j = 0;
-    while (j < i && !(group[j].x == group[i].x && group[j].cols == group[i].cols && ActTypeFor(group[j].type) == ActTypeFor(group[i].type))) ++j;
+    while (j < i && !same_input(group[j], group[i])) ++j;
     if (j < i) {
       p[i].act = p[i].act8 = p[j].act;
       continue;

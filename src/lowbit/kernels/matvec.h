@@ -39,9 +39,21 @@ struct MatMulArgs {
   const uint8_t* w = nullptr;
   int64_t rows = 0, cols = 0;
   uint64_t row_stride = 0;   // bytes from one row to the next; 0: packed (RowBytes of cols)
-  const float* x = nullptr;  // [batch][cols]
+  const float* x = nullptr;  // [batch][x_stride]
+  // The input map (length cols; nullptr: identity): weight column i reads input column x_map[i] of
+  // each row of x, or 0 where x_map[i] < 0. Gathered once per product while the activations are
+  // converted (QuantizeActivations with a map), so a mapped product costs what a plain one does.
+  // Uses: act-order weights stored with their columns sorted by group (the map undoes the sort),
+  // rows padded to whole blocks (-1 for the padding), a tensor-parallel shard's own columns.
+  const int32_t* x_map = nullptr;
+  int64_t x_stride = 0;      // floats from one row of x to the next; 0: cols (with a map: the input's width)
   int64_t batch = 1;
   float* y = nullptr;        // [batch][rows]
+  // Every row's result independent of `batch` (continuous batching: a sequence's tokens get the
+  // same logits whatever else shares the step). Where the table has a rows8 kernel (bit-equal to the
+  // reference, as its gemm8 is) it serves every batch below 8 and any batch without a gemm8; a type
+  // without one never takes the gemm8 (its dot and dot4 agree with each other, not with gemm8).
+  bool batch_invariant = false;
 };
 
 // Products of fewer multiply-adds (rows x cols x batch, summed over a group) run on the calling
@@ -56,7 +68,9 @@ void MatMul(const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch);
 // Several products in one hand-off to the pool, each with its own weights, input and output (a
 // layer's Q, K and V, or its gate and up projections). For one token the rows of all of them are
 // split across the threads as one range: one wait instead of one per product, and no thread idles
-// at the end of a small product. Otherwise (prefill, one thread) the products run one by one.
+// at the end of a small product; products on the same input (x and x_map) whose weight types take
+// the same activation type share one conversion. Otherwise (prefill, one thread) the products run
+// one by one.
 inline constexpr size_t kMaxMatMulGroup = 4;
 void MatMulGroup(const DotKernels& k, std::span<const MatMulArgs> group, ThreadPool* pool, MatMulScratch* scratch);
 void MatMulGroup(std::span<const MatMulArgs> group, ThreadPool* pool, MatMulScratch* scratch);

@@ -173,7 +173,9 @@ LlamaSession::LlamaSession(const LlamaModel& model, const SessionOptions& o)
     : m_(model),
       c_(model.config()),
       n_ctx_(o.n_ctx),
-      max_batch_(std::max<int64_t>(1, std::min(o.max_batch, o.n_ctx))),
+      max_batch_(std::max<int64_t>(1, std::min(o.max_batch, o.n_ctx * std::max(o.n_seq, 1)))),
+      n_seq_(std::max(o.n_seq, 1)),
+      batch_invariant_(o.batch_invariant),
       kv_f16_(o.kv_f16),
       q_dim_(model.local_heads() * model.config().head_dim),
       kv_dim_(model.local_kv_heads() * model.config().head_dim),
@@ -187,6 +189,8 @@ LlamaSession::LlamaSession(const LlamaModel& model, const SessionOptions& o)
   const int64_t B = sz.batch, E = sz.embd;
   LOWBIT_CHECK(B == max_batch_ && sz.q_dim == q_dim_ && sz.kv_dim == kv_dim_ && sz.threads == pool_->size());
   kv_.Resize(sz.kv_bytes);
+  batch_.resize(B);
+  want_.resize(B);
   x_.resize(B * E);
   xb_.resize(B * E);
   proj_.resize(B * E);
@@ -222,8 +226,9 @@ void LlamaSession::Linears(std::initializer_list<LinearJob> jobs, int64_t n) {
   LOWBIT_CHECK(jobs.size() <= kMaxMatMulGroup);
   size_t i = 0;
   for (const LinearJob& j : jobs) {
-    args[i++] = MatMulArgs{.type = j.w->type, .w = j.w->data, .rows = j.w->rows, .cols = j.w->cols,
-                           .row_stride = j.w->row_stride, .x = j.x, .batch = n, .y = j.y};
+    args[i++] = MatMulArgs{.type = j.w->type, .w = j.w->data, .rows = j.w->rows, .cols = j.w->cols, .row_stride = j.w->row_stride,
+                           .x = j.x, .x_map = j.w->x_map, .x_stride = j.w->x_stride, .batch = n, .y = j.y,
+                           .batch_invariant = batch_invariant_};
   }
   MatMulGroup(std::span<const MatMulArgs>(args, i), pool_.get(), &mm_scratch_);
   for (const LinearJob& j : jobs) {
@@ -234,12 +239,16 @@ void LlamaSession::Linears(std::initializer_list<LinearJob> jobs, int64_t n) {
   }
 }
 
-void LlamaSession::StoreKv(int64_t l, int64_t n, int64_t pos0) {
+size_t LlamaSession::KvOffset(int64_t l, int kv, int32_t seq) const {
+  return static_cast<size_t>(((l * 2 + kv) * n_seq_ + seq) * n_ctx_ * kv_dim_) * (kv_f16_ ? 2 : 4);
+}
+
+void LlamaSession::StoreKv(int64_t l, int64_t n) {
   const size_t el = kv_f16_ ? 2 : 4;
-  uint8_t* kc = kv_.data() + static_cast<size_t>((l * 2 + 0) * n_ctx_ * kv_dim_) * el;
-  uint8_t* vc = kv_.data() + static_cast<size_t>((l * 2 + 1) * n_ctx_ * kv_dim_) * el;
   for (int64_t b = 0; b < n; ++b) {
-    const size_t off = static_cast<size_t>((pos0 + b) * kv_dim_) * el;
+    uint8_t* kc = kv_.data() + KvOffset(l, 0, batch_[b].seq);
+    uint8_t* vc = kv_.data() + KvOffset(l, 1, batch_[b].seq);
+    const size_t off = static_cast<size_t>(batch_[b].pos * kv_dim_) * el;
     if (kv_f16_) {
       ConvertF32ToF16(k_.data() + b * kv_dim_, reinterpret_cast<uint16_t*>(kc + off), static_cast<size_t>(kv_dim_));
       ConvertF32ToF16(v_.data() + b * kv_dim_, reinterpret_cast<uint16_t*>(vc + off), static_cast<size_t>(kv_dim_));
@@ -250,11 +259,9 @@ void LlamaSession::StoreKv(int64_t l, int64_t n, int64_t pos0) {
   }
 }
 
-void LlamaSession::Attention(int64_t l, int64_t n, int64_t pos0) {
+void LlamaSession::Attention(int64_t l, int64_t n) {
   const int64_t hd = c_.head_dim, heads = m_.local_heads(), group = c_.n_head / c_.n_head_kv;
   const size_t el = kv_f16_ ? 2 : 4;
-  const uint8_t* kc = kv_.data() + static_cast<size_t>((l * 2 + 0) * n_ctx_ * kv_dim_) * el;
-  const uint8_t* vc = kv_.data() + static_cast<size_t>((l * 2 + 1) * n_ctx_ * kv_dim_) * el;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int64_t n_ctx = n_ctx_, q_dim = q_dim_;
   const uint64_t stride = static_cast<uint64_t>(kv_dim_) * el;
@@ -264,15 +271,19 @@ void LlamaSession::Attention(int64_t l, int64_t n, int64_t pos0) {
     thread_local std::vector<float> att;  // grows once per thread
     if (att.size() < static_cast<size_t>(group * n_ctx)) att.resize(static_cast<size_t>(group * n_ctx));
     for (size_t item = begin; item < end; ++item) {
-      // Token b, KV head hk, and the `group` query heads that read it.
+      // Token b, KV head hk, and the `group` query heads that read it: positions [0, pos] of its sequence.
       const int64_t b = static_cast<int64_t>(item) / kv_heads, hk = static_cast<int64_t>(item) % kv_heads;
       const uint64_t head_off = static_cast<uint64_t>(hk * hd) * el;
-      attend(q_.data() + b * q_dim + hk * group * hd, group, kc + head_off, vc + head_off, stride, pos0 + b + 1, hd, scale,
+      const uint8_t* kc = kv_.data() + KvOffset(l, 0, batch_[b].seq);
+      const uint8_t* vc = kv_.data() + KvOffset(l, 1, batch_[b].seq);
+      attend(q_.data() + b * q_dim + hk * group * hd, group, kc + head_off, vc + head_off, stride, batch_[b].pos + 1, hd, scale,
              att.data(), att_out_.data() + b * q_dim + hk * group * hd);
     }
   };
   const size_t items = static_cast<size_t>(n * kv_heads);
-  if (pool_->size() > 1 && n * heads * (pos0 + n) * hd >= (int64_t{1} << 16)) pool_->ParallelFor(items, run, 1);
+  int64_t positions = 0;  // summed over the tokens
+  for (int64_t b = 0; b < n; ++b) positions += batch_[b].pos + 1;
+  if (pool_->size() > 1 && heads * positions * hd >= (int64_t{1} << 16)) pool_->ParallelFor(items, run, 1);
   else run(0, items);
 }
 
@@ -287,16 +298,19 @@ void LlamaSession::SwiGlu(int64_t count) {
   else run(0, static_cast<size_t>(count));
 }
 
-void LlamaSession::Step(const int32_t* tokens, int64_t n, int64_t pos0, float* logits, bool all_logits) {
+void LlamaSession::Step(int64_t n, int64_t n_want, float* logits) {
   const int64_t E = c_.n_embd, hd = c_.head_dim, half = c_.rope_dim / 2, ff = m_.local_ff();
   for (int64_t b = 0; b < n; ++b) {
-    LOWBIT_CHECK_MSG(tokens[b] >= 0 && tokens[b] < c_.n_vocab, "token {} out of range", tokens[b]);
-    DequantizeRowOf(m_.token_embd.type, m_.token_embd.data, E, tokens[b], x_.data() + b * E);
+    const BatchToken& t = batch_[b];
+    LOWBIT_CHECK_MSG(t.token >= 0 && t.token < c_.n_vocab, "token {} out of range", t.token);
+    LOWBIT_CHECK_MSG(t.seq >= 0 && t.seq < n_seq_ && t.pos >= 0 && t.pos < n_ctx_, "sequence {} position {} outside {} x {}", t.seq,
+                     t.pos, n_seq_, n_ctx_);
+    DequantizeRowOf(m_.token_embd.type, m_.token_embd.data, E, t.token, x_.data() + b * E);
   }
   auto rope = [&](float* vec, int64_t width, int64_t heads) {
     for (int64_t b = 0; b < n; ++b) {
-      const float* cs = rope_cos_.data() + (pos0 + b) * half;
-      const float* sn = rope_sin_.data() + (pos0 + b) * half;
+      const float* cs = rope_cos_.data() + batch_[b].pos * half;
+      const float* sn = rope_sin_.data() + batch_[b].pos * half;
       for (int64_t h = 0; h < heads; ++h) {
         float* v = vec + b * width + h * hd;
         const int64_t stride = c_.rope_neox ? half : 1, step = c_.rope_neox ? 1 : 2;
@@ -328,8 +342,8 @@ void LlamaSession::Step(const int32_t* tokens, int64_t n, int64_t pos0, float* l
     Linears({{&L.wq, xb_.data(), q_.data(), L.bq}, {&L.wk, xb_.data(), k_.data(), L.bk}, {&L.wv, xb_.data(), v_.data(), L.bv}}, n);
     rope(q_.data(), q_dim_, m_.local_heads());
     rope(k_.data(), kv_dim_, m_.local_kv_heads());
-    StoreKv(l, n, pos0);
-    Attention(l, n, pos0);
+    StoreKv(l, n);
+    Attention(l, n);
     observe(l, 3, att_out_.data(), q_dim_);
     Linear(L.wo, att_out_.data(), n, proj_.data());
     add_reduced();
@@ -342,13 +356,9 @@ void LlamaSession::Step(const int32_t* tokens, int64_t n, int64_t pos0, float* l
     Linear(L.down, hb_.data(), n, proj_.data());
     add_reduced();
   }
-  if (all_logits) {
-    norm_all(m_.output_norm);
-    Linear(m_.output, xb_.data(), n, logits);
-  } else {
-    RmsNorm(x_.data() + (n - 1) * E, m_.output_norm, E, c_.rms_eps, xb_.data());
-    Linear(m_.output, xb_.data(), 1, logits);
-  }
+  if (n_want == 0) return;
+  for (int64_t i = 0; i < n_want; ++i) RmsNorm(x_.data() + want_[i] * E, m_.output_norm, E, c_.rms_eps, xb_.data() + i * E);
+  Linear(m_.output, xb_.data(), n_want, logits);
 }
 
 const float* LlamaSession::Forward(std::span<const int32_t> tokens, int64_t pos0, bool all_logits) {
@@ -358,8 +368,39 @@ const float* LlamaSession::Forward(std::span<const int32_t> tokens, int64_t pos0
   if (all_logits && logits_.size() < static_cast<size_t>(n * c_.n_vocab)) logits_.resize(static_cast<size_t>(n * c_.n_vocab));
   for (int64_t done = 0; done < n; done += max_batch_) {
     const int64_t m = std::min(max_batch_, n - done);
+    for (int64_t b = 0; b < m; ++b) {
+      batch_[b] = BatchToken{.token = tokens[done + b], .seq = 0, .pos = pos0 + done + b};
+      want_[b] = b;
+    }
     float* out = all_logits ? logits_.data() + done * c_.n_vocab : logits_.data();
-    Step(tokens.data() + done, m, pos0 + done, out, all_logits);
+    if (all_logits) {
+      Step(m, m, out);
+    } else {
+      want_[0] = m - 1;  // the last token's logits
+      Step(m, 1, out);
+    }
+  }
+  return logits_.data();
+}
+
+const float* LlamaSession::ForwardBatch(std::span<const BatchToken> batch) {
+  const int64_t n = static_cast<int64_t>(batch.size());
+  LOWBIT_CHECK_MSG(n >= 1, "ForwardBatch needs at least one token");
+  int64_t wanted = 0;
+  for (const BatchToken& t : batch) wanted += t.logits ? 1 : 0;
+  if (logits_.size() < static_cast<size_t>(std::max<int64_t>(wanted, 1) * c_.n_vocab)) {
+    logits_.resize(static_cast<size_t>(wanted * c_.n_vocab));
+  }
+  int64_t out_rows = 0;
+  for (int64_t done = 0; done < n; done += max_batch_) {
+    const int64_t m = std::min(max_batch_, n - done);
+    int64_t n_want = 0;
+    for (int64_t b = 0; b < m; ++b) {
+      batch_[b] = batch[done + b];
+      if (batch_[b].logits) want_[n_want++] = b;
+    }
+    Step(m, n_want, logits_.data() + out_rows * c_.n_vocab);
+    out_rows += n_want;
   }
   return logits_.data();
 }

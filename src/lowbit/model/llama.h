@@ -43,6 +43,11 @@ struct WeightView {
   const uint8_t* data = nullptr;
   int64_t rows = 0, cols = 0;  // rows = outputs, cols = inputs (GGUF dims[1], dims[0])
   uint64_t row_stride = 0;
+  // The product's input map and input width (MatMulArgs::x_map, x_stride; kernels/matvec.h): for
+  // weights stored with their columns regrouped or padded (GPTQ act-order, rows padded to whole
+  // blocks), cols is the stored width and x_stride the width of the input rows. nullptr / 0: plain.
+  const int32_t* x_map = nullptr;
+  int64_t x_stride = 0;
 };
 
 class LlamaModel {
@@ -78,10 +83,22 @@ struct SessionOptions {
   int64_t max_batch = 512;  // tokens per prefill step (longer prompts are split)
   bool kv_f16 = false;      // F16 KV cache (half the memory; llama.cpp's default)
   Comm* comm = nullptr;     // nullptr: a LocalComm (one rank)
+  int n_seq = 1;            // sequences (slots) the KV cache holds, n_ctx positions each
+  // A token's logits independent of the batch it runs in (MatMulArgs::batch_invariant); the server
+  // sets it so that batching changes no token. Off, short prompts may take other (faster) kernels.
+  bool batch_invariant = false;
 };
 
-// One sequence's state: KV cache and scratch, allocated once; Forward() allocates nothing after
-// the first call.
+// One token of a multi-sequence batch (LlamaSession::ForwardBatch).
+struct BatchToken {
+  int32_t token = 0;
+  int32_t seq = 0;      // KV slot, < SessionOptions::n_seq
+  int64_t pos = 0;      // position in its sequence, < n_ctx
+  bool logits = false;  // return this token's logits
+};
+
+// The state of n_seq sequences: KV cache and scratch, allocated once; Forward() and ForwardBatch()
+// allocate nothing after the first call of a given size.
 class LlamaSession {
  public:
   LlamaSession(const LlamaModel& model, const SessionOptions& o);
@@ -93,6 +110,16 @@ class LlamaSession {
   const float* Forward(std::span<const int32_t> tokens, int64_t pos0, bool all_logits = false);
   const float* Forward(int32_t token, int64_t pos) { return Forward(std::span<const int32_t>(&token, 1), pos); }
 
+  // Continuous batching: tokens of any sequences in one forward. The weight products run over all
+  // of them together (the weights stream from memory once per step); RoPE uses each token's
+  // position, its K/V go to (seq, pos), and its attention reads positions [0, pos] of its sequence,
+  // so the positions before it must be in the cache already or earlier in this batch. A token's
+  // logits are bit-equal to what it gets alone or in any other batch (the products are per row:
+  // tests/model/batch_test.cc). Returns [k][n_vocab] for the k tokens with `logits` set, in order.
+  // Batches longer than max_batch run as consecutive steps.
+  const float* ForwardBatch(std::span<const BatchToken> batch);
+  int n_seq() const { return n_seq_; }
+
   // Called with (weight name, input vector, length) for each token before each weight matrix is
   // applied (output.weight excluded), e.g. to collect an importance matrix. Empty: no calls.
   using Observer = std::function<void(const std::string& weight, const float* x, int64_t n)>;
@@ -100,7 +127,8 @@ class LlamaSession {
   int64_t n_ctx() const { return n_ctx_; }
 
  private:
-  void Step(const int32_t* tokens, int64_t n, int64_t pos0, float* logits, bool all_logits);
+  // Runs batch_[0, n); logits of the rows in want_[0, n_want) to `logits`.
+  void Step(int64_t n, int64_t n_want, float* logits);
   // y = x W^T (+ bias) for n tokens; Linears runs several in one hand-off to the thread pool.
   struct LinearJob {
     const WeightView* w;
@@ -110,20 +138,25 @@ class LlamaSession {
   };
   void Linears(std::initializer_list<LinearJob> jobs, int64_t n);
   void Linear(const WeightView& w, const float* x, int64_t n, float* y, const float* bias = nullptr) { Linears({{&w, x, y, bias}}, n); }
-  void Attention(int64_t layer, int64_t n, int64_t pos0);
-  void StoreKv(int64_t layer, int64_t n, int64_t pos0);
+  void Attention(int64_t layer, int64_t n);
+  void StoreKv(int64_t layer, int64_t n);
+  size_t KvOffset(int64_t layer, int kv, int32_t seq) const;  // bytes to (layer, k|v, seq, pos 0)
   void SwiGlu(int64_t count);  // hb_ = SiLU(hb_) * hb2_ over the first count values
 
   const LlamaModel& m_;
   LlamaConfig c_;
   int64_t n_ctx_, max_batch_;
+  int n_seq_;
+  bool batch_invariant_;
   bool kv_f16_;
   int64_t q_dim_, kv_dim_;  // this rank's widths
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Comm> local_comm_;
   Comm* comm_;
   MatMulScratch mm_scratch_;
-  AlignedBuffer kv_;  // [layer][k|v][pos][kv_dim] in F32 or F16
+  AlignedBuffer kv_;  // [layer][k|v][seq][pos][kv_dim] in F32 or F16
+  std::vector<BatchToken> batch_;  // [max_batch]: the step's tokens
+  std::vector<int64_t> want_;      // [max_batch]: rows whose logits are returned
   std::vector<float> x_, xb_, q_, k_, v_, att_out_, hb_, hb2_, proj_, logits_, rope_cos_, rope_sin_;
   Observer observer_;
   std::vector<std::string> names_;  // [layer * 7 + k]: attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down

@@ -19,20 +19,21 @@ namespace lowbit {
 
 struct SessionSizes {
   int64_t n_ctx = 0;
-  int64_t batch = 0;  // tokens per forward step: max_batch clamped to [1, n_ctx]
+  int n_seq = 1;      // sequences (slots), each with n_ctx positions of KV cache
+  int64_t batch = 0;  // tokens per forward step: max_batch clamped to [1, n_ctx * n_seq]
   int threads = 1;    // the pool's size (SessionOptions::threads, 0 = all hardware threads)
   // This rank's widths, in floats per token.
   int64_t embd = 0, q_dim = 0, kv_dim = 0, ff = 0, vocab = 0;
   int64_t rope_half = 0;       // RoPE table entries per position
   int64_t attention_group = 1; // query heads per KV head
-  uint64_t kv_bytes = 0;       // [layer][k|v][pos][kv_dim] in F32 or F16
+  uint64_t kv_bytes = 0;       // [layer][k|v][seq][pos][kv_dim] in F32 or F16
   // MatMulScratch at its largest: the converted activations of one full step through any of the
   // model's products (twice that where the kernel table's GEMM reorders them), or of one token's
   // grouped Q/K/V or gate/up products, whichever is larger.
   uint64_t matmul_scratch_bytes = 0;
 
   // Float activations of one step: x, xb, proj [batch][embd]; q, att_out [batch][q_dim];
-  // k, v [batch][kv_dim]; hb, hb2 [batch][ff].
+  // k, v [batch][kv_dim]; hb, hb2 [batch][ff]; and the step's tokens (BatchToken) and logit rows.
   uint64_t ActivationBytes() const;
   uint64_t RopeBytes() const { return uint64_t{2} * static_cast<uint64_t>(n_ctx * rope_half) * 4; }
   // The logits buffer after Forward was asked for all logits of `tokens` tokens (1: the last only).

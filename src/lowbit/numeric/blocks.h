@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "lowbit/numeric/ggml_type.h"
 
@@ -129,6 +130,37 @@ struct BlockIQ1_M {
   uint8_t scales[8];   // 3-bit sub-block scales; the fp16 super-block scale is spread over the top nibbles
 };
 
+// The grouped-integer types (internal rows W4G32 .. W8G128, numeric/ggml_type.h): one block is one
+// group of G input columns of one row, value = fp16(d) * (q - z) with unsigned codes q and the
+// effective integer zero point z (int16: GPTQ v1 with sym=False can store 2^bits, 256 at 8 bits).
+// W4: element 32 s + j (j < 16) in the low nibble of qs[16 s + j], element 32 s + j + 16 in its high
+// nibble (Q4_0's order within each 32-element sub-block s). W8: element j in qs[j].
+template <int G>
+struct BlockW4G {
+  uint16_t d;
+  int16_t z;
+  uint8_t qs[G / 2];
+};
+template <int G>
+struct BlockW8G {
+  uint16_t d;
+  int16_t z;
+  uint8_t qs[G];
+};
+template <int kBits, int G>
+using BlockWG = std::conditional_t<kBits == 4, BlockW4G<G>, BlockW8G<G>>;
+
+// Code of element e (< G) of a grouped block.
+template <int G>
+inline int GroupedCode(const BlockW4G<G>& b, int e) {
+  const uint8_t byte = b.qs[16 * (e / 32) + e % 16];
+  return e % 32 < 16 ? byte & 0xF : byte >> 4;
+}
+template <int G>
+inline int GroupedCode(const BlockW8G<G>& b, int e) {
+  return b.qs[e];
+}
+
 // IQ4_XS: the scale of 32-element sub-block ib (0..7), 6 bits, bias 32 removed.
 inline int IQ4XSScale(const BlockIQ4_XS& b, int ib) {
   return (((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((b.scales_h >> (2 * ib)) & 3) << 4)) - 32;
@@ -195,6 +227,12 @@ LOWBIT_BLOCK_SIZE(BlockIQ3_XXS, 98);
 LOWBIT_BLOCK_SIZE(BlockIQ3_S, 110);
 LOWBIT_BLOCK_SIZE(BlockIQ1_S, 50);
 LOWBIT_BLOCK_SIZE(BlockIQ1_M, 56);
+LOWBIT_BLOCK_SIZE(BlockW4G<32>, 20);
+LOWBIT_BLOCK_SIZE(BlockW4G<64>, 36);
+LOWBIT_BLOCK_SIZE(BlockW4G<128>, 68);
+LOWBIT_BLOCK_SIZE(BlockW8G<32>, 36);
+LOWBIT_BLOCK_SIZE(BlockW8G<64>, 68);
+LOWBIT_BLOCK_SIZE(BlockW8G<128>, 132);
 #undef LOWBIT_BLOCK_SIZE
 
 // The struct for each type, for code templated over types.
@@ -208,6 +246,8 @@ LOWBIT_BLOCK_OF(kIQ4_NL, BlockIQ4_NL); LOWBIT_BLOCK_OF(kIQ4_XS, BlockIQ4_XS); LO
 LOWBIT_BLOCK_OF(kTQ2_0, BlockTQ2_0); LOWBIT_BLOCK_OF(kIQ2_XXS, BlockIQ2_XXS); LOWBIT_BLOCK_OF(kIQ2_XS, BlockIQ2_XS);
 LOWBIT_BLOCK_OF(kIQ2_S, BlockIQ2_S); LOWBIT_BLOCK_OF(kIQ3_XXS, BlockIQ3_XXS); LOWBIT_BLOCK_OF(kIQ3_S, BlockIQ3_S);
 LOWBIT_BLOCK_OF(kIQ1_S, BlockIQ1_S); LOWBIT_BLOCK_OF(kIQ1_M, BlockIQ1_M);
+LOWBIT_BLOCK_OF(kW4G32, BlockW4G<32>); LOWBIT_BLOCK_OF(kW4G64, BlockW4G<64>); LOWBIT_BLOCK_OF(kW4G128, BlockW4G<128>);
+LOWBIT_BLOCK_OF(kW8G32, BlockW8G<32>); LOWBIT_BLOCK_OF(kW8G64, BlockW8G<64>); LOWBIT_BLOCK_OF(kW8G128, BlockW8G<128>);
 #undef LOWBIT_BLOCK_OF
 
 }  // namespace lowbit

@@ -369,6 +369,15 @@ void IQ1_M(const void* s, float* y, int64_t n) {
   }
 }
 
+// The grouped-integer types: fp16(d) * (q - z), the integer difference exact in float, one rounding.
+template <int kBits, int G>
+void WG(const void* s, float* y, int64_t n) {
+  for (const auto* b = Blocks<BlockWG<kBits, G>>(s); n > 0; n -= G, ++b, y += G) {
+    const float d = H(b->d);
+    for (int e = 0; e < G; ++e) y[e] = static_cast<float>(GroupedCode(*b, e) - b->z) * d;
+  }
+}
+
 }  // namespace
 
 ToFloatFn ToFloatFor(GgmlType type) {
@@ -397,6 +406,12 @@ ToFloatFn ToFloatFor(GgmlType type) {
     case GgmlType::kIQ3_S: return IQ3_S;
     case GgmlType::kIQ1_S: return IQ1_S;
     case GgmlType::kIQ1_M: return IQ1_M;
+    case GgmlType::kW4G32: return WG<4, 32>;
+    case GgmlType::kW4G64: return WG<4, 64>;
+    case GgmlType::kW4G128: return WG<4, 128>;
+    case GgmlType::kW8G32: return WG<8, 32>;
+    case GgmlType::kW8G64: return WG<8, 64>;
+    case GgmlType::kW8G128: return WG<8, 128>;
     default: return nullptr;
   }
 }

@@ -9,7 +9,7 @@ namespace {
 
 // Sizes follow the block structs of ggml-common.h (see ../shared/FORMATS.md); the structs lowbit
 // computes with carry static_asserts against these numbers in numeric/blocks.h.
-constexpr std::array<GgmlTypeInfo, 35> kTypes = {{
+constexpr std::array<GgmlTypeInfo, 41> kTypes = {{
     {GgmlType::kF32, "F32", 1, 4, false},
     {GgmlType::kF16, "F16", 1, 2, false},
     {GgmlType::kQ4_0, "Q4_0", 32, 18, true},
@@ -45,9 +45,16 @@ constexpr std::array<GgmlTypeInfo, 35> kTypes = {{
     {GgmlType::kNVFP4, "NVFP4", 64, 36, true},
     {GgmlType::kQ1_0, "Q1_0", 128, 18, true},
     {GgmlType::kQ2_0, "Q2_0", 64, 18, true},
+    // Internal: a block is one group of G columns of a row, fp16 d, int16 z, G 4- or 8-bit codes.
+    {GgmlType::kW4G32, "W4G32", 32, 4 + 16, true, true},
+    {GgmlType::kW4G64, "W4G64", 64, 4 + 32, true, true},
+    {GgmlType::kW4G128, "W4G128", 128, 4 + 64, true, true},
+    {GgmlType::kW8G32, "W8G32", 32, 4 + 32, true, true},
+    {GgmlType::kW8G64, "W8G64", 64, 4 + 64, true, true},
+    {GgmlType::kW8G128, "W8G128", 128, 4 + 128, true, true},
 }};
 
-constexpr uint32_t kMaxId = 42;
+constexpr uint32_t kMaxId = kTypeIdLimit - 1;
 
 constexpr std::array<const GgmlTypeInfo*, kMaxId + 1> BuildIndex() {
   std::array<const GgmlTypeInfo*, kMaxId + 1> idx{};
@@ -71,9 +78,9 @@ std::span<const GgmlTypeInfo> AllGgmlTypes() { return kTypes; }
 
 const GgmlTypeInfo* FindGgmlType(uint32_t id) { return id <= kMaxId ? kIndex[id] : nullptr; }
 
-const GgmlTypeInfo* FindGgmlTypeByName(std::string_view name) {
+const GgmlTypeInfo* FindGgmlTypeByName(std::string_view name, bool include_internal) {
   for (const auto& t : kTypes) {
-    if (EqualsIgnoreCase(t.name, name)) return &t;
+    if (EqualsIgnoreCase(t.name, name) && (include_internal || !t.internal)) return &t;
   }
   return nullptr;
 }

@@ -1,10 +1,22 @@
-// The ggml tensor type table: one row per type id that GGUF files can carry.
+// The ggml tensor type table: one row per type id that GGUF files can carry, and lowbit's internal
+// rows (below).
 //
 // Each row gives the name llama.cpp prints, the block size (elements per block) and the block's size
 // in bytes, so the byte size of any tensor can be computed (and validated) for every type, including
 // types lowbit cannot yet compute with. Ids that ggml removed (4, 5, 31-33, 36-38) have no row:
 // files using them are rejected with a message that says so. Computation (to_float, from_float,
 // vec_dot) is attached to rows by the layers that implement it.
+//
+// Internal rows (`internal`): weight types that exist only in memory, never in a GGUF file. Their
+// ids sit above ggml's (kFirstInternalTypeId), so they index the same per-type tables; the GGUF reader
+// rejects them, the GGUF writer refuses them, and FindGgmlTypeByName does not offer them (quantize
+// and convert take output types by name). Being in memory only, their ids can change freely.
+//  - W4G32, W4G64, W4G128, W8G32, W8G64, W8G128: the grouped-integer types that run GPTQ / AWQ
+//    weights natively (numeric/blocks.h BlockW4G / BlockW8G, numeric/grouped.h). 2- and 3-bit codes
+//    go in the 4-bit container, 5- to 7-bit ones in the 8-bit container.
+//  - ids from kFirstInternalTypeId + 16 are left for the bitsandbytes types (NF4, FP4, int8 with
+//    outliers) that come later.
+// ggml's ids stop at 42 today; should they ever reach kFirstInternalTypeId, move these up.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +33,14 @@ enum class GgmlType : uint32_t {
   kIQ2_S = 22, kIQ4_XS = 23, kI8 = 24, kI16 = 25, kI32 = 26, kI64 = 27, kF64 = 28,
   kIQ1_M = 29, kBF16 = 30, kTQ1_0 = 34, kTQ2_0 = 35, kMXFP4 = 39, kNVFP4 = 40,
   kQ1_0 = 41, kQ2_0 = 42,
+  // Internal (in memory only; see above).
+  kW4G32 = 64, kW4G64 = 65, kW4G128 = 66, kW8G32 = 67, kW8G64 = 68, kW8G128 = 69,
 };
+
+inline constexpr uint32_t kFirstInternalTypeId = 64;
+// One past the largest id of any row (ggml's or internal), with room for the internal types to come:
+// the size of tables indexed by type id.
+inline constexpr uint32_t kTypeIdLimit = 96;
 
 struct GgmlTypeInfo {
   GgmlType type;
@@ -29,6 +48,7 @@ struct GgmlTypeInfo {
   uint32_t block_size;     // elements per block (1 for plain types)
   uint32_t block_bytes;    // bytes per block
   bool quantized;          // a block format (needs general.quantization_version)
+  bool internal = false;   // lowbit's in-memory type: never read from or written to a GGUF file
 
   double bits_per_weight() const { return 8.0 * block_bytes / block_size; }
 };
@@ -38,8 +58,8 @@ std::span<const GgmlTypeInfo> AllGgmlTypes();
 // The row for an id, or nullptr for an unknown or removed id.
 const GgmlTypeInfo* FindGgmlType(uint32_t id);
 inline const GgmlTypeInfo& TypeInfo(GgmlType t) { return *FindGgmlType(static_cast<uint32_t>(t)); }
-// Case-insensitive name lookup ("q4_k" finds Q4_K).
-const GgmlTypeInfo* FindGgmlTypeByName(std::string_view name);
+// Case-insensitive name lookup ("q4_k" finds Q4_K); internal rows only with include_internal.
+const GgmlTypeInfo* FindGgmlTypeByName(std::string_view name, bool include_internal = false);
 // For ids ggml removed: the name it had ("Q4_0_4_4"), else empty.
 std::string_view RemovedGgmlTypeName(uint32_t id);
 

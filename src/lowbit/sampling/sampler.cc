@@ -8,6 +8,7 @@ namespace lowbit {
 Sampler::Sampler(const SamplerParams& p, int64_t n_vocab) : p_(p), rng_(p.seed) {
   cand_.resize(static_cast<size_t>(n_vocab));
   probs_.reserve(static_cast<size_t>(n_vocab));
+  counts_.reserve(static_cast<size_t>(std::max(p.repeat_last_n, 0)));
 }
 
 int32_t Sampler::Sample(float* logits, const std::vector<int32_t>& recent) {
@@ -23,6 +24,18 @@ int32_t Sampler::Sample(float* logits, const std::vector<int32_t>& recent) {
       }
       logits[t] = logits[t] > 0 ? logits[t] / p_.repeat_penalty : logits[t] * p_.repeat_penalty;
     }
+  }
+  if ((p_.frequency_penalty != 0.0f || p_.presence_penalty != 0.0f) && p_.repeat_last_n > 0) {
+    const size_t from = recent.size() > static_cast<size_t>(p_.repeat_last_n) ? recent.size() - p_.repeat_last_n : 0;
+    counts_.clear();
+    for (size_t i = from; i < recent.size(); ++i) {
+      const int32_t t = recent[i];
+      if (t < 0 || t >= n) continue;
+      auto it = std::find_if(counts_.begin(), counts_.end(), [t](const auto& c) { return c.first == t; });
+      if (it == counts_.end()) counts_.emplace_back(t, 1);
+      else ++it->second;
+    }
+    for (const auto& [t, count] : counts_) logits[t] -= static_cast<float>(count) * p_.frequency_penalty + p_.presence_penalty;
   }
   if (p_.temp <= 0) return static_cast<int32_t>(std::max_element(logits, logits + n) - logits);
 

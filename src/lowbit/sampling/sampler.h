@@ -1,5 +1,5 @@
-// Token sampling from logits, in llama.cpp's default order: repetition penalty over the last
-// `repeat_last_n` tokens, then top-k, top-p, min-p, temperature, and a draw from the remaining
+// Token sampling from logits, in llama.cpp's default order: penalties over the last
+// `repeat_last_n` tokens (repetition, then OpenAI's frequency and presence), then top-k, top-p, min-p, temperature, and a draw from the remaining
 // distribution with a seeded RNG. temp <= 0 is greedy (argmax after the penalty).
 #pragma once
 
@@ -15,6 +15,8 @@ struct SamplerParams {
   float top_p = 0.95f;     // >= 1: off
   float min_p = 0.05f;     // <= 0: off
   float repeat_penalty = 1.0f;  // 1: off
+  float frequency_penalty = 0.0f;  // logit -= frequency_penalty * count (0: off)
+  float presence_penalty = 0.0f;   // logit -= presence_penalty if the token occurs (0: off)
   int repeat_last_n = 64;
   uint64_t seed = 0;
 };
@@ -32,6 +34,7 @@ class Sampler {
   std::vector<float>& probs_scratch() { return probs_; }
   std::vector<std::pair<float, int32_t>> cand_;  // reused: no allocation per token
   std::vector<float> probs_;
+  std::vector<std::pair<int32_t, int32_t>> counts_;  // (token, occurrences) in the penalty window
 };
 
 }  // namespace lowbit

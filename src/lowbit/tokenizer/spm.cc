@@ -47,12 +47,12 @@ void SpmTokenizer::AppendBytes(std::string_view text, std::vector<int32_t>& out)
   for (char c : text) out.push_back(byte_ids_[static_cast<uint8_t>(c)]);
 }
 
-std::vector<int32_t> SpmTokenizer::Encode(std::string_view raw) const {
+std::vector<int32_t> SpmTokenizer::Encode(std::string_view raw, bool space_prefix) const {
   std::vector<int32_t> out;
   if (raw.empty()) return out;
   std::string text;
   text.reserve(raw.size() * 3 + 3);
-  if (add_space_prefix_) text += kSpace;
+  if (space_prefix) text += kSpace;
   for (char c : raw) {
     if (c == ' ') text += kSpace;
     else text += c;

@@ -20,7 +20,10 @@ class SpmTokenizer {
  public:
   explicit SpmTokenizer(const Vocab& vocab);
 
-  std::vector<int32_t> Encode(std::string_view text) const;
+  std::vector<int32_t> Encode(std::string_view text) const { return Encode(text, add_space_prefix_); }
+  // With the leading space (U+2581) the vocabulary asks for, or without it (text that follows a
+  // special token mid-way, as llama.cpp encodes it).
+  std::vector<int32_t> Encode(std::string_view text, bool space_prefix) const;
   // The text of one token (U+2581 shown as a space, byte tokens as their byte).
   std::string Decode(int32_t token) const;
 

@@ -22,10 +22,20 @@ class Tokenizer {
   virtual std::string Decode(int32_t token) const = 0;
   // Encode with BOS first when the vocabulary adds one (tokenizer.ggml.add_bos_token).
   std::vector<int32_t> EncodeWithBos(std::string_view text) const;
+  // Encode text in which special tokens (control, user-defined and unknown pieces such as "<s>" or
+  // "<|im_start|>") appear written out, as a chat template renders them: each becomes its token
+  // (llama.cpp's parse_special), the text between them is encoded as usual, a SentencePiece
+  // vocabulary's leading space going before the first text and each text after a special token.
+  // With add_bos, BOS first when the vocabulary adds one and the text does not begin with it.
+  std::vector<int32_t> EncodeSpecial(std::string_view text, bool add_bos = true) const;
 
  protected:
-  explicit Tokenizer(const Vocab& v) : vocab_(v) {}
+  explicit Tokenizer(const Vocab& v);
+  // Text between special tokens; `after_special`: it starts the text or follows a special token.
+  virtual std::vector<int32_t> EncodeFragment(std::string_view text, bool after_special) const = 0;
   const Vocab& vocab_;
+  std::vector<int32_t> special_;  // special tokens, longest text first
+  bool special_first_[256] = {};  // bytes a special token's text starts with
 };
 
 }  // namespace lowbit

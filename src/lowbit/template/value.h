@@ -1,0 +1,93 @@
+// Values of the Jinja subset (template/template.h): Python's semantics as Jinja2 gives them to
+// chat templates. Arrays, objects and namespaces are shared by reference (as in Python), so
+// `ns.x = ...` inside a loop is seen outside it. Objects keep their keys in insertion order (a
+// message's fields print and serialize in the order the request gave them).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lowbit/base/status.h"
+
+namespace lowbit::jinja {
+
+class Value;
+using Array = std::vector<Value>;
+using Object = std::vector<std::pair<std::string, Value>>;
+
+// Arguments of a call: positional, then keyword.
+struct CallArgs {
+  std::vector<Value> args;
+  std::vector<std::pair<std::string, Value>> kwargs;
+  const Value* Kw(std::string_view name) const;
+};
+using Function = std::function<Expected<Value>(CallArgs&)>;
+
+class Value {
+ public:
+  enum class Kind { kUndefined, kNone, kBool, kInt, kFloat, kString, kArray, kObject, kFunction };
+
+  Value() = default;  // undefined
+  static Value None() { return Value(Kind::kNone); }
+  Value(bool b) : kind_(Kind::kBool), i_(b) {}                  // NOLINT: implicit by design
+  Value(int64_t i) : kind_(Kind::kInt), i_(i) {}                 // NOLINT
+  Value(int i) : kind_(Kind::kInt), i_(i) {}                     // NOLINT
+  Value(double d) : kind_(Kind::kFloat), d_(d) {}                // NOLINT
+  Value(std::string s) : kind_(Kind::kString), s_(std::move(s)) {}  // NOLINT
+  Value(const char* s) : kind_(Kind::kString), s_(s) {}         // NOLINT
+  Value(Array a) : kind_(Kind::kArray), a_(std::make_shared<Array>(std::move(a))) {}    // NOLINT
+  Value(Object o) : kind_(Kind::kObject), o_(std::make_shared<Object>(std::move(o))) {}  // NOLINT
+  static Value Func(Function f);
+  static Value FromJson(const nlohmann::ordered_json& j);
+
+  Kind kind() const { return kind_; }
+  bool is_undefined() const { return kind_ == Kind::kUndefined; }
+  bool is_none() const { return kind_ == Kind::kNone; }
+  bool is_string() const { return kind_ == Kind::kString; }
+  bool is_number() const { return kind_ == Kind::kInt || kind_ == Kind::kFloat; }
+  bool is_array() const { return kind_ == Kind::kArray; }
+  bool is_object() const { return kind_ == Kind::kObject; }
+  bool is_function() const { return kind_ == Kind::kFunction; }
+
+  bool as_bool() const { return i_ != 0; }
+  int64_t as_int() const { return kind_ == Kind::kFloat ? static_cast<int64_t>(d_) : i_; }
+  double as_double() const { return kind_ == Kind::kFloat ? d_ : static_cast<double>(i_); }
+  const std::string& str() const { return s_; }
+  Array& array() const { return *a_; }
+  Object& object() const { return *o_; }
+  const Function& function() const { return *f_; }
+
+  // Python truthiness: empty strings and containers, 0, None and undefined are false.
+  bool Truthy() const;
+  // str(value) as Jinja prints it (None -> "None", True -> "True", 1.0 -> "1.0"; undefined -> "").
+  std::string ToString() const;
+  // json.dumps(value, ensure_ascii=False, indent=indent) as transformers' tojson filter does
+  // (", " and ": " separators without indent). `indent` < 0: none.
+  Expected<std::string> ToJson(int indent = -1) const;
+  // Member of an object (undefined when absent or not an object).
+  Value Get(std::string_view key) const;
+  void Set(const std::string& key, Value v) const;  // objects only
+  // == as Python compares (1 == 1.0; containers element by element).
+  bool Equals(const Value& o) const;
+
+ private:
+  explicit Value(Kind k) : kind_(k) {}
+  Kind kind_ = Kind::kUndefined;
+  int64_t i_ = 0;
+  double d_ = 0;
+  std::string s_;
+  std::shared_ptr<Array> a_;
+  std::shared_ptr<Object> o_;
+  std::shared_ptr<Function> f_;
+};
+
+const char* KindName(Value::Kind k);
+
+}  // namespace lowbit::jinja

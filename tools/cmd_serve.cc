@@ -1,0 +1,45 @@
+// `lowbit serve -m MODEL [--host 127.0.0.1] [--port 8080] [-np SLOTS] [-c CTX] [--api-key KEY] [-t T]
+// [--chat-template NAME|FILE]`: the OpenAI-compatible server (src/lowbit/server/).
+#include <csignal>
+#include <cstdio>
+#include <memory>
+
+#include "commands.h"
+#include "lowbit/server/serve.h"
+
+namespace lowbit::tools {
+namespace {
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+}  // namespace
+
+void AddServe(CLI::App& app, Registry& r) {
+  auto o = std::make_shared<server::ServeOptions>();
+  CLI::App* sub = app.add_subcommand("serve", "Serve a model over OpenAI's HTTP API (continuous batching, chat page at /)");
+  sub->add_option("-m,--model", o->model, "GGUF model")->required();
+  sub->add_option("--host", o->http.host, "address to listen on (default 127.0.0.1)");
+  sub->add_option("--port", o->http.port, "port (default 8080; 0: any free port)")->check(CLI::Range(0, 65535));
+  sub->add_option("--parallel", o->slots, "slots: requests decoded together (-np; default 4)")->check(CLI::Range(1, 256));
+  sub->add_option("-c,--ctx-size", o->ctx, "KV cache positions over all slots (default: slots x the model's context, at most 4096 each)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
+  sub->add_option("-t,--threads", o->threads, "threads (default: all)")->check(CLI::Range(0, 1024));
+  sub->add_option("--api-key", o->http.api_key, "require 'Authorization: Bearer KEY'");
+  sub->add_option("--chat-template", o->chat_template, "chat template: a built-in name (llama2, llama3, chatml, ...) or a file");
+  sub->add_option("--alias", o->model_name, "model id reported by /v1/models (default: the file name)");
+  sub->add_option("--queue", o->max_queue, "requests that may wait for a slot; more get 503 (default 16)")->check(CLI::Range(0, 1 << 16));
+  sub->add_option("--prompt-chunk", o->prompt_chunk, "prompt tokens a slot reads per step (default 128)")->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
+  sub->add_option("--max-body", o->http.max_body, "largest request body in bytes; larger gets 413 (default 8 MiB)")->check(CLI::Range(size_t{1024}, size_t{1} << 32));
+  AddCacheTypeOption(sub, &o->kv_f16);
+  AddResidencyOptions(sub, &o->residency);
+  r.Add(sub, [o]() -> Status {
+    std::signal(SIGINT, OnSignal);
+    std::signal(SIGTERM, OnSignal);
+    std::signal(SIGPIPE, SIG_IGN);
+    return server::Serve(*o, g_stop, [](const std::string& line) {
+      std::fprintf(stderr, "lowbit serve: %s\n", line.c_str());
+      std::fflush(stderr);
+    });
+  });
+}
+
+}  // namespace lowbit::tools
