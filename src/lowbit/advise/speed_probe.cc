@@ -41,7 +41,7 @@ namespace {
 
 constexpr size_t kStreamBytes = size_t{128} << 20;
 constexpr int64_t kCols = 4096;
-constexpr int kCacheVersion = 2;
+constexpr int kCacheVersion = 3;
 
 // Anonymous memory advised for 2 MiB pages (or against them), as MappedFile::Read holds a model.
 class ProbeBuffer {
@@ -212,13 +212,18 @@ Expected<MachineSpeed> Measure(int threads, Isa isa, bool show_progress, double*
   ProbeBuffer huge(kStreamBytes, true);
   if (huge.data() == nullptr) return Errorf("cannot allocate {} bytes to measure the kernels", kStreamBytes);
   ThreadPool one(1);
+  const uint64_t llc = LastLevelCacheBytes();
   for (GgmlType t : types) {
     FillRows(t, huge.data(), huge.size());
     const int64_t rows = static_cast<int64_t>(huge.size() / *RowBytes(t, kCols));
     TypeSpeed& ts = m.types[t];
     ts.stream_gbps = StreamRate(k, t, huge.data(), rows, &pool, &scratch);
     ts.stream1_gbps = threads > 1 ? StreamRate(k, t, huge.data(), rows, &one, &scratch) : ts.stream_gbps;
-    ts.cached_gbps = StreamRate(k, t, huge.data(), 64, &one, &scratch, 31);  // 64 rows: at most 1 MiB, in cache
+    // A matrix of half the last-level cache read again and again, on all threads: what a model that
+    // fits there reaches (if the cache does not keep it, as on a busy shared machine, this is no
+    // faster than memory and the prediction says so).
+    const int64_t cached_rows = std::max<int64_t>(8, static_cast<int64_t>(llc / 2 / *RowBytes(t, kCols)));
+    ts.cached_gbps = StreamRate(k, t, huge.data(), std::min(rows, cached_rows), &pool, &scratch, 9);
     ts.gemm_gops = GemmRate(k, t, huge.data(), &pool, &scratch);
     step(std::string(TypeInfo(t).name));
   }
@@ -235,7 +240,7 @@ Expected<MachineSpeed> Measure(int threads, Isa isa, bool show_progress, double*
     *mapped_factor = in_memory > 0 ? std::min(1.0, mapped / in_memory) : 1;
   }
   step("4 KiB pages");
-  m.llc_bytes = LastLevelCacheBytes();
+  m.llc_bytes = llc;
   m.attention_gflops = AttentionRate(k, false, &pool);
   m.attention_f16_gflops = AttentionRate(k, true, &pool);
   if (threads > 1) {

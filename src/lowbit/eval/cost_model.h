@@ -30,7 +30,7 @@ struct TypeSpeed {
   double stream_gbps = 0;   // decode: weight bytes per second through MatMul with one token, all threads, from memory (GB/s)
   double gemm_gops = 0;     // prefill: 2 x multiply-adds per second through MatMul with a prompt's tokens, all threads (GOP/s)
   double stream1_gbps = 0;  // decode on one thread from memory (products too small to hand out)
-  double cached_gbps = 0;   // decode on one thread of a small matrix in cache (models that fit in the last-level cache)
+  double cached_gbps = 0;   // decode, all threads, of a matrix of half the last-level cache read repeatedly (models that fit there)
 };
 
 struct MachineSpeed {
