@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "lowbit/pipeline/model_source.h"
 #include "train_flags.h"
+#include "lowbit/advise/guard.h"
 #include "lowbit/eval/perplexity.h"
 #include "lowbit/formats/hf.h"
 #include "tp.h"
@@ -24,6 +25,7 @@ void AddPerplexity(CLI::App& app, Registry& r) {
     Residency residency = Residency::kAuto;
     LoraFlags lora;
     TpFlags tp;
+    bool no_memory_check = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("perplexity", "Perplexity of a GGUF model on a text file (llama.cpp's method)");
@@ -39,7 +41,13 @@ void AddPerplexity(CLI::App& app, Registry& r) {
   AddResidencyOptions(sub, &a->residency);
   AddLoraOptions(sub, &a->lora);
   AddTpOptions(sub, &a->tp);
+  AddMemoryCheckOption(sub, &a->no_memory_check);
   r.Add(sub, [a]() -> Status {
+    if (!a->no_memory_check && MemoryCheckApplies(a->model)) {
+      // A chunk's logits are kept for every token (ctx - 1 of them).
+      LOWBIT_RETURN_IF_ERROR(RequireFit({.model = a->model, .n_ctx = a->ctx, .threads = a->threads, .kv_f16 = a->kv_f16,
+                                         .logits_tokens = -1, .residency = a->residency}));
+    }
     LOWBIT_ASSIGN_OR_RETURN(auto ctx, ModelContext::Open(a->model, a->residency, a->tp));
     LOWBIT_ASSIGN_OR_RETURN(auto specs, a->lora.Specs());
     LOWBIT_ASSIGN_OR_RETURN(auto adapters, ctx->AttachLora(specs));

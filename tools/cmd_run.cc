@@ -7,6 +7,8 @@
 #include "commands.h"
 #include "lowbit/pipeline/model_source.h"
 #include "train_flags.h"
+#include "lowbit/advise/guard.h"
+#include "lowbit/base/memory_info.h"
 #include "lowbit/engine/generate.h"
 #include "tp.h"
 
@@ -20,6 +22,7 @@ void AddRun(CLI::App& app, Registry& r) {
     Residency residency = Residency::kAuto;
     LoraFlags lora;
     TpFlags tp;
+    bool no_memory_check = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("run", "Generate text with a GGUF llama-family model");
@@ -39,7 +42,12 @@ void AddRun(CLI::App& app, Registry& r) {
   AddResidencyOptions(sub, &a->residency);
   AddLoraOptions(sub, &a->lora);
   AddTpOptions(sub, &a->tp);
+  AddMemoryCheckOption(sub, &a->no_memory_check);
   r.Add(sub, [a]() -> Status {
+    if (!a->no_memory_check && MemoryCheckApplies(a->model)) {
+      LOWBIT_RETURN_IF_ERROR(RequireFit({.model = a->model, .n_ctx = a->g.n_ctx, .threads = a->g.threads, .kv_f16 = a->g.kv_f16,
+                                         .residency = a->residency}));
+    }
     const auto t0 = std::chrono::steady_clock::now();
     LOWBIT_ASSIGN_OR_RETURN(auto ctx, ModelContext::Open(a->model, a->residency, a->tp));
     LOWBIT_ASSIGN_OR_RETURN(auto specs, a->lora.Specs());
@@ -59,10 +67,10 @@ void AddRun(CLI::App& app, Registry& r) {
     std::fflush(stdout);  // the text ends before the timing line on stderr
     const auto np = static_cast<double>(st.prompt_tokens.size()), ng = static_cast<double>(st.generated.size());
     if (!ctx->leader()) return OkStatus();
-    std::fprintf(stderr, "load %.1f ms (%s) | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s%s\n",
+    std::fprintf(stderr, "load %.1f ms (%s) | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s%s | peak RSS %.1f MiB\n",
                  load_s * 1e3, ctx->residency().c_str(), st.prompt_tokens.size(), st.prompt_seconds > 0 ? np / st.prompt_seconds : 0.0,
                  st.generated.size(), st.generate_seconds > 0 ? ng / st.generate_seconds : 0.0,
-                 st.stopped_at_eos ? " (end of text)" : "");
+                 st.stopped_at_eos ? " (end of text)" : "", static_cast<double>(PeakResidentBytes()) / (1 << 20));
     return OkStatus();
   });
 }

@@ -11,10 +11,11 @@ void AddSynth(CLI::App& app, Registry& r) {
   auto o = std::make_shared<SynthOptions>();
   auto quiet = std::make_shared<bool>(false);
   CLI::App* sub = app.add_subcommand("synth", "Write a GGUF with random weights in a real model's shape (for speed tests)");
-  sub->add_option("--shape", o->shape, "tinyllama-1.1b, llama2-7b, stories15m or tiny")->required();
+  sub->add_option("--shape", o->shape, "a shape `lowbit advise --list-shapes` lists (tinyllama-1.1b, llama2-7b, llama3-8b, ...)")->required();
   sub->add_option("-o,--output", o->output, "output GGUF")->required();
   sub->add_option("--type", o->type, "tensor type or mix (F32, F16, Q4_0, Q8_0, Q4_K_M, ...)");
   sub->add_option("--seed", o->seed, "random seed");
+  sub->add_option("--layers", o->layers, "keep only the first N layers (a quick test file with the shape's widths)")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   sub->add_option("-t,--threads", o->threads, "threads (default: all)")->check(CLI::Range(0, 1024));
   sub->add_flag("-q,--quiet", *quiet, "no progress display");
   r.Add(sub, [o, quiet]() -> Status {

@@ -1,6 +1,9 @@
 #include "commands.h"
 
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <memory>
 
 #include "lowbit/base/cpu_features.h"
@@ -78,6 +81,18 @@ void AddInfo(CLI::App& app, Registry& r) {
                 std::string(IsaName(ActiveIsa())).c_str());
     return OkStatus();
   });
+}
+
+}  // namespace lowbit::tools
+
+namespace lowbit::tools {
+
+bool MemoryCheckApplies(const std::string& model) {
+  const char* ranks = std::getenv("OMPI_COMM_WORLD_SIZE");
+  if (ranks != nullptr && std::strcmp(ranks, "1") != 0) return false;
+  std::ifstream in(model, std::ios::binary);
+  char magic[4] = {0, 0, 0, 0};
+  return in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0;
 }
 
 }  // namespace lowbit::tools

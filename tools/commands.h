@@ -61,5 +61,16 @@ void AddTemplate(CLI::App& app, Registry& r);
 void AddQat(CLI::App& app, Registry& r);       // cmd_qat.cc
 void AddFinetune(CLI::App& app, Registry& r);  // cmd_finetune.cc
 void AddLora(CLI::App& app, Registry& r);      // cmd_lora.cc
+void AddAdvise(CLI::App& app, Registry& r);
+
+// --no-memory-check for run and perplexity (serve: the same flag): skip the check that refuses a
+// model that will not fit in the memory available (advise/guard.h).
+inline void AddMemoryCheckOption(CLI::App* sub, bool* skip) {
+  sub->add_flag("--no-memory-check", *skip, "load the model even when it needs more memory than is available");
+}
+// The check reads a GGUF's header; other inputs (Hugging Face folders, llama2.c files) are
+// assembled in memory by OpenModel and not checked, nor is one rank of a tensor-parallel job (it
+// holds a shard, which the check does not size).
+bool MemoryCheckApplies(const std::string& model);
 
 }  // namespace lowbit::tools

@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   lowbit::tools::AddServe(app, registry);
   lowbit::tools::AddChat(app, registry);
   lowbit::tools::AddTemplate(app, registry);
+  lowbit::tools::AddAdvise(app, registry);
   // llama.cpp's `-np N` (one dash, two letters), which CLI11 cannot declare, means --parallel.
   std::vector<std::string> args(argv + 1, argv + argc);
   for (std::string& a : args) {

@@ -7,11 +7,10 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <utility>
+
+#include "lowbit/base/memory_info.h"
 
 namespace lowbit {
 
@@ -93,39 +92,35 @@ Expected<MappedFile> MappedFile::Open(const std::string& path) { return Load(pat
 
 Expected<MappedFile> MappedFile::Read(const std::string& path) { return Load(path, Residency::kInMemory); }
 
-namespace {
-
-// MemAvailable from /proc/meminfo in bytes; 0 when it cannot be read. Line by line: some lines
-// (HugePages_Total and the like) have no unit.
-size_t AvailableMemory() {
-  std::ifstream in("/proc/meminfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    unsigned long long kib = 0;
-    if (std::sscanf(line.c_str(), "MemAvailable: %llu kB", &kib) == 1) return static_cast<size_t>(kib) * 1024;
-  }
-  return 0;
-}
-
-// Whether madvise(MADV_HUGEPAGE) can give anonymous memory 2 MiB pages ("always" or "madvise").
-bool HugePagesAvailable() {
-  std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
-  std::stringstream s;
-  s << in.rdbuf();
-  const std::string v = s.str();
-  return v.find("[always]") != std::string::npos || v.find("[madvise]") != std::string::npos;
-}
-
-}  // namespace
-
 Residency ChooseResidency(Residency wanted, size_t file_size) {
   if (wanted != Residency::kAuto) return wanted;
-  return HugePagesAvailable() && file_size <= AvailableMemory() / 2 ? Residency::kInMemory : Residency::kMapped;
+  return TransparentHugePages() && file_size <= ReadMemoryInfo().available / 2 ? Residency::kInMemory : Residency::kMapped;
 }
 
 Expected<MappedFile> MappedFile::Load(const std::string& path, Residency r) {
   LOWBIT_ASSIGN_OR_RETURN(OpenFile file, OpenForReading(path));  // one open and fstat, whichever way
   return ChooseResidency(r, file.size) == Residency::kInMemory ? Copy(path, file.fd, file.size) : Map(path, file.fd, file.size);
+}
+
+Expected<MappedFile> MappedFile::Reserve(const std::string& name, std::span<const uint8_t> head, size_t size) {
+  if (head.size() > size) return Errorf("{}: a header of {} bytes cannot belong to a file of {}", name, head.size(), size);
+  MappedFile f;
+  f.path_ = name;
+  if (size == 0) return f;
+  void* p = ::mmap(nullptr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return Errorf("{}: cannot reserve {} bytes of address space: {}", name, size, std::strerror(errno));
+  f.data_ = static_cast<const uint8_t*>(p);
+  f.size_ = f.map_len_ = size;
+  f.copied_ = true;  // anonymous memory: DropPages must not touch it
+  f.reserved_ = true;
+  if (!head.empty()) {
+    if (::mprotect(p, head.size(), PROT_READ | PROT_WRITE) != 0) {
+      return Errorf("{}: cannot make {} bytes writable: {}", name, head.size(), std::strerror(errno));
+    }
+    std::memcpy(p, head.data(), head.size());
+    ::mprotect(p, head.size(), PROT_READ);
+  }
+  return f;
 }
 
 void MappedFile::DropPages(std::span<const uint8_t> range) const {
@@ -149,6 +144,7 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
     size_ = other.size_;
     map_len_ = other.map_len_;
     copied_ = other.copied_;
+    reserved_ = other.reserved_;
     path_ = std::move(other.path_);
     other.data_ = nullptr;
     other.size_ = other.map_len_ = 0;

@@ -30,6 +30,12 @@ class MappedFile {
   static Expected<MappedFile> Read(const std::string& path);
   // Open or Read as `r` says (kAuto: ChooseResidency on the file's size).
   static Expected<MappedFile> Load(const std::string& path, Residency r);
+  // A stand-in for a file of `size` bytes of which only the first `head.size()` are known (a
+  // header, to plan from before any data exists): those bytes are a read-only copy, the rest is
+  // reserved address space that faults if read (PROT_NONE, so it costs neither memory nor commit
+  // charge). Pointers into it are real addresses, so views built from it can be checked and
+  // measured but never read. `name` is used in messages.
+  static Expected<MappedFile> Reserve(const std::string& name, std::span<const uint8_t> head, size_t size);
 
   MappedFile() = default;
   MappedFile(MappedFile&& other) noexcept;
@@ -44,6 +50,8 @@ class MappedFile {
   const std::string& path() const { return path_; }
   // Whether the bytes are a Read() copy rather than the file's mapping.
   bool copied() const { return copied_; }
+  // Whether this is a Reserve() stand-in (the bytes past the header cannot be read).
+  bool reserved() const { return reserved_; }
 
   // Tells the kernel the pages wholly inside `range` will not be read again soon, so they stop
   // counting as resident (they are re-read from the page cache if touched). Ranges outside this
@@ -60,6 +68,7 @@ class MappedFile {
   size_t size_ = 0;
   size_t map_len_ = 0;  // what munmap releases: size_, or the copy's 2 MiB-rounded length
   bool copied_ = false;
+  bool reserved_ = false;
   std::string path_;
 };
 

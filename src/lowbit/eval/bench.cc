@@ -8,6 +8,7 @@
 
 #include "lowbit/base/aligned_buffer.h"
 #include "lowbit/base/thread_pool.h"
+#include "lowbit/eval/bandwidth.h"
 
 namespace lowbit {
 namespace {
@@ -28,47 +29,10 @@ void MeanStd(const std::vector<double>& v, double* mean, double* sd) {
 
 uint64_t Bytes(const WeightView& w) { return *RowBytes(w.type, static_cast<uint64_t>(w.cols)) * static_cast<uint64_t>(w.rows); }
 
-// The read-bandwidth probe: `threads` threads each sum their part of a buffer (512 MiB), prefetching
-// 3 KiB ahead as the decode kernels do. Pass() reads the whole buffer once and returns its GB/s.
-class ReadBandwidthProbe {
- public:
-  ReadBandwidthProbe(int threads, size_t mib) : buf_(mib << 20), pool_(threads) {
-    auto words = buf_.As<uint64_t>();
-    for (size_t i = 0; i < words.size(); ++i) words[i] = i;
-  }
-  double Pass();
-
- private:
-  AlignedBuffer buf_;
-  ThreadPool pool_;
-};
-
-double ReadBandwidthProbe::Pass() {
-  const auto words = buf_.As<uint64_t>();
-  std::atomic<uint64_t> total{0};
-  const auto t0 = std::chrono::steady_clock::now();
-  const size_t chunk = words.size() / static_cast<size_t>(pool_.size());
-  pool_.ParallelFor(static_cast<size_t>(pool_.size()), [&](size_t b, size_t e) {
-    for (size_t part = b; part < e; ++part) {
-      uint64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      const uint64_t* p = words.data() + part * chunk;
-      for (size_t i = 0; i + 8 <= chunk; i += 8) {
-        __builtin_prefetch(p + i + 384);  // 3 KiB ahead, as the kernels do: without it the loads are latency-bound
-        for (int k = 0; k < 8; ++k) acc[k] += p[i + k];
-      }
-      total += acc[0] + acc[1] + acc[2] + acc[3] + acc[4] + acc[5] + acc[6] + acc[7];
-    }
-  }, 1);
-  const double s = Seconds(t0, std::chrono::steady_clock::now());
-  volatile uint64_t sink = total.load();  // the sums are used
-  (void)sink;
-  return static_cast<double>(chunk * static_cast<size_t>(pool_.size()) * 8) / s / 1e9;
-}
-
 }  // namespace
 
 double MeasureReadBandwidth(int threads, size_t mib, int passes) {
-  ReadBandwidthProbe probe(threads, mib);
+  ReadBandwidthProbe probe(threads, mib << 20);
   double best = 0;
   for (int i = 0; i < passes; ++i) best = std::max(best, probe.Pass());
   return best;
@@ -113,7 +77,7 @@ Expected<BenchResult> Bench(const LlamaModel& model, const BenchOptions& o) {
   // The probe runs between the repetitions, so that it sees the same minutes of a machine whose
   // bandwidth drifts (a shared VM's moved by 20-25% within a minute, and a probe run only at the end
   // once read 14 GB/s beside a decode at 22 GB/s: docs/PERFORMANCE.md).
-  ReadBandwidthProbe probe(o.threads, o.probe_mib);
+  ReadBandwidthProbe probe(o.threads, o.probe_mib << 20);
   auto probe_twice = [&] {
     for (int i = 0; i < 2; ++i) r.bandwidth_gbps = std::max(r.bandwidth_gbps, probe.Pass());
   };

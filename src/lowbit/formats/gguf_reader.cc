@@ -88,6 +88,15 @@ Expected<GgufFile> GgufFile::Open(const std::string& path, Residency residency) 
   return f;
 }
 
+Expected<GgufFile> GgufFile::FromHeader(std::span<const uint8_t> header, uint64_t file_size, const std::string& name) {
+  LOWBIT_ASSIGN_OR_RETURN(MappedFile map, MappedFile::Reserve(name, header, file_size));
+  GgufFile f;
+  f.name_ = name;
+  f.map_ = std::move(map);
+  LOWBIT_RETURN_IF_ERROR(f.ParseAll(f.map_.bytes().first(header.size()), file_size, f.map_.data()));
+  return f;
+}
+
 Expected<GgufFile> GgufFile::Parse(std::span<const uint8_t> bytes, const std::string& name) {
   GgufFile f;
   f.name_ = name;

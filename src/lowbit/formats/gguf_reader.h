@@ -10,6 +10,7 @@
 #pragma once
 
 #include <memory>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
@@ -41,6 +42,11 @@ class GgufFile {
   // rank that receives its weights from rank 0): checked as Parse checks a whole file, with every
   // tensor's `data` null.
   static Expected<GgufFile> ParseHeader(std::span<const uint8_t> header, uint64_t file_size, const std::string& name);
+  // A file of `file_size` bytes known only by its header (metadata and tensor infos, e.g.
+  // GgufWriter::HeaderBytes of a file not yet written): checked as Open checks a file, with tensor
+  // views pointing into reserved address space that must not be read (MappedFile::Reserve). For
+  // planning: loading a model's shapes and sizes from it reads no tensor data.
+  static Expected<GgufFile> FromHeader(std::span<const uint8_t> header, uint64_t file_size, const std::string& name);
 
   uint32_t version() const { return version_; }
   const std::vector<GgufKv>& kvs() const { return kvs_; }

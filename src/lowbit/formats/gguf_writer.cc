@@ -141,6 +141,11 @@ std::vector<uint8_t> GgufWriter::SerializeHeader(uint64_t* data_offset) const {
   return out;
 }
 
+std::vector<uint8_t> GgufWriter::HeaderBytes() const {
+  uint64_t data_offset = 0;
+  return SerializeHeader(&data_offset);
+}
+
 uint64_t GgufWriter::FileSize() const {
   uint64_t data_offset = 0;
   SerializeHeader(&data_offset);

@@ -47,6 +47,9 @@ class GgufWriter {
 
   // Total bytes the file will have.
   uint64_t FileSize() const;
+  // The file's first bytes: header, metadata, tensor infos and the padding up to the data
+  // (GgufFile::FromHeader reads a model's plan from them without any tensor data).
+  std::vector<uint8_t> HeaderBytes() const;
   Status Write(const std::string& path, bool show_progress = false) const;
 
  private:

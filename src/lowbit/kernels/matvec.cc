@@ -109,7 +109,7 @@ void RunRows(const Prepared& p, size_t r0, size_t r1) {
 }
 
 // Small products are faster on one thread than handed out (measured: stories5M's 256x768).
-bool Threaded(const ThreadPool* pool, int64_t work) { return pool != nullptr && pool->size() > 1 && work >= (int64_t{1} << 18); }
+bool Threaded(const ThreadPool* pool, int64_t work) { return pool != nullptr && pool->size() > 1 && work >= kMinThreadedWork; }
 
 }  // namespace
 

@@ -28,6 +28,7 @@ class MatMulScratch {
     if (buf_.size() < bytes) buf_.Resize(bytes);
     return buf_.data();
   }
+  size_t size() const { return buf_.size(); }  // bytes held
 
  private:
   AlignedBuffer buf_;
@@ -54,6 +55,11 @@ struct MatMulArgs {
   // without one never takes the gemm8 (its dot and dot4 agree with each other, not with gemm8).
   bool batch_invariant = false;
 };
+
+// Products of fewer multiply-adds (rows x cols x batch, summed over a group) run on the calling
+// thread: handing them out costs more than it saves (measured: stories5M's 256x768). The cost model
+// (eval/cost_model.h) times them so.
+inline constexpr int64_t kMinThreadedWork = int64_t{1} << 18;
 
 // With the given kernel table (tests and benchmarks compare ISAs) or the active one.
 void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch);

@@ -7,6 +7,7 @@
 
 #include "lowbit/base/check.h"
 #include "lowbit/kernels/dot.h"
+#include "lowbit/model/session_memory.h"
 #include "lowbit/numeric/convert.h"
 #include "lowbit/numeric/dequant.h"
 #include "lowbit/parallel/agree.h"
@@ -194,7 +195,8 @@ WeightView RowsOf(const WeightView& w, ShardRange r) {
   return v;
 }
 
-uint64_t FingerprintOf(const LlamaConfig& c, const std::vector<Held>& held) {
+// readable: the norm weights can be read (not a header-only plan, GgufFile::FromHeader).
+uint64_t FingerprintOf(const LlamaConfig& c, const std::vector<Held>& held, bool readable) {
   Fingerprint f;
   f.Add(c.arch);
   for (int64_t v : {c.n_vocab, c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.n_ff, c.rope_dim, c.n_ctx_train}) f.Add(static_cast<uint64_t>(v));
@@ -206,7 +208,9 @@ uint64_t FingerprintOf(const LlamaConfig& c, const std::vector<Held>& held) {
     f.Add(static_cast<uint64_t>(t.type));
     for (uint64_t d : t.dims) f.Add(d);
     // Norm weights are whole on every rank and differ between any two trained models.
-    if (h.view != nullptr && t.name.find("norm") != std::string::npos) f.Add(h.view->data, h.piece.size());
+    if (readable && h.view != nullptr && h.view->data != nullptr && t.name.find("norm") != std::string::npos) {
+      f.Add(h.view->data, h.piece.size());
+    }
   }
   return f.value();
 }
@@ -260,7 +264,7 @@ Expected<LlamaModel> LlamaModel::Load(const GgufFile& g, const LoadOptions& o) {
   LOWBIT_RETURN_IF_ERROR(Place(g, held, img, m.image_.size() > 0 ? m.image_.data() : nullptr));
   m.image_.Protect();
   if (tied) m.output = RowsOf(m.token_embd, m.plan_.vocab);
-  m.fingerprint_ = FingerprintOf(m.cfg_, held);
+  m.fingerprint_ = FingerprintOf(m.cfg_, held, !g.file().reserved());
   m.description_ = fmt::format("{} ({}, {} layers of {}, {} tensors)", g.name(), m.cfg_.arch, m.cfg_.n_layer, m.cfg_.n_embd,
                                g.tensors().size());
   return m;
@@ -285,20 +289,24 @@ LlamaSession::LlamaSession(const LlamaModel& model, const SessionOptions& o)
   comm_ = o.comm != nullptr ? o.comm : local_comm_.get();
   LOWBIT_CHECK_MSG(comm_->size() == model.ranks() && comm_->rank() == model.rank(),
                    "model loaded as rank {} of {}, communicator is rank {} of {}", model.rank(), model.ranks(), comm_->rank(), comm_->size());
-  const int64_t B = max_batch_, E = c_.n_embd;
-  kv_.Resize(static_cast<size_t>(c_.n_layer * 2 * n_seq_ * n_ctx_ * kv_dim_) * (kv_f16_ ? 2 : 4));
+  // Every size comes from PlanSession (model/session_memory.h), which the advisor predicts with.
+  const SessionSizes sz = PlanSession(model, o);
+  const int64_t B = sz.batch, E = sz.embd;
+  LOWBIT_CHECK(B == max_batch_ && sz.q_dim == q_dim_ && sz.kv_dim == kv_dim_ && sz.threads == pool_->size());
+  kv_.Resize(sz.kv_bytes);
   batch_.resize(B);
   want_.resize(B);
   x_.resize(B * E);
   xb_.resize(B * E);
   proj_.resize(B * E);
-  q_.resize(B * q_dim_);
-  att_out_.resize(B * q_dim_);
-  k_.resize(B * kv_dim_);
-  v_.resize(B * kv_dim_);
-  hb_.resize(B * model.local_ff());
-  hb2_.resize(B * model.local_ff());
-  logits_.resize(c_.n_vocab);
+  q_.resize(B * sz.q_dim);
+  att_out_.resize(B * sz.q_dim);
+  k_.resize(B * sz.kv_dim);
+  v_.resize(B * sz.kv_dim);
+  hb_.resize(B * sz.ff);
+  hb2_.resize(B * sz.ff);
+  logits_.resize(sz.vocab);
+  mm_scratch_.Get(sz.matmul_scratch_bytes);  // at its largest now: no step grows it
   if (model.ranks() > 1) {
     part_logits_.resize(B * model.plan().vocab.count);
     for (int r = 0; r < model.ranks(); ++r) vocab_counts_.push_back(VocabRows(c_.n_vocab, r, model.ranks()).count);
@@ -309,7 +317,7 @@ LlamaSession::LlamaSession(const LlamaModel& model, const SessionOptions& o)
     }
   }
   // RoPE table: theta_i = pos * base^(-2i/rope_dim), as llama.cpp computes it.
-  const int64_t half = c_.rope_dim / 2;
+  const int64_t half = sz.rope_half;
   rope_cos_.resize(n_ctx_ * half);
   rope_sin_.resize(n_ctx_ * half);
   for (int64_t p = 0; p < n_ctx_; ++p) {

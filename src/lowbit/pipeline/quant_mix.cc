@@ -79,6 +79,13 @@ std::vector<std::string> QuantMixNames() {
   return v;
 }
 
+std::string FileTypeName(uint32_t file_type) {
+  for (const MixRow& r : kMixes) {
+    if (r.file_type == file_type) return r.name;
+  }
+  return "";
+}
+
 GgmlType FallbackType(GgmlType t, uint64_t row_length) {
   GgmlType f = t;
   if (IsKQuant(t) && row_length % 256 != 0) {

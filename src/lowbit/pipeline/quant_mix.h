@@ -31,6 +31,8 @@ struct QuantMix {
 Expected<QuantMix> ResolveQuantMix(std::string_view name);
 // Every accepted mix name, for help text.
 std::vector<std::string> QuantMixNames();
+// The mix name of a `general.file_type` value (llama_ftype: 15 -> "Q4_K_M"); empty when unknown.
+std::string FileTypeName(uint32_t file_type);
 
 struct MixContext {
   int n_layers = 0;            // number of attn_v / ffn_down tensors in the model

@@ -154,32 +154,39 @@ void FillStats(const CalibratedTensor& c, TensorQuantReport* rep) {
 
 }  // namespace
 
+Expected<std::vector<PlannedType>> PlanQuantizedTypes(const ConversionPlan& plan, const QuantizeOptions& o, bool has_imatrix) {
+  LOWBIT_ASSIGN_OR_RETURN(QuantMix mix, ResolveQuantMix(o.type));
+  return PlanTensorTypes(o, plan, mix, has_imatrix);
+}
+
 Expected<std::vector<PlannedType>> PlanTensorTypes(const QuantizeOptions& o, const ConversionPlan& plan, const QuantMix& mix,
                                                    bool has_imatrix) {
   MixContext ctx;
   LOWBIT_RETURN_IF_ERROR(BuildContext(o, plan, has_imatrix, &ctx));
-  std::vector<PlannedType> types;
+  std::vector<PlannedType> out;
+  out.reserve(plan.tensors.size());
   int i_attn_v = 0, i_ffn_down = 0;
   for (const PlannedTensor& t : plan.tensors) {
     PlannedType p{t.source_type};
+    const std::string source_type(TypeInfo(t.source_type).name);
     const bool two_d = t.dims.size() >= 2;
     const bool float_src = IsFloatType(t.source_type);
+    if (!two_d && float_src) p.type = GgmlType::kF32;  // norms and biases, as `lowbit convert` writes them
     if (two_d && (float_src || o.allow_requantize)) {
       p.type = ChooseTensorType(mix, ctx, t.name, t.dims[0], i_attn_v, i_ffn_down, &p.note);
       if (!float_src && ToFloatFor(t.source_type) == nullptr) {
-        return Errorf("{}: tensor '{}' is {}, which lowbit cannot dequantize to re-quantize", o.input, t.name,
-                      TypeInfo(t.source_type).name);
+        return Errorf("{}: tensor '{}' is {}, which lowbit cannot dequantize to re-quantize", o.input, t.name, source_type);
       }
       p.quantized = true;
     } else if (two_d && !float_src) {
       return Errorf("{}: tensor '{}' is already {}; re-quantizing loses quality, pass --allow-requantize to "
-                    "do it anyway", o.input, t.name, TypeInfo(t.source_type).name);
+                    "do it anyway", o.input, t.name, source_type);
     }
     if (t.name.find("attn_v.weight") != std::string::npos) ++i_attn_v;
     if (t.name.find("ffn_down") != std::string::npos) ++i_ffn_down;
-    types.push_back(std::move(p));
+    out.push_back(std::move(p));
   }
-  return types;
+  return out;
 }
 
 Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& o) {

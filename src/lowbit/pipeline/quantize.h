@@ -1,7 +1,9 @@
 // `lowbit quantize`: read a model (any input `lowbit convert` reads, or a GGUF), choose each 2-D
 // float tensor's type by the mix rules (quant_mix.h), quantize its rows in parallel, and write a
-// GGUF atomically with `general.file_type` and `general.quantization_version` set. All other
-// tensors and all metadata are copied unchanged. Memory: the mapped input, one output tensor, and
+// GGUF atomically with `general.file_type` and `general.quantization_version` set. 1-D float
+// tensors (norms, biases) are written F32, as `lowbit convert` writes them (the engine needs F32
+// norms: a BF16 Hugging Face model's norms were copied as BF16 before); all other tensors and all
+// metadata are copied unchanged. Memory: the mapped input, one output tensor, and
 // one row of scratch per thread.
 #pragma once
 
@@ -64,14 +66,18 @@ struct QuantizeReport {
 
 Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& opts);
 
-// The type QuantizeModel gives each tensor of a plan (in plan order): 2-D float tensors by the mix
-// rules (quant_mix.h, with --pure, --tensor-type and the output/embedding overrides of `o`), other
-// tensors keep theirs. QAT (train/qat.h) trains for exactly these types.
+// The type each tensor of `plan` gets when quantized as `opts` asks (type, pure, tensor_types,
+// output/token embedding types, allow_requantize; `has_imatrix` changes a few of llama.cpp's rules),
+// in plan order: what QuantizeModel writes, decided without writing (the advisor sizes candidate
+// files with it). `quantized` is false for tensors copied unchanged; `note` explains a fallback.
 struct PlannedType {
   GgmlType type;
-  bool quantized = false;  // chosen by the mix rules (false: copied unchanged)
-  std::string note;        // fallback explanation
+  bool quantized = false;
+  std::string note;
 };
+Expected<std::vector<PlannedType>> PlanQuantizedTypes(const struct ConversionPlan& plan, const QuantizeOptions& opts,
+                                                      bool has_imatrix);
+// The same with the mix already resolved (QAT, train/qat.h, trains for exactly these types).
 Expected<std::vector<PlannedType>> PlanTensorTypes(const QuantizeOptions& o, const ConversionPlan& plan,
                                                    const QuantMix& mix, bool has_imatrix);
 

@@ -65,23 +65,39 @@ Vocab SyntheticVocab(int64_t n) {
 }  // namespace
 
 const std::vector<SynthShape>& SynthShapes() {
+  // Hyperparameters from each model's config.json (Hugging Face).
   static const std::vector<SynthShape> shapes = {
-      {"tinyllama-1.1b", 2048, 22, 32, 4, 5632, 32000, 2048},
-      {"llama2-7b", 4096, 32, 32, 32, 11008, 32000, 4096},
-      {"stories15m", 288, 6, 6, 6, 768, 32000, 256},
-      {"tiny", 256, 2, 4, 2, 512, 512, 128},  // for tests
+      {"tinyllama-1.1b", 2048, 22, 32, 4, 5632, 32000, 2048, false, "TinyLlama 1.1B (Llama 2 architecture, 4 KV heads)"},
+      {"llama3.2-1b", 2048, 16, 32, 8, 8192, 128256, 131072, true, "Llama 3.2 1B (tied embedding, 128k vocabulary)"},
+      {"llama3.2-3b", 3072, 28, 24, 8, 8192, 128256, 131072, true, "Llama 3.2 3B (tied embedding, 128k vocabulary)"},
+      {"llama2-7b", 4096, 32, 32, 32, 11008, 32000, 4096, false, "Llama 2 7B"},
+      {"mistral-7b", 4096, 32, 32, 8, 14336, 32000, 32768, false, "Mistral 7B v0.2"},
+      {"llama3-8b", 4096, 32, 32, 8, 14336, 128256, 8192, false, "Llama 3 / 3.1 8B (3.1: 131072 context)"},
+      {"llama2-13b", 5120, 40, 40, 40, 13824, 32000, 4096, false, "Llama 2 13B"},
+      {"llama2-70b", 8192, 80, 64, 8, 28672, 32000, 4096, false, "Llama 2 70B"},
+      {"llama3-70b", 8192, 80, 64, 8, 28672, 128256, 8192, false, "Llama 3 / 3.1 70B"},
+      {"stories15m", 288, 6, 6, 6, 768, 32000, 256, false, "llama2.c stories15M"},
+      {"tiny", 256, 2, 4, 2, 512, 512, 128, false, "a tiny model for tests"},
   };
   return shapes;
 }
 
-Expected<uint64_t> Synthesize(const SynthOptions& o) {
-  const SynthShape* sh = nullptr;
+Expected<SynthShape> FindSynthShape(const std::string& name) {
   std::vector<std::string> names;
   for (const SynthShape& s : SynthShapes()) {
+    if (s.name == name) return s;
     names.push_back(s.name);
-    if (s.name == o.shape) sh = &s;
   }
-  if (sh == nullptr) return Errorf("unknown shape '{}'; choose one of: {}", o.shape, fmt::join(names, ", "));
+  return Errorf("unknown shape '{}'; choose one of: {}", name, fmt::join(names, ", "));
+}
+
+Expected<GgufWriter> SynthWriter(const SynthOptions& o) {
+  LOWBIT_ASSIGN_OR_RETURN(SynthShape shape, FindSynthShape(o.shape));
+  if (o.layers < 0 || o.layers > shape.n_layer) {
+    return Errorf("--layers {}: the shape {} has {} layers", o.layers, shape.name, shape.n_layer);
+  }
+  if (o.layers > 0) shape.n_layer = o.layers;
+  const SynthShape* sh = &shape;
   LOWBIT_ASSIGN_OR_RETURN(QuantMix mix, ResolveQuantMix(o.type));
   MixContext ctx;
   ctx.n_layers = static_cast<int>(sh->n_layer);
@@ -89,7 +105,7 @@ Expected<uint64_t> Synthesize(const SynthOptions& o) {
   ctx.n_head_kv = static_cast<int>(sh->n_head_kv);
 
   LlamaHparams hp;
-  hp.name = "synthetic-" + sh->name;
+  hp.name = "synthetic-" + sh->name + (o.layers > 0 ? "-" + std::to_string(o.layers) + "l" : "");
   hp.context_length = static_cast<uint32_t>(sh->n_ctx);
   hp.embedding_length = static_cast<uint32_t>(sh->n_embd);
   hp.feed_forward_length = static_cast<uint32_t>(sh->n_ff);
@@ -100,11 +116,15 @@ Expected<uint64_t> Synthesize(const SynthOptions& o) {
   hp.vocab_size = static_cast<uint32_t>(sh->n_vocab);
   GgufWriter w;
   for (const GgufKv& kv : LlamaModelKvs(hp)) w.SetKv(kv.key, kv.value);
-  for (const GgufKv& kv : VocabKvs(SyntheticVocab(sh->n_vocab))) w.SetKv(kv.key, kv.value);
+  if (o.vocab) {
+    for (const GgufKv& kv : VocabKvs(SyntheticVocab(sh->n_vocab))) w.SetKv(kv.key, kv.value);
+  }
   w.SetKv("general.file_type", GgufValue::U32(mix.file_type));
   w.SetKv("general.quantization_version", GgufValue::U32(2));
 
-  auto pool = std::make_shared<ThreadPool>(o.threads);
+  // Made when the first tensor is written, so that describing the file starts no threads.
+  auto pool = std::make_shared<std::unique_ptr<ThreadPool>>();
+  const int threads = o.threads;
   const uint64_t seed = o.seed;
   int i_attn_v = 0, i_ffn_down = 0;
   auto add = [&](const std::string& name, int64_t rows, int64_t cols) -> Status {
@@ -119,7 +139,8 @@ Expected<uint64_t> Synthesize(const SynthOptions& o) {
     const uint64_t name_seed = HashName(name) ^ seed;
     return w.AddTensor(name, type, dims, [=](std::span<uint8_t> out) {
       FromFloatFn from = FromFloatFor(type);
-      pool->ParallelFor(static_cast<size_t>(rows), [&](size_t b, size_t e) {
+      if (*pool == nullptr) *pool = std::make_unique<ThreadPool>(threads);
+      (*pool)->ParallelFor(static_cast<size_t>(rows), [&](size_t b, size_t e) {
         std::vector<float> row(static_cast<size_t>(cols));
         for (size_t r = b; r < e; ++r) {
           if (matrix) RandomRow(name_seed + r * 0x9E3779B97F4A7C15ull, 0.02f, row.data(), cols);
@@ -133,7 +154,7 @@ Expected<uint64_t> Synthesize(const SynthOptions& o) {
   const int64_t E = sh->n_embd, kv = sh->n_head_kv * (E / sh->n_head);
   LOWBIT_RETURN_IF_ERROR(add("token_embd.weight", sh->n_vocab, E));
   LOWBIT_RETURN_IF_ERROR(add("output_norm.weight", 1, E));
-  LOWBIT_RETURN_IF_ERROR(add("output.weight", sh->n_vocab, E));
+  if (!sh->tied) LOWBIT_RETURN_IF_ERROR(add("output.weight", sh->n_vocab, E));
   for (int64_t l = 0; l < sh->n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     LOWBIT_RETURN_IF_ERROR(add(p + "attn_q.weight", E, E));
@@ -146,6 +167,11 @@ Expected<uint64_t> Synthesize(const SynthOptions& o) {
     LOWBIT_RETURN_IF_ERROR(add(p + "ffn_up.weight", sh->n_ff, E));
     LOWBIT_RETURN_IF_ERROR(add(p + "ffn_norm.weight", 1, E));
   }
+  return w;
+}
+
+Expected<uint64_t> Synthesize(const SynthOptions& o) {
+  LOWBIT_ASSIGN_OR_RETURN(GgufWriter w, SynthWriter(o));
   LOWBIT_RETURN_IF_ERROR(w.Write(o.output, o.show_progress));
   return w.FileSize();
 }

@@ -11,19 +11,33 @@
 
 namespace lowbit {
 
+// A real model's shape (llama architecture, SentencePiece-style vocabulary of n_vocab pieces).
+// `lowbit advise` sizes and times these too; the synthetic file has the real model's tensors and
+// byte sizes, but its vocabulary metadata is smaller than the real tokenizer's (no merges).
 struct SynthShape {
   std::string name;
   int64_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
+  bool tied = false;         // no output.weight: the classifier is the token embedding
+  std::string description;   // what real model it is
 };
 
 const std::vector<SynthShape>& SynthShapes();
+// The shape called `name`, or an error listing the names.
+Expected<SynthShape> FindSynthShape(const std::string& name);
 
 struct SynthOptions {
   std::string shape, output, type = "F32";
   uint64_t seed = 1;
   int threads = 0;
+  int64_t layers = 0;  // > 0: only this many layers of the shape (quick tests of a wide model)
+  bool vocab = true;   // false: no tokenizer.* metadata (a plan of the file's shapes; see advise/model_source.cc)
   bool show_progress = false;
 };
+
+class GgufWriter;
+// The file Synthesize writes, described (metadata and tensor list) but not written: its tensors'
+// bytes are produced only when written. o.output is not used.
+Expected<GgufWriter> SynthWriter(const SynthOptions& o);
 
 // Returns the file size written.
 Expected<uint64_t> Synthesize(const SynthOptions& o);

@@ -1,0 +1,326 @@
+// Measures the kernel speeds the cost model needs (eval/cost_model.h) on this machine, and caches
+// them per boot.
+//
+// Decode stream rate of a weight type: MatMul with one token over a 128 MiB matrix of that type
+// (random weights quantized by lowbit's own quantizers, tiled), in memory advised for 2 MiB pages as
+// a model file read into memory is; the median of 3 passes. Prefill GEMM rate: MatMul of 64 tokens
+// through a 512 x 4096 matrix; the median of 3. Attention: the kernel table's AttendFn on 8 query
+// heads over 1024 cached positions of 128 values (in cache: the cost model adds the memory side).
+// Hand-off: an empty ParallelFor. The read bandwidth: the probe `lowbit bench` prints, best of 3.
+// The cache is a JSON file in $XDG_CACHE_HOME/lowbit (or ~/.cache/lowbit), keyed by the boot id,
+// the executable (path, size, time) and the thread count and ISA, so a rebuilt lowbit or a reboot
+// measures again.
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "lowbit/advise/hardware.h"
+#include "lowbit/base/atomic_file.h"
+#include "lowbit/base/progress.h"
+#include "lowbit/base/thread_pool.h"
+#include "lowbit/eval/bandwidth.h"
+#include "lowbit/kernels/dot.h"
+#include "lowbit/kernels/matvec.h"
+#include "lowbit/quant/quantize.h"
+
+namespace lowbit {
+namespace {
+
+constexpr size_t kStreamBytes = size_t{128} << 20;
+constexpr int64_t kCols = 4096;
+constexpr int kCacheVersion = 3;
+
+// Anonymous memory advised for 2 MiB pages (or against them), as MappedFile::Read holds a model.
+class ProbeBuffer {
+ public:
+  ProbeBuffer(size_t bytes, bool huge) : len_(bytes) {
+    void* p = ::mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return;
+    data_ = static_cast<uint8_t*>(p);
+    ::madvise(p, len_, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+  }
+  ~ProbeBuffer() {
+    if (data_ != nullptr) ::munmap(data_, len_);
+  }
+  ProbeBuffer(const ProbeBuffer&) = delete;
+  ProbeBuffer& operator=(const ProbeBuffer&) = delete;
+  uint8_t* data() const { return data_; }
+  size_t size() const { return len_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t len_;
+};
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double Seconds(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The types measured: every type the advisor's candidates use (their mixes included), F32 (norms,
+// F32 files), and the other common ones. Other types take the speed of the measured type nearest
+// in bits per weight (MachineSpeed::Find).
+std::vector<GgmlType> ProbedTypes(const DotKernels& k) {
+  std::vector<GgmlType> out;
+  for (GgmlType t : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ6_K, GgmlType::kQ5_K,
+                     GgmlType::kQ5_0, GgmlType::kQ4_K, GgmlType::kQ4_0, GgmlType::kIQ4_XS, GgmlType::kQ3_K, GgmlType::kQ2_K}) {
+    if (k.For(t) != nullptr && FromFloatFor(t) != nullptr) out.push_back(t);
+  }
+  return out;
+}
+
+// Fills `buf` with rows of `type` (kCols wide): 32 rows of N(0, 1) values quantized, repeated.
+void FillRows(GgmlType type, uint8_t* buf, size_t bytes) {
+  const uint64_t row_bytes = *RowBytes(type, kCols);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0, 1);
+  std::vector<float> row(kCols);
+  std::vector<uint8_t> tile(32 * row_bytes);
+  for (size_t r = 0; r < 32; ++r) {
+    for (float& v : row) v = normal(rng);
+    FromFloatFor(type)(row.data(), tile.data() + r * row_bytes, kCols, nullptr);
+  }
+  for (size_t off = 0; off < bytes; off += tile.size()) std::memcpy(buf + off, tile.data(), std::min(tile.size(), bytes - off));
+}
+
+// GB/s of one-token products streaming `rows` rows of `type` (kCols wide) from `w`: the median of
+// `passes` after a warm-up.
+double StreamRate(const DotKernels& k, GgmlType type, const uint8_t* w, int64_t rows, ThreadPool* pool, MatMulScratch* scratch,
+                  int passes = 3) {
+  std::vector<float> x(kCols, 0.5f), y(static_cast<size_t>(rows));
+  const MatMulArgs a{.type = type, .w = w, .rows = rows, .cols = kCols, .row_stride = 0, .x = x.data(), .batch = 1, .y = y.data()};
+  MatMul(k, a, pool, scratch);  // warm-up
+  std::vector<double> rates;
+  for (int pass = 0; pass < passes; ++pass) {
+    const auto t0 = std::chrono::steady_clock::now();
+    MatMul(k, a, pool, scratch);
+    rates.push_back(static_cast<double>(rows * static_cast<int64_t>(*RowBytes(type, kCols))) / Seconds(t0) / 1e9);
+  }
+  return Median(rates);
+}
+
+// GOP/s (2 per multiply-add) of a 512-token product (a prompt's batch) through 256 rows of `type`.
+double GemmRate(const DotKernels& k, GgmlType type, const uint8_t* w, ThreadPool* pool, MatMulScratch* scratch) {
+  constexpr int64_t kRows = 256, kBatch = 512;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0, 1);
+  std::vector<float> x(kBatch * kCols), y(kBatch * kRows);
+  for (float& v : x) v = normal(rng);
+  const MatMulArgs a{.type = type, .w = w, .rows = kRows, .cols = kCols, .row_stride = 0, .x = x.data(), .batch = kBatch, .y = y.data()};
+  MatMul(k, a, pool, scratch);
+  std::vector<double> rates;
+  for (int pass = 0; pass < 3; ++pass) {
+    const auto t0 = std::chrono::steady_clock::now();
+    MatMul(k, a, pool, scratch);
+    rates.push_back(2.0 * kRows * kCols * kBatch / Seconds(t0) / 1e9);
+  }
+  return Median(rates);
+}
+
+// GFLOP/s of the attention kernel on all threads: 8 query heads over 1024 positions of 128 values.
+double AttentionRate(const DotKernels& k, bool f16, ThreadPool* pool) {
+  constexpr int64_t kQ = 8, kPos = 1024, kHd = 128;
+  const size_t el = f16 ? 2 : 4;
+  std::vector<uint8_t> kv(2 * kPos * kHd * el);
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> byte(0, 255);
+  if (f16) {
+    for (size_t i = 0; i < kv.size(); i += 2) {
+      const uint16_t h = static_cast<uint16_t>(0x3000 | (byte(rng) << 1));  // small normal fp16 values
+      std::memcpy(kv.data() + i, &h, 2);
+    }
+  } else {
+    for (size_t i = 0; i < kv.size(); i += 4) {
+      const float f = static_cast<float>(byte(rng)) / 256.0f - 0.5f;
+      std::memcpy(kv.data() + i, &f, 4);
+    }
+  }
+  const uint8_t* kc = kv.data();
+  const uint8_t* vc = kv.data() + kPos * kHd * el;
+  std::vector<float> q(kQ * kHd, 0.01f);
+  const AttendFn attend = k.ForAttend(f16);
+  const size_t items = static_cast<size_t>(8 * pool->size());
+  auto run = [&](size_t b, size_t e) {
+    std::vector<float> att(kQ * kPos), out(kQ * kHd);
+    for (size_t i = b; i < e; ++i) attend(q.data(), kQ, kc, vc, kHd * el, kPos, kHd, 0.088f, att.data(), out.data());
+  };
+  pool->ParallelFor(items, run, 1);
+  std::vector<double> rates;
+  for (int pass = 0; pass < 3; ++pass) {
+    const auto t0 = std::chrono::steady_clock::now();
+    pool->ParallelFor(items, run, 1);
+    rates.push_back(static_cast<double>(items) * kQ * kPos * kHd * 4 / Seconds(t0) / 1e9);
+  }
+  return Median(rates);
+}
+
+// Microseconds one empty ParallelFor costs `pool` (0 for one thread).
+double HandoffMicros(ThreadPool* pool) {
+  if (pool->size() < 2) return 0;
+  constexpr int kCalls = 2000;
+  const size_t n = static_cast<size_t>(pool->size());
+  pool->ParallelFor(n, [](size_t, size_t) {}, 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < kCalls; ++i) pool->ParallelFor(n, [](size_t, size_t) {}, 1);
+  return Seconds(t0) / kCalls * 1e6;
+}
+
+// The cache a model must fit in to be read from cache rather than memory: the last-level cache as
+// glibc reports it (CPUID), at most 32 MiB. Large "last-level" figures are the sum over chiplets
+// (a 2-core VM of this EPYC reports 508 MiB), of which one core reads its own chiplet's share.
+uint64_t LastLevelCacheBytes() {
+  constexpr uint64_t kCap = uint64_t{32} << 20;
+  for (int name : {_SC_LEVEL3_CACHE_SIZE, _SC_LEVEL2_CACHE_SIZE}) {
+    const long v = ::sysconf(name);
+    if (v > 0) return std::min<uint64_t>(static_cast<uint64_t>(v), kCap);
+  }
+  return kCap;
+}
+
+Expected<MachineSpeed> Measure(int threads, Isa isa, bool show_progress, double* mapped_factor) {
+  const DotKernels& k = DotKernelsFor(isa);
+  const std::vector<GgmlType> types = ProbedTypes(k);
+  Progress progress("measuring this machine", types.size() + 3, 0, show_progress);
+  size_t done = 0;
+  auto step = [&](const std::string& what) { progress.Update(++done, 0, what); };
+  MachineSpeed m;
+  m.threads = threads;
+  {
+    ReadBandwidthProbe probe(threads);
+    for (int i = 0; i < 3; ++i) m.bandwidth_gbps = std::max(m.bandwidth_gbps, probe.Pass());
+  }
+  step("read bandwidth");
+  ThreadPool pool(threads);
+  MatMulScratch scratch;
+  ProbeBuffer huge(kStreamBytes, true);
+  if (huge.data() == nullptr) return Errorf("cannot allocate {} bytes to measure the kernels", kStreamBytes);
+  ThreadPool one(1);
+  const uint64_t llc = LastLevelCacheBytes();
+  for (GgmlType t : types) {
+    FillRows(t, huge.data(), huge.size());
+    const int64_t rows = static_cast<int64_t>(huge.size() / *RowBytes(t, kCols));
+    TypeSpeed& ts = m.types[t];
+    ts.stream_gbps = StreamRate(k, t, huge.data(), rows, &pool, &scratch);
+    ts.stream1_gbps = threads > 1 ? StreamRate(k, t, huge.data(), rows, &one, &scratch) : ts.stream_gbps;
+    // A matrix of half the last-level cache read again and again, on all threads: what a model that
+    // fits there reaches (if the cache does not keep it, as on a busy shared machine, this is no
+    // faster than memory and the prediction says so).
+    const int64_t cached_rows = std::max<int64_t>(8, static_cast<int64_t>(llc / 2 / *RowBytes(t, kCols)));
+    ts.cached_gbps = StreamRate(k, t, huge.data(), std::min(rows, cached_rows), &pool, &scratch, 9);
+    ts.gemm_gops = GemmRate(k, t, huge.data(), &pool, &scratch);
+    step(std::string(TypeInfo(t).name));
+  }
+  {
+    // The same stream from 4 KiB pages (a mapped model file), on the type most files use.
+    ProbeBuffer small(kStreamBytes, false);
+    if (small.data() == nullptr) return Errorf("cannot allocate {} bytes to measure the kernels", kStreamBytes);
+    const GgmlType t = GgmlType::kQ4_K;
+    FillRows(t, small.data(), small.size());
+    const int64_t rows = static_cast<int64_t>(small.size() / *RowBytes(t, kCols));
+    const double mapped = StreamRate(k, t, small.data(), rows, &pool, &scratch);
+    FillRows(t, huge.data(), huge.size());
+    const double in_memory = StreamRate(k, t, huge.data(), rows, &pool, &scratch);
+    *mapped_factor = in_memory > 0 ? std::min(1.0, mapped / in_memory) : 1;
+  }
+  step("4 KiB pages");
+  m.llc_bytes = llc;
+  m.attention_gflops = AttentionRate(k, false, &pool);
+  m.attention_f16_gflops = AttentionRate(k, true, &pool);
+  if (threads > 1) {
+    m.handoff_us = HandoffMicros(&pool);
+  } else {
+    ThreadPool pair(2);  // for a described machine of several cores scaled from this one's
+    m.handoff_us = HandoffMicros(&pair);
+  }
+  step("attention");
+  progress.Finish();
+  return m;
+}
+
+std::string ReadSmallFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string CacheKey(int threads, Isa isa) {
+  std::string boot = ReadSmallFile("/proc/sys/kernel/random/boot_id");
+  boot.erase(std::remove(boot.begin(), boot.end(), '\n'), boot.end());
+  std::error_code ec;
+  const std::string exe = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  struct stat st {};
+  if (boot.empty() || exe.empty() || ::stat(exe.c_str(), &st) != 0) return "";
+  return fmt::format("v{}|{}|{}|{}|{}|{}|{}", kCacheVersion, boot, exe, static_cast<long long>(st.st_size),
+                     static_cast<long long>(st.st_mtime), IsaName(isa), threads);
+}
+
+std::string CachePath() {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  const char* home = std::getenv("HOME");
+  if (xdg != nullptr && xdg[0] == '/') return std::string(xdg) + "/lowbit/machine.json";
+  if (home != nullptr && home[0] == '/') return std::string(home) + "/.cache/lowbit/machine.json";
+  return "";
+}
+
+// The cache holds this boot's measurements only: entries of other boots are dropped on write.
+nlohmann::json ReadCache(const std::string& path) {
+  auto j = nlohmann::json::parse(ReadSmallFile(path), nullptr, false);
+  return j.is_object() ? j : nlohmann::json::object();
+}
+
+void WriteCache(const std::string& path, const std::string& key, const MachineSpeed& m, double mapped_factor) {
+  nlohmann::json all = ReadCache(path), kept = nlohmann::json::object();
+  const std::string boot = key.substr(0, key.find('|', key.find('|') + 1));
+  for (const auto& [k, v] : all.items()) {
+    if (k.rfind(boot, 0) == 0) kept[k] = v;
+  }
+  kept[key] = {{"speed", m.ToJson()}, {"mapped_factor", mapped_factor}};
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  auto f = AtomicFile::Create(path);
+  if (!f.ok()) return;  // a cache that cannot be written costs a measurement next time, nothing else
+  const std::string text = kept.dump(1) + "\n";
+  if (f->Write(text.data(), text.size()).ok()) (void)f->Commit();
+}
+
+}  // namespace
+
+Expected<MachineSpeed> MeasureMachineSpeed(int threads, Isa isa, bool use_cache, bool show_progress, double* mapped_factor,
+                                           bool* from_cache) {
+  isa = std::min(isa, MaxSupportedIsa());
+  const std::string key = CacheKey(threads, isa), path = CachePath();
+  *from_cache = false;
+  if (use_cache && !key.empty() && !path.empty()) {
+    const nlohmann::json all = ReadCache(path);
+    MachineSpeed m;
+    if (all.contains(key) && MachineSpeed::FromJson(all[key].value("speed", nlohmann::json()), &m) &&
+        all[key].value("mapped_factor", 0.0) > 0) {
+      *mapped_factor = all[key]["mapped_factor"].get<double>();
+      *from_cache = true;
+      return m;
+    }
+  }
+  LOWBIT_ASSIGN_OR_RETURN(MachineSpeed m, Measure(threads, isa, show_progress, mapped_factor));
+  if (!key.empty() && !path.empty()) WriteCache(path, key, m, *mapped_factor);
+  return m;
+}
+
+}  // namespace lowbit

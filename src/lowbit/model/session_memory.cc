@@ -1,0 +1,77 @@
+#include "lowbit/model/session_memory.h"
+
+#include <algorithm>
+#include <initializer_list>
+#include <thread>
+
+namespace lowbit {
+namespace {
+
+// What MatMul asks of the scratch for `batch` tokens through `w` (kernels/matvec.cc: the
+// activation rows, and as much again where the GEMM has its own layout).
+uint64_t ProductScratch(const DotKernels& k, const WeightView& w, int64_t batch, bool batch_invariant) {
+  const uint64_t rows = ActRowBytes(w.type, w.cols) * static_cast<uint64_t>(batch);
+  // A batch-invariant product takes the GEMM only where the table also has the rows8 kernel.
+  const bool gemm = batch >= 8 && k.ForGemm8(w.type) != nullptr && (!batch_invariant || k.ForRows8(w.type) != nullptr);
+  const bool layout = gemm && k.ForGemm8Layout(w.type) != nullptr;
+  return layout ? 2 * rows : rows;
+}
+
+// What MatMulGroup asks for one token through a group of products: one activation row each.
+uint64_t GroupScratch(std::initializer_list<const WeightView*> group) {
+  uint64_t total = 0;
+  for (const WeightView* w : group) total += ActRowBytes(w->type, w->cols);
+  return total;
+}
+
+}  // namespace
+
+uint64_t SessionSizes::ActivationBytes() const {
+  return static_cast<uint64_t>(batch * (3 * embd + 2 * q_dim + 2 * kv_dim + 2 * ff)) * 4 +
+         static_cast<uint64_t>(batch) * (sizeof(BatchToken) + sizeof(int64_t));
+}
+
+uint64_t SessionSizes::LogitsBytes(int64_t tokens) const {
+  return static_cast<uint64_t>(std::max<int64_t>(1, tokens) * vocab) * 4;
+}
+
+uint64_t SessionSizes::AttentionScratchBytes() const {
+  return static_cast<uint64_t>(threads) * static_cast<uint64_t>(attention_group * n_ctx) * 4;
+}
+
+uint64_t SessionSizes::TotalBytes(int64_t logits_tokens) const {
+  return kv_bytes + ActivationBytes() + RopeBytes() + LogitsBytes(logits_tokens) + matmul_scratch_bytes +
+         AttentionScratchBytes();
+}
+
+SessionSizes PlanSession(const LlamaModel& model, const SessionOptions& o, const DotKernels& k) {
+  const LlamaConfig& c = model.config();
+  SessionSizes s;
+  s.n_ctx = o.n_ctx;
+  s.n_seq = std::max(o.n_seq, 1);
+  s.batch = std::max<int64_t>(1, std::min(o.max_batch, o.n_ctx * s.n_seq));
+  s.threads = o.pool != nullptr ? o.pool->size()
+              : o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  s.embd = c.n_embd;
+  s.q_dim = model.local_heads() * c.head_dim;
+  s.kv_dim = model.local_kv_heads() * c.head_dim;
+  s.ff = model.local_ff();
+  s.vocab = c.n_vocab;
+  s.rope_half = c.rope_dim / 2;
+  s.attention_group = c.n_head / c.n_head_kv;
+  s.kv_bytes = static_cast<uint64_t>(c.n_layer * 2 * s.n_seq * s.n_ctx * s.kv_dim) * (o.kv_f16 ? 2 : 4);
+  // Every product at a full step (the classifier too: perplexity asks for all logits).
+  uint64_t scratch = ProductScratch(k, model.output, s.batch, o.batch_invariant);
+  for (const LlamaModel::Layer& L : model.layers) {
+    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) {
+      scratch = std::max(scratch, ProductScratch(k, *w, s.batch, o.batch_invariant));
+    }
+    scratch = std::max({scratch, GroupScratch({&L.wq, &L.wk, &L.wv}), GroupScratch({&L.gate, &L.up})});
+  }
+  s.matmul_scratch_bytes = scratch;
+  return s;
+}
+
+SessionSizes PlanSession(const LlamaModel& model, const SessionOptions& o) { return PlanSession(model, o, ActiveDotKernels()); }
+
+}  // namespace lowbit

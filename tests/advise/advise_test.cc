@@ -1,0 +1,326 @@
+// The advisor's parts: flag values, the cost model's arithmetic, planned files (sizes equal to what
+// `lowbit quantize` and `lowbit synth` write, models loaded from headers alone), the report's JSON
+// keys, the recommendation rule, and the memory guard.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <functional>
+
+#include "lowbit/advise/advisor.h"
+#include "lowbit/advise/guard.h"
+#include "lowbit/base/memory_info.h"
+#include "lowbit/formats/gguf_writer.h"
+#include "lowbit/pipeline/llama_metadata.h"
+#include "lowbit/pipeline/quantize.h"
+#include "test_data.h"
+
+namespace lowbit {
+namespace {
+
+TEST(AdviseUnits, ParsesSizesRatesAndTimes) {
+  EXPECT_EQ(*ParseBytes("16G", "--ram"), uint64_t{16} << 30);
+  EXPECT_EQ(*ParseBytes("512M", "--ram"), uint64_t{512} << 20);
+  EXPECT_EQ(*ParseBytes("1.5T", "--ram"), uint64_t{3} << 39);
+  EXPECT_EQ(*ParseBytes("24GiB", "--vram"), uint64_t{24} << 30);
+  EXPECT_EQ(*ParseBytes("4096", "--ram"), 4096u);
+  for (const char* bad : {"", "abc", "16X", "-1G", "0", "1e30G", "nanG"}) {
+    auto r = ParseBytes(bad, "--ram");
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) {
+      EXPECT_NE(r.status().message().find("--ram"), std::string::npos);
+    }
+  }
+  EXPECT_DOUBLE_EQ(*ParseBytesPerSecond("60GB/s", "--bandwidth"), 60e9);
+  EXPECT_DOUBLE_EQ(*ParseBytesPerSecond("936 GB/s", "--bandwidth"), 936e9);
+  EXPECT_DOUBLE_EQ(*ParseBytesPerSecond("10Gbit", "--net"), 1.25e9);
+  EXPECT_DOUBLE_EQ(*ParseBytesPerSecond("100Mbit/s", "--net"), 12.5e6);
+  for (const char* bad : {"60", "60GB/h", "0GB/s", "1e20GB/s", "fast"}) EXPECT_FALSE(ParseBytesPerSecond(bad, "--bandwidth").ok()) << bad;
+  EXPECT_DOUBLE_EQ(*ParseSeconds("50us", "--net"), 50e-6);
+  EXPECT_DOUBLE_EQ(*ParseSeconds("0.2ms", "--net"), 0.2e-3);
+  EXPECT_FALSE(ParseSeconds("50", "--net").ok());
+  EXPECT_FALSE(ParseSeconds("1h", "--net").ok());
+  auto n = ParseNetwork("50us,10Gbit", "--net");
+  ASSERT_TRUE(n.ok());
+  EXPECT_DOUBLE_EQ(n->latency_s, 50e-6);
+  EXPECT_DOUBLE_EQ(n->bytes_per_s, 1.25e9);
+  EXPECT_FALSE(ParseNetwork("50us", "--net").ok());
+  EXPECT_FALSE(ParseNetwork("50us,", "--net").ok());
+}
+
+TEST(AdviseCostModel, AllReduceIsTheFasterOfDoublingAndRing) {
+  const Network net{10e-6, 1e9};
+  EXPECT_EQ(AllReduceSeconds(8192, 1, net), 0);
+  // 2 ranks: one exchange either way.
+  EXPECT_NEAR(AllReduceSeconds(8192, 2, net), 10e-6 + 8192 / 1e9, 1e-12);
+  // 4 ranks, a small message: recursive doubling (2 steps) beats the ring's 6 latencies.
+  EXPECT_NEAR(AllReduceSeconds(8192, 4, net), 2 * (10e-6 + 8192 / 1e9), 1e-12);
+  // A large message: the ring moves 2(n-1)/n of it instead of log2(n) copies.
+  const double big = 64e6;
+  EXPECT_NEAR(AllReduceSeconds(big, 4, net), 6 * 10e-6 + 1.5 * big / 1e9, 1e-9);
+}
+
+MachineSpeed TestSpeed() {
+  MachineSpeed m;
+  m.threads = 4;
+  m.bandwidth_gbps = 50;
+  m.attention_gflops = m.attention_f16_gflops = 100;
+  m.handoff_us = 2;
+  for (GgmlType t : {GgmlType::kF32, GgmlType::kF16, GgmlType::kQ8_0, GgmlType::kQ6_K, GgmlType::kQ5_K, GgmlType::kQ4_K,
+                     GgmlType::kQ4_0, GgmlType::kIQ4_XS, GgmlType::kQ3_K, GgmlType::kQ2_K}) {
+    m.types[t] = {40, 200, 20, 100};
+  }
+  return m;
+}
+
+TEST(AdviseCostModel, DecodeIsBytesOverRatePlusAttentionPlusHandoffs) {
+  ModelWork w;
+  w.threaded_bytes[GgmlType::kQ4_K] = 4e9;
+  w.single_bytes[GgmlType::kF32] = 1e6;  // norms
+  w.weight_macs[GgmlType::kQ4_K] = 7e9;
+  w.threaded_products = 161;
+  w.threads = 4;
+  w.n_layer = 32;
+  w.n_embd = 4096;
+  w.q_heads = 32;
+  w.kv_dim = 1024;
+  w.head_dim = 128;
+  const MachineSpeed m = TestSpeed();
+  const double attention = std::max(w.AttentionOps(99) / 100e9, w.KvBytes(99) / 50e9);
+  // At position 99, 32 heads x 100 positions x 128 hand attention out too: 32 more hand-offs.
+  EXPECT_NEAR(*DecodeSeconds(w, m, 99), 4e9 / 40e9 + 1e6 / 20e9 + attention + (161 + 32) * 2e-6, 1e-12);
+  // The mean over positions 0..127 is the time at the middle.
+  EXPECT_NEAR(*DecodeTokensPerSecond(w, m, 0, 128), 2 / (*DecodeSeconds(w, m, 0) + *DecodeSeconds(w, m, 127)), 1e-9);
+  // A prompt: the multiply-adds at the GEMM rate.
+  const double prompt = *PromptSeconds(w, m, 512);
+  EXPECT_GT(prompt, 2 * 7e9 * 512 / 200e9);
+  EXPECT_LT(prompt, 2 * 7e9 * 512 / 200e9 * 1.2);
+  // A type the machine has no close relative of: an error that names it.
+  MachineSpeed none;
+  none.bandwidth_gbps = 10;
+  auto e = DecodeSeconds(w, none, 0);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.status().message().find("Q4_K"), std::string::npos);
+  // Tensor parallel: the largest rank's decode plus 2 all-reduces per layer and the token broadcast.
+  const Network net{20e-6, 1.25e9};
+  EXPECT_NEAR(*TensorParallelDecodeSeconds(w, m, 2, net, 0),
+              *DecodeSeconds(w, m, 0) + 2 * 32 * AllReduceSeconds(4096 * 4, 2, net) + 20e-6, 1e-12);
+}
+
+TEST(AdviseCostModel, MachineSpeedJsonRoundTripsAndRejectsBrokenCaches) {
+  const MachineSpeed m = TestSpeed();
+  MachineSpeed back;
+  ASSERT_TRUE(MachineSpeed::FromJson(m.ToJson(), &back));
+  EXPECT_EQ(back.ToJson(), m.ToJson());
+  for (const char* bad : {"[]", "{}", "null", "{\"threads\": 1}"}) EXPECT_FALSE(MachineSpeed::FromJson(nlohmann::json::parse(bad), &back)) << bad;
+  // One field wrong at a time.
+  std::vector<std::function<void(nlohmann::json&)>> breaks = {
+      [](nlohmann::json& j) { j["bandwidth_gbps"] = -3; },
+      [](nlohmann::json& j) { j["threads"] = "x"; },
+      [](nlohmann::json& j) { j["threads"] = 0; },
+      [](nlohmann::json& j) { j["handoff_us"] = -1; },
+      [](nlohmann::json& j) { j["types"]["Q9_Z"] = j["types"]["F32"]; },
+      [](nlohmann::json& j) { j["types"]["F32"]["gemm_gops"] = 0; },
+      [](nlohmann::json& j) { j["types"]["F32"].erase("cached_gbps"); },
+      [](nlohmann::json& j) { j["types"] = nlohmann::json::object(); },
+      [](nlohmann::json& j) { j.erase("llc_bytes"); },
+  };
+  for (size_t i = 0; i < breaks.size(); ++i) {
+    nlohmann::json j = m.ToJson();
+    breaks[i](j);
+    EXPECT_FALSE(MachineSpeed::FromJson(j, &back)) << i << ": " << j.dump();
+  }
+}
+
+TEST(AdviseModelSource, ShapesPlanWithTheEngineLoader) {
+  auto src = ModelSource::Open("llama3.2-1b");
+  ASSERT_TRUE(src.ok()) << src.status().message();
+  EXPECT_EQ(src->kind(), "shape");
+  EXPECT_FALSE(src->has_as_is());
+  auto p = src->As("Q4_K_M");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  const LlamaConfig& c = p->model.config();
+  EXPECT_EQ(c.n_layer, 16);
+  EXPECT_EQ(c.n_vocab, 128256);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(p->model.output.data, p->model.token_embd.data);  // tied: no output.weight
+  EXPECT_EQ(p->UnreadBytes(), 0u);
+  SynthOptions so;
+  so.shape = "llama3.2-1b";
+  so.type = "Q4_K_M";
+  EXPECT_EQ(p->file_bytes, SynthWriter(so)->FileSize());
+  auto bad = ModelSource::Open("llama9-1t");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("tinyllama-1.1b"), std::string::npos) << bad.status().message();
+}
+
+TEST(AdviseModelSource, CandidateFilesHaveTheSizeQuantizeWrites) {
+  LOWBIT_REQUIRE_SHARED();
+  testing::TempDir dir;
+  for (const std::string& input : {testing::SharedPath("models/stories5M/stories5M-f32.gguf"),
+                                  testing::SharedPath("models/stories260K/hf-bf16")}) {
+    auto src = ModelSource::Open(input);
+    ASSERT_TRUE(src.ok()) << src.status().message();
+    auto as_is = src->AsIs();
+    ASSERT_TRUE(as_is.ok()) << as_is.status().message();
+    for (const char* type : {"Q8_0", "Q4_K_M", "Q2_K"}) {
+      SCOPED_TRACE(input + " " + type);
+      auto p = src->As(type);
+      ASSERT_TRUE(p.ok()) << p.status().message();
+      QuantizeOptions q;
+      q.input = input;
+      q.output = dir.Path("q.gguf");
+      q.type = type;
+      q.threads = 2;
+      auto rep = QuantizeModel(q);
+      ASSERT_TRUE(rep.ok()) << rep.status().message();
+      EXPECT_EQ(p->file_bytes, std::filesystem::file_size(q.output));
+      // The written file loads to the same shapes.
+      auto g = GgufFile::Open(q.output);
+      ASSERT_TRUE(g.ok());
+      auto m = LlamaModel::Load(*g);
+      ASSERT_TRUE(m.ok()) << m.status().message();
+      for (size_t l = 0; l < m->layers.size(); ++l) {
+        EXPECT_EQ(m->layers[l].down.type, p->model.layers[l].down.type);
+        EXPECT_EQ(m->layers[l].wv.type, p->model.layers[l].wv.type);
+      }
+    }
+  }
+}
+
+Hardware TestHardware(uint64_t ram) {
+  Hardware hw;
+  hw.described = true;
+  hw.cpu = "test";
+  hw.ram_total = hw.ram_available = ram;
+  hw.threads = 4;
+  hw.isa = Isa::kAvx2;
+  hw.speed = TestSpeed();
+  return hw;
+}
+
+TEST(Advisor, JsonHasTheIssuesKeysAndTheRuleRecommends) {
+  auto src = ModelSource::Open("llama3-8b");
+  ASSERT_TRUE(src.ok());
+  AdviseOptions o;
+  o.ctx = 4096;
+  auto a = Advise(*src, TestHardware(uint64_t{64} << 30), o);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  const nlohmann::json j = a->ToJson();
+  for (const char* key : {"hardware", "as_is", "candidates", "recommendation"}) EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_TRUE(j["as_is"].is_null());  // a shape has no file
+  ASSERT_EQ(j["candidates"].size(), DefaultCandidateTypes().size());
+  for (const auto& c : j["candidates"]) {
+    for (const char* key : {"type", "file_bytes", "kld", "memory_bytes", "decode_tok_s", "prompt_tok_s", "fits"}) {
+      EXPECT_TRUE(c.contains(key)) << key;
+    }
+    EXPECT_TRUE(c["fits"].get<bool>());
+  }
+  // With 64 GiB every type fits: F16 -> Q8_0 (much faster, KLD +0.0001) -> Q6_K (1.3x, +0.0005) and
+  // no further (Q5_K_M is less than 1.25x faster).
+  EXPECT_EQ(j["recommendation"]["type"], "Q6_K");
+  // With 6 GiB only the small types fit with 10% free: Q4_K_M needs ~5.2 GiB at context 4096 F32 ...
+  o.kv_f16 = true;
+  o.ctx = 2048;
+  a = Advise(*src, TestHardware(uint64_t{6} << 30), o);
+  ASSERT_TRUE(a.ok());
+  const nlohmann::json k = a->ToJson();
+  EXPECT_FALSE(k["candidates"][0]["fits"].get<bool>());  // F16: 16 GB
+  const std::string pick = k["recommendation"]["type"];
+  EXPECT_TRUE(pick == "Q4_K_M" || pick == "IQ4_XS" || pick == "Q3_K_M") << pick;
+  // ... and with 2 GiB nothing does, and the text says what the smallest needs.
+  a = Advise(*src, TestHardware(uint64_t{2} << 30), o);
+  ASSERT_TRUE(a.ok());
+  EXPECT_TRUE(a->ToJson()["recommendation"]["type"].is_null());
+  EXPECT_NE(a->recommendation.find("Q2_K"), std::string::npos) << a->recommendation;
+}
+
+TEST(Advisor, MemoryAddsUpAndScalesWithContextAndSlots) {
+  auto src = ModelSource::Open("tinyllama-1.1b");
+  ASSERT_TRUE(src.ok());
+  auto p = src->As("Q4_K_M");
+  ASSERT_TRUE(p.ok());
+  RunShape r;
+  r.n_ctx = 2048;
+  r.threads = 2;
+  const RunMemory m1 = PredictRunMemory(*p, r);
+  // 22 layers x K and V x 2048 positions x 4 KV heads of 64 floats.
+  EXPECT_EQ(m1.kv_cache, uint64_t{22} * 2 * 2048 * 256 * 4);
+  r.kv_f16 = true;
+  EXPECT_EQ(PredictRunMemory(*p, r).kv_cache, m1.kv_cache / 2);
+  r.slots = 3;
+  EXPECT_EQ(PredictRunMemory(*p, r).kv_cache, 3 * m1.kv_cache / 2);
+  r = RunShape{};
+  r.n_ctx = 2048;
+  r.in_memory = false;
+  const RunMemory mapped = PredictRunMemory(*p, r);
+  EXPECT_EQ(mapped.weights, (p->file_bytes - p->UnreadBytes() + 4095) / 4096 * 4096);
+  EXPECT_EQ(m1.weights, (p->file_bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20));
+}
+
+// A GGUF with a small file and an enormous cache at long contexts: 64 layers of width 128.
+std::string WriteWideCacheModel(const testing::TempDir& dir) {
+  LlamaHparams hp;
+  hp.context_length = 1u << 20;
+  hp.embedding_length = 128;
+  hp.feed_forward_length = 128;
+  hp.block_count = 64;
+  hp.head_count = 2;
+  hp.head_count_kv = 2;
+  hp.rope_dimension_count = 64;
+  hp.vocab_size = 256;
+  GgufWriter w;
+  for (const GgufKv& kv : LlamaModelKvs(hp)) w.SetKv(kv.key, kv.value);
+  auto zeros = [](std::span<uint8_t> out) {
+    std::fill(out.begin(), out.end(), 0);
+    return OkStatus();
+  };
+  auto add = [&](const std::string& name, uint64_t rows, uint64_t cols) {
+    std::vector<uint64_t> dims = {cols};
+    if (rows > 1) dims.push_back(rows);
+    EXPECT_TRUE(w.AddTensor(name, rows > 1 ? GgmlType::kF16 : GgmlType::kF32, dims, zeros).ok());
+  };
+  add("token_embd.weight", 256, 128);
+  add("output_norm.weight", 1, 128);
+  for (int l = 0; l < 64; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    for (const char* m : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) add(p + m + ".weight", 128, 128);
+    add(p + "attn_norm.weight", 1, 128);
+    add(p + "ffn_norm.weight", 1, 128);
+  }
+  const std::string path = dir.Path("wide-cache.gguf");
+  EXPECT_TRUE(w.Write(path).ok());
+  return path;
+}
+
+TEST(AdviseGuard, RefusesWhatDoesNotFitAndSaysWhatWould) {
+  testing::TempDir dir;
+  const std::string path = WriteWideCacheModel(dir);
+  FitRequest small{.model = path, .n_ctx = 4096, .threads = 1};
+  auto ok = CheckFit(small);
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+  EXPECT_TRUE(ok->fits);
+  EXPECT_TRUE(RequireFit(small).ok());
+  // At the trained context (1M) the F32 cache alone is 64 GiB.
+  FitRequest big{.model = path, .threads = 1};
+  auto c = CheckFit(big);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->memory.kv_cache, uint64_t{64} * 2 * (1u << 20) * 128 * 4);
+  if (c->available >= c->memory.total()) GTEST_SKIP() << "this machine has more than 64 GiB available";
+  EXPECT_FALSE(c->fits);
+  const Status s = RequireFit(big);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(path), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("it would fit with -c "), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("--no-memory-check"), std::string::npos) << s.message();
+  EXPECT_EQ(s.message().find('\n'), std::string::npos);
+}
+
+TEST(AdviseGuard, MemoryInfoIsSane) {
+  const MemoryInfo m = ReadMemoryInfo();
+  EXPECT_GT(m.total, 0u);
+  EXPECT_LE(m.available, m.total);
+  EXPECT_GT(PeakResidentBytes(), 0u);
+}
+
+}  // namespace
+}  // namespace lowbit

@@ -1,0 +1,145 @@
+// `lowbit advise` end to end (the JSON the issue asks for, the per-boot cache), its bad input (one
+// line, exit 1, before any measurement), and the memory guard of `run` and `perplexity`.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "lowbit/base/memory_info.h"
+#include "lowbit/formats/gguf_writer.h"
+#include "lowbit/pipeline/llama_metadata.h"
+#include "test_data.h"
+
+namespace lowbit {
+namespace {
+
+struct Result {
+  int code;
+  std::string out;  // stdout + stderr
+};
+
+Result Shell(const std::string& cmd) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  Result r{-1, ""};
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+Result Lowbit(const std::string& args) { return Shell(std::string(LOWBIT_CLI_PATH) + " " + args); }
+
+int Lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+
+// A llama GGUF of the given shape with zero F16 weights (no vocabulary: the guard and the advisor
+// never need one).
+std::string WriteModel(const std::string& path, uint32_t embd, uint32_t heads, uint32_t layers, uint32_t ctx) {
+  LlamaHparams hp;
+  hp.context_length = ctx;
+  hp.embedding_length = embd;
+  hp.feed_forward_length = embd;
+  hp.block_count = layers;
+  hp.head_count = heads;
+  hp.head_count_kv = heads;
+  hp.rope_dimension_count = 64;
+  hp.vocab_size = 256;
+  GgufWriter w;
+  for (const GgufKv& kv : LlamaModelKvs(hp)) w.SetKv(kv.key, kv.value);
+  auto zeros = [](std::span<uint8_t> out) {
+    std::fill(out.begin(), out.end(), 0);
+    return OkStatus();
+  };
+  auto add = [&](const std::string& name, uint64_t rows, uint64_t cols) {
+    std::vector<uint64_t> dims = {cols};
+    if (rows > 1) dims.push_back(rows);
+    EXPECT_TRUE(w.AddTensor(name, rows > 1 ? GgmlType::kF16 : GgmlType::kF32, dims, zeros).ok());
+  };
+  add("token_embd.weight", 256, embd);
+  add("output_norm.weight", 1, embd);
+  for (uint32_t l = 0; l < layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    for (const char* m : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) add(p + m + ".weight", embd, embd);
+    add(p + "attn_norm.weight", 1, embd);
+    add(p + "ffn_norm.weight", 1, embd);
+  }
+  EXPECT_TRUE(w.Write(path).ok());
+  return path;
+}
+
+TEST(AdviseCli, BadInputIsOneLineAndExitOne) {
+  testing::TempDir dir;
+  std::filesystem::create_directory(dir.Path("empty"));
+  // 3 heads do not divide a width of 128: inconsistent metadata.
+  const std::string odd = WriteModel(dir.Path("odd.gguf"), 128, 3, 1, 256);
+  for (const std::string& args : std::vector<std::string>{"advise " + dir.Path("empty"), "advise no-such-model", "advise " + odd, "advise llama2-7b --ram 0", "advise llama2-7b --ram 16X",
+        "advise llama2-7b --bandwidth fast", "advise llama2-7b --nodes 2", "advise llama2-7b --vram 24G",
+        "advise llama2-7b --net 50us --nodes 2", "advise llama2-7b --types Q9_K", "advise llama2-7b --gpu-efficiency 2 --vram 8G --gpu-bandwidth 100GB/s"}) {
+    SCOPED_TRACE(args);
+    const Result r = Lowbit(args);
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_EQ(Lines(r.out), 1) << r.out;
+  }
+  EXPECT_EQ(Lowbit("advise llama2-7b --cache-type q4").code, 2);
+  const Result list = Lowbit("advise --list-shapes");
+  EXPECT_EQ(list.code, 0);
+  EXPECT_NE(list.out.find("llama3-8b"), std::string::npos);
+}
+
+TEST(AdviseCli, JsonForAFileAndThePerBootCache) {
+  LOWBIT_REQUIRE_SHARED();
+  testing::TempDir dir;
+  const std::string cmd = "XDG_CACHE_HOME=" + dir.path().string() + " " + LOWBIT_CLI_PATH + " advise " +
+                          testing::SharedPath("models/stories5M/stories5M-f32.gguf") + " -c 256 -t 1 --json";
+  Result r = Shell(cmd);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out.substr(0, 300);
+  for (const char* key : {"hardware", "as_is", "candidates", "recommendation"}) ASSERT_TRUE(j.contains(key)) << key;
+  const auto& as_is = j["as_is"];
+  EXPECT_EQ(as_is["type"], "F32");
+  EXPECT_EQ(as_is["file_bytes"], std::filesystem::file_size(testing::SharedPath("models/stories5M/stories5M-f32.gguf")));
+  for (const char* key : {"memory_bytes", "decode_tok_s", "prompt_tok_s", "fits"}) EXPECT_TRUE(as_is.contains(key)) << key;
+  EXPECT_TRUE(as_is["fits"].get<bool>());
+  EXPECT_GT(as_is["decode_tok_s"].get<double>(), 0);
+  EXPECT_EQ(j["candidates"].size(), 8u);
+  for (const auto& c : j["candidates"]) {
+    for (const char* key : {"type", "file_bytes", "kld", "memory_bytes", "decode_tok_s", "prompt_tok_s", "fits"}) EXPECT_TRUE(c.contains(key)) << key;
+  }
+  EXPECT_FALSE(j["recommendation"]["type"].is_null());
+  EXPECT_FALSE(j["hardware"]["from_cache"].get<bool>());
+  EXPECT_TRUE(std::filesystem::exists(dir.Path("lowbit/machine.json")));
+  // The second time, this boot's measurement.
+  r = Shell(cmd);
+  ASSERT_EQ(r.code, 0) << r.out;
+  j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded());
+  EXPECT_TRUE(j["hardware"]["from_cache"].get<bool>());
+  // A corrupt cache is measured over, not trusted.
+  testing::WriteFileBytes(dir.Path("lowbit/machine.json"), {'{', '"', 'x'});
+  r = Shell(cmd);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_FALSE(nlohmann::json::parse(r.out)["hardware"]["from_cache"].get<bool>());
+}
+
+TEST(AdviseCli, RunAndPerplexityRefuseWhatDoesNotFit) {
+  testing::TempDir dir;
+  // 64 layers of width 128 trained at 1M positions: a 15 MB file whose F32 cache at that context is 64 GiB.
+  const std::string wide = WriteModel(dir.Path("wide.gguf"), 128, 2, 64, 1u << 20);
+  if (ReadMemoryInfo().available > (uint64_t{70} << 30)) GTEST_SKIP() << "this machine has more than 70 GiB available";
+  for (const std::string& args : std::vector<std::string>{"run -m " + wide + " -p hi -n 1", "perplexity -m " + wide + " -f " + wide}) {
+    SCOPED_TRACE(args);
+    const Result r = Lowbit(args);
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_EQ(Lines(r.out), 1) << r.out;
+    EXPECT_NE(r.out.find("is available"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("it would fit with -c "), std::string::npos) << r.out;
+  }
+}
+
+}  // namespace
+}  // namespace lowbit
