@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "lowbit/pipeline/quant_mix.h"
 #include "lowbit/pipeline/quantize.h"
+#include "lowbit/pipeline/quantize_folder.h"
 
 namespace lowbit::tools {
 
@@ -18,8 +19,21 @@ void AddQuantize(CLI::App& app, Registry& r) {
       "quantize", fmt::format("Quantize a model to a tensor type or a llama.cpp-style mix. TYPE: {}",
                               fmt::join(QuantMixNames(), ", ")));
   sub->add_option("input", o->input, "GGUF (F32/F16/BF16), llama2.c checkpoint, HF folder or safetensors file")->required();
-  sub->add_option("output", o->output, "output GGUF")->required();
-  sub->add_option("type", o->type, "tensor type (Q4_K) or mix (Q4_K_M, Q3_K_S, Q2_K, IQ4_XS, ...)")->required();
+  sub->add_option("output", o->output, "output GGUF, or the folder --format gptq|awq writes")->required();
+  sub->add_option("type", o->type, "tensor type (Q4_K) or mix (Q4_K_M, Q3_K_S, Q2_K, IQ4_XS, ...); not with --format gptq|awq");
+  auto folder = std::make_shared<FolderQuantOptions>();
+  auto format = std::make_shared<std::string>("gguf");
+  auto sym = std::make_shared<bool>(false);
+  auto asym = std::make_shared<bool>(false);
+  sub->add_option("--format", *format, "gguf (default), or gptq / awq: a Hugging Face folder on the int-N grid of --bits / --group-size")
+      ->check(CLI::IsMember({"gguf", "gptq", "awq"}));
+  sub->add_option("--bits", folder->bits, "bits per weight of --format gptq|awq (2, 3, 4, 8; AWQ: 4)")->check(CLI::IsMember({2, 3, 4, 8}));
+  sub->add_option("--group-size", folder->group_size, "columns per scale of --format gptq|awq (-1: one per row; default 128)")
+      ->check(CLI::Range(int64_t{-1}, int64_t{1} << 20));
+  auto sym_flag = sub->add_flag("--sym", *sym, "symmetric grid (zero fixed at 2^(bits-1); GPTQ's default)");
+  sub->add_flag("--asym", *asym, "asymmetric grid (integer zero point per group; AWQ's default)")->excludes(sym_flag);
+  sub->add_flag("--act-order", folder->act_order, "GPTQ: columns in descending Hessian diagonal order (desc_act)");
+  sub->add_flag("--static-groups", folder->static_groups, "GPTQ: group ranges from the original weights before the column loop");
   sub->add_option("--imatrix", o->imatrix, "importance matrix (llama.cpp .dat or GGUF)");
   sub->add_option("--vocab", o->vocab, "tokenizer for llama2.c inputs");
   sub->add_flag("--pure", o->pure, "no mix rules: every tensor gets the base type (shape fallbacks still apply)");
@@ -40,10 +54,20 @@ void AddQuantize(CLI::App& app, Registry& r) {
       ->check(CLI::Range(0.0, 1.0));
   sub->add_flag("--json", *json, "print the report as one JSON object");
   sub->add_flag("-q,--quiet", *quiet, "no progress display");
-  r.Add(sub, [o, json, quiet, method]() -> Status {
+  r.Add(sub, [o, json, quiet, method, folder, format, sym, asym]() -> Status {
     o->show_progress = !*quiet && !*json;
     LOWBIT_ASSIGN_OR_RETURN(o->method, ParseQuantizeMethod(*method));
-    LOWBIT_ASSIGN_OR_RETURN(QuantizeReport report, QuantizeModel(*o));
+    const bool to_folder = *format != "gguf";
+    if (to_folder && !o->type.empty()) return Errorf("TYPE '{}' is for GGUF output; --format {} takes --bits and --group-size", o->type, *format);
+    if (!to_folder && o->type.empty()) return Errorf("TYPE is required for GGUF output (e.g. Q4_K_M), or pass --format gptq|awq");
+    if (*sym || *asym) folder->sym = *sym;
+    folder->format = *format;
+    QuantizeReport report;
+    if (to_folder) {
+      LOWBIT_ASSIGN_OR_RETURN(report, QuantizeToFolder(*o, *folder));
+    } else {
+      LOWBIT_ASSIGN_OR_RETURN(report, QuantizeModel(*o));
+    }
     const std::string out = *json ? report.ToJson().dump(2) + "\n" : report.ToText();
     std::fwrite(out.data(), 1, out.size(), stdout);
     return OkStatus();

@@ -188,6 +188,7 @@ Expected<ConversionPlan> PlanHuggingFace(const fs::path& dir, const std::string&
     }
     LOWBIT_ASSIGN_OR_RETURN(GgmlType type, GgmlTypeOfSafetensor(*t, weights));
     AddTensor(plan, gguf_name, ReversedShape(t->shape), type, t->data, unpermute_heads);
+    plan.tensors.back().source_name = hf_name;
     return OkStatus();
   };
   LOWBIT_RETURN_IF_ERROR(take("model.embed_tokens.weight", "token_embd.weight", {V, dim}, 0));

@@ -24,6 +24,7 @@ struct PlannedTensor {
   GgmlType source_type;            // type of `data`
   std::span<const uint8_t> data;   // into the mapped input
   uint32_t unpermute_heads = 0;    // > 0: rows are in HF rotate_half order over this many heads
+  std::string source_name;         // the input's own name for it (Hugging Face folders), when known
 };
 
 struct ConversionPlan {

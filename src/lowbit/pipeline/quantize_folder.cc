@@ -1,0 +1,329 @@
+#include "lowbit/pipeline/quantize_folder.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "lowbit/base/thread_pool.h"
+#include "lowbit/formats/int_quant.h"
+#include "lowbit/formats/quant_checkpoint.h"
+#include "lowbit/formats/quant_config.h"
+#include "lowbit/formats/safetensors.h"
+#include "lowbit/numeric/ggml_type.h"
+#include "lowbit/numeric/half.h"
+#include "lowbit/pipeline/calibrated.h"
+#include "lowbit/pipeline/row_convert.h"
+#include "lowbit/quant/error_stats.h"
+
+namespace lowbit {
+namespace fs = std::filesystem;
+
+namespace {
+
+// "blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj"; "" for a tensor that is not a layer matrix.
+std::string HfLinearPrefix(const std::string& gguf_name) {
+  static const std::pair<const char*, const char*> kMap[] = {
+      {"attn_q.weight", "self_attn.q_proj"}, {"attn_k.weight", "self_attn.k_proj"},   {"attn_v.weight", "self_attn.v_proj"},
+      {"attn_output.weight", "self_attn.o_proj"}, {"ffn_gate.weight", "mlp.gate_proj"}, {"ffn_up.weight", "mlp.up_proj"},
+      {"ffn_down.weight", "mlp.down_proj"}};
+  if (!gguf_name.starts_with("blk.")) return "";
+  const size_t dot = gguf_name.find('.', 4);
+  if (dot == std::string::npos) return "";
+  const std::string layer = gguf_name.substr(4, dot - 4), rest = gguf_name.substr(dot + 1);
+  for (const auto& [g, h] : kMap) {
+    if (rest == g) return "model.layers." + layer + "." + h;
+  }
+  return "";
+}
+
+Expected<StDtype> StDtypeOf(GgmlType t, const std::string& name) {
+  switch (t) {
+    case GgmlType::kF32: return StDtype::kF32;
+    case GgmlType::kF16: return StDtype::kF16;
+    case GgmlType::kBF16: return StDtype::kBF16;
+    default: return Errorf("tensor '{}' is {}: a GPTQ/AWQ folder keeps its other tensors in F32, F16 or BF16", name, TypeInfo(t).name);
+  }
+}
+
+// Float values in a safetensors float dtype (round to nearest even, as torch's .to() does).
+std::vector<uint8_t> FloatsAs(const std::vector<float>& v, StDtype d) {
+  std::vector<uint8_t> out(v.size() * StDtypeSize(d));
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (d == StDtype::kF32) {
+      std::memcpy(out.data() + 4 * i, &v[i], 4);
+    } else {
+      const uint16_t h = d == StDtype::kF16 ? Fp32ToFp16(v[i]) : Fp32ToBf16(v[i]);
+      std::memcpy(out.data() + 2 * i, &h, 2);
+    }
+  }
+  return out;
+}
+
+// The grid's values in the checkpoint's shape, rows in Hugging Face order: GGUF row r of a q/k
+// matrix is Hugging Face row UnpermuteSourceRow(r).
+IntQuantLinear ToCheckpointRows(LinearQuantized&& q, uint32_t unpermute_heads) {
+  IntQuantLinear out;
+  out.bits = q.bits;
+  out.rows = q.rows;
+  out.cols = q.cols;
+  out.group_size = q.group_size;
+  out.g_idx = std::move(q.g_idx);
+  out.scale_dtype = ScaleDtype::kF16;
+  if (unpermute_heads == 0) {
+    out.codes = std::move(q.codes);
+    out.scales = std::move(q.scales);
+    out.zeros = std::move(q.zeros);
+    return out;
+  }
+  const int64_t rows = q.rows, cols = q.cols, groups = q.n_groups();
+  out.codes.resize(q.codes.size());
+  out.scales.resize(q.scales.size());
+  out.zeros.resize(q.zeros.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto h = static_cast<int64_t>(UnpermuteSourceRow(static_cast<uint64_t>(r), static_cast<uint64_t>(rows), unpermute_heads));
+    std::memcpy(out.codes.data() + h * cols, q.codes.data() + r * cols, static_cast<size_t>(cols));
+    for (int64_t g = 0; g < groups; ++g) {
+      out.scales[g * rows + h] = q.scales[g * rows + r];
+      out.zeros[g * rows + h] = q.zeros[g * rows + r];
+    }
+  }
+  return out;
+}
+
+Status CopyFile(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+  if (ec) return Errorf("cannot copy {} to {}: {}", from.string(), to.string(), ec.message());
+  return OkStatus();
+}
+
+Status WriteText(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  out.close();
+  if (!out) return Errorf("{}: cannot write", path.string());
+  return OkStatus();
+}
+
+Expected<std::string> ReadText(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Errorf("{}: cannot read", path.string());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Removes the temporary folder unless released.
+class TempFolder {
+ public:
+  explicit TempFolder(fs::path p) : path_(std::move(p)) {}
+  ~TempFolder() {
+    if (!path_.empty()) {
+      std::error_code ec;
+      fs::remove_all(path_, ec);
+    }
+  }
+  const fs::path& path() const { return path_; }
+  void Release() { path_.clear(); }
+
+ private:
+  fs::path path_;
+};
+
+}  // namespace
+
+Expected<QuantizeReport> QuantizeToFolder(const QuantizeOptions& o, const FolderQuantOptions& f) {
+  const auto start = std::chrono::steady_clock::now();
+  if (f.format != "gptq" && f.format != "awq") return Errorf("--format {}: expected gguf, gptq or awq", f.format);
+  const bool awq = f.format == "awq";
+  std::error_code ec;
+  if (!fs::is_directory(o.input, ec) || !fs::exists(fs::path(o.input) / "config.json", ec)) {
+    return Errorf("{}: --format {} writes a Hugging Face folder and reads one (config.json, safetensors and the tokenizer "
+                  "files it carries over); convert other inputs to a folder first", o.input, f.format);
+  }
+  if (fs::exists(o.output, ec)) return Errorf("{}: already exists; --format {} writes a new folder", o.output, f.format);
+
+  QuantConfig qc;
+  qc.method = awq ? QuantMethod::kAwq : QuantMethod::kGptq;
+  qc.format = awq ? CheckpointFormat::kAwqGemm : CheckpointFormat::kGptq;
+  qc.bits = f.bits;
+  qc.group_size = f.group_size;
+  qc.sym = f.sym.value_or(!awq);
+  qc.desc_act = f.act_order;
+  qc.static_groups = f.static_groups;
+  qc.damp_percent = o.damp_percent;
+  qc.zero_point = !qc.sym;
+  if (awq && qc.sym) return Errorf("--format awq stores zero points (AutoAWQ's GEMM layout): drop --sym");
+  if (awq && (f.act_order || f.static_groups)) return Errorf("--act-order and --static-groups are GPTQ options, not AWQ's");
+  if (o.method == QuantizeMethod::kAwq && !awq) {
+    // AWQ's scales fold into the norms, which a GPTQ folder carries as they are: allowed.
+  }
+  LOWBIT_RETURN_IF_ERROR(CheckWritableConfig(qc));
+
+  LinearQuantSpec spec;
+  spec.bits = f.bits;
+  spec.sym = qc.sym;
+  spec.granularity = f.group_size < 0 ? QuantGranularity::kPerChannel : QuantGranularity::kPerGroup;
+  spec.group_size = f.group_size < 0 ? 128 : f.group_size;
+  spec.convention = awq ? QuantConvention::kAwq : QuantConvention::kGptq;
+
+  LOWBIT_ASSIGN_OR_RETURN(ConversionPlan plan, PlanConversion(o.input, o.vocab));
+  if (plan.input_kind != "huggingface") return Errorf("{}: not a Hugging Face llama folder", o.input);
+
+  auto report = std::make_shared<QuantizeReport>();
+  report->mix = fmt::format("{} int{} g{}{}{}", f.format, f.bits, f.group_size, qc.sym ? " sym" : " asym", f.act_order ? " act-order" : "");
+  report->method = std::string(QuantizeMethodName(o.method));
+  ThreadPool pool(o.threads);
+  report->threads = pool.size();
+
+  std::unique_ptr<CalibratedModel> cal;
+  if (o.method != QuantizeMethod::kRtn) {
+    CalibratedOptions co;
+    co.method = o.method;
+    co.calib = o.calib;
+    co.threads = o.threads;
+    co.show_progress = o.show_progress;
+    co.int_grid = true;
+    co.spec = spec;
+    co.damp_percent = o.damp_percent;
+    co.act_order = f.act_order;
+    co.static_groups = f.static_groups;
+    LOWBIT_ASSIGN_OR_RETURN(cal, CalibratedModel::Start(plan, std::move(co)));
+  }
+
+  // Every tensor, in layer order (the calibrated model computes layer by layer).
+  std::vector<size_t> order(plan.tensors.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  auto layer_of = [&](size_t i) -> int64_t {
+    const std::string& n = plan.tensors[i].name;
+    return n.starts_with("blk.") ? std::strtoll(n.c_str() + 4, nullptr, 10) : (n == "output.weight" ? INT64_MAX : -1);
+  };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return layer_of(a) < layer_of(b); });
+
+  std::vector<PackedTensor> packed;
+  std::map<std::string, bool> written_source;  // a tied classifier shares the embedding's bytes
+  report->tensors.resize(plan.tensors.size());
+  for (size_t k : order) {
+    const PlannedTensor& t = plan.tensors[k];
+    TensorQuantReport& rep = report->tensors[k];
+    rep.name = t.name;
+    rep.shape = t.dims;
+    rep.source_type = std::string(TypeInfo(t.source_type).name);
+    report->input_tensor_bytes += t.data.size();
+    const std::string prefix = HfLinearPrefix(t.name);
+    const std::string hf_name = !prefix.empty() ? prefix + ".weight" : t.source_name;
+    if (prefix.empty()) {
+      // Copied as it is (or, for a norm AWQ rescaled, its new values in the same dtype).
+      if (t.source_name.empty()) return Errorf("{}: tensor '{}' has no Hugging Face name", o.input, t.name);
+      if (written_source[t.source_name]) {
+        rep.type = rep.source_type;
+        rep.note = "tied to " + t.source_name;
+        continue;
+      }
+      written_source[t.source_name] = true;
+      LOWBIT_ASSIGN_OR_RETURN(StDtype dt, StDtypeOf(t.source_type, t.name));
+      std::vector<uint64_t> shape(t.dims.rbegin(), t.dims.rend());
+      PackedTensor p{t.source_name, dt, shape, {}};
+      const CalibratedTensor* c = nullptr;
+      if (cal) {
+        LOWBIT_ASSIGN_OR_RETURN(c, cal->Get(t.name));
+      }
+      if (c != nullptr && !c->values.empty()) {
+        p.bytes = FloatsAs(c->values, dt);
+        rep.note = "AWQ scales folded in";
+        cal->Release(t.name);
+      } else {
+        p.bytes.assign(t.data.begin(), t.data.end());
+      }
+      rep.type = rep.source_type;
+      rep.n_elements = 1;
+      for (uint64_t d : t.dims) rep.n_elements *= d;
+      rep.bytes = p.bytes.size();
+      packed.push_back(std::move(p));
+      continue;
+    }
+    const auto rows = static_cast<int64_t>(t.dims[1]), cols = static_cast<int64_t>(t.dims[0]);
+    std::vector<float> original(static_cast<size_t>(rows * cols));
+    LOWBIT_RETURN_IF_ERROR(ConvertTensorRows(t, GgmlType::kF32, std::span<uint8_t>(reinterpret_cast<uint8_t*>(original.data()), original.size() * 4)));
+    LinearQuantized grid;
+    if (cal) {
+      LOWBIT_ASSIGN_OR_RETURN(const CalibratedTensor* c, cal->Get(t.name));
+      if (c == nullptr || !c->has_grid) return Errorf("{}: the calibrated model has no integer-grid result", t.name);
+      grid = c->grid;
+      rep.note = c->note;
+      cal->Release(t.name);
+    } else {
+      auto q = QuantizeLinear(original.data(), rows, cols, spec);
+      if (!q.ok()) return Errorf("{}: {}", t.name, q.status().message());
+      grid = std::move(*q);
+    }
+    // Error against the original weights (for AWQ: of W*s against its quantized values, divided back
+    // is not what is stored; the plain statistics of the stored grid against the original are only
+    // meaningful without scales, so AWQ reports them against the dequantized grid / s where known).
+    {
+      const std::vector<float> deq = grid.Dequantize();
+      ErrorStats es;
+      if (o.method != QuantizeMethod::kAwq) es.Add(original.data(), deq.data(), rows * cols);
+      rep.rmse = es.rmse();
+      rep.max_abs_err = es.max_abs_err;
+      rep.sqnr_db = es.sqnr_db();
+    }
+    IntQuantLinear iq = ToCheckpointRows(std::move(grid), t.unpermute_heads);
+    LOWBIT_RETURN_IF_ERROR(CheckIntQuantLinear(iq, prefix));
+    auto pk = PackQuantizedLinear(prefix, iq, qc);
+    if (!pk.ok()) return Errorf("{}: {}", prefix, pk.status().message());
+    rep.quantized = true;
+    rep.type = fmt::format("int{} g{}", f.bits, f.group_size);
+    rep.n_elements = static_cast<uint64_t>(rows * cols);
+    for (PackedTensor& p : *pk) {
+      rep.bytes += p.bytes.size();
+      packed.push_back(std::move(p));
+    }
+    for (const MappedFile* m : plan.mappings) m->DropPages(t.data);
+  }
+
+  // The folder, beside OUT until it is complete.
+  const fs::path out(o.output);
+  const fs::path tmp_path = out.parent_path() / (out.filename().string() + fmt::format(".tmp-{}", static_cast<long>(::getpid())));
+  fs::remove_all(tmp_path, ec);
+  if (!fs::create_directories(tmp_path, ec) || ec) return Errorf("{}: cannot create: {}", tmp_path.string(), ec.message());
+  TempFolder tmp(tmp_path);
+  SafetensorsWriter w;
+  w.SetMetadata("format", "pt");
+  w.SetMetadata("quantized_by", "lowbit");
+  for (const PackedTensor& p : packed) {
+    LOWBIT_RETURN_IF_ERROR(w.Add(p.name, p.dtype, p.shape, [&p](std::span<uint8_t> dst) -> Status {
+      if (dst.size() != p.bytes.size()) return Errorf("{}: {} bytes, expected {}", p.name, p.bytes.size(), dst.size());
+      std::memcpy(dst.data(), p.bytes.data(), dst.size());
+      return OkStatus();
+    }));
+  }
+  LOWBIT_RETURN_IF_ERROR(w.Write((tmp_path / "model.safetensors").string()));
+  const fs::path in(o.input);
+  LOWBIT_ASSIGN_OR_RETURN(std::string config, ReadText(in / "config.json"));
+  LOWBIT_ASSIGN_OR_RETURN(std::string with_q, WithQuantizationConfig(config, qc, (in / "config.json").string()));
+  LOWBIT_RETURN_IF_ERROR(WriteText(tmp_path / "config.json", with_q));
+  if (!awq) LOWBIT_RETURN_IF_ERROR(WriteText(tmp_path / "quantize_config.json", GptqQuantizeConfigJson(qc)));
+  for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                           "generation_config.json", "vocab.json", "merges.txt"}) {
+    if (fs::exists(in / name, ec)) LOWBIT_RETURN_IF_ERROR(CopyFile(in / name, tmp_path / name));
+  }
+  fs::rename(tmp_path, out, ec);
+  if (ec) return Errorf("{}: cannot rename the finished folder into place: {}", o.output, ec.message());
+  tmp.Release();
+  if (cal) report->calibration = cal->report();
+  report->file_size = fs::file_size(out / "model.safetensors", ec);
+  report->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return *report;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,147 @@
+// `quantize --format gptq|awq`: the folder holds exactly the values the quantizer chose (read back
+// with formats/' checkpoint reader, every dequantized weight bit-identical, q/k rows back in Hugging
+// Face order), its config says what the flags said, and a failure leaves no folder.
+#include "lowbit/pipeline/quantize_folder.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+
+#include "lowbit/formats/quant_checkpoint.h"
+#include "lowbit/formats/quant_config.h"
+#include "lowbit/formats/safetensors.h"
+#include "lowbit/pipeline/convert.h"
+#include "lowbit/pipeline/row_convert.h"
+#include "lowbit/quant/linear_quant.h"
+#include "test_data.h"
+
+namespace lowbit {
+namespace {
+
+using testing::SharedPath;
+namespace fs = std::filesystem;
+
+// GGUF-order float rows of one tensor of a Hugging Face folder's plan.
+std::vector<float> PlanRows(const ConversionPlan& plan, const std::string& name, int64_t* rows, int64_t* cols, uint32_t* heads) {
+  for (const PlannedTensor& t : plan.tensors) {
+    if (t.name != name) continue;
+    *rows = static_cast<int64_t>(t.dims[1]);
+    *cols = static_cast<int64_t>(t.dims[0]);
+    *heads = t.unpermute_heads;
+    std::vector<float> v(static_cast<size_t>(*rows * *cols));
+    EXPECT_TRUE(ConvertTensorRows(t, GgmlType::kF32, std::span<uint8_t>(reinterpret_cast<uint8_t*>(v.data()), v.size() * 4)).ok());
+    return v;
+  }
+  ADD_FAILURE() << "no tensor " << name;
+  return {};
+}
+
+void ExpectSameValues(const std::string& folder, const std::string& input, const LinearQuantSpec& spec) {
+  auto plan = PlanConversion(input, "");
+  ASSERT_TRUE(plan.ok()) << plan.status().message();
+  auto cfg = LoadQuantConfig(folder);
+  ASSERT_TRUE(cfg.ok()) << cfg.status().message();
+  auto st = SafetensorsFile::Open(folder + "/model.safetensors");
+  ASSERT_TRUE(st.ok()) << st.status().message();
+  const std::pair<const char*, const char*> mats[] = {{"blk.0.attn_q.weight", "model.layers.0.self_attn.q_proj"},
+                                                      {"blk.1.attn_k.weight", "model.layers.1.self_attn.k_proj"},
+                                                      {"blk.0.attn_v.weight", "model.layers.0.self_attn.v_proj"},
+                                                      {"blk.2.ffn_down.weight", "model.layers.2.mlp.down_proj"}};
+  for (const auto& [gguf, prefix] : mats) {
+    int64_t rows = 0, cols = 0;
+    uint32_t heads = 0;
+    const std::vector<float> w = PlanRows(*plan, gguf, &rows, &cols, &heads);
+    auto expect = QuantizeLinear(w.data(), rows, cols, spec);
+    ASSERT_TRUE(expect.ok()) << expect.status().message();
+    auto got = ReadQuantizedLinear(TensorSet(*st), prefix, *cfg, rows, cols);
+    ASSERT_TRUE(got.ok()) << prefix << ": " << got.status().message();
+    std::vector<float> row(static_cast<size_t>(cols));
+    int64_t differ = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t hf = heads ? static_cast<int64_t>(UnpermuteSourceRow(static_cast<uint64_t>(r), static_cast<uint64_t>(rows), heads)) : r;
+      got->DequantizeRow(hf, row.data());
+      for (int64_t c = 0; c < cols; ++c) {
+        const float e = expect->Value(r, c);
+        differ += std::memcmp(&e, &row[c], 4) != 0;
+      }
+    }
+    EXPECT_EQ(differ, 0) << prefix << ": values differ from the quantizer's";
+  }
+}
+
+TEST(QuantizeFolder, RtnGptqFolderReadsBackBitIdentical) {
+  LOWBIT_REQUIRE_SHARED();
+  testing::TempDir dir;
+  const std::string in = SharedPath("models/stories5M/hf-f32");
+  for (bool sym : {true, false}) {
+    const std::string out = dir.Path(sym ? "sym" : "asym");
+    QuantizeOptions o{.input = in, .output = out, .threads = 2};
+    FolderQuantOptions f{.format = "gptq", .bits = 4, .group_size = 64, .sym = sym};
+    auto r = QuantizeToFolder(o, f);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    for (const char* file : {"config.json", "quantize_config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json"}) {
+      EXPECT_TRUE(fs::exists(fs::path(out) / file)) << file;
+    }
+    auto cfg = LoadQuantConfig(out);
+    ASSERT_TRUE(cfg.ok()) << cfg.status().message();
+    EXPECT_EQ(cfg->bits, 4);
+    EXPECT_EQ(cfg->group_size, 64);
+    EXPECT_EQ(cfg->sym, sym);
+    ExpectSameValues(out, in, LinearQuantSpec{.bits = 4, .sym = sym, .group_size = 64});
+  }
+  // AWQ's GEMM layout with the same RTN values (asymmetric, AutoAWQ's conventions).
+  const std::string awq = dir.Path("awq");
+  auto r = QuantizeToFolder(QuantizeOptions{.input = in, .output = awq, .threads = 2}, FolderQuantOptions{.format = "awq", .group_size = 32});
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_FALSE(fs::exists(fs::path(awq) / "quantize_config.json"));
+  ExpectSameValues(awq, in, LinearQuantSpec{.bits = 4, .sym = false, .group_size = 32, .convention = QuantConvention::kAwq});
+}
+
+TEST(QuantizeFolder, GptqActOrderFolderIsValid) {
+  LOWBIT_REQUIRE_SHARED();
+  testing::TempDir dir;
+  const std::string out = dir.Path("gptq");
+  QuantizeOptions o{.input = SharedPath("models/stories5M/hf-f32"), .output = out, .threads = 2, .method = QuantizeMethod::kGptq};
+  o.calib = CalibrationOptions{.text_path = SharedPath("data/tinystories/TinyStoriesV2-GPT4-valid.first100.txt"), .nsamples = 8, .seqlen = 64, .seed = 1};
+  auto r = QuantizeToFolder(o, FolderQuantOptions{.format = "gptq", .bits = 4, .group_size = 16, .sym = false, .act_order = true});  // (stories260K's FFN of 172 cannot be packed)
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  auto cfg = LoadQuantConfig(out);
+  ASSERT_TRUE(cfg.ok()) << cfg.status().message();
+  EXPECT_TRUE(cfg->desc_act);
+  auto st = SafetensorsFile::Open(out + "/model.safetensors");
+  ASSERT_TRUE(st.ok());
+  int64_t linears = 0, permuted = 0;
+  Status s = ForEachQuantizedLinear(TensorSet(*st), *cfg, [&](const std::string&, IntQuantLinear&& q) -> Status {
+    ++linears;
+    permuted += !q.monotone();
+    return OkStatus();
+  });
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(linears, 7 * 6);  // stories5M: 6 layers
+  EXPECT_GT(permuted, 0);     // act-order's g_idx
+}
+
+TEST(QuantizeFolder, BadRequestsLeaveNothing) {
+  LOWBIT_REQUIRE_SHARED();
+  testing::TempDir dir;
+  const std::string in = SharedPath("models/stories260K/hf-f32"), out = dir.Path("out");
+  auto fails = [&](QuantizeOptions o, FolderQuantOptions f, const std::string& says) {
+    o.output = out;
+    auto r = QuantizeToFolder(o, f);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.status().message().find(says), std::string::npos) << r.status().message();
+    EXPECT_TRUE(fs::is_empty(dir.Path(""))) << "left files behind";
+  };
+  fails({.input = SharedPath("models/stories260K/stories260K-f32.gguf")}, {}, "reads one");
+  fails({.input = in}, {.format = "awq", .sym = true}, "drop --sym");
+  fails({.input = in}, {.format = "awq", .group_size = 48}, "does not divide");  // AWQ needs whole groups
+  fails({.input = in, .method = QuantizeMethod::kGptq}, {.format = "gptq"}, "--calib");
+  ASSERT_TRUE(fs::create_directories(out));
+  auto r = QuantizeToFolder({.input = in, .output = out}, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("already exists"), std::string::npos) << r.status().message();
+}
+
+}  // namespace
+}  // namespace lowbit
