@@ -23,13 +23,30 @@ Status View(const GgufFile& g, const std::string& name, int64_t want_rows, int64
   if (t == nullptr) return required ? Errorf("{}: tensor '{}' is missing", g.name(), name) : OkStatus();
   const int64_t cols = static_cast<int64_t>(t->dims[0]);
   const int64_t rows = t->n_dims > 1 ? static_cast<int64_t>(t->dims[1]) : 1;
-  if (cols != want_cols || rows != want_rows || t->n_dims > 2) {
+  // A weight stored with its columns regrouped or padded (a GPTQ / AWQ folder opened by
+  // pipeline/model_source.h) comes with its input map: stored column -> input column, -1 padding.
+  const GgufTensorInfo* map = g.FindTensor(name + ".x_map");
+  if (map != nullptr) {
+    if (map->type != GgmlType::kI32 || map->n_dims != 1 || map->dims[0] != t->dims[0]) {
+      return Errorf("{}: input map '{}' must be I32 of {} elements, not {} {}", g.name(), map->name, cols, TypeInfo(map->type).name,
+                    map->ShapeString());
+    }
+    const auto* m = reinterpret_cast<const int32_t*>(map->data);
+    for (int64_t i = 0; i < cols; ++i) {
+      if (m[i] < -1 || m[i] >= want_cols) return Errorf("{}: input map '{}' entry {} = {} is out of range", g.name(), map->name, i, m[i]);
+    }
+  }
+  if ((map != nullptr ? want_cols : cols) != want_cols || rows != want_rows || t->n_dims > 2) {
     return Errorf("{}: tensor '{}' has shape {}, expected [{}, {}]", g.name(), name, t->ShapeString(), want_cols, want_rows);
   }
   if (ToFloatFor(t->type) == nullptr) {
     return Errorf("{}: tensor '{}' is {}, which lowbit cannot compute with yet", g.name(), name, TypeInfo(t->type).name);
   }
   *out = {t->type, t->data, rows, cols, *RowBytes(t->type, static_cast<uint64_t>(cols))};
+  if (map != nullptr) {
+    out->x_map = reinterpret_cast<const int32_t*>(map->data);
+    out->x_stride = want_cols;
+  }
   return OkStatus();
 }
 
@@ -54,6 +71,11 @@ WeightView RowsOf(const WeightView& w, ShardRange r) {
 
 // Row-parallel shard: columns [r.begin, r.begin + r.count) of every row, on block boundaries.
 Expected<WeightView> ColsOf(const GgufFile& g, const std::string& name, const WeightView& w, ShardRange r) {
+  if (w.x_map != nullptr) {  // regrouped / padded columns: only the whole row
+    if (r.begin == 0 && r.count == w.x_stride) return w;
+    return Errorf("{}: tensor '{}' has regrouped or padded columns (GPTQ act-order or a partial group) and cannot be split "
+                  "over ranks yet", g.name(), name);
+  }
   const int64_t bs = TypeInfo(w.type).block_size;
   if (r.begin % bs != 0 || r.count % bs != 0) {
     return Errorf("{}: tensor '{}' ({}) cannot be split at column {}: not a multiple of its block size {}", g.name(), name,

@@ -3,15 +3,57 @@
 #include <cstring>
 
 #include "lowbit/base/aligned_buffer.h"
+#include "lowbit/base/log.h"
+#include "lowbit/pipeline/quant_linear.h"
 #include "lowbit/pipeline/row_convert.h"
 
 namespace lowbit {
+
+namespace {
+
+// A GPTQ / AWQ linear as the engine runs it: its grouped-integer rows, plus, when the columns were
+// regrouped (act-order) or padded, the product's input map as the I32 tensor "<name>.x_map"
+// (LlamaModel::Load reads it; docs/DESIGN-NOTES.md says why it travels as a tensor).
+Status AddQuantized(const PlannedTensor& t, const std::string& name, std::vector<GgufTensorInfo>& infos,
+                    std::vector<std::shared_ptr<const void>>& owners, std::vector<std::string>& as_f32) {
+  auto read = ReadPlannedLinear(*t.quant);
+  if (!read.ok()) return Errorf("{}: {}", name, read.status().message());
+  LOWBIT_ASSIGN_OR_RETURN(NativeWeight w, ToNativeWeight(*read));
+  if (!w.note.empty()) as_f32.push_back(t.name + ": " + w.note);
+  GgufTensorInfo info;
+  info.name = t.name;
+  info.n_dims = 2;
+  info.dims[0] = static_cast<uint64_t>(w.stored_cols);
+  info.dims[1] = static_cast<uint64_t>(w.rows);
+  info.type = w.type;
+  info.data = w.bytes->data();
+  owners.push_back(w.bytes);
+  infos.push_back(std::move(info));
+  if (w.x_map.empty()) return OkStatus();
+  auto map = std::make_shared<std::vector<int32_t>>(std::move(w.x_map));
+  GgufTensorInfo m;
+  m.name = t.name + ".x_map";
+  m.n_dims = 1;
+  m.dims[0] = map->size();
+  m.type = GgmlType::kI32;
+  m.data = reinterpret_cast<const uint8_t*>(map->data());
+  owners.push_back(map);
+  infos.push_back(std::move(m));
+  return OkStatus();
+}
+
+}  // namespace
 
 Expected<GgufFile> MaterializePlan(ConversionPlan plan, const std::string& name) {
   std::vector<std::shared_ptr<const void>> owners(plan.keep_alive.begin(), plan.keep_alive.end());
   std::vector<GgufTensorInfo> infos;
   infos.reserve(plan.tensors.size());
+  std::vector<std::string> as_f32;  // quantized linears the grouped types cannot hold exactly
   for (const PlannedTensor& t : plan.tensors) {
+    if (t.quant != nullptr) {
+      LOWBIT_RETURN_IF_ERROR(AddQuantized(t, name, infos, owners, as_f32));
+      continue;
+    }
     GgufTensorInfo info;
     info.name = t.name;
     info.n_dims = static_cast<uint32_t>(t.dims.size());
@@ -31,6 +73,10 @@ Expected<GgufFile> MaterializePlan(ConversionPlan plan, const std::string& name)
       info.data = t.data.data();
     }
     infos.push_back(std::move(info));
+  }
+  if (!as_f32.empty()) {
+    Log(LogLevel::kWarn, "{}: {} quantized linear(s) dequantized to F32 at load (exact, slower), e.g. {}", name, as_f32.size(),
+        as_f32.front());
   }
   return GgufFile::Assemble(name, std::move(plan.kvs), std::move(infos), std::move(owners));
 }
