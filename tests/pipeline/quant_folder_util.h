@@ -137,6 +137,45 @@ inline std::map<std::string, IntQuantLinear> BuildQuantFolder(const std::string&
   return layers;
 }
 
+// Rewrites `qdir`'s config.json (from `src`'s) and the tool's config file with `cfg`: a folder whose
+// config no longer matches its tensors.
+inline void RewriteConfigs(const std::string& src, const std::string& qdir, const QuantConfig& cfg) {
+  namespace fs = std::filesystem;
+  const std::vector<uint8_t> bytes = ReadFileBytes((fs::path(src) / "config.json").string());
+  auto with = WithQuantizationConfig(std::string(bytes.begin(), bytes.end()), cfg, "config.json");
+  ASSERT_TRUE(with.ok());
+  WriteText((fs::path(qdir) / "config.json").string(), *with);
+  WriteText((fs::path(qdir) / (cfg.method == QuantMethod::kAwq ? "quant_config.json" : "quantize_config.json")).string(),
+            cfg.method == QuantMethod::kAwq ? AwqQuantConfigJson(cfg) : GptqQuantizeConfigJson(cfg));
+}
+
+// Rewrites `qdir`'s model.safetensors without tensor `drop`.
+inline void DropTensor(const std::string& qdir, const std::string& drop) {
+  namespace fs = std::filesystem;
+  const std::string path = (fs::path(qdir) / "model.safetensors").string();
+  std::vector<uint8_t> all;
+  {
+    auto f = SafetensorsFile::Open(path);
+    ASSERT_TRUE(f.ok());
+    SafetensorsWriter w;
+    bool dropped = false;
+    for (const StTensor& t : f->tensors()) {
+      if (t.name == drop) {
+        dropped = true;
+        continue;
+      }
+      const std::span<const uint8_t> b = t.data;
+      ASSERT_TRUE(w.Add(t.name, t.dtype, t.shape, [b](std::span<uint8_t> out) {
+                     std::memcpy(out.data(), b.data(), out.size());
+                     return OkStatus();
+                   }).ok());
+    }
+    ASSERT_TRUE(dropped) << drop;
+    ASSERT_TRUE(w.Write(path + ".new").ok());
+  }
+  fs::rename(path + ".new", path);
+}
+
 // A GPTQ config and matching grid spec.
 inline QuantFolderSpec GptqSpec(int bits, int64_t group, bool sym, bool act_order,
                                 CheckpointFormat format = CheckpointFormat::kGptq) {

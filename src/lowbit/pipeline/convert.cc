@@ -243,6 +243,7 @@ Expected<ConversionPlan> PlanHuggingFace(const fs::path& dir, const std::string&
     src->rows = static_cast<int64_t>(expect_shape[0]);
     src->cols = static_cast<int64_t>(expect_shape[1]);
     src->unpermute_heads = unpermute_heads;
+    src->where = weights;
     for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx", ".bias"}) quant_names.insert(module + suffix);
     PlannedTensor t{gguf_name, ReversedShape(expect_shape), GgmlType::kF32, {}, 0, std::move(src)};
     plan.tensors.push_back(std::move(t));
@@ -385,7 +386,7 @@ Status WriteConversion(const ConversionPlan& plan, const ConvertOptions& opts) {
     if (t.quant == nullptr) continue;
     GgufChoice choice;
     if (opts.dequantize) {
-      choice = {opts.outtype, opts.outtype == GgmlType::kF32, "--outtype"};
+      choice = {opts.outtype, opts.outtype == GgmlType::kF32, false, "--outtype"};
     } else {
       LOWBIT_ASSIGN_OR_RETURN(IntQuantLinear q, ReadPlannedLinear(*t.quant));
       choice = ChooseGgufType(q, opts.fallback);
@@ -396,7 +397,7 @@ Status WriteConversion(const ConversionPlan& plan, const ConvertOptions& opts) {
       Expected<IntQuantLinear> read = ReadPlannedLinear(*t.quant);
       if (!read.ok()) return read.status();
       const IntQuantLinear& q = *read;
-      if (Status s = EncodeGgufRows(q, choice.type, dst); !s.ok()) return Errorf("{}: {}", t.name, s.message());
+      if (Status s = EncodeGgufRows(q, choice, dst); !s.ok()) return Errorf("{}: {}", t.name, s.message());
       const AddedError e = MeasureAddedError(q, choice.type, dst);
       if (choice.exact && e.differing != 0) {
         return Errorf("{}: {} rows differ from the checkpoint's values in {} weights (a lowbit bug)", t.name,

@@ -14,11 +14,10 @@ namespace {
 // A GPTQ / AWQ linear as the engine runs it: its grouped-integer rows, plus, when the columns were
 // regrouped (act-order) or padded, the product's input map as the I32 tensor "<name>.x_map"
 // (LlamaModel::Load reads it; docs/DESIGN-NOTES.md says why it travels as a tensor).
-Status AddQuantized(const PlannedTensor& t, const std::string& name, std::vector<GgufTensorInfo>& infos,
+Status AddQuantized(const PlannedTensor& t, std::vector<GgufTensorInfo>& infos,
                     std::vector<std::shared_ptr<const void>>& owners, std::vector<std::string>& as_f32) {
-  auto read = ReadPlannedLinear(*t.quant);
-  if (!read.ok()) return Errorf("{}: {}", name, read.status().message());
-  LOWBIT_ASSIGN_OR_RETURN(NativeWeight w, ToNativeWeight(*read));
+  LOWBIT_ASSIGN_OR_RETURN(IntQuantLinear q, ReadPlannedLinear(*t.quant));
+  LOWBIT_ASSIGN_OR_RETURN(NativeWeight w, ToNativeWeight(q));
   if (!w.note.empty()) as_f32.push_back(t.name + ": " + w.note);
   GgufTensorInfo info;
   info.name = t.name;
@@ -51,7 +50,7 @@ Expected<GgufFile> MaterializePlan(ConversionPlan plan, const std::string& name)
   std::vector<std::string> as_f32;  // quantized linears the grouped types cannot hold exactly
   for (const PlannedTensor& t : plan.tensors) {
     if (t.quant != nullptr) {
-      LOWBIT_RETURN_IF_ERROR(AddQuantized(t, name, infos, owners, as_f32));
+      LOWBIT_RETURN_IF_ERROR(AddQuantized(t, infos, owners, as_f32));
       continue;
     }
     GgufTensorInfo info;

@@ -77,11 +77,13 @@ void UnpermuteLinearRows(IntQuantLinear& q, uint32_t n_heads) {
 }
 
 Expected<IntQuantLinear> ReadPlannedLinear(const QuantizedSource& s) {
-  LOWBIT_ASSIGN_OR_RETURN(IntQuantLinear q, ReadQuantizedLinear(*s.tensors, s.prefix, *s.config, s.rows, s.cols));
+  Expected<IntQuantLinear> read = ReadQuantizedLinear(*s.tensors, s.prefix, *s.config, s.rows, s.cols);
+  if (!read.ok()) return Errorf("{}: {}", s.where, read.status().message());
+  IntQuantLinear q = std::move(*read);
   for (float b : q.bias) {
     if (b != 0.0f) {
-      return Errorf("tensor '{}.bias': a nonzero bias on a quantized linear, which a Llama model does not have; "
-                    "lowbit would drop it", s.prefix);
+      return Errorf("{}: {}.bias: a nonzero bias on a quantized linear, which a Llama model does not have; "
+                    "lowbit would drop it", s.where, s.prefix);
     }
   }
   q.bias.clear();
@@ -167,24 +169,25 @@ GgufChoice ChooseGgufType(const IntQuantLinear& q, GgmlType fallback) {
       q8_0 &= lo >= -128 && hi <= 127;
     }
   }
-  if (q4_0) return {GgmlType::kQ4_0, true, ""};
+  if (q4_0) return {GgmlType::kQ4_0, true, true, ""};
   if (q.bits <= 4) {
     // Q4_1's min m = fp16(-s * z); exact only when every m is.
     bool exact = true;
     for (int64_t g = 0; g < q.n_groups() && exact; ++g) {
       for (int64_t r = 0; r < q.rows && exact; ++r) exact = IsF16Value(-q.scale(g, r) * static_cast<float>(q.zero(g, r)));
     }
-    return {GgmlType::kQ4_1, exact, exact ? "" : "Q4_1's min rounded to fp16"};
+    return {GgmlType::kQ4_1, exact, true, exact ? "" : "Q4_1's min rounded to fp16"};
   }
-  if (q8_0) return {GgmlType::kQ8_0, true, ""};
+  if (q8_0) return {GgmlType::kQ8_0, true, true, ""};
   return fall("codes minus zero points leave Q8_0's -128..127");
 }
 
-Status EncodeGgufRows(const IntQuantLinear& q, GgmlType type, std::span<uint8_t> out) {
+Status EncodeGgufRows(const IntQuantLinear& q, const GgufChoice& choice, std::span<uint8_t> out) {
+  const GgmlType type = choice.type;
   const uint64_t row_bytes = *RowBytes(type, static_cast<uint64_t>(q.cols));
   if (out.size() != row_bytes * static_cast<uint64_t>(q.rows)) return Errorf("EncodeGgufRows: output of {} bytes", out.size());
   const int64_t nb = q.cols / 32;
-  switch (type) {
+  switch (choice.from_codes ? type : GgmlType::kF32) {
     case GgmlType::kQ4_0:
     case GgmlType::kQ8_0:
       for (int64_t r = 0; r < q.rows; ++r) {

@@ -42,6 +42,7 @@ struct QuantizedSource {
   std::string prefix;            // HF module, e.g. "model.layers.0.self_attn.q_proj"
   int64_t rows = 0, cols = 0;    // out_features, in_features (from config.json)
   uint32_t unpermute_heads = 0;  // > 0: rows in HF rotate_half order over this many heads
+  std::string where;             // the folder, for errors
 };
 
 // Reads and checks the layer against the config and the shape (one line naming tensor and field),
@@ -68,15 +69,16 @@ Expected<NativeWeight> ToNativeWeight(const IntQuantLinear& q);
 struct GgufChoice {
   GgmlType type = GgmlType::kF16;
   bool exact = false;  // the GGUF's dequantized values equal IntQuantLinear::value bit for bit
+  bool from_codes = false;  // the blocks are built from the codes (else from the values by the type's quantizer)
   std::string why;     // for the inexact ones: what kept it from an exact type
 };
 // Q4_0 / Q8_0 where exact, Q4_1 for 2..4-bit blocks with other zero points, else `fallback` (any
 // type lowbit writes; F16 where its block does not divide the rows).
 GgufChoice ChooseGgufType(const IntQuantLinear& q, GgmlType fallback);
-// Rows of `type` (RowBytes(type, cols) each) into `out`: Q4_0 / Q8_0 / Q4_1 built from the codes
-// (Q4_0 and Q8_0 only where ChooseGgufType found them exact), any other type from the dequantized
-// values through its quantizer (F32: the values exactly).
-Status EncodeGgufRows(const IntQuantLinear& q, GgmlType type, std::span<uint8_t> out);
+// Rows of `c.type` (RowBytes(type, cols) each) into `out`: Q4_0 / Q8_0 / Q4_1 built from the codes
+// when `c.from_codes` (as ChooseGgufType decided), else from the dequantized values through the
+// type's quantizer (F32: the values exactly).
+Status EncodeGgufRows(const IntQuantLinear& q, const GgufChoice& c, std::span<uint8_t> out);
 
 // What the GGUF rows add to the layer's own error: max |gguf - value|, their RMS, and the RMS of the
 // values (for a relative figure).
