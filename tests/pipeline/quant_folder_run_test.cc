@@ -82,7 +82,8 @@ void CheckFolder(const QuantFolderSpec& spec, bool expect_map, GgmlType expect_t
   testing::TempDir dir;
   const std::string qdir = dir.Path("q"), rdir = dir.Path("ref");
   auto layers = testing::BuildQuantFolder(Stories5M(), spec, qdir, rdir);
-  ASSERT_EQ(layers.size(), 6u * 7u);
+  const int n_linear = 6 * 7 + (spec.config.lm_head ? 1 : 0);
+  ASSERT_EQ(static_cast<int>(layers.size()), n_linear);
   auto qg = OpenModel(qdir);
   ASSERT_TRUE(qg.ok()) << qg.status().message();
   auto rg = OpenModel(rdir);
@@ -90,7 +91,7 @@ void CheckFolder(const QuantFolderSpec& spec, bool expect_map, GgmlType expect_t
   // 1. The weights, bit for bit.
   int mapped = 0;
   for (const GgufTensorInfo& rt : rg->tensors()) {
-    if (rt.n_dims != 2 || rt.name == "token_embd.weight" || rt.name == "output.weight") continue;
+    if (rt.n_dims != 2 || rt.name == "token_embd.weight" || (rt.name == "output.weight" && !spec.config.lm_head)) continue;
     const GgufTensorInfo* qt = qg->FindTensor(rt.name);
     ASSERT_NE(qt, nullptr) << rt.name;
     EXPECT_EQ(qt->type, expect_type) << rt.name;
@@ -103,7 +104,7 @@ void CheckFolder(const QuantFolderSpec& spec, bool expect_map, GgmlType expect_t
       ASSERT_EQ(std::memcmp(got.data(), want, cols * sizeof(float)), 0) << rt.name << " row " << r;
     }
   }
-  EXPECT_EQ(mapped, expect_map ? 42 : 0);
+  EXPECT_EQ(mapped, expect_map ? n_linear : 0);
   // 2. The forward.
   const std::vector<float> lq = AllLogits(*qg, kTokens), lr = AllLogits(*rg, kTokens);
   ASSERT_EQ(lq.size(), lr.size());
@@ -127,6 +128,14 @@ TEST(QuantFolderRun, GptqSym4BitG128) {
 TEST(QuantFolderRun, GptqV2Asym4BitG128ActOrder) {
   LOWBIT_REQUIRE_SHARED();
   CheckFolder(testing::GptqSpec(4, 128, false, true, CheckpointFormat::kGptqV2), true, GgmlType::kW4G128);
+}
+
+TEST(QuantFolderRun, GptqQuantizedLmHeadActOrder) {
+  LOWBIT_REQUIRE_SHARED();
+  // GPTQModel's lm_head: true: the classifier is a quantized linear too (512 x 256, act-order).
+  QuantFolderSpec s = testing::GptqSpec(4, 64, true, true, CheckpointFormat::kGptqV2);
+  s.config.lm_head = true;
+  CheckFolder(s, true, GgmlType::kW4G64);
 }
 
 TEST(QuantFolderRun, GptqV1Asym3BitG64ActOrder) {

@@ -89,7 +89,7 @@ inline std::map<std::string, IntQuantLinear> BuildQuantFolder(const std::string&
   for (const StTensor* t : model->tensors()) {
     EXPECT_EQ(t->dtype, StDtype::kF32) << t->name;
     const auto* w = reinterpret_cast<const float*>(t->data.data());
-    if (!IsDecoderLinear(t->name)) {
+    if (!IsDecoderLinear(t->name) && !(s.config.lm_head && t->name == "lm_head.weight")) {
       const std::span<const uint8_t> bytes = t->data;
       auto copy = [bytes](std::span<uint8_t> out) {
         std::memcpy(out.data(), bytes.data(), out.size());
