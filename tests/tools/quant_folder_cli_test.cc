@@ -55,13 +55,13 @@ TEST(QuantFolderCli, RunsAndConverts) {
     const size_t at = out.rfind("PPL = ");
     return at == std::string::npos ? -1.0 : std::stod(out.substr(at + 6));
   };
-  Result pq = RunCli("perplexity -m " + dir.Path("q") + " -f " + text + " -c 128 --chunks 4 -t 2");
+  Result pq = RunCli("perplexity -m " + dir.Path("q") + " -f " + text + " -c 128 --chunks 2 -t 2");
   EXPECT_EQ(pq.code, 0) << pq.out;
-  Result pg = RunCli("perplexity -m " + dir.Path("q4.gguf") + " -f " + text + " -c 128 --chunks 4 -t 2");
+  Result pg = RunCli("perplexity -m " + dir.Path("q4.gguf") + " -f " + text + " -c 128 --chunks 2 -t 2");
   EXPECT_EQ(pg.code, 0) << pg.out;
   EXPECT_GT(ppl_of(pq.out), 1.0) << pq.out;
   EXPECT_NEAR(ppl_of(pq.out), ppl_of(pg.out), 0.02 * ppl_of(pg.out)) << pq.out << pg.out;
-  Result bench = RunCli("bench -m " + dir.Path("q") + " -p 16 -n 4 -t 1 -r 1");
+  Result bench = RunCli("bench -m " + dir.Path("q") + " -p 8 -n 2 -t 1 -r 1");
   EXPECT_EQ(bench.code, 0) << bench.out;
 }
 
