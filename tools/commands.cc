@@ -30,7 +30,7 @@ int Registry::Run(const CLI::App&) const {
 
 void AddConvert(CLI::App& app, Registry& r) {
   struct Args {
-    std::string input, vocab, output, outtype = "f32";
+    std::string input, vocab, output, outtype, fallback = "q8_0";
     bool quiet = false;
   };
   auto a = std::make_shared<Args>();
@@ -39,17 +39,29 @@ void AddConvert(CLI::App& app, Registry& r) {
   sub->add_option("input", a->input, "model: llama2.c .bin, HF folder, .safetensors or .gguf")->required();
   sub->add_option("--vocab", a->vocab, "tokenizer: tokenizer.bin, tokenizer.model, tokenizer.json or a GGUF");
   sub->add_option("-o,--output", a->output, "output GGUF file")->required();
-  sub->add_option("--outtype", a->outtype, "type of 2-D weights")
+  sub->add_option("--outtype", a->outtype,
+                  "type of 2-D float weights (default f32); given for a GPTQ/AWQ folder, its quantized linears "
+                  "are dequantized to it too (default: kept exactly as Q4_0 / Q8_0 where those hold them)")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}, CLI::ignore_case));
+  sub->add_option("--fallback", a->fallback,
+                  "GPTQ/AWQ linears that no ggml type holds exactly (act-order, odd groups) are requantized to this "
+                  "type (default q8_0), with the error it adds printed");
   sub->add_flag("-q,--quiet", a->quiet, "no progress display");
   r.Add(sub, [a]() -> Status {
     ConvertOptions o;
     o.input = a->input;
     o.vocab = a->vocab;
     o.output = a->output;
-    o.outtype = FindGgmlTypeByName(a->outtype)->type;
+    o.outtype = a->outtype.empty() ? GgmlType::kF32 : FindGgmlTypeByName(a->outtype)->type;
+    o.dequantize = !a->outtype.empty();
+    const GgmlTypeInfo* fb = FindGgmlTypeByName(a->fallback);
+    if (fb == nullptr) return Errorf("--fallback: unknown type '{}'", a->fallback);
+    o.fallback = fb->type;
     o.show_progress = !a->quiet;
+    std::vector<std::string> notes;
+    o.notes = &notes;
     LOWBIT_RETURN_IF_ERROR(Convert(o));
+    for (const std::string& n : notes) std::fprintf(stderr, "lowbit convert: %s\n", n.c_str());
     std::fprintf(stderr, "lowbit convert: wrote %s\n", a->output.c_str());
     return OkStatus();
   });

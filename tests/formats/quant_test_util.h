@@ -58,7 +58,7 @@ inline IntQuantLinear RandomLinear(std::mt19937& rng, const LinearSpec& s) {
 }
 
 inline bool SameBits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 inline void ExpectSameLinear(const IntQuantLinear& a, const IntQuantLinear& b) {

@@ -2,17 +2,26 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <nlohmann/json.hpp>
+#include <set>
 
 #include "lowbit/base/mapped_file.h"
 #include "lowbit/formats/gguf_reader.h"
 #include "lowbit/formats/gguf_writer.h"
 #include "lowbit/formats/hf.h"
 #include "lowbit/formats/llama2c.h"
+#include "lowbit/formats/quant_config.h"
 #include "lowbit/formats/safetensors.h"
 #include "lowbit/formats/sentencepiece_model.h"
 #include "lowbit/numeric/convert.h"
 #include "lowbit/pipeline/llama_metadata.h"
+#include "lowbit/pipeline/quant_linear.h"
 #include "lowbit/pipeline/row_convert.h"
+#include "lowbit/quant/quantize.h"
 
 namespace lowbit {
 namespace fs = std::filesystem;
@@ -132,6 +141,15 @@ std::vector<uint64_t> ReversedShape(const std::vector<uint64_t>& shape) {
   return std::vector<uint64_t>(shape.rbegin(), shape.rend());
 }
 
+// Whether a folder declares a quantization (config.json "quantization_config", quantize_config.json
+// or quant_config.json): then LoadQuantConfig must succeed, and its errors are the folder's.
+bool DeclaresQuantization(const fs::path& dir) {
+  if (fs::exists(dir / "quantize_config.json") || fs::exists(dir / "quant_config.json")) return true;
+  std::ifstream in(dir / "config.json");
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  return j.is_object() && j.contains("quantization_config") && !j["quantization_config"].is_null();
+}
+
 Expected<ConversionPlan> PlanHuggingFace(const fs::path& dir, const std::string& weights,
                                          const std::string& vocab_path) {
   LOWBIT_ASSIGN_OR_RETURN(HfLlamaConfig c, LoadHfConfig((dir / "config.json").string()));
@@ -174,6 +192,13 @@ Expected<ConversionPlan> PlanHuggingFace(const fs::path& dir, const std::string&
     plan.kvs.insert(plan.kvs.end(), tok.begin(), tok.end());
   }
 
+  std::shared_ptr<const QuantConfig> qcfg;
+  if (DeclaresQuantization(dir)) {
+    LOWBIT_ASSIGN_OR_RETURN(QuantConfig qc, LoadQuantConfig(dir.string()));
+    qcfg = std::make_shared<const QuantConfig>(std::move(qc));
+    plan.input_kind = "huggingface-quantized";
+  }
+  std::set<std::string> quant_names;  // the tensors of the quantized linears
   const std::string where = (dir / "config.json").string();
   const uint64_t dim = c.hidden_size, hid = c.intermediate_size, V = c.vocab_size;
   const uint64_t q_rows = c.num_attention_heads * c.head_dim, kv_rows = c.num_key_value_heads * c.head_dim;
@@ -191,10 +216,46 @@ Expected<ConversionPlan> PlanHuggingFace(const fs::path& dir, const std::string&
     plan.tensors.back().source_name = hf_name;
     return OkStatus();
   };
+  // A linear layer: float, or GPTQ / AWQ quantized as the folder's config says.
+  auto take_linear = [&](const std::string& module, const std::string& gguf_name, std::vector<uint64_t> expect_shape,
+                         uint32_t unpermute_heads) -> Status {
+    const bool packed = stp->Find(module + ".qweight") != nullptr;
+    std::optional<ModuleQuant> mq;
+    if (qcfg != nullptr) {
+      LOWBIT_ASSIGN_OR_RETURN(mq, qcfg->ForModule(module));
+    }
+    if (!mq.has_value()) {
+      if (packed) {
+        return Errorf("{}: tensor '{}.qweight' is quantized but {}", weights, module,
+                      qcfg == nullptr ? "the folder has no quantization config (config.json quantization_config or "
+                                        "quantize_config.json)"
+                                      : "the quantization config leaves this module unquantized");
+      }
+      return take(module + ".weight", gguf_name, std::move(expect_shape), unpermute_heads);
+    }
+    if (!packed) {
+      return Errorf("{}: the quantization config quantizes '{}' ({}-bit, group size {}) but there is no tensor '{}.qweight'",
+                    weights, module, mq->bits, mq->group_size, module);
+    }
+    auto src = std::make_shared<QuantizedSource>();
+    src->tensors = stp;
+    src->config = qcfg;
+    src->prefix = module;
+    src->rows = static_cast<int64_t>(expect_shape[0]);
+    src->cols = static_cast<int64_t>(expect_shape[1]);
+    src->unpermute_heads = unpermute_heads;
+    src->where = weights;
+    for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx", ".bias"}) quant_names.insert(module + suffix);
+    PlannedTensor t{gguf_name, ReversedShape(expect_shape), GgmlType::kF32, {}, 0};
+    t.source_name = module + ".weight";
+    t.quant = std::move(src);
+    plan.tensors.push_back(std::move(t));
+    return OkStatus();
+  };
   LOWBIT_RETURN_IF_ERROR(take("model.embed_tokens.weight", "token_embd.weight", {V, dim}, 0));
   LOWBIT_RETURN_IF_ERROR(take("model.norm.weight", "output_norm.weight", {dim}, 0));
-  if (stp->Find("lm_head.weight") != nullptr) {
-    LOWBIT_RETURN_IF_ERROR(take("lm_head.weight", "output.weight", {V, dim}, 0));
+  if (stp->Find("lm_head.weight") != nullptr || stp->Find("lm_head.qweight") != nullptr) {
+    LOWBIT_RETURN_IF_ERROR(take_linear("lm_head", "output.weight", {V, dim}, 0));
   } else if (c.tie_word_embeddings) {
     // Tied classifier: written as its own tensor, as llama.cpp's llama2.c converter does, so every
     // GGUF lowbit writes has `output.weight`.
@@ -206,20 +267,20 @@ Expected<ConversionPlan> PlanHuggingFace(const fs::path& dir, const std::string&
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const std::string h = "model.layers." + std::to_string(l) + ".";
     const std::string g = "blk." + std::to_string(l) + ".";
-    LOWBIT_RETURN_IF_ERROR(take(h + "self_attn.q_proj.weight", g + "attn_q.weight", {q_rows, dim}, hq));
-    LOWBIT_RETURN_IF_ERROR(take(h + "self_attn.k_proj.weight", g + "attn_k.weight", {kv_rows, dim}, hkv));
-    LOWBIT_RETURN_IF_ERROR(take(h + "self_attn.v_proj.weight", g + "attn_v.weight", {kv_rows, dim}, 0));
-    LOWBIT_RETURN_IF_ERROR(take(h + "self_attn.o_proj.weight", g + "attn_output.weight", {dim, q_rows}, 0));
+    LOWBIT_RETURN_IF_ERROR(take_linear(h + "self_attn.q_proj", g + "attn_q.weight", {q_rows, dim}, hq));
+    LOWBIT_RETURN_IF_ERROR(take_linear(h + "self_attn.k_proj", g + "attn_k.weight", {kv_rows, dim}, hkv));
+    LOWBIT_RETURN_IF_ERROR(take_linear(h + "self_attn.v_proj", g + "attn_v.weight", {kv_rows, dim}, 0));
+    LOWBIT_RETURN_IF_ERROR(take_linear(h + "self_attn.o_proj", g + "attn_output.weight", {dim, q_rows}, 0));
     LOWBIT_RETURN_IF_ERROR(take(h + "input_layernorm.weight", g + "attn_norm.weight", {dim}, 0));
-    LOWBIT_RETURN_IF_ERROR(take(h + "mlp.gate_proj.weight", g + "ffn_gate.weight", {hid, dim}, 0));
-    LOWBIT_RETURN_IF_ERROR(take(h + "mlp.down_proj.weight", g + "ffn_down.weight", {dim, hid}, 0));
-    LOWBIT_RETURN_IF_ERROR(take(h + "mlp.up_proj.weight", g + "ffn_up.weight", {hid, dim}, 0));
+    LOWBIT_RETURN_IF_ERROR(take_linear(h + "mlp.gate_proj", g + "ffn_gate.weight", {hid, dim}, 0));
+    LOWBIT_RETURN_IF_ERROR(take_linear(h + "mlp.down_proj", g + "ffn_down.weight", {dim, hid}, 0));
+    LOWBIT_RETURN_IF_ERROR(take_linear(h + "mlp.up_proj", g + "ffn_up.weight", {hid, dim}, 0));
     LOWBIT_RETURN_IF_ERROR(take(h + "post_attention_layernorm.weight", g + "ffn_norm.weight", {dim}, 0));
   }
   // Anything left over is a tensor lowbit would silently drop: refuse instead.
   const size_t expected = 2 + (stp->Find("lm_head.weight") ? 1 : 0) + 9 * c.num_hidden_layers;
   for (const StTensor* t : stp->tensors()) {
-    if (t->name.ends_with("rotary_emb.inv_freq")) continue;
+    if (t->name.ends_with("rotary_emb.inv_freq") || quant_names.count(t->name) != 0) continue;
     bool known = false;
     for (const PlannedTensor& p : plan.tensors) known |= p.data.data() == t->data.data();
     if (!known) {
@@ -267,6 +328,9 @@ Expected<ConversionPlan> PlanGguf(const std::string& input) {
 
 uint32_t FileTypeOf(GgmlType outtype) {
   switch (outtype) {
+    case GgmlType::kQ4_0: return 2;   // LLAMA_FTYPE_MOSTLY_Q4_0
+    case GgmlType::kQ4_1: return 3;   // LLAMA_FTYPE_MOSTLY_Q4_1
+    case GgmlType::kQ8_0: return 7;   // LLAMA_FTYPE_MOSTLY_Q8_0
     case GgmlType::kF16: return 1;    // LLAMA_FTYPE_MOSTLY_F16
     case GgmlType::kBF16: return 32;  // LLAMA_FTYPE_MOSTLY_BF16
     default: return 0;                // LLAMA_FTYPE_ALL_F32
@@ -306,10 +370,58 @@ Status WriteConversion(const ConversionPlan& plan, const ConvertOptions& opts) {
   if (!IsFloatType(opts.outtype)) {
     return Errorf("--outtype must be f32, f16 or bf16 (use `lowbit quantize` for quantized types)");
   }
+  if (!IsFloatType(opts.fallback) && (FromFloatFor(opts.fallback) == nullptr || TypeInfo(opts.fallback).internal)) {
+    return Errorf("--fallback: lowbit cannot write {} tensors", TypeInfo(opts.fallback).name);
+  }
   GgufWriter w;
   for (const GgufKv& kv : plan.kvs) w.SetKv(kv.key, kv.value);
   bool any_float_2d = false;
+  // Quantized linears: the type of each is chosen now (reading it: a layer that disagrees with its
+  // config fails here, before any file exists), the rows are made when the writer asks for them.
+  struct Tally {
+    int64_t count = 0, exact = 0;
+    double max_abs = 0, max_rel = 0;
+  };
+  auto tallies = std::make_shared<std::map<GgmlType, Tally>>();
+  auto mu = std::make_shared<std::mutex>();
+  std::map<GgmlType, int64_t> quant_types;
   for (const PlannedTensor& t : plan.tensors) {
+    if (t.quant == nullptr) continue;
+    GgufChoice choice;
+    if (opts.dequantize) {
+      choice = {opts.outtype, opts.outtype == GgmlType::kF32, false, "--outtype"};
+    } else {
+      LOWBIT_ASSIGN_OR_RETURN(IntQuantLinear q, ReadPlannedLinear(*t.quant));
+      choice = ChooseGgufType(q, opts.fallback);
+    }
+    ++quant_types[choice.type];
+    std::vector<std::string>* notes = opts.notes;
+    LOWBIT_RETURN_IF_ERROR(w.AddTensor(t.name, choice.type, t.dims, [&t, choice, notes, tallies, mu](std::span<uint8_t> dst) {
+      Expected<IntQuantLinear> read = ReadPlannedLinear(*t.quant);
+      if (!read.ok()) return read.status();
+      const IntQuantLinear& q = *read;
+      if (Status s = EncodeGgufRows(q, choice, dst); !s.ok()) return Errorf("{}: {}", t.name, s.message());
+      const AddedError e = MeasureAddedError(q, choice.type, dst);
+      if (choice.exact && e.differing != 0) {
+        return Errorf("{}: {} rows differ from the checkpoint's values in {} weights (a lowbit bug)", t.name,
+                      TypeInfo(choice.type).name, e.differing);
+      }
+      const double rel = e.weight_rms > 0 ? e.rms / e.weight_rms : 0;
+      std::lock_guard<std::mutex> lock(*mu);
+      Tally& tl = (*tallies)[choice.type];
+      ++tl.count;
+      tl.exact += e.differing == 0;
+      tl.max_abs = std::max(tl.max_abs, e.max_abs);
+      tl.max_rel = std::max(tl.max_rel, rel);
+      if (notes != nullptr && e.differing != 0 && choice.type != GgmlType::kQ4_1) {
+        notes->push_back(fmt::format("{}: {} ({}): added error max {:.3g}, rms {:.3g} ({:.3g} of the weights' rms)", t.name,
+                                     TypeInfo(choice.type).name, choice.why, e.max_abs, e.rms, rel));
+      }
+      return OkStatus();
+    }));
+  }
+  for (const PlannedTensor& t : plan.tensors) {
+    if (t.quant != nullptr) continue;
     GgmlType out = t.source_type;
     if (IsFloatType(t.source_type)) out = t.dims.size() >= 2 ? opts.outtype : GgmlType::kF32;
     any_float_2d |= IsFloatType(t.source_type) && t.dims.size() >= 2;
@@ -322,7 +434,25 @@ Status WriteConversion(const ConversionPlan& plan, const ConvertOptions& opts) {
   if (any_float_2d && plan.input_kind != "safetensors") {
     w.SetKv("general.file_type", GgufValue::U32(FileTypeOf(opts.outtype)));
   }
-  return w.Write(opts.output, opts.show_progress);
+  if (!quant_types.empty()) {
+    // The file type of the most common type among the quantized linears (what llama.cpp shows).
+    const auto most = std::max_element(quant_types.begin(), quant_types.end(),
+                                       [](const auto& a, const auto& b) { return a.second < b.second; });
+    w.SetKv("general.file_type", GgufValue::U32(FileTypeOf(most->first)));
+  }
+  LOWBIT_RETURN_IF_ERROR(w.Write(opts.output, opts.show_progress));
+  if (opts.notes != nullptr && !tallies->empty()) {
+    std::string line = "quantized linears:";
+    for (const auto& [type, tl] : *tallies) {
+      line += fmt::format(" {} {}", tl.count, TypeInfo(type).name);
+      if (tl.exact == tl.count) line += " (exact)";
+      else line += fmt::format(" ({} exact; added error max {:.3g}, rms up to {:.3g} of the weights' rms)", tl.exact, tl.max_abs, tl.max_rel);
+      line += ",";
+    }
+    line.pop_back();
+    opts.notes->push_back(line);
+  }
+  return OkStatus();
 }
 
 Status Convert(const ConvertOptions& opts) {

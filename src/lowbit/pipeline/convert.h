@@ -1,7 +1,8 @@
 // Conversion of models into GGUF (`lowbit convert`).
 //
 // Inputs: a llama2.c checkpoint (+ its tokenizer.bin), a Hugging Face folder (config.json +
-// safetensors, tokenizer from tokenizer.model or tokenizer.json), a bare safetensors file, or a GGUF.
+// safetensors, tokenizer from tokenizer.model or tokenizer.json; float, or GPTQ / AWQ quantized with
+// its quantization config), a bare safetensors file, or a GGUF.
 // Every input is first described as a ConversionPlan: metadata plus a list of tensors in GGUF naming
 // and GGUF dimension order, each pointing into the mapped input. Writing the plan streams tensor by
 // tensor, converting F32/F16/BF16 and undoing the Hugging Face Q/K row permutation on the fly, so
@@ -18,6 +19,8 @@
 
 namespace lowbit {
 
+struct QuantizedSource;  // pipeline/quant_linear.h
+
 struct PlannedTensor {
   std::string name;                // GGUF name, e.g. "blk.0.attn_q.weight"
   std::vector<uint64_t> dims;      // GGUF order: dims[0] is the row length
@@ -25,6 +28,9 @@ struct PlannedTensor {
   std::span<const uint8_t> data;   // into the mapped input
   uint32_t unpermute_heads = 0;    // > 0: rows are in HF rotate_half order over this many heads
   std::string source_name;         // the input's own name for it (Hugging Face folders), when known
+  // A GPTQ / AWQ quantized linear (its rows already in GGUF order once read): `data` is empty and
+  // `source_type` F32 (the dequantized values); the writer and MaterializePlan read it.
+  std::shared_ptr<const QuantizedSource> quant;
 };
 
 struct ConversionPlan {
@@ -40,6 +46,13 @@ struct ConvertOptions {
   std::string vocab;         // optional tokenizer file (tokenizer.bin/.model/.json or a GGUF)
   std::string output;
   GgmlType outtype = GgmlType::kF32;  // F32, F16 or BF16: 2-D float tensors get this type
+  // GPTQ / AWQ linears: false keeps them quantized (Q4_0 / Q8_0 exactly, Q4_1, or `fallback` with
+  // the error it adds: pipeline/quant_linear.h); true writes their dequantized values as `outtype`.
+  bool dequantize = false;
+  GgmlType fallback = GgmlType::kQ8_0;
+  // When set, receives what happened to the quantized linears: one line per linear that was not kept
+  // exactly (type, why, the error added), then a summary line. The writer prints nothing itself.
+  std::vector<std::string>* notes = nullptr;
   bool show_progress = false;
 };
 

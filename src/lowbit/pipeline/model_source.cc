@@ -1,17 +1,91 @@
 #include "lowbit/pipeline/model_source.h"
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
+#include <thread>
 
 #include "lowbit/base/aligned_buffer.h"
+#include "lowbit/base/log.h"
+#include "lowbit/base/thread_pool.h"
+#include "lowbit/pipeline/quant_linear.h"
 #include "lowbit/pipeline/row_convert.h"
 
 namespace lowbit {
+
+namespace {
+
+// A GPTQ / AWQ linear as the engine runs it: its grouped-integer rows, plus, when the columns were
+// regrouped (act-order) or padded, the product's input map as the I32 tensor "<name>.x_map"
+// (LlamaModel::Load reads it; docs/DESIGN-NOTES.md says why it travels as a tensor).
+void AddNative(const PlannedTensor& t, NativeWeight& w, std::vector<GgufTensorInfo>& infos,
+               std::vector<std::shared_ptr<const void>>& owners) {
+  GgufTensorInfo info;
+  info.name = t.name;
+  info.n_dims = 2;
+  info.dims[0] = static_cast<uint64_t>(w.stored_cols);
+  info.dims[1] = static_cast<uint64_t>(w.rows);
+  info.type = w.type;
+  info.data = w.bytes->data();
+  owners.push_back(w.bytes);
+  infos.push_back(std::move(info));
+  if (w.x_map.empty()) return;
+  auto map = std::make_shared<std::vector<int32_t>>(std::move(w.x_map));
+  GgufTensorInfo m;
+  m.name = t.name + ".x_map";
+  m.n_dims = 1;
+  m.dims[0] = map->size();
+  m.type = GgmlType::kI32;
+  m.data = reinterpret_cast<const uint8_t*>(map->data());
+  owners.push_back(map);
+  infos.push_back(std::move(m));
+}
+
+// Reads and packs every quantized linear of the plan, several at a time (each is independent:
+// unpacking, regrouping and packing one layer is single-threaded work). The first error in plan order wins.
+Status ReadNativeWeights(const ConversionPlan& plan, std::vector<std::optional<NativeWeight>>& out) {
+  std::vector<size_t> todo;
+  for (size_t i = 0; i < plan.tensors.size(); ++i) {
+    if (plan.tensors[i].quant != nullptr) todo.push_back(i);
+  }
+  out.resize(plan.tensors.size());
+  if (todo.empty()) return OkStatus();
+  std::vector<Status> status(todo.size());
+  ThreadPool pool(std::min<int>(static_cast<int>(todo.size()), static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))));
+  pool.ParallelFor(todo.size(), [&](size_t b, size_t e) {
+    for (size_t k = b; k < e; ++k) {
+      const PlannedTensor& t = plan.tensors[todo[k]];
+      Expected<IntQuantLinear> q = ReadPlannedLinear(*t.quant);
+      if (!q.ok()) {
+        status[k] = q.status();
+        continue;
+      }
+      Expected<NativeWeight> w = ToNativeWeight(*q);
+      if (!w.ok()) status[k] = w.status();
+      else out[todo[k]] = std::move(*w);
+    }
+  }, 1);
+  for (const Status& s : status) LOWBIT_RETURN_IF_ERROR(s);
+  return OkStatus();
+}
+
+}  // namespace
 
 Expected<GgufFile> MaterializePlan(ConversionPlan plan, const std::string& name) {
   std::vector<std::shared_ptr<const void>> owners(plan.keep_alive.begin(), plan.keep_alive.end());
   std::vector<GgufTensorInfo> infos;
   infos.reserve(plan.tensors.size());
-  for (const PlannedTensor& t : plan.tensors) {
+  std::vector<std::string> as_f32;  // quantized linears the grouped types cannot hold exactly
+  std::vector<std::optional<NativeWeight>> native;
+  LOWBIT_RETURN_IF_ERROR(ReadNativeWeights(plan, native));
+  for (size_t i = 0; i < plan.tensors.size(); ++i) {
+    const PlannedTensor& t = plan.tensors[i];
+    if (t.quant != nullptr) {
+      if (!native[i]->note.empty()) as_f32.push_back(t.name + ": " + native[i]->note);
+      AddNative(t, *native[i], infos, owners);
+      native[i].reset();
+      continue;
+    }
     GgufTensorInfo info;
     info.name = t.name;
     info.n_dims = static_cast<uint32_t>(t.dims.size());
@@ -31,6 +105,10 @@ Expected<GgufFile> MaterializePlan(ConversionPlan plan, const std::string& name)
       info.data = t.data.data();
     }
     infos.push_back(std::move(info));
+  }
+  if (!as_f32.empty()) {
+    Log(LogLevel::kWarn, "{}: {} quantized linear(s) dequantized to F32 at load (exact, slower), e.g. {}", name, as_f32.size(),
+        as_f32.front());
   }
   return GgufFile::Assemble(name, std::move(plan.kvs), std::move(infos), std::move(owners));
 }

@@ -32,6 +32,12 @@ Expected<GgmlType> WritableType(const std::string& name, const std::string& flag
 }
 
 Status BuildContext(const QuantizeOptions& o, const ConversionPlan& plan, bool has_imatrix, MixContext* ctx) {
+  for (const PlannedTensor& t : plan.tensors) {
+    if (t.quant != nullptr) {
+      return Errorf("{} is a GPTQ/AWQ quantized linear; convert the folder first (lowbit convert DIR -o F32.gguf "
+                    "--outtype f32) and quantize that", t.name);
+    }
+  }
   ctx->pure = o.pure;
   ctx->has_imatrix = has_imatrix;
   for (const PlannedTensor& t : plan.tensors) {
