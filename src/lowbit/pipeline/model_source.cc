@@ -8,6 +8,7 @@
 #include "lowbit/base/aligned_buffer.h"
 #include "lowbit/base/huge_page_buffer.h"
 #include "lowbit/base/log.h"
+#include "lowbit/base/mapped_file.h"
 #include "lowbit/base/thread_pool.h"
 #include "lowbit/pipeline/quant_linear.h"
 #include "lowbit/pipeline/row_convert.h"
@@ -74,6 +75,12 @@ Status ReadNativeWeights(const ConversionPlan& plan, std::vector<std::optional<N
       if (!q.ok()) {
         status[k] = q.status();
         continue;
+      }
+      // Done with the packed tensors' pages: they stop counting as resident (the arena holds the layer).
+      for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx"}) {
+        if (const StTensor* st = t.quant->tensors->Find(t.quant->prefix + suffix)) {
+          for (const MappedFile* m : plan.mappings) m->DropPages(st->data);
+        }
       }
       Expected<NativeWeight> w = ToNativeWeight(*q, {arena->data() + offset[k], static_cast<size_t>(size[k])});
       if (!w.ok()) status[k] = w.status();
