@@ -3,14 +3,14 @@
 # Q4_K GGUFs of the same shape (docs/PERFORMANCE.md). Random weights: the speed does not depend on
 # the values. The folder quantizes lm_head too (GPTQModel's lm_head: true), so every matrix but the
 # embedding is 4-bit, like the ggml mixes (whose output.weight is Q6_K).
-# Usage: bench/gptq_folder_bench.sh [WORKDIR=/tmp/lowbit-gptq-bench] [SHAPE=tinyllama-1.1b] [THREADS=1,2] [REPS=3]
+# Usage: bench/gptq_folder_bench.sh [WORKDIR=/tmp/lowbit-gptq-bench] [SHAPE=tinyllama-1.1b] [THREADS=1,2] [REPS=2]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$root/build/release/bin"
 work="${1:-/tmp/lowbit-gptq-bench}"
 shape="${2:-tinyllama-1.1b}"
 threads="${3:-1,2}"
-reps="${4:-3}"
+reps="${4:-2}"
 case "$shape" in
   tinyllama-1.1b) dims=(2048 5632 22 32 4 32000 2048) ;;
   llama2-7b) dims=(4096 11008 32 32 32 32000 4096) ;;
@@ -26,6 +26,6 @@ lscpu | grep 'Model name' || true
 for round in 1 2; do
   for m in "$work/$shape-gptq-w4g128" "$work/$shape-Q4_0.gguf" "$work/$shape-Q4_K.gguf"; do
     echo "== round $round: $(basename "$m")"
-    "$bin/lowbit" bench -m "$m" -p 512 -n 64 -t "$threads" -r "$reps" --no-mmap 2>&1 | tail -n +1
+    "$bin/lowbit" bench -m "$m" -p 256 -n 64 -t "$threads" -r "$reps" --no-mmap 2>&1
   done
 done

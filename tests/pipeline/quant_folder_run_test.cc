@@ -166,6 +166,21 @@ TEST(QuantFolderRun, F32ScalesRunAsF32) {
   CheckFolder(s, false, GgmlType::kF32);
 }
 
+TEST(QuantFolderRun, RegroupedWeightsRefuseARowParallelSplit) {
+  LOWBIT_REQUIRE_SHARED();
+  // An act-order layer's input columns are scattered over its stored row: a rank's column range is
+  // no contiguous piece of it, so a tensor-parallel load says so instead of computing garbage.
+  testing::TempDir dir;
+  testing::BuildQuantFolder(Stories5M(), testing::GptqSpec(4, 128, true, true), dir.Path("q"), dir.Path("ref"));
+  auto g = OpenModel(dir.Path("q"));
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  auto m = LlamaModel::Load(*g, 0, 2);
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.status().message().find("blk.0.attn_output.weight"), std::string::npos) << m.status().message();
+  EXPECT_NE(m.status().message().find("cannot be split"), std::string::npos) << m.status().message();
+  EXPECT_TRUE(LlamaModel::Load(*g, 0, 1).ok());
+}
+
 TEST(QuantFolderRun, AwqGemm4BitG128) {
   LOWBIT_REQUIRE_SHARED();
   CheckFolder(testing::AwqSpec(128), false, GgmlType::kW4G128);

@@ -91,15 +91,25 @@ Expected<IntQuantLinear> ReadPlannedLinear(const QuantizedSource& s) {
   return q;
 }
 
-Expected<NativeWeight> ToNativeWeight(const IntQuantLinear& q) {
+uint64_t NativeBytes(int bits, int64_t rows, int64_t cols, int64_t group_size) {
+  auto l = PlanGrouped(bits, cols, group_size <= 0 ? cols : group_size);
+  return l.ok() ? l->row_bytes() * static_cast<uint64_t>(rows) : 0;
+}
+
+Expected<NativeWeight> ToNativeWeight(const IntQuantLinear& q, std::span<uint8_t> dst) {
   NativeWeight w;
   w.rows = q.rows;
+  auto own = [&w](size_t bytes) {
+    auto buf = std::make_shared<AlignedBuffer>(bytes);
+    w.data = buf->data();
+    w.owner = buf;
+    return buf->data();
+  };
   auto as_f32 = [&](std::string why) {
     w.type = GgmlType::kF32;
     w.stored_cols = q.cols;
     w.x_map.clear();
-    w.bytes = std::make_shared<AlignedBuffer>(static_cast<size_t>(q.rows * q.cols) * sizeof(float));
-    DequantRows(q, reinterpret_cast<float*>(w.bytes->data()));
+    DequantRows(q, reinterpret_cast<float*>(own(static_cast<size_t>(q.rows * q.cols) * sizeof(float))));
     w.note = std::move(why);
     return w;
   };
@@ -130,9 +140,16 @@ Expected<NativeWeight> ToNativeWeight(const IntQuantLinear& q) {
   }
   std::vector<uint16_t> d(q.scales.size());
   for (size_t i = 0; i < d.size(); ++i) d[i] = Fp32ToFp16(q.scales[i]);
-  const uint64_t row_bytes = layout->row_bytes();
-  w.bytes = std::make_shared<AlignedBuffer>(static_cast<size_t>(row_bytes * q.rows));
-  if (Status s = PackGroupedRows(*layout, src, d.data(), q.zeros.data(), q.rows, w.bytes->data()); !s.ok()) {
+  const auto bytes = static_cast<size_t>(layout->row_bytes() * static_cast<uint64_t>(q.rows));
+  uint8_t* out = nullptr;
+  if (dst.size() == bytes) {
+    out = dst.data();
+    w.data = out;
+  } else {
+    out = own(bytes);
+  }
+  if (Status s = PackGroupedRows(*layout, src, d.data(), q.zeros.data(), q.rows, out); !s.ok()) {
+    w.owner.reset();
     return as_f32(s.message());
   }
   w.type = layout->type;

@@ -59,11 +59,17 @@ void UnpermuteLinearRows(IntQuantLinear& q, uint32_t n_heads);
 struct NativeWeight {
   GgmlType type = GgmlType::kF32;
   int64_t rows = 0, stored_cols = 0;
-  std::shared_ptr<AlignedBuffer> bytes;  // rows * RowBytes(type, stored_cols)
-  std::vector<int32_t> x_map;            // stored column -> input column, -1 padding; empty: identity
-  std::string note;                      // non-empty: dequantized to F32, and why
+  const uint8_t* data = nullptr;        // rows * RowBytes(type, stored_cols)
+  std::shared_ptr<const void> owner;    // owns `data`; null when it is the caller's `dst`
+  std::vector<int32_t> x_map;           // stored column -> input column, -1 padding; empty: identity
+  std::string note;                     // non-empty: dequantized to F32, and why
 };
-Expected<NativeWeight> ToNativeWeight(const IntQuantLinear& q);
+// Packs into `dst` when it has exactly NativeBytes(...) bytes (the loader's one huge-page arena for
+// all layers), else into memory of its own.
+Expected<NativeWeight> ToNativeWeight(const IntQuantLinear& q, std::span<uint8_t> dst = {});
+// The bytes ToNativeWeight packs a layer of this shape and module setting into (the F32 fallback,
+// decided only once the scales are read, takes more: it then allocates its own).
+uint64_t NativeBytes(int bits, int64_t rows, int64_t cols, int64_t group_size);
 
 // How a quantized linear goes into a GGUF.
 struct GgufChoice {
