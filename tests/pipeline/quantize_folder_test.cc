@@ -137,6 +137,11 @@ TEST(QuantizeFolder, BadRequestsLeaveNothing) {
   fails({.input = in}, {.format = "awq", .sym = true}, "drop --sym");
   fails({.input = in}, {.format = "awq", .group_size = 48}, "does not divide");  // AWQ needs whole groups
   fails({.input = in, .method = QuantizeMethod::kGptq}, {.format = "gptq"}, "--calib");
+  // A quantized folder as input: refused, not rounded twice.
+  testing::TempDir other;
+  const std::string gptq = other.Path("gptq-in");
+  ASSERT_TRUE(QuantizeToFolder({.input = SharedPath("models/stories5M/hf-f32"), .output = gptq}, {}).ok());
+  fails({.input = gptq}, {}, "already quantized");
   ASSERT_TRUE(fs::create_directories(out));
   auto r = QuantizeToFolder({.input = in, .output = out}, {});
   ASSERT_FALSE(r.ok());

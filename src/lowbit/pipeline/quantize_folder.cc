@@ -177,6 +177,12 @@ Expected<QuantizeReport> QuantizeToFolder(const QuantizeOptions& o, const Folder
   spec.convention = awq ? QuantConvention::kAwq : QuantConvention::kGptq;
 
   LOWBIT_ASSIGN_OR_RETURN(ConversionPlan plan, PlanConversion(o.input, o.vocab));
+  for (const PlannedTensor& t : plan.tensors) {
+    if (t.quant != nullptr) {
+      return Errorf("{}: already quantized ('{}'); quantizing it again rounds twice: convert it with --outtype f32 first", o.input,
+                    t.source_name);
+    }
+  }
   if (plan.input_kind != "huggingface") return Errorf("{}: not a Hugging Face llama folder", o.input);
 
   auto report = std::make_shared<QuantizeReport>();
