@@ -11,29 +11,14 @@
 #include <fstream>
 
 #include "test_data.h"
+#include "tools/cli_run.h"
 
 namespace lowbit {
 namespace {
 
-struct Result {
-  int code;
-  std::string out;  // stdout + stderr
-};
-
-Result RunCli(const std::string& args) {
-  const std::string cmd = std::string(LOWBIT_CLI_PATH) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  Result r{-1, ""};
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-int Lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+using Result = testing::CliResult;
+using testing::RunCli;
+int Lines(const std::string& s) { return testing::CountLines(s); }
 
 void ExpectBadInput(const std::string& args, const std::string& part) {
   Result r = RunCli(args);
