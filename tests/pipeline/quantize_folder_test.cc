@@ -7,10 +7,13 @@
 
 #include <cstring>
 #include <filesystem>
+#include <map>
 
 #include "lowbit/formats/quant_checkpoint.h"
 #include "lowbit/formats/quant_config.h"
 #include "lowbit/formats/safetensors.h"
+#include "lowbit/formats/gguf_reader.h"
+#include "lowbit/numeric/dequant.h"
 #include "lowbit/pipeline/convert.h"
 #include "lowbit/pipeline/row_convert.h"
 #include "lowbit/quant/linear_quant.h"
@@ -96,6 +99,52 @@ TEST(QuantizeFolder, RtnGptqFolderReadsBackBitIdentical) {
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_FALSE(fs::exists(fs::path(awq) / "quantize_config.json"));
   ExpectSameValues(awq, in, LinearQuantSpec{.bits = 4, .sym = false, .group_size = 32, .convention = QuantConvention::kAwq});
+}
+
+// The acceptance round trip: a symmetric 4-bit g128 folder written by lowbit, read back, then
+// converted to GGUF (Q4_0 with no rounding): every layer matrix dequantizes to the same bits.
+TEST(QuantizeFolder, Sym4G128FolderToGgufIsBitIdentical) {
+  LOWBIT_REQUIRE_SHARED();
+  testing::TempDir dir;
+  const std::string folder = dir.Path("w4"), gguf = dir.Path("w4.gguf");
+  ASSERT_TRUE(QuantizeToFolder({.input = SharedPath("models/stories5M/hf-f32"), .output = folder, .threads = 2},
+                               {.format = "gptq", .bits = 4, .group_size = 128, .sym = true}).ok());
+  std::vector<std::string> notes;
+  Status c = Convert(ConvertOptions{.input = folder, .output = gguf, .notes = &notes});
+  ASSERT_TRUE(c.ok()) << c.message();
+  auto g = GgufFile::Open(gguf);
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  auto cfg = LoadQuantConfig(folder);
+  auto st = SafetensorsFile::Open(folder + "/model.safetensors");
+  ASSERT_TRUE(cfg.ok() && st.ok());
+  int64_t matrices = 0, differ = 0;
+  Status s = ForEachQuantizedLinear(TensorSet(*st), *cfg, [&](const std::string& prefix, IntQuantLinear&& q) -> Status {
+    // "model.layers.N.self_attn.q_proj" -> "blk.N.attn_q.weight"
+    const size_t a = std::string("model.layers.").size(), b = prefix.find('.', a);
+    const std::string l = prefix.substr(a, b - a), what = prefix.substr(b + 1);
+    const std::map<std::string, std::pair<std::string, uint32_t>> names = {
+        {"self_attn.q_proj", {"attn_q", 8}},  // stories5M: 8 query heads, 4 KV heads
+        {"self_attn.k_proj", {"attn_k", 4}}, {"self_attn.v_proj", {"attn_v", 0}},
+        {"self_attn.o_proj", {"attn_output", 0}}, {"mlp.gate_proj", {"ffn_gate", 0}}, {"mlp.up_proj", {"ffn_up", 0}},
+        {"mlp.down_proj", {"ffn_down", 0}}};
+    const auto& [gname, heads] = names.at(what);
+    const GgufTensorInfo* t = g->FindTensor("blk." + l + "." + gname + ".weight");
+    if (t == nullptr) return Errorf("no {}", gname);
+    EXPECT_EQ(t->type, GgmlType::kQ4_0) << prefix;
+    const uint64_t row_bytes = t->n_bytes / static_cast<uint64_t>(q.rows);
+    std::vector<float> want(static_cast<size_t>(q.cols)), got(static_cast<size_t>(q.cols));
+    for (int64_t r = 0; r < q.rows; ++r) {
+      const int64_t hf = heads ? static_cast<int64_t>(UnpermuteSourceRow(static_cast<uint64_t>(r), static_cast<uint64_t>(q.rows), heads)) : r;
+      q.DequantizeRow(hf, want.data());
+      ToFloatFor(t->type)(t->data + static_cast<uint64_t>(r) * row_bytes, got.data(), q.cols);
+      differ += std::memcmp(want.data(), got.data(), want.size() * 4) != 0;
+    }
+    ++matrices;
+    return OkStatus();
+  });
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(matrices, 7 * 6);
+  EXPECT_EQ(differ, 0) << "rows whose GGUF values differ from the folder's";
 }
 
 TEST(QuantizeFolder, GptqActOrderFolderIsValid) {
