@@ -14,6 +14,7 @@
 #include "lowbit/engine/chat_format.h"
 #include "lowbit/formats/gguf_reader.h"
 #include "lowbit/formats/gguf_vocab.h"
+#include "lowbit/pipeline/model_source.h"
 
 namespace lowbit::tools {
 namespace {
@@ -80,7 +81,7 @@ void AddChat(CLI::App& app, Registry& r) {
   AddCacheTypeOption(sub, &a->kv_f16);
   AddResidencyOptions(sub, &a->residency);
   r.Add(sub, [a]() -> Status {
-    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a->model, a->residency));
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, OpenModel(a->model, a->residency));
     LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
     LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));
     LOWBIT_ASSIGN_OR_RETURN(auto tokenizer, Tokenizer::Create(vocab));

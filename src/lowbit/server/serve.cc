@@ -10,6 +10,7 @@
 #include "lowbit/formats/gguf_reader.h"
 #include "lowbit/formats/gguf_vocab.h"
 #include "lowbit/model/llama.h"
+#include "lowbit/pipeline/model_source.h"
 
 namespace lowbit::server {
 
@@ -23,7 +24,7 @@ Status Serve(const ServeOptions& o, const std::atomic<bool>& stop, const std::fu
   say(fmt::format("listening on http://{}:{}", o.http.host, port));
 
   const auto t0 = std::chrono::steady_clock::now();
-  LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(o.model, o.residency));
+  LOWBIT_ASSIGN_OR_RETURN(GgufFile g, OpenModel(o.model, o.residency));
   LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
   LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));
   LOWBIT_ASSIGN_OR_RETURN(auto tokenizer, Tokenizer::Create(vocab));
