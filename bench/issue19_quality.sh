@@ -17,7 +17,8 @@ for t in Q4_K_M Q3_K_M Q2_K; do
   ls -l $OUT/lcpp-imx-$t.gguf | awk '{print "  bytes", $5}'
 done
 for cfg in "rtn-w4 --method rtn --bits 4 --asym" "gptq-w4 --method gptq --bits 4 --asym --act-order" "awq-w4 --method awq --bits 4" \
-           "rtn-w3 --method rtn --bits 3 --asym" "gptq-w3 --method gptq --bits 3 --asym --act-order"; do
+           "rtn-w3 --method rtn --bits 3 --asym" "gptq-w3 --method gptq --bits 3 --asym --act-order" \
+           "gptq-w3-mse --method gptq --bits 3 --asym --act-order --range mse"; do
   set -- $cfg; name=$1; shift
   rm -rf $OUT/$name
   /usr/bin/time -f "  $name: %e s wall, %U s user, %M KB peak" $M quantize $HF $OUT/$name --format $( [ "${name%%-*}" = awq ] && echo awq || echo gptq ) --group-size 128 "$@" \

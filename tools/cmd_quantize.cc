@@ -33,6 +33,8 @@ void AddQuantize(CLI::App& app, Registry& r) {
   auto sym_flag = sub->add_flag("--sym", *sym, "symmetric grid (zero fixed at 2^(bits-1); GPTQ's default)");
   sub->add_flag("--asym", *asym, "asymmetric grid (integer zero point per group; AWQ's default)")->excludes(sym_flag);
   sub->add_flag("--act-order", folder->act_order, "GPTQ: columns in descending Hessian diagonal order (desc_act)");
+  sub->add_option("--range", folder->range, "each group's range on the int grid: minmax (default) or mse (AutoGPTQ's shrink search)")
+      ->check(CLI::IsMember({"minmax", "mse"}));
   sub->add_flag("--static-groups", folder->static_groups, "GPTQ: group ranges from the original weights before the column loop");
   sub->add_option("--imatrix", o->imatrix, "importance matrix (llama.cpp .dat or GGUF)");
   sub->add_option("--vocab", o->vocab, "tokenizer for llama2.c inputs");

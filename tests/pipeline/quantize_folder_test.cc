@@ -93,6 +93,12 @@ TEST(QuantizeFolder, RtnGptqFolderReadsBackBitIdentical) {
     EXPECT_EQ(cfg->sym, sym);
     ExpectSameValues(out, in, LinearQuantSpec{.bits = 4, .sym = sym, .group_size = 64});
   }
+  // AutoGPTQ's MSE range search as the group range.
+  const std::string mse = dir.Path("mse");
+  ASSERT_TRUE(QuantizeToFolder(QuantizeOptions{.input = in, .output = mse, .threads = 2},
+                               FolderQuantOptions{.format = "gptq", .bits = 3, .group_size = 128, .sym = false, .range = "mse"})
+                  .ok());
+  ExpectSameValues(mse, in, LinearQuantSpec{.bits = 3, .sym = false, .group_size = 128, .range = QuantRange::kMse});
   // AWQ's GEMM layout with the same RTN values (asymmetric, AutoAWQ's conventions).
   const std::string awq = dir.Path("awq");
   auto r = QuantizeToFolder(QuantizeOptions{.input = in, .output = awq, .threads = 2}, FolderQuantOptions{.format = "awq", .group_size = 32});

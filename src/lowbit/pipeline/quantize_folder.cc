@@ -175,6 +175,11 @@ Expected<QuantizeReport> QuantizeToFolder(const QuantizeOptions& o, const Folder
   spec.granularity = f.group_size < 0 ? QuantGranularity::kPerChannel : QuantGranularity::kPerGroup;
   spec.group_size = f.group_size < 0 ? 128 : f.group_size;
   spec.convention = awq ? QuantConvention::kAwq : QuantConvention::kGptq;
+  if (f.range == "mse") {
+    spec.range = QuantRange::kMse;
+  } else if (f.range != "minmax") {
+    return Errorf("--range {}: expected minmax or mse", f.range);
+  }
 
   LOWBIT_ASSIGN_OR_RETURN(ConversionPlan plan, PlanConversion(o.input, o.vocab));
   for (const PlannedTensor& t : plan.tensors) {

@@ -28,6 +28,7 @@ struct FolderQuantOptions {
   std::optional<bool> sym;      // default: symmetric for GPTQ (AutoGPTQ's default), asymmetric for AWQ
   bool act_order = false;       // GPTQ desc_act
   bool static_groups = false;
+  std::string range = "minmax";  // each group's range: "minmax", or "mse" (AutoGPTQ's shrink search)
 };
 
 // Uses o.input, o.output, o.method, o.calib, o.damp_percent, o.threads, o.show_progress.
