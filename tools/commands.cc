@@ -1,7 +1,6 @@
 #include "commands.h"
 
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -9,6 +8,7 @@
 #include "lowbit/base/cpu_features.h"
 #include "lowbit/base/progress.h"
 #include "lowbit/numeric/ggml_type.h"
+#include "lowbit/parallel/mpi_comm.h"
 #include "lowbit/pipeline/convert.h"
 #include "lowbit/pipeline/inspect.h"
 #include "tp.h"
@@ -100,8 +100,7 @@ void AddInfo(CLI::App& app, Registry& r) {
 namespace lowbit::tools {
 
 bool MemoryCheckApplies(const std::string& model) {
-  const char* ranks = std::getenv("OMPI_COMM_WORLD_SIZE");
-  if (ranks != nullptr && std::strcmp(ranks, "1") != 0) return false;
+  if (StartedByMpiLauncher()) return false;
   std::ifstream in(model, std::ios::binary);
   char magic[4] = {0, 0, 0, 0};
   return in.read(magic, 4) && std::memcmp(magic, "GGUF", 4) == 0;

@@ -69,8 +69,8 @@ inline void AddMemoryCheckOption(CLI::App* sub, bool* skip) {
   sub->add_flag("--no-memory-check", *skip, "load the model even when it needs more memory than is available");
 }
 // The check reads a GGUF's header; other inputs (Hugging Face folders, llama2.c files) are
-// assembled in memory by OpenModel and not checked, nor is one rank of a tensor-parallel job (it
-// holds a shard, which the check does not size).
+// assembled in memory by OpenModel and not checked, nor is a process started by an MPI launcher
+// (a rank holds a shard, which the check does not size).
 bool MemoryCheckApplies(const std::string& model);
 
 }  // namespace lowbit::tools

@@ -13,6 +13,7 @@
 #include "lowbit/pipeline/llama_metadata.h"
 #include "lowbit/pipeline/quantize.h"
 #include "test_data.h"
+#include "advise/zero_llama.h"
 
 namespace lowbit {
 namespace {
@@ -259,37 +260,7 @@ TEST(Advisor, MemoryAddsUpAndScalesWithContextAndSlots) {
 
 // A GGUF with a small file and an enormous cache at long contexts: 64 layers of width 128.
 std::string WriteWideCacheModel(const testing::TempDir& dir) {
-  LlamaHparams hp;
-  hp.context_length = 1u << 20;
-  hp.embedding_length = 128;
-  hp.feed_forward_length = 128;
-  hp.block_count = 64;
-  hp.head_count = 2;
-  hp.head_count_kv = 2;
-  hp.rope_dimension_count = 64;
-  hp.vocab_size = 256;
-  GgufWriter w;
-  for (const GgufKv& kv : LlamaModelKvs(hp)) w.SetKv(kv.key, kv.value);
-  auto zeros = [](std::span<uint8_t> out) {
-    std::fill(out.begin(), out.end(), 0);
-    return OkStatus();
-  };
-  auto add = [&](const std::string& name, uint64_t rows, uint64_t cols) {
-    std::vector<uint64_t> dims = {cols};
-    if (rows > 1) dims.push_back(rows);
-    EXPECT_TRUE(w.AddTensor(name, rows > 1 ? GgmlType::kF16 : GgmlType::kF32, dims, zeros).ok());
-  };
-  add("token_embd.weight", 256, 128);
-  add("output_norm.weight", 1, 128);
-  for (int l = 0; l < 64; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    for (const char* m : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) add(p + m + ".weight", 128, 128);
-    add(p + "attn_norm.weight", 1, 128);
-    add(p + "ffn_norm.weight", 1, 128);
-  }
-  const std::string path = dir.Path("wide-cache.gguf");
-  EXPECT_TRUE(w.Write(path).ok());
-  return path;
+  return testing::WriteZeroLlama(dir.Path("wide-cache.gguf"), 128, 2, 64, 1u << 20);
 }
 
 TEST(AdviseGuard, RefusesWhatDoesNotFitAndSaysWhatWould) {

@@ -11,6 +11,7 @@
 #include "lowbit/formats/gguf_writer.h"
 #include "lowbit/pipeline/llama_metadata.h"
 #include "test_data.h"
+#include "advise/zero_llama.h"
 
 namespace lowbit {
 namespace {
@@ -36,46 +37,13 @@ Result Lowbit(const std::string& args) { return Shell(std::string(LOWBIT_CLI_PAT
 
 int Lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
 
-// A llama GGUF of the given shape with zero F16 weights (no vocabulary: the guard and the advisor
-// never need one).
-std::string WriteModel(const std::string& path, uint32_t embd, uint32_t heads, uint32_t layers, uint32_t ctx) {
-  LlamaHparams hp;
-  hp.context_length = ctx;
-  hp.embedding_length = embd;
-  hp.feed_forward_length = embd;
-  hp.block_count = layers;
-  hp.head_count = heads;
-  hp.head_count_kv = heads;
-  hp.rope_dimension_count = 64;
-  hp.vocab_size = 256;
-  GgufWriter w;
-  for (const GgufKv& kv : LlamaModelKvs(hp)) w.SetKv(kv.key, kv.value);
-  auto zeros = [](std::span<uint8_t> out) {
-    std::fill(out.begin(), out.end(), 0);
-    return OkStatus();
-  };
-  auto add = [&](const std::string& name, uint64_t rows, uint64_t cols) {
-    std::vector<uint64_t> dims = {cols};
-    if (rows > 1) dims.push_back(rows);
-    EXPECT_TRUE(w.AddTensor(name, rows > 1 ? GgmlType::kF16 : GgmlType::kF32, dims, zeros).ok());
-  };
-  add("token_embd.weight", 256, embd);
-  add("output_norm.weight", 1, embd);
-  for (uint32_t l = 0; l < layers; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    for (const char* m : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) add(p + m + ".weight", embd, embd);
-    add(p + "attn_norm.weight", 1, embd);
-    add(p + "ffn_norm.weight", 1, embd);
-  }
-  EXPECT_TRUE(w.Write(path).ok());
-  return path;
-}
+using testing::WriteZeroLlama;
 
 TEST(AdviseCli, BadInputIsOneLineAndExitOne) {
   testing::TempDir dir;
   std::filesystem::create_directory(dir.Path("empty"));
   // 3 heads do not divide a width of 128: inconsistent metadata.
-  const std::string odd = WriteModel(dir.Path("odd.gguf"), 128, 3, 1, 256);
+  const std::string odd = WriteZeroLlama(dir.Path("odd.gguf"), 128, 3, 1, 256);
   for (const std::string& args : std::vector<std::string>{"advise " + dir.Path("empty"), "advise no-such-model", "advise " + odd, "advise llama2-7b --ram 0", "advise llama2-7b --ram 16X",
         "advise llama2-7b --bandwidth fast", "advise llama2-7b --nodes 2", "advise llama2-7b --vram 24G",
         "advise llama2-7b --net 50us --nodes 2", "advise llama2-7b --types Q9_K", "advise llama2-7b --gpu-efficiency 2 --vram 8G --gpu-bandwidth 100GB/s"}) {
@@ -129,7 +97,7 @@ TEST(AdviseCli, JsonForAFileAndThePerBootCache) {
 TEST(AdviseCli, RunAndPerplexityRefuseWhatDoesNotFit) {
   testing::TempDir dir;
   // 64 layers of width 128 trained at 1M positions: a 15 MB file whose F32 cache at that context is 64 GiB.
-  const std::string wide = WriteModel(dir.Path("wide.gguf"), 128, 2, 64, 1u << 20);
+  const std::string wide = WriteZeroLlama(dir.Path("wide.gguf"), 128, 2, 64, 1u << 20);
   if (ReadMemoryInfo().available > (uint64_t{70} << 30)) GTEST_SKIP() << "this machine has more than 70 GiB available";
   for (const std::string& args : std::vector<std::string>{"run -m " + wide + " -p hi -n 1", "perplexity -m " + wide + " -f " + wide}) {
     SCOPED_TRACE(args);

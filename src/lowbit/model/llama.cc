@@ -74,7 +74,18 @@ class WeightLister {
     if (t == nullptr) return required ? Errorf("{}: tensor '{}' is missing", g_.name(), name) : OkStatus();
     // A weight stored with its columns regrouped or padded (a GPTQ / AWQ folder opened by
     // pipeline/model_source.h) comes with its input map: stored column -> input column, -1 padding.
-    if (const GgufTensorInfo* map = g_.FindTensor(name + ".x_map"); map != nullptr) return Mapped(*t, *map, rows, cols, rs, cs, v);
+    // Its rows are whole: the stored columns, read against inputs of `cols`.
+    const int64_t in_cols = cols;
+    const GgufTensorInfo* map = g_.FindTensor(name + ".x_map");
+    if (map != nullptr) {
+      LOWBIT_RETURN_IF_ERROR(CheckMap(*t, *map, in_cols));
+      if (cs.begin != 0 || cs.count != in_cols) {
+        return Errorf("{}: tensor '{}' has regrouped or padded columns (GPTQ act-order or a partial group) and cannot be split "
+                      "over ranks yet", g_.name(), name);
+      }
+      cols = static_cast<int64_t>(t->dims[0]);
+      cs = {0, cols};
+    }
     LOWBIT_RETURN_IF_ERROR(CheckShape(*t, rows, cols));
     if (ToFloatFor(t->type) == nullptr) {
       return Errorf("{}: tensor '{}' is {}, which lowbit cannot compute with yet", g_.name(), name, TypeInfo(t->type).name);
@@ -88,6 +99,10 @@ class WeightLister {
     const uint64_t byte0 = *RowBytes(t->type, static_cast<uint64_t>(cs.begin));
     const uint64_t bytes = *RowBytes(t->type, static_cast<uint64_t>(cs.count));
     *v = {t->type, nullptr, rs.count, cs.count, bytes};
+    if (map != nullptr) {
+      v->x_map = reinterpret_cast<const int32_t*>(map->data);
+      v->x_stride = in_cols;
+    }
     out_->push_back({{t, static_cast<uint64_t>(rs.begin), static_cast<uint64_t>(rs.count), byte0, bytes, row_bytes}, v, nullptr});
     return OkStatus();
   }
@@ -110,8 +125,8 @@ class WeightLister {
   }
 
  private:
-  Status Mapped(const GgufTensorInfo& t, const GgufTensorInfo& map, int64_t rows, int64_t cols, ShardRange rs, ShardRange cs,
-                WeightView* v) {
+  // The input map of `t`: I32, one entry per stored column, each an input column below `in_cols` or -1.
+  Status CheckMap(const GgufTensorInfo& t, const GgufTensorInfo& map, int64_t in_cols) const {
     const auto stored = static_cast<int64_t>(t.dims[0]);
     if (map.type != GgmlType::kI32 || map.n_dims != 1 || map.dims[0] != t.dims[0] || map.data == nullptr) {
       return Errorf("{}: input map '{}' must be I32 of {} elements, not {} {}", g_.name(), map.name, stored, TypeInfo(map.type).name,
@@ -119,22 +134,8 @@ class WeightLister {
     }
     const auto* m = reinterpret_cast<const int32_t*>(map.data);
     for (int64_t i = 0; i < stored; ++i) {
-      if (m[i] < -1 || m[i] >= cols) return Errorf("{}: input map '{}' entry {} = {} is out of range", g_.name(), map.name, i, m[i]);
+      if (m[i] < -1 || m[i] >= in_cols) return Errorf("{}: input map '{}' entry {} = {} is out of range", g_.name(), map.name, i, m[i]);
     }
-    const int64_t r = t.n_dims > 1 ? static_cast<int64_t>(t.dims[1]) : 1;
-    if (r != rows || t.n_dims > 2) return Errorf("{}: tensor '{}' has shape {}, expected {} rows", g_.name(), t.name, t.ShapeString(), rows);
-    if (ToFloatFor(t.type) == nullptr) {
-      return Errorf("{}: tensor '{}' is {}, which lowbit cannot compute with yet", g_.name(), t.name, TypeInfo(t.type).name);
-    }
-    if (cs.begin != 0 || cs.count != cols) {
-      return Errorf("{}: tensor '{}' has regrouped or padded columns (GPTQ act-order or a partial group) and cannot be split "
-                    "over ranks yet", g_.name(), t.name);
-    }
-    const uint64_t row_bytes = *RowBytes(t.type, static_cast<uint64_t>(stored));
-    *v = {t.type, nullptr, rs.count, stored, row_bytes};
-    v->x_map = m;
-    v->x_stride = cols;
-    out_->push_back({{&t, static_cast<uint64_t>(rs.begin), static_cast<uint64_t>(rs.count), 0, row_bytes, row_bytes}, v, nullptr});
     return OkStatus();
   }
   Status CheckShape(const GgufTensorInfo& t, int64_t rows, int64_t cols) const {

@@ -133,40 +133,27 @@ Status QuantizeTensor(const PlannedTensor& t, GgmlType type, const float* imatri
 
 }  // namespace
 
-namespace {
-
-// Calibrated methods need each layer's tensors together and the layers in order (they are computed
-// layer by layer while the file is written); the classifier goes last (its importance comes from
-// the final hidden states). Plain quantization keeps the input's order.
-std::vector<size_t> WriteOrder(const ConversionPlan& plan, bool calibrated) {
+std::vector<size_t> LayerOrder(const ConversionPlan& plan) {
   std::vector<size_t> order(plan.tensors.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  if (!calibrated) return order;
-  auto key = [&](size_t i) -> std::pair<int64_t, int64_t> {
+  auto key = [&](size_t i) -> int64_t {
     const std::string& n = plan.tensors[i].name;
-    if (n.starts_with("blk.")) return {std::strtoll(n.c_str() + 4, nullptr, 10), 0};
-    return {n == "output.weight" ? INT64_MAX : -1, 0};
+    if (n.starts_with("blk.")) return std::strtoll(n.c_str() + 4, nullptr, 10);
+    return n == "output.weight" ? INT64_MAX : -1;
   };
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
   return order;
 }
 
-void FillStats(const CalibratedTensor& c, TensorQuantReport* rep) {
+void FillCalibratedStats(const CalibratedTensor& c, TensorQuantReport* rep) {
   rep->rmse = c.rmse;
   rep->max_abs_err = c.max_abs_err;
   rep->sqnr_db = c.sqnr_db;
   if (!c.note.empty()) rep->note = rep->note.empty() ? c.note : rep->note + "; " + c.note;
 }
 
-}  // namespace
-
 Expected<std::vector<PlannedType>> PlanQuantizedTypes(const ConversionPlan& plan, const QuantizeOptions& o, bool has_imatrix) {
   LOWBIT_ASSIGN_OR_RETURN(QuantMix mix, ResolveQuantMix(o.type));
-  return PlanTensorTypes(o, plan, mix, has_imatrix);
-}
-
-Expected<std::vector<PlannedType>> PlanTensorTypes(const QuantizeOptions& o, const ConversionPlan& plan, const QuantMix& mix,
-                                                   bool has_imatrix) {
   MixContext ctx;
   LOWBIT_RETURN_IF_ERROR(BuildContext(o, plan, has_imatrix, &ctx));
   std::vector<PlannedType> out;
@@ -205,7 +192,7 @@ Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& o) {
     LOWBIT_RETURN_IF_ERROR(CheckImatrix(im, plan, o.imatrix));
   }
   const bool calibrated = o.method != QuantizeMethod::kRtn;
-  LOWBIT_ASSIGN_OR_RETURN(std::vector<PlannedType> planned, PlanTensorTypes(o, plan, mix, !o.imatrix.empty() || calibrated));
+  LOWBIT_ASSIGN_OR_RETURN(std::vector<PlannedType> planned, PlanQuantizedTypes(plan, o, !o.imatrix.empty() || calibrated));
 
   auto report = std::make_shared<QuantizeReport>();
   report->mix = mix.name;
@@ -248,7 +235,11 @@ Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& o) {
 
   GgufWriter w;
   for (const GgufKv& kv : plan.kvs) w.SetKv(kv.key, kv.value);
-  for (size_t k : WriteOrder(plan, calibrated)) {
+  // Calibrated methods compute layer by layer while the file is written: tensors in layer order.
+  std::vector<size_t> order(plan.tensors.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  if (calibrated) order = LayerOrder(plan);
+  for (size_t k : order) {
     const PlannedTensor& t = plan.tensors[k];
     TensorQuantReport& rep = report->tensors[k];
     const GgmlType out = types[k];
@@ -262,7 +253,7 @@ Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& o) {
         if (c != nullptr && !c->bytes.empty()) {
           if (c->bytes.size() != dst.size()) return Errorf("{}: calibrated tensor has {} bytes, expected {}", t.name, c->bytes.size(), dst.size());
           std::memcpy(dst.data(), c->bytes.data(), dst.size());
-          FillStats(*c, &rep);
+          FillCalibratedStats(*c, &rep);
           cal->Release(t.name);
           return OkStatus();
         }

@@ -69,7 +69,8 @@ Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& opts);
 // The type each tensor of `plan` gets when quantized as `opts` asks (type, pure, tensor_types,
 // output/token embedding types, allow_requantize; `has_imatrix` changes a few of llama.cpp's rules),
 // in plan order: what QuantizeModel writes, decided without writing (the advisor sizes candidate
-// files with it). `quantized` is false for tensors copied unchanged; `note` explains a fallback.
+// files with it; QAT, train/qat.h, trains for exactly these types). `quantized` is false for tensors
+// copied unchanged; `note` explains a fallback.
 struct PlannedType {
   GgmlType type;
   bool quantized = false;
@@ -77,8 +78,11 @@ struct PlannedType {
 };
 Expected<std::vector<PlannedType>> PlanQuantizedTypes(const struct ConversionPlan& plan, const QuantizeOptions& opts,
                                                       bool has_imatrix);
-// The same with the mix already resolved (QAT, train/qat.h, trains for exactly these types).
-Expected<std::vector<PlannedType>> PlanTensorTypes(const QuantizeOptions& o, const ConversionPlan& plan,
-                                                   const QuantMix& mix, bool has_imatrix);
+
+// The order a calibrated writer takes the plan's tensors in: layers ascending, `output.weight` last
+// (calibrated.h computes layer by layer; the classifier's importance comes from the final states).
+std::vector<size_t> LayerOrder(const ConversionPlan& plan);
+// A calibrated result's error statistics (against the original weights) and note, into its row.
+void FillCalibratedStats(const CalibratedTensor& c, TensorQuantReport* rep);
 
 }  // namespace lowbit

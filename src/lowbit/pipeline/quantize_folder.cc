@@ -7,9 +7,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <map>
+#include <set>
 #include <memory>
-#include <sstream>
 
 #include <fmt/format.h>
 
@@ -19,7 +18,8 @@
 #include "lowbit/formats/quant_config.h"
 #include "lowbit/formats/safetensors.h"
 #include "lowbit/numeric/ggml_type.h"
-#include "lowbit/numeric/half.h"
+#include "lowbit/numeric/convert.h"
+#include "lowbit/formats/hf.h"
 #include "lowbit/pipeline/calibrated.h"
 #include "lowbit/pipeline/row_convert.h"
 #include "lowbit/quant/error_stats.h"
@@ -28,22 +28,6 @@ namespace lowbit {
 namespace fs = std::filesystem;
 
 namespace {
-
-// "blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj"; "" for a tensor that is not a layer matrix.
-std::string HfLinearPrefix(const std::string& gguf_name) {
-  static const std::pair<const char*, const char*> kMap[] = {
-      {"attn_q.weight", "self_attn.q_proj"}, {"attn_k.weight", "self_attn.k_proj"},   {"attn_v.weight", "self_attn.v_proj"},
-      {"attn_output.weight", "self_attn.o_proj"}, {"ffn_gate.weight", "mlp.gate_proj"}, {"ffn_up.weight", "mlp.up_proj"},
-      {"ffn_down.weight", "mlp.down_proj"}};
-  if (!gguf_name.starts_with("blk.")) return "";
-  const size_t dot = gguf_name.find('.', 4);
-  if (dot == std::string::npos) return "";
-  const std::string layer = gguf_name.substr(4, dot - 4), rest = gguf_name.substr(dot + 1);
-  for (const auto& [g, h] : kMap) {
-    if (rest == g) return "model.layers." + layer + "." + h;
-  }
-  return "";
-}
 
 Expected<StDtype> StDtypeOf(GgmlType t, const std::string& name) {
   switch (t) {
@@ -57,14 +41,9 @@ Expected<StDtype> StDtypeOf(GgmlType t, const std::string& name) {
 // Float values in a safetensors float dtype (round to nearest even, as torch's .to() does).
 std::vector<uint8_t> FloatsAs(const std::vector<float>& v, StDtype d) {
   std::vector<uint8_t> out(v.size() * StDtypeSize(d));
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (d == StDtype::kF32) {
-      std::memcpy(out.data() + 4 * i, &v[i], 4);
-    } else {
-      const uint16_t h = d == StDtype::kF16 ? Fp32ToFp16(v[i]) : Fp32ToBf16(v[i]);
-      std::memcpy(out.data() + 2 * i, &h, 2);
-    }
-  }
+  if (d == StDtype::kF32) std::memcpy(out.data(), v.data(), out.size());
+  else if (d == StDtype::kF16) ConvertF32ToF16(v.data(), reinterpret_cast<uint16_t*>(out.data()), v.size());
+  else ConvertF32ToBf16(v.data(), reinterpret_cast<uint16_t*>(out.data()), v.size());
   return out;
 }
 
@@ -114,14 +93,6 @@ Status WriteText(const fs::path& path, const std::string& text) {
   return OkStatus();
 }
 
-Expected<std::string> ReadText(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Errorf("{}: cannot read", path.string());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // Removes the temporary folder unless released.
 class TempFolder {
  public:
@@ -164,9 +135,6 @@ Expected<QuantizeReport> QuantizeToFolder(const QuantizeOptions& o, const Folder
   qc.zero_point = !qc.sym;
   if (awq && qc.sym) return Errorf("--format awq stores zero points (AutoAWQ's GEMM layout): drop --sym");
   if (awq && (f.act_order || f.static_groups)) return Errorf("--act-order and --static-groups are GPTQ options, not AWQ's");
-  if (o.method == QuantizeMethod::kAwq && !awq) {
-    // AWQ's scales fold into the norms, which a GPTQ folder carries as they are: allowed.
-  }
   LOWBIT_RETURN_IF_ERROR(CheckWritableConfig(qc));
 
   LinearQuantSpec spec;
@@ -211,36 +179,26 @@ Expected<QuantizeReport> QuantizeToFolder(const QuantizeOptions& o, const Folder
     LOWBIT_ASSIGN_OR_RETURN(cal, CalibratedModel::Start(plan, std::move(co)));
   }
 
-  // Every tensor, in layer order (the calibrated model computes layer by layer).
-  std::vector<size_t> order(plan.tensors.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  auto layer_of = [&](size_t i) -> int64_t {
-    const std::string& n = plan.tensors[i].name;
-    return n.starts_with("blk.") ? std::strtoll(n.c_str() + 4, nullptr, 10) : (n == "output.weight" ? INT64_MAX : -1);
-  };
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return layer_of(a) < layer_of(b); });
-
   std::vector<PackedTensor> packed;
-  std::map<std::string, bool> written_source;  // a tied classifier shares the embedding's bytes
+  std::set<std::string> written_source;  // a tied classifier shares the embedding's bytes
   report->tensors.resize(plan.tensors.size());
-  for (size_t k : order) {
+  for (size_t k : LayerOrder(plan)) {  // the calibrated model computes layer by layer
     const PlannedTensor& t = plan.tensors[k];
     TensorQuantReport& rep = report->tensors[k];
     rep.name = t.name;
     rep.shape = t.dims;
     rep.source_type = std::string(TypeInfo(t.source_type).name);
     report->input_tensor_bytes += t.data.size();
-    const std::string prefix = HfLinearPrefix(t.name);
-    const std::string hf_name = !prefix.empty() ? prefix + ".weight" : t.source_name;
-    if (prefix.empty()) {
-      // Copied as it is (or, for a norm AWQ rescaled, its new values in the same dtype).
-      if (t.source_name.empty()) return Errorf("{}: tensor '{}' has no Hugging Face name", o.input, t.name);
-      if (written_source[t.source_name]) {
+    if (t.source_name.empty()) return Errorf("{}: tensor '{}' has no Hugging Face name", o.input, t.name);
+    // The layer matrices (a llama plan's only 2-D tensors under blk.) are quantized; the rest is
+    // copied as it is (or, for a norm AWQ rescaled, its new values in the same dtype).
+    const bool matrix = t.name.starts_with("blk.") && t.dims.size() == 2;
+    if (!matrix) {
+      if (!written_source.insert(t.source_name).second) {
         rep.type = rep.source_type;
         rep.note = "tied to " + t.source_name;
         continue;
       }
-      written_source[t.source_name] = true;
       LOWBIT_ASSIGN_OR_RETURN(StDtype dt, StDtypeOf(t.source_type, t.name));
       std::vector<uint64_t> shape(t.dims.rbegin(), t.dims.rend());
       PackedTensor p{t.source_name, dt, shape, {}};
@@ -263,31 +221,27 @@ Expected<QuantizeReport> QuantizeToFolder(const QuantizeOptions& o, const Folder
       continue;
     }
     const auto rows = static_cast<int64_t>(t.dims[1]), cols = static_cast<int64_t>(t.dims[0]);
-    std::vector<float> original(static_cast<size_t>(rows * cols));
-    LOWBIT_RETURN_IF_ERROR(ConvertTensorRows(t, GgmlType::kF32, std::span<uint8_t>(reinterpret_cast<uint8_t*>(original.data()), original.size() * 4)));
     LinearQuantized grid;
     if (cal) {
       LOWBIT_ASSIGN_OR_RETURN(const CalibratedTensor* c, cal->Get(t.name));
       if (c == nullptr || !c->has_grid) return Errorf("{}: the calibrated model has no integer-grid result", t.name);
       grid = c->grid;
-      rep.note = c->note;
+      FillCalibratedStats(*c, &rep);
       cal->Release(t.name);
     } else {
+      std::vector<float> original(static_cast<size_t>(rows * cols));
+      LOWBIT_RETURN_IF_ERROR(ConvertTensorRows(t, GgmlType::kF32, std::span<uint8_t>(reinterpret_cast<uint8_t*>(original.data()), original.size() * 4)));
       auto q = QuantizeLinear(original.data(), rows, cols, spec);
       if (!q.ok()) return Errorf("{}: {}", t.name, q.status().message());
       grid = std::move(*q);
-    }
-    // Error against the original weights (for AWQ: of W*s against its quantized values, divided back
-    // is not what is stored; the plain statistics of the stored grid against the original are only
-    // meaningful without scales, so AWQ reports them against the dequantized grid / s where known).
-    {
       const std::vector<float> deq = grid.Dequantize();
       ErrorStats es;
-      if (o.method != QuantizeMethod::kAwq) es.Add(original.data(), deq.data(), rows * cols);
+      es.Add(original.data(), deq.data(), rows * cols);
       rep.rmse = es.rmse();
       rep.max_abs_err = es.max_abs_err;
       rep.sqnr_db = es.sqnr_db();
     }
+    const std::string prefix = t.source_name.substr(0, t.source_name.size() - std::string_view(".weight").size());
     IntQuantLinear iq = ToCheckpointRows(std::move(grid), t.unpermute_heads);
     LOWBIT_RETURN_IF_ERROR(CheckIntQuantLinear(iq, prefix));
     auto pk = PackQuantizedLinear(prefix, iq, qc);
@@ -320,7 +274,7 @@ Expected<QuantizeReport> QuantizeToFolder(const QuantizeOptions& o, const Folder
   }
   LOWBIT_RETURN_IF_ERROR(w.Write((tmp_path / "model.safetensors").string()));
   const fs::path in(o.input);
-  LOWBIT_ASSIGN_OR_RETURN(std::string config, ReadText(in / "config.json"));
+  LOWBIT_ASSIGN_OR_RETURN(std::string config, ReadTextFile((in / "config.json").string()));
   LOWBIT_ASSIGN_OR_RETURN(std::string with_q, WithQuantizationConfig(config, qc, (in / "config.json").string()));
   LOWBIT_RETURN_IF_ERROR(WriteText(tmp_path / "config.json", with_q));
   if (!awq) LOWBIT_RETURN_IF_ERROR(WriteText(tmp_path / "quantize_config.json", GptqQuantizeConfigJson(qc)));

@@ -206,7 +206,7 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
   qo.tensor_types = o.tensor_types;
   qo.output_tensor_type = o.output_tensor_type;
   qo.token_embedding_type = o.token_embedding_type;
-  LOWBIT_ASSIGN_OR_RETURN(std::vector<PlannedType> types, PlanTensorTypes(qo, plan, mix, !o.imatrix.empty()));
+  LOWBIT_ASSIGN_OR_RETURN(std::vector<PlannedType> types, PlanQuantizedTypes(plan, qo, !o.imatrix.empty()));
   std::vector<std::string> names;
   for (const PlannedTensor& t : plan.tensors) names.push_back(t.name);
   Imatrix im;
