@@ -1,5 +1,6 @@
 #!/bin/bash
-# Issue 19 acceptance measurements on stories5M (KLD vs F32, TinyStoriesV2 valid first100, ctx 256).
+# Issue 19 acceptance measurements on stories5M (KLD vs F32, TinyStoriesV2 valid first100, ctx 256):
+# GPTQ onto ggml mixes beside llama.cpp's imatrix files, then GPTQ / AWQ / RTN folders on the int grid.
 set -u
 S=${LOWBIT_SHARED:-$(dirname "$0")/../../shared}; M=${LOWBIT:-$(dirname "$0")/../build/release/bin/lowbit}; F=$M  # run -m FOLDER
 L=${LLAMACPP_BIN:-/work/llama.cpp/build/bin}
@@ -15,6 +16,13 @@ for t in Q4_K_M Q3_K_M Q2_K; do
   [ -f $OUT/lcpp-imx-$t.gguf ] || $L/llama-quantize --imatrix $OUT/llama-imatrix.gguf $GG $OUT/lcpp-imx-$t.gguf $t >/dev/null 2>&1
   kld $M $OUT/lcpp-imx-$t.gguf "llama.cpp imatrix $t"
   ls -l $OUT/lcpp-imx-$t.gguf | awk '{print "  bytes", $5}'
+  # lowbit's GPTQ onto the same mix (each tensor's ggml type as the rounding step)
+  rm -f $OUT/gptq-$t.gguf
+  /usr/bin/time -f "  gptq $t: %e s wall, %U s user, %M KB peak" $M quantize $GG $OUT/gptq-$t.gguf $t --method gptq --calib $CAL \
+     --nsamples 128 --seqlen 256 -t 2 -q --json > /dev/null 2> $OUT/gptq-$t.time || { echo "gptq $t failed"; cat $OUT/gptq-$t.time; continue; }
+  tail -1 $OUT/gptq-$t.time
+  kld $M $OUT/gptq-$t.gguf "lowbit gptq $t"
+  ls -l $OUT/gptq-$t.gguf | awk '{print "  bytes", $5}'
 done
 for cfg in "rtn-w4 --method rtn --bits 4 --asym" "gptq-w4 --method gptq --bits 4 --asym --act-order" "awq-w4 --method awq --bits 4" \
            "rtn-w3 --method rtn --bits 3 --asym" "gptq-w3 --method gptq --bits 3 --asym --act-order" \
