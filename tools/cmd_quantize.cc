@@ -54,9 +54,16 @@ void AddQuantize(CLI::App& app, Registry& r) {
   sub->add_option("--seed", o->calib.seed, "seed of the sample draw (default 0)");
   sub->add_option("--damp", o->damp_percent, "GPTQ dampening, a fraction of the mean Hessian diagonal (default 0.01), raised while the Cholesky factorization fails")
       ->check(CLI::Range(0.0, 1.0));
+  auto no_duo = std::make_shared<bool>(false);
+  auto no_clip = std::make_shared<bool>(false);
+  sub->add_flag("--awq-no-duo-scaling", *no_duo, "AWQ: scales from the activations alone (x_mean^r), not x_mean^r / w_mean^(1-r)");
+  sub->add_flag("--awq-no-clip", *no_clip, "AWQ: skip the clip search (AutoAWQ's apply_clip=False)");
   sub->add_flag("--json", *json, "print the report as one JSON object");
   sub->add_flag("-q,--quiet", *quiet, "no progress display");
-  r.Add(sub, [o, json, quiet, method, folder, format, sym, asym]() -> Status {
+  r.Add(sub, [o, json, quiet, method, folder, format, sym, asym, no_duo, no_clip]() -> Status {
+    if ((*no_duo || *no_clip) && *method != "awq") return Errorf("--awq-no-duo-scaling and --awq-no-clip are options of --method awq");
+    o->awq_duo_scaling = !*no_duo;
+    o->awq_clip = !*no_clip;
     o->show_progress = !*quiet && !*json;
     LOWBIT_ASSIGN_OR_RETURN(o->method, ParseQuantizeMethod(*method));
     const bool to_folder = *format != "gguf";

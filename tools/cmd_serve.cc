@@ -1,11 +1,14 @@
 // `lowbit serve -m MODEL [--host 127.0.0.1] [--port 8080] [-np SLOTS] [-c CTX] [--api-key KEY] [-t T]
-// [--chat-template NAME|FILE]`: the OpenAI-compatible server (src/lowbit/server/).
+// [--chat-template NAME|FILE]`: the OpenAI-compatible server (src/lowbit/server/). Under mpirun,
+// rank 0 serves and the other ranks run their shard of each step.
 #include <csignal>
 #include <cstdio>
 #include <memory>
 
 #include "commands.h"
+#include "lowbit/parallel/mpi_comm.h"
 #include "lowbit/server/serve.h"
+#include "tp.h"
 
 namespace lowbit::tools {
 namespace {
@@ -15,6 +18,7 @@ void OnSignal(int) { g_stop = true; }
 
 void AddServe(CLI::App& app, Registry& r) {
   auto o = std::make_shared<server::ServeOptions>();
+  auto tp = std::make_shared<TpFlags>();
   CLI::App* sub = app.add_subcommand("serve", "Serve a model over OpenAI's HTTP API (continuous batching, chat page at /)");
   sub->add_option("-m,--model", o->model, "GGUF model")->required();
   sub->add_option("--host", o->http.host, "address to listen on (default 127.0.0.1)");
@@ -31,14 +35,23 @@ void AddServe(CLI::App& app, Registry& r) {
   sub->add_option("--max-body", o->http.max_body, "largest request body in bytes; larger gets 413 (default 8 MiB)")->check(CLI::Range(size_t{1024}, size_t{1} << 32));
   AddCacheTypeOption(sub, &o->kv_f16);
   AddResidencyOptions(sub, &o->residency);
-  r.Add(sub, [o]() -> Status {
+  AddTpOptions(sub, tp.get());
+  r.Add(sub, [o, tp]() -> Status {
     std::signal(SIGINT, OnSignal);
     std::signal(SIGTERM, OnSignal);
     std::signal(SIGPIPE, SIG_IGN);
-    return server::Serve(*o, g_stop, [](const std::string& line) {
+    auto say = [](const std::string& line) {
       std::fprintf(stderr, "lowbit serve: %s\n", line.c_str());
       std::fflush(stderr);
-    });
+    };
+    if (!StartedByMpiLauncher()) return server::Serve(*o, g_stop, say);
+    // Tensor parallel: every rank loads its shard first (ModelContext agrees on the outcome); rank 0
+    // then listens, the others follow its steps. mpirun stops the ranks with SIGTERM.
+    LOWBIT_ASSIGN_OR_RETURN(auto ctx, ModelContext::Open(o->model, o->residency, *tp));
+    if (!ctx->leader()) return server::ServeFollower(*o, ctx->model(), ctx->comm());
+    return server::Serve(*o, ctx->comm(), [&ctx]() -> Expected<server::ServedModel> {
+      return server::ServedModel{.file = &ctx->file(), .model = &ctx->model(), .vocab = &ctx->vocab(), .residency = ctx->residency()};
+    }, g_stop, say);
   });
 }
 

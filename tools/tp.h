@@ -43,6 +43,8 @@ class ModelContext {
   // LoRA adapters applied at run time (--lora); one rank only (merge them for tensor parallelism).
   Expected<std::unique_ptr<train::LoraSet>> AttachLora(std::span<const train::LoraSpec> specs);
   const Vocab& vocab() const { return vocab_; }
+  // The model file (rank 0: the whole file; other ranks may hold its header alone).
+  const GgufFile& file() const { return *file_; }
   Comm* comm() { return comm_; }  // nullptr with one rank
   int rank() const { return rank_; }
   int ranks() const { return ranks_; }

@@ -42,6 +42,28 @@ struct Scheduler::Slot {
   int64_t generated = 0, cached_prompt = 0;
 };
 
+SessionOptions SchedulerSessionOptions(SchedulerOptions o) {
+  o.n_slots = std::max(1, o.n_slots);
+  return SessionOptions{.n_ctx = o.n_ctx, .threads = o.threads, .max_batch = std::max<int64_t>(o.max_batch, o.n_slots),
+                        .kv_f16 = o.kv_f16, .comm = o.comm, .n_seq = o.n_slots, .batch_invariant = true};
+}
+
+Status FollowScheduler(const LlamaModel& model, const SchedulerOptions& o) {
+  if (o.comm == nullptr || o.comm->rank() == 0) return Errorf("FollowScheduler runs on the ranks other than 0");
+  LlamaSession session(model, SchedulerSessionOptions(o));
+  std::vector<BatchToken> batch;
+  const int64_t most = SchedulerSessionOptions(o).max_batch;
+  while (true) {
+    int64_t n = 0;
+    o.comm->WaitBroadcast(&n, sizeof(n), 0);
+    if (n < 0) return OkStatus();
+    if (n == 0 || n > most) return Errorf("rank 0 sent a step of {} tokens (at most {} expected): the ranks disagree on the options", n, most);
+    batch.resize(static_cast<size_t>(n));
+    o.comm->Broadcast(batch.data(), batch.size() * sizeof(BatchToken), 0);
+    session.ForwardBatch(batch);
+  }
+}
+
 namespace {
 
 size_t CommonPrefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
@@ -62,8 +84,7 @@ Scheduler::Scheduler(const LlamaModel& model, const Tokenizer& tokenizer, const 
   o_.n_slots = std::max(1, o_.n_slots);
   o_.max_batch = std::max<int64_t>(o_.max_batch, o_.n_slots);
   o_.prompt_chunk = std::max<int64_t>(1, o_.prompt_chunk);
-  SessionOptions so{.n_ctx = o_.n_ctx, .threads = o_.threads, .max_batch = o_.max_batch, .kv_f16 = o_.kv_f16, .comm = o_.comm, .n_seq = o_.n_slots, .batch_invariant = true};
-  session_ = std::make_unique<LlamaSession>(model_, so);
+  session_ = std::make_unique<LlamaSession>(model_, SchedulerSessionOptions(o_));
   for (int i = 0; i < o_.n_slots; ++i) {
     slots_.push_back(std::make_unique<Slot>());
     slots_.back()->id = i;
@@ -91,7 +112,13 @@ Scheduler::~Scheduler() {
   }
   cv_.notify_all();
   thread_.join();
+  if (Leading()) {  // the other ranks leave FollowScheduler
+    int64_t n = -1;
+    o_.comm->WaitBroadcast(&n, sizeof(n), 0);
+  }
 }
+
+bool Scheduler::Leading() const { return o_.comm != nullptr && o_.comm->size() > 1; }
 
 std::string Scheduler::TokenText(int32_t t) const {
   if (t >= 0 && static_cast<size_t>(t) < vocab_.token_types.size() && vocab_.token_types[t] == static_cast<int32_t>(TokenType::kControl)) return {};
@@ -303,6 +330,11 @@ void Scheduler::RunStep() {
   double seconds = 0;
   if (!batch_.empty()) {
     const auto t0 = std::chrono::steady_clock::now();
+    if (Leading()) {  // the other ranks run the same step on their shards (FollowScheduler)
+      auto n = static_cast<int64_t>(batch_.size());
+      o_.comm->WaitBroadcast(&n, sizeof(n), 0);
+      o_.comm->Broadcast(batch_.data(), batch_.size() * sizeof(BatchToken), 0);
+    }
     const float* logits = session_->ForwardBatch(batch_);
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const int64_t V = model_.config().n_vocab;

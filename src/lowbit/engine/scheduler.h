@@ -42,8 +42,17 @@ struct SchedulerOptions {
   int64_t max_batch = 512;     // tokens per forward step
   int64_t prompt_chunk = 128;  // prompt tokens a slot may feed per step
   int max_queue = 16;          // waiting requests beyond the slots; more: kBusy
+  // Tensor parallel: the scheduler runs on rank 0 and sends each step's batch to the other ranks,
+  // which run FollowScheduler with the same options. nullptr: one rank.
   Comm* comm = nullptr;
 };
+
+// The session a scheduler (and a follower) runs with these options.
+SessionOptions SchedulerSessionOptions(SchedulerOptions o);
+
+// Ranks 1.. of a tensor-parallel scheduler: runs every step rank 0's Scheduler runs, on this rank's
+// shard, until that Scheduler is destroyed. Waiting between requests sleeps (Comm::WaitBroadcast).
+Status FollowScheduler(const LlamaModel& model, const SchedulerOptions& o);
 
 struct GenerationRequest {
   std::vector<int32_t> prompt;  // at least one token
@@ -123,6 +132,7 @@ class Scheduler {
   void Finish(Slot& s, const char* reason);
   void Release(Slot& s);        // the slot becomes free (slots_busy is exact under mu_)
   bool IsEog(int32_t t) const;
+  bool Leading() const;  // rank 0 of several
 
   const LlamaModel& model_;
   const Tokenizer& tok_;

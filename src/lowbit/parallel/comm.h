@@ -42,6 +42,10 @@ class Comm {
   virtual void AllGatherBytes(const void* in, size_t bytes, void* out) = 0;
   // bytes of `data` on rank `root` copied to every rank.
   virtual void Broadcast(void* data, size_t bytes, int root) = 0;
+  // A broadcast the other ranks may wait for without limit (an idle server's ranks waiting for the
+  // next step): no watchdog, and a waiting rank sleeps between polls instead of spinning on a core.
+  // The same collective as Broadcast for ordering; by default it is Broadcast.
+  virtual void WaitBroadcast(void* data, size_t bytes, int root) { Broadcast(data, bytes, root); }
   // Point-to-point (rank 0 streaming weights to the others).
   virtual void Send(const void* data, size_t bytes, int dest) = 0;
   virtual void Recv(void* data, size_t bytes, int source) = 0;
@@ -104,6 +108,7 @@ class ReducedPrecisionComm final : public Comm {
   void AllGatherV(const float* in, std::span<const int64_t> counts, float* out) override { inner_->AllGatherV(in, counts, out); }
   void AllGatherBytes(const void* in, size_t bytes, void* out) override { inner_->AllGatherBytes(in, bytes, out); }
   void Broadcast(void* data, size_t bytes, int root) override { inner_->Broadcast(data, bytes, root); }
+  void WaitBroadcast(void* data, size_t bytes, int root) override { inner_->WaitBroadcast(data, bytes, root); }
   void Send(const void* data, size_t bytes, int dest) override { inner_->Send(data, bytes, dest); }
   void Recv(void* data, size_t bytes, int source) override { inner_->Recv(data, bytes, source); }
   std::string Describe() const override;

@@ -162,6 +162,25 @@ class MpiComm final : public Comm {
     }
   }
 
+  // MPI_Ibcast polled with MPI_Test: at once for the first 200 us (a step follows the previous one
+  // at once while requests run), then with sleeps growing to 1 ms, and 10 ms after a second of
+  // waiting, so that an idle rank uses next to no CPU (~0.1% of a core).
+  void WaitBroadcast(void* data, size_t bytes, int root) override {
+    LOWBIT_CHECK(bytes <= kMaxChunk);
+    MPI_Request req;
+    MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, root, MPI_COMM_WORLD, &req);
+    const auto start = std::chrono::steady_clock::now();
+    auto nap = std::chrono::microseconds(20);
+    for (int done = 0;;) {
+      MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+      if (done) return;
+      if (std::chrono::steady_clock::now() - start < std::chrono::microseconds(200)) continue;
+      std::this_thread::sleep_for(nap);
+      const bool long_idle = std::chrono::steady_clock::now() - start > std::chrono::seconds(1);
+      nap = std::min<std::chrono::microseconds>(nap * 2, long_idle ? std::chrono::milliseconds(10) : std::chrono::milliseconds(1));
+    }
+  }
+
   void Send(const void* data, size_t bytes, int dest) override {
     Armed a(&watchdog_, "a send");
     const auto* p = static_cast<const uint8_t*>(data);
@@ -226,7 +245,7 @@ Expected<std::unique_ptr<Comm>> CreateMpiComm(const MpiOptions& o) {
   if (initialized) return Errorf("MPI is already initialized in this process");
   TuneOpenMpi();
   int provided = 0;
-  if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+  if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
     return Errorf("MPI_Init failed; is this process started by mpirun?");
   }
   int rank = 0, size = 1;

@@ -7,8 +7,8 @@
 // Contract:
 // - lowbit is started under MPI when the launcher's variables are set (Open MPI's mpirun:
 //   OMPI_COMM_WORLD_SIZE; PMIx launchers: PMIX_RANK; MPICH and Slurm: PMI_SIZE). No flag.
-// - One process = one rank; the thread pool works inside each rank. Only the calling thread uses
-//   MPI (MPI_THREAD_FUNNELED).
+// - One process = one rank; the thread pool works inside each rank. One thread at a time uses MPI
+//   (MPI_THREAD_SERIALIZED): the command's thread, or the server's scheduler thread while it runs.
 // - Every blocking operation runs under a watchdog when the caller gives one (MpiOptions::
 //   on_timeout): a rank that waits longer than `timeout_s` in one operation (another rank is gone or
 //   stuck) has on_timeout called, from the watchdog's thread, with a line saying so; the tools print

@@ -228,6 +228,8 @@ Expected<QuantizeReport> QuantizeModel(const QuantizeOptions& o) {
     co.threads = o.threads;
     co.show_progress = o.show_progress;
     co.damp_percent = o.damp_percent;
+    co.awq_duo_scaling = o.awq_duo_scaling;
+    co.awq_clip = o.awq_clip;
     co.ggml_type = [type_of](const std::string& name) { return type_of->at(name); };
     LOWBIT_ASSIGN_OR_RETURN(auto c, CalibratedModel::Start(plan, std::move(co)));
     cal = std::move(c);

@@ -34,6 +34,9 @@ struct QuantizeOptions {
   QuantizeMethod method = QuantizeMethod::kRtn;
   CalibrationOptions calib;
   double damp_percent = 0.01;
+  // AWQ: AutoAWQ's duo_scaling (s = x_mean^r / w_mean^(1-r)) and apply_clip switches.
+  bool awq_duo_scaling = true;
+  bool awq_clip = true;
 };
 
 struct TensorQuantReport {

@@ -174,6 +174,8 @@ Expected<QuantizeReport> QuantizeToFolder(const QuantizeOptions& o, const Folder
     co.int_grid = true;
     co.spec = spec;
     co.damp_percent = o.damp_percent;
+    co.awq_duo_scaling = o.awq_duo_scaling;
+    co.awq_clip = o.awq_clip;
     co.act_order = f.act_order;
     co.static_groups = f.static_groups;
     LOWBIT_ASSIGN_OR_RETURN(cal, CalibratedModel::Start(plan, std::move(co)));
