@@ -68,6 +68,15 @@ def model(fmt="ggjt", version=3, qtype=2, hp=None, vocab=None, tensors=None, cut
 HEADER_AND_VOCAB = 8 + 28 + sum(8 + len(t) for t in [b" \xe2\x81\x87 ", b"", b"", b" a"])
 
 
+def token_length_past_end():
+    m = bytearray(model())
+    m[36:40] = struct.pack("<I", 1 << 30)  # the first token's length
+    return bytes(m)
+
+
+TOKEN_LENGTH_PAST_END = token_length_past_end()
+
+
 def main():
     os.makedirs(ROOT, exist_ok=True)
     files = {
@@ -91,7 +100,7 @@ def main():
         "n-rot-wrong.bad": model(hp=[N_VOCAB, N_EMBD, N_MULT, N_HEAD, 1, 8, 0]),
         "n-mult-wrong.bad": model(hp=[N_VOCAB, N_EMBD, 64, N_HEAD, 1, 16, 0]),
         "more-layers-than-tensors.bad": model(hp=[N_VOCAB, N_EMBD, N_MULT, N_HEAD, 2, 16, 0]),
-        "token-length-past-end.bad": model(vocab=[b"a", b"b", b"c", b"d"])[:44] + struct.pack("<I", 1 << 30),
+        "token-length-past-end.bad": TOKEN_LENGTH_PAST_END,
         "truncated-vocab.bad": model()[:50],
         "tensor-data-past-end.bad": model(cut=7),
         "truncated-tensor-header.bad": model(extra=struct.pack("<II", 2, 5)),
