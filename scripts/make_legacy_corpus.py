@@ -100,6 +100,7 @@ def main():
         "n-rot-wrong.bad": model(hp=[N_VOCAB, N_EMBD, N_MULT, N_HEAD, 1, 8, 0]),
         "n-mult-wrong.bad": model(hp=[N_VOCAB, N_EMBD, 64, N_HEAD, 1, 16, 0]),
         "more-layers-than-tensors.bad": model(hp=[N_VOCAB, N_EMBD, N_MULT, N_HEAD, 2, 16, 0]),
+        "huge-n-layer.bad": model(hp=[N_VOCAB, N_EMBD, N_MULT, N_HEAD, 1 << 24, 16, 0]),
         "token-length-past-end.bad": TOKEN_LENGTH_PAST_END,
         "truncated-vocab.bad": model()[:50],
         "tensor-data-past-end.bad": model(cut=7),

@@ -156,6 +156,10 @@ Expected<ConversionPlan> PlanLegacyGgml(std::shared_ptr<const GgmlLegacyFile> fi
   const auto n_head_kv = static_cast<uint32_t>(kv_rows / head_dim);
   const uint32_t n_ff = LegacyFeedForwardLength(hp, n_head_kv);
 
+  if (hp.n_layer > f.tensors().size()) {  // before building a table per layer
+    return Errorf("{}: n_layer = {} but the file holds only {} tensors (a llama model has 9 per layer, plus 3)", where,
+                  hp.n_layer, f.tensors().size());
+  }
   // Every tensor the llama loader reads, by its legacy name.
   std::map<std::string, Expected2d> expect;
   expect["tok_embeddings.weight"] = {"token_embd.weight", {n_embd, n_vocab}};
