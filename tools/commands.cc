@@ -32,11 +32,13 @@ void AddConvert(CLI::App& app, Registry& r) {
   struct Args {
     std::string input, vocab, output, outtype, fallback = "q8_0";
     bool quiet = false;
+    LegacyGgmlOptions legacy;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand(
-      "convert", "Convert a llama2.c checkpoint, a Hugging Face folder, a safetensors file or a GGUF to GGUF");
-  sub->add_option("input", a->input, "model: llama2.c .bin, HF folder, .safetensors or .gguf")->required();
+      "convert", "Convert a llama2.c checkpoint, a Hugging Face folder, a safetensors file, a GGUF or a legacy GGML "
+                 "(ggml/ggmf/ggjt) file to GGUF");
+  sub->add_option("input", a->input, "model: llama2.c .bin, HF folder, .safetensors, .gguf or a legacy GGML .bin")->required();
   sub->add_option("--vocab", a->vocab, "tokenizer: tokenizer.bin, tokenizer.model, tokenizer.json or a GGUF");
   sub->add_option("-o,--output", a->output, "output GGUF file")->required();
   sub->add_option("--outtype", a->outtype,
@@ -46,9 +48,16 @@ void AddConvert(CLI::App& app, Registry& r) {
   sub->add_option("--fallback", a->fallback,
                   "GPTQ/AWQ linears that no ggml type holds exactly (act-order, odd groups) are requantized to this "
                   "type (default q8_0), with the error it adds printed");
+  sub->add_option("--ctx", a->legacy.context_length,
+                  "legacy GGML files (which do not store it): context length to record (default 2048; 4096 for Llama 2)")
+      ->check(CLI::Range(1u, 1u << 24));
+  sub->add_option("--rms-eps", a->legacy.rms_epsilon,
+                  "legacy GGML files: RMSNorm epsilon to record (default 5e-6; 1e-6 for LLaMA 1, 1e-5 for Llama 2)")
+      ->check(CLI::PositiveNumber);
   sub->add_flag("-q,--quiet", a->quiet, "no progress display");
   r.Add(sub, [a]() -> Status {
     ConvertOptions o;
+    o.legacy = a->legacy;
     o.input = a->input;
     o.vocab = a->vocab;
     o.output = a->output;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "lowbit/formats/ggml_legacy.h"
 #include "lowbit/formats/gguf_reader.h"
 #include "lowbit/formats/hf.h"
 #include "lowbit/formats/imatrix.h"
@@ -15,6 +16,7 @@
 #include "lowbit/formats/safetensors.h"
 #include "lowbit/formats/sentencepiece_model.h"
 #include "lowbit/model/llama.h"
+#include "lowbit/pipeline/convert.h"
 #include "lowbit/server/openai.h"
 #include "lowbit/template/template.h"
 #include "lowbit/train/checkpoint.h"
@@ -64,6 +66,13 @@ Status ReadQuantTensors(const std::vector<uint8_t>& b) {
   return s.WithContext("corpus");
 }
 
+// A legacy GGML file, then its llama plan with every older block layout converted.
+Status ReadLegacyGgml(const std::vector<uint8_t>& b) {
+  auto f = GgmlLegacyFile::Parse(b, "corpus");
+  if (!f.ok()) return f.status();
+  return PlanLegacyGgml(std::make_shared<const GgmlLegacyFile>(std::move(f).value()), "", {}, true).status();
+}
+
 Status ParseAs(const std::string& parser, const std::vector<uint8_t>& b) {
   const std::string_view text(reinterpret_cast<const char*>(b.data()), b.size());
   if (parser == "gguf") return GgufFile::Parse(b, "corpus").status();
@@ -86,6 +95,7 @@ Status ParseAs(const std::string& parser, const std::vector<uint8_t>& b) {
   }
   if (parser == "quant_config") return ParseQuantConfig(text, "corpus").status();
   if (parser == "quant_tensors") return ReadQuantTensors(b);
+  if (parser == "ggml_legacy") return ReadLegacyGgml(b);
   if (parser == "peft_config") return train::ParsePeftConfig(text, "corpus").status();
   if (parser == "lora_gguf" || parser == "train_checkpoint") {
     auto g = GgufFile::Parse(b, "corpus");
@@ -119,7 +129,7 @@ TEST(Corpus, BrokenFilesAreRejectedCleanly) {
 
 TEST(Corpus, ValidQuantizedCheckpointFilesAreAccepted) {
   int files = 0;
-  for (const char* parser : {"quant_config", "quant_tensors"}) {
+  for (const char* parser : {"quant_config", "quant_tensors", "ggml_legacy"}) {
     for (const auto& f : fs::directory_iterator(fs::path(testing::CorpusDir()) / parser)) {
       if (f.path().extension() != ".ok") continue;
       SCOPED_TRACE(f.path().string());
@@ -128,7 +138,7 @@ TEST(Corpus, ValidQuantizedCheckpointFilesAreAccepted) {
       ++files;
     }
   }
-  EXPECT_GE(files, 8);
+  EXPECT_GE(files, 13);
 }
 
 }  // namespace

@@ -41,34 +41,6 @@ bool LooksLikeSafetensors(const std::string& path) {
   return n <= map->size() - 8 && map->data()[8] == '{';
 }
 
-// Tokenizer metadata from a tokenizer file of any supported kind.
-Expected<std::vector<GgufKv>> TokenizerKvs(const std::string& path, int64_t n_vocab) {
-  if (HasGgufMagic(path)) {
-    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(path));
-    std::vector<GgufKv> kvs;
-    for (const GgufKv& kv : g.kvs()) {
-      if (kv.key.starts_with("tokenizer.")) kvs.push_back(kv);
-    }
-    if (kvs.empty()) return Errorf("{}: holds no tokenizer.* metadata", path);
-    return kvs;
-  }
-  Expected<Vocab> v = Status::Error("unreachable");
-  if (path.ends_with(".json")) v = LoadHfTokenizerJson(path);
-  else if (path.ends_with(".model")) v = LoadSentencePieceModel(path);
-  else v = LoadLlama2cTokenizer(path, static_cast<int32_t>(n_vocab));
-  if (!v.ok()) return v.status();
-  if (static_cast<int64_t>(v->tokens.size()) > n_vocab) {
-    return Errorf("{}: holds {} tokens but the model's vocabulary has {}; wrong tokenizer?", path,
-                  v->tokens.size(), n_vocab);
-  }
-  while (static_cast<int64_t>(v->tokens.size()) < n_vocab) {  // as convert_hf_to_gguf pads
-    v->tokens.push_back("[PAD" + std::to_string(v->tokens.size()) + "]");
-    if (!v->scores.empty()) v->scores.push_back(-1000.0f);
-    v->token_types.push_back(static_cast<int32_t>(TokenType::kUserDefined));
-  }
-  return VocabKvs(*v);
-}
-
 void AddTensor(ConversionPlan& plan, std::string name, std::vector<uint64_t> dims, GgmlType type,
                std::span<const uint8_t> data, uint32_t unpermute_heads = 0) {
   plan.tensors.push_back({std::move(name), std::move(dims), type, data, unpermute_heads});
@@ -339,6 +311,33 @@ uint32_t FileTypeOf(GgmlType outtype) {
 
 }  // namespace
 
+Expected<std::vector<GgufKv>> TokenizerKvs(const std::string& path, int64_t n_vocab) {
+  if (HasGgufMagic(path)) {
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(path));
+    std::vector<GgufKv> kvs;
+    for (const GgufKv& kv : g.kvs()) {
+      if (kv.key.starts_with("tokenizer.")) kvs.push_back(kv);
+    }
+    if (kvs.empty()) return Errorf("{}: holds no tokenizer.* metadata", path);
+    return kvs;
+  }
+  Expected<Vocab> v = Status::Error("unreachable");
+  if (path.ends_with(".json")) v = LoadHfTokenizerJson(path);
+  else if (path.ends_with(".model")) v = LoadSentencePieceModel(path);
+  else v = LoadLlama2cTokenizer(path, static_cast<int32_t>(n_vocab));
+  if (!v.ok()) return v.status();
+  if (static_cast<int64_t>(v->tokens.size()) > n_vocab) {
+    return Errorf("{}: holds {} tokens but the model's vocabulary has {}; wrong tokenizer?", path,
+                  v->tokens.size(), n_vocab);
+  }
+  while (static_cast<int64_t>(v->tokens.size()) < n_vocab) {  // as convert_hf_to_gguf pads
+    v->tokens.push_back("[PAD" + std::to_string(v->tokens.size()) + "]");
+    if (!v->scores.empty()) v->scores.push_back(-1000.0f);
+    v->token_types.push_back(static_cast<int32_t>(TokenType::kUserDefined));
+  }
+  return VocabKvs(*v);
+}
+
 uint64_t UnpermuteSourceRow(uint64_t out_row, uint64_t n_rows, uint32_t n_heads) {
   const uint64_t head_dim = n_rows / n_heads;
   const uint64_t h = out_row / head_dim, r = out_row % head_dim;
@@ -346,7 +345,10 @@ uint64_t UnpermuteSourceRow(uint64_t out_row, uint64_t n_rows, uint32_t n_heads)
   return h * head_dim + j * (head_dim / 2) + i;
 }
 
-Expected<ConversionPlan> PlanConversion(const std::string& input, const std::string& vocab) {
+namespace {
+
+Expected<ConversionPlan> PlanInput(const std::string& input, const std::string& vocab, const LegacyGgmlOptions& legacy,
+                                   bool materialize_legacy) {
   std::error_code ec;
   if (!fs::exists(input, ec)) return Errorf("{}: no such file or folder", input);
   if (fs::is_directory(input, ec)) {
@@ -357,6 +359,10 @@ Expected<ConversionPlan> PlanConversion(const std::string& input, const std::str
     return PlanHuggingFace(dir, input, vocab);
   }
   if (HasGgufMagic(input)) return PlanGguf(input);
+  if (HasLegacyGgmlMagic(input)) {
+    LOWBIT_ASSIGN_OR_RETURN(GgmlLegacyFile f, GgmlLegacyFile::Open(input));
+    return PlanLegacyGgml(std::make_shared<const GgmlLegacyFile>(std::move(f)), vocab, legacy, materialize_legacy);
+  }
   if (LooksLikeSafetensors(input)) {
     fs::path dir = fs::path(input).parent_path();
     if (dir.empty()) dir = ".";
@@ -364,6 +370,13 @@ Expected<ConversionPlan> PlanConversion(const std::string& input, const std::str
     return PlanSafetensors(input);
   }
   return PlanLlama2c(input, vocab);
+}
+
+}  // namespace
+
+Expected<ConversionPlan> PlanConversion(const std::string& input, const std::string& vocab,
+                                        const LegacyGgmlOptions& legacy) {
+  return PlanInput(input, vocab, legacy, /*materialize_legacy=*/true);
 }
 
 Status WriteConversion(const ConversionPlan& plan, const ConvertOptions& opts) {
@@ -420,18 +433,34 @@ Status WriteConversion(const ConversionPlan& plan, const ConvertOptions& opts) {
       return OkStatus();
     }));
   }
+  // Legacy GGML files: float tensors keep their type unless --outtype asks; blocks of an older layout
+  // are converted as they are written.
+  const bool legacy = plan.input_kind == "ggml-legacy";
+  auto legacy_tally = std::make_shared<LegacyConversionTally>();
   for (const PlannedTensor& t : plan.tensors) {
     if (t.quant != nullptr) continue;
+    if (t.legacy_layout != LegacyBlockLayout::kV3) {
+      LOWBIT_RETURN_IF_ERROR(w.AddTensor(t.name, t.source_type, t.dims, [&t, &plan, mu, legacy_tally](std::span<uint8_t> dst) {
+        LegacyConversionTally one;
+        Status s = ConvertLegacyTensor(t, dst, &one);
+        for (const MappedFile* m : plan.mappings) m->DropPages(t.data);
+        std::lock_guard<std::mutex> lock(*mu);
+        legacy_tally->Merge(one);
+        return s;
+      }));
+      continue;
+    }
     GgmlType out = t.source_type;
-    if (IsFloatType(t.source_type)) out = t.dims.size() >= 2 ? opts.outtype : GgmlType::kF32;
-    any_float_2d |= IsFloatType(t.source_type) && t.dims.size() >= 2;
+    const bool keep_float = legacy && !opts.dequantize;
+    if (IsFloatType(t.source_type) && !keep_float) out = t.dims.size() >= 2 ? opts.outtype : GgmlType::kF32;
+    any_float_2d |= IsFloatType(t.source_type) && t.dims.size() >= 2 && !keep_float;
     LOWBIT_RETURN_IF_ERROR(w.AddTensor(t.name, out, t.dims, [&t, &plan, out](std::span<uint8_t> dst) {
       Status s = ConvertTensorRows(t, out, dst);
       for (const MappedFile* m : plan.mappings) m->DropPages(t.data);  // done with these input pages
       return s;
     }));
   }
-  if (any_float_2d && plan.input_kind != "safetensors") {
+  if (any_float_2d && plan.input_kind != "safetensors" && !legacy) {
     w.SetKv("general.file_type", GgufValue::U32(FileTypeOf(opts.outtype)));
   }
   if (!quant_types.empty()) {
@@ -441,6 +470,13 @@ Status WriteConversion(const ConversionPlan& plan, const ConvertOptions& opts) {
     w.SetKv("general.file_type", GgufValue::U32(FileTypeOf(most->first)));
   }
   LOWBIT_RETURN_IF_ERROR(w.Write(opts.output, opts.show_progress));
+  if (opts.notes != nullptr) {
+    opts.notes->insert(opts.notes->end(), plan.notes.begin(), plan.notes.end());
+    if (legacy) {
+      std::string note = legacy_tally->Note(plan.input_format);
+      if (!note.empty()) opts.notes->push_back(std::move(note));
+    }
+  }
   if (opts.notes != nullptr && !tallies->empty()) {
     std::string line = "quantized linears:";
     for (const auto& [type, tl] : *tallies) {
@@ -456,7 +492,7 @@ Status WriteConversion(const ConversionPlan& plan, const ConvertOptions& opts) {
 }
 
 Status Convert(const ConvertOptions& opts) {
-  LOWBIT_ASSIGN_OR_RETURN(ConversionPlan plan, PlanConversion(opts.input, opts.vocab));
+  LOWBIT_ASSIGN_OR_RETURN(ConversionPlan plan, PlanInput(opts.input, opts.vocab, opts.legacy, /*materialize_legacy=*/false));
   return WriteConversion(plan, opts);
 }
 
