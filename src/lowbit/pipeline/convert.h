@@ -20,6 +20,7 @@
 namespace lowbit {
 
 struct QuantizedSource;  // pipeline/quant_linear.h
+struct BnbSource;        // pipeline/bnb_linear.h
 
 struct PlannedTensor {
   std::string name;                // GGUF name, e.g. "blk.0.attn_q.weight"
@@ -31,6 +32,8 @@ struct PlannedTensor {
   // A GPTQ / AWQ quantized linear (its rows already in GGUF order once read): `data` is empty and
   // `source_type` F32 (the dequantized values); the writer and MaterializePlan read it.
   std::shared_ptr<const QuantizedSource> quant;
+  // A bitsandbytes linear (NF4 / FP4 / LLM.int8): `data` empty, `source_type` F32, as `quant`.
+  std::shared_ptr<const BnbSource> bnb;
 };
 
 struct ConversionPlan {
