@@ -22,9 +22,12 @@ if [ "$what" = quality ] || [ "$what" = all ]; then
     [ -f $OUT/lcpp-$t.gguf ] || $L/llama-quantize $GG $OUT/lcpp-$t.gguf $t >/dev/null 2>&1
     kld $OUT/lcpp-$t.gguf "llama.cpp $t"
   done
+  CAL=$S/data/tinystories/TinyStories-valid.hf-head.txt
+  [ -f $OUT/imatrix.dat ] || $M imatrix -m $GG -f $CAL -c 256 -o $OUT/imatrix.dat >/dev/null 2>&1
   for cfg in "nf4-dq-b64 --method nf4 --double-quant --block-size 64" "nf4-b64 --method nf4 --block-size 64" \
              "fp4-dq-b64 --method fp4 --double-quant --block-size 64" "nf4-dq-b32 --method nf4 --double-quant --block-size 32" \
-             "int8 --method int8"; do
+             "nf4-dq-b64-search --method nf4 --double-quant --scale-search" \
+             "nf4-dq-b64-imx --method nf4 --double-quant --imatrix $OUT/imatrix.dat" "int8 --method int8"; do
     set -- $cfg; name=$1; shift
     rm -rf $OUT/$name
     $M quantize $HF $OUT/$name --format bnb "$@" -q --json > $OUT/$name.json || { echo "$name failed"; continue; }
@@ -39,7 +42,7 @@ if [ "$what" = speed ] || [ "$what" = all ]; then
   for round in 1 2; do
     for m in $OUT/tl-nf4-dq $OUT/tl-Q4_0.gguf $OUT/tl-int8 $OUT/tl-Q8_0.gguf; do
       echo "== round $round: $(basename $m)"
-      $M bench -m $m -p 64 -n 64 -t $threads -r $reps --no-mmap 2>&1 | tail -4
+      $M bench -m $m -p 32 -n 32 -t $threads -r $reps --no-mmap 2>&1 | tail -6
     done
   done
 fi
