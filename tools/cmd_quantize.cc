@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "lowbit/pipeline/quant_mix.h"
 #include "lowbit/pipeline/quantize.h"
+#include "lowbit/pipeline/quantize_bnb.h"
 #include "lowbit/pipeline/quantize_folder.h"
 
 namespace lowbit::tools {
@@ -25,8 +26,18 @@ void AddQuantize(CLI::App& app, Registry& r) {
   auto format = std::make_shared<std::string>("gguf");
   auto sym = std::make_shared<bool>(false);
   auto asym = std::make_shared<bool>(false);
-  sub->add_option("--format", *format, "gguf (default), or gptq / awq: a Hugging Face folder on the int-N grid of --bits / --group-size")
-      ->check(CLI::IsMember({"gguf", "gptq", "awq"}));
+  sub->add_option("--format", *format,
+                  "gguf (default), gptq / awq: a Hugging Face folder on the int-N grid of --bits / --group-size, or bnb: a "
+                  "bitsandbytes folder (--method nf4|fp4|int8)")
+      ->check(CLI::IsMember({"gguf", "gptq", "awq", "bnb"}));
+  auto bnb = std::make_shared<BnbFolderOptions>();
+  sub->add_flag("--double-quant", bnb->double_quant, "--format bnb, nf4/fp4: quantize the block absmax values too (bnb_4bit_use_double_quant)");
+  sub->add_option("--block-size", bnb->block_size, "--format bnb, nf4/fp4: elements per absmax (32..4096, a power of two; default 64)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  sub->add_flag("--scale-search", bnb->scale_search,
+                "--format bnb, nf4/fp4: search each block's scale for the least (--imatrix: weighted) error instead of absmax");
+  sub->add_option("--int8-threshold", bnb->int8_threshold, "--format bnb --method int8: llm_int8_threshold written to the config (default 6.0)")
+      ->check(CLI::Range(0.0, 1e30));
   sub->add_option("--bits", folder->bits, "bits per weight of --format gptq|awq (2, 3, 4, 8; AWQ: 4)")->check(CLI::IsMember({2, 3, 4, 8}));
   sub->add_option("--group-size", folder->group_size, "columns per scale of --format gptq|awq (-1: one per row; default 128)")
       ->check(CLI::Range(int64_t{-1}, int64_t{1} << 20));
@@ -45,8 +56,9 @@ void AddQuantize(CLI::App& app, Registry& r) {
   sub->add_option("--token-embedding-type", o->token_embedding_type, "type of token_embd.weight");
   sub->add_option("-t,--threads", o->threads, "threads (default: all)")->check(CLI::Range(0, 1024));
   auto method = std::make_shared<std::string>("rtn");
-  sub->add_option("--method", *method, "how the values are chosen: rtn (each tensor alone), gptq or awq (calibrated on --calib text)")
-      ->check(CLI::IsMember({"rtn", "gptq", "awq"}));
+  sub->add_option("--method", *method, "how the values are chosen: rtn (each tensor alone), gptq or awq (calibrated on --calib text); "
+                  "with --format bnb: nf4, fp4 or int8")
+      ->check(CLI::IsMember({"rtn", "gptq", "awq", "nf4", "fp4", "int8"}));
   sub->add_option("--calib", o->calib.text_path, "calibration text for gptq / awq");
   sub->add_option("--nsamples", o->calib.nsamples, "calibration samples (default 128)")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   sub->add_option("--seqlen", o->calib.seqlen, "tokens per sample (default 512, or the model's context if shorter)")
@@ -60,18 +72,31 @@ void AddQuantize(CLI::App& app, Registry& r) {
   sub->add_flag("--awq-no-clip", *no_clip, "AWQ: skip the clip search (AutoAWQ's apply_clip=False)");
   sub->add_flag("--json", *json, "print the report as one JSON object");
   sub->add_flag("-q,--quiet", *quiet, "no progress display");
-  r.Add(sub, [o, json, quiet, method, folder, format, sym, asym, no_duo, no_clip]() -> Status {
+  r.Add(sub, [o, json, quiet, method, folder, format, sym, asym, no_duo, no_clip, bnb]() -> Status {
     if ((*no_duo || *no_clip) && *method != "awq") return Errorf("--awq-no-duo-scaling and --awq-no-clip are options of --method awq");
     o->awq_duo_scaling = !*no_duo;
     o->awq_clip = !*no_clip;
     o->show_progress = !*quiet && !*json;
+    const bool bnb_method = *method == "nf4" || *method == "fp4" || *method == "int8";
+    if ((*format == "bnb") != bnb_method) {
+      return *format == "bnb" ? Errorf("--format bnb takes --method nf4, fp4 or int8")
+                              : Errorf("--method {} is a bitsandbytes method: add --format bnb", *method);
+    }
+    QuantizeReport report;
+    if (*format == "bnb") {
+      if (!o->type.empty()) return Errorf("TYPE '{}' is for GGUF output; --format bnb takes --method, --block-size and --double-quant", o->type);
+      bnb->method = *method;
+      LOWBIT_ASSIGN_OR_RETURN(report, QuantizeToBnbFolder(*o, *bnb));
+      const std::string out = *json ? report.ToJson().dump(2) + "\n" : report.ToText();
+      std::fwrite(out.data(), 1, out.size(), stdout);
+      return OkStatus();
+    }
     LOWBIT_ASSIGN_OR_RETURN(o->method, ParseQuantizeMethod(*method));
     const bool to_folder = *format != "gguf";
     if (to_folder && !o->type.empty()) return Errorf("TYPE '{}' is for GGUF output; --format {} takes --bits and --group-size", o->type, *format);
     if (!to_folder && o->type.empty()) return Errorf("TYPE is required for GGUF output (e.g. Q4_K_M), or pass --format gptq|awq");
     if (*sym || *asym) folder->sym = *sym;
     folder->format = *format;
-    QuantizeReport report;
     if (to_folder) {
       LOWBIT_ASSIGN_OR_RETURN(report, QuantizeToFolder(*o, *folder));
     } else {

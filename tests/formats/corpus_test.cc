@@ -12,6 +12,7 @@
 #include "lowbit/formats/imatrix.h"
 #include "lowbit/formats/llama2c.h"
 #include "lowbit/formats/quant_checkpoint.h"
+#include "lowbit/formats/bnb_checkpoint.h"
 #include "lowbit/formats/quant_config.h"
 #include "lowbit/formats/safetensors.h"
 #include "lowbit/formats/sentencepiece_model.h"
@@ -40,6 +41,36 @@ Status ParseHeaderAndPlan(const std::vector<uint8_t>& b) {
       if (!m.ok() && m.status().message().find("has no data in this process") == std::string::npos) return m.status();
     }
   }
+  return OkStatus();
+}
+
+// A safetensors file of bitsandbytes linears, read as fuzz_bnb_tensors reads them: 4-bit ones with the
+// 2-D shape their quant state claims, 8-bit ones with their weight's shape; at least one must exist.
+Status ReadBnbTensors(const std::vector<uint8_t>& b) {
+  auto f = SafetensorsFile::Parse(b, "corpus");
+  if (!f.ok()) return f.status();
+  const TensorSet ts(*f);
+  int linears = 0;
+  for (const StTensor& t : f->tensors()) {
+    const size_t qs = t.name.find(".weight.quant_state.bitsandbytes__");
+    if (qs != std::string::npos) {
+      auto st = ParseBnb4State(std::string_view(reinterpret_cast<const char*>(t.data.data()), t.data.size()), "corpus: " + t.name);
+      if (!st.ok()) return st.status();
+      if (st->shape.size() != 2) return Errorf("corpus: {}: not a 2-D weight", t.name);
+      auto l = ReadBnb4Linear(ts, t.name.substr(0, qs), st->shape[0], st->shape[1]);
+      if (!l.ok()) return Errorf("corpus: {}", l.status().message());
+      ++linears;
+    }
+    if (t.name.ends_with(".SCB")) {
+      const std::string prefix = t.name.substr(0, t.name.size() - 4);
+      const StTensor* w = f->Find(prefix + ".weight");
+      if (w == nullptr || w->shape.size() != 2) return Errorf("corpus: {}.weight: missing or not 2-D", prefix);
+      auto l = ReadBnb8Linear(ts, prefix, static_cast<int64_t>(w->shape[0]), static_cast<int64_t>(w->shape[1]));
+      if (!l.ok()) return Errorf("corpus: {}", l.status().message());
+      ++linears;
+    }
+  }
+  if (linears == 0) return Errorf("corpus: no bitsandbytes linear");
   return OkStatus();
 }
 
@@ -96,6 +127,8 @@ Status ParseAs(const std::string& parser, const std::vector<uint8_t>& b) {
   if (parser == "quant_config") return ParseQuantConfig(text, "corpus").status();
   if (parser == "quant_tensors") return ReadQuantTensors(b);
   if (parser == "ggml_legacy") return ReadLegacyGgml(b);
+  if (parser == "bnb_state") return ParseBnb4State(text, "corpus").status();
+  if (parser == "bnb_tensors") return ReadBnbTensors(b);
   if (parser == "peft_config") return train::ParsePeftConfig(text, "corpus").status();
   if (parser == "lora_gguf" || parser == "train_checkpoint") {
     auto g = GgufFile::Parse(b, "corpus");
@@ -129,7 +162,7 @@ TEST(Corpus, BrokenFilesAreRejectedCleanly) {
 
 TEST(Corpus, ValidQuantizedCheckpointFilesAreAccepted) {
   int files = 0;
-  for (const char* parser : {"quant_config", "quant_tensors", "ggml_legacy"}) {
+  for (const char* parser : {"quant_config", "quant_tensors", "ggml_legacy", "bnb_state", "bnb_tensors"}) {
     for (const auto& f : fs::directory_iterator(fs::path(testing::CorpusDir()) / parser)) {
       if (f.path().extension() != ".ok") continue;
       SCOPED_TRACE(f.path().string());

@@ -358,6 +358,7 @@ void FillRefDotKernels(DotKernels* k) {
   k->attend[1] = AttendRef<true>;
   k->swiglu = SwiGluRef;
   FillRefGroupedKernels(k);
+  FillRefBnbKernels(k);
 }
 }  // namespace internal
 
@@ -371,12 +372,14 @@ const DotKernels& DotKernelsFor(Isa isa) {
     DotKernels k = ref;
     internal::FillAvx2DotKernels(&k);
     internal::FillAvx2GroupedKernels(&k);
+    internal::FillAvx2BnbKernels(&k);
     return k;
   }();
   static const DotKernels avx512 = [] {
     DotKernels k = ref;
     internal::FillAvx512DotKernels(&k);
     internal::FillAvx512GroupedKernels(&k);
+    internal::FillAvx512BnbKernels(&k);
     return k;
   }();
   return isa >= Isa::kAvx512 ? avx512 : isa >= Isa::kAvx2 ? avx2 : ref;

@@ -123,6 +123,10 @@ void FillAvx512DotKernels(DotKernels* k);  // AVX2 kernels with VNNI
 void FillRefGroupedKernels(DotKernels* k);
 void FillAvx2GroupedKernels(DotKernels* k);
 void FillAvx512GroupedKernels(DotKernels* k);
+// bitsandbytes' 4-bit types' entries (kernels/dot_bnb.cc, dot_bnb_x86.inc).
+void FillRefBnbKernels(DotKernels* k);
+void FillAvx2BnbKernels(DotKernels* k);
+void FillAvx512BnbKernels(DotKernels* k);
 }  // namespace internal
 
 }  // namespace lowbit

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "lowbit/numeric/blocks.h"
+#include "lowbit/numeric/bnb.h"
 #include "lowbit/numeric/convert.h"
 #include "lowbit/numeric/half.h"
 #include "lowbit/numeric/iq_tables.h"
@@ -378,6 +379,15 @@ void WG(const void* s, float* y, int64_t n) {
   }
 }
 
+// bitsandbytes' 4-bit types: level * absmax, one float multiply, as bitsandbytes dequantizes.
+template <int G, Bnb4Type kT>
+void NF(const void* s, float* y, int64_t n) {
+  const std::array<float, 16>& levels = Bnb4Levels(kT);
+  for (const auto* b = Blocks<BlockNF<G>>(s); n > 0; n -= G, ++b, y += G) {
+    for (int e = 0; e < G; ++e) y[e] = levels[static_cast<size_t>(NfCode(*b, e))] * b->d;
+  }
+}
+
 }  // namespace
 
 ToFloatFn ToFloatFor(GgmlType type) {
@@ -412,6 +422,10 @@ ToFloatFn ToFloatFor(GgmlType type) {
     case GgmlType::kW8G32: return WG<8, 32>;
     case GgmlType::kW8G64: return WG<8, 64>;
     case GgmlType::kW8G128: return WG<8, 128>;
+    case GgmlType::kNF4G32: return NF<32, Bnb4Type::kNf4>;
+    case GgmlType::kNF4G64: return NF<64, Bnb4Type::kNf4>;
+    case GgmlType::kFP4G32: return NF<32, Bnb4Type::kFp4>;
+    case GgmlType::kFP4G64: return NF<64, Bnb4Type::kFp4>;
     default: return nullptr;
   }
 }

@@ -9,7 +9,7 @@ namespace {
 
 // Sizes follow the block structs of ggml-common.h (see ../shared/FORMATS.md); the structs lowbit
 // computes with carry static_asserts against these numbers in numeric/blocks.h.
-constexpr std::array<GgmlTypeInfo, 41> kTypes = {{
+constexpr std::array<GgmlTypeInfo, 45> kTypes = {{
     {GgmlType::kF32, "F32", 1, 4, false},
     {GgmlType::kF16, "F16", 1, 2, false},
     {GgmlType::kQ4_0, "Q4_0", 32, 18, true},
@@ -52,6 +52,11 @@ constexpr std::array<GgmlTypeInfo, 41> kTypes = {{
     {GgmlType::kW8G32, "W8G32", 32, 4 + 32, true, true},
     {GgmlType::kW8G64, "W8G64", 64, 4 + 64, true, true},
     {GgmlType::kW8G128, "W8G128", 128, 4 + 128, true, true},
+    // Internal: bitsandbytes 4-bit, fp32 absmax then G codes (numeric/bnb.h).
+    {GgmlType::kNF4G32, "NF4G32", 32, 4 + 16, true, true},
+    {GgmlType::kNF4G64, "NF4G64", 64, 4 + 32, true, true},
+    {GgmlType::kFP4G32, "FP4G32", 32, 4 + 16, true, true},
+    {GgmlType::kFP4G64, "FP4G64", 64, 4 + 32, true, true},
 }};
 
 constexpr uint32_t kMaxId = kTypeIdLimit - 1;

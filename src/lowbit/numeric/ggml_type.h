@@ -14,8 +14,9 @@
 //  - W4G32, W4G64, W4G128, W8G32, W8G64, W8G128: the grouped-integer types that run GPTQ / AWQ
 //    weights natively (numeric/blocks.h BlockW4G / BlockW8G, numeric/grouped.h). 2- and 3-bit codes
 //    go in the 4-bit container, 5- to 7-bit ones in the 8-bit container.
-//  - ids from kFirstInternalTypeId + 16 are left for the bitsandbytes types (NF4, FP4, int8 with
-//    outliers) that come later.
+//  - NF4G32, NF4G64, FP4G32, FP4G64: bitsandbytes' 4-bit types (numeric/bnb.h BlockNF): G codes of
+//    one row with the fp32 absmax of the bitsandbytes block they belong to (the double-quantized
+//    absmax decoded once at load). Ids from kFirstInternalTypeId + 20 are left for int8 with outliers.
 // ggml's ids stop at 42 today; should they ever reach kFirstInternalTypeId, move these up.
 #pragma once
 
@@ -35,6 +36,7 @@ enum class GgmlType : uint32_t {
   kQ1_0 = 41, kQ2_0 = 42,
   // Internal (in memory only; see above).
   kW4G32 = 64, kW4G64 = 65, kW4G128 = 66, kW8G32 = 67, kW8G64 = 68, kW8G128 = 69,
+  kNF4G32 = 80, kNF4G64 = 81, kFP4G32 = 82, kFP4G64 = 83,
 };
 
 inline constexpr uint32_t kFirstInternalTypeId = 64;

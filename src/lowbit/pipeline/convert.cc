@@ -1,5 +1,6 @@
 #include "lowbit/pipeline/convert.h"
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include <set>
 
 #include "lowbit/base/mapped_file.h"
+#include "lowbit/formats/bnb_checkpoint.h"
 #include "lowbit/formats/gguf_reader.h"
 #include "lowbit/formats/gguf_writer.h"
 #include "lowbit/formats/hf.h"
@@ -18,6 +20,8 @@
 #include "lowbit/formats/safetensors.h"
 #include "lowbit/formats/sentencepiece_model.h"
 #include "lowbit/numeric/convert.h"
+#include "lowbit/numeric/dequant.h"
+#include "lowbit/pipeline/bnb_linear.h"
 #include "lowbit/pipeline/llama_metadata.h"
 #include "lowbit/pipeline/quant_linear.h"
 #include "lowbit/pipeline/row_convert.h"
@@ -165,7 +169,12 @@ Expected<ConversionPlan> PlanHuggingFace(const fs::path& dir, const std::string&
   }
 
   std::shared_ptr<const QuantConfig> qcfg;
-  if (DeclaresQuantization(dir)) {
+  std::optional<BnbConfig> bnb;  // a bitsandbytes folder (transformers' load_in_4bit / load_in_8bit)
+  LOWBIT_ASSIGN_OR_RETURN(const std::string cfg_text, ReadTextFile((dir / "config.json").string()));
+  if (DeclaresBnbQuantization(cfg_text)) {
+    LOWBIT_ASSIGN_OR_RETURN(bnb, ParseBnbConfig(cfg_text, (dir / "config.json").string()));
+    plan.input_kind = "huggingface-quantized";
+  } else if (DeclaresQuantization(dir)) {
     LOWBIT_ASSIGN_OR_RETURN(QuantConfig qc, LoadQuantConfig(dir.string()));
     qcfg = std::make_shared<const QuantConfig>(std::move(qc));
     plan.input_kind = "huggingface-quantized";
@@ -191,6 +200,35 @@ Expected<ConversionPlan> PlanHuggingFace(const fs::path& dir, const std::string&
   // A linear layer: float, or GPTQ / AWQ quantized as the folder's config says.
   auto take_linear = [&](const std::string& module, const std::string& gguf_name, std::vector<uint64_t> expect_shape,
                          uint32_t unpermute_heads) -> Status {
+    const bool bnb4 = HasBnb4Linear(*stp, module), bnb8 = HasBnb8Linear(*stp, module);
+    if (bnb4 || bnb8) {
+      if (!bnb.has_value()) {
+        return Errorf("{}: '{}' is a bitsandbytes {}-bit linear but config.json has no bitsandbytes quantization_config",
+                      weights, module, bnb4 ? 4 : 8);
+      }
+      if (bnb4 != bnb->load_in_4bit) {
+        return Errorf("{}: '{}' is a bitsandbytes {}-bit linear but config.json says load_in_{}bit", weights, module,
+                      bnb4 ? 4 : 8, bnb->load_in_4bit ? 4 : 8);
+      }
+      auto src = std::make_shared<BnbSource>();
+      src->tensors = stp;
+      src->prefix = module;
+      src->rows = static_cast<int64_t>(expect_shape[0]);
+      src->cols = static_cast<int64_t>(expect_shape[1]);
+      src->unpermute_heads = unpermute_heads;
+      src->eight_bit = bnb8;
+      src->int8_threshold = bnb->int8_threshold;
+      for (const char* suffix : {".weight", ".weight.absmax", ".weight.quant_map", ".weight.nested_absmax",
+                                 ".weight.nested_quant_map", ".SCB", ".weight_format"})
+        quant_names.insert(module + suffix);
+      quant_names.insert(Bnb4StateTensorName(module, Bnb4Type::kNf4));
+      quant_names.insert(Bnb4StateTensorName(module, Bnb4Type::kFp4));
+      PlannedTensor t{gguf_name, ReversedShape(expect_shape), GgmlType::kF32, {}, 0};
+      t.source_name = module + ".weight";
+      t.bnb = std::move(src);
+      plan.tensors.push_back(std::move(t));
+      return OkStatus();
+    }
     const bool packed = stp->Find(module + ".qweight") != nullptr;
     std::optional<ModuleQuant> mq;
     if (qcfg != nullptr) {
@@ -226,7 +264,7 @@ Expected<ConversionPlan> PlanHuggingFace(const fs::path& dir, const std::string&
   };
   LOWBIT_RETURN_IF_ERROR(take("model.embed_tokens.weight", "token_embd.weight", {V, dim}, 0));
   LOWBIT_RETURN_IF_ERROR(take("model.norm.weight", "output_norm.weight", {dim}, 0));
-  if (stp->Find("lm_head.weight") != nullptr || stp->Find("lm_head.qweight") != nullptr) {
+  if (stp->Find("lm_head.weight") != nullptr || stp->Find("lm_head.qweight") != nullptr || stp->Find("lm_head.SCB") != nullptr) {
     LOWBIT_RETURN_IF_ERROR(take_linear("lm_head", "output.weight", {V, dim}, 0));
   } else if (c.tie_word_embeddings) {
     // Tied classifier: written as its own tensor, as llama.cpp's llama2.c converter does, so every
@@ -437,8 +475,57 @@ Status WriteConversion(const ConversionPlan& plan, const ConvertOptions& opts) {
   // are converted as they are written.
   const bool legacy = plan.input_kind == "ggml-legacy";
   auto legacy_tally = std::make_shared<LegacyConversionTally>();
+  // bitsandbytes linears: NF4 / FP4 / int8 are no ggml types, so they go into the closest one (IQ4_NL:
+  // a 16-level non-uniform code book with a scale per 32; Q8_0 for LLM.int8) requantized from the
+  // values bitsandbytes computes, with the error that adds, or into --outtype with --dequantize.
   for (const PlannedTensor& t : plan.tensors) {
-    if (t.quant != nullptr) continue;
+    if (t.bnb == nullptr) continue;
+    GgmlType type = opts.dequantize ? opts.outtype : t.bnb->eight_bit ? GgmlType::kQ8_0 : GgmlType::kIQ4_NL;
+    if (!RowBytes(type, static_cast<uint64_t>(t.bnb->cols)).has_value()) type = GgmlType::kF16;
+    LOWBIT_RETURN_IF_ERROR(ReadBnbValues(*t.bnb).status());  // a broken layer fails before the file exists
+    ++quant_types[type];
+    std::vector<std::string>* notes = opts.notes;
+    LOWBIT_RETURN_IF_ERROR(w.AddTensor(t.name, type, t.dims, [&t, type, notes, tallies, mu](std::span<uint8_t> dst) {
+      Expected<std::vector<float>> v = ReadBnbValues(*t.bnb);
+      if (!v.ok()) return v.status();
+      const int64_t rows = t.bnb->rows, cols = t.bnb->cols;
+      const uint64_t rb = *RowBytes(type, static_cast<uint64_t>(cols));
+      std::vector<float> back(static_cast<size_t>(cols));
+      double max_abs = 0, se = 0, sw = 0;
+      int64_t differing = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* x = v->data() + r * cols;
+        uint8_t* out = dst.data() + static_cast<uint64_t>(r) * rb;
+        if (type == GgmlType::kF32) std::memcpy(out, x, static_cast<size_t>(cols) * 4);
+        else if (type == GgmlType::kF16) ConvertF32ToF16(x, reinterpret_cast<uint16_t*>(out), static_cast<size_t>(cols));
+        else if (type == GgmlType::kBF16) ConvertF32ToBf16(x, reinterpret_cast<uint16_t*>(out), static_cast<size_t>(cols));
+        else FromFloatFor(type)(x, out, cols, nullptr);
+        DequantizeRow(type, out, back.data(), cols);
+        for (int64_t c = 0; c < cols; ++c) {
+          const double e = static_cast<double>(back[c]) - x[c];
+          differing += back[c] != x[c];
+          max_abs = std::max(max_abs, std::fabs(e));
+          se += e * e;
+          sw += static_cast<double>(x[c]) * x[c];
+        }
+      }
+      const double n = static_cast<double>(rows * cols);
+      const double rms = std::sqrt(se / n), wrms = std::sqrt(sw / n), rel = wrms > 0 ? rms / wrms : 0;
+      std::lock_guard<std::mutex> lock(*mu);
+      Tally& tl = (*tallies)[type];
+      ++tl.count;
+      tl.exact += differing == 0;
+      tl.max_abs = std::max(tl.max_abs, max_abs);
+      tl.max_rel = std::max(tl.max_rel, rel);
+      if (notes != nullptr && differing != 0) {
+        notes->push_back(fmt::format("{}: {} (bitsandbytes {}): added error max {:.3g}, rms {:.3g} ({:.3g} of the weights' rms)",
+                                     t.name, TypeInfo(type).name, t.bnb->eight_bit ? "int8" : "4-bit", max_abs, rms, rel));
+      }
+      return OkStatus();
+    }));
+  }
+  for (const PlannedTensor& t : plan.tensors) {
+    if (t.quant != nullptr || t.bnb != nullptr) continue;
     if (t.legacy_layout != LegacyBlockLayout::kV3) {
       LOWBIT_RETURN_IF_ERROR(w.AddTensor(t.name, t.source_type, t.dims, [&t, &plan, mu, legacy_tally](std::span<uint8_t> dst) {
         LegacyConversionTally one;

@@ -23,6 +23,7 @@
 namespace lowbit {
 
 struct QuantizedSource;  // pipeline/quant_linear.h
+struct BnbSource;        // pipeline/bnb_linear.h
 
 struct PlannedTensor {
   std::string name;                // GGUF name, e.g. "blk.0.attn_q.weight"
@@ -37,6 +38,8 @@ struct PlannedTensor {
   // A legacy GGML tensor whose blocks are in an older layout than today's (`data` holds them; the
   // writer converts them block by block: formats/ggml_legacy.h). kV3 is today's layout.
   LegacyBlockLayout legacy_layout = LegacyBlockLayout::kV3;
+  // A bitsandbytes linear (NF4 / FP4 / LLM.int8): `data` empty, `source_type` F32, as `quant`.
+  std::shared_ptr<const BnbSource> bnb;
 };
 
 // What a legacy GGML file does not store; defaults as llama.cpp's convert-llama-ggml-to-gguf.py.

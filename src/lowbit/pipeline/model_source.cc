@@ -10,6 +10,7 @@
 #include "lowbit/base/log.h"
 #include "lowbit/base/mapped_file.h"
 #include "lowbit/base/thread_pool.h"
+#include "lowbit/pipeline/bnb_linear.h"
 #include "lowbit/pipeline/quant_linear.h"
 #include "lowbit/pipeline/row_convert.h"
 
@@ -91,6 +92,27 @@ Status ReadNativeWeights(const ConversionPlan& plan, std::vector<std::optional<N
   return OkStatus();
 }
 
+// Reads and packs every bitsandbytes linear of the plan (NF4 / FP4 into their internal rows), several
+// at a time; the first error in plan order wins.
+Status ReadBnbWeights(const ConversionPlan& plan, std::vector<std::optional<NativeWeight>>& out) {
+  std::vector<size_t> todo;
+  for (size_t i = 0; i < plan.tensors.size(); ++i) {
+    if (plan.tensors[i].bnb != nullptr) todo.push_back(i);
+  }
+  if (todo.empty()) return OkStatus();
+  std::vector<Status> status(todo.size());
+  ThreadPool pool(std::min<int>(static_cast<int>(todo.size()), static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))));
+  pool.ParallelFor(todo.size(), [&](size_t b, size_t e) {
+    for (size_t k = b; k < e; ++k) {
+      Expected<NativeWeight> w = ToNativeBnb(*plan.tensors[todo[k]].bnb);
+      if (!w.ok()) status[k] = w.status();
+      else out[todo[k]] = std::move(*w);
+    }
+  }, 1);
+  for (const Status& s : status) LOWBIT_RETURN_IF_ERROR(s);
+  return OkStatus();
+}
+
 }  // namespace
 
 Expected<GgufFile> MaterializePlan(ConversionPlan plan, const std::string& name) {
@@ -100,8 +122,15 @@ Expected<GgufFile> MaterializePlan(ConversionPlan plan, const std::string& name)
   std::vector<std::string> as_f32;  // quantized linears the grouped types cannot hold exactly
   std::vector<std::optional<NativeWeight>> native;
   LOWBIT_RETURN_IF_ERROR(ReadNativeWeights(plan, native, owners));
+  LOWBIT_RETURN_IF_ERROR(ReadBnbWeights(plan, native));
   for (size_t i = 0; i < plan.tensors.size(); ++i) {
     const PlannedTensor& t = plan.tensors[i];
+    if (t.bnb != nullptr) {
+      if (!native[i]->note.empty()) as_f32.push_back(t.name + ": " + native[i]->note);
+      AddNative(t, *native[i], infos, owners);
+      native[i].reset();
+      continue;
+    }
     if (t.quant != nullptr) {
       if (!native[i]->note.empty()) as_f32.push_back(t.name + ": " + native[i]->note);
       AddNative(t, *native[i], infos, owners);

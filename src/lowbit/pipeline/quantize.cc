@@ -33,8 +33,8 @@ Expected<GgmlType> WritableType(const std::string& name, const std::string& flag
 
 Status BuildContext(const QuantizeOptions& o, const ConversionPlan& plan, bool has_imatrix, MixContext* ctx) {
   for (const PlannedTensor& t : plan.tensors) {
-    if (t.quant != nullptr) {
-      return Errorf("{} is a GPTQ/AWQ quantized linear; convert the folder first (lowbit convert DIR -o F32.gguf "
+    if (t.quant != nullptr || t.bnb != nullptr) {
+      return Errorf("{} is a GPTQ/AWQ/bitsandbytes quantized linear; convert the folder first (lowbit convert DIR -o F32.gguf "
                     "--outtype f32) and quantize that", t.name);
     }
   }

@@ -21,6 +21,7 @@
 #include "lowbit/numeric/convert.h"
 #include "lowbit/formats/hf.h"
 #include "lowbit/pipeline/calibrated.h"
+#include "lowbit/pipeline/folder_write.h"
 #include "lowbit/pipeline/row_convert.h"
 #include "lowbit/quant/error_stats.h"
 
@@ -78,38 +79,6 @@ IntQuantLinear ToCheckpointRows(LinearQuantized&& q, uint32_t unpermute_heads) {
   return out;
 }
 
-Status CopyFile(const fs::path& from, const fs::path& to) {
-  std::error_code ec;
-  fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
-  if (ec) return Errorf("cannot copy {} to {}: {}", from.string(), to.string(), ec.message());
-  return OkStatus();
-}
-
-Status WriteText(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  out.close();
-  if (!out) return Errorf("{}: cannot write", path.string());
-  return OkStatus();
-}
-
-// Removes the temporary folder unless released.
-class TempFolder {
- public:
-  explicit TempFolder(fs::path p) : path_(std::move(p)) {}
-  ~TempFolder() {
-    if (!path_.empty()) {
-      std::error_code ec;
-      fs::remove_all(path_, ec);
-    }
-  }
-  const fs::path& path() const { return path_; }
-  void Release() { path_.clear(); }
-
- private:
-  fs::path path_;
-};
-
 }  // namespace
 
 Expected<QuantizeReport> QuantizeToFolder(const QuantizeOptions& o, const FolderQuantOptions& f) {
@@ -151,7 +120,7 @@ Expected<QuantizeReport> QuantizeToFolder(const QuantizeOptions& o, const Folder
 
   LOWBIT_ASSIGN_OR_RETURN(ConversionPlan plan, PlanConversion(o.input, o.vocab));
   for (const PlannedTensor& t : plan.tensors) {
-    if (t.quant != nullptr) {
+    if (t.quant != nullptr || t.bnb != nullptr) {
       return Errorf("{}: already quantized ('{}'); quantizing it again rounds twice: convert it with --outtype f32 first", o.input,
                     t.source_name);
     }
@@ -258,35 +227,13 @@ Expected<QuantizeReport> QuantizeToFolder(const QuantizeOptions& o, const Folder
     for (const MappedFile* m : plan.mappings) m->DropPages(t.data);
   }
 
-  // The folder, beside OUT until it is complete.
-  const fs::path out(o.output);
-  const fs::path tmp_path = out.parent_path() / (out.filename().string() + fmt::format(".tmp-{}", static_cast<long>(::getpid())));
-  fs::remove_all(tmp_path, ec);
-  if (!fs::create_directories(tmp_path, ec) || ec) return Errorf("{}: cannot create: {}", tmp_path.string(), ec.message());
-  TempFolder tmp(tmp_path);
-  SafetensorsWriter w;
-  w.SetMetadata("format", "pt");
-  w.SetMetadata("quantized_by", "lowbit");
-  for (const PackedTensor& p : packed) {
-    LOWBIT_RETURN_IF_ERROR(w.Add(p.name, p.dtype, p.shape, [&p](std::span<uint8_t> dst) -> Status {
-      if (dst.size() != p.bytes.size()) return Errorf("{}: {} bytes, expected {}", p.name, p.bytes.size(), dst.size());
-      std::memcpy(dst.data(), p.bytes.data(), dst.size());
-      return OkStatus();
-    }));
-  }
-  LOWBIT_RETURN_IF_ERROR(w.Write((tmp_path / "model.safetensors").string()));
   const fs::path in(o.input);
   LOWBIT_ASSIGN_OR_RETURN(std::string config, ReadTextFile((in / "config.json").string()));
   LOWBIT_ASSIGN_OR_RETURN(std::string with_q, WithQuantizationConfig(config, qc, (in / "config.json").string()));
-  LOWBIT_RETURN_IF_ERROR(WriteText(tmp_path / "config.json", with_q));
-  if (!awq) LOWBIT_RETURN_IF_ERROR(WriteText(tmp_path / "quantize_config.json", GptqQuantizeConfigJson(qc)));
-  for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                           "generation_config.json", "vocab.json", "merges.txt"}) {
-    if (fs::exists(in / name, ec)) LOWBIT_RETURN_IF_ERROR(CopyFile(in / name, tmp_path / name));
-  }
-  fs::rename(tmp_path, out, ec);
-  if (ec) return Errorf("{}: cannot rename the finished folder into place: {}", o.output, ec.message());
-  tmp.Release();
+  std::vector<std::pair<std::string, std::string>> texts = {{"config.json", with_q}};
+  if (!awq) texts.emplace_back("quantize_config.json", GptqQuantizeConfigJson(qc));
+  LOWBIT_RETURN_IF_ERROR(WriteQuantizedFolder(o.input, o.output, packed, texts));
+  const fs::path out(o.output);
   if (cal) report->calibration = cal->report();
   report->file_size = fs::file_size(out / "model.safetensors", ec);
   report->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

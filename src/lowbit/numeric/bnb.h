@@ -1,0 +1,86 @@
+// bitsandbytes' 4-bit code books (NF4, FP4), its signed 8-bit "dynamic" code map, and lowbit's
+// internal rows that run them (NF4G32 .. FP4G64, numeric/ggml_type.h).
+//
+// bitsandbytes stores a 4-bit weight as the flattened tensor cut into blocks of `blocksize` elements
+// (32..4096), one fp32 absmax per block, two codes per byte with the first element in the HIGH
+// nibble (../shared/FORMATS.md B4). Value = code_book[q] * absmax[block], one float multiply.
+//
+// lowbit's internal block is G (32 or 64) consecutive elements of one row with the fp32 absmax of the
+// bitsandbytes block that holds them (so a bitsandbytes block of any size that is a multiple of G maps
+// onto whole internal blocks when the row length is a multiple of G), and the codes in Q4_0's order:
+// byte i (i < G / 2) holds element i in its low nibble and element i + G / 2 in its high nibble.
+// Dequantization gives the bits bitsandbytes gives: code_book[q] * d.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "lowbit/base/status.h"
+#include "lowbit/numeric/ggml_type.h"
+
+namespace lowbit {
+
+enum class Bnb4Type { kNf4, kFp4 };
+
+std::string_view Bnb4TypeName(Bnb4Type t);  // "nf4", "fp4" (bitsandbytes' quant_type)
+
+// The 16 levels in code order, as bitsandbytes' kernels hold them (nf4_dequantization_lut; FP4's
+// fp4_dequantization_lut with the sign bit 3 applied). For FP4 this equals `get_4bit_type("fp4")`
+// ([0, 0.0625, 8, 12, 4, 6, 2, 3, -0, ...] / 12 in float32) bit for bit, except that code 8 is -0.0
+// there and here (tested).
+const std::array<float, 16>& Bnb4Levels(Bnb4Type t);
+
+// The nearest-level decision of bitsandbytes' quantize kernels (dQuantizeNF4 / dQuantizeFP4: a tree
+// of `x > threshold` tests with its float constants), applied to x = value * (1 / absmax). NaN (an
+// all-zero block: 0 * inf) gives code 0, as there.
+uint8_t Bnb4Encode(Bnb4Type t, float x);
+
+// create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8): 256 sorted floats (equal to the
+// published table bit for bit, tested).
+const std::array<float, 256>& BnbDynamicMap();
+
+// bitsandbytes' 8-bit code search (kernels.cu dQuantize<0>): a 7-step descent from pivot 127 keeping
+// the bracket, then the final pivot against the float midpoint (upper + val) * 0.5f or
+// (lower + val) * 0.5f; a value on a midpoint keeps the pivot; NaN walks down to code 0.
+uint8_t BnbEncode8(const std::array<float, 256>& code, float x);
+
+// Double quantization decoded as bitsandbytes decodes it: absmax[i] = code[q[i]] * nested[i / nested_block]
+// in float, then + offset (dequantize_blockwise, then `absmax += offset`).
+void DecodeBnbNestedAbsmax(std::span<const uint8_t> q, std::span<const float> nested_absmax, std::span<const float> code,
+                           float offset, int64_t nested_blocksize, std::span<float> absmax);
+
+// The internal 4-bit block (layout above). `d` is the block's absmax.
+template <int G>
+struct BlockNF {
+  float d;
+  uint8_t qs[G / 2];
+};
+static_assert(sizeof(BlockNF<32>) == 20 && sizeof(BlockNF<64>) == 36);
+
+template <int G>
+inline int NfCode(const BlockNF<G>& b, int e) {
+  return e < G / 2 ? b.qs[e] & 0xF : b.qs[e - G / 2] >> 4;
+}
+
+inline bool IsBnb4Type(GgmlType t) {
+  return t == GgmlType::kNF4G32 || t == GgmlType::kNF4G64 || t == GgmlType::kFP4G32 || t == GgmlType::kFP4G64;
+}
+inline Bnb4Type Bnb4TypeOf(GgmlType t) {
+  return t == GgmlType::kFP4G32 || t == GgmlType::kFP4G64 ? Bnb4Type::kFp4 : Bnb4Type::kNf4;
+}
+
+// The internal type that runs a [rows x cols] weight stored in bitsandbytes blocks of `blocksize`:
+// G = 64 where cols and blocksize are multiples of 64, else G = 32 where both are multiples of 32;
+// an error otherwise (an internal block must lie inside one bitsandbytes block and one row).
+Expected<GgmlType> Bnb4RowType(Bnb4Type t, int64_t cols, int64_t blocksize);
+
+// bitsandbytes' packed codes ((rows * cols + 1) / 2 bytes) and per-block absmax (decoded, fp32) ->
+// rows of the internal type `type` (RowBytes(type, cols) bytes each) at out, and back. Exact both ways.
+void PackBnb4Rows(GgmlType type, const uint8_t* packed, std::span<const float> absmax, int64_t rows, int64_t cols,
+                  int64_t blocksize, uint8_t* out);
+void UnpackBnb4Rows(GgmlType type, const uint8_t* rows_data, int64_t rows, int64_t cols, int64_t blocksize,
+                    uint8_t* packed, std::span<float> absmax);
+
+}  // namespace lowbit

@@ -1,0 +1,89 @@
+#include "lowbit/pipeline/bnb_linear.h"
+
+#include <cstring>
+
+#include "lowbit/base/aligned_buffer.h"
+#include "lowbit/numeric/bnb.h"
+#include "lowbit/numeric/dequant.h"
+#include "lowbit/pipeline/convert.h"
+
+namespace lowbit {
+namespace {
+
+// Copies rows of `row_bytes` from HF order into GGUF order (UnpermuteSourceRow) when asked.
+void CopyRows(const uint8_t* src, uint8_t* dst, int64_t rows, uint64_t row_bytes, uint32_t heads) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint64_t from = heads == 0 ? static_cast<uint64_t>(r) : UnpermuteSourceRow(static_cast<uint64_t>(r), static_cast<uint64_t>(rows), heads);
+    std::memcpy(dst + static_cast<uint64_t>(r) * row_bytes, src + from * row_bytes, row_bytes);
+  }
+}
+
+Expected<std::vector<float>> ReadHfOrderValues(const BnbSource& s) {
+  const int64_t n = s.rows * s.cols;
+  std::vector<float> v(static_cast<size_t>(n));
+  if (s.eight_bit) {
+    LOWBIT_ASSIGN_OR_RETURN(Bnb8Linear L, ReadBnb8Linear(*s.tensors, s.prefix, s.rows, s.cols));
+    constexpr float kInv127 = 7.874015718698502e-3f;  // int8_vectorwise_dequant: (q * SCB) * (1 / 127)
+    const auto* q = reinterpret_cast<const int8_t*>(L.q.data());
+    for (int64_t r = 0; r < s.rows; ++r) {
+      for (int64_t c = 0; c < s.cols; ++c) v[r * s.cols + c] = static_cast<float>(q[r * s.cols + c]) * L.scb[r] * kInv127;
+    }
+    return v;
+  }
+  LOWBIT_ASSIGN_OR_RETURN(Bnb4Linear L, ReadBnb4Linear(*s.tensors, s.prefix, s.rows, s.cols));
+  const std::array<float, 16>& levels = Bnb4Levels(L.state.type);
+  for (int64_t k = 0; k < n; ++k) {
+    const uint8_t b = L.packed[static_cast<size_t>(k / 2)];
+    const int q = k % 2 == 0 ? b >> 4 : b & 0xF;
+    v[static_cast<size_t>(k)] = levels[static_cast<size_t>(q)] * L.absmax[static_cast<size_t>(k / L.state.blocksize)];
+  }
+  return v;
+}
+
+}  // namespace
+
+Expected<std::vector<float>> ReadBnbValues(const BnbSource& s) {
+  LOWBIT_ASSIGN_OR_RETURN(std::vector<float> v, ReadHfOrderValues(s));
+  if (s.unpermute_heads == 0) return v;
+  std::vector<float> out(v.size());
+  CopyRows(reinterpret_cast<const uint8_t*>(v.data()), reinterpret_cast<uint8_t*>(out.data()), s.rows,
+           static_cast<uint64_t>(s.cols) * 4, s.unpermute_heads);
+  return out;
+}
+
+Expected<NativeWeight> ToNativeBnb(const BnbSource& s) {
+  NativeWeight w;
+  w.rows = s.rows;
+  w.stored_cols = s.cols;
+  if (!s.eight_bit) {
+    LOWBIT_ASSIGN_OR_RETURN(Bnb4Linear L, ReadBnb4Linear(*s.tensors, s.prefix, s.rows, s.cols));
+    Expected<GgmlType> type = Bnb4RowType(L.state.type, s.cols, L.state.blocksize);
+    if (type.ok()) {
+      const uint64_t rb = *RowBytes(*type, static_cast<uint64_t>(s.cols));
+      auto hf = std::make_shared<AlignedBuffer>();
+      hf->Resize(rb * static_cast<uint64_t>(s.rows));
+      PackBnb4Rows(*type, L.packed.data(), L.absmax, s.rows, s.cols, L.state.blocksize, hf->data());
+      if (s.unpermute_heads != 0) {
+        auto out = std::make_shared<AlignedBuffer>();
+        out->Resize(hf->size());
+        CopyRows(hf->data(), out->data(), s.rows, rb, s.unpermute_heads);
+        hf = out;
+      }
+      w.type = *type;
+      w.data = hf->data();
+      w.owner = hf;
+      return w;
+    }
+    w.note = type.status().message();
+  } else {
+    w.note = "LLM.int8 runs on F32 values for now";
+  }
+  LOWBIT_ASSIGN_OR_RETURN(std::vector<float> v, ReadBnbValues(s));
+  auto buf = std::make_shared<std::vector<float>>(std::move(v));
+  w.type = GgmlType::kF32;
+  w.data = reinterpret_cast<const uint8_t*>(buf->data());
+  w.owner = buf;
+  return w;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,234 @@
+// bitsandbytes folders (`quantize --format bnb`, `run|perplexity|bench -m DIR`, `convert DIR`):
+//  - the folder holds exactly the bytes bitsandbytes' quantizers give for the source weights (codes,
+//    absmax or its double quantization, quant state, SCB), and a second run writes the same bytes;
+//  - read back, every linear gives the values written, bit for bit;
+//  - OpenModel runs 4-bit linears natively (NF4G* / FP4G*) with the same weights as the folder
+//    converted to F32, and logits that differ only by float summation order;
+//  - `convert` without --outtype puts 4-bit linears into IQ4_NL (int8 into Q8_0) and reports the error.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "lowbit/formats/bnb_checkpoint.h"
+#include "lowbit/formats/gguf_reader.h"
+#include "lowbit/formats/safetensors.h"
+#include "lowbit/model/llama.h"
+#include "lowbit/numeric/dequant.h"
+#include "lowbit/pipeline/bnb_linear.h"
+#include "lowbit/pipeline/convert.h"
+#include "lowbit/pipeline/model_source.h"
+#include "lowbit/pipeline/quantize_bnb.h"
+#include "lowbit/quant/bnb_quant.h"
+#include "test_data.h"
+
+namespace lowbit {
+namespace {
+
+std::string Source() { return testing::SharedPath("models/stories5M/hf-f32"); }
+
+const char* const kModules[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+
+Expected<QuantizeReport> Write(const std::string& out, const BnbFolderOptions& f) {
+  QuantizeOptions o;
+  o.input = Source();
+  o.output = out;
+  return QuantizeToBnbFolder(o, f);
+}
+
+std::vector<uint8_t> Bytes(std::span<const float> v) {
+  std::vector<uint8_t> b(v.size() * 4);
+  std::memcpy(b.data(), v.data(), b.size());
+  return b;
+}
+
+// Every linear of the folder against bitsandbytes' quantizers run on the source weights.
+void CheckAgainstSource(const std::string& dir, const BnbFolderOptions& f) {
+  auto src = SafetensorsFile::Open(Source() + "/model.safetensors");
+  ASSERT_TRUE(src.ok()) << src.status().message();
+  auto got = SafetensorsFile::Open(dir + "/model.safetensors");
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  const TensorSet ts(*got);
+  int linears = 0;
+  for (int l = 0; l < 6; ++l) {
+    for (const char* m : kModules) {
+      const std::string prefix = "model.layers." + std::to_string(l) + "." + m;
+      const StTensor* w = src->Find(prefix + ".weight");
+      ASSERT_NE(w, nullptr) << prefix;
+      const auto rows = static_cast<int64_t>(w->shape[0]), cols = static_cast<int64_t>(w->shape[1]), n = rows * cols;
+      const auto* x = reinterpret_cast<const float*>(w->data.data());
+      if (f.method == "int8") {
+        std::vector<int8_t> q(static_cast<size_t>(n));
+        const std::vector<float> scb = QuantizeInt8Rows(x, rows, cols, q.data());
+        auto L = ReadBnb8Linear(ts, prefix, rows, cols);
+        ASSERT_TRUE(L.ok()) << L.status().message();
+        ASSERT_EQ(std::memcmp(L->q.data(), q.data(), q.size()), 0) << prefix;
+        EXPECT_EQ(L->scb, scb) << prefix;
+        ++linears;
+        continue;
+      }
+      const Bnb4Type t = f.method == "fp4" ? Bnb4Type::kFp4 : Bnb4Type::kNf4;
+      std::vector<uint8_t> packed(static_cast<size_t>((n + 1) / 2));
+      std::vector<float> absmax(static_cast<size_t>(BnbBlockCount(n, f.block_size)));
+      QuantizeBnb4(t, x, n, f.block_size, packed.data(), absmax.data());
+      std::vector<float> decoded = absmax;
+      const StTensor* am = got->Find(prefix + ".weight.absmax");
+      ASSERT_NE(am, nullptr) << prefix;
+      if (f.double_quant) {
+        const BnbNestedAbsmax dq = DoubleQuantizeAbsmax(absmax);
+        DecodeNestedAbsmax(dq.q, dq.nested_absmax, dq.offset, decoded);
+        EXPECT_EQ(std::vector<uint8_t>(am->data.begin(), am->data.end()), dq.q) << prefix;
+        const StTensor* na = got->Find(prefix + ".weight.nested_absmax");
+        ASSERT_NE(na, nullptr);
+        EXPECT_EQ(std::vector<uint8_t>(na->data.begin(), na->data.end()), Bytes(dq.nested_absmax)) << prefix;
+      } else {
+        EXPECT_EQ(std::vector<uint8_t>(am->data.begin(), am->data.end()), Bytes(absmax)) << prefix;
+      }
+      auto L = ReadBnb4Linear(ts, prefix, rows, cols);
+      ASSERT_TRUE(L.ok()) << L.status().message();
+      ASSERT_EQ(std::vector<uint8_t>(L->packed.begin(), L->packed.end()), packed) << prefix;
+      EXPECT_EQ(L->state.blocksize, f.block_size);
+      EXPECT_EQ(L->state.nested, f.double_quant);
+      // Read back: the absmax values decode bit for bit to what the writer used.
+      ASSERT_EQ(Bytes(L->absmax), Bytes(decoded)) << prefix;
+      ++linears;
+    }
+  }
+  EXPECT_EQ(linears, 42);
+}
+
+class BnbFolderTest : public ::testing::TestWithParam<BnbFolderOptions> {};
+
+TEST_P(BnbFolderTest, HoldsBitsandbytesBytesAndIsDeterministic) {
+  LOWBIT_REQUIRE_SHARED();
+  testing::TempDir dir;
+  const BnbFolderOptions f = GetParam();
+  auto r = Write(dir.Path("a"), f);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  CheckAgainstSource(dir.Path("a"), f);
+  ASSERT_TRUE(Write(dir.Path("b"), f).ok());
+  EXPECT_EQ(testing::ReadFileBytes(dir.Path("a") + "/model.safetensors"), testing::ReadFileBytes(dir.Path("b") + "/model.safetensors"));
+  EXPECT_EQ(testing::ReadFileBytes(dir.Path("a") + "/config.json"), testing::ReadFileBytes(dir.Path("b") + "/config.json"));
+  // Nothing but the finished folder is left.
+  EXPECT_EQ(dir.List().size(), 2u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Methods, BnbFolderTest,
+                         ::testing::Values(BnbFolderOptions{"nf4", true, 64, 6.0}, BnbFolderOptions{"nf4", false, 128, 6.0},
+                                           BnbFolderOptions{"fp4", true, 32, 6.0}, BnbFolderOptions{"int8", false, 64, 6.0}),
+                         [](const auto& p) {
+                           return p.param.method + (p.param.double_quant ? "Dq" : "") + "B" + std::to_string(p.param.block_size);
+                         });
+
+std::vector<float> AllLogits(const GgufFile& g, const std::vector<int32_t>& tokens) {
+  auto m = LlamaModel::Load(g);
+  EXPECT_TRUE(m.ok()) << m.status().message();
+  if (!m.ok()) return {};
+  LlamaSession s(*m, 64, 2);
+  const float* l = s.Forward(tokens, 0, /*all_logits=*/true);
+  return std::vector<float>(l, l + tokens.size() * m->config().n_vocab);
+}
+
+void CheckRunsNatively(const BnbFolderOptions& f, GgmlType want_type) {
+  testing::TempDir dir;
+  ASSERT_TRUE(Write(dir.Path("q"), f).ok());
+  ConvertOptions co;
+  co.input = dir.Path("q");
+  co.output = dir.Path("ref.gguf");
+  co.dequantize = true;
+  co.outtype = GgmlType::kF32;
+  ASSERT_TRUE(Convert(co).ok());
+  auto qg = OpenModel(dir.Path("q"));
+  ASSERT_TRUE(qg.ok()) << qg.status().message();
+  auto rg = GgufFile::Open(dir.Path("ref.gguf"));
+  ASSERT_TRUE(rg.ok()) << rg.status().message();
+  int native = 0;
+  for (const GgufTensorInfo& rt : rg->tensors()) {
+    if (rt.n_dims != 2 || !rt.name.starts_with("blk.")) continue;
+    const GgufTensorInfo* qt = qg->FindTensor(rt.name);
+    ASSERT_NE(qt, nullptr) << rt.name;
+    EXPECT_EQ(qt->type, want_type) << rt.name;
+    native += qt->type == want_type;
+    const auto cols = static_cast<int64_t>(rt.dims[0]);
+    std::vector<float> row(static_cast<size_t>(cols));
+    const uint64_t rb = *RowBytes(qt->type, static_cast<uint64_t>(cols));
+    for (int64_t r = 0; r < static_cast<int64_t>(rt.dims[1]); ++r) {
+      ASSERT_TRUE(DequantizeRow(qt->type, qt->data + r * rb, row.data(), cols));
+      ASSERT_EQ(std::memcmp(row.data(), reinterpret_cast<const float*>(rt.data) + r * cols, cols * 4), 0) << rt.name << " row " << r;
+    }
+  }
+  EXPECT_EQ(native, 42);
+  const std::vector<int32_t> tokens = {1, 403, 407, 261, 378, 395, 302, 418, 267, 268, 292, 371, 259, 286, 303, 287};
+  const std::vector<float> lq = AllLogits(*qg, tokens), lr = AllLogits(*rg, tokens);
+  ASSERT_EQ(lq.size(), lr.size());
+  double max_abs = 0, max_ref = 0;
+  for (size_t i = 0; i < lq.size(); ++i) {
+    max_abs = std::max(max_abs, std::fabs(static_cast<double>(lq[i]) - lr[i]));
+    max_ref = std::max(max_ref, std::fabs(static_cast<double>(lr[i])));
+  }
+  // Both run F32 activations on the same weight values; only the order of the float sums differs.
+  EXPECT_LT(max_abs, 1e-4 * max_ref) << max_abs << " of " << max_ref;
+}
+
+TEST(BnbFolderRun, Nf4DoubleQuantRunsNatively) {
+  LOWBIT_REQUIRE_SHARED();
+  CheckRunsNatively({"nf4", true, 64, 6.0}, GgmlType::kNF4G64);
+}
+
+TEST(BnbFolderRun, Fp4Block32RunsNatively) {
+  LOWBIT_REQUIRE_SHARED();
+  CheckRunsNatively({"fp4", false, 32, 6.0}, GgmlType::kFP4G32);
+}
+
+TEST(BnbFolderConvert, ClosestGgmlTypesWithTheErrorAdded) {
+  LOWBIT_REQUIRE_SHARED();
+  testing::TempDir dir;
+  ASSERT_TRUE(Write(dir.Path("q"), {"nf4", true, 64, 6.0}).ok());
+  std::vector<std::string> notes;
+  ConvertOptions co;
+  co.input = dir.Path("q");
+  co.output = dir.Path("q.gguf");
+  co.notes = &notes;
+  auto s = Convert(co);
+  ASSERT_TRUE(s.ok()) << s.message();
+  auto g = GgufFile::Open(dir.Path("q.gguf"));
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->FindTensor("blk.0.attn_q.weight")->type, GgmlType::kIQ4_NL);
+  EXPECT_EQ(g->FindTensor("token_embd.weight")->type, GgmlType::kF32);
+  ASSERT_FALSE(notes.empty());
+  EXPECT_NE(notes.back().find("42 IQ4_NL"), std::string::npos) << notes.back();
+  EXPECT_NE(notes.front().find("added error"), std::string::npos) << notes.front();
+}
+
+TEST(BnbFolderRead, BrokenQuantStateNamesTensorAndField) {
+  LOWBIT_REQUIRE_SHARED();
+  testing::TempDir dir;
+  ASSERT_TRUE(Write(dir.Path("q"), {"nf4", false, 64, 6.0}).ok());
+  // Rewrite one quant state with a block size the tensors disagree with.
+  auto f = SafetensorsFile::Open(dir.Path("q") + "/model.safetensors");
+  ASSERT_TRUE(f.ok());
+  SafetensorsWriter w;
+  const std::string bad_name = "model.layers.2.mlp.up_proj.weight.quant_state.bitsandbytes__nf4";
+  const std::string bad = R"({"quant_type": "nf4", "blocksize": 128, "dtype": "float32", "shape": [768, 256]})";
+  for (const StTensor& t : f->tensors()) {
+    std::vector<uint8_t> bytes(t.data.begin(), t.data.end());
+    std::vector<uint64_t> shape = t.shape;
+    if (t.name == bad_name) bytes.assign(bad.begin(), bad.end()), shape = {bad.size()};
+    ASSERT_TRUE(w.Add(t.name, t.dtype, shape, [bytes](std::span<uint8_t> d) {
+                   std::memcpy(d.data(), bytes.data(), d.size());
+                   return OkStatus();
+                 }).ok());
+  }
+  ASSERT_TRUE(w.Write(dir.Path("q") + "/model.safetensors.new").ok());
+  std::filesystem::rename(dir.Path("q") + "/model.safetensors.new", dir.Path("q") + "/model.safetensors");
+  auto g = OpenModel(dir.Path("q"));
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.status().message().find("model.layers.2.mlp.up_proj.weight.absmax: shape [3072], but 196608 elements in blocks of 128 needs [1536]"),
+            std::string::npos)
+      << g.status().message();
+}
+
+}  // namespace
+}  // namespace lowbit
