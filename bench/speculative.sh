@@ -31,9 +31,10 @@ while [ $# -gt 0 ]; do
 done
 mkdir -p "$work"
 m5="$shared/models/stories5M"
-# The rewrite task: the second story of the TinyStories GPT-4 validation head, then its first sentence again.
-story=$(awk 'BEGIN{RS="<\\|endoftext\\|>\n"} NR==2{printf "%s", $0}' "$shared/data/tinystories/TinyStoriesV2-GPT4-valid.first100.txt")
-printf '%s\n\n%s' "$story" "$(printf '%s' "$story" | sed -n '1s/\. .*/./p')" > "$work/rewrite.txt"
+# The rewrite task (stories5M's context is 256 tokens): the first paragraph of the second story of the
+# TinyStories GPT-4 validation head (~50 tokens), then its first sentence again.
+story=$(awk 'BEGIN{RS="<\\|endoftext\\|>\n"} NR==2{print; exit}' "$shared/data/tinystories/TinyStoriesV2-GPT4-valid.first100.txt" | sed -n 1p)
+printf '%s\n\n%s' "$story" "$(printf '%s' "$story" | sed 's/\. .*/./')" > "$work/rewrite.txt"
 # A plain story opening for the draft model.
 printf 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.' > "$work/story.txt"
 

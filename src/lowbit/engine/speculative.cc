@@ -121,27 +121,27 @@ double DraftLength::accept_rate() const {
   return (acc_ + 2.0) / (acc_ + rej_ + 3.0);
 }
 
+double DraftLength::BatchCost(int n) const {
+  const auto prior = [](int m) { return 1.0 + 0.1 * (m - 1); };
+  if (!timed_) return prior(n);
+  if (static_cast<size_t>(n) < time_.size() && time_[static_cast<size_t>(n)] > 0) return time_[static_cast<size_t>(n)];
+  double base = 0;
+  for (size_t m = 1; m < time_.size(); ++m) {
+    if (time_[m] > 0 && (base == 0 || time_[m] / prior(static_cast<int>(m)) < base)) base = time_[m] / prior(static_cast<int>(m));
+  }
+  return (base > 0 ? base : 1.0) * prior(n);
+}
+
 int DraftLength::Next() const {
   if (!adaptive_) return max_;
   const double a = std::min(accept_rate(), 0.999);
-  // T(n) = t0 + t1 n from the decayed regression; before two batch sizes were seen, t1 = 0.1 t0.
-  double t0 = 1.0, t1 = 0.1;
-  const double det = sw_ * snn_ - sn_ * sn_;
-  if (!timed_) {
-    // fixed estimates (above)
-  } else if (sw_ > 0 && det > 1e-9 * sw_ * snn_) {
-    t1 = std::max(0.0, (sw_ * snt_ - sn_ * st_) / det);
-    t0 = std::max(1e-9, (st_ - t1 * sn_) / sw_);
-  } else if (sw_ > 0) {
-    t0 = st_ / sw_ / (1.0 + 0.1 * sn_ / sw_);
-    t1 = 0.1 * t0;
-  }
-  const double td = !timed_ ? draft_cost_ * t0 : drafted_ > 0 ? draft_s_ / drafted_ : 0.0;
+  const double t1 = BatchCost(1);
+  const double td = !timed_ ? draft_cost_ * t1 : drafted_ > 0 ? draft_s_ / drafted_ : 0.0;
   int best = min_;
   double best_rate = -1;
   for (int k = min_; k <= max_; ++k) {
     const double tokens = (1.0 - std::pow(a, k + 1)) / (1.0 - a);
-    const double rate = tokens / (t0 + t1 * (k + 1) + td * k);
+    const double rate = tokens / (BatchCost(k + 1) + td * k);
     if (rate > best_rate) {
       best_rate = rate;
       best = k;
@@ -158,12 +158,9 @@ void DraftLength::Update(int drafted, int accepted, double forward_s, double dra
     draft_s_ = draft_s_ * kDecay + draft_s;
     drafted_ = drafted_ * kDecay + drafted;
   }
-  const double n = drafted + 1;
-  sw_ = sw_ * kDecay + 1;
-  sn_ = sn_ * kDecay + n;
-  st_ = st_ * kDecay + forward_s;
-  snn_ = snn_ * kDecay + n * n;
-  snt_ = snt_ * kDecay + n * forward_s;
+  const auto n = static_cast<size_t>(drafted + 1);
+  if (time_.size() <= n) time_.resize(n + 1, 0.0);
+  time_[n] = time_[n] > 0 ? 0.7 * time_[n] + 0.3 * forward_s : forward_s;
 }
 
 Expected<GenerateStats> GenerateSpeculative(LlamaSession& session, const LlamaModel& model, ThreadPool* pool, const Vocab& vocab,

@@ -9,10 +9,14 @@
 // decode computes; the prompt is prefilled exactly as plain decoding does it.
 //
 // The draft length adapts: with the accept rate a (per drafted token, decayed over rounds), the
-// measured cost of a checked batch of n tokens T(n) ~ t0 + t1 n and a drafted token's cost td, each
-// round drafts the k in [max(1, draft_min), draft_max] that maximizes the expected tokens per second
-// (1 - a^(k+1)) / (1 - a) / (T(k + 1) + k td). With sampling the costs are fixed estimates instead
-// of timings (the weight bytes of draft and target), so that --seed reproduces the text.
+// measured cost T(n) of a checked batch of n tokens and a drafted token's cost td, each round drafts
+// the k in [max(1, draft_min), draft_max] that maximizes the expected tokens per second
+// (1 - a^(k+1)) / (1 - a) / (T(k + 1) + k td). T(n) is a decayed mean per batch size, because the
+// cost is not linear in n: below 8 tokens the products run the one-token kernels once per token,
+// from 8 on the GEMM kernels, which cost less per token. A size not yet measured is assumed to cost
+// (1 + 0.1 (n - 1)) times the cheapest measured per-size base, an optimistic guess that gets it
+// tried (and measured) once. With sampling the costs are fixed estimates instead of timings (the
+// weight bytes of draft and target), so that --seed reproduces the text.
 #pragma once
 
 #include <cstdint>
@@ -42,6 +46,7 @@ class DraftLength {
   // text) a checked token costs 0.1 of a forward and a drafted one `draft_cost` of it.
   DraftLength(int draft_min, int draft_max, bool adaptive, bool timed = true, double draft_cost = 0);
   int Next() const;
+  double BatchCost(int n) const;  // T(n) as Next sees it (relative units without timing)
   // A round: `drafted` tokens drafted, `accepted` of them accepted, the check forward of
   // drafted + 1 tokens took `forward_s` seconds, drafting `draft_s`.
   void Update(int drafted, int accepted, double forward_s, double draft_s);
@@ -52,7 +57,7 @@ class DraftLength {
   bool adaptive_, timed_;
   double draft_cost_;
   double acc_ = 0, rej_ = 0;                                 // decayed counts: accepted drafts, rejections
-  double sw_ = 0, sn_ = 0, st_ = 0, snn_ = 0, snt_ = 0;      // decayed regression of forward time on batch size
+  std::vector<double> time_;                                 // [n]: decayed mean seconds of a checked batch of n tokens; 0: not measured
   double draft_s_ = 0, drafted_ = 0;                         // decayed drafting time and tokens
 };
 
