@@ -113,6 +113,7 @@ DraftLength::DraftLength(int draft_min, int draft_max, bool adaptive, bool timed
       max_(std::max(std::max(1, draft_min), draft_max)),
       adaptive_(adaptive),
       timed_(timed),
+      allow_zero_(draft_min <= 0),
       draft_cost_(draft_cost) {}
 
 double DraftLength::accept_rate() const {
@@ -137,8 +138,8 @@ int DraftLength::Next() const {
   const double a = std::min(accept_rate(), 0.999);
   const double t1 = BatchCost(1);
   const double td = !timed_ ? draft_cost_ * t1 : drafted_ > 0 ? draft_s_ / drafted_ : 0.0;
-  int best = min_;
-  double best_rate = -1;
+  int best = 0;
+  double best_rate = allow_zero_ && idle_ < 15 ? 1.0 / t1 : -1;  // k = 0: a plain step, no drafting
   for (int k = min_; k <= max_; ++k) {
     const double tokens = (1.0 - std::pow(a, k + 1)) / (1.0 - a);
     const double rate = tokens / (BatchCost(k + 1) + td * k);
@@ -152,6 +153,7 @@ int DraftLength::Next() const {
 
 void DraftLength::Update(int drafted, int accepted, double forward_s, double draft_s) {
   constexpr double kDecay = 0.95;  // about the last 20 rounds
+  idle_ = drafted > 0 ? 0 : idle_ + 1;
   if (drafted > 0) {
     acc_ = acc_ * kDecay + accepted;
     rej_ = rej_ * kDecay + (accepted < drafted ? 1.0 : 0.0);

@@ -10,12 +10,13 @@
 //
 // The draft length adapts: with the accept rate a (per drafted token, decayed over rounds), the
 // measured cost T(n) of a checked batch of n tokens and a drafted token's cost td, each round drafts
-// the k in [max(1, draft_min), draft_max] that maximizes the expected tokens per second
+// the k in [draft_min, draft_max] that maximizes the expected tokens per second
 // (1 - a^(k+1)) / (1 - a) / (T(k + 1) + k td). T(n) is a decayed mean per batch size, because the
 // cost is not linear in n: below 8 tokens the products run the one-token kernels once per token,
 // from 8 on the GEMM kernels, which cost less per token. A size not yet measured is assumed to cost
 // (1 + 0.1 (n - 1)) times the cheapest measured per-size base, an optimistic guess that gets it
-// tried (and measured) once. With sampling the costs are fixed estimates instead of timings (the
+// tried (and measured) once. k = 0 (a plain step) wins when drafts are rarely accepted; every 16th
+// such round drafts one token anyway, so that the accept rate can recover. With sampling the costs are fixed estimates instead of timings (the
 // weight bytes of draft and target), so that --seed reproduces the text.
 #pragma once
 
@@ -54,7 +55,8 @@ class DraftLength {
 
  private:
   int min_, max_;
-  bool adaptive_, timed_;
+  bool adaptive_, timed_, allow_zero_;
+  int idle_ = 0;  // rounds since the last one that drafted
   double draft_cost_;
   double acc_ = 0, rej_ = 0;                                 // decayed counts: accepted drafts, rejections
   std::vector<double> time_;                                 // [n]: decayed mean seconds of a checked batch of n tokens; 0: not measured
