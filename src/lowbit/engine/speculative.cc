@@ -174,7 +174,6 @@ Expected<GenerateStats> GenerateSpeculative(LlamaSession& session, const LlamaMo
   const auto n_prompt = static_cast<int64_t>(st.prompt_tokens.size());
   // What plain decoding produces at most: n_predict tokens, each run at a position below n_ctx.
   const int64_t limit = std::min(o.n_predict, n_ctx - n_prompt);
-  const auto t_start = std::chrono::steady_clock::now();
   std::vector<int32_t> history = st.prompt_tokens;
   history.reserve(static_cast<size_t>(n_ctx));
   std::optional<PromptLookup> lookup;
@@ -184,9 +183,13 @@ Expected<GenerateStats> GenerateSpeculative(LlamaSession& session, const LlamaMo
   }
   std::unique_ptr<ModelDrafter> drafter;
   if (so.draft != nullptr) {
+    // The draft model reads the prompt too: prompt time, as llama-speculative counts it.
+    const auto t_prompt = std::chrono::steady_clock::now();
     drafter = std::make_unique<ModelDrafter>(*so.draft, o, n_ctx, pool);
     drafter->Prefill(history);
+    st.prompt_seconds += Since(t_prompt);
   }
+  const auto t_start = std::chrono::steady_clock::now();
   const bool greedy = o.sampling.temp <= 0;
   const int64_t V = model.config().n_vocab;
   std::vector<float> logits(static_cast<size_t>(V));
