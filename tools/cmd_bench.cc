@@ -1,4 +1,5 @@
 // `lowbit bench -m MODEL [-p 512] [-n 128] [-t 1,2] [-r 5] [--json]`.
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 
@@ -8,9 +9,55 @@
 #include "commands.h"
 #include "lowbit/pipeline/model_source.h"
 #include "lowbit/eval/bench.h"
+#include "lowbit/engine/speculative.h"
+#include "lowbit/formats/hf.h"
+#include "spec_flags.h"
 #include "tp.h"
 
 namespace lowbit::tools {
+
+namespace {
+
+template <typename Args>
+Status BenchSpec(const Args& a) {
+  if (a.prompt_file.empty()) return Errorf("bench with --lookup or --model-draft needs a prompt: -f FILE");
+  LOWBIT_ASSIGN_OR_RETURN(std::string prompt, ReadTextFile(a.prompt_file));
+  LOWBIT_ASSIGN_OR_RETURN(auto ctx, ModelContext::Open(a.model, a.residency, a.tp));
+  std::unique_ptr<ModelContext> draft;
+  SpecBenchOptions o{.prompt = prompt, .n_gen = a.n_gen, .n_ctx = std::min<int64_t>(ctx->model().config().n_ctx_train, 4096),
+                     .reps = a.reps, .kv_f16 = a.kv_f16};
+  LOWBIT_RETURN_IF_ERROR(OpenSpeculative(a.spec, a.model, *ctx, a.residency, &draft, &o.spec));
+  nlohmann::json all = nlohmann::json::array();
+  if (!a.json) {
+    std::printf("%-8s %8s %8s %16s %16s %8s %10s %9s\n", "threads", "prompt", "tokens", "plain tok/s", "spec tok/s", "speedup",
+                "accepted", "identical");
+  }
+  for (int t : a.threads) {
+    o.threads = t;
+    LOWBIT_ASSIGN_OR_RETURN(SpecBenchResult b, BenchSpeculative(ctx->model(), ctx->vocab(), o));
+    const double rate = b.drafted > 0 ? static_cast<double>(b.accepted) / static_cast<double>(b.drafted) : 0.0;
+    all.push_back({{"threads", t}, {"tg_plain", b.tg_plain}, {"tg_plain_std", b.tg_plain_std}, {"tg", b.tg_spec},
+                   {"tg_std", b.tg_spec_std}, {"speedup", b.tg_plain > 0 ? b.tg_spec / b.tg_plain : 0.0},
+                   {"drafted", b.drafted}, {"accepted", b.accepted}, {"accept_rate", rate}, {"forwards", b.forwards},
+                   {"prompt_tokens", b.prompt_tokens}, {"n_gen", b.generated}, {"identical", b.identical},
+                   {"mode", a.spec.lookup ? "lookup" : "draft"}, {"draft_model", a.spec.draft},
+                   {"draft_max", a.spec.draft_max}, {"draft_min", a.spec.draft_min}, {"adaptive", !a.spec.fixed},
+                   {"repetitions", a.reps}, {"weights", ctx->residency()}});
+    if (!a.json) {
+      std::printf("%-8d %8lld %8lld %9.1f +-%4.1f %9.1f +-%4.1f %7.2fx %4lld/%-5lld %9s\n", t, static_cast<long long>(b.prompt_tokens),
+                  static_cast<long long>(b.generated), b.tg_plain, b.tg_plain_std, b.tg_spec, b.tg_spec_std,
+                  b.tg_plain > 0 ? b.tg_spec / b.tg_plain : 0.0, static_cast<long long>(b.accepted),
+                  static_cast<long long>(b.drafted), b.identical ? "yes" : "NO");
+    }
+  }
+  if (a.json) std::printf("%s\n", (all.size() == 1 ? all[0] : all).dump(2).c_str());
+  if (std::any_of(all.begin(), all.end(), [](const nlohmann::json& j) { return !j["identical"].get<bool>(); })) {
+    return Errorf("speculative greedy text differed from plain decoding (a bug: please report it)");
+  }
+  return OkStatus();
+}
+
+}  // namespace
 
 void AddBench(CLI::App& app, Registry& r) {
   struct Args {
@@ -22,6 +69,8 @@ void AddBench(CLI::App& app, Registry& r) {
     bool kv_f16 = false;
     Residency residency = Residency::kAuto;
     TpFlags tp;
+    SpecFlags spec;
+    std::string prompt_file;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("bench", "Prompt and generation speed beside the machine's measured read bandwidth");
@@ -34,7 +83,11 @@ void AddBench(CLI::App& app, Registry& r) {
   AddCacheTypeOption(sub, &a->kv_f16);
   AddResidencyOptions(sub, &a->residency);
   AddTpOptions(sub, &a->tp);
+  AddSpecOptions(sub, &a->spec);
+  sub->add_option("-f,--file", a->prompt_file,
+                  "with --lookup or --model-draft: the prompt (greedy generation after it, plain and speculative in turn)");
   r.Add(sub, [a]() -> Status {
+    if (a->spec.enabled()) return BenchSpec(*a);
     LOWBIT_ASSIGN_OR_RETURN(auto ctx, ModelContext::Open(a->model, a->residency, a->tp, /*need_vocab=*/false));
     if (!a->json && ctx->ranks() > 1) std::printf("tensor parallel: %s\n", ctx->residency().c_str());
     nlohmann::json all = nlohmann::json::array();

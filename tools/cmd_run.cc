@@ -4,12 +4,16 @@
 #include <cstdio>
 #include <memory>
 
+#include <fmt/format.h>
+
 #include "commands.h"
 #include "lowbit/pipeline/model_source.h"
 #include "train_flags.h"
 #include "lowbit/advise/guard.h"
 #include "lowbit/base/memory_info.h"
 #include "lowbit/engine/generate.h"
+#include "lowbit/formats/hf.h"
+#include "spec_flags.h"
 #include "tp.h"
 
 namespace lowbit::tools {
@@ -23,11 +27,14 @@ void AddRun(CLI::App& app, Registry& r) {
     LoraFlags lora;
     TpFlags tp;
     bool no_memory_check = false;
+    SpecFlags spec;
+    std::string prompt_file;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("run", "Generate text with a GGUF llama-family model");
   sub->add_option("-m,--model", a->model, "model: GGUF, Hugging Face folder (float or GPTQ/AWQ), safetensors or llama2.c file")->required();
-  sub->add_option("-p,--prompt", a->g.prompt, "prompt text");
+  CLI::Option* prompt = sub->add_option("-p,--prompt", a->g.prompt, "prompt text");
+  sub->add_option("-f,--file", a->prompt_file, "read the prompt from this file")->excludes(prompt);
   sub->add_option("-n,--n-predict", a->g.n_predict, "tokens to generate")->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
   sub->add_option("-c,--ctx-size", a->g.n_ctx, "context size (default: the model's)")->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   sub->add_option("-t,--threads", a->g.threads, "threads (default: all)")->check(CLI::Range(0, 1024));
@@ -43,15 +50,21 @@ void AddRun(CLI::App& app, Registry& r) {
   AddLoraOptions(sub, &a->lora);
   AddTpOptions(sub, &a->tp);
   AddMemoryCheckOption(sub, &a->no_memory_check);
+  AddSpecOptions(sub, &a->spec);
   r.Add(sub, [a]() -> Status {
     if (!a->no_memory_check && MemoryCheckApplies(a->model)) {
       LOWBIT_RETURN_IF_ERROR(RequireFit({.model = a->model, .n_ctx = a->g.n_ctx, .threads = a->g.threads, .kv_f16 = a->g.kv_f16,
                                          .residency = a->residency}));
     }
+    if (!a->prompt_file.empty()) {
+      LOWBIT_ASSIGN_OR_RETURN(a->g.prompt, ReadTextFile(a->prompt_file));
+    }
     const auto t0 = std::chrono::steady_clock::now();
     LOWBIT_ASSIGN_OR_RETURN(auto ctx, ModelContext::Open(a->model, a->residency, a->tp));
     LOWBIT_ASSIGN_OR_RETURN(auto specs, a->lora.Specs());
     LOWBIT_ASSIGN_OR_RETURN(auto adapters, ctx->AttachLora(specs));
+    std::unique_ptr<ModelContext> draft;
+    LOWBIT_RETURN_IF_ERROR(OpenSpeculative(a->spec, a->model, *ctx, a->residency, &draft, &a->g.spec));
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     a->g.sampling.seed = a->seed >= 0 ? static_cast<uint64_t>(a->seed)
                                       : static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
@@ -67,10 +80,12 @@ void AddRun(CLI::App& app, Registry& r) {
     std::fflush(stdout);  // the text ends before the timing line on stderr
     const auto np = static_cast<double>(st.prompt_tokens.size()), ng = static_cast<double>(st.generated.size());
     if (!ctx->leader()) return OkStatus();
-    std::fprintf(stderr, "load %.1f ms (%s) | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s%s | peak RSS %.1f MiB\n",
+    const std::string accepted =
+        a->g.spec.enabled() ? fmt::format(" | accepted {}/{} drafted ({} forwards)", st.accepted, st.drafted, st.forwards) : "";
+    std::fprintf(stderr, "load %.1f ms (%s) | prompt %zu tokens, %.1f tok/s | generated %zu tokens, %.1f tok/s%s%s | peak RSS %.1f MiB\n",
                  load_s * 1e3, ctx->residency().c_str(), st.prompt_tokens.size(), st.prompt_seconds > 0 ? np / st.prompt_seconds : 0.0,
                  st.generated.size(), st.generate_seconds > 0 ? ng / st.generate_seconds : 0.0,
-                 st.stopped_at_eos ? " (end of text)" : "", static_cast<double>(PeakResidentBytes()) / (1 << 20));
+                 st.stopped_at_eos ? " (end of text)" : "", accepted.c_str(), static_cast<double>(PeakResidentBytes()) / (1 << 20));
     return OkStatus();
   });
 }

@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "lowbit/engine/speculative.h"
 #include "lowbit/parallel/agree.h"
 #include "lowbit/tokenizer/tokenizer.h"
 
@@ -32,8 +33,11 @@ Expected<GenerateStats> Generate(const LlamaModel& model, const Vocab& vocab, co
   comm->Broadcast(&n_prompt, sizeof(n_prompt), 0);
   st.prompt_tokens.resize(n_prompt);
   comm->Broadcast(st.prompt_tokens.data(), n_prompt * sizeof(int32_t), 0);
+  if (o.spec.enabled() && comm->size() > 1) return Errorf("speculative decoding (--lookup, --model-draft) runs on one rank only");
+  // With a draft model both sessions share one pool of threads (they run one after the other).
+  std::unique_ptr<ThreadPool> pool = o.spec.draft != nullptr ? std::make_unique<ThreadPool>(o.threads) : nullptr;
   LlamaSession session(model, SessionOptions{.n_ctx = n_ctx, .threads = o.threads, .max_batch = std::min<int64_t>(n_ctx, 512),
-                                             .kv_f16 = o.kv_f16, .comm = comm});
+                                             .kv_f16 = o.kv_f16, .comm = comm, .pool = pool.get()});
   Sampler sampler(o.sampling, c.n_vocab);
   std::vector<int32_t> history = st.prompt_tokens;
   history.reserve(static_cast<size_t>(n_ctx));
@@ -43,6 +47,7 @@ Expected<GenerateStats> Generate(const LlamaModel& model, const Vocab& vocab, co
   int64_t pos = static_cast<int64_t>(st.prompt_tokens.size());
   auto t1 = std::chrono::steady_clock::now();
   st.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
+  if (o.spec.enabled()) return GenerateSpeculative(session, model, pool.get(), vocab, *tok, o, sampler, std::move(st), out, on_text);
   for (int64_t i = 0; i < o.n_predict && pos < n_ctx; ++i) {
     int32_t next = -1;  // -1: end of sequence
     if (leader) {
@@ -59,6 +64,7 @@ Expected<GenerateStats> Generate(const LlamaModel& model, const Vocab& vocab, co
     history.push_back(next);
     if (leader && on_text) on_text(tok->Decode(next));
     out = session.Forward(next, pos++);
+    ++st.forwards;
   }
   st.generate_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   return st;

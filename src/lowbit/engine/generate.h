@@ -18,6 +18,18 @@
 
 namespace lowbit {
 
+// Speculative decoding (engine/speculative.h): drafts checked k + 1 tokens per forward, with the
+// target model's output (identical text when greedy; the target's distribution when sampling).
+struct SpeculativeOptions {
+  bool lookup = false;                // drafts from n-grams of the prompt and the text so far
+  const LlamaModel* draft = nullptr;  // a draft model with the target's vocabulary
+  int draft_max = 16;                 // drafted tokens per forward, at most
+  int draft_min = 0;                  // a shorter draft is not checked (a plain step instead)
+  bool adaptive = true;               // draft length from the running accept rate and costs; false: draft_max
+  int ngram_min = 1, ngram_max = 4;   // lookup: n-gram lengths
+  bool enabled() const { return lookup || draft != nullptr; }
+};
+
 struct GenerateOptions {
   std::string prompt;
   int64_t n_predict = 128;
@@ -26,12 +38,15 @@ struct GenerateOptions {
   bool kv_f16 = false;  // F16 KV cache
   SamplerParams sampling;
   Comm* comm = nullptr;  // the model's ranks; nullptr: one rank
+  SpeculativeOptions spec;  // one rank only
 };
 
 struct GenerateStats {
   std::vector<int32_t> prompt_tokens, generated;
   double prompt_seconds = 0, generate_seconds = 0;
   bool stopped_at_eos = false;
+  int64_t drafted = 0, accepted = 0;  // speculative decoding: drafted tokens, and those accepted
+  int64_t forwards = 0;               // forward passes of the target model after the prompt
 };
 
 Expected<GenerateStats> Generate(const LlamaModel& model, const Vocab& vocab, const GenerateOptions& opts,

@@ -159,6 +159,11 @@ class LlamaSession {
   // Batches longer than max_batch run as consecutive steps.
   const float* ForwardBatch(std::span<const BatchToken> batch);
   int n_seq() const { return n_seq_; }
+  // Switches SessionOptions::batch_invariant between calls (speculative decoding prefills with the
+  // kernels plain decoding uses, then verifies drafts with batch-invariant ones, whose rows equal a
+  // one-token decode's). Needs no other scratch: an invariant product takes the GEMM in a subset of
+  // the cases the other does.
+  void set_batch_invariant(bool on) { batch_invariant_ = on; }
 
   // Called with (weight name, input vector, length) for each token before each weight matrix is
   // applied (output.weight excluded), e.g. to collect an importance matrix. Empty: no calls.

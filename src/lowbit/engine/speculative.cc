@@ -1,0 +1,303 @@
+#include "lowbit/engine/speculative.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "lowbit/engine/prompt_lookup.h"
+
+namespace lowbit {
+namespace {
+
+double Since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string Describe(const LlamaModel& m, const Vocab& v) {
+  return fmt::format("{}, {} tokens, {} logits", v.model, v.tokens.size(), m.config().n_vocab);
+}
+
+double WeightBytes(const LlamaModel& m) {
+  auto bytes = [](const WeightView& w) {
+    return static_cast<double>(RowBytes(w.type, static_cast<uint64_t>(w.cols)).value_or(0)) * static_cast<double>(w.rows);
+  };
+  double b = bytes(m.output);
+  for (const auto& L : m.layers) {
+    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) b += bytes(*w);
+  }
+  return b;
+}
+
+// Drafts from a smaller model. Its KV cache holds kv_ (the tokens at positions 0..); each round it
+// runs what of the text it has not seen, then drafts one token per forward.
+class ModelDrafter {
+ public:
+  ModelDrafter(const LlamaModel& m, const GenerateOptions& o, int64_t n_ctx, ThreadPool* pool)
+      : n_vocab_(m.config().n_vocab),
+        session_(m, SessionOptions{.n_ctx = n_ctx, .threads = o.threads, .max_batch = std::min<int64_t>(n_ctx, 512),
+                                   .kv_f16 = o.kv_f16, .pool = pool}),
+        sampler_(DraftParams(o.sampling), n_vocab_),
+        greedy_(o.sampling.temp <= 0),
+        logits_(static_cast<size_t>(n_vocab_)) {}
+
+  // Up to k tokens continuing `text`, and the distribution each was drawn from (q).
+  void Draft(const std::vector<int32_t>& text, int k, std::vector<int32_t>* out, std::vector<TokenDist>* qs) {
+    out->clear();
+    if (k <= 0) return;
+    size_t same = 0;
+    while (same < kv_.size() && same < text.size() && kv_[same] == text[same]) ++same;
+    same = std::min(same, text.size() - 1);  // the last token runs again for its logits
+    const float* l = session_.Forward(std::span<const int32_t>(text).subspan(same), static_cast<int64_t>(same));
+    kv_.assign(text.begin(), text.end());
+    recent_ = text;
+    for (int j = 0; j < k; ++j) {
+      std::copy(l, l + n_vocab_, logits_.begin());
+      if (qs->size() <= static_cast<size_t>(j)) qs->emplace_back();
+      TokenDist& q = (*qs)[static_cast<size_t>(j)];
+      sampler_.Distribution(logits_.data(), recent_, &q);
+      const int32_t d = greedy_ ? q[0].first : sampler_.Draw(q);
+      out->push_back(d);
+      recent_.push_back(d);
+      if (j + 1 == k || static_cast<int64_t>(kv_.size()) + 1 >= session_.n_ctx()) break;
+      l = session_.Forward(d, static_cast<int64_t>(kv_.size()));
+      kv_.push_back(d);
+    }
+  }
+  void Prefill(const std::vector<int32_t>& prompt) {
+    session_.Forward(prompt, 0);
+    kv_ = prompt;
+  }
+
+ private:
+  static SamplerParams DraftParams(SamplerParams p) {
+    p.seed = p.seed * 0x9e3779b97f4a7c15ull + 1;  // its own stream, still fixed by --seed
+    return p;
+  }
+  int64_t n_vocab_;
+  LlamaSession session_;
+  Sampler sampler_;
+  bool greedy_;
+  std::vector<float> logits_;
+  std::vector<int32_t> kv_, recent_;
+};
+
+}  // namespace
+
+Status CheckDraftVocabulary(const std::string& target_name, const LlamaModel& target, const Vocab& target_vocab,
+                            const std::string& draft_name, const LlamaModel& draft, const Vocab& draft_vocab) {
+  const std::string both = fmt::format("the draft model {} has vocabulary ({}), the model {} has ({})", draft_name,
+                                       Describe(draft, draft_vocab), target_name, Describe(target, target_vocab));
+  if (target.config().n_vocab != draft.config().n_vocab || target_vocab.tokens.size() != draft_vocab.tokens.size() ||
+      target_vocab.model != draft_vocab.model) {
+    return Errorf("{}; a draft model must have the same vocabulary", both);
+  }
+  for (size_t i = 0; i < target_vocab.tokens.size(); ++i) {
+    if (target_vocab.tokens[i] != draft_vocab.tokens[i]) {
+      return Errorf("{}, but token {} is '{}' in the draft and '{}' in the model; a draft model must have the same vocabulary",
+                    both, i, draft_vocab.tokens[i], target_vocab.tokens[i]);
+    }
+  }
+  if (target_vocab.eos_id != draft_vocab.eos_id || target_vocab.bos_id != draft_vocab.bos_id) {
+    return Errorf("{}, but their BOS/EOS ids differ ({}/{} and {}/{}); a draft model must have the same vocabulary", both,
+                  draft_vocab.bos_id, draft_vocab.eos_id, target_vocab.bos_id, target_vocab.eos_id);
+  }
+  return OkStatus();
+}
+
+DraftLength::DraftLength(int draft_min, int draft_max, bool adaptive, bool timed, double draft_cost)
+    : min_(std::max(1, draft_min)),
+      max_(std::max(std::max(1, draft_min), draft_max)),
+      adaptive_(adaptive),
+      timed_(timed),
+      allow_zero_(draft_min <= 0),
+      draft_cost_(draft_cost) {}
+
+double DraftLength::accept_rate() const {
+  // Accepted drafts before each rejection: a geometric count, whose rate estimate is acc / (acc + rej).
+  // Prior: 2 accepted, 1 rejected (a = 2/3) until rounds are seen.
+  return (acc_ + 2.0) / (acc_ + rej_ + 3.0);
+}
+
+double DraftLength::BatchCost(int n) const {
+  const auto prior = [](int m) { return 1.0 + 0.1 * (m - 1); };
+  if (!timed_) return prior(n);
+  if (static_cast<size_t>(n) < time_.size() && time_[static_cast<size_t>(n)] > 0) return time_[static_cast<size_t>(n)];
+  double base = 0;
+  for (size_t m = 1; m < time_.size(); ++m) {
+    if (time_[m] > 0 && (base == 0 || time_[m] / prior(static_cast<int>(m)) < base)) base = time_[m] / prior(static_cast<int>(m));
+  }
+  return (base > 0 ? base : 1.0) * prior(n);
+}
+
+int DraftLength::Next() const {
+  if (!adaptive_) return max_;
+  const double a = std::min(accept_rate(), 0.999);
+  const double t1 = BatchCost(1);
+  const double td = !timed_ ? draft_cost_ * t1 : drafted_ > 0 ? draft_s_ / drafted_ : 0.0;
+  int best = 0;
+  double best_rate = allow_zero_ && idle_ < 15 ? 1.0 / t1 : -1;  // k = 0: a plain step, no drafting
+  for (int k = min_; k <= max_; ++k) {
+    const double tokens = (1.0 - std::pow(a, k + 1)) / (1.0 - a);
+    const double rate = tokens / (BatchCost(k + 1) + td * k);
+    if (rate > best_rate) {
+      best_rate = rate;
+      best = k;
+    }
+  }
+  return best;
+}
+
+void DraftLength::Update(int drafted, int accepted, double forward_s, double draft_s) {
+  constexpr double kDecay = 0.95;  // about the last 20 rounds
+  idle_ = drafted > 0 ? 0 : idle_ + 1;
+  if (drafted > 0) {
+    acc_ = acc_ * kDecay + accepted;
+    rej_ = rej_ * kDecay + (accepted < drafted ? 1.0 : 0.0);
+    draft_s_ = draft_s_ * kDecay + draft_s;
+    drafted_ = drafted_ * kDecay + drafted;
+  }
+  const auto n = static_cast<size_t>(drafted + 1);
+  if (time_.size() <= n) time_.resize(n + 1, 0.0);
+  time_[n] = time_[n] > 0 ? 0.7 * time_[n] + 0.3 * forward_s : forward_s;
+}
+
+Expected<GenerateStats> GenerateSpeculative(LlamaSession& session, const LlamaModel& model, ThreadPool* pool, const Vocab& vocab,
+                                            const Tokenizer& tok, const GenerateOptions& o, Sampler& sampler,
+                                            GenerateStats st, const float* first,
+                                            const std::function<void(const std::string&)>& on_text) {
+  const SpeculativeOptions& so = o.spec;
+  const int64_t n_ctx = session.n_ctx();
+  const auto n_prompt = static_cast<int64_t>(st.prompt_tokens.size());
+  // What plain decoding produces at most: n_predict tokens, each run at a position below n_ctx.
+  const int64_t limit = std::min(o.n_predict, n_ctx - n_prompt);
+  std::vector<int32_t> history = st.prompt_tokens;
+  history.reserve(static_cast<size_t>(n_ctx));
+  std::optional<PromptLookup> lookup;
+  if (so.lookup) {
+    lookup.emplace(so.ngram_min, so.ngram_max);
+    lookup->Add(history);
+  }
+  std::unique_ptr<ModelDrafter> drafter;
+  if (so.draft != nullptr) {
+    // The draft model reads the prompt too: prompt time, as llama-speculative counts it.
+    const auto t_prompt = std::chrono::steady_clock::now();
+    drafter = std::make_unique<ModelDrafter>(*so.draft, o, n_ctx, pool);
+    drafter->Prefill(history);
+    st.prompt_seconds += Since(t_prompt);
+  }
+  const auto t_start = std::chrono::steady_clock::now();
+  const bool greedy = o.sampling.temp <= 0;
+  const int64_t V = model.config().n_vocab;
+  std::vector<float> logits(static_cast<size_t>(V));
+  bool done = false;
+  // Appends a sampled token; false when generation ends with it (end of text or the limit).
+  auto emit = [&](int32_t t) {
+    if (t == vocab.eos_id) {
+      st.stopped_at_eos = true;
+      return false;
+    }
+    st.generated.push_back(t);
+    history.push_back(t);
+    if (lookup) lookup->Add(std::span<const int32_t>(&t, 1));
+    if (on_text) on_text(tok.Decode(t));
+    return static_cast<int64_t>(st.generated.size()) < limit;
+  };
+  if (limit > 0) {
+    std::copy(first, first + V, logits.begin());
+    done = !emit(sampler.Sample(logits.data(), history));
+  } else {
+    done = true;
+  }
+  session.set_batch_invariant(true);
+  DraftLength length(so.draft_min, so.draft_max, so.adaptive, greedy,
+                     so.draft != nullptr ? WeightBytes(*so.draft) / std::max(1.0, WeightBytes(model)) : 0.0);
+  std::vector<int32_t> drafts, batch;
+  std::vector<TokenDist> qs;
+  TokenDist p, point(1);
+  int64_t pos = n_prompt;  // where history.back() goes: the KV cache holds history[0, pos)
+  while (!done) {
+    const int64_t room = limit - static_cast<int64_t>(st.generated.size()) - 1;  // drafts beyond which nothing is kept
+    const int k = static_cast<int>(std::min<int64_t>(length.Next(), room));
+    const auto t_draft = std::chrono::steady_clock::now();
+    if (lookup) lookup->Draft(k, &drafts);
+    else drafter->Draft(history, k, &drafts, &qs);
+    const double draft_s = Since(t_draft);
+    if (static_cast<int>(drafts.size()) < so.draft_min) drafts.clear();
+    batch.assign(1, history.back());
+    batch.insert(batch.end(), drafts.begin(), drafts.end());
+    const auto t_fwd = std::chrono::steady_clock::now();
+    const float* out = session.Forward(batch, pos, /*all_logits=*/true);
+    const double forward_s = Since(t_fwd);
+    ++st.forwards;
+    int n_acc = 0;
+    for (size_t i = 0; i <= drafts.size(); ++i) {
+      std::copy(out + i * V, out + (i + 1) * V, logits.begin());
+      int32_t t;
+      bool accepted = false;
+      if (i == drafts.size()) {
+        t = sampler.Sample(logits.data(), history);  // every draft accepted: the next token is free
+      } else if (greedy) {
+        t = sampler.Sample(logits.data(), history);
+        accepted = t == drafts[i];
+      } else {
+        sampler.Distribution(logits.data(), history, &p);
+        const TokenDist* q = &point;
+        if (lookup) point[0] = {drafts[i], 1.0f};
+        else q = &qs[i];
+        t = sampler.AcceptOrResample(p, *q, drafts[i], &accepted);
+      }
+      n_acc += accepted ? 1 : 0;
+      if (!emit(t)) {
+        done = true;
+        break;
+      }
+      if (!accepted) break;
+    }
+    st.drafted += static_cast<int64_t>(drafts.size());
+    st.accepted += n_acc;
+    length.Update(static_cast<int>(drafts.size()), n_acc, forward_s, draft_s);
+    pos += 1 + n_acc;
+  }
+  st.generate_seconds = Since(t_start);
+  return st;
+}
+
+Expected<SpecBenchResult> BenchSpeculative(const LlamaModel& model, const Vocab& vocab, const SpecBenchOptions& o) {
+  if (!o.spec.enabled()) return Errorf("speculative bench without a drafter (--lookup or --model-draft)");
+  if (o.reps < 1) return Errorf("-r must be at least 1");
+  GenerateOptions g{.prompt = o.prompt, .n_predict = o.n_gen, .n_ctx = o.n_ctx, .threads = o.threads, .kv_f16 = o.kv_f16};
+  g.sampling.temp = 0;
+  GenerateOptions s = g;
+  s.spec = o.spec;
+  SpecBenchResult r;
+  std::vector<double> plain, spec;
+  for (int rep = -1; rep < o.reps; ++rep) {  // rep -1: warm-up
+    LOWBIT_ASSIGN_OR_RETURN(GenerateStats a, Generate(model, vocab, g, nullptr));
+    LOWBIT_ASSIGN_OR_RETURN(GenerateStats b, Generate(model, vocab, s, nullptr));
+    r.identical = r.identical && a.generated == b.generated;
+    if (rep < 0) continue;
+    plain.push_back(static_cast<double>(a.generated.size()) / a.generate_seconds);
+    spec.push_back(static_cast<double>(b.generated.size()) / b.generate_seconds);
+    r.prompt_tokens = static_cast<int64_t>(b.prompt_tokens.size());
+    r.generated = static_cast<int64_t>(b.generated.size());
+    r.drafted = b.drafted;
+    r.accepted = b.accepted;
+    r.forwards = b.forwards;
+  }
+  auto mean_std = [](const std::vector<double>& v, double* mean, double* sd) {
+    double s1 = 0, s2 = 0;
+    for (double x : v) s1 += x;
+    *mean = s1 / static_cast<double>(v.size());
+    for (double x : v) s2 += (x - *mean) * (x - *mean);
+    *sd = v.size() > 1 ? std::sqrt(s2 / static_cast<double>(v.size() - 1)) : 0.0;
+  };
+  mean_std(plain, &r.tg_plain, &r.tg_plain_std);
+  mean_std(spec, &r.tg_spec, &r.tg_spec_std);
+  return r;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,92 @@
+// Speculative decoding. A drafter proposes k tokens (prompt lookup: engine/prompt_lookup.h; or a
+// smaller draft model with the same vocabulary), the target model runs the last accepted token and
+// the k drafts as one batch (one pass over the weights for k + 1 positions; the KV cache is
+// rewound over rejected positions by writing past them), and each draft is checked against the
+// target's distribution at its position with Sampler::AcceptOrResample, the standard rejection rule:
+// the text is distributed as the target's; with greedy sampling it is plain greedy decoding's,
+// token for token. For that the check batches run with batch-invariant products
+// (SessionOptions::batch_invariant), so that each position's logits are the bits a one-token
+// decode computes; the prompt is prefilled exactly as plain decoding does it.
+//
+// The draft length adapts: with the accept rate a (per drafted token, decayed over rounds), the
+// measured cost T(n) of a checked batch of n tokens and a drafted token's cost td, each round drafts
+// the k in [draft_min, draft_max] that maximizes the expected tokens per second
+// (1 - a^(k+1)) / (1 - a) / (T(k + 1) + k td). T(n) is a decayed mean per batch size, because the
+// cost is not linear in n: below 8 tokens the products run the one-token kernels once per token,
+// from 8 on the GEMM kernels, which cost less per token. A size not yet measured is assumed to cost
+// (1 + 0.1 (n - 1)) times the cheapest measured per-size base, an optimistic guess that gets it
+// tried (and measured) once. k = 0 (a plain step) wins when drafts are rarely accepted; every 16th
+// such round drafts one token anyway, so that the accept rate can recover. With sampling the costs are fixed estimates instead of timings (the
+// weight bytes of draft and target), so that --seed reproduces the text.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "lowbit/base/status.h"
+#include "lowbit/engine/generate.h"
+#include "lowbit/model/llama.h"
+#include "lowbit/sampling/sampler.h"
+#include "lowbit/tokenizer/tokenizer.h"
+#include "lowbit/tokenizer/vocab.h"
+
+namespace lowbit {
+
+// OK when a draft model can draft for the target: the same number of logits and the same tokens.
+// Otherwise one line naming both files and both vocabularies.
+Status CheckDraftVocabulary(const std::string& target_name, const LlamaModel& target, const Vocab& target_vocab,
+                            const std::string& draft_name, const LlamaModel& draft, const Vocab& draft_vocab);
+
+// The draft length controller (exposed for tests).
+class DraftLength {
+ public:
+  // `timed`: costs from the measured times; otherwise (sampling, where the draft length decides
+  // how many random numbers are drawn, so it must not depend on timing for --seed to reproduce a
+  // text) a checked token costs 0.1 of a forward and a drafted one `draft_cost` of it.
+  DraftLength(int draft_min, int draft_max, bool adaptive, bool timed = true, double draft_cost = 0);
+  int Next() const;
+  double BatchCost(int n) const;  // T(n) as Next sees it (relative units without timing)
+  // A round: `drafted` tokens drafted, `accepted` of them accepted, the check forward of
+  // drafted + 1 tokens took `forward_s` seconds, drafting `draft_s`.
+  void Update(int drafted, int accepted, double forward_s, double draft_s);
+  double accept_rate() const;
+
+ private:
+  int min_, max_;
+  bool adaptive_, timed_, allow_zero_;
+  int idle_ = 0;  // rounds since the last one that drafted
+  double draft_cost_;
+  double acc_ = 0, rej_ = 0;                                 // decayed counts: accepted drafts, rejections
+  std::vector<double> time_;                                 // [n]: decayed mean seconds of a checked batch of n tokens; 0: not measured
+  double draft_s_ = 0, drafted_ = 0;                         // decayed drafting time and tokens
+};
+
+// The generation loop after the prompt (called by Generate; `first` are the prompt's last logits).
+// The draft model's session shares `pool` with the target's.
+Expected<GenerateStats> GenerateSpeculative(LlamaSession& session, const LlamaModel& model, ThreadPool* pool, const Vocab& vocab,
+                                            const Tokenizer& tok, const GenerateOptions& o, Sampler& sampler,
+                                            GenerateStats st, const float* first,
+                                            const std::function<void(const std::string&)>& on_text);
+
+// `lowbit bench` with a drafter: greedy generation of n_gen tokens after `prompt`, plain and
+// speculative in alternation, `reps` times each (a warm-up of each first).
+struct SpecBenchOptions {
+  std::string prompt;
+  int64_t n_gen = 128;
+  int64_t n_ctx = 0;
+  int threads = 1;
+  int reps = 3;
+  bool kv_f16 = false;
+  SpeculativeOptions spec;
+};
+struct SpecBenchResult {
+  double tg_plain = 0, tg_plain_std = 0, tg_spec = 0, tg_spec_std = 0;  // generated tokens per second
+  int64_t prompt_tokens = 0, generated = 0;  // per run (the spec runs')
+  int64_t drafted = 0, accepted = 0, forwards = 0;  // per run (the last spec run)
+  bool identical = true;  // every speculative run's tokens equal the plain run's
+};
+Expected<SpecBenchResult> BenchSpeculative(const LlamaModel& model, const Vocab& vocab, const SpecBenchOptions& o);
+
+}  // namespace lowbit

@@ -1,0 +1,239 @@
+// Speculative decoding: greedy text identical to plain decoding, token for token, with prompt lookup
+// and with a draft model, over several prompts (repetitive ones included), weight types, draft
+// lengths and context limits; the draft model's vocabulary checked; prompt lookup and the draft
+// length controller on their own. The sampling rule is tested in tests/sampling/speculative_accept_test.cc.
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lowbit/engine/generate.h"
+#include "lowbit/engine/prompt_lookup.h"
+#include "lowbit/engine/speculative.h"
+#include "lowbit/formats/gguf_vocab.h"
+#include "test_data.h"
+
+namespace lowbit {
+namespace {
+
+struct Loaded {
+  std::optional<GgufFile> file;
+  std::optional<LlamaModel> model;
+  Vocab vocab;
+};
+
+Loaded Load(const std::string& rel) {
+  Loaded l;
+  auto g = GgufFile::Open(testing::SharedPath(rel));
+  EXPECT_TRUE(g.ok()) << g.status().message();
+  if (!g.ok()) return l;
+  l.file.emplace(std::move(*g));
+  auto m = LlamaModel::Load(*l.file);
+  EXPECT_TRUE(m.ok()) << m.status().message();
+  if (m.ok()) l.model.emplace(std::move(*m));
+  auto v = VocabFromGguf(*l.file);
+  EXPECT_TRUE(v.ok());
+  if (v.ok()) l.vocab = std::move(*v);
+  return l;
+}
+
+const char* kPrompts[] = {
+    "Once upon a time",
+    // Repetitive: a story told twice, to be continued (prompt lookup's case).
+    "Lily had a red ball. She liked to play with the ball in the park. One day the ball rolled away. "
+    "Lily had a red ball. She liked to play with the ball in the park. One day",
+    "Tom said: \"I want to play. I want to play. I want to play.\" Tom said:",
+    "The cat sat on the mat. The dog sat on the log. The cat",
+};
+
+GenerateStats Gen(const Loaded& l, const std::string& prompt, int64_t n, const SpeculativeOptions& spec, float repeat_penalty = 1.0f,
+                  int64_t n_ctx = 0, int threads = 1) {
+  GenerateOptions o;
+  o.prompt = prompt;
+  o.n_predict = n;
+  o.n_ctx = n_ctx;
+  o.threads = threads;
+  o.sampling.temp = 0;
+  o.sampling.repeat_penalty = repeat_penalty;
+  o.spec = spec;
+  auto st = Generate(*l.model, l.vocab, o, nullptr);
+  EXPECT_TRUE(st.ok()) << st.status().message();
+  return st.ok() ? *st : GenerateStats{};
+}
+
+void ExpectSameAsPlain(const Loaded& target, const SpeculativeOptions& spec, int64_t n, const char* what, int64_t* drafted,
+                       int64_t* accepted) {
+  for (const char* prompt : kPrompts) {
+    for (float penalty : {1.0f, 1.1f}) {
+      const GenerateStats plain = Gen(target, prompt, n, {}, penalty);
+      const GenerateStats fast = Gen(target, prompt, n, spec, penalty);
+      ASSERT_FALSE(plain.generated.empty());
+      EXPECT_EQ(fast.generated, plain.generated) << what << ", prompt: " << prompt << ", penalty " << penalty;
+      EXPECT_EQ(fast.stopped_at_eos, plain.stopped_at_eos) << what;
+      EXPECT_LE(fast.accepted, fast.drafted);
+      if (!fast.stopped_at_eos) {
+        EXPECT_EQ(fast.forwards + 1 + fast.accepted, static_cast<int64_t>(fast.generated.size()))
+            << what << ": every forward yields its accepted drafts and one token more";
+      }
+      *drafted += fast.drafted;
+      *accepted += fast.accepted;
+    }
+  }
+}
+
+class SpeculativeGreedy : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(SpeculativeGreedy, LookupIsPlainDecoding) {
+  LOWBIT_REQUIRE_SHARED();
+  const Loaded t = Load(GetParam());
+  ASSERT_TRUE(t.model.has_value());
+  int64_t drafted = 0, accepted = 0;
+  for (auto [max, adaptive] : {std::pair{16, true}, std::pair{1, false}, std::pair{5, false}}) {
+    SpeculativeOptions s{.lookup = true, .draft_max = max, .adaptive = adaptive};
+    ExpectSameAsPlain(t, s, 80, "lookup", &drafted, &accepted);
+  }
+  EXPECT_GT(accepted, 100) << "the repetitive prompts are drafted and accepted (" << accepted << "/" << drafted << ")";
+}
+
+// Target and draft: the same vocabulary, other weights.
+struct Pair {
+  const char* target;
+  const char* draft;
+};
+class SpeculativeDraftModel : public ::testing::TestWithParam<Pair> {};
+
+TEST_P(SpeculativeDraftModel, DraftModelIsPlainDecoding) {
+  LOWBIT_REQUIRE_SHARED();
+  const Loaded t = Load(GetParam().target), d = Load(GetParam().draft);
+  ASSERT_TRUE(t.model.has_value() && d.model.has_value());
+  ASSERT_TRUE(CheckDraftVocabulary("target", *t.model, t.vocab, "draft", *d.model, d.vocab).ok());
+  int64_t drafted = 0, accepted = 0;
+  for (int max : {3, 16}) {
+    SpeculativeOptions s{.draft = &*d.model, .draft_max = max, .draft_min = max == 3 ? 2 : 0};
+    ExpectSameAsPlain(t, s, 64, "draft model", &drafted, &accepted);
+  }
+  EXPECT_GT(accepted, drafted / 5) << "the draft agrees with the model often (" << accepted << "/" << drafted << ")";
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, SpeculativeGreedy,
+                         ::testing::Values("models/stories5M/stories5M-f32.gguf", "models/stories5M/llamacpp/stories5M-q4_0.gguf",
+                                           "models/stories5M/llamacpp/stories5M-q4_k_m.gguf",
+                                           "models/stories260K/stories260K-f32.gguf"));
+INSTANTIATE_TEST_SUITE_P(Models, SpeculativeDraftModel,
+                         ::testing::Values(Pair{"models/stories5M/stories5M-f32.gguf", "models/stories260K/stories260K-f32.gguf"},
+                                           Pair{"models/stories5M/stories5M-f32.gguf", "models/stories5M/llamacpp/stories5M-q2_k.gguf"},
+                                           Pair{"models/stories5M/llamacpp/stories5M-q8_0.gguf", "models/stories5M/llamacpp/stories5M-q4_0.gguf"},
+                                           Pair{"models/stories260K/stories260K-f32.gguf", "models/stories260K/stories260K-q5_0-mix.gguf"}));
+
+TEST(Speculative, StopsWhereThePlainLoopStops) {
+  // The context's end and n_predict end generation at the same token, with any draft length.
+  LOWBIT_REQUIRE_SHARED();
+  const Loaded t = Load("models/stories5M/stories5M-f32.gguf");
+  ASSERT_TRUE(t.model.has_value());
+  const char* prompt = kPrompts[1];
+  for (int64_t n_ctx : {int64_t{70}, int64_t{85}}) {
+    const GenerateStats plain = Gen(t, prompt, 1000, {}, 1.0f, n_ctx);
+    for (int max : {4, 16}) {
+      const GenerateStats fast = Gen(t, prompt, 1000, {.lookup = true, .draft_max = max, .adaptive = false}, 1.0f, n_ctx);
+      EXPECT_EQ(fast.generated, plain.generated) << "n_ctx " << n_ctx;
+    }
+  }
+  for (int64_t n : {1, 2, 7}) {
+    EXPECT_EQ(Gen(t, prompt, n, {.lookup = true, .adaptive = false}).generated, Gen(t, prompt, n, {}).generated) << n;
+  }
+  // Two threads: the same tokens as one (and as plain decoding on two).
+  EXPECT_EQ(Gen(t, prompt, 48, {.lookup = true}, 1.0f, 0, 2).generated, Gen(t, prompt, 48, {}, 1.0f, 0, 2).generated);
+}
+
+TEST(Speculative, SamplingRunsAndKeepsCounts) {
+  LOWBIT_REQUIRE_SHARED();
+  const Loaded t = Load("models/stories260K/stories260K-f32.gguf"), d = Load("models/stories260K/stories260K-q5_0-mix.gguf");
+  ASSERT_TRUE(t.model.has_value() && d.model.has_value());
+  for (bool lookup : {true, false}) {
+    GenerateOptions o;
+    o.prompt = kPrompts[1];
+    o.n_predict = 60;
+    o.threads = 1;
+    o.sampling.seed = 5;
+    o.spec = lookup ? SpeculativeOptions{.lookup = true} : SpeculativeOptions{.draft = &*d.model};
+    auto a = Generate(*t.model, t.vocab, o, nullptr), b = Generate(*t.model, t.vocab, o, nullptr);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(a->generated, b->generated) << "the seed fixes the text (the draft length does not depend on timing)";
+    EXPECT_LE(a->accepted, a->drafted);
+    for (int32_t tok : a->generated) EXPECT_TRUE(tok >= 0 && tok < t.model->config().n_vocab);
+  }
+}
+
+TEST(Speculative, DraftWithAnotherVocabularyIsRefused) {
+  LOWBIT_REQUIRE_SHARED();
+  const Loaded t = Load("models/stories5M/stories5M-f32.gguf"), d = Load("models/stories260K/stories260K-f32.gguf");
+  ASSERT_TRUE(t.model.has_value() && d.model.has_value());
+  // stories260K and stories5M share the tok512 vocabulary.
+  EXPECT_TRUE(CheckDraftVocabulary("stories5M-f32.gguf", *t.model, t.vocab, "stories260K-f32.gguf", *d.model, d.vocab).ok());
+  Vocab bigger = d.vocab;
+  bigger.tokens.push_back("extra");
+  const Status s = CheckDraftVocabulary("stories5M-f32.gguf", *t.model, t.vocab, "other.gguf", *d.model, bigger);
+  ASSERT_FALSE(s.ok());
+  const std::string m(s.message());
+  EXPECT_NE(m.find("other.gguf"), std::string::npos) << m;
+  EXPECT_NE(m.find("stories5M-f32.gguf"), std::string::npos) << m;
+  EXPECT_NE(m.find("513 tokens"), std::string::npos) << m;
+  EXPECT_NE(m.find("512 tokens"), std::string::npos) << m;
+  EXPECT_EQ(m.find('\n'), std::string::npos);
+  // Same size, one token renamed.
+  Vocab other = t.vocab;
+  other.tokens[300] = "renamed";
+  const Status s2 = CheckDraftVocabulary("a.gguf", *t.model, t.vocab, "b.gguf", *t.model, other);
+  ASSERT_FALSE(s2.ok());
+  EXPECT_NE(std::string(s2.message()).find("token 300"), std::string::npos) << s2.message();
+}
+
+TEST(PromptLookup, DraftsTheContinuationOfARepeatedSpan) {
+  PromptLookup l;
+  const std::vector<int32_t> text = {5, 6, 7, 8, 9, 10, 11, 1, 2, 5, 6, 7};
+  l.Add(text);
+  std::vector<int32_t> d;
+  l.Draft(4, &d);
+  EXPECT_EQ(d, (std::vector<int32_t>{8, 9, 10, 11}));
+  l.Draft(2, &d);
+  EXPECT_EQ(d, (std::vector<int32_t>{8, 9}));
+  PromptLookup none;
+  none.Add(std::vector<int32_t>{1, 2, 3, 4});
+  none.Draft(4, &d);
+  EXPECT_TRUE(d.empty()) << "nothing repeats: no draft";
+  // A unigram seen once is not enough (n = 1 needs two occurrences).
+  PromptLookup once;
+  once.Add(std::vector<int32_t>{1, 2, 3, 1});
+  once.Draft(4, &d);
+  EXPECT_TRUE(d.empty());
+}
+
+TEST(DraftLength, FollowsTheAcceptRate) {
+  DraftLength fixed(0, 8, false);
+  EXPECT_EQ(fixed.Next(), 8);
+  DraftLength good(0, 16, true), bad(0, 16, true);
+  for (int i = 0; i < 40; ++i) {
+    good.Update(good.Next(), good.Next(), 1e-3 * (1 + 0.05 * good.Next()), 0);
+    bad.Update(bad.Next(), 0, 1e-3 * (1 + 0.3 * bad.Next()), 0);
+  }
+  EXPECT_GT(good.accept_rate(), 0.9);
+  EXPECT_LT(bad.accept_rate(), 0.1);
+  EXPECT_GE(good.Next(), 8);
+  // Drafts that are never accepted, where a drafted token costs 0.3 of a forward: plain steps, with a
+  // draft every 16th round (its length the cheapest guess).
+  int drafting = 0;
+  for (int i = 0; i < 48; ++i) {
+    const int k = bad.Next();
+    drafting += k > 0 ? 1 : 0;
+    bad.Update(k, 0, 1e-3 * (1 + 0.3 * k), 0);
+  }
+  EXPECT_GE(drafting, 2);
+  EXPECT_LE(drafting, 4);
+  DraftLength floor(3, 16, true);
+  for (int i = 0; i < 40; ++i) floor.Update(3, 0, 1e-3, 0);
+  EXPECT_EQ(floor.Next(), 3) << "never below --draft-min";
+}
+
+}  // namespace
+}  // namespace lowbit
