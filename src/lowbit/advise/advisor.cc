@@ -223,7 +223,7 @@ Expected<Advice> RankShapes(const Hardware& hw, const AdviseOptions& o) {
   };
   std::vector<Best> best;
   for (const SynthShape& shape : SynthShapes()) {
-    if (shape.name == "tiny" || shape.name == "stories15m") continue;
+    if (shape.name == "tiny" || shape.name.starts_with("tiny-") || shape.name == "stories15m") continue;
     const ModelSource src = ModelSource::FromShape(shape);
     const size_t first = a.candidates.size();
     for (const std::string& t : o.types.empty() ? DefaultCandidateTypes() : o.types) {

@@ -89,7 +89,30 @@ Expected<HfLlamaConfig> ParseHfConfig(std::string_view json, const std::string& 
   LOWBIT_RETURN_IF_ERROR(GetDouble(j, "rope_theta", &c.rope_theta, name));
   auto rs = j.find("rope_scaling");
   if (rs != j.end() && !rs->is_null()) {
-    return Errorf("{}: rope_scaling {} is not supported yet", name, rs->dump());
+    std::string type;
+    if (rs->is_object()) {
+      for (const char* k : {"rope_type", "type"}) {
+        if (rs->contains(k) && (*rs)[k].is_string()) type = (*rs)[k].get<std::string>();
+      }
+    }
+    if (type != "llama3" && type != "linear") {
+      return Errorf("{}: rope_scaling {} is not supported yet (llama3 and linear are)", name, rs->dump());
+    }
+    c.rope_scaling_type = type;
+    auto num = [&](const char* k, double* out) -> Status {
+      if (!rs->contains(k)) return OkStatus();
+      if (!(*rs)[k].is_number() || !((*rs)[k].get<double>() > 0)) return Errorf("{}: rope_scaling.{} must be a positive number", name, k);
+      *out = (*rs)[k].get<double>();
+      return OkStatus();
+    };
+    LOWBIT_RETURN_IF_ERROR(num("factor", &c.rope_factor));
+    LOWBIT_RETURN_IF_ERROR(num("low_freq_factor", &c.rope_low_freq_factor));
+    LOWBIT_RETURN_IF_ERROR(num("high_freq_factor", &c.rope_high_freq_factor));
+    LOWBIT_RETURN_IF_ERROR(num("original_max_position_embeddings", &c.rope_original_context));
+    if (type == "llama3" && c.rope_low_freq_factor >= c.rope_high_freq_factor) {
+      return Errorf("{}: rope_scaling low_freq_factor {} must be below high_freq_factor {}", name, c.rope_low_freq_factor,
+                    c.rope_high_freq_factor);
+    }
   }
   auto tie = j.find("tie_word_embeddings");
   if (tie != j.end() && tie->is_boolean()) c.tie_word_embeddings = tie->get<bool>();

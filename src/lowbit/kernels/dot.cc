@@ -186,9 +186,9 @@ float DotK(const uint8_t* row, const uint8_t* act, int64_t n) {
   return sum;
 }
 
-template <bool kF16>
+template <bool kF16, bool kCap = false>
 void AttendOne(const float* q, const uint8_t* k, const uint8_t* v, uint64_t stride, int64_t n_pos, int64_t hd, float scale,
-               float* att, float* out) {
+               float* att, float* out, float cap = 0.0f) {
   thread_local std::vector<float> row;  // an F16 row converted; grows once per thread
   if (row.size() < static_cast<size_t>(hd)) row.resize(static_cast<size_t>(hd));
   auto cache_row = [&](const uint8_t* cache, int64_t t) -> const float* {
@@ -202,6 +202,7 @@ void AttendOne(const float* q, const uint8_t* k, const uint8_t* v, uint64_t stri
   float mx = -INFINITY;
   for (int64_t t = 0; t < n_pos; ++t) {
     att[t] = Dot(q, cache_row(k, t), hd) * scale;
+    if constexpr (kCap) att[t] = cap * std::tanh(att[t] * (1.0f / cap));  // as llama.cpp: scale, tanh, scale
     mx = std::max(mx, att[t]);
   }
   // Softmax: the sum of the exponentials in 8 partial sums (t mod 8), combined as Dot does.
@@ -225,8 +226,20 @@ void AttendRef(const float* q, int64_t n_q, const uint8_t* k, const uint8_t* v, 
   for (int64_t g = 0; g < n_q; ++g) AttendOne<kF16>(q + g * hd, k, v, stride, n_pos, hd, scale, att + g * n_pos, out + g * hd);
 }
 
+template <bool kF16>
+void AttendCappedRef(const float* q, int64_t n_q, const uint8_t* k, const uint8_t* v, uint64_t stride, int64_t n_pos, int64_t hd,
+                     float scale, float cap, float* att, float* out) {
+  for (int64_t g = 0; g < n_q; ++g) {
+    AttendOne<kF16, true>(q + g * hd, k, v, stride, n_pos, hd, scale, att + g * n_pos, out + g * hd, cap);
+  }
+}
+
 void SwiGluRef(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = softmax::Silu(gate[i]) * up[i];
+}
+
+void GeGluRef(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = softmax::GeluTanh(gate[i]) * up[i];
 }
 
 template <GgmlType T>
@@ -357,6 +370,9 @@ void FillRefDotKernels(DotKernels* k) {
   k->attend[0] = AttendRef<false>;
   k->attend[1] = AttendRef<true>;
   k->swiglu = SwiGluRef;
+  k->geglu = GeGluRef;
+  k->attend_capped[0] = AttendCappedRef<false>;
+  k->attend_capped[1] = AttendCappedRef<true>;
   FillRefGroupedKernels(k);
   FillRefBnbKernels(k);
 }

@@ -73,6 +73,12 @@ using AttendFn = void (*)(const float* q, int64_t n_q, const uint8_t* k, const u
 // The SwiGLU FFN's gating: out[i] = softmax::Silu(gate[i]) * up[i] for i < n (out may be gate).
 // Every table's result equals the reference's bit for bit.
 using SwiGluFn = void (*)(const float* gate, const float* up, float* out, int64_t n);
+// GeGLU (gemma): out[i] = softmax::GeluTanh(gate[i]) * up[i], the same signature as SwiGluFn.
+using GeGluFn = SwiGluFn;
+// AttendFn with soft-capped scores (gemma2): att[t] = cap * tanh(scale * (q . k_t) / cap) before the
+// softmax. Reference only (every table holds the reference's function): one model family uses it.
+using AttendCappedFn = void (*)(const float* q, int64_t n_q, const uint8_t* k, const uint8_t* v, uint64_t stride, int64_t n_pos,
+                                int64_t hd, float scale, float cap, float* att, float* out);
 
 struct DotKernels {
   VecDotFn dot[kMaxTypeId] = {};
@@ -84,6 +90,8 @@ struct DotKernels {
   ActQuantFn quant_q8_0 = nullptr, quant_q8_1 = nullptr, quant_q8_k = nullptr;
   AttendFn attend[2] = {};  // F32 cache, F16 cache
   SwiGluFn swiglu = nullptr;
+  GeGluFn geglu = nullptr;
+  AttendCappedFn attend_capped[2] = {};  // F32 cache, F16 cache
   VecDotFn For(GgmlType t) const { return dot[static_cast<uint32_t>(t)]; }
   VecDot4Fn For4(GgmlType t) const { return dot4[static_cast<uint32_t>(t)]; }
   Gemm8Fn ForGemm8(GgmlType t) const { return gemm8[static_cast<uint32_t>(t)]; }

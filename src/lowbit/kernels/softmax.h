@@ -44,6 +44,17 @@ inline float Silu(float g) {
   return num / (1.0f + e);
 }
 
+// GELU, tanh form (gelu_pytorch_tanh, ggml_gelu): 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3),
+// written as x * sigmoid(2u) with the sigmoid computed as Silu's (e = Exp(-|2u|)), so that exp stays
+// inside its contract. The GeGLU kernels compute it.
+inline float GeluTanh(float x) {
+  constexpr float kTwoSqrt2OverPi = 1.5957691216057308f;  // 2 sqrt(2 / pi)
+  const float z = kTwoSqrt2OverPi * x * (1.0f + 0.044715f * x * x);
+  const float e = Exp(-std::fabs(z));
+  const float num = z >= 0.0f ? x : x * e;
+  return num / (1.0f + e);
+}
+
 // Dot's combination of 8 partial sums (kernels/matvec.h): Dot, the attention scores and the
 // softmax sum all end with it.
 inline float Combine8(const float* s) { return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])); }

@@ -15,12 +15,92 @@
 namespace lowbit {
 namespace {
 
-// Architectures whose RoPE rotates the two halves of the rotated dimensions (llama.cpp's
-// LLAMA_ROPE_TYPE_NEOX) among those whose tensors this decoder reads.
-constexpr std::array<const char*, 6> kNeoxArchs = {"qwen2", "qwen2moe", "stablelm", "gptneox", "olmo2", "starcoder2"};
+// The architectures this decoder runs (general.architecture as llama.cpp's converter writes it),
+// each a row of options; the tensors a file has switch on the rest (fused Q/K/V, q/k norms, post
+// norms, biases, RoPE factors). Facts from llama.cpp's src/models/<arch>.cpp and llama-model.cpp.
+struct ArchRow {
+  const char* name;
+  bool neox;               // LLAMA_ROPE_TYPE_NEOX
+  int ff_div;              // qwen: feed_forward_length is twice the FFN width
+  bool gelu;               // GeGLU instead of SwiGLU
+  bool embd_scale;         // embeddings times sqrt(n_embd)
+  float attn_softcap;      // default attention soft-cap (0: none; then the key is not read either)
+  float final_softcap;     // default final logit soft-cap (read from the metadata when present)
+  int64_t swa_pattern;     // default sliding-window pattern: layer l slides when l % p < p - 1 (0: none)
+  int64_t swa_window;      // default window; 0: sliding only when attention.sliding_window says so
+  bool gemma_scale;        // query scale 1/sqrt(n_embd / n_head) for the 27B shapes (gemma_pytorch)
+};
+constexpr std::array<ArchRow, 8> kArchitectures = {{
+    {"llama", false, 1, false, false, 0, 0, 0, 0, false},
+    {"qwen", true, 2, false, false, 0, 0, 0, 0, false},
+    {"qwen2", true, 1, false, false, 0, 0, 0, 0, false},
+    {"qwen3", true, 1, false, false, 0, 0, 0, 0, false},
+    {"phi3", true, 1, false, false, 0, 0, 0, 0, false},
+    {"gemma", true, 1, true, true, 0, 0, 0, 0, false},
+    {"gemma2", true, 1, true, true, 50.0f, 30.0f, 2, 4096, true},
+    {"gemma3", true, 1, true, true, 0, 0, 6, 0, true},
+}};
+
+// A float from the metadata, or `def`.
+float FloatKey(const GgufFile& g, const std::string& key, float def) {
+  const GgufValue* v = g.Find(key);
+  return v != nullptr && v->AsFloat() ? static_cast<float>(*v->AsFloat()) : def;
+}
+
+// Sliding-window layers: attention.sliding_window_pattern as a number p (layer l slides when
+// l % p < p - 1) or as an array of booleans, else the architecture's default pattern.
+Status ReadSwaLayers(const GgufFile& g, const ArchRow& row, LlamaConfig* c) {
+  const std::string key = c->arch + ".attention.sliding_window_pattern";
+  c->swa_layers.assign(static_cast<size_t>(c->n_layer), 0);
+  const GgufValue* v = g.Find(key);
+  if (v != nullptr && v->is_array()) {
+    if (v->elements().size() != static_cast<size_t>(c->n_layer)) {
+      return Errorf("{}: {} has {} entries for {} layers", g.name(), key, v->elements().size(), c->n_layer);
+    }
+    for (size_t l = 0; l < v->elements().size(); ++l) {
+      const auto b = v->elements()[l].AsUInt();
+      if (!b) return Errorf("{}: {} entry {} is not a boolean", g.name(), key, l);
+      c->swa_layers[l] = *b != 0 ? 1 : 0;
+    }
+    return OkStatus();
+  }
+  int64_t p = row.swa_pattern;
+  if (v != nullptr) {
+    if (!v->AsUInt()) return Errorf("{}: {} must be a number or an array of booleans", g.name(), key);
+    p = static_cast<int64_t>(*v->AsUInt());
+  }
+  for (int64_t l = 0; l < c->n_layer; ++l) c->swa_layers[l] = p == 0 || l % p < p - 1 ? 1 : 0;
+  return OkStatus();
+}
+
+// RoPE scaling as llama.cpp reads it: rope.scaling.type (linear by default; none, linear and
+// longrope computed the same way here), rope.scaling.factor, .attn_factor, .original_context_length.
+Status ReadRopeScaling(const GgufFile& g, LlamaConfig* c) {
+  const std::string p = c->arch + ".rope.";
+  if (const GgufValue* v = g.Find(p + "scaling.type"); v != nullptr && v->AsString()) {
+    const std::string& t = *v->AsString();
+    if (t == "yarn") return Errorf("{}: RoPE scaling '{}' is not supported yet (none, linear and longrope are)", g.name(), t);
+    if (t != "none" && t != "linear" && t != "longrope") return Errorf("{}: unknown RoPE scaling type '{}'", g.name(), t);
+    if (t == "none") return OkStatus();
+  }
+  float factor = FloatKey(g, p + "scaling.factor", 0.0f);
+  if (factor == 0.0f) factor = FloatKey(g, p + "scale_linear", 0.0f);
+  if (!(factor >= 0.0f) || !std::isfinite(factor)) return Errorf("{}: {}scaling.factor = {} is invalid", g.name(), p, factor);
+  c->rope_freq_scale = factor == 0.0f ? 1.0f : 1.0f / factor;
+  c->rope_attn_factor = FloatKey(g, p + "scaling.attn_factor", 1.0f);
+  if (const GgufValue* v = g.Find(p + "scaling.original_context_length"); v && v->AsUInt()) {
+    c->n_ctx_orig = static_cast<int64_t>(*v->AsUInt());
+  }
+  return OkStatus();
+}
 
 Expected<LlamaConfig> ReadConfig(const GgufFile& g) {
   LOWBIT_ASSIGN_OR_RETURN(std::string arch, g.GetString("general.architecture"));
+  const ArchRow* row = nullptr;
+  for (const ArchRow& r : kArchitectures) {
+    if (arch == r.name) row = &r;
+  }
+  if (row == nullptr) return Errorf("{}: architecture '{}' is not supported; lowbit runs {}", g.name(), arch, KnownArchitectures());
   auto u = [&](const std::string& key) -> Expected<int64_t> {
     LOWBIT_ASSIGN_OR_RETURN(uint64_t v, g.GetUInt(arch + "." + key));
     if (v == 0 || v > (1u << 24)) return Errorf("{}: {}.{} = {} is out of range", g.name(), arch, key, v);
@@ -28,21 +108,49 @@ Expected<LlamaConfig> ReadConfig(const GgufFile& g) {
   };
   LlamaConfig c;
   c.arch = arch;
-  c.rope_neox = std::find_if(kNeoxArchs.begin(), kNeoxArchs.end(), [&](const char* a) { return arch == a; }) != kNeoxArchs.end();
+  c.rope_neox = row->neox;
   LOWBIT_ASSIGN_OR_RETURN(c.n_embd, u("embedding_length"));
   LOWBIT_ASSIGN_OR_RETURN(c.n_layer, u("block_count"));
   LOWBIT_ASSIGN_OR_RETURN(c.n_head, u("attention.head_count"));
   LOWBIT_ASSIGN_OR_RETURN(c.n_ff, u("feed_forward_length"));
   LOWBIT_ASSIGN_OR_RETURN(c.n_ctx_train, u("context_length"));
   c.n_head_kv = g.Find(arch + ".attention.head_count_kv") ? *u("attention.head_count_kv") : c.n_head;
-  if (c.n_embd % c.n_head != 0 || c.n_head % c.n_head_kv != 0) {
-    return Errorf("{}: {} heads / {} KV heads do not divide embedding length {}", g.name(), c.n_head, c.n_head_kv, c.n_embd);
+  if (c.n_head % c.n_head_kv != 0) return Errorf("{}: {} heads are not a multiple of {} KV heads", g.name(), c.n_head, c.n_head_kv);
+  if (c.n_ff % row->ff_div != 0) return Errorf("{}: {}.feed_forward_length {} is odd", g.name(), arch, c.n_ff);
+  c.n_ff /= row->ff_div;
+  if (g.Find(arch + ".attention.key_length")) {
+    LOWBIT_ASSIGN_OR_RETURN(c.head_dim, u("attention.key_length"));
+    const int64_t v = g.Find(arch + ".attention.value_length") ? *u("attention.value_length") : c.head_dim;
+    if (v != c.head_dim) return Errorf("{}: key length {} and value length {} differ; lowbit needs them equal", g.name(), c.head_dim, v);
+  } else {
+    if (c.n_embd % c.n_head != 0) return Errorf("{}: {} heads do not divide embedding length {}", g.name(), c.n_head, c.n_embd);
+    c.head_dim = c.n_embd / c.n_head;
   }
-  c.head_dim = c.n_embd / c.n_head;
   c.rope_dim = g.Find(arch + ".rope.dimension_count") ? *u("rope.dimension_count") : c.head_dim;
   if (c.rope_dim > c.head_dim || c.rope_dim % 2 != 0) return Errorf("{}: rope dimension {} is invalid", g.name(), c.rope_dim);
-  if (const GgufValue* v = g.Find(arch + ".rope.freq_base"); v && v->AsFloat()) c.rope_freq_base = static_cast<float>(*v->AsFloat());
-  if (const GgufValue* v = g.Find(arch + ".attention.layer_norm_rms_epsilon"); v && v->AsFloat()) c.rms_eps = static_cast<float>(*v->AsFloat());
+  c.rope_freq_base = FloatKey(g, arch + ".rope.freq_base", c.rope_freq_base);
+  c.rms_eps = FloatKey(g, arch + ".attention.layer_norm_rms_epsilon", c.rms_eps);
+  LOWBIT_RETURN_IF_ERROR(ReadRopeScaling(g, &c));
+  if (c.n_ctx_orig == 0) c.n_ctx_orig = c.n_ctx_train;
+  // Sliding window (gemma2: always, 4096 unless said; gemma3: when attention.sliding_window is set).
+  c.n_swa = row->swa_window;
+  if (const GgufValue* v = g.Find(arch + ".attention.sliding_window"); v && v->AsUInt()) c.n_swa = static_cast<int64_t>(*v->AsUInt());
+  if (row->swa_pattern == 0) c.n_swa = 0;  // phi3's window is off in llama.cpp too
+  if (c.n_swa > 0) {
+    LOWBIT_RETURN_IF_ERROR(ReadSwaLayers(g, *row, &c));
+    // gemma2: the sliding layers keep the global base unless rope.freq_base_swa says; gemma3: 10000.
+    c.rope_freq_base_swa = FloatKey(g, arch + ".rope.freq_base_swa", arch == "gemma2" ? c.rope_freq_base : 10000.0f);
+  } else {
+    c.swa_layers.assign(static_cast<size_t>(c.n_layer), 0);
+  }
+  c.attn_softcap = row->attn_softcap > 0 ? FloatKey(g, arch + ".attn_logit_softcapping", row->attn_softcap) : 0.0f;
+  c.final_softcap = FloatKey(g, arch + ".final_logit_softcapping", row->final_softcap);
+  if (!(c.attn_softcap >= 0) || !(c.final_softcap >= 0)) return Errorf("{}: a logit soft-cap is negative", g.name());
+  // Query scale: 1/sqrt(head_dim); gemma2/3 27B (46 / 62 layers): 1/sqrt(n_embd / n_head), as llama.cpp.
+  const bool big_gemma = row->gemma_scale && ((arch == "gemma2" && c.n_layer == 46) || (arch == "gemma3" && c.n_layer == 62));
+  c.attn_scale = 1.0f / std::sqrt(static_cast<float>(big_gemma ? c.n_embd / c.n_head : c.head_dim));
+  c.embd_scale = row->embd_scale ? std::sqrt(static_cast<float>(c.n_embd)) : 1.0f;
+  c.ffn_gelu = row->gelu;
   const GgufTensorInfo* emb = g.FindTensor("token_embd.weight");
   if (emb == nullptr || emb->n_dims != 2) return Errorf("{}: tensor 'token_embd.weight' is missing", g.name());
   c.n_vocab = static_cast<int64_t>(emb->dims[1]);
@@ -71,7 +179,10 @@ class WeightLister {
               bool required = true, bool* found = nullptr) {
     const GgufTensorInfo* t = g_.FindTensor(name);
     if (found != nullptr) *found = t != nullptr;
-    if (t == nullptr) return required ? Errorf("{}: tensor '{}' is missing", g_.name(), name) : OkStatus();
+    if (t == nullptr) {
+      return required ? Errorf("{}: tensor '{}' of shape [{}, {}] is missing (architecture {})", g_.name(), name, cols, rows, c_.arch)
+                      : OkStatus();
+    }
     // A weight stored with its columns regrouped or padded (a GPTQ / AWQ folder opened by
     // pipeline/model_source.h) comes with its input map: stored column -> input column, -1 padding.
     // Its rows are whole: the stored columns, read against inputs of `cols`.
@@ -118,11 +229,16 @@ class WeightLister {
     out_->push_back({{t, 0, 1, b, len, static_cast<uint64_t>(n) * 4}, nullptr, out});
     return OkStatus();
   }
-  Status Norm(const std::string& name, WeightView* v) {
-    LOWBIT_RETURN_IF_ERROR(Whole(name, 1, c_.n_embd, v));
-    if (v->type != GgmlType::kF32) return Errorf("{}: norm weight '{}' is {}, expected F32", g_.name(), name, TypeInfo(v->type).name);
+  // A norm weight of n elements (n_embd by default); `required` false: absent leaves v->data null.
+  Status Norm(const std::string& name, WeightView* v, int64_t n = 0, bool required = true) {
+    bool found = true;
+    LOWBIT_RETURN_IF_ERROR(Whole(name, 1, n > 0 ? n : c_.n_embd, v, required, &found));
+    if (found && v->type != GgmlType::kF32) {
+      return Errorf("{}: norm weight '{}' is {}, expected F32", g_.name(), name, TypeInfo(v->type).name);
+    }
     return OkStatus();
   }
+  bool Has(const std::string& name) const { return g_.FindTensor(name) != nullptr; }
 
  private:
   // The input map of `t`: I32, one entry per stored column, each an input column below `in_cols` or -1.
@@ -151,33 +267,81 @@ class WeightLister {
   std::vector<Held>* out_;
 };
 
+// Q, K and V of layer prefix `b`: attn_q/k/v, or row ranges of a fused attn_qkv [q | k | v] (the
+// rank's query rows, then its K and V rows; biases likewise from attn_qkv.bias or separate ones).
+Status ListAttention(WeightLister& w, const LlamaConfig& c, const ShardPlan& p, const std::string& b, LlamaModel::Layer& L) {
+  const int64_t hd = c.head_dim, q = c.n_head * hd, kv = c.n_head_kv * hd, E = c.n_embd;
+  const ShardRange q_rows{p.heads.begin * hd, p.heads.count * hd}, kv_rows{p.kv_heads.begin * hd, p.kv_heads.count * hd};
+  if (w.Has(b + "attn_qkv.weight")) {
+    const std::string n = b + "attn_qkv.weight", nb = b + "attn_qkv.bias";
+    const int64_t all = q + 2 * kv;
+    const ShardRange k_rows{q + kv_rows.begin, kv_rows.count}, v_rows{q + kv + kv_rows.begin, kv_rows.count};
+    LOWBIT_RETURN_IF_ERROR(w.Part(n, all, E, q_rows, {0, E}, &L.wq));
+    LOWBIT_RETURN_IF_ERROR(w.Part(n, all, E, k_rows, {0, E}, &L.wk));
+    LOWBIT_RETURN_IF_ERROR(w.Part(n, all, E, v_rows, {0, E}, &L.wv));
+    if (w.Has(nb)) {
+      LOWBIT_RETURN_IF_ERROR(w.Bias(nb, all, q_rows, &L.bq));
+      LOWBIT_RETURN_IF_ERROR(w.Bias(nb, all, k_rows, &L.bk));
+      return w.Bias(nb, all, v_rows, &L.bv);
+    }
+  } else {
+    LOWBIT_RETURN_IF_ERROR(w.Part(b + "attn_q.weight", q, E, q_rows, {0, E}, &L.wq));
+    LOWBIT_RETURN_IF_ERROR(w.Part(b + "attn_k.weight", kv, E, kv_rows, {0, E}, &L.wk));
+    LOWBIT_RETURN_IF_ERROR(w.Part(b + "attn_v.weight", kv, E, kv_rows, {0, E}, &L.wv));
+  }
+  LOWBIT_RETURN_IF_ERROR(w.Bias(b + "attn_q.bias", q, q_rows, &L.bq));
+  LOWBIT_RETURN_IF_ERROR(w.Bias(b + "attn_k.bias", kv, kv_rows, &L.bk));
+  return w.Bias(b + "attn_v.bias", kv, kv_rows, &L.bv);
+}
+
+// Gate and up of layer prefix `b`: ffn_gate and ffn_up, or one ffn_up of 2 n_ff rows holding the
+// gate then the up rows (phi3), each cut to the rank's FFN columns.
+Status ListFfn(WeightLister& w, const LlamaConfig& c, const ShardPlan& p, const std::string& b, LlamaModel::Layer& L) {
+  const int64_t E = c.n_embd, ff = c.n_ff;
+  if (!w.Has(b + "ffn_gate.weight") && w.Has(b + "ffn_up.weight")) {
+    LOWBIT_RETURN_IF_ERROR(w.Part(b + "ffn_up.weight", 2 * ff, E, p.ff, {0, E}, &L.gate));
+    return w.Part(b + "ffn_up.weight", 2 * ff, E, {ff + p.ff.begin, p.ff.count}, {0, E}, &L.up);
+  }
+  LOWBIT_RETURN_IF_ERROR(w.Part(b + "ffn_gate.weight", ff, E, p.ff, {0, E}, &L.gate));
+  return w.Part(b + "ffn_up.weight", ff, E, p.ff, {0, E}, &L.up);
+}
+
+// RoPE frequency factors: rope_freqs (Llama 3.x), rope_factors_long / _short (phi3), [rope_dim / 2] F32.
+Status ListRopeFactors(WeightLister& w, const LlamaConfig& c, LlamaModel& m) {
+  const int64_t n = c.rope_dim / 2;
+  LOWBIT_RETURN_IF_ERROR(w.Bias("rope_freqs.weight", n, {0, n}, &m.rope_freqs));
+  LOWBIT_RETURN_IF_ERROR(w.Bias("rope_factors_long.weight", n, {0, n}, &m.rope_long));
+  return w.Bias("rope_factors_short.weight", n, {0, n}, &m.rope_short);
+}
+
 // Lists rank p.rank's weights into `held` and their shapes into `m`. *tied: the classifier is the
 // embedding (no output.weight), so m.output is cut from m.token_embd once placed.
 Status ListWeights(const GgufFile& g, const LlamaConfig& c, const ShardPlan& p, LlamaModel& m, std::vector<Held>* held, bool* tied) {
   WeightLister w(g, c, held);
-  const int64_t hd = c.head_dim, kv = c.n_head_kv * hd;
-  const ShardRange q_rows{p.heads.begin * hd, p.heads.count * hd}, kv_rows{p.kv_heads.begin * hd, p.kv_heads.count * hd};
+  const int64_t hd = c.head_dim, q = c.n_head * hd;
+  const ShardRange q_rows{p.heads.begin * hd, p.heads.count * hd};
   LOWBIT_RETURN_IF_ERROR(w.Whole("token_embd.weight", c.n_vocab, c.n_embd, &m.token_embd));
   LOWBIT_RETURN_IF_ERROR(w.Norm("output_norm.weight", &m.output_norm));
   bool has_output = false;
   LOWBIT_RETURN_IF_ERROR(w.Part("output.weight", c.n_vocab, c.n_embd, p.vocab, {0, c.n_embd}, &m.output, false, &has_output));
   *tied = !has_output;
+  LOWBIT_RETURN_IF_ERROR(ListRopeFactors(w, c, m));
+  // The norms an architecture requires (others are read when present).
+  const bool qk_norm = c.arch == "qwen3" || c.arch == "gemma3", post_norms = c.arch == "gemma2" || c.arch == "gemma3";
   m.layers.resize(c.n_layer);
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
     LlamaModel::Layer& L = m.layers[l];
     LOWBIT_RETURN_IF_ERROR(w.Norm(b + "attn_norm.weight", &L.attn_norm));
-    LOWBIT_RETURN_IF_ERROR(w.Part(b + "attn_q.weight", c.n_embd, c.n_embd, q_rows, {0, c.n_embd}, &L.wq));
-    LOWBIT_RETURN_IF_ERROR(w.Part(b + "attn_k.weight", kv, c.n_embd, kv_rows, {0, c.n_embd}, &L.wk));
-    LOWBIT_RETURN_IF_ERROR(w.Part(b + "attn_v.weight", kv, c.n_embd, kv_rows, {0, c.n_embd}, &L.wv));
-    LOWBIT_RETURN_IF_ERROR(w.Part(b + "attn_output.weight", c.n_embd, c.n_embd, {0, c.n_embd}, q_rows, &L.wo));
+    LOWBIT_RETURN_IF_ERROR(ListAttention(w, c, p, b, L));
+    LOWBIT_RETURN_IF_ERROR(w.Part(b + "attn_output.weight", c.n_embd, q, {0, c.n_embd}, q_rows, &L.wo));
+    LOWBIT_RETURN_IF_ERROR(w.Norm(b + "attn_q_norm.weight", &L.q_norm, hd, qk_norm));
+    LOWBIT_RETURN_IF_ERROR(w.Norm(b + "attn_k_norm.weight", &L.k_norm, hd, qk_norm));
+    LOWBIT_RETURN_IF_ERROR(w.Norm(b + "post_attention_norm.weight", &L.attn_post_norm, 0, post_norms));
     LOWBIT_RETURN_IF_ERROR(w.Norm(b + "ffn_norm.weight", &L.ffn_norm));
-    LOWBIT_RETURN_IF_ERROR(w.Part(b + "ffn_gate.weight", c.n_ff, c.n_embd, p.ff, {0, c.n_embd}, &L.gate));
-    LOWBIT_RETURN_IF_ERROR(w.Part(b + "ffn_up.weight", c.n_ff, c.n_embd, p.ff, {0, c.n_embd}, &L.up));
+    LOWBIT_RETURN_IF_ERROR(ListFfn(w, c, p, b, L));
     LOWBIT_RETURN_IF_ERROR(w.Part(b + "ffn_down.weight", c.n_embd, c.n_ff, {0, c.n_embd}, p.ff, &L.down));
-    LOWBIT_RETURN_IF_ERROR(w.Bias(b + "attn_q.bias", c.n_embd, q_rows, &L.bq));
-    LOWBIT_RETURN_IF_ERROR(w.Bias(b + "attn_k.bias", kv, kv_rows, &L.bk));
-    LOWBIT_RETURN_IF_ERROR(w.Bias(b + "attn_v.bias", kv, kv_rows, &L.bv));
+    LOWBIT_RETURN_IF_ERROR(w.Norm(b + "post_ffw_norm.weight", &L.ffn_post_norm, 0, post_norms));
   }
   return OkStatus();
 }
@@ -247,6 +411,22 @@ uint64_t FingerprintOf(const LlamaConfig& c, const std::vector<Held>& held, bool
 }
 
 }  // namespace
+
+std::string KnownArchitectures() {
+  std::string s;
+  for (const ArchRow& r : kArchitectures) s += std::string(s.empty() ? "" : ", ") + r.name;
+  return s;
+}
+
+bool LlamaModel::PlainLlama() const {
+  const LlamaConfig& c = cfg_;
+  for (const Layer& L : layers) {
+    if (L.q_norm.data || L.k_norm.data || L.attn_post_norm.data || L.ffn_post_norm.data) return false;
+  }
+  return c.n_swa == 0 && c.rope_freq_scale == 1.0f && c.rope_attn_factor == 1.0f && c.attn_softcap == 0 && c.final_softcap == 0 &&
+         c.embd_scale == 1.0f && !c.ffn_gelu && c.attn_scale == 1.0f / std::sqrt(static_cast<float>(c.head_dim)) &&
+         c.head_dim * c.n_head == c.n_embd && !rope_freqs && !rope_long && !rope_short;
+}
 
 Expected<LlamaModel> LlamaModel::Load(const GgufFile& g, int rank, int ranks) {
   return Load(g, LoadOptions{.rank = rank, .ranks = ranks});
@@ -347,18 +527,29 @@ LlamaSession::LlamaSession(const LlamaModel& model, const SessionOptions& o)
       names_.push_back("blk." + std::to_string(l) + "." + w + ".weight");
     }
   }
-  // RoPE table: theta_i = pos * base^(-2i/rope_dim), as llama.cpp computes it.
+  // RoPE tables, as ggml's rope computes them: theta_i = pos * scale * base^(-2i/rope_dim) / factor_i,
+  // cos and sin times the attn factor. Table 0 for global layers (the file's frequency factors:
+  // rope_freqs, or phi3's long factors when the context exceeds the original one, else its short
+  // ones), table 1 for sliding-window layers (their own base, no scaling).
   const int64_t half = sz.rope_half;
-  rope_cos_.resize(n_ctx_ * half);
-  rope_sin_.resize(n_ctx_ * half);
-  for (int64_t p = 0; p < n_ctx_; ++p) {
-    for (int64_t i = 0; i < half; ++i) {
-      const double theta = static_cast<double>(p) * std::pow(static_cast<double>(c_.rope_freq_base),
-                                                              -2.0 * static_cast<double>(i) / static_cast<double>(c_.rope_dim));
-      rope_cos_[p * half + i] = static_cast<float>(std::cos(theta));
-      rope_sin_[p * half + i] = static_cast<float>(std::sin(theta));
+  rope_cos_.resize(sz.rope_tables * n_ctx_ * half);
+  rope_sin_.resize(sz.rope_tables * n_ctx_ * half);
+  const float* factors = m_.rope_freqs != nullptr ? m_.rope_freqs : n_ctx_ > c_.n_ctx_orig ? m_.rope_long : m_.rope_short;
+  for (int64_t table = 0; table < sz.rope_tables; ++table) {
+    const double base = table == 0 ? c_.rope_freq_base : c_.rope_freq_base_swa;
+    const double scale = table == 0 ? c_.rope_freq_scale : 1.0;
+    const double mscale = c_.rope_attn_factor;
+    for (int64_t p = 0; p < n_ctx_; ++p) {
+      for (int64_t i = 0; i < half; ++i) {
+        double theta = static_cast<double>(p) * scale * std::pow(base, -2.0 * static_cast<double>(i) / static_cast<double>(c_.rope_dim));
+        if (table == 0 && factors != nullptr) theta /= static_cast<double>(factors[i]);
+        const int64_t at = (table * n_ctx_ + p) * half + i;
+        rope_cos_[at] = static_cast<float>(std::cos(theta) * mscale);
+        rope_sin_[at] = static_cast<float>(std::sin(theta) * mscale);
+      }
     }
   }
+  glu_ = c_.ffn_gelu ? ActiveDotKernels().geglu : ActiveDotKernels().swiglu;
 }
 
 void LlamaSession::Linears(std::initializer_list<LinearJob> jobs, int64_t n) {
@@ -419,10 +610,13 @@ void LlamaSession::StoreKv(int64_t l, int64_t n) {
 void LlamaSession::Attention(int64_t l, int64_t n) {
   const int64_t hd = c_.head_dim, heads = m_.local_heads(), group = c_.n_head / c_.n_head_kv;
   const size_t el = kv_f16_ ? 2 : 4;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = c_.attn_scale, cap = c_.attn_softcap;
   const int64_t n_ctx = n_ctx_, q_dim = q_dim_;
   const uint64_t stride = static_cast<uint64_t>(kv_dim_) * el;
   const AttendFn attend = ActiveDotKernels().ForAttend(kv_f16_);
+  const AttendCappedFn attend_capped = ActiveDotKernels().attend_capped[kv_f16_ ? 1 : 0];
+  // A sliding-window layer's token at pos reads positions (pos - n_swa, pos] (llama.cpp's standard window).
+  const int64_t window = c_.swa_layers[l] != 0 ? c_.n_swa : 0;
   // This rank's query heads [h0, h0 + heads) and the KV heads [kv0, kv0 + kv_heads) they read (whole
   // groups, or parts of groups when KV heads are replicated over ranks).
   const int64_t kv_heads = m_.local_kv_heads(), h0 = m_.plan().heads.begin, kv0 = m_.plan().kv_heads.begin;
@@ -433,11 +627,14 @@ void LlamaSession::Attention(int64_t l, int64_t n) {
       // Token b, KV head hk, and this rank's query heads [q0, q1) that read it: positions [0, pos] of its sequence.
       const int64_t b = static_cast<int64_t>(item) / kv_heads, hk = static_cast<int64_t>(item) % kv_heads;
       const int64_t q0 = std::max(h0, (kv0 + hk) * group) - h0, q1 = std::min(h0 + heads, (kv0 + hk + 1) * group) - h0;
-      const uint64_t head_off = static_cast<uint64_t>(hk * hd) * el;
-      const uint8_t* kc = kv_.data() + KvOffset(l, 0, batch_[b].seq);
-      const uint8_t* vc = kv_.data() + KvOffset(l, 1, batch_[b].seq);
-      attend(q_.data() + b * q_dim + q0 * hd, q1 - q0, kc + head_off, vc + head_off, stride, batch_[b].pos + 1, hd, scale,
-             att.data(), att_out_.data() + b * q_dim + q0 * hd);
+      const int64_t first = window > 0 ? std::max<int64_t>(0, batch_[b].pos + 1 - window) : 0;
+      const uint64_t head_off = static_cast<uint64_t>(hk * hd) * el + static_cast<uint64_t>(first) * stride;
+      const uint8_t* kc = kv_.data() + KvOffset(l, 0, batch_[b].seq) + head_off;
+      const uint8_t* vc = kv_.data() + KvOffset(l, 1, batch_[b].seq) + head_off;
+      const float* qh = q_.data() + b * q_dim + q0 * hd;
+      float* out = att_out_.data() + b * q_dim + q0 * hd;
+      if (cap > 0) attend_capped(qh, q1 - q0, kc, vc, stride, batch_[b].pos + 1 - first, hd, scale, cap, att.data(), out);
+      else attend(qh, q1 - q0, kc, vc, stride, batch_[b].pos + 1 - first, hd, scale, att.data(), out);
     }
   };
   const size_t items = static_cast<size_t>(n * kv_heads);
@@ -448,7 +645,7 @@ void LlamaSession::Attention(int64_t l, int64_t n) {
 }
 
 void LlamaSession::SwiGlu(int64_t count) {
-  const SwiGluFn swiglu = ActiveDotKernels().swiglu;
+  const SwiGluFn swiglu = glu_;
   auto run = [&](size_t begin, size_t end) {
     swiglu(hb_.data() + begin, hb2_.data() + begin, hb_.data() + begin, static_cast<int64_t>(end - begin));
   };
@@ -458,12 +655,12 @@ void LlamaSession::SwiGlu(int64_t count) {
   else run(0, static_cast<size_t>(count));
 }
 
-void LlamaSession::Rope(float* vec, int64_t width, int64_t heads, int64_t n) {
+void LlamaSession::Rope(float* vec, int64_t width, int64_t heads, int64_t n, int table) {
   const int64_t hd = c_.head_dim, half = c_.rope_dim / 2;
   const int64_t stride = c_.rope_neox ? half : 1, step = c_.rope_neox ? 1 : 2;
   for (int64_t b = 0; b < n; ++b) {
-    const float* cs = rope_cos_.data() + batch_[b].pos * half;
-    const float* sn = rope_sin_.data() + batch_[b].pos * half;
+    const float* cs = rope_cos_.data() + (table * n_ctx_ + batch_[b].pos) * half;
+    const float* sn = rope_sin_.data() + (table * n_ctx_ + batch_[b].pos) * half;
     for (int64_t h = 0; h < heads; ++h) {
       float* v = vec + b * width + h * hd;
       for (int64_t i = 0; i < half; ++i) {
@@ -482,6 +679,21 @@ void LlamaSession::Observe(int64_t l, int k, const float* v, int64_t width, int6
   for (int64_t b = 0; b < n; ++b) observer_(names_[l * 7 + k], v + b * width, width);
 }
 
+void LlamaSession::HeadNorm(float* vec, int64_t width, int64_t heads, int64_t n, const WeightView& w) {
+  const int64_t hd = c_.head_dim;
+  for (int64_t b = 0; b < n; ++b) {
+    for (int64_t h = 0; h < heads; ++h) {
+      float* v = vec + b * width + h * hd;
+      RmsNorm(v, w, hd, c_.rms_eps, v);
+    }
+  }
+}
+
+void LlamaSession::NormInPlace(float* v, int64_t n, const WeightView& w) {
+  const int64_t E = c_.n_embd;
+  for (int64_t b = 0; b < n; ++b) RmsNorm(v + b * E, w, E, c_.rms_eps, v + b * E);
+}
+
 void LlamaSession::NormAll(const WeightView& w, int64_t n) {
   const int64_t E = c_.n_embd;
   for (int64_t b = 0; b < n; ++b) RmsNorm(x_.data() + b * E, w, E, c_.rms_eps, xb_.data() + b * E);
@@ -493,13 +705,17 @@ void LlamaSession::AttentionPart(int64_t l, int64_t n) {
   NormAll(L.attn_norm, n);
   for (int k = 0; k < 3; ++k) Observe(l, k, xb_.data(), E, n);
   Linears({{&L.wq, xb_.data(), q_.data(), L.bq}, {&L.wk, xb_.data(), k_.data(), L.bk}, {&L.wv, xb_.data(), v_.data(), L.bv}}, n);
-  Rope(q_.data(), q_dim_, m_.local_heads(), n);
-  Rope(k_.data(), kv_dim_, m_.local_kv_heads(), n);
+  if (L.q_norm.data != nullptr) HeadNorm(q_.data(), q_dim_, m_.local_heads(), n, L.q_norm);
+  if (L.k_norm.data != nullptr) HeadNorm(k_.data(), kv_dim_, m_.local_kv_heads(), n, L.k_norm);
+  const int table = c_.swa_layers[l] != 0 ? 1 : 0;
+  Rope(q_.data(), q_dim_, m_.local_heads(), n, table);
+  Rope(k_.data(), kv_dim_, m_.local_kv_heads(), n, table);
   StoreKv(l, n);
   Attention(l, n);
   Observe(l, 3, att_out_.data(), q_dim_, n);
   Linear(L.wo, att_out_.data(), n, proj_.data());
   comm_->AllReduceSum(proj_.data(), n * E);
+  if (L.attn_post_norm.data != nullptr) NormInPlace(proj_.data(), n, L.attn_post_norm);
 }
 
 void LlamaSession::FfnPart(int64_t l, int64_t n) {
@@ -513,6 +729,7 @@ void LlamaSession::FfnPart(int64_t l, int64_t n) {
   Observe(l, 6, hb_.data(), ff, n);
   Linear(L.down, hb_.data(), n, proj_.data());
   comm_->AllReduceSum(proj_.data(), n * E);
+  if (L.ffn_post_norm.data != nullptr) NormInPlace(proj_.data(), n, L.ffn_post_norm);
 }
 
 void LlamaSession::AddProj(int64_t n) {
@@ -527,6 +744,9 @@ void LlamaSession::Step(int64_t n, int64_t n_want, float* logits) {
     LOWBIT_CHECK_MSG(t.seq >= 0 && t.seq < n_seq_ && t.pos >= 0 && t.pos < n_ctx_, "sequence {} position {} outside {} x {}", t.seq,
                      t.pos, n_seq_, n_ctx_);
     DequantizeRowOf(m_.token_embd.type, m_.token_embd.data, E, t.token, x_.data() + b * E);
+    if (c_.embd_scale != 1.0f) {
+      for (int64_t i = 0; i < E; ++i) x_[b * E + i] *= c_.embd_scale;
+    }
   }
   for (int64_t l = 0; l < c_.n_layer; ++l) {
     AttentionPart(l, n);
@@ -540,14 +760,19 @@ void LlamaSession::Step(int64_t n, int64_t n_want, float* logits) {
 }
 
 void LlamaSession::Classify(int64_t n, float* logits) {
+  const int64_t V = c_.n_vocab;
   if (m_.ranks() == 1) {
     Linear(m_.output, xb_.data(), n, logits);
-    return;
+  } else {
+    // This rank's vocabulary rows, then every rank's rows gathered token by token.
+    const int64_t part = m_.output.rows;
+    Linear(m_.output, xb_.data(), n, part_logits_.data());
+    for (int64_t b = 0; b < n; ++b) comm_->AllGatherV(part_logits_.data() + b * part, vocab_counts_, logits + b * V);
   }
-  // This rank's vocabulary rows, then every rank's rows gathered token by token.
-  const int64_t part = m_.output.rows, V = c_.n_vocab;
-  Linear(m_.output, xb_.data(), n, part_logits_.data());
-  for (int64_t b = 0; b < n; ++b) comm_->AllGatherV(part_logits_.data() + b * part, vocab_counts_, logits + b * V);
+  if (const float cap = c_.final_softcap; cap > 0) {
+    const float inv = 1.0f / cap;  // as llama.cpp: scale by 1/cap, tanh, scale by cap
+    for (int64_t i = 0; i < n * V; ++i) logits[i] = cap * std::tanh(logits[i] * inv);
+  }
 }
 
 void LlamaSession::OutputNorm(const float* x, int64_t n, float* out) const {

@@ -3,6 +3,19 @@
 // grouped-query attention with an F32 or F16 KV cache, SwiGLU FFN, optional Q/K/V biases, tied or
 // separate output. Hyperparameters come from GGUF metadata (`<arch>.*`).
 //
+// One forward for every architecture it knows (kArchitectures in llama.cc: llama, qwen, qwen2,
+// qwen3, phi3, gemma, gemma2, gemma3): an architecture is a row of options plus the tensors that
+// switch on the few operations it adds, all resolved at load time:
+// - fused tensors (attn_qkv, attn_qkv.bias; phi3's ffn_up holding gate then up) are loaded as the
+//   separate Q/K/V (gate/up) views of row ranges of one tensor, so the forward and the tensor-parallel
+//   cut see separate weights;
+// - per-head RMSNorm of q and k (attn_q_norm / attn_k_norm: qwen3, gemma3), post-attention and post-FFN
+//   RMSNorm (gemma2/3), head size from attention.key_length (q width != n_embd);
+// - RoPE frequency factors (rope_freqs: Llama 3.x; rope_factors_long/short: phi3, chosen by the
+//   session's context against rope.scaling.original_context_length), linear scaling, attn factor;
+// - GeGLU (tanh GELU) instead of SwiGLU, embeddings scaled by sqrt(n_embd), attention and final logit
+//   soft-capping, sliding-window layers with their own RoPE base (gemma2/3), the query scale.
+//
 // Written for tensor parallelism: a model is loaded as one rank's shard (model/shard.h says how it is
 // cut). Q/K/V, gate and up are column-parallel (the rank owns query heads with the KV heads they
 // read, and a slice of the FFN width; no communication); attention output and down are row-parallel
@@ -39,7 +52,22 @@ struct LlamaConfig {
   float rope_freq_base = 10000.0f;
   float rms_eps = 1e-5f;
   bool rope_neox = false;  // rotate (i, i + rope_dim/2) pairs instead of (2i, 2i + 1)
+  // Options of the architectures beyond llama (defaults: llama's).
+  float rope_freq_scale = 1.0f;    // 1 / rope.scaling.factor (linear scaling)
+  float rope_attn_factor = 1.0f;   // rope.scaling.attn_factor: cos and sin are multiplied by it
+  int64_t n_ctx_orig = 0;          // rope.scaling.original_context_length (phi3: long factors beyond it)
+  float rope_freq_base_swa = 10000.0f;  // sliding-window layers' RoPE base (their scale is 1)
+  int64_t n_swa = 0;               // sliding window in positions (0: none)
+  std::vector<uint8_t> swa_layers; // [n_layer]: 1 where the layer attends within the window
+  float attn_scale = 0.0f;         // scores = attn_scale * q.k (set to 1/sqrt(head_dim) unless the architecture says)
+  float attn_softcap = 0.0f;       // > 0: scores = c * tanh(scores / c) before the softmax
+  float final_softcap = 0.0f;      // > 0: logits = c * tanh(logits / c)
+  float embd_scale = 1.0f;         // embeddings multiplied by it (gemma: sqrt(n_embd))
+  bool ffn_gelu = false;           // GeGLU (tanh GELU) instead of SwiGLU
 };
+
+// The architectures LlamaModel runs, comma-separated (for messages).
+std::string KnownArchitectures();
 
 // A low-rank update of a weight (a LoRA adapter): after the weight's product, y += scale * B (A x),
 // as llama.cpp applies adapters. F32, row-major: a [rank][cols], b [rows][rank]. Whoever attaches
@@ -100,12 +128,21 @@ class LlamaModel {
   // ranks can check they loaded the same one; and a short description of it for messages.
   uint64_t fingerprint() const { return fingerprint_; }
   const std::string& description() const { return description_; }
+  // True when the model computes nothing beyond llama's operations (RoPE of either layout, biases and
+  // fused tensors allowed): what train/'s forward and backward implement.
+  bool PlainLlama() const;
 
   struct Layer {
     WeightView attn_norm, wq, wk, wv, wo, ffn_norm, gate, up, down;
     const float *bq = nullptr, *bk = nullptr, *bv = nullptr;  // this rank's slice, when present
+    // Present (data not null) only where the architecture has them: [head_dim] per-head norms of q
+    // and k before RoPE; [n_embd] norms of the attention and FFN outputs before the residual add.
+    WeightView q_norm, k_norm, attn_post_norm, ffn_post_norm;
   };
   WeightView token_embd, output_norm, output;  // output: this rank's vocabulary rows
+  // RoPE frequency factors ([rope_dim / 2], theta_i divided by them), when the file has them:
+  // rope_freqs (Llama 3.x), rope_factors_long / _short (phi3).
+  const float *rope_freqs = nullptr, *rope_long = nullptr, *rope_short = nullptr;
   std::vector<Layer> layers;
 
  private:
@@ -199,8 +236,10 @@ class LlamaSession {
   void Attention(int64_t layer, int64_t n);
   void StoreKv(int64_t layer, int64_t n);
   size_t KvOffset(int64_t layer, int kv, int32_t seq) const;  // bytes to (layer, k|v, seq, pos 0)
-  void SwiGlu(int64_t count);  // hb_ = SiLU(hb_) * hb2_ over the first count values
-  void Rope(float* vec, int64_t width, int64_t heads, int64_t n);  // at batch_[b].pos
+  void SwiGlu(int64_t count);  // hb_ = act(hb_) * hb2_ over the first count values (SiLU or GELU)
+  void Rope(float* vec, int64_t width, int64_t heads, int64_t n, int table);  // at batch_[b].pos
+  void HeadNorm(float* vec, int64_t width, int64_t heads, int64_t n, const WeightView& w);  // per-head RMSNorm
+  void NormInPlace(float* v, int64_t n, const WeightView& w);  // v[b] = RMSNorm(v[b]) for n tokens of n_embd
   void Observe(int64_t layer, int k, const float* v, int64_t width, int64_t n);
   void NormAll(const WeightView& w, int64_t n);  // xb_ = RMSNorm(x_) for n tokens
   // proj_ = the attention (FFN) block's output for x_ (tokens batch_[0, n)), summed over ranks; x_ is not changed.
@@ -224,7 +263,9 @@ class LlamaSession {
   AlignedBuffer kv_;  // [layer][k|v][seq][pos][kv_dim] in F32 or F16
   std::vector<BatchToken> batch_;  // [max_batch]: the step's tokens
   std::vector<int64_t> want_;      // [max_batch]: rows whose logits are returned
-  std::vector<float> x_, xb_, q_, k_, v_, att_out_, hb_, hb2_, proj_, logits_, rope_cos_, rope_sin_;
+  std::vector<float> x_, xb_, q_, k_, v_, att_out_, hb_, hb2_, proj_, logits_;
+  std::vector<float> rope_cos_, rope_sin_;  // [table][pos][rope_dim / 2]: table 0 global, 1 sliding-window layers
+  SwiGluFn glu_ = nullptr;                  // the FFN's gating kernel (SwiGLU or GeGLU)
   std::vector<float> lora_t_, lora_z_;  // low-rank updates' A x and B (A x); grow on first use
   std::vector<float> part_logits_;      // this rank's vocabulary rows of the logits (several ranks)
   std::vector<int64_t> vocab_counts_;   // rows per rank

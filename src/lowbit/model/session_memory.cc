@@ -58,6 +58,7 @@ SessionSizes PlanSession(const LlamaModel& model, const SessionOptions& o, const
   s.ff = model.local_ff();
   s.vocab = c.n_vocab;
   s.rope_half = c.rope_dim / 2;
+  s.rope_tables = c.n_swa > 0 ? 2 : 1;
   s.attention_group = c.n_head / c.n_head_kv;
   s.kv_bytes = static_cast<uint64_t>(c.n_layer * 2 * s.n_seq * s.n_ctx * s.kv_dim) * (o.kv_f16 ? 2 : 4);
   // Every product at a full step (the classifier too: perplexity asks for all logits).

@@ -25,6 +25,7 @@ struct SessionSizes {
   // This rank's widths, in floats per token.
   int64_t embd = 0, q_dim = 0, kv_dim = 0, ff = 0, vocab = 0;
   int64_t rope_half = 0;       // RoPE table entries per position
+  int64_t rope_tables = 1;     // 2 where sliding-window layers have their own RoPE (gemma2/3)
   int64_t attention_group = 1; // query heads per KV head
   uint64_t kv_bytes = 0;       // [layer][k|v][seq][pos][kv_dim] in F32 or F16
   // MatMulScratch at its largest: the converted activations of one full step through any of the
@@ -35,7 +36,7 @@ struct SessionSizes {
   // Float activations of one step: x, xb, proj [batch][embd]; q, att_out [batch][q_dim];
   // k, v [batch][kv_dim]; hb, hb2 [batch][ff]; and the step's tokens (BatchToken) and logit rows.
   uint64_t ActivationBytes() const;
-  uint64_t RopeBytes() const { return uint64_t{2} * static_cast<uint64_t>(n_ctx * rope_half) * 4; }
+  uint64_t RopeBytes() const { return uint64_t{2} * static_cast<uint64_t>(rope_tables * n_ctx * rope_half) * 4; }
   // The logits buffer after Forward was asked for all logits of `tokens` tokens (1: the last only).
   uint64_t LogitsBytes(int64_t tokens = 1) const;
   // Attention scores: group * n_ctx floats in each of the `threads` threads (thread_local, kept).

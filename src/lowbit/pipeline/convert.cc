@@ -149,6 +149,18 @@ Expected<ConversionPlan> PlanHuggingFace(const fs::path& dir, const std::string&
   hp.rms_epsilon = static_cast<float>(c.rms_norm_eps);
   hp.vocab_size = static_cast<uint32_t>(c.vocab_size);
   plan.kvs = LlamaModelKvs(hp);
+  if (c.rope_scaling_type == "linear") {
+    plan.kvs.push_back({"llama.rope.scaling.type", GgufValue::String("linear")});
+    plan.kvs.push_back({"llama.rope.scaling.factor", GgufValue::F32(static_cast<float>(c.rope_factor))});
+  } else if (c.rope_scaling_type == "llama3") {
+    // As llama.cpp's converter: the smoothed frequencies become the rope_freqs.weight factors.
+    auto f = std::make_shared<std::vector<float>>(Llama3RopeFactors(
+        static_cast<float>(c.rope_theta), c.head_dim, static_cast<float>(c.rope_factor), static_cast<float>(c.rope_low_freq_factor),
+        static_cast<float>(c.rope_high_freq_factor), static_cast<float>(c.rope_original_context)));
+    plan.keep_alive.push_back(f);
+    AddTensor(plan, "rope_freqs.weight", {f->size()}, GgmlType::kF32,
+              std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(f->data()), f->size() * 4));
+  }
 
   std::string vocab = vocab_path;
   for (const char* candidate : {"tokenizer.model", "tokenizer.json"}) {

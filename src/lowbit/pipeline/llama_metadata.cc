@@ -1,22 +1,44 @@
 #include "lowbit/pipeline/llama_metadata.h"
 
+#include <cmath>
+
 namespace lowbit {
 
 std::vector<GgufKv> LlamaModelKvs(const LlamaHparams& hp) {
   std::vector<GgufKv> kv;
-  kv.push_back({"general.architecture", GgufValue::String("llama")});
+  kv.push_back({"general.architecture", GgufValue::String(hp.arch)});
   kv.push_back({"general.name", GgufValue::String(hp.name)});
-  kv.push_back({"llama.vocab_size", GgufValue::U32(hp.vocab_size)});
-  kv.push_back({"llama.context_length", GgufValue::U32(hp.context_length)});
-  kv.push_back({"llama.embedding_length", GgufValue::U32(hp.embedding_length)});
-  kv.push_back({"llama.feed_forward_length", GgufValue::U32(hp.feed_forward_length)});
-  kv.push_back({"llama.attention.head_count", GgufValue::U32(hp.head_count)});
-  kv.push_back({"llama.attention.head_count_kv", GgufValue::U32(hp.head_count_kv)});
-  kv.push_back({"llama.block_count", GgufValue::U32(hp.block_count)});
-  kv.push_back({"llama.rope.dimension_count", GgufValue::U32(hp.rope_dimension_count)});
-  kv.push_back({"llama.rope.freq_base", GgufValue::F32(hp.rope_freq_base)});
-  kv.push_back({"llama.attention.layer_norm_rms_epsilon", GgufValue::F32(hp.rms_epsilon)});
+  kv.push_back({hp.arch + ".vocab_size", GgufValue::U32(hp.vocab_size)});
+  kv.push_back({hp.arch + ".context_length", GgufValue::U32(hp.context_length)});
+  kv.push_back({hp.arch + ".embedding_length", GgufValue::U32(hp.embedding_length)});
+  kv.push_back({hp.arch + ".feed_forward_length", GgufValue::U32(hp.feed_forward_length)});
+  kv.push_back({hp.arch + ".attention.head_count", GgufValue::U32(hp.head_count)});
+  kv.push_back({hp.arch + ".attention.head_count_kv", GgufValue::U32(hp.head_count_kv)});
+  kv.push_back({hp.arch + ".block_count", GgufValue::U32(hp.block_count)});
+  kv.push_back({hp.arch + ".rope.dimension_count", GgufValue::U32(hp.rope_dimension_count)});
+  kv.push_back({hp.arch + ".rope.freq_base", GgufValue::F32(hp.rope_freq_base)});
+  kv.push_back({hp.arch + ".attention.layer_norm_rms_epsilon", GgufValue::F32(hp.rms_epsilon)});
   return kv;
+}
+
+std::vector<float> Llama3RopeFactors(float base, int64_t head_dim, float factor, float low_freq_factor, float high_freq_factor,
+                                     float original_context) {
+  const double low_wavelen = original_context / low_freq_factor, high_wavelen = original_context / high_freq_factor;
+  std::vector<float> f;
+  for (int64_t i = 0; i < head_dim; i += 2) {
+    // The converter computes the frequencies in float32 (torch), then the rest in Python floats.
+    const float freq = 1.0f / std::pow(base, static_cast<float>(i) / static_cast<float>(head_dim));
+    const double wavelen = 2 * M_PI / freq;
+    if (wavelen < high_wavelen) {
+      f.push_back(1.0f);
+    } else if (wavelen > low_wavelen) {
+      f.push_back(factor);
+    } else {
+      const double smooth = (original_context / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+      f.push_back(static_cast<float>(1.0 / ((1 - smooth) / factor + smooth)));
+    }
+  }
+  return f;
 }
 
 std::vector<GgufKv> VocabKvs(const Vocab& v) {

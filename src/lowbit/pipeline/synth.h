@@ -11,14 +11,20 @@
 
 namespace lowbit {
 
-// A real model's shape (llama architecture, SentencePiece-style vocabulary of n_vocab pieces).
-// `lowbit advise` sizes and times these too; the synthetic file has the real model's tensors and
-// byte sizes, but its vocabulary metadata is smaller than the real tokenizer's (no merges).
+// A real model's shape (SentencePiece-style vocabulary of n_vocab pieces). `lowbit advise` sizes and
+// times these too; the synthetic file has the real model's architecture, tensors (fused ones, biases,
+// q/k and post norms, RoPE factors as llama.cpp's converter writes them) and byte sizes, but its
+// vocabulary metadata is smaller than the real tokenizer's (no merges).
 struct SynthShape {
   std::string name;
   int64_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_vocab, n_ctx;
   bool tied = false;         // no output.weight: the classifier is the token embedding
   std::string description;   // what real model it is
+  std::string arch = "llama";  // general.architecture: llama, qwen, qwen2, qwen3, phi3, gemma2, gemma3
+  int64_t head_dim = 0;        // 0: n_embd / n_head
+  float rope_base = 10000.0f;
+  int64_t n_swa = 0;           // gemma2/3: sliding window (positions)
+  bool llama3_rope = false;    // rope_freqs.weight from Llama 3.1's frequency smoothing (factor 32 for 3.2)
 };
 
 const std::vector<SynthShape>& SynthShapes();

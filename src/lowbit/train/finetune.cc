@@ -62,6 +62,10 @@ Expected<FinetuneReport> RunFinetune(const FinetuneOptions& o, const std::functi
                   "from --targets", o.model);
   }
   LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
+  if (!model.PlainLlama()) {
+    return Errorf("{}: training runs models that compute what llama does; '{}' adds operations (norms, GeGLU, soft-caps, "
+                  "sliding windows or RoPE factors) it does not implement yet", g.name(), model.config().arch);
+  }
   const LlamaConfig& c = model.config();
   if (tc.ctx > c.n_ctx_train) return Errorf("--ctx-size {} is longer than the model's context {}", tc.ctx, c.n_ctx_train);
   LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));

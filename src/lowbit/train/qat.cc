@@ -187,6 +187,10 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
   LOWBIT_ASSIGN_OR_RETURN(QuantMix mix, ResolveQuantMix(o.type));
   LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(o.model));
   LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
+  if (!model.PlainLlama()) {
+    return Errorf("{}: training runs models that compute what llama does; '{}' adds operations (norms, GeGLU, soft-caps, "
+                  "sliding windows or RoPE factors) it does not implement yet", g.name(), model.config().arch);
+  }
   const LlamaConfig& c = model.config();
   if (tc.ctx > c.n_ctx_train) return Errorf("--ctx-size {} is longer than the model's context {}", tc.ctx, c.n_ctx_train);
   for (const GgufTensorInfo& t : g.tensors()) {
