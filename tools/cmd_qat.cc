@@ -1,4 +1,5 @@
-// `lowbit qat -m MODEL --type TYPE_OR_MIX (--train TEXT | --self-distill) [--steps N] -o OUT.gguf [-t T]`.
+// `lowbit qat -m MODEL --type TYPE_OR_MIX (--train TEXT | --self-distill) [--steps N] -o OUT.gguf [-t T]`, or
+// `lowbit qat -m HF_DIR --format gptq --bits B --group-size G [--sym|--asym] ... -o OUT_DIR`.
 #include <cstdio>
 #include <memory>
 
@@ -26,8 +27,20 @@ void AddQat(CLI::App& app, Registry& r) {
   CLI::App* sub = app.add_subcommand(
       "qat", "Quantization-aware training: train a float GGUF for a quantized type or mix, write the quantized GGUF");
   sub->add_option("-m,--model", o->model, "float GGUF model (F32, F16 or BF16)")->required();
-  sub->add_option("--type", o->type, "tensor type or llama.cpp mix, as for lowbit quantize (Q2_K, Q4_K_M, ...)")->required();
-  sub->add_option("-o,--output", o->output, "quantized GGUF to write")->required();
+  sub->add_option("--type", o->type, "tensor type or llama.cpp mix, as for lowbit quantize (Q2_K, Q4_K_M, ...); not with --format gptq");
+  sub->add_option("-o,--output", o->output, "quantized GGUF to write, or the folder --format gptq writes")->required();
+  auto sym = std::make_shared<bool>(false);
+  auto asym = std::make_shared<bool>(false);
+  sub->add_option("--format", o->format, "gguf (default: --type), or gptq: a GPTQ folder on the int-N grid of --bits / --group-size "
+                                         "(MODEL then a Hugging Face float folder)")
+      ->check(CLI::IsMember({"gguf", "gptq"}));
+  sub->add_option("--bits", o->folder.bits, "bits per weight of --format gptq (2, 3, 4, 8)")->check(CLI::IsMember({2, 3, 4, 8}));
+  sub->add_option("--group-size", o->folder.group_size, "columns per scale of --format gptq (-1: one per row; default 128)")
+      ->check(CLI::Range(int64_t{-1}, int64_t{1} << 20));
+  auto* sym_flag = sub->add_flag("--sym", *sym, "symmetric grid (zero fixed at 2^(bits-1); the default)");
+  sub->add_flag("--asym", *asym, "asymmetric grid (integer zero point per group)")->excludes(sym_flag);
+  sub->add_option("--range", o->folder.range, "each group's range on the int grid: minmax (default) or mse (AutoGPTQ's shrink search)")
+      ->check(CLI::IsMember({"minmax", "mse"}));
   auto* train = sub->add_option("--train", o->train_text, "text to train on");
   auto* self = sub->add_flag("--self-distill", o->self_distill, "train on text the model generates itself (LLM-QAT)");
   train->excludes(self);
@@ -45,7 +58,9 @@ void AddQat(CLI::App& app, Registry& r) {
   sub->add_flag("-q,--quiet", *quiet, "no progress lines");
   sub->add_flag("--json", *json, "print the report as one JSON object on stdout");
   AddTrainOptions(sub, &o->train);
-  r.Add(sub, [o, quiet, json]() -> Status {
+  r.Add(sub, [o, quiet, json, sym, asym]() -> Status {
+    if (*sym || *asym) o->folder.sym = *sym;
+    o->folder.format = o->format;
     if (o->train.checkpoint.empty()) o->train.checkpoint = o->output + ".ckpt";
     const bool q = *quiet;
     LOWBIT_ASSIGN_OR_RETURN(train::QatReport rep, train::RunQat(*o, [q](const std::string& line) {
