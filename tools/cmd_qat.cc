@@ -27,13 +27,16 @@ void AddQat(CLI::App& app, Registry& r) {
   CLI::App* sub = app.add_subcommand(
       "qat", "Quantization-aware training: train a float GGUF for a quantized type or mix, write the quantized GGUF");
   sub->add_option("-m,--model", o->model, "float GGUF model (F32, F16 or BF16)")->required();
-  sub->add_option("--type", o->type, "tensor type or llama.cpp mix, as for lowbit quantize (Q2_K, Q4_K_M, ...); not with --format gptq");
+  // Exactly one target: --type (a GGUF of that type or mix) or --format gptq (a folder on the int grid).
+  CLI::Option_group* target = sub->add_option_group("target", "what QAT trains for: --type or --format gptq (one of them)");
+  target->add_option("--type", o->type, "tensor type or llama.cpp mix, as for lowbit quantize (Q2_K, Q4_K_M, ...): a GGUF");
+  target->add_option("--format", o->format, "gptq: a GPTQ folder on the int-N grid of --bits / --group-size (MODEL then a Hugging Face "
+                                            "float folder)")
+      ->check(CLI::IsMember({"gptq"}));
+  target->require_option(1);
   sub->add_option("-o,--output", o->output, "quantized GGUF to write, or the folder --format gptq writes")->required();
   auto sym = std::make_shared<bool>(false);
   auto asym = std::make_shared<bool>(false);
-  sub->add_option("--format", o->format, "gguf (default: --type), or gptq: a GPTQ folder on the int-N grid of --bits / --group-size "
-                                         "(MODEL then a Hugging Face float folder)")
-      ->check(CLI::IsMember({"gguf", "gptq"}));
   sub->add_option("--bits", o->folder.bits, "bits per weight of --format gptq (2, 3, 4, 8)")->check(CLI::IsMember({2, 3, 4, 8}));
   sub->add_option("--group-size", o->folder.group_size, "columns per scale of --format gptq (-1: one per row; default 128)")
       ->check(CLI::Range(int64_t{-1}, int64_t{1} << 20));
@@ -48,7 +51,7 @@ void AddQat(CLI::App& app, Registry& r) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
   sub->add_option("--loss", o->loss, "kl: distill from the float model (default); ce: next-token cross-entropy")
       ->check(CLI::IsMember({"kl", "ce"}));
-  sub->add_flag("--learn-scales", o->learn_scales, "learn the block scales too (LSQ) where the format has free ones (Q4_0, Q5_0, Q8_0, IQ4_NL)");
+  sub->add_flag("--learn-scales", o->learn_scales, "learn the block scales too (LSQ) where the format has free ones (Q4_0, Q5_0, Q8_0, IQ4_NL, the int grid)");
   sub->add_option("--imatrix", o->imatrix, "importance matrix for the searching quantizers");
   sub->add_flag("--pure", o->pure, "no mix rules: every tensor gets TYPE");
   sub->add_option("--tensor-type", o->tensor_types, "REGEX=TYPE override (repeatable)");
