@@ -13,8 +13,10 @@ namespace lowbit::tools {
 
 void AddQat(CLI::App& app, Registry& r) {
   auto o = std::make_shared<train::QatOptions>();
-  // Defaults measured on stories5M (docs/QUALITY.md, "QAT"): 600 steps of 16 x 256 tokens, 2.5M
-  // tokens, about 20 minutes on 2 cores; a peak learning rate of 1e-4 (2e-4 and 5e-4 did worse).
+  // Defaults: 600 steps of 16 x 256 tokens (2.5M tokens) at a peak learning rate of 1e-4. On stories5M
+  // a step costs ~2.2 CPU-seconds on the Zen 5 host (docs/PERFORMANCE.md, "Training throughput"), so
+  // the schedule is ~22 CPU-minutes; the figures measured so far are the 150-step runs of
+  // docs/QUALITY.md ("QAT and QLoRA"): the default schedule has not been measured on a quiet machine.
   o->train.steps = 600;
   o->train.batch = 16;
   o->train.micro_batch = 4;
@@ -25,8 +27,8 @@ void AddQat(CLI::App& app, Registry& r) {
   auto quiet = std::make_shared<bool>(false);
   auto json = std::make_shared<bool>(false);
   CLI::App* sub = app.add_subcommand(
-      "qat", "Quantization-aware training: train a float GGUF for a quantized type or mix, write the quantized GGUF");
-  sub->add_option("-m,--model", o->model, "float GGUF model (F32, F16 or BF16)")->required();
+      "qat", "Quantization-aware training: train a float model for a quantized type, mix or int grid; write the quantized GGUF or GPTQ folder");
+  sub->add_option("-m,--model", o->model, "float model: a GGUF (F32, F16 or BF16) or a Hugging Face folder (--format gptq needs a folder)")->required();
   // Exactly one target: --type (a GGUF of that type or mix) or --format gptq (a folder on the int grid).
   CLI::Option_group* target = sub->add_option_group("target", "what QAT trains for: --type or --format gptq (one of them)");
   target->add_option("--type", o->type, "tensor type or llama.cpp mix, as for lowbit quantize (Q2_K, Q4_K_M, ...): a GGUF");
