@@ -1,4 +1,5 @@
-// `lowbit qat -m MODEL --type TYPE_OR_MIX (--train TEXT | --self-distill) [--steps N] -o OUT.gguf [-t T]`.
+// `lowbit qat -m MODEL --type TYPE_OR_MIX (--train TEXT | --self-distill) [--steps N] -o OUT.gguf [-t T]`, or
+// `lowbit qat -m HF_DIR --format gptq --bits B --group-size G [--sym|--asym] ... -o OUT_DIR`.
 #include <cstdio>
 #include <memory>
 
@@ -12,8 +13,10 @@ namespace lowbit::tools {
 
 void AddQat(CLI::App& app, Registry& r) {
   auto o = std::make_shared<train::QatOptions>();
-  // Defaults measured on stories5M (docs/QUALITY.md, "QAT"): 600 steps of 16 x 256 tokens, 2.5M
-  // tokens, about 20 minutes on 2 cores; a peak learning rate of 1e-4 (2e-4 and 5e-4 did worse).
+  // Defaults: 600 steps of 16 x 256 tokens (2.5M tokens) at a peak learning rate of 1e-4. On stories5M
+  // a step costs ~2.2 CPU-seconds on the Zen 5 host (docs/PERFORMANCE.md, "Training throughput"), so
+  // the schedule is ~22 CPU-minutes; the figures measured so far are the 150-step runs of
+  // docs/QUALITY.md ("QAT and QLoRA"): the default schedule has not been measured on a quiet machine.
   o->train.steps = 600;
   o->train.batch = 16;
   o->train.micro_batch = 4;
@@ -24,10 +27,25 @@ void AddQat(CLI::App& app, Registry& r) {
   auto quiet = std::make_shared<bool>(false);
   auto json = std::make_shared<bool>(false);
   CLI::App* sub = app.add_subcommand(
-      "qat", "Quantization-aware training: train a float GGUF for a quantized type or mix, write the quantized GGUF");
-  sub->add_option("-m,--model", o->model, "float GGUF model (F32, F16 or BF16)")->required();
-  sub->add_option("--type", o->type, "tensor type or llama.cpp mix, as for lowbit quantize (Q2_K, Q4_K_M, ...)")->required();
-  sub->add_option("-o,--output", o->output, "quantized GGUF to write")->required();
+      "qat", "Quantization-aware training: train a float model for a quantized type, mix or int grid; write the quantized GGUF or GPTQ folder");
+  sub->add_option("-m,--model", o->model, "float model: a GGUF (F32, F16 or BF16) or a Hugging Face folder (--format gptq needs a folder)")->required();
+  // Exactly one target: --type (a GGUF of that type or mix) or --format gptq (a folder on the int grid).
+  CLI::Option_group* target = sub->add_option_group("target", "what QAT trains for: --type or --format gptq (one of them)");
+  target->add_option("--type", o->type, "tensor type or llama.cpp mix, as for lowbit quantize (Q2_K, Q4_K_M, ...): a GGUF");
+  target->add_option("--format", o->format, "gptq: a GPTQ folder on the int-N grid of --bits / --group-size (MODEL then a Hugging Face "
+                                            "float folder)")
+      ->check(CLI::IsMember({"gptq"}));
+  target->require_option(1);
+  sub->add_option("-o,--output", o->output, "quantized GGUF to write, or the folder --format gptq writes")->required();
+  auto sym = std::make_shared<bool>(false);
+  auto asym = std::make_shared<bool>(false);
+  sub->add_option("--bits", o->folder.bits, "bits per weight of --format gptq (2, 3, 4, 8)")->check(CLI::IsMember({2, 3, 4, 8}));
+  sub->add_option("--group-size", o->folder.group_size, "columns per scale of --format gptq (-1: one per row; default 128)")
+      ->check(CLI::Range(int64_t{-1}, int64_t{1} << 20));
+  auto* sym_flag = sub->add_flag("--sym", *sym, "symmetric grid (zero fixed at 2^(bits-1); the default)");
+  sub->add_flag("--asym", *asym, "asymmetric grid (integer zero point per group)")->excludes(sym_flag);
+  sub->add_option("--range", o->folder.range, "each group's range on the int grid: minmax (default) or mse (AutoGPTQ's shrink search)")
+      ->check(CLI::IsMember({"minmax", "mse"}));
   auto* train = sub->add_option("--train", o->train_text, "text to train on");
   auto* self = sub->add_flag("--self-distill", o->self_distill, "train on text the model generates itself (LLM-QAT)");
   train->excludes(self);
@@ -35,7 +53,7 @@ void AddQat(CLI::App& app, Registry& r) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
   sub->add_option("--loss", o->loss, "kl: distill from the float model (default); ce: next-token cross-entropy")
       ->check(CLI::IsMember({"kl", "ce"}));
-  sub->add_flag("--learn-scales", o->learn_scales, "learn the block scales too (LSQ) where the format has free ones (Q4_0, Q5_0, Q8_0, IQ4_NL)");
+  sub->add_flag("--learn-scales", o->learn_scales, "learn the block scales too (LSQ) where the format has free ones (Q4_0, Q5_0, Q8_0, IQ4_NL, the int grid)");
   sub->add_option("--imatrix", o->imatrix, "importance matrix for the searching quantizers");
   sub->add_flag("--pure", o->pure, "no mix rules: every tensor gets TYPE");
   sub->add_option("--tensor-type", o->tensor_types, "REGEX=TYPE override (repeatable)");
@@ -45,7 +63,9 @@ void AddQat(CLI::App& app, Registry& r) {
   sub->add_flag("-q,--quiet", *quiet, "no progress lines");
   sub->add_flag("--json", *json, "print the report as one JSON object on stdout");
   AddTrainOptions(sub, &o->train);
-  r.Add(sub, [o, quiet, json]() -> Status {
+  r.Add(sub, [o, quiet, json, sym, asym]() -> Status {
+    if (*sym || *asym) o->folder.sym = *sym;
+    o->folder.format = o->format;
     if (o->train.checkpoint.empty()) o->train.checkpoint = o->output + ".ckpt";
     const bool q = *quiet;
     LOWBIT_ASSIGN_OR_RETURN(train::QatReport rep, train::RunQat(*o, [q](const std::string& line) {

@@ -28,7 +28,11 @@ void ExpectBadInput(const std::string& args, const std::string& part) {
 }
 
 TEST(TrainCli, UsageErrorsExitTwo) {
-  EXPECT_EQ(RunCli("qat -m x.gguf -o y.gguf").code, 2);  // --type missing
+  EXPECT_EQ(RunCli("qat -m x.gguf -o y.gguf").code, 2);  // --type or --format missing
+  EXPECT_EQ(RunCli("qat -m x.gguf --type Q2_K --format gptq -o y").code, 2);  // both
+  EXPECT_EQ(RunCli("qat -m x --format awq -o y").code, 2);
+  EXPECT_EQ(RunCli("qat -m x --format gptq --bits 5 -o y").code, 2);
+  EXPECT_EQ(RunCli("qat -m x --format gptq --sym --asym -o y").code, 2);
   EXPECT_EQ(RunCli("qat -m x.gguf --type Q2_K -o y.gguf --train t.txt --self-distill").code, 2);
   EXPECT_EQ(RunCli("qat -m x.gguf --type Q2_K -o y.gguf --loss mse").code, 2);
   EXPECT_EQ(RunCli("finetune -m x.gguf -o y.gguf").code, 2);  // --train missing
@@ -49,6 +53,7 @@ TEST(TrainCli, BadInputExitsOne) {
   ExpectBadInput("qat -m " + f32 + " --type Q9_K --self-distill -o " + out, "unknown type");
   ExpectBadInput("qat -m " + f32 + " --type Q4_0 --self-distill --batch 6 --micro-batch 4 -o " + out, "multiple of --micro-batch");
   ExpectBadInput("qat -m " + f32 + " --type Q4_1 --pure --self-distill --learn-scales -c 64 -o " + out, "free block scales");
+  ExpectBadInput("qat -m " + f32 + " --format gptq --bits 2 --group-size 64 --self-distill -o " + dir.Path("dir"), "Hugging Face folder");
   ExpectBadInput("finetune -m " + q8 + " --train " + dir.Path("missing.txt") + " -o " + out, "missing.txt");
   ExpectBadInput("finetune -m " + q8 + " --train " + f32 + " --targets q,attn -o " + out, "unknown projection 'attn'");
   ExpectBadInput("run -m " + q8 + " -n 1 --lora " + dir.Path("none.gguf"), "none.gguf");

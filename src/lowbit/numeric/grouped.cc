@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 
+#include "lowbit/base/check.h"
 #include "lowbit/numeric/blocks.h"
 
 namespace lowbit {
@@ -54,6 +55,23 @@ Status PackAll(const GroupedLayout& l, const uint8_t* codes, const uint16_t* d, 
   const uint64_t rb = l.row_bytes();
   for (int64_t r = 0; r < rows; ++r) LOWBIT_RETURN_IF_ERROR((PackRow<kBits, G>(l, codes, d, z, r, rows, out + r * rb)));
   return OkStatus();
+}
+
+template <int kBits, int G>
+void UnpackAll(const GroupedLayout& l, const uint8_t* in, int64_t rows, uint8_t* codes, uint16_t* d, int32_t* z) {
+  using B = BlockWG<kBits, G>;
+  const uint64_t rb = l.row_bytes();
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto* blocks = reinterpret_cast<const B*>(in + r * rb);
+    int64_t src = 0;
+    for (int64_t g = 0; g < l.n_groups(); ++g) {
+      const int64_t len = l.group_cols[g], first = l.group_start[g] / G;
+      d[g * rows + r] = blocks[first].d;
+      z[g * rows + r] = blocks[first].z;
+      for (int64_t c = 0; c < len; ++c) codes[r * l.cols + src + c] = static_cast<uint8_t>(GroupedCode(blocks[first + c / G], static_cast<int>(c % G)));
+      src += len;
+    }
+  }
 }
 
 int BlockFor(int64_t group_size) {
@@ -138,6 +156,19 @@ Status PackGroupedRows(const GroupedLayout& l, const uint8_t* codes, const uint1
     case kW8G64: return PackAll<8, 64>(l, codes, d, z, rows, out);
     case kW8G128: return PackAll<8, 128>(l, codes, d, z, rows, out);
     default: return Errorf("{} is not a grouped-integer type", TypeInfo(l.type).name);
+  }
+}
+
+void UnpackGroupedRows(const GroupedLayout& l, const uint8_t* in, int64_t rows, uint8_t* codes, uint16_t* d, int32_t* z) {
+  using enum GgmlType;
+  switch (l.type) {
+    case kW4G32: return UnpackAll<4, 32>(l, in, rows, codes, d, z);
+    case kW4G64: return UnpackAll<4, 64>(l, in, rows, codes, d, z);
+    case kW4G128: return UnpackAll<4, 128>(l, in, rows, codes, d, z);
+    case kW8G32: return UnpackAll<8, 32>(l, in, rows, codes, d, z);
+    case kW8G64: return UnpackAll<8, 64>(l, in, rows, codes, d, z);
+    case kW8G128: return UnpackAll<8, 128>(l, in, rows, codes, d, z);
+    default: LOWBIT_CHECK_MSG(false, "{} is not a grouped-integer type", TypeInfo(l.type).name);
   }
 }
 

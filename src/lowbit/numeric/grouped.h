@@ -62,5 +62,8 @@ Expected<GroupedLayout> PlanGrouped(int bits, std::span<const int64_t> group_col
 // on a code >= 2^bits or a zero point outside int16.
 Status PackGroupedRows(const GroupedLayout& layout, const uint8_t* codes, const uint16_t* d, const int32_t* z,
                        int64_t rows, uint8_t* out);
+// The inverse: codes [rows][layout.cols], d and z [n_groups][rows] back from packed rows (each group's
+// first block; padding dropped). PackGroupedRows of the result gives the same bytes.
+void UnpackGroupedRows(const GroupedLayout& layout, const uint8_t* in, int64_t rows, uint8_t* codes, uint16_t* d, int32_t* z);
 
 }  // namespace lowbit

@@ -49,7 +49,7 @@ class TempFolder {
 
 }  // namespace
 
-Status WriteQuantizedFolder(const std::string& input, const std::string& output, const std::vector<PackedTensor>& packed,
+Status WriteFolderFiles(const std::string& input, const std::string& output, const std::vector<PackedTensor>& packed,
                             const std::vector<std::pair<std::string, std::string>>& texts) {
   std::error_code ec;
   // The folder, beside OUT until it is complete.

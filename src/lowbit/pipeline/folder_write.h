@@ -13,7 +13,7 @@
 
 namespace lowbit {
 
-Status WriteQuantizedFolder(const std::string& input, const std::string& output, const std::vector<PackedTensor>& tensors,
+Status WriteFolderFiles(const std::string& input, const std::string& output, const std::vector<PackedTensor>& tensors,
                             const std::vector<std::pair<std::string, std::string>>& texts);
 
 }  // namespace lowbit

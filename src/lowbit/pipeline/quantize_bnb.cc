@@ -177,7 +177,7 @@ Expected<QuantizeReport> QuantizeToBnbFolder(const QuantizeOptions& o, const Bnb
   const fs::path in(o.input);
   LOWBIT_ASSIGN_OR_RETURN(std::string config, ReadTextFile((in / "config.json").string()));
   LOWBIT_ASSIGN_OR_RETURN(std::string with_q, WithBnbQuantizationConfig(config, bc, (in / "config.json").string()));
-  LOWBIT_RETURN_IF_ERROR(WriteQuantizedFolder(o.input, o.output, packed, {{"config.json", with_q}}));
+  LOWBIT_RETURN_IF_ERROR(WriteFolderFiles(o.input, o.output, packed, {{"config.json", with_q}}));
   report.file_size = fs::file_size(fs::path(o.output) / "model.safetensors", ec);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;

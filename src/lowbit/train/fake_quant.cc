@@ -6,6 +6,8 @@
 #include <cstring>
 #include <limits>
 
+#include <fmt/format.h>
+
 #include "lowbit/base/check.h"
 #include "lowbit/numeric/blocks.h"
 #include "lowbit/numeric/half.h"
@@ -124,7 +126,35 @@ void CellsIQ4XS(const uint8_t* blocks, const float*, int64_t n, float* below, fl
 }
 
 FakeQuantFormat Row(GgmlType t, CellsFn cells, EncodeWithScalesFn enc = nullptr, float max_level = 0) {
-  return {t, TypeInfo(t).name, FromFloatFor(t), ToFloatFor(t), cells, enc, enc ? kQK : 0, max_level};
+  const bool lsq = enc != nullptr;
+  FakeQuantFormat f{.type = t, .name = std::string(TypeInfo(t).name), .from_float = nullptr, .to_float = nullptr, .cells = std::move(cells),
+                    .encode_with_scales = std::move(enc), .scale_block = lsq ? kQK : 0, .max_level = max_level};
+  // Empty functions where the type has no quantizer or dequantizer (std::function from a null pointer).
+  if (FromFloatFn q = FromFloatFor(t); q != nullptr) f.from_float = q;
+  if (ToFloatFn d = ToFloatFor(t); d != nullptr) f.to_float = d;
+  return f;
+}
+
+// The int grid's rows: one group's (fp16 d, z) per layout group, read from its first block.
+struct RowGroups {
+  std::vector<uint8_t> codes;
+  std::vector<uint16_t> d;
+  std::vector<int32_t> z;
+  RowGroups(const GroupedLayout& l, const uint8_t* row)
+      : codes(static_cast<size_t>(l.cols)), d(static_cast<size_t>(l.n_groups())), z(static_cast<size_t>(l.n_groups())) {
+    UnpackGroupedRows(l, row, 1, codes.data(), d.data(), z.data());
+  }
+};
+
+// The convention's zero point for a group with a given scale s (its own range otherwise): symmetric
+// grids fix it at 2^(bits-1); asymmetric ones put the group's minimum (GPTQ: min(x, 0)) on code 0.
+int32_t ZeroForScale(const float* x, int64_t n, float s, const LinearQuantSpec& spec) {
+  const int maxq = spec.maxq();
+  if (spec.sym) return (maxq + 1) / 2;
+  float lo = x[0];
+  for (int64_t i = 1; i < n; ++i) lo = std::min(lo, x[i]);
+  const float z = spec.convention == QuantConvention::kGptq ? RoundHalfEven(-std::min(lo, 0.0f) / s) : -RoundHalfEven(lo / s);
+  return static_cast<int32_t>(std::clamp(z, 0.0f, static_cast<float>(maxq)));
 }
 
 const std::vector<FakeQuantFormat>& Table() {
@@ -158,6 +188,82 @@ const FakeQuantFormat* FindFakeQuant(GgmlType type) {
   return nullptr;
 }
 
+uint64_t FakeQuantFormat::RowBytes(int64_t cols) const {
+  if (layout.has_value()) return layout->row_bytes();
+  const auto rb = lowbit::RowBytes(type, static_cast<uint64_t>(cols));
+  LOWBIT_CHECK_MSG(rb.has_value(), "{} rows of {} elements are not whole blocks", name, cols);
+  return *rb;
+}
+
+Expected<FakeQuantFormat> IntGridFakeQuant(const LinearQuantSpec& spec, int64_t cols) {
+  LOWBIT_RETURN_IF_ERROR(ValidateSpec(spec, cols));
+  if (spec.grid != QuantGrid::kUniform) return Errorf("QAT on the int grid trains the uniform grid, not log2 codes");
+  if (spec.granularity == QuantGranularity::kPerTensor) return Errorf("QAT on the int grid needs per-group or per-channel scales, not one per tensor");
+  if (spec.scale_rounding != ScaleRounding::kF16) return Errorf("the grouped-integer rows store fp16 scales");
+  const int64_t g = spec.granularity == QuantGranularity::kPerChannel ? cols : std::min(spec.group_size, cols);
+  LOWBIT_ASSIGN_OR_RETURN(GroupedLayout layout, PlanGrouped(spec.bits, cols, g));
+  FakeQuantFormat f{.type = layout.type,
+                    .name = fmt::format("int{} g{} {}", spec.bits, g, spec.sym ? "sym" : "asym"),
+                    .from_float = nullptr,
+                    .to_float = nullptr,
+                    .cells = nullptr};
+  f.grid = spec;
+  f.layout = layout;
+  if (layout.padded()) f.x_map = layout.ColumnMap();
+  f.scale_block = g;
+  f.max_level = static_cast<float>(spec.sym ? (spec.maxq() + 1) / 2 : spec.maxq());
+  f.from_float = [spec, layout](const float* x, void* dst, int64_t n, const float*) {
+    LOWBIT_CHECK(n == layout.cols);
+    auto q = QuantizeLinear(x, 1, n, spec);
+    LOWBIT_CHECK_MSG(q.ok(), "{}", q.status().message());
+    std::vector<uint16_t> d(q->scales.size());
+    for (size_t i = 0; i < d.size(); ++i) d[i] = Fp32ToFp16(q->scales[i]);
+    const Status st = PackGroupedRows(layout, q->codes.data(), d.data(), q->zeros.data(), 1, static_cast<uint8_t*>(dst));
+    LOWBIT_CHECK_MSG(st.ok(), "{}", st.message());
+  };
+  const ToFloatFn stored = ToFloatFor(layout.type);
+  const std::vector<int32_t> map = f.x_map;
+  f.to_float = [stored, map, layout](const void* src, float* y, int64_t n) {
+    LOWBIT_CHECK(n == layout.cols);
+    if (map.empty()) return stored(src, y, n);
+    std::vector<float> all(static_cast<size_t>(layout.stored_cols));
+    stored(src, all.data(), layout.stored_cols);
+    for (size_t c = 0; c < map.size(); ++c) {
+      if (map[c] >= 0) y[map[c]] = all[c];
+    }
+  };
+  f.cells = [layout](const uint8_t* row, const float*, int64_t n, float* below, float* above) {
+    const RowGroups rg(layout, row);
+    int64_t i = 0;
+    for (int64_t grp = 0; grp < layout.n_groups(); ++grp) {
+      for (int64_t c = 0; c < layout.group_cols[grp] && i < n; ++c, ++i) Uniform(H(rg.d[grp]), below + i, above + i);
+    }
+  };
+  f.read_scales = [layout](const uint8_t* row, int64_t, float* d) {
+    const RowGroups rg(layout, row);
+    for (size_t grp = 0; grp < rg.d.size(); ++grp) d[grp] = H(rg.d[grp]);
+  };
+  f.encode_with_scales = [spec, layout](const float* x, const float* d, void* dst, int64_t n) {
+    LOWBIT_CHECK(n == layout.cols);
+    std::vector<uint8_t> codes(static_cast<size_t>(n));
+    std::vector<uint16_t> d16(static_cast<size_t>(layout.n_groups()));
+    std::vector<int32_t> z(d16.size());
+    int64_t c0 = 0;
+    for (int64_t grp = 0; grp < layout.n_groups(); ++grp) {
+      const int64_t len = layout.group_cols[grp];
+      const float s = RoundScale(d[grp], ScaleRounding::kF16);
+      d16[grp] = Fp32ToFp16(s);
+      const GroupParams p{s, ZeroForScale(x + c0, len, s, spec)};
+      z[grp] = p.zero;
+      for (int64_t c = c0; c < c0 + len; ++c) codes[c] = static_cast<uint8_t>(QuantizeCode(x[c], p, spec.maxq()));
+      c0 += len;
+    }
+    const Status st = PackGroupedRows(layout, codes.data(), d16.data(), z.data(), 1, static_cast<uint8_t*>(dst));
+    LOWBIT_CHECK_MSG(st.ok(), "{}", st.message());
+  };
+  return f;
+}
+
 std::vector<const FakeQuantFormat*> AllFakeQuantFormats() {
   std::vector<const FakeQuantFormat*> out;
   for (const FakeQuantFormat& f : Table()) out.push_back(&f);
@@ -165,18 +271,17 @@ std::vector<const FakeQuantFormat*> AllFakeQuantFormats() {
 }
 
 FakeQuantTensor::FakeQuantTensor(const FakeQuantFormat& f, int64_t rows, int64_t cols)
-    : f_(&f), rows_(rows), cols_(cols) {
-  const auto rb = RowBytes(f.type, static_cast<uint64_t>(cols));
-  LOWBIT_CHECK_MSG(rb.has_value(), "{} rows of {} elements are not whole blocks", f.name, cols);
-  row_bytes_ = *rb;
+    : f_(f), rows_(rows), cols_(cols) {
+  LOWBIT_CHECK_MSG(!f.layout.has_value() || f.layout->cols == cols, "{}: made for rows of {} columns, not {}", f.name, f.layout->cols, cols);
+  row_bytes_ = f.RowBytes(cols);
   bytes_.resize(static_cast<size_t>(row_bytes_ * static_cast<uint64_t>(rows)));
   wq_.resize(static_cast<size_t>(rows * cols));
   pass_.resize(static_cast<size_t>(rows * cols));
 }
 
 void FakeQuantTensor::Refresh(const float* w, const float* imatrix, ThreadPool* pool, const float* scales) {
-  LOWBIT_CHECK(scales == nullptr || f_->encode_with_scales != nullptr);
-  const int64_t per_row = f_->scale_block ? cols_ / f_->scale_block : 0;
+  LOWBIT_CHECK(scales == nullptr || f_.encode_with_scales != nullptr);
+  const int64_t per_row = f_.ScalesPerRow(cols_);
   std::atomic<int64_t> clipped{0};
   auto run = [&](size_t b, size_t e) {
     std::vector<float> below(static_cast<size_t>(cols_)), above(static_cast<size_t>(cols_));
@@ -185,10 +290,10 @@ void FakeQuantTensor::Refresh(const float* w, const float* imatrix, ThreadPool* 
       const float* x = w + r * cols_;
       uint8_t* q = bytes_.data() + r * row_bytes_;
       float* y = wq_.data() + r * cols_;
-      if (scales != nullptr) f_->encode_with_scales(x, scales + r * per_row, q, cols_);
-      else f_->from_float(x, q, cols_, imatrix);
-      f_->to_float(q, y, cols_);
-      f_->cells(q, y, cols_, below.data(), above.data());
+      if (scales != nullptr) f_.encode_with_scales(x, scales + r * per_row, q, cols_);
+      else f_.from_float(x, q, cols_, imatrix);
+      f_.to_float(q, y, cols_);
+      f_.cells(q, y, cols_, below.data(), above.data());
       uint8_t* pass = pass_.data() + r * cols_;
       for (int64_t i = 0; i < cols_; ++i) {
         const float err = x[i] - y[i];
@@ -210,31 +315,43 @@ void FakeQuantTensor::MaskGradient(float* grad, ThreadPool*) const {
   }
 }
 
-// The fp16 d that leads each block of every free-scale format.
+// The free scales of every row: the fp16 d that leads each block, or the format's own reader.
 void FakeQuantTensor::CurrentScales(float* scales) const {
-  LOWBIT_CHECK(f_->scale_block > 0);
-  const uint64_t block_bytes = TypeInfo(f_->type).block_bytes;
-  for (int64_t b = 0; b < scale_count(); ++b) {
-    uint16_t d;
-    std::memcpy(&d, bytes_.data() + static_cast<uint64_t>(b) * block_bytes, 2);
-    scales[b] = H(d);
+  LOWBIT_CHECK(f_.scale_block > 0);
+  const int64_t per_row = f_.ScalesPerRow(cols_);
+  const uint64_t block_bytes = TypeInfo(f_.type).block_bytes;
+  for (int64_t r = 0; r < rows_; ++r) {
+    const uint8_t* row = bytes_.data() + static_cast<uint64_t>(r) * row_bytes_;
+    float* d = scales + r * per_row;
+    if (f_.read_scales) {
+      f_.read_scales(row, cols_, d);
+      continue;
+    }
+    for (int64_t b = 0; b < per_row; ++b) {
+      uint16_t h;
+      std::memcpy(&h, row + static_cast<uint64_t>(b) * block_bytes, 2);
+      d[b] = H(h);
+    }
   }
 }
 
 void FakeQuantTensor::ScaleGradient(const float* w, const float* grad_wq, float* grad_scales) const {
-  LOWBIT_CHECK(f_->scale_block > 0);
-  const int64_t blk = f_->scale_block;
-  const float g_scale = 1.0f / std::sqrt(static_cast<float>(blk) * f_->max_level);
+  LOWBIT_CHECK(f_.scale_block > 0);
+  const int64_t blk = f_.scale_block, per_row = f_.ScalesPerRow(cols_);
+  const float g_scale = 1.0f / std::sqrt(static_cast<float>(blk) * f_.max_level);
   std::vector<float> d(static_cast<size_t>(scale_count()));
   CurrentScales(d.data());
-  for (int64_t b = 0; b < scale_count(); ++b) {
-    if (d[b] == 0.0f) continue;
-    double g = 0;
-    for (int64_t i = b * blk; i < (b + 1) * blk; ++i) {
-      const float level = std::round(wq_[i] / d[b]);  // every level is an integer times d
-      g += static_cast<double>(grad_wq[i]) * (pass_[i] ? level - w[i] / d[b] : level);
+  for (int64_t r = 0; r < rows_; ++r) {
+    for (int64_t b = 0; b < per_row; ++b) {
+      const float db = d[r * per_row + b];
+      if (db == 0.0f) continue;
+      double g = 0;
+      for (int64_t i = r * cols_ + b * blk; i < r * cols_ + std::min((b + 1) * blk, cols_); ++i) {
+        const float level = std::round(wq_[i] / db);  // every level is an integer times d
+        g += static_cast<double>(grad_wq[i]) * (pass_[i] ? level - w[i] / db : level);
+      }
+      grad_scales[r * per_row + b] += g_scale * static_cast<float>(g);
     }
-    grad_scales[b] += g_scale * static_cast<float>(g);
   }
 }
 

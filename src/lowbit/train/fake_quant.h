@@ -15,42 +15,65 @@
 // sum over the block of dL/dwq * (L - w / d), or * L where w was clipped, times 1 / sqrt(32 * max|L|).
 // The K-quants' scales are themselves quantized by a search and are not free: no row has them.
 //
-// A new format (the linear int-N grid with its bits, group and sym/asym) is one more row: its
-// from_float, to_float, cells and, since its scales are free, its given-scale encoder.
+// The linear int-N grid (quant/linear_quant.h: bits 2..8, groups of G columns, sym/asym, the GPTQ
+// convention) is a row built for its spec (IntGridFakeQuant): from_float is QuantizeLinear's RTN on
+// the row, the bytes are the engine's grouped-integer rows (numeric/grouped.h, the W4G* / W8G* types
+// and the input map a GPTQ folder loads into), to_float their values, cells half the group's step,
+// and its free per-group fp16 scales take LSQ (the given-scale encoder keeps the convention's zero).
 #pragma once
 
 #include <cstdint>
-#include <string_view>
+#include <functional>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "lowbit/base/thread_pool.h"
+#include "lowbit/base/status.h"
 #include "lowbit/numeric/dequant.h"
 #include "lowbit/numeric/ggml_type.h"
+#include "lowbit/numeric/grouped.h"
+#include "lowbit/quant/linear_quant.h"
 #include "lowbit/quant/quantize.h"
 
 namespace lowbit::train {
 
 // below[i], above[i]: half-widths of element i's rounding cell under and over its level, from the
 // quantized blocks of n elements (wq: their dequantized values).
-using CellsFn = void (*)(const uint8_t* blocks, const float* wq, int64_t n, float* below, float* above);
+using CellsFn = std::function<void(const uint8_t* blocks, const float* wq, int64_t n, float* below, float* above)>;
 
-// Encodes a row with given per-block scales d[n / block].
-using EncodeWithScalesFn = void (*)(const float* x, const float* d, void* dst, int64_t n);
+// Encodes a row with given per-block scales d[ceil(n / scale_block)].
+using EncodeWithScalesFn = std::function<void(const float* x, const float* d, void* dst, int64_t n)>;
+// The scales of one encoded row of n elements, d[ceil(n / scale_block)].
+using ReadScalesFn = std::function<void(const uint8_t* row, int64_t n, float* d)>;
 
 struct FakeQuantFormat {
   GgmlType type;
-  std::string_view name;
-  FromFloatFn from_float;
-  ToFloatFn to_float;
+  std::string name;
+  std::function<void(const float* x, void* dst, int64_t n, const float* imatrix)> from_float;
+  std::function<void(const void* src, float* dst, int64_t n)> to_float;
   CellsFn cells;
   EncodeWithScalesFn encode_with_scales = nullptr;  // null: the scales are not free (no LSQ)
-  int scale_block = 0;                              // elements per free scale (the fp16 d leading each block)
+  int64_t scale_block = 0;                          // elements per free scale
   float max_level = 0;                              // max |L|, for LSQ's gradient scale
+  ReadScalesFn read_scales = nullptr;               // null: the fp16 d leading each block of the type
+  // The int grid only: its spec and the layout of one row (the engine's type, stored columns and the
+  // product's input map when groups are padded to whole blocks).
+  std::optional<LinearQuantSpec> grid;
+  std::optional<GroupedLayout> layout;
+  std::vector<int32_t> x_map;  // stored column -> column, -1: padding; empty: identity
+
+  // Bytes of one row of `cols` elements.
+  uint64_t RowBytes(int64_t cols) const;
+  int64_t ScalesPerRow(int64_t cols) const { return scale_block ? (cols + scale_block - 1) / scale_block : 0; }
 };
 
 // The row for a type, or nullptr when QAT cannot train for it (no from_float, e.g. the IQ lattice
 // types). F32 has no row: an F32 tensor trains its master weight directly.
 const FakeQuantFormat* FindFakeQuant(GgmlType type);
+// The row of the linear int-N grid for rows of `cols` columns: uniform grid, per group or per channel,
+// the GPTQ or AWQ convention, any range; a bad spec is an error naming what is wrong.
+Expected<FakeQuantFormat> IntGridFakeQuant(const LinearQuantSpec& spec, int64_t cols);
 // Every row, for tests and help text.
 std::vector<const FakeQuantFormat*> AllFakeQuantFormats();
 
@@ -65,13 +88,13 @@ class FakeQuantTensor {
   void Refresh(const float* w, const float* imatrix, ThreadPool* pool, const float* scales = nullptr);
   // LSQ: the block scales of the last Refresh (to start learning from), and their gradient from the
   // gradient with respect to the dequantized values (before MaskGradient), added to grad_scales.
-  int64_t scale_count() const { return f_->scale_block ? rows_ * cols_ / f_->scale_block : 0; }
+  int64_t scale_count() const { return rows_ * f_.ScalesPerRow(cols_); }
   void CurrentScales(float* scales) const;
   void ScaleGradient(const float* w, const float* grad_wq, float* grad_scales) const;
   // The straight-through gradient: zero where the last Refresh clipped.
   void MaskGradient(float* grad, ThreadPool* pool) const;
 
-  const FakeQuantFormat& format() const { return *f_; }
+  const FakeQuantFormat& format() const { return f_; }
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
   uint64_t row_bytes() const { return row_bytes_; }
@@ -80,7 +103,7 @@ class FakeQuantTensor {
   int64_t clipped() const { return clipped_; }                  // elements masked by the last Refresh
 
  private:
-  const FakeQuantFormat* f_;
+  FakeQuantFormat f_;
   int64_t rows_, cols_;
   uint64_t row_bytes_;
   std::vector<uint8_t> bytes_;

@@ -59,8 +59,8 @@ Graph::Graph(const LlamaConfig& c, int64_t seqs, int64_t T, ThreadPool* pool)
 void Graph::LinearForward(const Linear& L, const float* x, float* y, std::vector<float>* lora_t) {
   const int64_t R = R_;
   if (L.type != GgmlType::kF32 && L.data != nullptr) {
-    MatMul(MatMulArgs{.type = L.type, .w = L.data, .rows = L.rows, .cols = L.cols, .row_stride = L.row_stride, .x = x,
-                      .batch = R, .y = y},
+    MatMul(MatMulArgs{.type = L.type, .w = L.data, .rows = L.rows, .cols = L.x_map ? L.stored_cols : L.cols, .row_stride = L.row_stride,
+                      .x = x, .x_map = L.x_map, .x_stride = L.x_map ? L.cols : 0, .batch = R, .y = y},
            pool_, &scratch_);
   } else {
     GemmF32({.m = R, .n = L.rows, .k = L.cols, .a = x, .lda = L.cols, .b = L.w, .ldb = L.cols, .b_trans = true, .c = y,

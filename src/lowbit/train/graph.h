@@ -38,6 +38,10 @@ struct Linear {
   GgmlType type = GgmlType::kF32;
   const uint8_t* data = nullptr;
   uint64_t row_stride = 0;
+  // The product's input map when the stored rows are padded (a grouped-integer weight whose groups do
+  // not fill whole blocks): stored_cols entries, kernels/matvec.h MatMulArgs::x_map. Null: identity.
+  const int32_t* x_map = nullptr;
+  int64_t stored_cols = 0;
   const float* w = nullptr;   // [rows][cols] F32 values (the forward's when type is F32)
   float* dw = nullptr;        // += dY^T X; null: frozen
   const float* bias = nullptr;

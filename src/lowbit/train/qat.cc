@@ -14,7 +14,11 @@
 #include "lowbit/formats/hf.h"
 #include "lowbit/formats/imatrix.h"
 #include "lowbit/numeric/convert.h"
+#include "lowbit/numeric/half.h"
+#include "lowbit/pipeline/model_source.h"
 #include "lowbit/pipeline/quantize.h"
+#include "lowbit/pipeline/quantize_folder.h"
+#include "lowbit/quant/error_stats.h"
 #include "lowbit/tokenizer/tokenizer.h"
 #include "lowbit/train/data.h"
 #include "lowbit/train/fake_quant.h"
@@ -52,23 +56,19 @@ struct QatState {
   }
 };
 
-Status BuildState(const GgufFile& g, const std::vector<PlannedType>& types, const std::vector<std::string>& names,
-                  const Imatrix& im, bool learn_scales, ThreadPool* pool, QatState* s) {
-  std::map<std::string, GgmlType> planned;
-  for (size_t i = 0; i < names.size(); ++i) planned[names[i]] = types[i].type;
+// formats: the fake quantization of each tensor that is quantized (the others train as F32).
+Status BuildState(const GgufFile& g, const std::map<std::string, FakeQuantFormat>& formats, const Imatrix& im, bool learn_scales,
+                  ThreadPool* pool, QatState* s) {
   for (const GgufTensorInfo& t : g.tensors()) {
     if (t.n_dims > 2) return Errorf("{}: tensor '{}' has {} dimensions; QAT handles 1-D and 2-D tensors", g.name(), t.name, t.n_dims);
     const auto cols = static_cast<int64_t>(t.dims[0]), rows = t.n_dims == 2 ? static_cast<int64_t>(t.dims[1]) : 1;
     auto p = std::make_unique<Param>(t.name, rows, cols, t.n_dims == 2);
     ToFloatFor(t.type)(t.data, p->value.data(), rows * cols);
     s->by_name[t.name] = p.get();
-    const auto it = planned.find(t.name);
-    const GgmlType type = it != planned.end() ? it->second : GgmlType::kF32;
-    if (t.n_dims == 2 && type != GgmlType::kF32) {
-      const FakeQuantFormat* f = FindFakeQuant(type);
-      if (f == nullptr) return Errorf("tensor '{}' would be {}, which QAT cannot train for", t.name, TypeInfo(type).name);
-      s->fq[t.name] = std::make_unique<FakeQuantTensor>(*f, rows, cols);
-      if (const ImatrixEntry* e = im.Find(t.name); e != nullptr && UsesImatrix(type)) {
+    const auto it = formats.find(t.name);
+    if (t.n_dims == 2 && it != formats.end()) {
+      s->fq[t.name] = std::make_unique<FakeQuantTensor>(it->second, rows, cols);
+      if (const ImatrixEntry* e = im.Find(t.name); e != nullptr && UsesImatrix(it->second.type)) {
         if (static_cast<int64_t>(e->values.size()) != cols) {
           return Errorf("the importance matrix entry '{}' has {} values, the tensor {} columns; it was made for another model",
                         t.name, e->values.size(), cols);
@@ -112,10 +112,15 @@ Weights BuildWeights(const LlamaConfig& c, QatState& s, bool teacher) {
     Linear l{.rows = p->rows, .cols = p->cols, .w = value(name), .dw = grad(name)};
     auto f = s.fq.find(name);
     if (!teacher && f != s.fq.end()) {
-      l.type = f->second->format().type;
+      const FakeQuantFormat& fmt = f->second->format();
+      l.type = fmt.type;
       l.data = f->second->bytes().data();
       l.row_stride = f->second->row_bytes();
       l.w = f->second->values().data();
+      if (!fmt.x_map.empty()) {
+        l.x_map = fmt.x_map.data();
+        l.stored_cols = fmt.layout->stored_cols;
+      }
     }
     return l;
   };
@@ -173,6 +178,52 @@ Status WriteQuantized(const GgufFile& g, const QatState& s, const QuantMix& mix,
   return OkStatus();
 }
 
+// The grid a fake-quantized tensor's bytes hold (GGUF row order), for the folder writer.
+LinearQuantized GridOf(const FakeQuantTensor& f) {
+  const FakeQuantFormat& fmt = f.format();
+  const GroupedLayout& l = *fmt.layout;
+  LinearQuantized q;
+  q.bits = fmt.grid->bits;
+  q.rows = f.rows();
+  q.cols = f.cols();
+  q.group_size = fmt.scale_block;
+  q.codes.resize(static_cast<size_t>(q.rows * q.cols));
+  std::vector<uint16_t> d(static_cast<size_t>(l.n_groups() * q.rows));
+  q.zeros.resize(d.size());
+  UnpackGroupedRows(l, f.bytes().data(), q.rows, q.codes.data(), d.data(), q.zeros.data());
+  q.scales.resize(d.size());
+  for (size_t i = 0; i < d.size(); ++i) q.scales[i] = Fp16ToFp32(d[i]);
+  q.g_idx.resize(static_cast<size_t>(q.cols));
+  for (int64_t c = 0; c < q.cols; ++c) q.g_idx[c] = static_cast<int32_t>(c / q.group_size);
+  return q;
+}
+
+Expected<uint64_t> WriteFolder(const ConversionPlan& plan, const QatOptions& o, const QuantConfig& qc, const QatState& s,
+                               const std::string& mix) {
+  FolderContents contents;
+  contents.matrix = [&](const PlannedTensor& t, TensorQuantReport* rep) -> Expected<LinearQuantized> {
+    const auto it = s.fq.find(t.name);
+    if (it == s.fq.end()) return Errorf("{}: not fake-quantized", t.name);
+    ErrorStats es;
+    es.Add(s.teacher_by_name.at(t.name), it->second->values().data(), it->second->rows() * it->second->cols());
+    rep->rmse = es.rmse();
+    rep->max_abs_err = es.max_abs_err;
+    rep->sqnr_db = es.sqnr_db();
+    return GridOf(*it->second);
+  };
+  contents.other = [&](const PlannedTensor& t, TensorQuantReport* rep) -> Expected<FolderValues> {
+    const auto it = s.by_name.find(t.name);
+    if (it == s.by_name.end()) return Errorf("{}: not in the trained model", t.name);
+    rep->note = "trained (F32 master)";
+    return FolderValues{it->second->value, true};
+  };
+  QuantizeReport report;
+  report.mix = mix;
+  report.method = "qat";
+  LOWBIT_ASSIGN_OR_RETURN(report, WriteQuantizedFolder(plan, o.model, o.output, qc, contents, std::move(report)));
+  return report.file_size;
+}
+
 }  // namespace
 
 Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const std::string&)>& log) {
@@ -184,8 +235,25 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
   if (o.loss != "kl" && o.loss != "ce") return Errorf("--loss must be kl or ce, not '{}'", o.loss);
   const TrainConfig& tc = o.train;
   if (tc.batch % tc.micro_batch != 0) return Errorf("--batch {} must be a multiple of --micro-batch {}", tc.batch, tc.micro_batch);
-  LOWBIT_ASSIGN_OR_RETURN(QuantMix mix, ResolveQuantMix(o.type));
-  LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(o.model));
+  const bool to_folder = o.format != "gguf";
+  if (to_folder && o.format != "gptq") return Errorf("--format {}: QAT writes gguf or gptq", o.format);
+  if (to_folder && !o.type.empty()) return Errorf("--type {} is for GGUF output; --format gptq takes --bits and --group-size", o.type);
+  if (!to_folder && o.type.empty()) return Errorf("give --type TYPE_OR_MIX for GGUF output, or --format gptq");
+  if (to_folder && !o.imatrix.empty()) return Errorf("--imatrix guides the ggml types' searching quantizers; the int grid is rounded to nearest");
+  QuantMix mix;
+  QuantConfig qc;
+  LinearQuantSpec spec;
+  ConversionPlan plan;
+  if (to_folder) {
+    LOWBIT_ASSIGN_OR_RETURN(qc, FolderQuantConfig(o.folder, 0.01));
+    LOWBIT_ASSIGN_OR_RETURN(spec, FolderGridSpec(o.folder, qc));
+    LOWBIT_ASSIGN_OR_RETURN(plan, PlanFolderInput(o.model, o.output, o.format));
+    mix.name = fmt::format("gptq int{} g{} {}", o.folder.bits, o.folder.group_size, qc.sym ? "sym" : "asym");
+  } else {
+    LOWBIT_ASSIGN_OR_RETURN(mix, ResolveQuantMix(o.type));
+    LOWBIT_ASSIGN_OR_RETURN(plan, PlanConversion(o.model, ""));
+  }
+  LOWBIT_ASSIGN_OR_RETURN(GgufFile g, OpenModel(o.model));
   LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(g));
   if (!model.PlainLlama()) {
     return Errorf("{}: training runs models that compute what llama does; '{}' adds operations (norms, GeGLU, soft-caps, "
@@ -201,27 +269,41 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
   }
   LOWBIT_ASSIGN_OR_RETURN(Vocab vocab, VocabFromGguf(g));
   LOWBIT_ASSIGN_OR_RETURN(auto tok, Tokenizer::Create(vocab));
-  LOWBIT_ASSIGN_OR_RETURN(ConversionPlan plan, PlanConversion(o.model, ""));
-  QuantizeOptions qo;
-  qo.input = o.model;
-  qo.type = o.type;
-  qo.imatrix = o.imatrix;
-  qo.pure = o.pure;
-  qo.tensor_types = o.tensor_types;
-  qo.output_tensor_type = o.output_tensor_type;
-  qo.token_embedding_type = o.token_embedding_type;
-  LOWBIT_ASSIGN_OR_RETURN(std::vector<PlannedType> types, PlanQuantizedTypes(plan, qo, !o.imatrix.empty()));
-  std::vector<std::string> names;
-  for (const PlannedTensor& t : plan.tensors) names.push_back(t.name);
+  std::map<std::string, FakeQuantFormat> formats;
+  if (to_folder) {
+    for (const PlannedTensor& t : plan.tensors) {
+      if (!t.name.starts_with("blk.") || t.dims.size() != 2) continue;  // the folder writer's layer matrices
+      auto f = IntGridFakeQuant(spec, static_cast<int64_t>(t.dims[0]));
+      if (!f.ok()) return Errorf("{}: {}", t.name, f.status().message());
+      formats.emplace(t.name, std::move(*f));
+    }
+  } else {
+    QuantizeOptions qo;
+    qo.input = o.model;
+    qo.type = o.type;
+    qo.imatrix = o.imatrix;
+    qo.pure = o.pure;
+    qo.tensor_types = o.tensor_types;
+    qo.output_tensor_type = o.output_tensor_type;
+    qo.token_embedding_type = o.token_embedding_type;
+    LOWBIT_ASSIGN_OR_RETURN(std::vector<PlannedType> types, PlanQuantizedTypes(plan, qo, !o.imatrix.empty()));
+    for (size_t i = 0; i < plan.tensors.size(); ++i) {
+      const PlannedTensor& t = plan.tensors[i];
+      if (t.dims.size() != 2 || types[i].type == GgmlType::kF32) continue;
+      const FakeQuantFormat* f = FindFakeQuant(types[i].type);
+      if (f == nullptr) return Errorf("tensor '{}' would be {}, which QAT cannot train for", t.name, TypeInfo(types[i].type).name);
+      formats.emplace(t.name, *f);
+    }
+  }
   Imatrix im;
   if (!o.imatrix.empty()) {
     LOWBIT_ASSIGN_OR_RETURN(im, LoadImatrix(o.imatrix));
   }
   ThreadPool pool(o.threads);
   QatState s;
-  LOWBIT_RETURN_IF_ERROR(BuildState(g, types, names, im, o.learn_scales, &pool, &s));
+  LOWBIT_RETURN_IF_ERROR(BuildState(g, formats, im, o.learn_scales, &pool, &s));
   if (o.learn_scales && s.scales.empty()) {
-    return Errorf("--learn-scales: none of the {} types has free block scales (Q4_0, Q5_0, Q8_0, IQ4_NL have)", mix.name);
+    return Errorf("--learn-scales: none of the {} types has free block scales (Q4_0, Q5_0, Q8_0, IQ4_NL and the int grid have)", mix.name);
   }
   const Weights student = BuildWeights(c, s, false), teacher = BuildWeights(c, s, true);
 
@@ -311,7 +393,11 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
     if (st.step % log_every == 0 || st.step == st.steps || st.step == 1 || st.checkpointed) say(FormatStep(st));
   }));
   hooks.before_step(tc.steps);  // the final weights' bytes
-  LOWBIT_RETURN_IF_ERROR(WriteQuantized(g, s, mix, o.output, &rep.file_size));
+  if (to_folder) {
+    LOWBIT_ASSIGN_OR_RETURN(rep.file_size, WriteFolder(plan, o, qc, s, mix.name));
+  } else {
+    LOWBIT_RETURN_IF_ERROR(WriteQuantized(g, s, mix, o.output, &rep.file_size));
+  }
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return rep;
 }

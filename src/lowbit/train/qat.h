@@ -14,6 +14,13 @@
 // samples itself (LLM-QAT's data-free recipe). --loss ce trains on next-token cross-entropy of the
 // text instead. With learn_scales, the block scales of Q4_0, Q5_0, Q8_0 and IQ4_NL tensors are
 // trained too (LSQ) and the file is written with them.
+//
+// With format "gptq" the target is the linear int-N grid instead (fake_quant.h IntGridFakeQuant: the
+// bits, group size and sym/asym of `folder`): every layer matrix is fake-quantized on the grid (its
+// bytes the grouped-integer rows `lowbit run -m DIR` loads), the other tensors train in F32, and the
+// output is a GPTQ folder written by pipeline/quantize_folder.h's writer, holding exactly the codes,
+// scales and zeros of the final forward (and the trained F32 values of the other tensors). The model
+// must then be a Hugging Face float folder (its config and tokenizer files are carried over).
 #pragma once
 
 #include <functional>
@@ -21,12 +28,15 @@
 #include <vector>
 
 #include "lowbit/base/status.h"
+#include "lowbit/pipeline/quantize_folder.h"
 #include "lowbit/train/trainer.h"
 
 namespace lowbit::train {
 
 struct QatOptions {
   std::string model, output, type;
+  std::string format = "gguf";   // "gguf" (a GGUF of `type`) or "gptq" (a folder on the int grid of `folder`)
+  FolderQuantOptions folder;     // bits, group_size, sym, range (format "gptq")
   std::string train_text;        // text to train on (tokenized with the model's vocabulary)
   bool self_distill = false;     // generate the data with the model itself
   int64_t samples = 0;           // generated sequences (0: enough for one pass, at most 1024)

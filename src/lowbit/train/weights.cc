@@ -19,16 +19,30 @@ const WeightView& SlotOf(const LlamaModel::Layer& l, int slot) {
   return *s[slot];
 }
 
+// A mapped weight (a GPTQ / AWQ folder's grouped rows: stored columns padded or in act-order) keeps
+// its map for the forward product; its F32 values are scattered back to the input's columns.
 Linear FrozenBase::Frozen(const WeightView& v, ThreadPool* pool) {
-  auto f = std::make_unique<std::vector<float>>(static_cast<size_t>(v.rows * v.cols));
+  const int64_t cols = v.x_map != nullptr ? v.x_stride : v.cols;
+  auto f = std::make_unique<std::vector<float>>(static_cast<size_t>(v.rows * cols));
   float* dst = f->data();
   auto run = [&](size_t b, size_t e) {
-    for (size_t r = b; r < e; ++r) DequantizeRowOf(v.type, v.data, v.cols, static_cast<int64_t>(r), dst + r * v.cols);
+    std::vector<float> stored(v.x_map != nullptr ? static_cast<size_t>(v.cols) : 0);
+    for (size_t r = b; r < e; ++r) {
+      if (v.x_map == nullptr) {
+        DequantizeRowOf(v.type, v.data, v.cols, static_cast<int64_t>(r), dst + r * cols);
+        continue;
+      }
+      DequantizeRowOf(v.type, v.data, v.cols, static_cast<int64_t>(r), stored.data());
+      for (int64_t c = 0; c < v.cols; ++c) {
+        if (v.x_map[c] >= 0) dst[r * cols + v.x_map[c]] = stored[static_cast<size_t>(c)];
+      }
+    }
   };
   LOWBIT_CHECK(v.row_stride == *RowBytes(v.type, static_cast<uint64_t>(v.cols)));  // one-rank models only
   if (pool != nullptr && pool->size() > 1) pool->ParallelFor(static_cast<size_t>(v.rows), run, 16);
   else run(0, static_cast<size_t>(v.rows));
-  Linear l{.rows = v.rows, .cols = v.cols, .type = v.type, .data = v.data, .row_stride = v.row_stride, .w = dst};
+  Linear l{.rows = v.rows, .cols = cols, .type = v.type, .data = v.data, .row_stride = v.row_stride, .x_map = v.x_map,
+           .stored_cols = v.x_map != nullptr ? v.cols : 0, .w = dst};
   store_.push_back(std::move(f));
   return l;
 }
