@@ -17,6 +17,7 @@
 
 #include "lowbit/formats/quant_checkpoint.h"
 #include "lowbit/numeric/half.h"
+#include "synth_folder_common.h"
 
 namespace {
 
@@ -69,20 +70,9 @@ int main(int argc, char** argv) {
   cfg.lm_head = lm_head;
   SafetensorsWriter w;
   w.SetMetadata("format", "pt");
-  auto fail = [](const Status& s) {
-    std::fprintf(stderr, "%s\n", s.message().c_str());
-    return 1;
-  };
+  const auto fail = bench::Fail;
   auto add_float = [&](const std::string& name, std::vector<uint64_t> shape, float amp, uint64_t seed) {
-    return w.Add(name, StDtype::kF16, shape, [amp, seed](std::span<uint8_t> o) {
-      std::mt19937 rng(static_cast<uint32_t>(seed));
-      std::uniform_real_distribution<float> u(-amp, amp);
-      for (size_t i = 0; i + 1 < o.size(); i += 2) {
-        const uint16_t h = Fp32ToFp16(amp == 0 ? 1.0f : u(rng));
-        std::memcpy(&o[i], &h, 2);
-      }
-      return OkStatus();
-    });
+    return bench::AddRandomF16(w, name, std::move(shape), amp, seed);
   };
   uint64_t seed = 1;
   if (Status s = add_float("model.embed_tokens.weight", {uint64_t(V), uint64_t(dim)}, 0.02f, seed++); !s.ok()) return fail(s);
