@@ -22,7 +22,8 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHAPES = ["tiny-llama3", "tiny-qwen", "tiny-qwen2", "tiny-qwen3", "tiny-phi3", "tiny-gemma2", "tiny-gemma3"]
+SHAPES = ["tiny-llama3", "tiny-qwen", "tiny-qwen2", "tiny-qwen3", "tiny-phi3", "tiny-gemma2", "tiny-gemma3",
+          "tiny-qwen3moe", "tiny-qwen2moe", "tiny-mixtral"]
 CTX, CHUNKS = 64, 4
 
 

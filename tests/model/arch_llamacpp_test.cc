@@ -102,7 +102,7 @@ TEST_P(ArchVsLlamaCpp, SamePerplexityAndTopTokens) {
 
 INSTANTIATE_TEST_SUITE_P(Families, ArchVsLlamaCpp,
                          ::testing::Values("tiny-llama3", "tiny-qwen", "tiny-qwen2", "tiny-qwen3", "tiny-phi3", "tiny-gemma2",
-                                           "tiny-gemma3"),
+                                           "tiny-gemma3", "tiny-qwen3moe", "tiny-qwen2moe", "tiny-mixtral"),
                          [](const auto& p) {
                            std::string n = p.param;
                            for (char& c : n) c = c == '-' ? '_' : c;

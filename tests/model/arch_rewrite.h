@@ -6,9 +6,15 @@
 // - qwen (first Qwen): the same rows fused into attn_qkv with a zero attn_qkv.bias, and
 //   feed_forward_length written as twice the FFN width (as its converter does);
 // - phi3: fused attn_qkv (no bias) and ffn_up holding the gate rows then the up rows, NeoX RoPE.
+// - a mixture of experts (MoeRewrite): every expert a copy of the dense FFN, so that any routing
+//   whose weights sum to 1 computes the dense FFN: llama (Mixtral: normalized weights, a random
+//   router), or qwen2moe with a zero router (every expert 1/n_expert, the n_used lowest chosen:
+//   the experts give n_used / n_expert of the FFN) and a shared expert whose down rows are scaled
+//   so that, at its gate's sigmoid(0) = 1/2, it gives the rest.
 #pragma once
 
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -19,7 +25,13 @@
 
 namespace lowbit::testing {
 
-inline Status WriteAs(const GgufFile& src, const std::string& arch, const std::string& path) {
+struct MoeRewrite {
+  int64_t n_expert = 0, n_used = 0;
+  bool shared = false;        // qwen2moe's shared expert (then the router is zero)
+  float router_scale = 0.1f;  // N(0, scale) router weights (without a shared expert)
+};
+
+inline Status WriteAs(const GgufFile& src, const std::string& arch, const std::string& path, const MoeRewrite& moe = {}) {
   const bool fused_qkv = arch == "qwen" || arch == "phi3", fused_up = arch == "phi3";
   const bool bias = arch == "qwen" || arch == "qwen2";
   GgufWriter w;
@@ -33,6 +45,14 @@ inline Status WriteAs(const GgufFile& src, const std::string& arch, const std::s
     if (key == arch + ".embedding_length") n_embd = static_cast<int64_t>(*kv.value.AsUInt());
     if (key == arch + ".feed_forward_length" && arch == "qwen") v = GgufValue::U32(static_cast<uint32_t>(2 * *kv.value.AsUInt()));
     w.SetKv(key, v);
+    if (key == arch + ".feed_forward_length" && moe.n_expert > 0) {
+      w.SetKv(arch + ".expert_feed_forward_length", kv.value);
+      if (moe.shared) w.SetKv(arch + ".expert_shared_feed_forward_length", kv.value);
+    }
+  }
+  if (moe.n_expert > 0) {
+    w.SetKv(arch + ".expert_count", GgufValue::U32(static_cast<uint32_t>(moe.n_expert)));
+    w.SetKv(arch + ".expert_used_count", GgufValue::U32(static_cast<uint32_t>(moe.n_used)));
   }
   if (n_head_kv == 0) n_head_kv = n_head;
   const int64_t hd = n_embd / n_head;
@@ -42,7 +62,7 @@ inline Status WriteAs(const GgufFile& src, const std::string& arch, const std::s
     const GgufTensorInfo* t = src.FindTensor(name);
     std::vector<uint8_t> out(t->data, t->data + t->n_bytes);
     const bool qk = name.find("attn_q.weight") != std::string::npos || name.find("attn_k.weight") != std::string::npos;
-    if (!qk || t->type != GgmlType::kF32) return out;
+    if (!qk || t->type != GgmlType::kF32 || arch == "llama") return out;  // llama keeps its own RoPE layout
     const uint64_t rb = t->dims[0] * 4;
     for (uint64_t h = 0; h < t->dims[1] / static_cast<uint64_t>(hd); ++h) {
       for (int64_t i = 0; i < hd / 2; ++i) {
@@ -91,6 +111,48 @@ inline Status WriteAs(const GgufFile& src, const std::string& arch, const std::s
       continue;
     }
     if (n.ends_with("ffn_up.weight") && fused_up) continue;
+    if (moe.n_expert > 0 && (n.ends_with("ffn_gate.weight") || n.ends_with("ffn_up.weight") || n.ends_with("ffn_down.weight"))) {
+      const std::string kind = n.substr(dot + 1, n.size() - dot - 1 - 7);  // ffn_gate, ffn_up, ffn_down
+      std::vector<uint8_t> all;
+      for (int64_t e = 0; e < moe.n_expert; ++e) all = cat(std::move(all), rows_of(n));
+      LOWBIT_RETURN_IF_ERROR(add(b + kind + "_exps.weight", t.type, {dims[0], dims[1], static_cast<uint64_t>(moe.n_expert)}, std::move(all)));
+      if (moe.shared) {
+        std::vector<uint8_t> rows = rows_of(n);
+        if (kind == "ffn_down") {
+          if (t.type != GgmlType::kF32) return Errorf("the shared-expert rewrite needs F32 ffn_down");
+          const float scale = 2.0f * (1.0f - static_cast<float>(moe.n_used) / static_cast<float>(moe.n_expert));
+          for (size_t i = 0; i < rows.size(); i += 4) {
+            float f;
+            std::memcpy(&f, &rows[i], 4);
+            f *= scale;
+            std::memcpy(&rows[i], &f, 4);
+          }
+        }
+        LOWBIT_RETURN_IF_ERROR(add(b + kind + "_shexp.weight", t.type, dims, std::move(rows)));
+      }
+      if (kind != "ffn_gate") continue;
+      // The router [n_expert][n_embd] (and the shared expert's gate vector, zero).
+      std::vector<float> router(static_cast<size_t>(moe.n_expert * n_embd), 0.0f);
+      if (!moe.shared) {
+        uint64_t state = std::hash<std::string>{}(n) | 1;
+        for (float& r : router) {  // a sum of uniforms: roughly N(0, scale)
+          float u = 0;
+          for (int i = 0; i < 12; ++i) {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            u += static_cast<float>(state >> 40) / static_cast<float>(1ull << 24);
+          }
+          r = (u - 6.0f) * moe.router_scale;
+        }
+      }
+      std::vector<uint8_t> rb(router.size() * 4);
+      std::memcpy(rb.data(), router.data(), rb.size());
+      LOWBIT_RETURN_IF_ERROR(add(b + "ffn_gate_inp.weight", GgmlType::kF32, {static_cast<uint64_t>(n_embd), static_cast<uint64_t>(moe.n_expert)}, std::move(rb)));
+      if (moe.shared) {
+        LOWBIT_RETURN_IF_ERROR(add(b + "ffn_gate_inp_shexp.weight", GgmlType::kF32, {static_cast<uint64_t>(n_embd)},
+                                   std::vector<uint8_t>(static_cast<size_t>(n_embd) * 4)));
+      }
+      continue;
+    }
     LOWBIT_RETURN_IF_ERROR(add(n, t.type, dims, rows_of(n)));
   }
   return w.Write(path);

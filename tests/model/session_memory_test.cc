@@ -26,12 +26,14 @@ TEST(SessionMemory, PlanIsWhatTheSessionAllocates) {
 #endif
   testing::TempDir dir;
   std::vector<std::string> files;
-  for (const char* type : {"F32", "Q4_0", "Q4_K_M"}) {
+  // The dense tiny model in three types, and a mixture of experts (router, experts, shared expert).
+  for (auto [shape, type] : {std::pair{"tiny", "F32"}, std::pair{"tiny", "Q4_0"}, std::pair{"tiny", "Q4_K_M"},
+                             std::pair{"tiny-qwen2moe", "Q4_0"}}) {
     SynthOptions so;
-    so.shape = "tiny";
+    so.shape = shape;
     so.type = type;
     so.threads = 1;
-    so.output = dir.Path(std::string("tiny-") + type + ".gguf");
+    so.output = dir.Path(std::string(shape) + "-" + type + ".gguf");
     ASSERT_TRUE(Synthesize(so).ok());
     files.push_back(so.output);
   }
@@ -76,7 +78,9 @@ TEST(SessionMemory, PlanIsWhatTheSessionAllocates) {
           // names (a few KB), plus malloc's headers.
           const int64_t built = HeapBytes() - before;
           const int64_t planned = static_cast<int64_t>(plan.TotalBytes() - plan.AttentionScratchBytes());
-          EXPECT_GE(built, planned);
+          // glibc's per-thread cache hands out blocks under ~1 KiB freed earlier without mallinfo2
+          // counting them again (a mixture of experts' per-expert row table is one).
+          EXPECT_GE(built, planned - 1024);
           EXPECT_LE(built, planned + 16384) << "built " << built << " planned " << planned;
           run(s);
           // Only the logits of 64 tokens are new: the activation scratch was sized for every product
@@ -84,7 +88,9 @@ TEST(SessionMemory, PlanIsWhatTheSessionAllocates) {
           const int64_t grown = HeapBytes() - before - built;
           const int64_t later = static_cast<int64_t>(plan.LogitsBytes(64) - plan.LogitsBytes(1));
           if (threads == 1) {
-            EXPECT_LE(grown, later + 1024) << "grown " << grown << " later " << later;
+            // (A missing term would grow it by a row of floats per token: 64 KB here. A few KB are
+            // allocated once per process by the first mixture-of-experts step.)
+            EXPECT_LE(grown, later + 4096) << "grown " << grown << " later " << later;
           }
         }
       }

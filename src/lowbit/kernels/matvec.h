@@ -71,7 +71,7 @@ void MatMul(const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch);
 // at the end of a small product; products on the same input (x and x_map) whose weight types take
 // the same activation type share one conversion. Otherwise (prefill, one thread) the products run
 // one by one.
-inline constexpr size_t kMaxMatMulGroup = 4;
+inline constexpr size_t kMaxMatMulGroup = 32;
 void MatMulGroup(const DotKernels& k, std::span<const MatMulArgs> group, ThreadPool* pool, MatMulScratch* scratch);
 void MatMulGroup(std::span<const MatMulArgs> group, ThreadPool* pool, MatMulScratch* scratch);
 

@@ -56,24 +56,26 @@ class WeightLister {
       cs = {0, cols};
     }
     LOWBIT_RETURN_IF_ERROR(CheckShape(*t, rows, cols));
-    if (ToFloatFor(t->type) == nullptr) {
-      return Errorf("{}: tensor '{}' is {}, which lowbit cannot compute with yet", g_.name(), name, TypeInfo(t->type).name);
-    }
-    const int64_t bs = TypeInfo(t->type).block_size;
-    if (cs.begin % bs != 0 || cs.count % bs != 0) {
-      return Errorf("{}: tensor '{}' ({}) cannot be split at column {}: not a multiple of its block size {}", g_.name(), name,
-                    TypeInfo(t->type).name, cs.begin + (cs.begin % bs == 0 ? cs.count : 0), bs);
-    }
-    const uint64_t row_bytes = *RowBytes(t->type, static_cast<uint64_t>(cols));
-    const uint64_t byte0 = *RowBytes(t->type, static_cast<uint64_t>(cs.begin));
-    const uint64_t bytes = *RowBytes(t->type, static_cast<uint64_t>(cs.count));
-    *v = {t->type, nullptr, rs.count, cs.count, bytes};
+    LOWBIT_RETURN_IF_ERROR(Piece(*t, 0, rs, cs, cols, v));
     if (map != nullptr) {
       v->x_map = reinterpret_cast<const int32_t*>(map->data);
       v->x_stride = in_cols;
     }
-    out_->push_back({{t, static_cast<uint64_t>(rs.begin), static_cast<uint64_t>(rs.count), byte0, bytes, row_bytes}, v, nullptr});
     return OkStatus();
+  }
+  // Expert e's rows `rs` and columns `cs` of the 3-D tensor `name`, n_expert matrices of [rows][cols]
+  // (GGUF dims [cols, rows, n_expert]) read as one of n_expert * rows rows.
+  Status Expert(const std::string& name, int64_t e, int64_t n_expert, int64_t rows, int64_t cols, ShardRange rs, ShardRange cs,
+                WeightView* v) {
+    const GgufTensorInfo* t = g_.FindTensor(name);
+    if (t == nullptr) {
+      return Errorf("{}: tensor '{}' of shape [{}, {}, {}] is missing (architecture {})", g_.name(), name, cols, rows, n_expert, c_.arch);
+    }
+    if (t->n_dims != 3 || static_cast<int64_t>(t->dims[0]) != cols || static_cast<int64_t>(t->dims[1]) != rows ||
+        static_cast<int64_t>(t->dims[2]) != n_expert) {
+      return Errorf("{}: tensor '{}' has shape {}, expected [{}, {}, {}]", g_.name(), name, t->ShapeString(), cols, rows, n_expert);
+    }
+    return Piece(*t, e * rows, rs, cs, cols, v);
   }
   // An optional F32 bias of `n` elements: its elements `r`.
   Status Bias(const std::string& name, int64_t n, ShardRange r, const float** out) {
@@ -99,6 +101,23 @@ class WeightLister {
   bool Has(const std::string& name) const { return g_.FindTensor(name) != nullptr; }
 
  private:
+  // Rows row0 + rs and columns cs of tensor t (rows of `cols` elements) as the view *v and its piece.
+  Status Piece(const GgufTensorInfo& t, int64_t row0, ShardRange rs, ShardRange cs, int64_t cols, WeightView* v) {
+    if (ToFloatFor(t.type) == nullptr) {
+      return Errorf("{}: tensor '{}' is {}, which lowbit cannot compute with yet", g_.name(), t.name, TypeInfo(t.type).name);
+    }
+    const int64_t bs = TypeInfo(t.type).block_size;
+    if (cs.begin % bs != 0 || cs.count % bs != 0) {
+      return Errorf("{}: tensor '{}' ({}) cannot be split at column {}: not a multiple of its block size {}", g_.name(), t.name,
+                    TypeInfo(t.type).name, cs.begin + (cs.begin % bs == 0 ? cs.count : 0), bs);
+    }
+    const uint64_t row_bytes = *RowBytes(t.type, static_cast<uint64_t>(cols));
+    const uint64_t byte0 = *RowBytes(t.type, static_cast<uint64_t>(cs.begin));
+    const uint64_t bytes = *RowBytes(t.type, static_cast<uint64_t>(cs.count));
+    *v = {t.type, nullptr, rs.count, cs.count, bytes};
+    out_->push_back({{&t, static_cast<uint64_t>(row0 + rs.begin), static_cast<uint64_t>(rs.count), byte0, bytes, row_bytes}, v, nullptr});
+    return OkStatus();
+  }
   // The input map of `t`: I32, one entry per stored column, each an input column below `in_cols` or -1.
   Status CheckMap(const GgufTensorInfo& t, const GgufTensorInfo& map, int64_t in_cols) const {
     const auto stored = static_cast<int64_t>(t.dims[0]);
@@ -164,6 +183,28 @@ Status ListFfn(WeightLister& w, const LlamaConfig& c, const ShardPlan& p, const 
   return w.Part(b + "ffn_up.weight", ff, E, p.ff, {0, E}, &L.up);
 }
 
+// The mixture-of-experts FFN of layer prefix `b`: the router ffn_gate_inp (whole), every expert's
+// gate/up rows and down columns of the rank's part of the expert width (ffn_*_exps, 3-D), and the
+// shared expert's (ffn_*_shexp, with its gate vector ffn_gate_inp_shexp) where the model has one.
+Status ListExperts(WeightLister& w, const LlamaConfig& c, const ShardPlan& p, const std::string& b, LlamaModel::Layer& L) {
+  const int64_t E = c.n_embd, ne = c.n_expert, ff = c.n_ff_exp;
+  LOWBIT_RETURN_IF_ERROR(w.Whole(b + "ffn_gate_inp.weight", ne, E, &L.router));
+  L.gate_exps.resize(ne);
+  L.up_exps.resize(ne);
+  L.down_exps.resize(ne);
+  for (int64_t e = 0; e < ne; ++e) {
+    LOWBIT_RETURN_IF_ERROR(w.Expert(b + "ffn_gate_exps.weight", e, ne, ff, E, p.ff, {0, E}, &L.gate_exps[e]));
+    LOWBIT_RETURN_IF_ERROR(w.Expert(b + "ffn_up_exps.weight", e, ne, ff, E, p.ff, {0, E}, &L.up_exps[e]));
+    LOWBIT_RETURN_IF_ERROR(w.Expert(b + "ffn_down_exps.weight", e, ne, E, ff, {0, E}, p.ff, &L.down_exps[e]));
+  }
+  if (c.n_ff_shexp == 0) return OkStatus();
+  const int64_t fs = c.n_ff_shexp;
+  LOWBIT_RETURN_IF_ERROR(w.Norm(b + "ffn_gate_inp_shexp.weight", &L.shexp_gate_inp));  // F32, like a norm weight
+  LOWBIT_RETURN_IF_ERROR(w.Part(b + "ffn_gate_shexp.weight", fs, E, p.ff_shexp, {0, E}, &L.shexp_gate));
+  LOWBIT_RETURN_IF_ERROR(w.Part(b + "ffn_up_shexp.weight", fs, E, p.ff_shexp, {0, E}, &L.shexp_up));
+  return w.Part(b + "ffn_down_shexp.weight", E, fs, {0, E}, p.ff_shexp, &L.shexp_down);
+}
+
 // RoPE frequency factors: rope_freqs (Llama 3.x), rope_factors_long / _short (phi3), [rope_dim / 2] F32.
 Status ListRopeFactors(WeightLister& w, const LlamaConfig& c, LlamaModel& m) {
   const int64_t n = c.rope_dim / 2;
@@ -185,7 +226,7 @@ Status ListWeights(const GgufFile& g, const LlamaConfig& c, const ShardPlan& p, 
   *tied = !has_output;
   LOWBIT_RETURN_IF_ERROR(ListRopeFactors(w, c, m));
   // The norms an architecture requires (others are read when present).
-  const bool qk_norm = c.arch == "qwen3" || c.arch == "gemma3", post_norms = c.arch == "gemma2" || c.arch == "gemma3";
+  const bool qk_norm = c.arch == "qwen3" || c.arch == "qwen3moe" || c.arch == "gemma3", post_norms = c.arch == "gemma2" || c.arch == "gemma3";
   m.layers.resize(c.n_layer);
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
@@ -197,8 +238,12 @@ Status ListWeights(const GgufFile& g, const LlamaConfig& c, const ShardPlan& p, 
     LOWBIT_RETURN_IF_ERROR(w.Norm(b + "attn_k_norm.weight", &L.k_norm, hd, qk_norm));
     LOWBIT_RETURN_IF_ERROR(w.Norm(b + "post_attention_norm.weight", &L.attn_post_norm, 0, post_norms));
     LOWBIT_RETURN_IF_ERROR(w.Norm(b + "ffn_norm.weight", &L.ffn_norm));
-    LOWBIT_RETURN_IF_ERROR(ListFfn(w, c, p, b, L));
-    LOWBIT_RETURN_IF_ERROR(w.Part(b + "ffn_down.weight", c.n_embd, c.n_ff, {0, c.n_embd}, p.ff, &L.down));
+    if (c.moe()) {
+      LOWBIT_RETURN_IF_ERROR(ListExperts(w, c, p, b, L));
+    } else {
+      LOWBIT_RETURN_IF_ERROR(ListFfn(w, c, p, b, L));
+      LOWBIT_RETURN_IF_ERROR(w.Part(b + "ffn_down.weight", c.n_embd, c.n_ff, {0, c.n_embd}, p.ff, &L.down));
+    }
     LOWBIT_RETURN_IF_ERROR(w.Norm(b + "post_ffw_norm.weight", &L.ffn_post_norm, 0, post_norms));
   }
   return OkStatus();
@@ -275,7 +320,7 @@ bool LlamaModel::PlainLlama() const {
   for (const Layer& L : layers) {
     if (L.q_norm.data || L.k_norm.data || L.attn_post_norm.data || L.ffn_post_norm.data) return false;
   }
-  return c.n_swa == 0 && c.rope_freq_scale == 1.0f && c.rope_attn_factor == 1.0f && c.attn_softcap == 0 && c.final_softcap == 0 &&
+  return !c.moe() && c.n_swa == 0 && c.rope_freq_scale == 1.0f && c.rope_attn_factor == 1.0f && c.attn_softcap == 0 && c.final_softcap == 0 &&
          c.embd_scale == 1.0f && !c.ffn_gelu && c.attn_scale == 1.0f / std::sqrt(static_cast<float>(c.head_dim)) &&
          c.head_dim * c.n_head == c.n_embd && !rope_freqs && !rope_long && !rope_short;
 }
@@ -333,6 +378,8 @@ Expected<LlamaModel> LlamaModel::Load(const GgufFile& g, const LoadOptions& o) {
   return m;
 }
 
+const size_t LlamaSession::kLinearJobBytes = sizeof(LlamaSession::LinearJob);
+
 LlamaSession::LlamaSession(const LlamaModel& model, int64_t n_ctx, int threads)
     : LlamaSession(model, SessionOptions{.n_ctx = n_ctx, .threads = threads, .max_batch = std::min<int64_t>(n_ctx, 512)}) {}
 
@@ -368,6 +415,15 @@ LlamaSession::LlamaSession(const LlamaModel& model, const SessionOptions& o)
   v_.resize(B * sz.kv_dim);
   hb_.resize(B * sz.ff);
   hb2_.resize(B * sz.ff);
+  if (c_.moe()) {
+    const int64_t rows = sz.expert_rows, ne = c_.n_expert;
+    router_.resize(B * ne);
+    route_.resize(rows);
+    xe_.resize(rows * E);
+    ye_.resize(rows * E);
+    expert_rows_.resize(2 * ne + 1);
+    expert_jobs_.reserve(2 * ne);
+  }
   logits_.resize(sz.vocab);
   mm_scratch_.Get(sz.matmul_scratch_bytes);  // at its largest now: no step grows it
   if (model.ranks() > 1) {
@@ -404,25 +460,31 @@ LlamaSession::LlamaSession(const LlamaModel& model, const SessionOptions& o)
   glu_ = c_.ffn_gelu ? ActiveDotKernels().geglu : ActiveDotKernels().swiglu;
 }
 
-void LlamaSession::Linears(std::initializer_list<LinearJob> jobs, int64_t n) {
+void LlamaSession::Linears(std::span<const LinearJob> jobs, int64_t n) {
   MatMulArgs args[kMaxMatMulGroup];
-  LOWBIT_CHECK(jobs.size() <= kMaxMatMulGroup);
   size_t i = 0;
+  auto flush = [&] {
+    if (i > 0) MatMulGroup(std::span<const MatMulArgs>(args, i), pool_, &mm_scratch_);
+    i = 0;
+  };
   for (const LinearJob& j : jobs) {
+    const int64_t m = j.n > 0 ? j.n : n;
     if (j.w->rows == 0) continue;  // a rank with no heads or no FFN: nothing to compute
     if (j.w->cols == 0) {          // nor columns of a row-parallel weight: its part of the sum is zero
-      std::fill(j.y, j.y + n * j.w->rows, 0.0f);
+      std::fill(j.y, j.y + m * j.w->rows, 0.0f);
       continue;
     }
+    if (i == kMaxMatMulGroup) flush();
     args[i++] = MatMulArgs{.type = j.w->type, .w = j.w->data, .rows = j.w->rows, .cols = j.w->cols, .row_stride = j.w->row_stride,
-                           .x = j.x, .x_map = j.w->x_map, .x_stride = j.w->x_stride, .batch = n, .y = j.y,
+                           .x = j.x, .x_map = j.w->x_map, .x_stride = j.w->x_stride, .batch = m, .y = j.y,
                            .batch_invariant = batch_invariant_};
   }
-  if (i > 0) MatMulGroup(std::span<const MatMulArgs>(args, i), pool_, &mm_scratch_);
+  flush();
   for (const LinearJob& j : jobs) {
-    for (const LowRankUpdate& u : j.w->updates) LowRank(*j.w, u, j.x, n, j.y);
+    const int64_t m = j.n > 0 ? j.n : n;
+    for (const LowRankUpdate& u : j.w->updates) LowRank(*j.w, u, j.x, m, j.y);
     if (j.bias == nullptr) continue;
-    for (int64_t b = 0; b < n; ++b) {
+    for (int64_t b = 0; b < m; ++b) {
       for (int64_t r = 0; r < j.w->rows; ++r) j.y[b * j.w->rows + r] += j.bias[r];
     }
   }
@@ -574,12 +636,16 @@ void LlamaSession::FfnPart(int64_t l, int64_t n) {
   const LlamaModel::Layer& L = m_.layers[l];
   const int64_t E = c_.n_embd, ff = m_.local_ff();
   NormAll(L.ffn_norm, n);
-  Observe(l, 4, xb_.data(), E, n);
-  Observe(l, 5, xb_.data(), E, n);
-  Linears({{&L.gate, xb_.data(), hb_.data(), nullptr}, {&L.up, xb_.data(), hb2_.data(), nullptr}}, n);
-  SwiGlu(n * ff);
-  Observe(l, 6, hb_.data(), ff, n);
-  Linear(L.down, hb_.data(), n, proj_.data());
+  if (c_.moe()) {
+    MoeFfn(l, n);
+  } else {
+    Observe(l, 4, xb_.data(), E, n);
+    Observe(l, 5, xb_.data(), E, n);
+    Linears({{&L.gate, xb_.data(), hb_.data(), nullptr}, {&L.up, xb_.data(), hb2_.data(), nullptr}}, n);
+    SwiGlu(n * ff);
+    Observe(l, 6, hb_.data(), ff, n);
+    Linear(L.down, hb_.data(), n, proj_.data());
+  }
   comm_->AllReduceSum(proj_.data(), n * E);
   if (L.ffn_post_norm.data != nullptr) NormInPlace(proj_.data(), n, L.ffn_post_norm);
 }

@@ -40,6 +40,7 @@
 #include "lowbit/base/thread_pool.h"
 #include "lowbit/formats/gguf_reader.h"
 #include "lowbit/kernels/matvec.h"
+#include "lowbit/model/moe.h"
 #include "lowbit/model/shard.h"
 #include "lowbit/parallel/comm.h"
 
@@ -64,6 +65,15 @@ struct LlamaConfig {
   float final_softcap = 0.0f;      // > 0: logits = c * tanh(logits / c)
   float embd_scale = 1.0f;         // embeddings multiplied by it (gemma: sqrt(n_embd))
   bool ffn_gelu = false;           // GeGLU (tanh GELU) instead of SwiGLU
+  // Mixture of experts (every layer's FFN when n_expert > 0): a router picks n_expert_used of
+  // n_expert experts per token (softmax, top-k, weights normalized to sum 1 when
+  // expert_weights_norm), each a SwiGLU FFN of n_ff_exp columns; plus a shared expert of n_ff_shexp
+  // columns gated by sigmoid(w . x) when n_ff_shexp > 0 (qwen2moe).
+  int64_t n_expert = 0, n_expert_used = 0, n_ff_exp = 0, n_ff_shexp = 0;
+  bool expert_weights_norm = false;
+  bool moe() const { return n_expert > 0; }
+  // The FFN width the shard plan cuts: an expert's when the FFN is a mixture of experts.
+  int64_t ff_width() const { return moe() ? n_ff_exp : n_ff; }
 };
 
 // The architectures LlamaModel runs, comma-separated (for messages).
@@ -121,7 +131,8 @@ class LlamaModel {
   // This rank's heads, KV heads and FFN width.
   int64_t local_heads() const { return plan_.heads.count; }
   int64_t local_kv_heads() const { return plan_.kv_heads.count; }
-  int64_t local_ff() const { return plan_.ff.count; }
+  int64_t local_ff() const { return plan_.ff.count; }  // of each expert, in a mixture of experts
+  int64_t local_ff_shexp() const { return plan_.ff_shexp.count; }
   // Bytes of weights this model owns (kCopy: this rank's image; 0 for views).
   uint64_t owned_bytes() const { return image_.size(); }
   // Identifies the model (configuration, tensor names, types and shapes, norm weights), so that
@@ -138,6 +149,12 @@ class LlamaModel {
     // Present (data not null) only where the architecture has them: [head_dim] per-head norms of q
     // and k before RoPE; [n_embd] norms of the attention and FFN outputs before the residual add.
     WeightView q_norm, k_norm, attn_post_norm, ffn_post_norm;
+    // A mixture-of-experts FFN (gate, up, down empty): the router [n_expert][n_embd], whole on every
+    // rank; each expert's gate/up/down cut like a dense FFN to this rank's part of the expert width;
+    // the shared expert, where the model has one (data not null), and its gate vector [1][n_embd].
+    WeightView router;
+    std::vector<WeightView> gate_exps, up_exps, down_exps;
+    WeightView shexp_gate_inp, shexp_gate, shexp_up, shexp_down;
   };
   WeightView token_embd, output_norm, output;  // output: this rank's vocabulary rows
   // RoPE frequency factors ([rope_dim / 2], theta_i divided by them), when the file has them:
@@ -208,6 +225,7 @@ class LlamaSession {
   void SetObserver(Observer o) { observer_ = std::move(o); }
   int64_t n_ctx() const { return n_ctx_; }
   int64_t max_batch() const { return max_batch_; }
+  static const size_t kLinearJobBytes;  // what one product's entry of a mixture-of-experts step takes
 
   // Calibration access (pipeline/: GPTQ, AWQ): one sublayer of decoder layer `layer` alone, on n
   // hidden states x [n][n_embd] at positions 0..n-1 of sequence 0 (n <= max_batch()): out
@@ -229,8 +247,10 @@ class LlamaSession {
     const float* x;
     float* y;
     const float* bias;
+    int64_t n = 0;  // tokens through this product; 0: the call's n
   };
-  void Linears(std::initializer_list<LinearJob> jobs, int64_t n);
+  void Linears(std::initializer_list<LinearJob> jobs, int64_t n) { Linears(std::span<const LinearJob>(jobs.begin(), jobs.size()), n); }
+  void Linears(std::span<const LinearJob> jobs, int64_t n);
   void Linear(const WeightView& w, const float* x, int64_t n, float* y, const float* bias = nullptr) { Linears({{&w, x, y, bias}}, n); }
   void LowRank(const WeightView& w, const LowRankUpdate& u, const float* x, int64_t n, float* y);
   void Attention(int64_t layer, int64_t n);
@@ -245,6 +265,8 @@ class LlamaSession {
   // proj_ = the attention (FFN) block's output for x_ (tokens batch_[0, n)), summed over ranks; x_ is not changed.
   void AttentionPart(int64_t layer, int64_t n);
   void FfnPart(int64_t layer, int64_t n);
+  // The mixture-of-experts FFN (model/moe.cc): proj_ = this rank's part of it for xb_.
+  void MoeFfn(int64_t layer, int64_t n);
   void AddProj(int64_t n);  // x_ += proj_
   void SublayerBlock(int64_t layer, bool attention, const float* x, int64_t n, float* out);
 
@@ -264,6 +286,13 @@ class LlamaSession {
   std::vector<BatchToken> batch_;  // [max_batch]: the step's tokens
   std::vector<int64_t> want_;      // [max_batch]: rows whose logits are returned
   std::vector<float> x_, xb_, q_, k_, v_, att_out_, hb_, hb2_, proj_, logits_;
+  // Mixture of experts: router logits [batch][n_expert]; each (token, expert) pair's choice and
+  // gathered row [batch * used]; the per-expert gathered inputs xe_ and outputs ye_ [batch * used]
+  // [n_embd]; each expert's first row [n_expert + 1] then its cursor [n_expert]; the step's products.
+  std::vector<float> router_, xe_, ye_;
+  std::vector<ExpertChoice> route_;
+  std::vector<int64_t> expert_rows_;
+  std::vector<LinearJob> expert_jobs_;  // [2 * n_expert] reserved
   std::vector<float> rope_cos_, rope_sin_;  // [table][pos][rope_dim / 2]: table 0 global, 1 sliding-window layers
   SwiGluFn glu_ = nullptr;                  // the FFN's gating kernel (SwiGLU or GeGLU)
   std::vector<float> lora_t_, lora_z_;  // low-rank updates' A x and B (A x); grow on first use

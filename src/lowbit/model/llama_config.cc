@@ -13,6 +13,7 @@ namespace {
 // The architectures this decoder runs (general.architecture as llama.cpp's converter writes it),
 // each a row of options; the tensors a file has switch on the rest (fused Q/K/V, q/k norms, post
 // norms, biases, RoPE factors). Facts from llama.cpp's src/models/<arch>.cpp and llama-model.cpp.
+enum class Moe { kNever, kOptional, kAlways };
 struct ArchRow {
   const char* name;
   bool neox;               // LLAMA_ROPE_TYPE_NEOX
@@ -24,16 +25,20 @@ struct ArchRow {
   int64_t swa_pattern;     // default sliding-window pattern: layer l slides when l % p < p - 1 (0: none)
   int64_t swa_window;      // default window; 0: sliding only when attention.sliding_window says so
   bool gemma_scale;        // query scale 1/sqrt(n_embd / n_head) for the 27B shapes (gemma_pytorch)
+  Moe moe;                 // mixture-of-experts FFN: never, when expert_count says (llama: Mixtral), always
+  bool moe_norm;           // the chosen experts' weights divided by their sum (build_moe_ffn's norm_w)
 };
-constexpr std::array<ArchRow, 8> kArchitectures = {{
-    {"llama", false, 1, false, false, 0, 0, 0, 0, false},
-    {"qwen", true, 2, false, false, 0, 0, 0, 0, false},
-    {"qwen2", true, 1, false, false, 0, 0, 0, 0, false},
-    {"qwen3", true, 1, false, false, 0, 0, 0, 0, false},
-    {"phi3", true, 1, false, false, 0, 0, 0, 0, false},
-    {"gemma", true, 1, true, true, 0, 0, 0, 0, false},
-    {"gemma2", true, 1, true, true, 50.0f, 30.0f, 2, 4096, true},
-    {"gemma3", true, 1, true, true, 0, 0, 6, 0, true},
+constexpr std::array<ArchRow, 10> kArchitectures = {{
+    {"llama", false, 1, false, false, 0, 0, 0, 0, false, Moe::kOptional, true},
+    {"qwen", true, 2, false, false, 0, 0, 0, 0, false, Moe::kNever, false},
+    {"qwen2", true, 1, false, false, 0, 0, 0, 0, false, Moe::kNever, false},
+    {"qwen3", true, 1, false, false, 0, 0, 0, 0, false, Moe::kNever, false},
+    {"qwen2moe", true, 1, false, false, 0, 0, 0, 0, false, Moe::kAlways, false},
+    {"qwen3moe", true, 1, false, false, 0, 0, 0, 0, false, Moe::kAlways, true},
+    {"phi3", true, 1, false, false, 0, 0, 0, 0, false, Moe::kNever, false},
+    {"gemma", true, 1, true, true, 0, 0, 0, 0, false, Moe::kNever, false},
+    {"gemma2", true, 1, true, true, 50.0f, 30.0f, 2, 4096, true, Moe::kNever, false},
+    {"gemma3", true, 1, true, true, 0, 0, 6, 0, true, Moe::kNever, false},
 }};
 
 // A float from the metadata, or `def`.
@@ -86,6 +91,42 @@ Status ReadRopeScaling(const GgufFile& g, LlamaConfig* c) {
   if (const GgufValue* v = g.Find(p + "scaling.original_context_length"); v && v->AsUInt()) {
     c->n_ctx_orig = static_cast<int64_t>(*v->AsUInt());
   }
+  return OkStatus();
+}
+
+// The mixture-of-experts FFN (llama.cpp's build_moe_ffn with softmax gating): expert_count experts
+// of expert_feed_forward_length columns (llama: feed_forward_length; qwen2moe/qwen3moe without the
+// key: feed_forward_length / expert_used_count, as llama.cpp), expert_used_count of them per token,
+// and qwen2moe's shared expert of expert_shared_feed_forward_length (default feed_forward_length).
+Status ReadExperts(const GgufFile& g, const ArchRow& row, LlamaConfig* c) {
+  const std::string a = c->arch + ".";
+  auto number = [&](const std::string& key, int64_t def, int64_t max) -> Expected<int64_t> {
+    const GgufValue* v = g.Find(a + key);
+    if (v == nullptr) return def;
+    if (!v->AsUInt()) return Errorf("{}: {}{} must be a number (one value for every layer)", g.name(), a, key);
+    if (*v->AsUInt() > static_cast<uint64_t>(max)) return Errorf("{}: {}{} = {} is out of range", g.name(), a, key, *v->AsUInt());
+    return static_cast<int64_t>(*v->AsUInt());
+  };
+  LOWBIT_ASSIGN_OR_RETURN(c->n_expert, number("expert_count", 0, 4096));
+  if (row.moe == Moe::kNever) {
+    if (c->n_expert > 0) return Errorf("{}: {} has expert_count {}, but lowbit runs {} as a dense model only", g.name(), c->arch, c->n_expert, c->arch);
+    c->n_expert = 0;
+    return OkStatus();
+  }
+  if (c->n_expert == 0) {
+    if (row.moe == Moe::kAlways) return Errorf("{}: {}expert_count is missing or 0; {} is a mixture of experts", g.name(), a, c->arch);
+    return OkStatus();
+  }
+  LOWBIT_ASSIGN_OR_RETURN(c->n_expert_used, number("expert_used_count", 0, c->n_expert));
+  if (c->n_expert_used == 0) return Errorf("{}: {}expert_used_count must be 1..{} (expert_count)", g.name(), a, c->n_expert);
+  const int64_t def = row.moe == Moe::kOptional ? c->n_ff : c->n_ff / c->n_expert_used;
+  LOWBIT_ASSIGN_OR_RETURN(c->n_ff_exp, number("expert_feed_forward_length", def, 1 << 24));
+  if (c->n_ff_exp == 0) return Errorf("{}: {}expert_feed_forward_length is 0", g.name(), a);
+  if (g.FindTensor("blk.0.ffn_gate_shexp.weight") != nullptr) {
+    LOWBIT_ASSIGN_OR_RETURN(c->n_ff_shexp, number("expert_shared_feed_forward_length", c->n_ff, 1 << 24));
+    if (c->n_ff_shexp == 0) return Errorf("{}: {}expert_shared_feed_forward_length is 0", g.name(), a);
+  }
+  c->expert_weights_norm = row.moe_norm;
   return OkStatus();
 }
 
@@ -148,6 +189,7 @@ Expected<LlamaConfig> ReadLlamaConfig(const GgufFile& g) {
   c.attn_scale = 1.0f / std::sqrt(static_cast<float>(big_gemma ? c.n_embd / c.n_head : c.head_dim));
   c.embd_scale = row->embd_scale ? std::sqrt(static_cast<float>(c.n_embd)) : 1.0f;
   c.ffn_gelu = row->gelu;
+  LOWBIT_RETURN_IF_ERROR(ReadExperts(g, *row, &c));
   const GgufTensorInfo* emb = g.FindTensor("token_embd.weight");
   if (emb == nullptr || emb->n_dims != 2) return Errorf("{}: tensor 'token_embd.weight' is missing", g.name());
   c.n_vocab = static_cast<int64_t>(emb->dims[1]);

@@ -27,8 +27,12 @@ uint64_t GroupScratch(std::initializer_list<const WeightView*> group) {
 }  // namespace
 
 uint64_t SessionSizes::ActivationBytes() const {
+  const uint64_t moe = n_expert == 0 ? 0
+                     : static_cast<uint64_t>(batch * n_expert + 2 * expert_rows * embd) * 4 +
+                           static_cast<uint64_t>(expert_rows) * sizeof(ExpertChoice) + static_cast<uint64_t>(2 * n_expert + 1) * 8 +
+                           static_cast<uint64_t>(2 * n_expert) * LlamaSession::kLinearJobBytes;
   return static_cast<uint64_t>(batch * (3 * embd + 2 * q_dim + 2 * kv_dim + 2 * ff)) * 4 +
-         static_cast<uint64_t>(batch) * (sizeof(BatchToken) + sizeof(int64_t));
+         static_cast<uint64_t>(batch) * (sizeof(BatchToken) + sizeof(int64_t)) + moe;
 }
 
 uint64_t SessionSizes::LogitsBytes(int64_t tokens) const {
@@ -56,6 +60,11 @@ SessionSizes PlanSession(const LlamaModel& model, const SessionOptions& o, const
   s.q_dim = model.local_heads() * c.head_dim;
   s.kv_dim = model.local_kv_heads() * c.head_dim;
   s.ff = model.local_ff();
+  if (c.moe()) {
+    s.n_expert = c.n_expert;
+    s.expert_rows = s.batch * c.n_expert_used;
+    s.ff = std::max(c.n_expert_used * model.local_ff(), model.local_ff_shexp());
+  }
   s.vocab = c.n_vocab;
   s.rope_half = c.rope_dim / 2;
   s.rope_tables = c.n_swa > 0 ? 2 : 1;
@@ -68,6 +77,15 @@ SessionSizes PlanSession(const LlamaModel& model, const SessionOptions& o, const
       scratch = std::max(scratch, ProductScratch(k, *w, s.batch, o.batch_invariant));
     }
     scratch = std::max({scratch, GroupScratch({&L.wq, &L.wk, &L.wv}), GroupScratch({&L.gate, &L.up})});
+    if (!c.moe()) continue;
+    // An expert's products take up to all the step's tokens; a decode step's are grouped (gate and up
+    // of every chosen expert; then the downs), one activation row per product at most.
+    for (const WeightView* w : {&L.router, &L.shexp_gate, &L.shexp_up, &L.shexp_down, &L.gate_exps[0], &L.up_exps[0], &L.down_exps[0]}) {
+      if (w->rows > 0 && w->cols > 0) scratch = std::max(scratch, ProductScratch(k, *w, s.batch, o.batch_invariant));
+    }
+    const auto used = static_cast<uint64_t>(c.n_expert_used);
+    scratch = std::max({scratch, used * GroupScratch({&L.gate_exps[0], &L.up_exps[0]}), used * GroupScratch({&L.down_exps[0]}),
+                        GroupScratch({&L.shexp_gate, &L.shexp_up})});
   }
   s.matmul_scratch_bytes = scratch;
   return s;

@@ -24,6 +24,8 @@ struct SessionSizes {
   int threads = 1;    // the pool's size (SessionOptions::threads, 0 = all hardware threads)
   // This rank's widths, in floats per token.
   int64_t embd = 0, q_dim = 0, kv_dim = 0, ff = 0, vocab = 0;
+  // Mixture of experts: experts, and (token, expert) rows of a step (batch * experts used).
+  int64_t n_expert = 0, expert_rows = 0;
   int64_t rope_half = 0;       // RoPE table entries per position
   int64_t rope_tables = 1;     // 2 where sliding-window layers have their own RoPE (gemma2/3)
   int64_t attention_group = 1; // query heads per KV head
@@ -35,6 +37,9 @@ struct SessionSizes {
 
   // Float activations of one step: x, xb, proj [batch][embd]; q, att_out [batch][q_dim];
   // k, v [batch][kv_dim]; hb, hb2 [batch][ff]; and the step's tokens (BatchToken) and logit rows.
+  // A mixture of experts adds the router's logits [batch][n_expert], each row's expert choice
+  // (ExpertChoice), its gathered input and output [expert_rows][embd], and the per-expert row
+  // counts and product list.
   uint64_t ActivationBytes() const;
   uint64_t RopeBytes() const { return uint64_t{2} * static_cast<uint64_t>(rope_tables * n_ctx * rope_half) * 4; }
   // The logits buffer after Forward was asked for all logits of `tokens` tokens (1: the last only).

@@ -44,8 +44,11 @@ Expected<ShardPlan> PlanShard(const GgufFile& g, const LlamaConfig& c, int rank,
   } else {
     p.kv_heads = {p.heads.begin / group, 0};
   }
-  p.ff_unit = LargestBlock(g, c.n_layer, "ffn_down.weight");
-  LOWBIT_ASSIGN_OR_RETURN(p.ff, SplitUnits(c.n_ff, p.ff_unit, rank, ranks));
+  p.ff_unit = LargestBlock(g, c.n_layer, c.moe() ? "ffn_down_exps.weight" : "ffn_down.weight");
+  LOWBIT_ASSIGN_OR_RETURN(p.ff, SplitUnits(c.ff_width(), p.ff_unit, rank, ranks));
+  if (c.n_ff_shexp > 0) {
+    LOWBIT_ASSIGN_OR_RETURN(p.ff_shexp, SplitUnits(c.n_ff_shexp, LargestBlock(g, c.n_layer, "ffn_down_shexp.weight"), rank, ranks));
+  }
   p.vocab = VocabRows(c.n_vocab, rank, ranks);
   if (p.heads.count == 0 && p.ff.count == 0) {
     // Holding only classifier rows would leave a rank streaming the embedding for a sliver of work.
@@ -53,7 +56,7 @@ Expected<ShardPlan> PlanShard(const GgufFile& g, const LlamaConfig& c, int rank,
                   "part(s) of {} heads, as attn_output's blocks of {} columns and head dim {} require; the FFN into {} "
                   "part(s) of {} columns, ffn_down's block); use fewer ranks",
                   g.name(), ranks, rank, p.kv_replicated ? head_units : group_units, p.head_unit, wo_block, c.head_dim,
-                  c.n_ff / p.ff_unit, p.ff_unit);
+                  c.ff_width() / p.ff_unit, p.ff_unit);
   }
   return p;
 }

@@ -15,7 +15,9 @@
 //   heads those read (replicated K/V rows). With fewer head units than ranks some ranks hold no
 //   attention at all (stories5M's Q4_K attn_output is one 256-column block: one rank does it).
 // - The FFN width splits on the block size of ffn_down; the ranks with the most attention get the
-//   least FFN where the parts are uneven.
+//   least FFN where the parts are uneven. In a mixture of experts every expert's width splits so
+//   (ffn_down_exps' block; each rank holds its slice of every expert, and routes every token itself,
+//   the router being whole on each rank), and the shared expert's width likewise.
 // - A rank that would hold nothing at all is an error that names the units.
 #pragma once
 
@@ -36,7 +38,8 @@ struct ShardPlan {
   int rank = 0, ranks = 1;
   ShardRange heads;     // query heads
   ShardRange kv_heads;  // KV heads held (whole groups, or those the query heads read)
-  ShardRange ff;        // FFN columns
+  ShardRange ff;        // FFN columns (of each expert, in a mixture of experts)
+  ShardRange ff_shexp;  // the shared expert's columns (qwen2moe), cut like the FFN
   ShardRange vocab;     // classifier rows
   bool kv_replicated = false;
   int64_t head_unit = 1, ff_unit = 1;  // query heads / FFN columns per indivisible part

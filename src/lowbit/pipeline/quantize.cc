@@ -162,7 +162,9 @@ Expected<std::vector<PlannedType>> PlanQuantizedTypes(const ConversionPlan& plan
   for (const PlannedTensor& t : plan.tensors) {
     PlannedType p{t.source_type};
     const std::string source_type(TypeInfo(t.source_type).name);
-    const bool two_d = t.dims.size() >= 2;
+    // A mixture of experts' router (ffn_gate_inp) stays F32, as llama.cpp keeps it: its logits choose the experts.
+    const bool router = t.name.find("ffn_gate_inp.weight") != std::string::npos;
+    const bool two_d = t.dims.size() >= 2 && !router;
     const bool float_src = IsFloatType(t.source_type);
     if (!two_d && float_src) p.type = GgmlType::kF32;  // norms and biases, as `lowbit convert` writes them
     if (two_d && (float_src || o.allow_requantize)) {

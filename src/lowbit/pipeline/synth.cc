@@ -96,6 +96,14 @@ const std::vector<SynthShape>& SynthShapes() {
        256, 10000.0f, 4096},
       {"gemma3-1b", 1152, 26, 4, 1, 6912, 262144, 32768, true, "Gemma 3 1B (q/k norms, 5 local : 1 global layers, window 512)", "gemma3",
        256, 1000000.0f, 512},
+      // Mixtures of experts (decode reads only the chosen experts).
+      {"qwen3-30b-a3b", 2048, 48, 32, 4, 6144, 151936, 40960, false, "Qwen3-30B-A3B (qwen3moe: 128 experts of 768, 8 per token, q/k norms)",
+       "qwen3moe", 128, 1000000.0f, 0, false, 128, 8, 768},
+      {"qwen2-57b-a14b", 3584, 28, 28, 4, 18944, 151936, 65536, false,
+       "Qwen2-57B-A14B (qwen2moe: 64 experts of 2560, 8 per token, shared expert of 20480)", "qwen2moe", 0, 1000000.0f, 0, false, 64, 8,
+       2560, 20480},
+      {"mixtral-8x7b", 4096, 32, 32, 8, 14336, 32000, 32768, false, "Mixtral 8x7B (llama with 8 experts, 2 per token)", "llama", 0,
+       1000000.0f, 0, false, 8, 2, 14336},
       {"tiny", 256, 2, 4, 2, 512, 512, 128, false, "a tiny model for tests"},
       // Tiny shapes of each family (tests and the llama.cpp comparison, bench/arch_vs_llamacpp.sh).
       {"tiny-llama3", 256, 2, 4, 2, 512, 512, 256, true, "tiny llama with llama3 RoPE factors", "llama", 0, 500000.0f, 0, true},
@@ -105,6 +113,12 @@ const std::vector<SynthShape>& SynthShapes() {
       {"tiny-phi3", 256, 2, 4, 4, 512, 512, 256, false, "tiny phi3", "phi3"},
       {"tiny-gemma2", 256, 4, 4, 2, 512, 512, 256, true, "tiny gemma2 (window 16)", "gemma2", 96, 10000.0f, 16},
       {"tiny-gemma3", 256, 6, 4, 1, 512, 512, 256, true, "tiny gemma3 (window 16, 5 local : 1 global)", "gemma3", 96, 1000000.0f, 16},
+      {"tiny-qwen3moe", 256, 2, 4, 2, 512, 512, 256, true, "tiny qwen3moe (8 experts of 256, 2 per token)", "qwen3moe", 0, 1000000.0f, 0,
+       false, 8, 2, 256},
+      {"tiny-qwen2moe", 256, 2, 4, 2, 512, 512, 256, false, "tiny qwen2moe (16 experts of 256, 4 per token, shared expert of 512)",
+       "qwen2moe", 0, 1000000.0f, 0, false, 16, 4, 256, 512},
+      {"tiny-mixtral", 256, 2, 4, 2, 512, 512, 256, false, "tiny Mixtral (llama, 4 experts of 512, 2 per token)", "llama", 0, 10000.0f, 0,
+       false, 4, 2, 512},
   };
   return shapes;
 }
@@ -172,6 +186,12 @@ Expected<GgufWriter> SynthWriter(const SynthOptions& o) {
   if (o.vocab) {
     for (const GgufKv& kv : VocabKvs(SyntheticVocab(x.n_vocab, x.arch == "phi3"))) w.SetKv(kv.key, kv.value);
   }
+  if (x.n_expert > 0) {
+    w.SetKv(a + "expert_count", GgufValue::U32(static_cast<uint32_t>(x.n_expert)));
+    w.SetKv(a + "expert_used_count", GgufValue::U32(static_cast<uint32_t>(x.n_expert_used)));
+    if (x.arch != "llama") w.SetKv(a + "expert_feed_forward_length", GgufValue::U32(static_cast<uint32_t>(x.n_ff_exp)));
+    if (x.n_ff_shexp > 0) w.SetKv(a + "expert_shared_feed_forward_length", GgufValue::U32(static_cast<uint32_t>(x.n_ff_shexp)));
+  }
   w.SetKv("general.file_type", GgufValue::U32(mix.file_type));
   w.SetKv("general.quantization_version", GgufValue::U32(2));
 
@@ -182,17 +202,22 @@ Expected<GgufWriter> SynthWriter(const SynthOptions& o) {
   int i_attn_v = 0, i_ffn_down = 0;
   // What a 1-D tensor holds: norms (1, or 1 + N(0, 0.1) for the families beyond llama, so that a
   // norm applied wrongly shows), biases N(0, 0.02), or given values (RoPE factors).
-  enum class Fill { kMatrix, kNorm, kBias, kValues };
+  enum class Fill { kMatrix, kRouter, kNorm, kBias, kValues };
   const bool jitter = x.arch != "llama";
+  // experts > 0: a 3-D tensor of `experts` [rows][cols] matrices; Fill::kRouter: a matrix kept F32.
   auto add = [&](const std::string& name, int64_t rows, int64_t cols, Fill fill = Fill::kMatrix,
-                 std::vector<float> values = {}) -> Status {
-    const bool matrix = fill == Fill::kMatrix;
+                 std::vector<float> values = {}, int64_t experts = 0) -> Status {
+    const bool matrix = fill == Fill::kMatrix || fill == Fill::kRouter;
     GgmlType type = GgmlType::kF32;
-    if (matrix) type = ChooseTensorType(mix, ctx, name, static_cast<uint64_t>(cols), i_attn_v, i_ffn_down, nullptr);
+    if (fill == Fill::kMatrix) type = ChooseTensorType(mix, ctx, name, static_cast<uint64_t>(cols), i_attn_v, i_ffn_down, nullptr);
     if (name.find("attn_v.weight") != std::string::npos || name.find("attn_qkv.weight") != std::string::npos) ++i_attn_v;
     if (name.find("ffn_down") != std::string::npos) ++i_ffn_down;
     std::vector<uint64_t> dims = {static_cast<uint64_t>(cols)};
     if (matrix) dims.push_back(static_cast<uint64_t>(rows));
+    if (experts > 0) {
+      dims.push_back(static_cast<uint64_t>(experts));
+      rows *= experts;
+    }
     const uint64_t row_bytes = *RowBytes(type, static_cast<uint64_t>(cols));
     const uint64_t name_seed = HashName(name) ^ seed;
     return w.AddTensor(name, type, dims, [=, values = std::move(values)](std::span<uint8_t> out) {
@@ -234,8 +259,8 @@ Expected<GgufWriter> SynthWriter(const SynthOptions& o) {
     LOWBIT_RETURN_IF_ERROR(add("rope_factors_long.weight", 1, hd / 2, Fill::kValues, l_f));
     LOWBIT_RETURN_IF_ERROR(add("rope_factors_short.weight", 1, hd / 2, Fill::kValues, s_f));
   }
-  const bool fused_qkv = x.arch == "phi3" || x.arch == "qwen", qkv_bias = x.arch == "qwen" || x.arch == "qwen2";
-  const bool qk_norm = x.arch == "qwen3" || x.arch == "gemma3";
+  const bool fused_qkv = x.arch == "phi3" || x.arch == "qwen", qkv_bias = x.arch == "qwen" || x.arch == "qwen2" || x.arch == "qwen2moe";
+  const bool qk_norm = x.arch == "qwen3" || x.arch == "qwen3moe" || x.arch == "gemma3";
   for (int64_t l = 0; l < x.n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     if (fused_qkv) {
@@ -260,11 +285,24 @@ Expected<GgufWriter> SynthWriter(const SynthOptions& o) {
     if (gemma) LOWBIT_RETURN_IF_ERROR(add(p + "post_attention_norm.weight", 1, E, Fill::kNorm));
     if (x.arch == "phi3") {
       LOWBIT_RETURN_IF_ERROR(add(p + "ffn_up.weight", 2 * ff, E));  // gate rows, then up rows
+    } else if (x.n_expert > 0) {
+      // As llama.cpp's converter orders them: the router, the experts, the shared expert.
+      const int64_t ne = x.n_expert, fe = x.n_ff_exp, fs = x.n_ff_shexp;
+      LOWBIT_RETURN_IF_ERROR(add(p + "ffn_gate_inp.weight", ne, E, Fill::kRouter));
+      LOWBIT_RETURN_IF_ERROR(add(p + "ffn_gate_exps.weight", fe, E, Fill::kMatrix, {}, ne));
+      LOWBIT_RETURN_IF_ERROR(add(p + "ffn_down_exps.weight", E, fe, Fill::kMatrix, {}, ne));
+      LOWBIT_RETURN_IF_ERROR(add(p + "ffn_up_exps.weight", fe, E, Fill::kMatrix, {}, ne));
+      if (fs > 0) {
+        LOWBIT_RETURN_IF_ERROR(add(p + "ffn_gate_inp_shexp.weight", 1, E, Fill::kBias));
+        LOWBIT_RETURN_IF_ERROR(add(p + "ffn_gate_shexp.weight", fs, E));
+        LOWBIT_RETURN_IF_ERROR(add(p + "ffn_down_shexp.weight", E, fs));
+        LOWBIT_RETURN_IF_ERROR(add(p + "ffn_up_shexp.weight", fs, E));
+      }
     } else {
       LOWBIT_RETURN_IF_ERROR(add(p + "ffn_gate.weight", ff, E));
     }
-    LOWBIT_RETURN_IF_ERROR(add(p + "ffn_down.weight", E, ff));
-    if (x.arch != "phi3") LOWBIT_RETURN_IF_ERROR(add(p + "ffn_up.weight", ff, E));
+    if (x.n_expert == 0) LOWBIT_RETURN_IF_ERROR(add(p + "ffn_down.weight", E, ff));
+    if (x.arch != "phi3" && x.n_expert == 0) LOWBIT_RETURN_IF_ERROR(add(p + "ffn_up.weight", ff, E));
     LOWBIT_RETURN_IF_ERROR(add(p + "ffn_norm.weight", 1, E, Fill::kNorm));
     if (gemma) LOWBIT_RETURN_IF_ERROR(add(p + "post_ffw_norm.weight", 1, E, Fill::kNorm));
   }

@@ -25,6 +25,9 @@ struct SynthShape {
   float rope_base = 10000.0f;
   int64_t n_swa = 0;           // gemma2/3: sliding window (positions)
   bool llama3_rope = false;    // rope_freqs.weight from Llama 3.1's frequency smoothing (factor 32 for 3.2)
+  // Mixture of experts (n_expert > 0): every layer's FFN is n_expert experts of n_ff_exp columns,
+  // n_expert_used per token, plus a shared expert of n_ff_shexp columns where > 0 (qwen2moe).
+  int64_t n_expert = 0, n_expert_used = 0, n_ff_exp = 0, n_ff_shexp = 0;
 };
 
 const std::vector<SynthShape>& SynthShapes();
