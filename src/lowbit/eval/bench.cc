@@ -45,6 +45,11 @@ double WeightBytesPerToken(const LlamaModel& m) {
     for (const WeightView* w : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_norm, &L.gate, &L.up, &L.down}) {
       b += static_cast<double>(Bytes(*w));
     }
+    if (L.gate_exps.empty()) continue;
+    // A mixture of experts: the router, the experts a token uses (their matrices are alike in size),
+    // the shared expert.
+    b += static_cast<double>(Bytes(L.router) + Bytes(L.shexp_gate_inp) + Bytes(L.shexp_gate) + Bytes(L.shexp_up) + Bytes(L.shexp_down));
+    b += static_cast<double>(m.config().n_expert_used) * static_cast<double>(Bytes(L.gate_exps[0]) + Bytes(L.up_exps[0]) + Bytes(L.down_exps[0]));
   }
   return b;
 }
@@ -52,8 +57,11 @@ double WeightBytesPerToken(const LlamaModel& m) {
 double MatMulOpsPerToken(const LlamaModel& m) {
   double macs = static_cast<double>(m.output.rows) * static_cast<double>(m.output.cols);
   for (const auto& L : m.layers) {
-    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) {
+    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down, &L.router, &L.shexp_gate, &L.shexp_up, &L.shexp_down}) {
       macs += static_cast<double>(w->rows) * static_cast<double>(w->cols);
+    }
+    for (size_t e = 0; e < std::min<size_t>(L.gate_exps.size(), static_cast<size_t>(m.config().n_expert_used)); ++e) {
+      for (const WeightView* w : {&L.gate_exps[e], &L.up_exps[e], &L.down_exps[e]}) macs += static_cast<double>(w->rows) * static_cast<double>(w->cols);
     }
   }
   return 2 * macs;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
+#include <span>
+#include <vector>
 
 #include "lowbit/kernels/matvec.h"
 
@@ -16,7 +18,7 @@ double Bytes(const WeightView& w) {
 double Work(const WeightView& w) { return static_cast<double>(w.rows) * static_cast<double>(w.cols); }
 
 // One decode product (or a group of them, one hand-off) as MatMul and MatMulGroup run it.
-void AddProducts(ModelWork* work, std::initializer_list<const WeightView*> group) {
+void AddProducts(ModelWork* work, std::span<const WeightView* const> group) {
   double total = 0;
   for (const WeightView* w : group) total += Work(*w);
   const bool threaded_group = work->threads > 1 && total >= static_cast<double>(kMinThreadedWork);
@@ -28,6 +30,10 @@ void AddProducts(ModelWork* work, std::initializer_list<const WeightView*> group
     (threaded ? work->threaded_bytes : work->single_bytes)[w->type] += Bytes(*w);
     work->weight_macs[w->type] += Work(*w);
   }
+}
+
+void AddProducts(ModelWork* work, std::initializer_list<const WeightView*> group) {
+  AddProducts(work, std::span<const WeightView* const>(group.begin(), group.size()));
 }
 
 // Seconds of one decoded token's weight products.
@@ -153,8 +159,26 @@ ModelWork WorkOf(const LlamaModel& m, bool kv_f16, int threads) {
     w.single_bytes[L.attn_norm.type] += Bytes(L.attn_norm) + Bytes(L.ffn_norm);
     AddProducts(&w, {&L.wq, &L.wk, &L.wv});
     AddProducts(&w, {&L.wo});
-    AddProducts(&w, {&L.gate, &L.up});
-    AddProducts(&w, {&L.down});
+    if (L.gate_exps.empty()) {
+      AddProducts(&w, {&L.gate, &L.up});
+      AddProducts(&w, {&L.down});
+      continue;
+    }
+    // A mixture of experts (model/moe.cc): the router; gate and up of the experts a token uses in one
+    // hand-off (expert 0 standing for each: they are alike), then their downs; the shared expert.
+    AddProducts(&w, {&L.router});
+    std::vector<const WeightView*> gate_up, down;
+    for (int64_t e = 0; e < c.n_expert_used; ++e) {
+      gate_up.insert(gate_up.end(), {&L.gate_exps[0], &L.up_exps[0]});
+      down.push_back(&L.down_exps[0]);
+    }
+    AddProducts(&w, gate_up);
+    AddProducts(&w, down);
+    if (c.n_ff_shexp > 0) {
+      w.single_bytes[L.shexp_gate_inp.type] += Bytes(L.shexp_gate_inp);
+      AddProducts(&w, {&L.shexp_gate, &L.shexp_up});
+      AddProducts(&w, {&L.shexp_down});
+    }
   }
   AddProducts(&w, {&m.output});
   return w;

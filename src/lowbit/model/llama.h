@@ -3,8 +3,8 @@
 // grouped-query attention with an F32 or F16 KV cache, SwiGLU FFN, optional Q/K/V biases, tied or
 // separate output. Hyperparameters come from GGUF metadata (`<arch>.*`).
 //
-// One forward for every architecture it knows (kArchitectures in llama.cc: llama, qwen, qwen2,
-// qwen3, phi3, gemma, gemma2, gemma3): an architecture is a row of options plus the tensors that
+// One forward for every architecture it knows (kArchitectures in llama_config.cc: llama, qwen, qwen2,
+// qwen3, qwen2moe, qwen3moe, phi3, gemma, gemma2, gemma3): an architecture is a row of options plus the tensors that
 // switch on the few operations it adds, all resolved at load time:
 // - fused tensors (attn_qkv, attn_qkv.bias; phi3's ffn_up holding gate then up) are loaded as the
 //   separate Q/K/V (gate/up) views of row ranges of one tensor, so the forward and the tensor-parallel
@@ -14,7 +14,8 @@
 // - RoPE frequency factors (rope_freqs: Llama 3.x; rope_factors_long/short: phi3, chosen by the
 //   session's context against rope.scaling.original_context_length), linear scaling, attn factor;
 // - GeGLU (tanh GELU) instead of SwiGLU, embeddings scaled by sqrt(n_embd), attention and final logit
-//   soft-capping, sliding-window layers with their own RoPE base (gemma2/3), the query scale.
+//   soft-capping, sliding-window layers with their own RoPE base (gemma2/3), the query scale;
+// - a mixture-of-experts FFN (qwen2moe, qwen3moe, llama with experts): model/moe.cc.
 //
 // Written for tensor parallelism: a model is loaded as one rank's shard (model/shard.h says how it is
 // cut). Q/K/V, gate and up are column-parallel (the rank owns query heads with the KV heads they
