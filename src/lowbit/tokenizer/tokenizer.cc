@@ -84,11 +84,11 @@ std::vector<int32_t> Tokenizer::EncodeSpecial(std::string_view text, bool add_bo
 
 Expected<std::unique_ptr<Tokenizer>> Tokenizer::Create(const Vocab& vocab) {
   if (vocab.model == "llama") return std::unique_ptr<Tokenizer>(std::make_unique<SpmAdapter>(vocab));
-  if (vocab.model == "gpt2") {
+  if (vocab.model == "gpt2" || vocab.model == "gemma4") {
     LOWBIT_ASSIGN_OR_RETURN(BpeTokenizer bpe, BpeTokenizer::Create(vocab));
     return std::unique_ptr<Tokenizer>(std::make_unique<BpeAdapter>(vocab, std::move(bpe)));
   }
-  return Errorf("tokenizer model '{}' is not supported (lowbit has 'llama' SentencePiece-style and 'gpt2' byte-level BPE)",
+  return Errorf("tokenizer model '{}' is not supported (lowbit has 'llama' SentencePiece-style, 'gpt2' byte-level BPE and 'gemma4' BPE)",
                 vocab.model);
 }
 

@@ -1,5 +1,6 @@
-// One entry point for encoding text with a GGUF vocabulary: SentencePiece-style ("llama") or
-// byte-level BPE ("gpt2"), BOS first when asked and the vocabulary has one.
+// One entry point for encoding text with a GGUF vocabulary: SentencePiece-style ("llama"),
+// byte-level BPE ("gpt2") or Gemma 4's SentencePiece-style BPE ("gemma4"), BOS first when asked and
+// the vocabulary has one.
 #pragma once
 
 #include <cstdint>
