@@ -160,5 +160,56 @@ INSTANTIATE_TEST_SUITE_P(
       return n;
     });
 
+// Text with special-token strings in it (tests/data/vocab/special-*.inp, written by
+// special_vectors.py from llama.cpp's llama-tokenize): left as text, user-defined tokens are still
+// matched (control ones, and those llama.cpp names end-of-generation, are not); parsed, every special
+// token is, with Phi-3's whitespace stripping after them.
+struct SpecialCase {
+  const char* vocab;
+  Where vocab_at;
+  size_t count;
+};
+
+void PrintTo(const SpecialCase& c, std::ostream* os) { *os << c.vocab; }
+
+class SpecialVectors : public ::testing::TestWithParam<SpecialCase> {};
+
+TEST_P(SpecialVectors, EncodeAsLlamaCppWithAndWithoutParsingSpecials) {
+  const SpecialCase& c = GetParam();
+  if (c.vocab_at == Where::kShared) LOWBIT_REQUIRE_SHARED();
+  auto g = GgufFile::Open(PathOf(c.vocab_at, std::string("ggml-vocab-") + c.vocab + ".gguf"));
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  auto vocab = VocabFromGguf(*g);
+  ASSERT_TRUE(vocab.ok()) << vocab.status().message();
+  auto tok = Tokenizer::Create(*vocab);
+  ASSERT_TRUE(tok.ok()) << tok.status().message();
+  const std::string base = DataPath(std::string("special-") + c.vocab);
+  const Vectors plain = ReadVectors(base);
+  std::vector<std::vector<int32_t>> parsed;
+  std::istringstream out(ReadText(base + ".parsed.out"));
+  for (std::string line; std::getline(out, line);) {
+    std::istringstream ids(line);
+    parsed.emplace_back();
+    for (int32_t id; ids >> id;) parsed.back().push_back(id);
+  }
+  ASSERT_EQ(plain.inputs.size(), c.count);
+  ASSERT_EQ(plain.outputs.size(), c.count);
+  ASSERT_EQ(parsed.size(), c.count);
+  for (size_t i = 0; i < c.count; ++i) {
+    const std::string& text = plain.inputs[i];
+    EXPECT_EQ((*tok)->Encode(text), plain.outputs[i]) << "input " << i << " as text: '" << text << "'";
+    EXPECT_EQ((*tok)->EncodeSpecial(text, false), parsed[i]) << "input " << i << " parsed: '" << text << "'";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(LlamaCppRelease, SpecialVectors,
+                         ::testing::Values(SpecialCase{"phi-3", kShared, 19}, SpecialCase{"llama-spm", kShared, 9},
+                                           SpecialCase{"qwen2", kData, 19}, SpecialCase{"llama-bpe", kData, 15}),
+                         [](const auto& p) {
+                           std::string n = p.param.vocab;
+                           for (char& ch : n) ch = ch == '-' ? '_' : ch;
+                           return n;
+                         });
+
 }  // namespace
 }  // namespace lowbit

@@ -249,13 +249,13 @@ std::vector<int32_t> BpeTokenizer::Encode(std::string_view text) const {
       if (f.id >= 0) {
         out.push_back(f.id);
       } else {
-        std::vector<int32_t> part = EncodeRaw(f.text);
+        std::vector<int32_t> part = EncodeText(f.text);
         out.insert(out.end(), part.begin(), part.end());
       }
     }
     return out;
   }
-  return EncodeRaw(text);
+  return EncodeText(text);
 }
 
 std::vector<std::string> BpeTokenizer::PreTokenize(std::string_view text) const {
@@ -288,7 +288,7 @@ std::vector<std::string> BpeTokenizer::PreTokenize(std::string_view text) const 
   return pieces;
 }
 
-std::vector<int32_t> BpeTokenizer::EncodeRaw(std::string_view raw) const {
+std::vector<int32_t> BpeTokenizer::EncodeText(std::string_view raw) const {
   std::string escaped;
   if (escape_spaces_) {
     escaped.reserve(raw.size() + raw.size() / 2);

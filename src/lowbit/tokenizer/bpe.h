@@ -32,7 +32,10 @@ class BpeTokenizer {
  public:
   static Expected<BpeTokenizer> Create(const Vocab& vocab);
 
+  // Added (user-defined) tokens matched in the text first, then the text between them encoded.
   std::vector<int32_t> Encode(std::string_view text) const;
+  // The text as one piece of text, no added token matched (Tokenizer matches them before).
+  std::vector<int32_t> EncodeText(std::string_view text) const;
   std::string Decode(int32_t token) const;
   // The pre-tokenizer's pieces of `text` (before byte mapping and merges), in order; their
   // concatenation is `text`.
@@ -40,7 +43,6 @@ class BpeTokenizer {
 
  private:
   struct Regex;
-  std::vector<int32_t> EncodeRaw(std::string_view text) const;
   void EncodeWord(const std::string& mapped, std::vector<int32_t>& out) const;
 
   const Vocab* vocab_ = nullptr;

@@ -16,6 +16,7 @@ enum class TokenType : int32_t {
 struct Vocab {
   std::string model = "llama";  // tokenizer.ggml.model: "llama" (SentencePiece-style), "gpt2" or "gemma4" (BPE)
   std::string pre;              // tokenizer.ggml.pre, empty when not known
+  std::string name;             // general.name (llama.cpp keys a few token attributes on it)
   std::vector<std::string> tokens;
   std::vector<float> scores;            // empty for gpt2-style vocabularies
   std::vector<int32_t> token_types;
