@@ -204,7 +204,8 @@ TEST_P(SpecialVectors, EncodeAsLlamaCppWithAndWithoutParsingSpecials) {
 
 INSTANTIATE_TEST_SUITE_P(LlamaCppRelease, SpecialVectors,
                          ::testing::Values(SpecialCase{"phi-3", kShared, 19}, SpecialCase{"llama-spm", kShared, 9},
-                                           SpecialCase{"qwen2", kData, 19}, SpecialCase{"llama-bpe", kData, 15}),
+                                           SpecialCase{"qwen2", kData, 19}, SpecialCase{"llama-bpe", kData, 15},
+                                           SpecialCase{"gemma-4", kData, 27}),
                          [](const auto& p) {
                            std::string n = p.param.vocab;
                            for (char& ch : n) ch = ch == '-' ? '_' : ch;

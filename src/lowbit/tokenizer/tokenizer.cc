@@ -52,10 +52,23 @@ Tokenizer::Tokenizer(const Vocab& v) : vocab_(v) {
   std::string name = v.name;
   for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   const bool phi3 = name.find("phi-3") != std::string::npos || name.find("phi3") != std::string::npos;
+  // llama.cpp's two exceptions to the end-of-generation rule: with Gemma 4's "<|tool_response>",
+  // "</s>" is a normal token; with gpt-oss's "<|return|>" and "<|call|>" (or "<|calls|>" and
+  // "<|flush|>"), "<|end|>" is user-defined.
+  auto has = [&](const char* t) { return std::find(v.tokens.begin(), v.tokens.end(), t) != v.tokens.end(); };
+  const bool s_normal = has("<|tool_response>");
+  const bool end_user_defined = has("<|end|>") && ((has("<|return|>") && has("<|call|>")) || (has("<|calls|>") && has("<|flush|>")));
   for (size_t i = 0; i < v.tokens.size() && i < v.token_types.size(); ++i) {
-    const auto type = static_cast<TokenType>(v.token_types[i]);
+    auto type = static_cast<TokenType>(v.token_types[i]);
     const std::string& text = v.tokens[i];
-    const bool eog = EndOfGenerationText(text);
+    bool eog = EndOfGenerationText(text);
+    if (s_normal && text == "</s>") {
+      type = TokenType::kNormal;
+      eog = false;
+    } else if (end_user_defined && text == "<|end|>") {
+      type = TokenType::kUserDefined;
+      eog = false;
+    }
     if (text.empty() || !(eog || type == TokenType::kControl || type == TokenType::kUserDefined || type == TokenType::kUnknown)) {
       continue;
     }
