@@ -14,7 +14,8 @@ scripts/build.sh fuzz
 shared="${LOWBIT_SHARED:-$root/../shared}"
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(gguf gguf_header safetensors llama2c llama2c_tokenizer hf_config tokenizer_json sentencepiece safetensors_index imatrix bpe_encode
-                                       jinja openai_request quant_config quant_tensors peft_config lora_gguf train_checkpoint advise_inputs ggml_legacy)
+                                       jinja openai_request quant_config quant_tensors peft_config lora_gguf train_checkpoint advise_inputs ggml_legacy
+                                       tokenizer_special)
 
 seed() {  # target dir: copy the seeds it should start from
   local t=$1 d=$2
@@ -32,6 +33,8 @@ seed() {  # target dir: copy the seeds it should start from
     imatrix) cp -f "$shared/models/stories5M/llamacpp/stories5M-imatrix.dat" "$d/" ;;
     bpe_encode) awk 'BEGIN{RS="\n__ggml_vocab_test__\n"} {f=sprintf("%s/inp%03d.txt", d, NR); printf "%s", $0 > f; close(f)}' d="$d" \
                   "$shared/vocab/ggml-vocab-deepseek-llm.gguf.inp" ;;
+    tokenizer_special) awk 'BEGIN{RS="\n__ggml_vocab_test__\n"} {f=sprintf("%s/inp%03d.txt", d, NR); printf "%s", $0 > f; close(f)}' d="$d" \
+                         "$root/tests/data/vocab/special-phi-3.inp" ;;
     advise_inputs) printf '16G' > "$d/ram"; printf '60GB/s' > "$d/bw"; printf '50us,10Gbit' > "$d/net"
                    printf '{"threads":2,"bandwidth_gbps":20,"attention_gflops":9,"attention_f16_gflops":8,"handoff_us":2,"llc_bytes":33554432,"types":{"Q4_K":{"stream_gbps":17,"gemm_gops":90,"stream1_gbps":9,"cached_gbps":30}}}' > "$d/cache.json" ;;
     jinja) "$root/build/release/bin/lowbit" template --list 2>/dev/null | python3 -c 'import json,sys

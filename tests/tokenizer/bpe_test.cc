@@ -1,80 +1,11 @@
-// Byte-level BPE against llama.cpp's test vectors for every BPE vocabulary in ../shared/vocab.
+// Byte-level BPE: the tokenizer entry point and the pre-tokenizer splits (llama.cpp's test vectors for
+// every vocabulary are in vocab_vectors_test.cc).
 #include <gtest/gtest.h>
-
-#include <fstream>
-#include <sstream>
 
 #include "lowbit/formats/gguf_vocab.h"
 #include "lowbit/tokenizer/bpe.h"
-#include "test_data.h"
-
-namespace lowbit {
-namespace {
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct VocabCase {
-  const char* name;
-  const char* pre;
-  size_t vectors;
-};
-class BpeVectors : public ::testing::TestWithParam<VocabCase> {};
-
-TEST_P(BpeVectors, MatchLlamaCpp) {
-  LOWBIT_REQUIRE_SHARED();
-  const std::string path = testing::SharedPath(std::string("vocab/ggml-vocab-") + GetParam().name + ".gguf");
-  auto g = GgufFile::Open(path);
-  ASSERT_TRUE(g.ok()) << g.status().message();
-  auto vocab = VocabFromGguf(*g);
-  ASSERT_TRUE(vocab.ok()) << vocab.status().message();
-  EXPECT_EQ(vocab->model, "gpt2");
-  EXPECT_EQ(vocab->pre, GetParam().pre);
-  auto tok = BpeTokenizer::Create(*vocab);
-  ASSERT_TRUE(tok.ok()) << tok.status().message();
-  const std::string inp = ReadAll(path + ".inp"), sep = "\n__ggml_vocab_test__\n";
-  std::istringstream out(ReadAll(path + ".out"));
-  size_t pos = 0, n = 0;
-  std::string line;
-  while (pos < inp.size() && std::getline(out, line)) {
-    const size_t end = inp.find(sep, pos);
-    ASSERT_NE(end, std::string::npos);
-    const std::string text = inp.substr(pos, end - pos);
-    pos = end + sep.size();
-    std::istringstream ids(line);
-    std::vector<int32_t> want;
-    int32_t id;
-    while (ids >> id) want.push_back(id);
-    const std::vector<int32_t> got = tok->Encode(text);
-    EXPECT_EQ(got, want) << "input " << n << ": '" << text << "'";
-    std::string back;
-    for (int32_t t : got) back += tok->Decode(t);
-    EXPECT_EQ(back, text) << "decode of input " << n;
-    ++n;
-  }
-  EXPECT_EQ(n, GetParam().vectors);
-}
-
-// Every byte-level BPE vocabulary in ../shared/vocab that has llama.cpp's test vectors.
-INSTANTIATE_TEST_SUITE_P(Vocabs, BpeVectors,
-                         ::testing::Values(VocabCase{"gpt-2", "gpt-2", 46}, VocabCase{"deepseek-llm", "deepseek-llm", 46},
-                                           VocabCase{"deepseek-coder", "deepseek-coder", 46}, VocabCase{"falcon", "falcon", 46},
-                                           VocabCase{"mpt", "mpt", 46}, VocabCase{"refact", "refact", 46},
-                                           VocabCase{"starcoder", "starcoder", 46}),
-                         [](const auto& p) {
-                           std::string n = p.param.name;
-                           for (char& c : n) c = c == '-' ? '_' : c;
-                           return n;
-                         });
-
-}  // namespace
-}  // namespace lowbit
-
 #include "lowbit/tokenizer/tokenizer.h"
+#include "test_data.h"
 
 namespace lowbit {
 namespace {
@@ -106,8 +37,7 @@ TEST(Tokenizer, CreatePicksTheAlgorithmAndAddsBos) {
 namespace lowbit {
 namespace {
 
-// The pre-tokenizers that ../shared/vocab has test vectors for but no vocabulary file (llama-bpe,
-// i.e. Llama 3, and qwen2): their splits, which follow from the expressions llama.cpp and the models'
+// The splits of the llama-bpe (Llama 3) and qwen2 pre-tokenizers, which follow from the expressions llama.cpp and the models'
 // tokenizer.json use (contractions in any case, a letter run may take one leading non-letter, digits
 // in runs of at most 3 for llama-bpe and one by one for qwen2, newlines kept with the preceding
 // punctuation or as their own piece). gpt-2 is beside them to show the splits differ.

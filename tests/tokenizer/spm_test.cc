@@ -1,9 +1,6 @@
-// SentencePiece-style tokenizer against llama.cpp's test vectors (../shared/vocab: .inp strings and
-// .out ids; no BOS, specials not parsed) and the llama2.c rule for the tok512 vocabulary.
+// SentencePiece-style tokenizer: the llama2.c rule for the tok512 vocabulary and special tokens in
+// text (llama.cpp's test vectors for every vocabulary are in vocab_vectors_test.cc).
 #include <gtest/gtest.h>
-
-#include <fstream>
-#include <sstream>
 
 #include "lowbit/formats/gguf_vocab.h"
 #include "lowbit/formats/gguf_reader.h"
@@ -13,54 +10,6 @@
 
 namespace lowbit {
 namespace {
-
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// The .inp strings (each ends with "\n__ggml_vocab_test__\n") and the .out id lines.
-void LoadVectors(const std::string& base, std::vector<std::string>* inputs, std::vector<std::vector<int32_t>>* outputs) {
-  const std::string inp = ReadText(base + ".inp"), sep = "\n__ggml_vocab_test__\n";
-  for (size_t pos = 0; pos < inp.size();) {
-    const size_t end = inp.find(sep, pos);
-    if (end == std::string::npos) break;
-    inputs->push_back(inp.substr(pos, end - pos));
-    pos = end + sep.size();
-  }
-  std::istringstream out(ReadText(base + ".out"));
-  std::string line;
-  while (std::getline(out, line)) {
-    std::istringstream ids(line);
-    std::vector<int32_t> v;
-    int32_t id;
-    while (ids >> id) v.push_back(id);
-    outputs->push_back(v);
-  }
-}
-
-TEST(SpmTokenizer, LlamaCppTestVectors) {
-  LOWBIT_REQUIRE_SHARED();
-  for (const char* name : {"ggml-vocab-llama-spm.gguf", "ggml-vocab-phi-3.gguf"}) {
-    SCOPED_TRACE(name);
-    const std::string path = testing::SharedPath(std::string("vocab/") + name);
-    auto g = GgufFile::Open(path);
-    ASSERT_TRUE(g.ok()) << g.status().message();
-    auto vocab = VocabFromGguf(*g);
-    ASSERT_TRUE(vocab.ok()) << vocab.status().message();
-    SpmTokenizer tok(*vocab);
-    std::vector<std::string> inputs;
-    std::vector<std::vector<int32_t>> outputs;
-    LoadVectors(path, &inputs, &outputs);
-    ASSERT_EQ(inputs.size(), 46u);
-    ASSERT_GE(outputs.size(), inputs.size());
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      EXPECT_EQ(tok.Encode(inputs[i]), outputs[i]) << "input " << i << ": '" << inputs[i] << "'";
-    }
-  }
-}
 
 TEST(SpmTokenizer, Tok512MatchesTheLlama2cRule) {
   LOWBIT_REQUIRE_SHARED();

@@ -18,6 +18,7 @@ Expected<Vocab> VocabFromGguf(const GgufFile& g) {
   Vocab v;
   LOWBIT_ASSIGN_OR_RETURN(v.model, g.GetString("tokenizer.ggml.model"));
   if (const GgufValue* pre = g.Find("tokenizer.ggml.pre"); pre && pre->AsString()) v.pre = *pre->AsString();
+  if (const GgufValue* name = g.Find("general.name"); name && name->AsString()) v.name = *name->AsString();
   const GgufValue *tokens, *scores, *types, *merges;
   LOWBIT_RETURN_IF_ERROR(ArrayOf(g, "tokenizer.ggml.tokens", GgufValueType::kString, true, &tokens));
   LOWBIT_RETURN_IF_ERROR(ArrayOf(g, "tokenizer.ggml.scores", GgufValueType::kF32, false, &scores));

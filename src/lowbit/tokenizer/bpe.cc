@@ -4,6 +4,7 @@
 #include <pcre2.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <queue>
 
 #include "lowbit/tokenizer/utf8.h"
@@ -40,7 +41,12 @@ std::vector<std::string> PreTokenizerRegexes(const std::string& pre) {
     return {"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
             "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"};
   }
-  if (pre == "qwen2" || pre == "stablelm2") {
+  if (pre == "qwen35") {  // qwen2's, with combining marks (\p{M}) kept in letter runs
+    return {"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| "
+            "?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"};
+  }
+  if (pre == "gemma4") return {"[^\\n]+|[\\n]+"};  // SentencePiece-style BPE: only newline runs are split off
+  if (pre == "qwen2" || pre == "stablelm2" || pre == "deepseek-r1-qwen") {
     return {"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
             "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"};
   }
@@ -96,12 +102,26 @@ struct Pair {
   bool operator<(const Pair& o) const { return rank > o.rank || (rank == o.rank && left > o.left); }
 };
 
+// llama.cpp's pre-tokenizer names whose vocabularies "ignore merges" (Llama 3's tokenizer.json).
+bool IgnoresMerges(const std::string& pre) {
+  for (const char* name : {"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "jina-v5-nano"}) {
+    if (pre == name) return true;
+  }
+  return false;
+}
+
+constexpr const char* kSpaceMark = "\xe2\x96\x81";  // U+2581, SentencePiece's space
+
 }  // namespace
 
 Expected<BpeTokenizer> BpeTokenizer::Create(const Vocab& vocab) {
   BpeTokenizer t;
   t.vocab_ = &vocab;
-  for (const std::string& pattern : PreTokenizerRegexes(vocab.pre)) {
+  const bool gemma4 = vocab.model == "gemma4";
+  t.byte_encode_ = !gemma4;
+  t.escape_spaces_ = gemma4;
+  t.ignore_merges_ = IgnoresMerges(vocab.pre);
+  for (const std::string& pattern : PreTokenizerRegexes(gemma4 ? "gemma4" : vocab.pre)) {
     int err = 0;
     PCRE2_SIZE offset = 0;
     auto re = std::make_shared<Regex>();
@@ -130,11 +150,22 @@ Expected<BpeTokenizer> BpeTokenizer::Create(const Vocab& vocab) {
     const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
     t.byte_char_[b] = Utf8(printable ? static_cast<uint32_t>(b) : static_cast<uint32_t>(256 + n++));
     t.char_byte_.emplace(t.byte_char_[b], static_cast<uint8_t>(b));
+    char name[8];
+    std::snprintf(name, sizeof(name), "<0x%02X>", b);
+    auto it = t.ids_.find(name);
+    t.byte_token_[b] = it == t.ids_.end() ? -1 : it->second;
   }
   return t;
 }
 
 void BpeTokenizer::EncodeWord(const std::string& w, std::vector<int32_t>& out) const {
+  // A whole piece in the vocabulary: Llama 3 takes it without merging; Gemma 4 does so for newline runs.
+  if (ignore_merges_ || (escape_spaces_ && w.find_first_not_of('\n') == std::string::npos)) {
+    if (auto it = ids_.find(w); it != ids_.end()) {
+      out.push_back(it->second);
+      return;
+    }
+  }
   std::vector<Sym> sym;
   for (size_t off = 0; off < w.size();) {
     const size_t len = std::min(Utf8Length(static_cast<uint8_t>(w[off])), w.size() - off);
@@ -170,6 +201,12 @@ void BpeTokenizer::EncodeWord(const std::string& w, std::vector<int32_t>& out) c
     auto it = ids_.find(piece);
     if (it != ids_.end()) {
       out.push_back(it->second);
+      continue;
+    }
+    if (!byte_encode_) {  // not a token: its bytes as `<0xNN>` tokens
+      for (char c : piece) {
+        if (byte_token_[static_cast<uint8_t>(c)] >= 0) out.push_back(byte_token_[static_cast<uint8_t>(c)]);
+      }
       continue;
     }
     for (size_t off = 0; off < piece.size();) {  // unmergeable: one token per mapped byte
@@ -212,13 +249,13 @@ std::vector<int32_t> BpeTokenizer::Encode(std::string_view text) const {
       if (f.id >= 0) {
         out.push_back(f.id);
       } else {
-        std::vector<int32_t> part = EncodeRaw(f.text);
+        std::vector<int32_t> part = EncodeText(f.text);
         out.insert(out.end(), part.begin(), part.end());
       }
     }
     return out;
   }
-  return EncodeRaw(text);
+  return EncodeText(text);
 }
 
 std::vector<std::string> BpeTokenizer::PreTokenize(std::string_view text) const {
@@ -251,9 +288,22 @@ std::vector<std::string> BpeTokenizer::PreTokenize(std::string_view text) const 
   return pieces;
 }
 
-std::vector<int32_t> BpeTokenizer::EncodeRaw(std::string_view text) const {
+std::vector<int32_t> BpeTokenizer::EncodeText(std::string_view raw) const {
+  std::string escaped;
+  if (escape_spaces_) {
+    escaped.reserve(raw.size() + raw.size() / 2);
+    for (char c : raw) {
+      if (c == ' ') escaped += kSpaceMark;
+      else escaped += c;
+    }
+    raw = escaped;
+  }
   std::vector<int32_t> out;
-  for (const std::string& p : PreTokenize(text)) {
+  for (const std::string& p : PreTokenize(raw)) {
+    if (!byte_encode_) {
+      EncodeWord(p, out);
+      continue;
+    }
     std::string mapped;
     for (char c : p) mapped += byte_char_[static_cast<uint8_t>(c)];
     EncodeWord(mapped, out);
@@ -267,6 +317,22 @@ std::string BpeTokenizer::Decode(int32_t token) const {
   if (static_cast<size_t>(token) < vocab_->token_types.size() &&
       vocab_->token_types[token] == static_cast<int32_t>(TokenType::kUserDefined)) {
     return t;  // added tokens are stored as raw text
+  }
+  if (!byte_encode_) {  // gemma4: byte tokens are `<0xNN>`, U+2581 is a space
+    if (static_cast<size_t>(token) < vocab_->token_types.size() &&
+        vocab_->token_types[token] == static_cast<int32_t>(TokenType::kByte) && t.size() == 6) {
+      return std::string(1, static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16)));
+    }
+    std::string s;
+    for (size_t i = 0; i < t.size();) {
+      if (t.compare(i, 3, kSpaceMark) == 0) {
+        s += ' ';
+        i += 3;
+      } else {
+        s += t[i++];
+      }
+    }
+    return s;
   }
   std::string s;
   for (size_t off = 0; off < t.size();) {

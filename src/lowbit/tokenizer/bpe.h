@@ -1,4 +1,5 @@
-// Byte-level BPE tokenizer (GGUF `tokenizer.ggml.model = "gpt2"`), as llama.cpp runs it.
+// BPE tokenizers as llama.cpp runs them: byte-level BPE (GGUF `tokenizer.ggml.model = "gpt2"`) and
+// Gemma 4's SentencePiece-style BPE (`tokenizer.ggml.model = "gemma4"`).
 //
 // Encode: user-defined (added) tokens are matched in the raw text first, longest first; then
 // split the text with the vocabulary's pre-tokenizer regular expressions (PCRE2 with
@@ -6,9 +7,13 @@
 // between matches), map every byte of a piece to its GPT-2 "byte-to-unicode" character, then merge
 // adjacent symbols by merge rank (lowest first, leftmost on ties) and look the results up.
 // Pre-tokenizers (tokenizer.ggml.pre), llama.cpp's expression lists: gpt-2/mpt/olmo, deepseek-llm,
-// deepseek-coder, falcon, starcoder/refact/command-r, llama-bpe, qwen2, and llama.cpp's default for
-// unknown ones. Tested against llama.cpp's vectors for every vocabulary in ../shared/vocab; llama-bpe
-// and qwen2 have vectors but no vocabulary file there, so their splits are tested directly.
+// deepseek-coder, falcon, starcoder/refact/command-r, llama-bpe (Llama 3: a piece that is a whole
+// vocabulary entry is taken as it is, "ignore merges"), qwen2, qwen35, and llama.cpp's default for
+// unknown ones.
+// gemma4: spaces are written as U+2581, only newline runs are split off (a run that is a vocabulary
+// entry is one token), merges run on the raw UTF-8 (no byte-to-unicode mapping), and what no merge
+// reaches becomes byte tokens `<0xNN>`.
+// Tested against llama.cpp's vectors (tests/tokenizer/vocab_vectors_test.cc).
 #pragma once
 
 #include <cstdint>
@@ -27,7 +32,10 @@ class BpeTokenizer {
  public:
   static Expected<BpeTokenizer> Create(const Vocab& vocab);
 
+  // Added (user-defined) tokens matched in the text first, then the text between them encoded.
   std::vector<int32_t> Encode(std::string_view text) const;
+  // The text as one piece of text, no added token matched (Tokenizer matches them before).
+  std::vector<int32_t> EncodeText(std::string_view text) const;
   std::string Decode(int32_t token) const;
   // The pre-tokenizer's pieces of `text` (before byte mapping and merges), in order; their
   // concatenation is `text`.
@@ -35,7 +43,6 @@ class BpeTokenizer {
 
  private:
   struct Regex;
-  std::vector<int32_t> EncodeRaw(std::string_view text) const;
   void EncodeWord(const std::string& mapped, std::vector<int32_t>& out) const;
 
   const Vocab* vocab_ = nullptr;
@@ -45,6 +52,10 @@ class BpeTokenizer {
   std::unordered_map<std::string, int32_t> ranks_;  // "left right" -> rank
   std::string byte_char_[256];                      // byte -> UTF-8 of its mapped code point
   std::unordered_map<std::string, uint8_t> char_byte_;
+  bool byte_encode_ = true;     // GPT-2 byte-to-unicode mapping (false: gemma4's raw UTF-8)
+  bool escape_spaces_ = false;  // spaces written as U+2581 (gemma4)
+  bool ignore_merges_ = false;  // a piece found whole in the vocabulary is one token (llama-bpe)
+  int32_t byte_token_[256];     // `<0xNN>` tokens, -1 where absent (gemma4)
 };
 
 }  // namespace lowbit

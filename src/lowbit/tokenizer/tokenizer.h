@@ -1,5 +1,6 @@
-// One entry point for encoding text with a GGUF vocabulary: SentencePiece-style ("llama") or
-// byte-level BPE ("gpt2"), BOS first when asked and the vocabulary has one.
+// One entry point for encoding text with a GGUF vocabulary: SentencePiece-style ("llama"),
+// byte-level BPE ("gpt2") or Gemma 4's SentencePiece-style BPE ("gemma4"), BOS first when asked and
+// the vocabulary has one.
 #pragma once
 
 #include <cstdint>
@@ -18,7 +19,10 @@ class Tokenizer {
   static Expected<std::unique_ptr<Tokenizer>> Create(const Vocab& vocab);
   virtual ~Tokenizer() = default;
 
-  virtual std::vector<int32_t> Encode(std::string_view text) const = 0;
+  // Encode as llama.cpp does without parsing special tokens (parse_special=false): user-defined
+  // (added) tokens written in the text still become their tokens, control and unknown pieces are
+  // plain text. No BOS.
+  std::vector<int32_t> Encode(std::string_view text) const;
   virtual std::string Decode(int32_t token) const = 0;
   // Encode with BOS first when the vocabulary adds one (tokenizer.ggml.add_bos_token).
   std::vector<int32_t> EncodeWithBos(std::string_view text) const;
@@ -34,8 +38,18 @@ class Tokenizer {
   // Text between special tokens; `after_special`: it starts the text or follows a special token.
   virtual std::vector<int32_t> EncodeFragment(std::string_view text, bool after_special) const = 0;
   const Vocab& vocab_;
-  std::vector<int32_t> special_;  // special tokens, longest text first
-  bool special_first_[256] = {};  // bytes a special token's text starts with
+
+ private:
+  // A token matched in the raw text before encoding, with llama.cpp's attributes for it.
+  struct Special {
+    int32_t id;
+    bool control;  // control or unknown: matched only when special tokens are parsed
+    bool lstrip, rstrip;  // whitespace before / after it is dropped
+  };
+  // llama.cpp's tokenizer_st_partition: each special token, longest first, splits the text not
+  // matched yet; then the fragments are encoded in order.
+  std::vector<int32_t> Partitioned(std::string_view text, bool parse_special) const;
+  std::vector<Special> special_;  // longest text first
 };
 
 }  // namespace lowbit
