@@ -9,6 +9,7 @@
 #include "lowbit/kernels/dot.h"
 #include "lowbit/model/llama_config.h"
 #include "lowbit/model/session_memory.h"
+#include "lowbit/numeric/bnb.h"
 #include "lowbit/numeric/convert.h"
 #include "lowbit/numeric/dequant.h"
 #include "lowbit/parallel/agree.h"
@@ -68,6 +69,7 @@ class WeightLister {
     const uint64_t byte0 = *RowBytes(t->type, static_cast<uint64_t>(cs.begin));
     const uint64_t bytes = *RowBytes(t->type, static_cast<uint64_t>(cs.count));
     *v = {t->type, nullptr, rs.count, cs.count, bytes};
+    if (IsInt8RowType(t->type)) v->outlier_threshold = Int8Threshold();
     if (map != nullptr) {
       v->x_map = reinterpret_cast<const int32_t*>(map->data);
       v->x_stride = in_cols;
@@ -99,6 +101,10 @@ class WeightLister {
   bool Has(const std::string& name) const { return g_.FindTensor(name) != nullptr; }
 
  private:
+  float Int8Threshold() const {
+    Expected<double> t = g_.GetFloat(kInt8ThresholdKey);
+    return t.ok() ? static_cast<float>(*t) : 0.0f;
+  }
   // The input map of `t`: I32, one entry per stored column, each an input column below `in_cols` or -1.
   Status CheckMap(const GgufTensorInfo& t, const GgufTensorInfo& map, int64_t in_cols) const {
     const auto stored = static_cast<int64_t>(t.dims[0]);
@@ -416,7 +422,7 @@ void LlamaSession::Linears(std::initializer_list<LinearJob> jobs, int64_t n) {
     }
     args[i++] = MatMulArgs{.type = j.w->type, .w = j.w->data, .rows = j.w->rows, .cols = j.w->cols, .row_stride = j.w->row_stride,
                            .x = j.x, .x_map = j.w->x_map, .x_stride = j.w->x_stride, .batch = n, .y = j.y,
-                           .batch_invariant = batch_invariant_};
+                           .batch_invariant = batch_invariant_, .outlier_threshold = j.w->outlier_threshold};
   }
   if (i > 0) MatMulGroup(std::span<const MatMulArgs>(args, i), pool_, &mm_scratch_);
   for (const LinearJob& j : jobs) {
