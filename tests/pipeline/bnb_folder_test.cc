@@ -238,9 +238,12 @@ TEST(BnbFolderRun, Int8RunsNativelyWithOutliers) {
     for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::fabs(static_cast<double>(a[i]) - lr[i])), ref = std::max(ref, std::fabs(static_cast<double>(lr[i])));
     return d / ref;
   };
-  // int8 activations (one scale per token) on top of the weights' own rounding: measured 
-  EXPECT_LT(max_diff(lq), 0.05);
-  EXPECT_LT(max_diff(ll), max_diff(lp)) << "taking the large columns to float brings the logits closer to float";
+  // int8 activations (one scale per token) on top of the weights' own rounding. Largest logit
+  // difference over the largest logit, measured: 0.016 at T = 6, 0.020 at T = 0, 0.006 at T = 1.
+  const double dq = max_diff(lq), dp = max_diff(lp), dl = max_diff(ll);
+  EXPECT_LT(dq, 0.03);
+  EXPECT_LT(dq, dp) << "T = 6 takes this text's large columns to float: closer to float than plain int8";
+  EXPECT_LT(dl, dq) << "T = 1 takes more columns to float: closer still";
 }
 
 TEST(BnbFolderConvert, ClosestGgmlTypesWithTheErrorAdded) {
