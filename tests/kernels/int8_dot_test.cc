@@ -155,9 +155,10 @@ TEST(Int8Reference, OutlierColumnsAreComputedExactlyInFloat) {
     for (int64_t r = 0; r < 4; ++r) {
       const uint8_t* row = w.data() + r * *RowBytes(t, static_cast<uint64_t>(n));
       ASSERT_TRUE(DequantizeRow(t, row, deq.data(), n));
-      float want = 0.0f;
-      for (int64_t c : cols) want = want + x[static_cast<size_t>(c)] * deq[static_cast<size_t>(c)];
-      want = 0.0f + want;  // the int8 part (0) plus the outliers
+      // The contract's order: four chains (outlier k into chain k % 4), then (p0 + p1) + (p2 + p3).
+      float p[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      for (size_t k = 0; k < std::size(cols); ++k) p[k % 4] = p[k % 4] + x[static_cast<size_t>(cols[k])] * deq[static_cast<size_t>(cols[k])];
+      const float want = 0.0f + ((p[0] + p[1]) + (p[2] + p[3]));  // the int8 part (0) plus the outliers
       for (const DotKernels* k : {&ref, &ActiveDotKernels()}) {
         const float got = k->For(t)(row, act.data(), n);
         EXPECT_EQ(std::memcmp(&got, &want, 4), 0) << TypeInfo(t).name << " row " << r << ": " << got << " vs " << want;

@@ -16,8 +16,9 @@
 // The result for a weight row with SCB c and codes q (the contract of every table, which all meet
 // bit for bit): isum = the exact int32 sum of q[j] * code[j] (cols <= kMaxInt8Cols keeps it exact),
 //   int = float(isum) * (s * (c * kInv127)),
-//   out = 0, then for each outlier k in order: out = out + value[k] * Int8Value(q[column[k]], c),
-//   result = int + out.
+//   p[0..3] = 0, then for each outlier k in order: p[k % 4] = p[k % 4] + value[k] * Int8Value(q[column[k]], c)
+//   (four chains, so that a token with many outliers is not one long chain of dependent adds),
+//   result = int + ((p[0] + p[1]) + (p[2] + p[3])).
 // The outlier part is therefore the float product with the dequantized weight column, exactly.
 #pragma once
 
@@ -58,15 +59,15 @@ inline float Int8RowResult(const uint8_t* row, int32_t isum, const uint8_t* act,
   const float int_part = static_cast<float>(isum) * (h.scale * (c * kInv127));
   const uint8_t* cols = act + Int8ActHeaderOffset(n) + sizeof(Int8ActHeader);
   const uint8_t* vals = cols + 4 * static_cast<uint64_t>(n);
-  float out = 0.0f;
+  float p[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   for (int32_t k = 0; k < h.count; ++k) {
     int32_t j;
     float v;
     std::memcpy(&j, cols + 4 * static_cast<uint64_t>(k), 4);
     std::memcpy(&v, vals + 4 * static_cast<uint64_t>(k), 4);
-    out = out + v * Int8Value(w[j / G].qs[j % G], c);
+    p[k % 4] = p[k % 4] + v * Int8Value(w[j / G].qs[j % G], c);
   }
-  return int_part + out;
+  return int_part + ((p[0] + p[1]) + (p[2] + p[3]));
 }
 
 }  // namespace lowbit
