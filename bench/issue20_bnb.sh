@@ -49,5 +49,9 @@ if [ "$what" = speed ] || [ "$what" = all ]; then
       echo "== round $round: $(basename $m)"
       $M bench -m $m -p 32 -n 32 -t $threads -r $reps --no-mmap 2>&1 | tail -6
     done
+    echo "== round $round: tl-int8 --int8-threshold 0 (plain int8 x int8)"
+    $M bench -m $OUT/tl-int8 -p 32 -n 32 -t $threads -r $reps --no-mmap --int8-threshold 0 2>&1 | tail -6
   done
+  # The kernels alone: Q8_0 (index 7) and I8R256 (21), AVX-512 table (2), in L2 and streaming from DRAM.
+  $B/lowbit_bench --benchmark_filter='BM_ReadBandwidth/|BM_MatVec/(7|21)/2/|BM_MatVecL2/(7|21)/2/' 2>&1 | grep -E '^BM_'
 fi
