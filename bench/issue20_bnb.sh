@@ -1,7 +1,7 @@
 #!/bin/bash
 # Issue 20 measurements. 1. Quality on stories5M: KLD vs F32 (TinyStoriesV2 valid first100, ctx 256)
 # of bitsandbytes folders (NF4 + double quant block 64, NF4 block 64, FP4 + double quant, LLM.int8)
-# beside llama.cpp's IQ4_NL, Q4_0 and Q8_0 files (llama-quantize of the same F32 GGUF, no imatrix).
+# beside llama.cpp's IQ4_NL, Q4_0 and Q8_0 files (LLM.int8 natively at thresholds 6, 0, 3, 2, 1, 0.5) (llama-quantize of the same F32 GGUF, no imatrix).
 # 2. Decode speed on the tinyllama-1.1b synthetic shape: NF4 + DQ and int8 folders (random codes,
 # lowbit_synth_bnb_folder) beside `lowbit synth` Q4_0 / Q8_0 GGUFs, alternating rounds, with the
 # bandwidth fraction `lowbit bench` reports.
@@ -33,6 +33,11 @@ if [ "$what" = quality ] || [ "$what" = all ]; then
     $M quantize $HF $OUT/$name --format bnb "$@" -q --json > $OUT/$name.json || { echo "$name failed"; continue; }
     kld $OUT/$name "bnb $name"
   done
+  # LLM.int8 runs natively (int8 x int8 with outliers in float); the folder's threshold is 6.
+  for T in 6 0 3 2 1 0.5; do
+    $M perplexity -m $OUT/int8 -f $TXT -c 256 -t 2 --int8-threshold $T --kl-divergence $OUT/base.bin --json 2>/dev/null |
+      python3 -c "import json,sys;j=json.load(sys.stdin);print('%-28s ppl %.4f kld %.6f' % (sys.argv[1], j['ppl'], j['kld_mean']))" "bnb int8 T=$T"
+  done
 fi
 if [ "$what" = speed ] || [ "$what" = all ]; then
   dims="2048 5632 22 32 4 32000 2048"
@@ -44,5 +49,9 @@ if [ "$what" = speed ] || [ "$what" = all ]; then
       echo "== round $round: $(basename $m)"
       $M bench -m $m -p 32 -n 32 -t $threads -r $reps --no-mmap 2>&1 | tail -6
     done
+    echo "== round $round: tl-int8 --int8-threshold 0 (plain int8 x int8)"
+    $M bench -m $OUT/tl-int8 -p 32 -n 32 -t $threads -r $reps --no-mmap --int8-threshold 0 2>&1 | tail -6
   done
+  # The kernels alone: Q8_0 (index 7) and I8R256 (21), AVX-512 table (2), in L2 and streaming from DRAM.
+  $B/lowbit_bench --benchmark_filter='BM_ReadBandwidth/|BM_MatVec/(7|21)/2/|BM_MatVecL2/(7|21)/2/' 2>&1 | grep -E '^BM_'
 fi

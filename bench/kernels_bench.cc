@@ -29,6 +29,7 @@
 #include "lowbit/kernels/matvec.h"
 #include "lowbit/numeric/grouped.h"
 #include "lowbit/numeric/half.h"
+#include "lowbit/quant/bnb_quant.h"
 #include "lowbit/quant/quantize.h"
 
 namespace lowbit {
@@ -38,7 +39,7 @@ const GgmlType kTypes[] = {GgmlType::kF32,    GgmlType::kF16,    GgmlType::kBF16
                            GgmlType::kQ5_0,   GgmlType::kQ5_1,   GgmlType::kQ8_0,    GgmlType::kQ2_K,  GgmlType::kQ3_K,
                            GgmlType::kQ4_K,   GgmlType::kQ5_K,   GgmlType::kQ6_K,    GgmlType::kIQ4_NL, GgmlType::kIQ4_XS,
                            GgmlType::kW4G32,  GgmlType::kW4G64,  GgmlType::kW4G128,  GgmlType::kW8G32, GgmlType::kW8G64,
-                           GgmlType::kW8G128};
+                           GgmlType::kW8G128, GgmlType::kI8R256};
 
 // One row of grouped blocks: random codes, zero points in [0, 2^bits] and fp16 scales.
 void RandomGroupedRow(GgmlType t, int64_t cols, std::mt19937& rng, uint8_t* out) {
@@ -64,8 +65,15 @@ AlignedBuffer MakeWeights(GgmlType t, int64_t rows, int64_t cols) {
   const uint64_t rb = *RowBytes(t, static_cast<uint64_t>(cols));
   AlignedBuffer tile(kTile * rb);
   for (int64_t r = 0; r < kTile; ++r) {
-    if (IsGroupedType(t)) RandomGroupedRow(t, cols, rng, tile.data() + r * rb);
-    else FromFloatFor(t)(x.data() + r * cols, tile.data() + r * rb, cols, nullptr);
+    if (IsGroupedType(t)) {
+      RandomGroupedRow(t, cols, rng, tile.data() + r * rb);
+    } else if (IsInt8RowType(t)) {  // LLM.int8: the row quantizer of quant/bnb_quant.h
+      std::vector<int8_t> q(static_cast<size_t>(cols));
+      const std::vector<float> scb = QuantizeInt8Rows(x.data() + r * cols, 1, cols, q.data());
+      PackInt8Rows(t, q.data(), scb, 1, cols, tile.data() + r * rb);
+    } else {
+      FromFloatFor(t)(x.data() + r * cols, tile.data() + r * rb, cols, nullptr);
+    }
   }
   AlignedBuffer w(static_cast<size_t>(rows) * rb);
   for (int64_t r = 0; r < rows; r += kTile) std::memcpy(w.data() + r * rb, tile.data(), std::min(kTile, rows - r) * rb);

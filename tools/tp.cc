@@ -38,6 +38,10 @@ void AddTpOptions(CLI::App* sub, TpFlags* f) {
                 "under mpirun: rank 0 reads the model and sends each rank its shard (for machines without the file)");
   sub->add_option("--tp-reduce", f->reduce, "under mpirun: all-reduce precision, f32 (default), bf16 or q8 (see docs/QUALITY.md)")
       ->check(CLI::IsMember({"f32", "bf16", "q8"}));
+  sub->add_option("--int8-threshold", f->int8_threshold,
+                  "bitsandbytes 8-bit folders (LLM.int8): input columns with |x| >= T run in float, per token; 0: plain int8 x int8 "
+                  "(default: the folder's llm_int8_threshold, else 6)")
+      ->check(CLI::Range(0.0, 1e30));
 }
 
 ModelContext::~ModelContext() = default;
@@ -81,8 +85,8 @@ Expected<std::unique_ptr<train::LoraSet>> ModelContext::AttachLora(std::span<con
   return train::AttachLoraAdapters(&*model_, *file_, specs);
 }
 
-Status ModelContext::OpenFile(const std::string& path) {
-  LOWBIT_ASSIGN_OR_RETURN(GgufFile g, OpenModel(path, Residency::kMapped));
+Status ModelContext::OpenFile(const std::string& path, double int8_threshold) {
+  LOWBIT_ASSIGN_OR_RETURN(GgufFile g, OpenModel(path, Residency::kMapped, "", int8_threshold));
   file_.emplace(std::move(g));
   return OkStatus();
 }
@@ -91,7 +95,7 @@ Status ModelContext::Agree(const Status& mine) { return comm_ != nullptr ? Agree
 
 Status ModelContext::Load(const std::string& path, Residency residency, const TpFlags& flags, bool need_vocab) {
   if (comm_ == nullptr) {  // one rank: as without MPI
-    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, OpenModel(path, residency));
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile g, OpenModel(path, residency, "", flags.int8_threshold));
     file_.emplace(std::move(g));
     LOWBIT_ASSIGN_OR_RETURN(LlamaModel m, LlamaModel::Load(*file_));
     model_.emplace(std::move(m));
@@ -106,13 +110,13 @@ Status ModelContext::Load(const std::string& path, Residency residency, const Tp
   LoadOptions lo{.rank = rank_, .ranks = ranks_};
   lo.weights = residency == Residency::kMapped ? LoadOptions::Weights::kView : LoadOptions::Weights::kCopy;
   if (!flags.send_weights) {
-    const Status opened = OpenFile(path);
+    const Status opened = OpenFile(path, flags.int8_threshold);
     LOWBIT_RETURN_IF_ERROR(Agree(opened));
   } else {
     // Rank 0 sends the header (metadata and tensor infos); the others parse it without the data.
     std::vector<uint8_t> header;
     uint64_t sizes[2] = {0, 0};  // header bytes, file bytes
-    Status opened = rank_ == 0 ? OpenFile(path) : OkStatus();
+    Status opened = rank_ == 0 ? OpenFile(path, flags.int8_threshold) : OkStatus();
     if (opened.ok() && rank_ == 0 && file_->assembled()) {
       opened = Errorf("{}: --tp-send-weights sends a GGUF file's bytes; convert this model to GGUF first (lowbit convert)", path);
     }

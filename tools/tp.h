@@ -25,9 +25,12 @@ namespace lowbit::tools {
 struct TpFlags {
   bool send_weights = false;
   std::string reduce = "f32";
+  // How the model is opened (not tensor parallelism, but it travels with these to ModelContext::Open):
+  // --int8-threshold for bitsandbytes 8-bit folders; < 0: the folder's llm_int8_threshold.
+  double int8_threshold = -1.0;
 };
 
-// --tp-send-weights and --tp-reduce.
+// --tp-send-weights, --tp-reduce and --int8-threshold.
 void AddTpOptions(CLI::App* sub, TpFlags* f);
 
 // A command's model: the whole model, or this process's rank of an MPI job and its shard.
@@ -57,7 +60,7 @@ class ModelContext {
  private:
   ModelContext() = default;
   Status Start(const TpFlags& flags);
-  Status OpenFile(const std::string& path);  // mapped: only the header is read
+  Status OpenFile(const std::string& path, double int8_threshold);  // mapped: only the header is read
   Status Load(const std::string& path, Residency residency, const TpFlags& flags, bool need_vocab);
   std::unique_ptr<Comm> reduced_;
   Comm* comm_ = nullptr;

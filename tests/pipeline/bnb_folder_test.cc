@@ -182,6 +182,70 @@ TEST(BnbFolderRun, Fp4Block32RunsNatively) {
   CheckRunsNatively({"fp4", false, 32, 6.0}, GgmlType::kFP4G32);
 }
 
+// LLM.int8 runs natively (I8R32 for the 288-column rows, I8R256 for the 768-column ones) on the
+// folder's own codes and SCB; the threshold comes from the folder (llm_int8_threshold) or the caller;
+// a threshold no activation reaches gives plain int8's logits bit for bit; the logits stay close to
+// those of the dequantized weights in float.
+TEST(BnbFolderRun, Int8RunsNativelyWithOutliers) {
+  LOWBIT_REQUIRE_SHARED();
+  testing::TempDir dir;
+  ASSERT_TRUE(Write(dir.Path("q"), {"int8", false, 64, 6.0}).ok());
+  ConvertOptions co;
+  co.input = dir.Path("q");
+  co.output = dir.Path("ref.gguf");
+  co.dequantize = true;
+  co.outtype = GgmlType::kF32;
+  ASSERT_TRUE(Convert(co).ok());
+  auto rg = GgufFile::Open(dir.Path("ref.gguf"));
+  ASSERT_TRUE(rg.ok()) << rg.status().message();
+  auto qg = OpenModel(dir.Path("q"));
+  ASSERT_TRUE(qg.ok()) << qg.status().message();
+  EXPECT_EQ(*qg->GetFloat(kInt8ThresholdKey), 6.0);
+  int native = 0;
+  for (const GgufTensorInfo& rt : rg->tensors()) {
+    if (rt.n_dims != 2 || !rt.name.starts_with("blk.")) continue;
+    const GgufTensorInfo* qt = qg->FindTensor(rt.name);
+    ASSERT_NE(qt, nullptr) << rt.name;
+    const auto cols = static_cast<int64_t>(rt.dims[0]);
+    EXPECT_EQ(qt->type, cols % 256 == 0 ? GgmlType::kI8R256 : GgmlType::kI8R32) << rt.name;
+    native += IsInt8RowType(qt->type);
+    std::vector<float> row(static_cast<size_t>(cols));
+    const uint64_t rb = *RowBytes(qt->type, static_cast<uint64_t>(cols));
+    for (int64_t r = 0; r < static_cast<int64_t>(rt.dims[1]); ++r) {
+      ASSERT_TRUE(DequantizeRow(qt->type, qt->data + r * rb, row.data(), cols));
+      ASSERT_EQ(std::memcmp(row.data(), reinterpret_cast<const float*>(rt.data) + r * cols, cols * 4), 0) << rt.name << " row " << r;
+    }
+  }
+  EXPECT_EQ(native, 42);
+  {
+    auto m = LlamaModel::Load(*qg);
+    ASSERT_TRUE(m.ok());
+    EXPECT_EQ(m->layers[0].wq.outlier_threshold, 6.0f);
+    EXPECT_EQ(m->layers[0].attn_norm.outlier_threshold, 0.0f);
+  }
+  const std::vector<int32_t> tokens = {1, 403, 407, 261, 378, 395, 302, 418, 267, 268, 292, 371, 259, 286, 303, 287};
+  auto plain = OpenModel(dir.Path("q"), Residency::kMapped, "", 0.0);
+  auto huge = OpenModel(dir.Path("q"), Residency::kMapped, "", 1e30);
+  auto low = OpenModel(dir.Path("q"), Residency::kMapped, "", 1.0);
+  ASSERT_TRUE(plain.ok() && huge.ok() && low.ok());
+  const std::vector<float> lq = AllLogits(*qg, tokens), lp = AllLogits(*plain, tokens), lh = AllLogits(*huge, tokens),
+                           ll = AllLogits(*low, tokens), lr = AllLogits(*rg, tokens);
+  ASSERT_EQ(lq.size(), lr.size());
+  EXPECT_EQ(std::memcmp(lh.data(), lp.data(), lp.size() * 4), 0) << "a threshold nothing reaches is plain int8";
+  EXPECT_NE(std::memcmp(ll.data(), lp.data(), lp.size() * 4), 0) << "threshold 1 takes some columns to float";
+  auto max_diff = [&](const std::vector<float>& a) {
+    double d = 0, ref = 0;
+    for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::fabs(static_cast<double>(a[i]) - lr[i])), ref = std::max(ref, std::fabs(static_cast<double>(lr[i])));
+    return d / ref;
+  };
+  // int8 activations (one scale per token) on top of the weights' own rounding. Largest logit
+  // difference over the largest logit, measured: 0.016 at T = 6, 0.020 at T = 0, 0.006 at T = 1.
+  const double dq = max_diff(lq), dp = max_diff(lp), dl = max_diff(ll);
+  EXPECT_LT(dq, 0.03);
+  EXPECT_LT(dq, dp) << "T = 6 takes this text's large columns to float: closer to float than plain int8";
+  EXPECT_LT(dl, dq) << "T = 1 takes more columns to float: closer still";
+}
+
 TEST(BnbFolderConvert, ClosestGgmlTypesWithTheErrorAdded) {
   LOWBIT_REQUIRE_SHARED();
   testing::TempDir dir;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "lowbit/kernels/act_quant.h"
+#include "lowbit/kernels/dot_int8.h"
 #include "lowbit/kernels/matvec.h"
 #include "lowbit/kernels/softmax.h"
 #include "lowbit/numeric/blocks.h"
@@ -265,6 +266,7 @@ GgmlType ActTypeFor(GgmlType w) {
     case kQ4_1: case kQ5_1: return kQ8_1;
     case kQ2_K: case kQ3_K: case kQ4_K: case kQ5_K: case kQ6_K: case kIQ4_XS: return kQ8_K;
     case kW4G32: case kW4G64: case kW4G128: case kW8G32: case kW8G64: case kW8G128: return kQ8_0;
+    case kI8R32: case kI8R256: return kI8;
     default: return kF32;
   }
 }
@@ -276,6 +278,7 @@ constexpr uint64_t RoundUp(uint64_t v, uint64_t m) { return (v + m - 1) / m * m;
 uint64_t ActScalesOffset(GgmlType w, int64_t n) { return RoundUp(*RowBytes(ActTypeFor(w), static_cast<uint64_t>(n)), 16); }
 
 uint64_t ActRowBytes(GgmlType w, int64_t n) {
+  if (IsInt8RowType(w)) return Int8ActRowBytes(n);
   const GgmlType a = ActTypeFor(w);
   const uint64_t nb = static_cast<uint64_t>(n) / TypeInfo(a).block_size;
   const uint64_t scales = a == GgmlType::kQ8_0 ? 12 * nb : a == GgmlType::kQ8_1 ? 8 * nb : 0;
@@ -319,12 +322,15 @@ int32_t* Q8_0Sums(GgmlType w, uint8_t* out, int64_t n) {
 
 }  // namespace
 
-void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, uint8_t* out, int64_t n) {
+void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, uint8_t* out, int64_t n, float outlier_threshold) {
+  if (IsInt8RowType(w)) return QuantizeInt8Activations(x, nullptr, out, n, outlier_threshold);
   QuantizeBlocks(k, ActTypeFor(w), x, out, Q8_0Sums(w, out, n), n);
   FillActScales(w, out, n);
 }
 
-void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, const int32_t* x_map, uint8_t* out, int64_t n) {
+void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, const int32_t* x_map, uint8_t* out, int64_t n,
+                         float outlier_threshold) {
+  if (IsInt8RowType(w)) return QuantizeInt8Activations(x, x_map, out, n, outlier_threshold);
   if (x_map == nullptr) return QuantizeActivations(k, w, x, out, n);
   // Gathered a chunk of whole blocks at a time into a buffer on the stack, each chunk converted where
   // the whole row would put it: blocks are converted independently, so the bytes are the ones the
@@ -346,10 +352,12 @@ void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, const 
   FillActScales(w, out, n);
 }
 
-void QuantizeActivations(GgmlType w, const float* x, uint8_t* out, int64_t n) { QuantizeActivations(ActiveDotKernels(), w, x, out, n); }
+void QuantizeActivations(GgmlType w, const float* x, uint8_t* out, int64_t n, float outlier_threshold) {
+  QuantizeActivations(ActiveDotKernels(), w, x, out, n, outlier_threshold);
+}
 
-void QuantizeActivations(GgmlType w, const float* x, const int32_t* x_map, uint8_t* out, int64_t n) {
-  QuantizeActivations(ActiveDotKernels(), w, x, x_map, out, n);
+void QuantizeActivations(GgmlType w, const float* x, const int32_t* x_map, uint8_t* out, int64_t n, float outlier_threshold) {
+  QuantizeActivations(ActiveDotKernels(), w, x, x_map, out, n, outlier_threshold);
 }
 
 namespace internal {
@@ -375,6 +383,7 @@ void FillRefDotKernels(DotKernels* k) {
   k->attend_capped[1] = AttendCappedRef<true>;
   FillRefGroupedKernels(k);
   FillRefBnbKernels(k);
+  FillRefInt8Kernels(k);
 }
 }  // namespace internal
 
@@ -389,6 +398,7 @@ const DotKernels& DotKernelsFor(Isa isa) {
     internal::FillAvx2DotKernels(&k);
     internal::FillAvx2GroupedKernels(&k);
     internal::FillAvx2BnbKernels(&k);
+    internal::FillAvx2Int8Kernels(&k);
     return k;
   }();
   static const DotKernels avx512 = [] {
@@ -396,6 +406,7 @@ const DotKernels& DotKernelsFor(Isa isa) {
     internal::FillAvx512DotKernels(&k);
     internal::FillAvx512GroupedKernels(&k);
     internal::FillAvx512BnbKernels(&k);
+    internal::FillAvx512Int8Kernels(&k);
     return k;
   }();
   return isa >= Isa::kAvx512 ? avx512 : isa >= Isa::kAvx2 ? avx2 : ref;

@@ -2,7 +2,8 @@
 //
 // Activations are converted once per product into the weight type's partner, the "activation
 // type" (ActTypeFor): Q8_0 for Q4_0, Q5_0, Q8_0 and IQ4_NL; Q8_1 for Q4_1 and Q5_1; Q8_K for
-// Q2_K..Q6_K and IQ4_XS; F32 for everything else (F32/F16/BF16 and the TQ and IQ lattice types,
+// Q2_K..Q6_K and IQ4_XS; I8 (a per-token int8 row with the outliers in float, kernels/dot_int8.h)
+// for the LLM.int8 types I8R32 / I8R256; F32 for everything else (F32/F16/BF16 and the TQ and IQ lattice types,
 // which the reference runs by dequantizing a row). This is what ggml does on CPU, so a quantized
 // model scores the perplexity llama.cpp reports for it.
 //
@@ -115,13 +116,16 @@ uint64_t ActRowBytes(GgmlType w, int64_t n);
 uint64_t ActScalesOffset(GgmlType w, int64_t n);
 // Converts n floats into an activation row for weights of type w (a copy for F32), with the given
 // table's quantizers (every table gives the same bytes) or the active one's.
-void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, uint8_t* out, int64_t n);
-void QuantizeActivations(GgmlType w, const float* x, uint8_t* out, int64_t n);
+// For the LLM.int8 types (I8R32, I8R256) the row is kernels/dot_int8.h's, with the outlier
+// threshold `outlier_threshold` (0: none); other types ignore it.
+void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, uint8_t* out, int64_t n, float outlier_threshold = 0.0f);
+void QuantizeActivations(GgmlType w, const float* x, uint8_t* out, int64_t n, float outlier_threshold = 0.0f);
 // The same through an input map (MatMulArgs::x_map, kernels/matvec.h): element i is x[x_map[i]], or
 // 0 where x_map[i] < 0, gathered while converting (a chunk of blocks at a time; no allocation). The
 // bytes equal those of the plain call on the gathered row; x_map == nullptr is the plain call.
-void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, const int32_t* x_map, uint8_t* out, int64_t n);
-void QuantizeActivations(GgmlType w, const float* x, const int32_t* x_map, uint8_t* out, int64_t n);
+void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, const int32_t* x_map, uint8_t* out, int64_t n,
+                         float outlier_threshold = 0.0f);
+void QuantizeActivations(GgmlType w, const float* x, const int32_t* x_map, uint8_t* out, int64_t n, float outlier_threshold = 0.0f);
 
 namespace internal {
 void FillRefDotKernels(DotKernels* k);
@@ -135,6 +139,10 @@ void FillAvx512GroupedKernels(DotKernels* k);
 void FillRefBnbKernels(DotKernels* k);
 void FillAvx2BnbKernels(DotKernels* k);
 void FillAvx512BnbKernels(DotKernels* k);
+// LLM.int8's entries (kernels/dot_int8.cc, dot_int8_x86.inc).
+void FillRefInt8Kernels(DotKernels* k);
+void FillAvx2Int8Kernels(DotKernels* k);
+void FillAvx512Int8Kernels(DotKernels* k);
 }  // namespace internal
 
 }  // namespace lowbit

@@ -75,7 +75,7 @@ Prepared Prepare(const DotKernels& k, const MatMulArgs& a) {
 void QuantizeTokens(const DotKernels& k, const Prepared& p, size_t b0, size_t b1) {
   const MatMulArgs& a = *p.a;
   const uint64_t x_stride = static_cast<uint64_t>(a.x_stride != 0 ? a.x_stride : a.cols);
-  for (size_t b = b0; b < b1; ++b) QuantizeActivations(k, a.type, a.x + b * x_stride, a.x_map, p.act + b * p.act_bytes, a.cols);
+  for (size_t b = b0; b < b1; ++b) QuantizeActivations(k, a.type, a.x + b * x_stride, a.x_map, p.act + b * p.act_bytes, a.cols, a.outlier_threshold);
   if (p.layout != nullptr) {
     p.layout(p.act + b0 * p.act_bytes, p.act_bytes, p.a->cols, static_cast<int64_t>(b1 - b0), p.act8 + b0 * p.act_bytes);
   }
@@ -163,7 +163,8 @@ void MatMulGroup(const DotKernels& k, std::span<const MatMulArgs> group, ThreadP
     // Products on the same input whose weight types take the same activation type (a layer's Q/K/V,
     // its gate/up) share one conversion: it is a function of x, x_map, cols and that type only.
     auto same_input = [&](const MatMulArgs& u, const MatMulArgs& v) {
-      return u.x == v.x && u.x_map == v.x_map && u.cols == v.cols && ActTypeFor(u.type) == ActTypeFor(v.type);
+      return u.x == v.x && u.x_map == v.x_map && u.cols == v.cols && ActTypeFor(u.type) == ActTypeFor(v.type) &&
+             u.outlier_threshold == v.outlier_threshold;
     };
     size_t j = 0;
     while (j < i && !same_input(group[j], group[i])) ++j;

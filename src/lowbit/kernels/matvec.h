@@ -54,6 +54,9 @@ struct MatMulArgs {
   // reference, as its gemm8 is) it serves every batch below 8 and any batch without a gemm8; a type
   // without one never takes the gemm8 (its dot and dot4 agree with each other, not with gemm8).
   bool batch_invariant = false;
+  // LLM.int8 weights (I8R32, I8R256): input columns whose |x| reaches this are multiplied in float,
+  // per token (kernels/dot_int8.h); 0: plain int8 x int8. Other types ignore it.
+  float outlier_threshold = 0.0f;
 };
 
 // Products of fewer multiply-adds (rows x cols x batch, summed over a group) run on the calling

@@ -9,6 +9,7 @@
 #include "lowbit/kernels/dot.h"
 #include "lowbit/model/llama_config.h"
 #include "lowbit/model/session_memory.h"
+#include "lowbit/numeric/bnb.h"
 #include "lowbit/numeric/convert.h"
 #include "lowbit/numeric/dequant.h"
 #include "lowbit/parallel/agree.h"
@@ -115,8 +116,13 @@ class WeightLister {
     const uint64_t byte0 = *RowBytes(t.type, static_cast<uint64_t>(cs.begin));
     const uint64_t bytes = *RowBytes(t.type, static_cast<uint64_t>(cs.count));
     *v = {t.type, nullptr, rs.count, cs.count, bytes};
+    if (IsInt8RowType(t.type)) v->outlier_threshold = Int8Threshold();
     out_->push_back({{&t, static_cast<uint64_t>(row0 + rs.begin), static_cast<uint64_t>(rs.count), byte0, bytes, row_bytes}, v, nullptr});
     return OkStatus();
+  }
+  float Int8Threshold() const {
+    Expected<double> t = g_.GetFloat(kInt8ThresholdKey);
+    return t.ok() ? static_cast<float>(*t) : 0.0f;
   }
   // The input map of `t`: I32, one entry per stored column, each an input column below `in_cols` or -1.
   Status CheckMap(const GgufTensorInfo& t, const GgufTensorInfo& map, int64_t in_cols) const {
@@ -477,7 +483,7 @@ void LlamaSession::Linears(std::span<const LinearJob> jobs, int64_t n) {
     if (i == kMaxMatMulGroup) flush();
     args[i++] = MatMulArgs{.type = j.w->type, .w = j.w->data, .rows = j.w->rows, .cols = j.w->cols, .row_stride = j.w->row_stride,
                            .x = j.x, .x_map = j.w->x_map, .x_stride = j.w->x_stride, .batch = m, .y = j.y,
-                           .batch_invariant = batch_invariant_};
+                           .batch_invariant = batch_invariant_, .outlier_threshold = j.w->outlier_threshold};
   }
   flush();
   for (const LinearJob& j : jobs) {

@@ -103,7 +103,12 @@ struct WeightView {
   const int32_t* x_map = nullptr;
   int64_t x_stride = 0;
   std::span<const LowRankUpdate> updates;  // applied after the product, in order; empty: none
+  float outlier_threshold = 0.0f;  // LLM.int8 types: MatMulArgs::outlier_threshold (kInt8ThresholdKey)
 };
+
+// The metadata key of an in-memory model (pipeline/model_source.h, a bitsandbytes 8-bit folder) that
+// gives its LLM.int8 weights (I8R32 / I8R256) their outlier threshold (kernels/dot_int8.h); absent: 0.
+inline constexpr const char* kInt8ThresholdKey = "lowbit.int8_threshold";
 
 struct LoadOptions {
   int rank = 0, ranks = 1;

@@ -204,4 +204,46 @@ void UnpackBnb4Rows(GgmlType type, const uint8_t* rows_data, int64_t rows, int64
   UnpackRows<32>(rows_data, rows, cols, blocksize, packed, absmax);
 }
 
+Expected<GgmlType> Int8RowType(int64_t cols) {
+  if (cols % 256 == 0) return GgmlType::kI8R256;
+  if (cols % 32 == 0) return GgmlType::kI8R32;
+  return Errorf("rows of {} columns do not split into whole blocks of 32 (lowbit's LLM.int8 kernels need that)", cols);
+}
+
+namespace {
+
+template <int G>
+void PackI8(const int8_t* q, std::span<const float> scb, int64_t rows, int64_t cols, uint8_t* out) {
+  auto* b = reinterpret_cast<BlockI8R<G>*>(out);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; c += G, ++b) {
+      b->scb = scb[static_cast<size_t>(r)];
+      std::memcpy(b->qs, q + r * cols + c, G);
+    }
+  }
+}
+
+template <int G>
+void UnpackI8(const uint8_t* rows_data, int64_t rows, int64_t cols, int8_t* q, std::span<float> scb) {
+  const auto* b = reinterpret_cast<const BlockI8R<G>*>(rows_data);
+  for (int64_t r = 0; r < rows; ++r) {
+    scb[static_cast<size_t>(r)] = b->scb;
+    for (int64_t c = 0; c < cols; c += G, ++b) std::memcpy(q + r * cols + c, b->qs, G);
+  }
+}
+
+}  // namespace
+
+void PackInt8Rows(GgmlType type, const int8_t* q, std::span<const float> scb, int64_t rows, int64_t cols, uint8_t* out) {
+  LOWBIT_CHECK(IsInt8RowType(type) && cols % TypeInfo(type).block_size == 0);
+  if (type == GgmlType::kI8R256) return PackI8<256>(q, scb, rows, cols, out);
+  PackI8<32>(q, scb, rows, cols, out);
+}
+
+void UnpackInt8Rows(GgmlType type, const uint8_t* rows_data, int64_t rows, int64_t cols, int8_t* q, std::span<float> scb) {
+  LOWBIT_CHECK(IsInt8RowType(type) && cols % TypeInfo(type).block_size == 0);
+  if (type == GgmlType::kI8R256) return UnpackI8<256>(rows_data, rows, cols, q, scb);
+  UnpackI8<32>(rows_data, rows, cols, q, scb);
+}
+
 }  // namespace lowbit

@@ -83,4 +83,28 @@ void PackBnb4Rows(GgmlType type, const uint8_t* packed, std::span<const float> a
 void UnpackBnb4Rows(GgmlType type, const uint8_t* rows_data, int64_t rows, int64_t cols, int64_t blocksize,
                     uint8_t* packed, std::span<float> absmax);
 
+// LLM.int8 (load_in_8bit): a [rows][cols] int8 weight with one fp32 SCB (the row's absmax) per row;
+// value = q * SCB / 127, computed as bitsandbytes' int8_vectorwise_dequant does: (q * SCB) * (1 / 127).
+inline constexpr float kInv127 = 7.874015718698502e-3f;
+inline float Int8Value(int8_t q, float scb) { return static_cast<float>(q) * scb * kInv127; }
+
+// The internal LLM.int8 block: G consecutive codes of one row after that row's SCB. Every block of a
+// row carries the same SCB (4 bytes per G codes: 8.125 bits per weight at G = 256), so any block
+// range of a row (a tensor-parallel column shard) stands alone.
+template <int G>
+struct BlockI8R {
+  float scb;
+  int8_t qs[G];
+};
+static_assert(sizeof(BlockI8R<32>) == 36 && sizeof(BlockI8R<256>) == 260);
+
+inline bool IsInt8RowType(GgmlType t) { return t == GgmlType::kI8R32 || t == GgmlType::kI8R256; }
+
+// The internal type for rows of `cols`: I8R256 where cols is a multiple of 256, else I8R32 where it
+// is a multiple of 32; an error otherwise.
+Expected<GgmlType> Int8RowType(int64_t cols);
+// bitsandbytes' int8 codes ([rows][cols]) and SCB (rows) -> rows of `type` at out, and back. Exact.
+void PackInt8Rows(GgmlType type, const int8_t* q, std::span<const float> scb, int64_t rows, int64_t cols, uint8_t* out);
+void UnpackInt8Rows(GgmlType type, const uint8_t* rows_data, int64_t rows, int64_t cols, int8_t* q, std::span<float> scb);
+
 }  // namespace lowbit

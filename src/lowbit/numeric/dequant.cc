@@ -388,6 +388,14 @@ void NF(const void* s, float* y, int64_t n) {
   }
 }
 
+// LLM.int8 rows: (q * SCB) * (1 / 127), as bitsandbytes dequantizes.
+template <int G>
+void I8R(const void* s, float* y, int64_t n) {
+  for (const auto* b = Blocks<BlockI8R<G>>(s); n > 0; n -= G, ++b, y += G) {
+    for (int e = 0; e < G; ++e) y[e] = Int8Value(b->qs[e], b->scb);
+  }
+}
+
 }  // namespace
 
 ToFloatFn ToFloatFor(GgmlType type) {
@@ -426,6 +434,8 @@ ToFloatFn ToFloatFor(GgmlType type) {
     case GgmlType::kNF4G64: return NF<64, Bnb4Type::kNf4>;
     case GgmlType::kFP4G32: return NF<32, Bnb4Type::kFp4>;
     case GgmlType::kFP4G64: return NF<64, Bnb4Type::kFp4>;
+    case GgmlType::kI8R32: return I8R<32>;
+    case GgmlType::kI8R256: return I8R<256>;
     default: return nullptr;
   }
 }

@@ -16,7 +16,11 @@
 //    go in the 4-bit container, 5- to 7-bit ones in the 8-bit container.
 //  - NF4G32, NF4G64, FP4G32, FP4G64: bitsandbytes' 4-bit types (numeric/bnb.h BlockNF): G codes of
 //    one row with the fp32 absmax of the bitsandbytes block they belong to (the double-quantized
-//    absmax decoded once at load). Ids from kFirstInternalTypeId + 20 are left for int8 with outliers.
+//    absmax decoded once at load).
+//  - I8R32, I8R256: LLM.int8 (bitsandbytes' 8-bit) rows (numeric/bnb.h BlockI8R): G int8 codes of one
+//    row after the row's fp32 SCB (its absmax), repeated in every block so that a block range of a
+//    row stands alone. Value = q * SCB / 127. Activations: per-token int8 with outliers in float
+//    (kernels/dot_int8.h).
 // ggml's ids stop at 42 today; should they ever reach kFirstInternalTypeId, move these up.
 #pragma once
 
@@ -37,6 +41,7 @@ enum class GgmlType : uint32_t {
   // Internal (in memory only; see above).
   kW4G32 = 64, kW4G64 = 65, kW4G128 = 66, kW8G32 = 67, kW8G64 = 68, kW8G128 = 69,
   kNF4G32 = 80, kNF4G64 = 81, kFP4G32 = 82, kFP4G64 = 83,
+  kI8R32 = 84, kI8R256 = 85,
 };
 
 inline constexpr uint32_t kFirstInternalTypeId = 64;

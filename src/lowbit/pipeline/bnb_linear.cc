@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "lowbit/base/aligned_buffer.h"
+#include "lowbit/kernels/dot_int8.h"
 #include "lowbit/numeric/bnb.h"
 #include "lowbit/numeric/dequant.h"
 #include "lowbit/pipeline/convert.h"
@@ -23,10 +24,9 @@ Expected<std::vector<float>> ReadHfOrderValues(const BnbSource& s) {
   std::vector<float> v(static_cast<size_t>(n));
   if (s.eight_bit) {
     LOWBIT_ASSIGN_OR_RETURN(Bnb8Linear L, ReadBnb8Linear(*s.tensors, s.prefix, s.rows, s.cols));
-    constexpr float kInv127 = 7.874015718698502e-3f;  // int8_vectorwise_dequant: (q * SCB) * (1 / 127)
     const auto* q = reinterpret_cast<const int8_t*>(L.q.data());
     for (int64_t r = 0; r < s.rows; ++r) {
-      for (int64_t c = 0; c < s.cols; ++c) v[r * s.cols + c] = static_cast<float>(q[r * s.cols + c]) * L.scb[r] * kInv127;
+      for (int64_t c = 0; c < s.cols; ++c) v[r * s.cols + c] = Int8Value(q[r * s.cols + c], L.scb[r]);  // int8_vectorwise_dequant
     }
     return v;
   }
@@ -51,6 +51,28 @@ Expected<std::vector<float>> ReadBnbValues(const BnbSource& s) {
   return out;
 }
 
+namespace {
+
+// Rows of `type` that `pack` writes in HF order, moved into GGUF row order where asked.
+template <typename Pack>
+void SetPackedRows(const BnbSource& s, GgmlType type, Pack pack, NativeWeight* w) {
+  const uint64_t rb = *RowBytes(type, static_cast<uint64_t>(s.cols));
+  auto hf = std::make_shared<AlignedBuffer>();
+  hf->Resize(rb * static_cast<uint64_t>(s.rows));
+  pack(hf->data());
+  if (s.unpermute_heads != 0) {
+    auto out = std::make_shared<AlignedBuffer>();
+    out->Resize(hf->size());
+    CopyRows(hf->data(), out->data(), s.rows, rb, s.unpermute_heads);
+    hf = out;
+  }
+  w->type = type;
+  w->data = hf->data();
+  w->owner = hf;
+}
+
+}  // namespace
+
 Expected<NativeWeight> ToNativeBnb(const BnbSource& s) {
   NativeWeight w;
   w.rows = s.rows;
@@ -59,24 +81,23 @@ Expected<NativeWeight> ToNativeBnb(const BnbSource& s) {
     LOWBIT_ASSIGN_OR_RETURN(Bnb4Linear L, ReadBnb4Linear(*s.tensors, s.prefix, s.rows, s.cols));
     Expected<GgmlType> type = Bnb4RowType(L.state.type, s.cols, L.state.blocksize);
     if (type.ok()) {
-      const uint64_t rb = *RowBytes(*type, static_cast<uint64_t>(s.cols));
-      auto hf = std::make_shared<AlignedBuffer>();
-      hf->Resize(rb * static_cast<uint64_t>(s.rows));
-      PackBnb4Rows(*type, L.packed.data(), L.absmax, s.rows, s.cols, L.state.blocksize, hf->data());
-      if (s.unpermute_heads != 0) {
-        auto out = std::make_shared<AlignedBuffer>();
-        out->Resize(hf->size());
-        CopyRows(hf->data(), out->data(), s.rows, rb, s.unpermute_heads);
-        hf = out;
-      }
-      w.type = *type;
-      w.data = hf->data();
-      w.owner = hf;
+      SetPackedRows(s, *type, [&](uint8_t* out) { PackBnb4Rows(*type, L.packed.data(), L.absmax, s.rows, s.cols, L.state.blocksize, out); }, &w);
       return w;
     }
     w.note = type.status().message();
   } else {
-    w.note = "LLM.int8 runs on F32 values for now";
+    Expected<GgmlType> type = s.cols <= kMaxInt8Cols ? Int8RowType(s.cols)
+                                                     : Expected<GgmlType>(Errorf("rows of {} columns are more than the int8 kernels' {}",
+                                                                                 s.cols, kMaxInt8Cols));
+    if (type.ok()) {
+      LOWBIT_ASSIGN_OR_RETURN(Bnb8Linear L, ReadBnb8Linear(*s.tensors, s.prefix, s.rows, s.cols));
+      SetPackedRows(s, *type, [&](uint8_t* out) {
+        PackInt8Rows(*type, reinterpret_cast<const int8_t*>(L.q.data()), L.scb, s.rows, s.cols, out);
+      }, &w);
+      w.outlier_threshold = static_cast<float>(s.int8_threshold);
+      return w;
+    }
+    w.note = type.status().message();
   }
   LOWBIT_ASSIGN_OR_RETURN(std::vector<float> v, ReadBnbValues(s));
   auto buf = std::make_shared<std::vector<float>>(std::move(v));

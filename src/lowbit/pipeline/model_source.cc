@@ -10,6 +10,7 @@
 #include "lowbit/base/log.h"
 #include "lowbit/base/mapped_file.h"
 #include "lowbit/base/thread_pool.h"
+#include "lowbit/numeric/bnb.h"
 #include "lowbit/pipeline/bnb_linear.h"
 #include "lowbit/pipeline/quant_linear.h"
 #include "lowbit/pipeline/row_convert.h"
@@ -120,6 +121,7 @@ Expected<GgufFile> MaterializePlan(ConversionPlan plan, const std::string& name)
   std::vector<GgufTensorInfo> infos;
   infos.reserve(plan.tensors.size());
   std::vector<std::string> as_f32;  // quantized linears the grouped types cannot hold exactly
+  std::optional<float> int8_threshold;  // of the LLM.int8 linears that run natively
   std::vector<std::optional<NativeWeight>> native;
   LOWBIT_RETURN_IF_ERROR(ReadNativeWeights(plan, native, owners));
   LOWBIT_RETURN_IF_ERROR(ReadBnbWeights(plan, native));
@@ -127,6 +129,7 @@ Expected<GgufFile> MaterializePlan(ConversionPlan plan, const std::string& name)
     const PlannedTensor& t = plan.tensors[i];
     if (t.bnb != nullptr) {
       if (!native[i]->note.empty()) as_f32.push_back(t.name + ": " + native[i]->note);
+      if (IsInt8RowType(native[i]->type)) int8_threshold = native[i]->outlier_threshold;
       AddNative(t, *native[i], infos, owners);
       native[i].reset();
       continue;
@@ -161,15 +164,25 @@ Expected<GgufFile> MaterializePlan(ConversionPlan plan, const std::string& name)
     Log(LogLevel::kWarn, "{}: {} quantized linear(s) dequantized to F32 at load (exact, slower), e.g. {}", name, as_f32.size(),
         as_f32.front());
   }
+  if (int8_threshold.has_value()) plan.kvs.push_back({kInt8ThresholdKey, GgufValue::F32(*int8_threshold)});
   return GgufFile::Assemble(name, std::move(plan.kvs), std::move(infos), std::move(owners));
 }
 
-Expected<GgufFile> OpenModel(const std::string& path, Residency residency, const std::string& vocab) {
+Expected<GgufFile> OpenModel(const std::string& path, Residency residency, const std::string& vocab, double int8_threshold) {
   auto map = MappedFile::Open(path);
   if (map.ok() && map->size() >= 4 && std::memcmp(map->data(), "GGUF", 4) == 0) {
     return GgufFile::Open(path, residency);
   }
   LOWBIT_ASSIGN_OR_RETURN(ConversionPlan plan, PlanConversion(path, vocab));
+  if (int8_threshold >= 0) {
+    for (PlannedTensor& t : plan.tensors) {
+      if (t.bnb != nullptr) {
+        auto src = std::make_shared<BnbSource>(*t.bnb);
+        src->int8_threshold = int8_threshold;
+        t.bnb = std::move(src);
+      }
+    }
+  }
   return MaterializePlan(std::move(plan), path);
 }
 

@@ -13,6 +13,7 @@
 #include "lowbit/base/mapped_file.h"
 #include "lowbit/base/status.h"
 #include "lowbit/formats/gguf_reader.h"
+#include "lowbit/model/llama.h"
 #include "lowbit/pipeline/convert.h"
 
 namespace lowbit {
@@ -21,7 +22,9 @@ namespace lowbit {
 Expected<GgufFile> MaterializePlan(ConversionPlan plan, const std::string& name);
 
 // A GGUF is opened with `residency`; anything else is planned and assembled (mapped).
+// `int8_threshold` >= 0 replaces a bitsandbytes 8-bit folder's llm_int8_threshold (0: plain int8);
+// < 0 keeps it.
 Expected<GgufFile> OpenModel(const std::string& path, Residency residency = Residency::kMapped,
-                             const std::string& vocab = "");
+                             const std::string& vocab = "", double int8_threshold = -1.0);
 
 }  // namespace lowbit

@@ -63,6 +63,7 @@ struct NativeWeight {
   std::shared_ptr<const void> owner;    // owns `data`; null when it is the caller's `dst`
   std::vector<int32_t> x_map;           // stored column -> input column, -1 padding; empty: identity
   std::string note;                     // non-empty: dequantized to F32, and why
+  float outlier_threshold = 0.0f;       // LLM.int8 rows: the outlier threshold they run with
 };
 // Packs into `dst` when it has exactly NativeBytes(...) bytes (the loader's one huge-page arena for
 // all layers), else into memory of its own.

@@ -149,9 +149,8 @@ std::vector<float> QuantizeInt8Rows(const float* w, int64_t rows, int64_t cols, 
 }
 
 void DequantizeInt8Rows(const int8_t* q, std::span<const float> scb, int64_t rows, int64_t cols, float* out) {
-  constexpr float kInv127 = 7.874015718698502e-3f;
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = static_cast<float>(q[r * cols + c]) * scb[static_cast<size_t>(r)] * kInv127;
+    for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = Int8Value(q[r * cols + c], scb[static_cast<size_t>(r)]);
   }
 }
 
