@@ -273,6 +273,69 @@ TEST(Advisor, MemoryAddsUpAndScalesWithContextAndSlots) {
   EXPECT_EQ(m1.weights, (p->file_bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20));
 }
 
+// GPTQ w4 g128 and bitsandbytes NF4 folders as candidates: the decoder's linears in the rows the
+// loader builds (W4G128, NF4G64), the rest 16-bit; the folder's bytes on disk; KLD with its source.
+TEST(AdviseModelSource, FolderCandidatesRunTheirOwnRows) {
+  auto src = ModelSource::Open("tinyllama-1.1b");
+  ASSERT_TRUE(src.ok());
+  auto f16 = src->As("F16");
+  ASSERT_TRUE(f16.ok());
+  uint64_t linear_f16 = 0, linear_weights = 0;
+  for (const LlamaModel::Layer& L : f16->model.layers) {
+    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) {
+      linear_f16 += static_cast<uint64_t>(ViewBytes(*w));
+      linear_weights += static_cast<uint64_t>(w->rows * w->cols);
+    }
+  }
+  for (const std::string type : {"GPTQ-W4G128", "NF4"}) {
+    SCOPED_TRACE(type);
+    ASSERT_TRUE(IsFolderCandidate(type));
+    auto p = src->As(type);
+    ASSERT_TRUE(p.ok()) << p.status().message();
+    const GgmlType rows = type == "NF4" ? GgmlType::kNF4G64 : GgmlType::kW4G128;
+    EXPECT_EQ(p->type, type);
+    EXPECT_EQ(p->model.layers[3].wq.type, rows);
+    EXPECT_EQ(p->model.layers[21].down.type, rows);
+    EXPECT_EQ(p->model.output.type, GgmlType::kF16);
+    EXPECT_EQ(p->model.token_embd.type, GgmlType::kF16);
+    // In memory: 4.25 (W4G128) or 4.5 (NF4G64) bits per linear weight.
+    const double bits = type == "NF4" ? 4.5 : 4.25;
+    EXPECT_EQ(p->file_bytes, f16->file_bytes - linear_f16 + static_cast<uint64_t>(static_cast<double>(linear_weights) * bits / 8));
+    // On disk: a little over 4 bits per linear weight (GPTQ: + fp16 scale and 4-bit zero per 128 and
+    // an int32 g_idx per input column; NF4 + DQ: + an 8-bit absmax per 64 and the nested absmax).
+    const double disk_bits = static_cast<double>(p->folder_bytes - (f16->file_bytes - linear_f16)) * 8 / static_cast<double>(linear_weights);
+    EXPECT_GT(disk_bits, 4.12);
+    EXPECT_LT(disk_bits, type == "NF4" ? 4.14 : 4.2);
+    const Quality q = FindQuality(type);
+    ASSERT_NE(q.stories5m, nullptr);
+    EXPECT_NE(std::string(q.source).find("docs/QUALITY.md"), std::string::npos);
+  }
+  EXPECT_NEAR(FindQuality("GPTQ-W4G128").stories5m->kld, 0.007118, 1e-9);
+  EXPECT_NEAR(FindQuality("NF4").stories5m->kld, 0.009153, 1e-9);
+  EXPECT_EQ(std::string(FindQuality("Q4_K_M").source), "scripts/measure_quality.sh");
+  // The advisor weighs them by default, and reports the folder's size as the file.
+  AdviseOptions o;
+  o.ctx = 2048;
+  o.types = {"Q4_K_M", "GPTQ-W4G128", "NF4"};
+  ASSERT_TRUE(CheckAdviseInputs(&*src, o).ok());
+  auto a = Advise(*src, TestHardware(uint64_t{16} << 30), o);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  const nlohmann::json j = a->ToJson();
+  EXPECT_EQ(j["candidates"][1]["file_bytes"].get<uint64_t>(), src->As("GPTQ-W4G128")->folder_bytes);
+  EXPECT_NE(j["candidates"][2]["kld_source"].get<std::string>().find("issue 20"), std::string::npos);
+  // A width the group does not divide (stories15m: 288): the candidate says why.
+  auto narrow = ModelSource::Open("stories15m");
+  ASSERT_TRUE(narrow.ok());
+  auto bad = narrow->As("GPTQ-W4G128");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("multiple of 128"), std::string::npos) << bad.status().message();
+  auto row = Advise(*narrow, TestHardware(uint64_t{16} << 30), o);  // the other candidates are still weighed
+  ASSERT_TRUE(row.ok()) << row.status().message();
+  EXPECT_TRUE(row->candidates[0].error.empty());
+  EXPECT_NE(row->candidates[1].error.find("multiple of 128"), std::string::npos);
+  EXPECT_FALSE(row->candidates[1].fits);
+}
+
 // A mixture of experts (qwen3-30b-a3b: 128 experts, 8 per token): memory holds every expert, a
 // decoded token reads the router and the 8 experts it uses, the attention and the classifier.
 TEST(Advisor, MixtureOfExpertsHoldsEveryExpertAndReadsTheActiveOnes) {

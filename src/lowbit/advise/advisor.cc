@@ -171,6 +171,20 @@ std::string Describe(const Estimate& e) {
   return s + ", " + KldText(e.quality);
 }
 
+// A candidate of `src`: a folder format the model's widths do not allow is a row that says why.
+Expected<Estimate> CandidateFor(const ModelSource& src, const std::string& type, const Hardware& hw, const AdviseOptions& o) {
+  auto p = src.As(type);
+  if (!p.ok() && IsFolderCandidate(type)) {
+    Estimate e;
+    e.type = type;
+    e.quality = FindQuality(type);
+    e.error = p.status().message();
+    return e;
+  }
+  if (!p.ok()) return p.status();
+  return EstimateFor(*p, hw, o);
+}
+
 }  // namespace
 
 Status CheckAdviseInputs(const ModelSource* src, const AdviseOptions& o) {
@@ -179,7 +193,8 @@ Status CheckAdviseInputs(const ModelSource* src, const AdviseOptions& o) {
   }
   if (src == nullptr) return OkStatus();
   if (src->has_as_is()) return src->AsIs().status();
-  return src->As(o.types.empty() ? DefaultCandidateTypes()[0] : o.types[0]).status();
+  // The model plans and loads (a folder format's width rule is the candidate's row, not an error).
+  return src->As(o.types.empty() || IsFolderCandidate(o.types[0]) ? "F16" : o.types[0]).status();
 }
 
 Estimate EstimateFor(const PlannedModel& p, const Hardware& hw, const AdviseOptions& o) {
@@ -207,8 +222,8 @@ Expected<Advice> Advise(const ModelSource& src, const Hardware& hw, const Advise
     a.as_is = EstimateFor(p, hw, o);
   }
   for (const std::string& t : o.types.empty() ? DefaultCandidateTypes() : o.types) {
-    LOWBIT_ASSIGN_OR_RETURN(PlannedModel p, src.As(t));
-    a.candidates.push_back(EstimateFor(p, hw, o));
+    LOWBIT_ASSIGN_OR_RETURN(Estimate e, CandidateFor(src, t, hw, o));
+    a.candidates.push_back(std::move(e));
   }
   const int pick = Pick(a.candidates, hw);
   if (pick >= 0) {
@@ -244,8 +259,7 @@ Expected<Advice> RankShapes(const Hardware& hw, const AdviseOptions& o) {
     const ModelSource src = ModelSource::FromShape(shape);
     const size_t first = a.candidates.size();
     for (const std::string& t : o.types.empty() ? DefaultCandidateTypes() : o.types) {
-      LOWBIT_ASSIGN_OR_RETURN(PlannedModel p, src.As(t));
-      Estimate e = EstimateFor(p, hw, o);
+      LOWBIT_ASSIGN_OR_RETURN(Estimate e, CandidateFor(src, t, hw, o));
       e.model = shape.name;
       a.candidates.push_back(std::move(e));
     }
