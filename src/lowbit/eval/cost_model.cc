@@ -115,7 +115,7 @@ bool MachineSpeed::FromJson(const nlohmann::json& j, MachineSpeed* out) {
     m.layer_us = j.value("layer_us", 0.0);
     m.llc_bytes = j.at("llc_bytes").get<uint64_t>();
     for (const auto& [name, s] : j.at("types").items()) {
-      const GgmlTypeInfo* t = FindGgmlTypeByName(name);
+      const GgmlTypeInfo* t = FindGgmlTypeByName(name, /*include_internal=*/true);  // W4G128, NF4G64 (folder candidates)
       if (t == nullptr) return false;
       const TypeSpeed ts{s.at("stream_gbps").get<double>(), s.at("gemm_gops").get<double>(), s.at("stream1_gbps").get<double>(),
                          s.at("cached_gbps").get<double>()};
