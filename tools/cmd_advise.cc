@@ -27,7 +27,7 @@ void AddAdvise(CLI::App& app, Registry& r) {
   sub->add_option("-t,--threads", a->threads, "threads (default: all)")->check(CLI::Range(0, 1024));
   sub->add_option("-p,--n-prompt", a->o.prompt_tokens, "prompt tokens the prompt speed is for")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   sub->add_option("-n,--n-gen", a->o.decode_tokens, "generated tokens the decode speed is for")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  sub->add_option("--types", a->types, "candidate types, comma-separated (default: F16,Q8_0,Q6_K,Q5_K_M,Q4_K_M,IQ4_XS,Q3_K_M,Q2_K)");
+  sub->add_option("--types", a->types, "candidate types, comma-separated (default: F16,Q8_0,Q6_K,Q5_K_M,Q4_K_M,IQ4_XS,Q3_K_M,Q2_K,GPTQ-W4G128,NF4; GPTQ-W4G128: a GPTQ/AWQ folder w4 g128, NF4: a bitsandbytes NF4 folder)");
   AddCacheTypeOption(sub, &a->o.kv_f16);
   AddResidencyOptions(sub, &a->o.residency);
   sub->add_option("--ram", a->ram, "describe a machine: memory lowbit may use, e.g. 16G");

@@ -60,6 +60,10 @@ TEST(AdviseCostModel, AllReduceIsTheFasterOfDoublingAndRing) {
   EXPECT_NEAR(AllReduceSeconds(big, 4, net), 6 * 10e-6 + 1.5 * big / 1e9, 1e-9);
 }
 
+double ViewBytes(const WeightView& w) {
+  return static_cast<double>(*RowBytes(w.type, static_cast<uint64_t>(w.cols)) * static_cast<uint64_t>(w.rows));
+}
+
 MachineSpeed TestSpeed() {
   MachineSpeed m;
   m.threads = 4;
@@ -67,7 +71,7 @@ MachineSpeed TestSpeed() {
   m.attention_gflops = m.attention_f16_gflops = 100;
   m.handoff_us = 2;
   for (GgmlType t : {GgmlType::kF32, GgmlType::kF16, GgmlType::kQ8_0, GgmlType::kQ6_K, GgmlType::kQ5_K, GgmlType::kQ4_K,
-                     GgmlType::kQ4_0, GgmlType::kIQ4_XS, GgmlType::kQ3_K, GgmlType::kQ2_K}) {
+                     GgmlType::kQ4_0, GgmlType::kIQ4_XS, GgmlType::kQ3_K, GgmlType::kQ2_K, GgmlType::kW4G128, GgmlType::kNF4G64}) {
     m.types[t] = {40, 200, 20, 100};
   }
   return m;
@@ -89,6 +93,13 @@ TEST(AdviseCostModel, DecodeIsBytesOverRatePlusAttentionPlusHandoffs) {
   const double attention = std::max(w.AttentionOps(99) / 100e9, w.KvBytes(99) / 50e9);
   // At position 99, 32 heads x 100 positions x 128 hand attention out too: 32 more hand-offs.
   EXPECT_NEAR(*DecodeSeconds(w, m, 99), 4e9 / 40e9 + 1e6 / 20e9 + attention + (161 + 32) * 2e-6, 1e-12);
+  // The step's fixed costs (measured by the probe): per token and per layer.
+  MachineSpeed fixed = m;
+  fixed.token_us = 100;
+  fixed.layer_us = 10;
+  EXPECT_NEAR(*DecodeSeconds(w, fixed, 99), *DecodeSeconds(w, m, 99) + 100e-6 + 32 * 10e-6, 1e-12);
+  // Once per prompt step of up to 512 tokens.
+  EXPECT_NEAR(*PromptSeconds(w, fixed, 1024), *PromptSeconds(w, m, 1024) + 2 * (100e-6 + 32 * 10e-6), 1e-12);
   // The mean over positions 0..127 is the time at the middle.
   EXPECT_NEAR(*DecodeTokensPerSecond(w, m, 0, 128), 2 / (*DecodeSeconds(w, m, 0) + *DecodeSeconds(w, m, 127)), 1e-9);
   // A prompt: the multiply-adds at the GEMM rate.
@@ -108,7 +119,9 @@ TEST(AdviseCostModel, DecodeIsBytesOverRatePlusAttentionPlusHandoffs) {
 }
 
 TEST(AdviseCostModel, MachineSpeedJsonRoundTripsAndRejectsBrokenCaches) {
-  const MachineSpeed m = TestSpeed();
+  MachineSpeed m = TestSpeed();
+  m.token_us = 150;
+  m.layer_us = 12.5;
   MachineSpeed back;
   ASSERT_TRUE(MachineSpeed::FromJson(m.ToJson(), &back));
   EXPECT_EQ(back.ToJson(), m.ToJson());
@@ -119,6 +132,8 @@ TEST(AdviseCostModel, MachineSpeedJsonRoundTripsAndRejectsBrokenCaches) {
       [](nlohmann::json& j) { j["threads"] = "x"; },
       [](nlohmann::json& j) { j["threads"] = 0; },
       [](nlohmann::json& j) { j["handoff_us"] = -1; },
+      [](nlohmann::json& j) { j["token_us"] = -1; },
+      [](nlohmann::json& j) { j["layer_us"] = 1e9; },
       [](nlohmann::json& j) { j["types"]["Q9_Z"] = j["types"]["F32"]; },
       [](nlohmann::json& j) { j["types"]["F32"]["gemm_gops"] = 0; },
       [](nlohmann::json& j) { j["types"]["F32"].erase("cached_gbps"); },
@@ -256,6 +271,117 @@ TEST(Advisor, MemoryAddsUpAndScalesWithContextAndSlots) {
   const RunMemory mapped = PredictRunMemory(*p, r);
   EXPECT_EQ(mapped.weights, (p->file_bytes - p->UnreadBytes() + 4095) / 4096 * 4096);
   EXPECT_EQ(m1.weights, (p->file_bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20));
+}
+
+// GPTQ w4 g128 and bitsandbytes NF4 folders as candidates: the decoder's linears in the rows the
+// loader builds (W4G128, NF4G64), the rest 16-bit; the folder's bytes on disk; KLD with its source.
+TEST(AdviseModelSource, FolderCandidatesRunTheirOwnRows) {
+  auto src = ModelSource::Open("tinyllama-1.1b");
+  ASSERT_TRUE(src.ok());
+  auto f16 = src->As("F16");
+  ASSERT_TRUE(f16.ok());
+  uint64_t linear_f16 = 0, linear_weights = 0;
+  for (const LlamaModel::Layer& L : f16->model.layers) {
+    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) {
+      linear_f16 += static_cast<uint64_t>(ViewBytes(*w));
+      linear_weights += static_cast<uint64_t>(w->rows * w->cols);
+    }
+  }
+  for (const std::string type : {"GPTQ-W4G128", "NF4"}) {
+    SCOPED_TRACE(type);
+    ASSERT_TRUE(IsFolderCandidate(type));
+    auto p = src->As(type);
+    ASSERT_TRUE(p.ok()) << p.status().message();
+    const GgmlType rows = type == "NF4" ? GgmlType::kNF4G64 : GgmlType::kW4G128;
+    EXPECT_EQ(p->type, type);
+    EXPECT_EQ(p->model.layers[3].wq.type, rows);
+    EXPECT_EQ(p->model.layers[21].down.type, rows);
+    EXPECT_EQ(p->model.output.type, GgmlType::kF16);
+    EXPECT_EQ(p->model.token_embd.type, GgmlType::kF16);
+    // In memory: 4.25 (W4G128) or 4.5 (NF4G64) bits per linear weight.
+    const double bits = type == "NF4" ? 4.5 : 4.25;
+    EXPECT_EQ(p->file_bytes, f16->file_bytes - linear_f16 + static_cast<uint64_t>(static_cast<double>(linear_weights) * bits / 8));
+    // On disk: a little over 4 bits per linear weight (GPTQ: + fp16 scale and 4-bit zero per 128 and
+    // an int32 g_idx per input column; NF4 + DQ: + an 8-bit absmax per 64 and the nested absmax).
+    const double disk_bits = static_cast<double>(p->folder_bytes - (f16->file_bytes - linear_f16)) * 8 / static_cast<double>(linear_weights);
+    EXPECT_GT(disk_bits, 4.12);
+    EXPECT_LT(disk_bits, type == "NF4" ? 4.14 : 4.2);
+    const Quality q = FindQuality(type);
+    ASSERT_NE(q.stories5m, nullptr);
+    EXPECT_NE(std::string(q.source).find("docs/QUALITY.md"), std::string::npos);
+  }
+  EXPECT_NEAR(FindQuality("GPTQ-W4G128").stories5m->kld, 0.007118, 1e-9);
+  EXPECT_NEAR(FindQuality("NF4").stories5m->kld, 0.009153, 1e-9);
+  EXPECT_EQ(std::string(FindQuality("Q4_K_M").source), "scripts/measure_quality.sh");
+  // The advisor weighs them by default, and reports the folder's size as the file.
+  AdviseOptions o;
+  o.ctx = 2048;
+  o.types = {"Q4_K_M", "GPTQ-W4G128", "NF4"};
+  ASSERT_TRUE(CheckAdviseInputs(&*src, o).ok());
+  auto a = Advise(*src, TestHardware(uint64_t{16} << 30), o);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  const nlohmann::json j = a->ToJson();
+  EXPECT_EQ(j["candidates"][1]["file_bytes"].get<uint64_t>(), src->As("GPTQ-W4G128")->folder_bytes);
+  EXPECT_NE(j["candidates"][2]["kld_source"].get<std::string>().find("issue 20"), std::string::npos);
+  // A width the group does not divide (stories15m: 288): the candidate says why.
+  auto narrow = ModelSource::Open("stories15m");
+  ASSERT_TRUE(narrow.ok());
+  auto bad = narrow->As("GPTQ-W4G128");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("multiple of 128"), std::string::npos) << bad.status().message();
+  auto row = Advise(*narrow, TestHardware(uint64_t{16} << 30), o);  // the other candidates are still weighed
+  ASSERT_TRUE(row.ok()) << row.status().message();
+  EXPECT_TRUE(row->candidates[0].error.empty());
+  EXPECT_NE(row->candidates[1].error.find("multiple of 128"), std::string::npos);
+  EXPECT_FALSE(row->candidates[1].fits);
+}
+
+// A mixture of experts (qwen3-30b-a3b: 128 experts, 8 per token): memory holds every expert, a
+// decoded token reads the router and the 8 experts it uses, the attention and the classifier.
+TEST(Advisor, MixtureOfExpertsHoldsEveryExpertAndReadsTheActiveOnes) {
+  auto src = ModelSource::Open("qwen3-30b-a3b");
+  ASSERT_TRUE(src.ok()) << src.status().message();
+  auto p = src->As("Q4_K_M");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  const LlamaConfig& c = p->model.config();
+  ASSERT_EQ(c.n_expert, 128);
+  ASSERT_EQ(c.n_expert_used, 8);
+  // What a token reads, counted here from the model's views.
+  double active = ViewBytes(p->model.output_norm) + ViewBytes(p->model.output) +
+                  static_cast<double>(*RowBytes(p->model.token_embd.type, static_cast<uint64_t>(p->model.token_embd.cols)));
+  double all_experts = 0;
+  for (const LlamaModel::Layer& L : p->model.layers) {
+    ASSERT_EQ(L.gate_exps.size(), 128u);
+    active += ViewBytes(L.attn_norm) + ViewBytes(L.ffn_norm) + ViewBytes(L.wq) + ViewBytes(L.wk) + ViewBytes(L.wv) + ViewBytes(L.wo) +
+              ViewBytes(L.router);
+    active += 8 * (ViewBytes(L.gate_exps[0]) + ViewBytes(L.up_exps[0]) + ViewBytes(L.down_exps[0]));
+    for (size_t e = 0; e < L.gate_exps.size(); ++e) {
+      all_experts += ViewBytes(L.gate_exps[e]) + ViewBytes(L.up_exps[e]) + ViewBytes(L.down_exps[e]);
+    }
+  }
+  const ModelWork w = WorkOf(p->model, false, 4);
+  EXPECT_NEAR(w.WeightBytes(), active, 1);
+  EXPECT_LT(w.WeightBytes(), 0.15 * static_cast<double>(p->file_bytes));  // ~3B of 30B parameters
+  EXPECT_GT(all_experts, 0.9 * static_cast<double>(p->file_bytes));
+  // Memory: the whole file (every expert), read into 2 MiB pages.
+  AdviseOptions o;
+  o.ctx = 4096;
+  o.types = {"Q4_K_M"};
+  auto a = Advise(*src, TestHardware(uint64_t{64} << 30), o);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  const Estimate& e = a->candidates.at(0);
+  EXPECT_GE(e.memory.weights, p->file_bytes);
+  EXPECT_LT(e.memory.weights, p->file_bytes + (2u << 20));
+  // Decode at the test machine's 40 GB/s stream rate for Q4_K: the active bytes, not the file's.
+  EXPECT_GT(e.decode_tok_s, 0.8 * 40e9 / active);
+  EXPECT_LT(e.decode_tok_s, 40e9 / active);
+  // Tensor parallel over 2 nodes: each rank holds its share of every expert.
+  Hardware two = TestHardware(uint64_t{64} << 30);
+  two.nodes = 2;
+  two.net = Network{20e-6, 1.25e9};
+  auto t = Advise(*src, two, o);
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  EXPECT_GT(static_cast<double>(t->candidates.at(0).memory.weights), 0.45 * static_cast<double>(p->file_bytes));
 }
 
 // A GGUF with a small file and an enormous cache at long contexts: 64 layers of width 128.

@@ -74,7 +74,7 @@ TEST(AdviseCli, JsonForAFileAndThePerBootCache) {
   for (const char* key : {"memory_bytes", "decode_tok_s", "prompt_tok_s", "fits"}) EXPECT_TRUE(as_is.contains(key)) << key;
   EXPECT_TRUE(as_is["fits"].get<bool>());
   EXPECT_GT(as_is["decode_tok_s"].get<double>(), 0);
-  EXPECT_EQ(j["candidates"].size(), 8u);
+  EXPECT_EQ(j["candidates"].size(), 10u);  // F16 .. Q2_K, GPTQ-W4G128, NF4
   for (const auto& c : j["candidates"]) {
     for (const char* key : {"type", "file_bytes", "kld", "memory_bytes", "decode_tok_s", "prompt_tok_s", "fits"}) EXPECT_TRUE(c.contains(key)) << key;
   }

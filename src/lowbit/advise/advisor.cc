@@ -29,8 +29,19 @@ uint64_t ViewBytes(const WeightView& w) { return *RowBytes(w.type, static_cast<u
 uint64_t RankWeightBytes(const LlamaModel& m) {
   uint64_t b = ViewBytes(m.token_embd) + ViewBytes(m.output_norm);
   if (m.output.data != m.token_embd.data) b += ViewBytes(m.output);
+  auto add = [&b](const WeightView& w) {
+    if (w.data != nullptr) b += ViewBytes(w);
+  };
   for (const LlamaModel::Layer& L : m.layers) {
-    for (const WeightView* w : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_norm, &L.gate, &L.up, &L.down}) b += ViewBytes(*w);
+    for (const WeightView* w : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_norm, &L.gate, &L.up, &L.down, &L.q_norm, &L.k_norm,
+                                &L.attn_post_norm, &L.ffn_post_norm, &L.router, &L.shexp_gate_inp, &L.shexp_gate, &L.shexp_up,
+                                &L.shexp_down}) {
+      add(*w);
+    }
+    // A mixture of experts: every expert is held (a token uses n_expert_used of them).
+    for (const auto* experts : {&L.gate_exps, &L.up_exps, &L.down_exps}) {
+      for (const WeightView& w : *experts) add(w);
+    }
   }
   return b;
 }
@@ -47,7 +58,7 @@ MachineSpeed SpeedFor(const Hardware& hw, bool in_memory) {
 }
 
 void EstimateCpu(const PlannedModel& p, const Hardware& hw, const AdviseOptions& o, Estimate* e) {
-  const bool in_memory = InMemory(hw, o, p.file_bytes);
+  const bool in_memory = p.folder_bytes > 0 || InMemory(hw, o, p.file_bytes);  // a folder's rows are built in memory
   const RunShape r{o.ctx, hw.threads, o.kv_f16, o.slots, 1, in_memory, hw.huge_pages};
   e->memory = PredictRunMemory(p, r);
   e->available = hw.ram_available;
@@ -66,6 +77,10 @@ void EstimateCpu(const PlannedModel& p, const Hardware& hw, const AdviseOptions&
 
 // Tensor parallel over hw.nodes machines: the largest rank (the last, SplitDim) bounds memory and time.
 void EstimateNodes(const PlannedModel& p, const Hardware& hw, const AdviseOptions& o, Estimate* e) {
+  if (p.folder_bytes > 0) {
+    e->error = "tensor parallel runs of a GPTQ or NF4 folder are not predicted (the shards are planned from GGUF headers)";
+    return;
+  }
   auto rank = LlamaModel::Load(*p.file, hw.nodes - 1, hw.nodes);
   if (!rank.ok()) {
     e->error = rank.status().message();
@@ -156,19 +171,36 @@ std::string Describe(const Estimate& e) {
   return s + ", " + KldText(e.quality);
 }
 
+// A candidate of `src`: a folder format the model's widths do not allow is a row that says why.
+Expected<Estimate> CandidateFor(const ModelSource& src, const std::string& type, const Hardware& hw, const AdviseOptions& o) {
+  auto p = src.As(type);
+  if (!p.ok() && IsFolderCandidate(type)) {
+    Estimate e;
+    e.type = type;
+    e.quality = FindQuality(type);
+    e.error = p.status().message();
+    return e;
+  }
+  if (!p.ok()) return p.status();
+  return EstimateFor(*p, hw, o);
+}
+
 }  // namespace
 
 Status CheckAdviseInputs(const ModelSource* src, const AdviseOptions& o) {
-  for (const std::string& t : o.types) LOWBIT_RETURN_IF_ERROR(ResolveQuantMix(t).status());
+  for (const std::string& t : o.types) {
+    if (!IsFolderCandidate(t)) LOWBIT_RETURN_IF_ERROR(ResolveQuantMix(t).status());
+  }
   if (src == nullptr) return OkStatus();
   if (src->has_as_is()) return src->AsIs().status();
-  return src->As(o.types.empty() ? DefaultCandidateTypes()[0] : o.types[0]).status();
+  // The model plans and loads (a folder format's width rule is the candidate's row, not an error).
+  return src->As(o.types.empty() || IsFolderCandidate(o.types[0]) ? "F16" : o.types[0]).status();
 }
 
 Estimate EstimateFor(const PlannedModel& p, const Hardware& hw, const AdviseOptions& o) {
   Estimate e;
   e.type = p.type;
-  e.file_bytes = p.file_bytes;
+  e.file_bytes = p.folder_bytes > 0 ? p.folder_bytes : p.file_bytes;
   e.quality = FindQuality(p.type);
   e.ctx = o.ctx > 0 ? o.ctx : p.model.config().n_ctx_train;
   if (hw.has_gpu()) EstimateGpu(p, hw, o, &e);
@@ -190,8 +222,8 @@ Expected<Advice> Advise(const ModelSource& src, const Hardware& hw, const Advise
     a.as_is = EstimateFor(p, hw, o);
   }
   for (const std::string& t : o.types.empty() ? DefaultCandidateTypes() : o.types) {
-    LOWBIT_ASSIGN_OR_RETURN(PlannedModel p, src.As(t));
-    a.candidates.push_back(EstimateFor(p, hw, o));
+    LOWBIT_ASSIGN_OR_RETURN(Estimate e, CandidateFor(src, t, hw, o));
+    a.candidates.push_back(std::move(e));
   }
   const int pick = Pick(a.candidates, hw);
   if (pick >= 0) {
@@ -227,8 +259,7 @@ Expected<Advice> RankShapes(const Hardware& hw, const AdviseOptions& o) {
     const ModelSource src = ModelSource::FromShape(shape);
     const size_t first = a.candidates.size();
     for (const std::string& t : o.types.empty() ? DefaultCandidateTypes() : o.types) {
-      LOWBIT_ASSIGN_OR_RETURN(PlannedModel p, src.As(t));
-      Estimate e = EstimateFor(p, hw, o);
+      LOWBIT_ASSIGN_OR_RETURN(Estimate e, CandidateFor(src, t, hw, o));
       e.model = shape.name;
       a.candidates.push_back(std::move(e));
     }

@@ -187,7 +187,7 @@ Expected<Hardware> GetHardware(const HardwareOptions& o) {
     hw.huge_pages = true;
     hw.assumptions = fmt::format(
         "{} cores as fast as one of this machine's ({}) with the {} kernels; decode at the fraction of the read bandwidth "
-        "each weight type reaches here on one core",
+        "each weight type reaches here on one core; a decode step's fixed costs (norms, RoPE, ...) as one core here",
         cores, CpuName(), IsaName(hw.isa));
   }
   if (o.ram) {

@@ -63,7 +63,51 @@ std::string WeightTypeOf(const ConversionPlan& plan) {
   return "F32";
 }
 
+uint64_t ViewBytes(const WeightView& w) { return *RowBytes(w.type, static_cast<uint64_t>(w.cols)) * static_cast<uint64_t>(w.rows); }
+
+// A folder candidate's on-disk bytes of one [rows x cols] linear layer.
+uint64_t FolderLinearBytes(GgmlType t, uint64_t rows, uint64_t cols) {
+  if (t == GgmlType::kW4G128) {
+    const uint64_t groups = cols / 128;
+    return rows * cols / 2 + groups * rows / 2 + groups * rows * 2 + cols * 4;  // qweight, qzeros, scales, g_idx
+  }
+  const uint64_t blocks = rows * cols / 64;  // NF4 + double quant, block 64
+  return rows * cols / 2 + blocks + (blocks + 255) / 256 * 4 + 16 * 4 + 256 * 4;  // codes, absmax, nested absmax, the two maps
+}
+
+// `f16` (the model planned in F16) with its decoder linears retyped to `t`: views only, nothing is read.
+Status RetypeLinears(PlannedModel* f16, GgmlType t, const std::string& type_name) {
+  const int64_t group = t == GgmlType::kW4G128 ? 128 : 64;
+  uint64_t replaced_f16 = 0, in_memory = 0, on_disk = 0;
+  auto retype = [&](WeightView& w) -> Status {
+    if (w.data == nullptr || w.rows == 0) return OkStatus();
+    if (w.cols % group != 0) {
+      return Errorf("{}: a {} layer needs an input width that is a multiple of {}, and this model has a layer {} wide",
+                    type_name, type_name, group, w.cols);
+    }
+    replaced_f16 += ViewBytes(w);
+    on_disk += FolderLinearBytes(t, static_cast<uint64_t>(w.rows), static_cast<uint64_t>(w.cols));
+    w.type = t;
+    in_memory += ViewBytes(w);
+    return OkStatus();
+  };
+  for (LlamaModel::Layer& L : f16->model.layers) {
+    for (WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down, &L.shexp_gate, &L.shexp_up, &L.shexp_down}) {
+      LOWBIT_RETURN_IF_ERROR(retype(*w));
+    }
+    for (auto* experts : {&L.gate_exps, &L.up_exps, &L.down_exps}) {
+      for (WeightView& w : *experts) LOWBIT_RETURN_IF_ERROR(retype(w));
+    }
+  }
+  f16->type = type_name;
+  f16->folder_bytes = f16->file_bytes - replaced_f16 + on_disk;
+  f16->file_bytes = f16->file_bytes - replaced_f16 + in_memory;
+  return OkStatus();
+}
+
 }  // namespace
+
+bool IsFolderCandidate(const std::string& type) { return type == "GPTQ-W4G128" || type == "NF4"; }
 
 uint64_t PlannedModel::UnreadBytes() const {
   if (model.output.data == model.token_embd.data) return 0;  // tied: the embedding is the classifier
@@ -86,7 +130,8 @@ Expected<PlannedModel> PlanGguf(const std::string& path) {
 }
 
 const std::vector<std::string>& DefaultCandidateTypes() {
-  static const std::vector<std::string> types = {"F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "IQ4_XS", "Q3_K_M", "Q2_K"};
+  static const std::vector<std::string> types = {"F16",    "Q8_0",   "Q6_K", "Q5_K_M",      "Q4_K_M",
+                                                 "IQ4_XS", "Q3_K_M", "Q2_K", "GPTQ-W4G128", "NF4"};
   return types;
 }
 
@@ -144,6 +189,11 @@ Expected<PlannedModel> ModelSource::AsIs() const {
 }
 
 Expected<PlannedModel> ModelSource::As(const std::string& type) const {
+  if (IsFolderCandidate(type)) {
+    LOWBIT_ASSIGN_OR_RETURN(PlannedModel p, As("F16"));
+    LOWBIT_RETURN_IF_ERROR(RetypeLinears(&p, type == "NF4" ? GgmlType::kNF4G64 : GgmlType::kW4G128, type));
+    return p;
+  }
   LOWBIT_ASSIGN_OR_RETURN(QuantMix mix, ResolveQuantMix(type));
   const std::string what = name_ + " as " + mix.name;
   GgufWriter w;

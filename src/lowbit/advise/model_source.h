@@ -28,6 +28,9 @@ struct PlannedModel {
   std::unique_ptr<GgufFile> file;  // the real file (mapped; only its header is read) or a header (FromHeader)
   LlamaModel model;                // views into `file`, never read
   uint64_t n_merges = 0;           // tokenizer merges in the metadata (BPE vocabularies)
+  // A folder candidate (IsFolderCandidate): the folder's size on disk; `file_bytes` is then what the
+  // loader holds in memory (the rows the kernels run), `file` the F16 plan its views were retyped from.
+  uint64_t folder_bytes = 0;
   // Bytes of the file a forward pass never reads: the token embedding (one row per token is read),
   // unless it is also the classifier. A mapped file keeps these out of memory.
   uint64_t UnreadBytes() const;
@@ -68,7 +71,19 @@ class ModelSource {
   SynthShape shape_{};                    // shapes
 };
 
-// The types `lowbit advise` weighs by default: F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, IQ4_XS, Q3_K_M, Q2_K.
+// The types `lowbit advise` weighs by default: F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, IQ4_XS, Q3_K_M, Q2_K,
+// and the two folder formats below.
 const std::vector<std::string>& DefaultCandidateTypes();
+
+// Candidates that are Hugging Face folders rather than GGUF files, run natively by lowbit:
+//  - "GPTQ-W4G128": a GPTQ (or AWQ) folder, 4-bit, group 128 (`lowbit quantize HF OUT --format gptq`):
+//    qweight (4 bits), qzeros (4 bits per group), fp16 scales per group, g_idx (int32 per input
+//    column); loaded as W4G128 rows (4.25 bits per weight).
+//  - "NF4": a bitsandbytes NF4 folder with double quantization, block 64 (`load_in_4bit`'s default;
+//    `lowbit quantize HF OUT --method nf4 --double-quant`): 4-bit codes, 8-bit absmax per block, an
+//    fp32 absmax per 256 blocks; loaded as NF4G64 rows (the absmax decoded: 4.5 bits per weight).
+// The decoder's linear layers (attention, FFN, experts) take the format; the embedding, lm_head,
+// router and norms stay 16-bit (the folder keeps them in the model's dtype; F16 is assumed).
+bool IsFolderCandidate(const std::string& type);
 
 }  // namespace lowbit

@@ -8,6 +8,20 @@ namespace {
 #include "lowbit/advise/quality_stories5m.inc"
 
 constexpr QualityRow kF32Row = {"F32", 0, kStories5mBasePpl, 1, 1, 19950944};
+constexpr char kMeasureScript[] = "scripts/measure_quality.sh";
+
+// The folder candidates, as docs/QUALITY.md records them on stories5M (same text, context and F32
+// reference as kStories5mRows; top-1 agreement and the stories5M folder's size are not recorded: -1).
+struct FolderRow {
+  QualityRow row;
+  const char* source;
+};
+constexpr FolderRow kFolderRows[] = {
+    {{"GPTQ-W4G128", 0.007118, 6.2395, 6.2395 / kStories5mBasePpl, -1, -1},
+     "docs/QUALITY.md, GPTQ and AWQ (issue 19): 4-bit asym g128 act-order, bench/issue19_quality.sh"},
+    {{"NF4", 0.009153, 6.2879, 6.2879 / kStories5mBasePpl, -1, -1},
+     "docs/QUALITY.md, bitsandbytes (issue 20): NF4 + double quant, block 64, bench/issue20_bnb.sh quality"},
+};
 
 // llama.cpp's tools/perplexity/README.md, "LLaMA 3 8b Scoreboard" (revision f364eb6f, CUDA, RTX 4090):
 // mean KLD against FP16, rows without an importance matrix unless noted.
@@ -41,6 +55,7 @@ std::string Upper(std::string s) {
 Quality FindQuality(const std::string& type) {
   const std::string t = Upper(type);
   Quality q;
+  q.source = kMeasureScript;
   if (t == "F32") {
     q.stories5m = &kF32Row;
     q.llama3_8b_kld = 0;
@@ -48,6 +63,12 @@ Quality FindQuality(const std::string& type) {
   }
   for (const QualityRow& r : kStories5mRows) {
     if (t == r.type) q.stories5m = &r;
+  }
+  for (const FolderRow& f : kFolderRows) {
+    if (t == Upper(f.row.type)) {
+      q.stories5m = &f.row;
+      q.source = f.source;
+    }
   }
   for (const Published& p : kLlama3_8b) {
     if (t == p.type) {
@@ -60,6 +81,7 @@ Quality FindQuality(const std::string& type) {
 
 const char* QualitySource() {
   return "KLD: mean KL divergence from F32 measured by lowbit on stories5M (scripts/measure_quality.sh); "
+         "GPTQ-W4G128 and NF4: docs/QUALITY.md (issues 19, 20; kld_source in --json); "
          "Llama-3-8B: llama.cpp's published scoreboard (tools/perplexity/README.md)";
 }
 

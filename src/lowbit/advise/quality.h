@@ -24,6 +24,7 @@ struct QualityRow {
 
 struct Quality {
   const QualityRow* stories5m = nullptr;  // lowbit's measurement
+  const char* source = "";                // where the stories5M figure was measured (a script, a docs/QUALITY.md section)
   double llama3_8b_kld = -1;              // llama.cpp's published figure; -1 when none
   const char* llama3_8b_note = "";
 };

@@ -37,6 +37,7 @@ nlohmann::json Estimate::ToJson() const {
                       {"decode_tok_s", error.empty() ? nlohmann::json(decode_tok_s) : nlohmann::json(nullptr)},
                       {"prompt_tok_s", OrNull(prompt_tok_s)},
                       {"kld", quality.stories5m != nullptr ? nlohmann::json(quality.stories5m->kld) : nlohmann::json(nullptr)},
+                      {"kld_source", quality.stories5m != nullptr ? nlohmann::json(quality.source) : nlohmann::json(nullptr)},
                       {"ppl_ratio", quality.stories5m != nullptr ? nlohmann::json(quality.stories5m->ppl_ratio) : nlohmann::json(nullptr)},
                       {"kld_llama3_8b", quality.llama3_8b_kld >= 0 ? nlohmann::json(quality.llama3_8b_kld) : nlohmann::json(nullptr)}};
   if (!model.empty()) j["model"] = model;

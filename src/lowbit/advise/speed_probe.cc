@@ -3,10 +3,12 @@
 //
 // Decode stream rate of a weight type: MatMul with one token over a 128 MiB matrix of that type
 // (random weights quantized by lowbit's own quantizers, tiled), in memory advised for 2 MiB pages as
-// a model file read into memory is; the median of 3 passes. Prefill GEMM rate: MatMul of 64 tokens
+// a model file read into memory is; the median of 3 passes. Prefill GEMM rate: MatMul of 512 tokens
 // through a 512 x 4096 matrix; the median of 3. Attention: the kernel table's AttendFn on 8 query
 // heads over 1024 cached positions of 128 values (in cache: the cost model adds the memory side).
-// Hand-off: an empty ParallelFor. The read bandwidth: the probe `lowbit bench` prints, best of 3.
+// Hand-off: an empty ParallelFor. A decode step's fixed costs (norms, RoPE, wake-ups, ...): the
+// engine's decode of synthetic stories15M-shaped models of 1 and 4 layers, less what the rest of the
+// cost model explains (MeasureFixedCosts). The read bandwidth: the probe `lowbit bench` prints, best of 3.
 // The cache is a JSON file in $XDG_CACHE_HOME/lowbit (or ~/.cache/lowbit), keyed by the boot id,
 // the executable (path, size, time) and the thread count and ISA, so a rebuilt lowbit or a reboot
 // measures again.
@@ -34,6 +36,9 @@
 #include "lowbit/eval/bandwidth.h"
 #include "lowbit/kernels/dot.h"
 #include "lowbit/kernels/matvec.h"
+#include "lowbit/formats/gguf_reader.h"
+#include "lowbit/model/llama.h"
+#include "lowbit/pipeline/synth.h"
 #include "lowbit/quant/quantize.h"
 
 namespace lowbit {
@@ -41,7 +46,7 @@ namespace {
 
 constexpr size_t kStreamBytes = size_t{128} << 20;
 constexpr int64_t kCols = 4096;
-constexpr int kCacheVersion = 3;
+constexpr int kCacheVersion = 4;
 
 // Anonymous memory advised for 2 MiB pages (or against them), as MappedFile::Read holds a model.
 class ProbeBuffer {
@@ -83,7 +88,31 @@ std::vector<GgmlType> ProbedTypes(const DotKernels& k) {
                      GgmlType::kQ5_0, GgmlType::kQ4_K, GgmlType::kQ4_0, GgmlType::kIQ4_XS, GgmlType::kQ3_K, GgmlType::kQ2_K}) {
     if (k.For(t) != nullptr && FromFloatFor(t) != nullptr) out.push_back(t);
   }
+  // The rows GPTQ / AWQ and bitsandbytes NF4 folders run as (advise's folder candidates).
+  for (GgmlType t : {GgmlType::kW4G128, GgmlType::kNF4G64}) {
+    if (k.For(t) != nullptr) out.push_back(t);
+  }
   return out;
+}
+
+// One block of an internal row type with random codes and a plausible scale (these types have no
+// quantizer from floats: their rows come from folders): W4G128 (fp16 scale, int16 zero point, 4-bit
+// codes) and NF4G64 (fp32 absmax, 4-bit codes).
+void FillInternalBlock(GgmlType type, uint8_t* b, std::mt19937* rng) {
+  std::uniform_int_distribution<int> byte(0, 255);
+  size_t codes_at = 0;
+  if (type == GgmlType::kW4G128) {
+    const uint16_t d = 0x2000;  // 2^-7 in fp16
+    const int16_t z = 8;
+    std::memcpy(b, &d, 2);
+    std::memcpy(b + 2, &z, 2);
+    codes_at = 4;
+  } else {
+    const float d = 0.05f;
+    std::memcpy(b, &d, 4);
+    codes_at = 4;
+  }
+  for (size_t i = codes_at; i < TypeInfo(type).block_bytes; ++i) b[i] = static_cast<uint8_t>(byte(*rng));
 }
 
 // Fills `buf` with rows of `type` (kCols wide): 32 rows of N(0, 1) values quantized, repeated.
@@ -93,9 +122,14 @@ void FillRows(GgmlType type, uint8_t* buf, size_t bytes) {
   std::normal_distribution<float> normal(0, 1);
   std::vector<float> row(kCols);
   std::vector<uint8_t> tile(32 * row_bytes);
+  const size_t block = TypeInfo(type).block_bytes;
   for (size_t r = 0; r < 32; ++r) {
     for (float& v : row) v = normal(rng);
-    FromFloatFor(type)(row.data(), tile.data() + r * row_bytes, kCols, nullptr);
+    if (FromFloatFor(type) != nullptr) {
+      FromFloatFor(type)(row.data(), tile.data() + r * row_bytes, kCols, nullptr);
+    } else {
+      for (size_t off = 0; off < row_bytes; off += block) FillInternalBlock(type, tile.data() + r * row_bytes + off, &rng);
+    }
   }
   for (size_t off = 0; off < bytes; off += tile.size()) std::memcpy(buf + off, tile.data(), std::min(tile.size(), bytes - off));
 }
@@ -116,9 +150,12 @@ double StreamRate(const DotKernels& k, GgmlType type, const uint8_t* w, int64_t 
   return Median(rates);
 }
 
-// GOP/s (2 per multiply-add) of a 512-token product (a prompt's batch) through 256 rows of `type`.
+// GOP/s (2 per multiply-add) of a 512-token product (a prompt's batch) through 256 rows of `type`:
+// the median of 5 passes, each as many products as fill kGemmPassSeconds (one product is a few
+// milliseconds: on a busy machine a single one is timed inside or outside a time slice by chance).
 double GemmRate(const DotKernels& k, GgmlType type, const uint8_t* w, ThreadPool* pool, MatMulScratch* scratch) {
   constexpr int64_t kRows = 256, kBatch = 512;
+  constexpr double kGemmPassSeconds = 0.06;
   std::mt19937 rng(3);
   std::normal_distribution<float> normal(0, 1);
   std::vector<float> x(kBatch * kCols), y(kBatch * kRows);
@@ -126,12 +163,76 @@ double GemmRate(const DotKernels& k, GgmlType type, const uint8_t* w, ThreadPool
   const MatMulArgs a{.type = type, .w = w, .rows = kRows, .cols = kCols, .row_stride = 0, .x = x.data(), .batch = kBatch, .y = y.data()};
   MatMul(k, a, pool, scratch);
   std::vector<double> rates;
-  for (int pass = 0; pass < 3; ++pass) {
+  for (int pass = 0; pass < 5; ++pass) {
     const auto t0 = std::chrono::steady_clock::now();
-    MatMul(k, a, pool, scratch);
-    rates.push_back(2.0 * kRows * kCols * kBatch / Seconds(t0) / 1e9);
+    int calls = 0;
+    double s = 0;
+    do {
+      MatMul(k, a, pool, scratch);
+      ++calls;
+      s = Seconds(t0);
+    } while (s < kGemmPassSeconds);
+    rates.push_back(2.0 * kRows * kCols * kBatch * calls / s / 1e9);
   }
   return Median(rates);
+}
+
+// Seconds per decoded token of the engine on a synthetic stories15M-shaped Q8_0 model of `layers`
+// layers (written to a temporary file, read into memory): the median of 3 runs of 32 tokens from
+// position 0, after 8 warm-up tokens.
+Expected<double> DecodeStepSeconds(int threads, int64_t layers, const std::string& path, LlamaModel* model_out,
+                                   std::unique_ptr<GgufFile>* file_out) {
+  SynthOptions o;
+  o.shape = "stories15m";
+  o.output = path;
+  o.type = "Q8_0";
+  o.layers = layers;
+  o.vocab = false;
+  o.threads = threads;
+  LOWBIT_RETURN_IF_ERROR(Synthesize(o).status());
+  LOWBIT_ASSIGN_OR_RETURN(GgufFile f, GgufFile::Open(path, Residency::kInMemory));
+  auto file = std::make_unique<GgufFile>(std::move(f));
+  std::error_code ec;
+  std::filesystem::remove(path, ec);  // read into memory: the file is no longer needed
+  LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(*file));
+  constexpr int64_t kTokens = 32;
+  LlamaSession s(model, SessionOptions{.n_ctx = kTokens, .threads = threads, .max_batch = 1});
+  for (int64_t i = 0; i < 8; ++i) s.Forward(static_cast<int32_t>(i + 1), i);
+  std::vector<double> per_token;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < kTokens; ++i) s.Forward(static_cast<int32_t>(100 + i), i);
+    per_token.push_back(Seconds(t0) / kTokens);
+  }
+  *model_out = std::move(model);
+  *file_out = std::move(file);
+  return Median(per_token);
+}
+
+// A decode step's fixed costs (MachineSpeed::token_us, layer_us): what the engine's measured step
+// time on models of 1 and 4 layers leaves unexplained by the cost model's products, attention and
+// hand-offs at the speeds `m` already holds; the difference between the two is per layer. Negative
+// residuals (the model too slow already) count as none.
+Status MeasureFixedCosts(int threads, MachineSpeed* m) {
+  std::error_code ec;
+  const std::string dir = std::filesystem::temp_directory_path(ec).string();
+  if (ec) return Errorf("no temporary directory to measure the decode step in: {}", ec.message());
+  double residual[2] = {0, 0};
+  const int64_t layers[2] = {1, 4};
+  for (int i = 0; i < 2; ++i) {
+    const std::string path = fmt::format("{}/lowbit-probe-{}-{}.gguf", dir, ::getpid(), layers[i]);
+    LlamaModel model;
+    std::unique_ptr<GgufFile> file;
+    auto step = DecodeStepSeconds(threads, layers[i], path, &model, &file);
+    std::filesystem::remove(path, ec);
+    if (!step.ok()) return Errorf("measuring the decode step: {}", step.status().message());
+    LOWBIT_ASSIGN_OR_RETURN(double modelled, DecodeTokensPerSecond(WorkOf(model, false, threads), *m, 0, 32));
+    residual[i] = *step - 1 / modelled;
+  }
+  const double per_layer = std::max(0.0, (residual[1] - residual[0]) / static_cast<double>(layers[1] - layers[0]));
+  m->layer_us = per_layer * 1e6;
+  m->token_us = std::max(0.0, residual[0] - per_layer) * 1e6;
+  return OkStatus();
 }
 
 // GFLOP/s of the attention kernel on all threads: 8 query heads over 1024 positions of 128 values.
@@ -197,7 +298,7 @@ uint64_t LastLevelCacheBytes() {
 Expected<MachineSpeed> Measure(int threads, Isa isa, bool show_progress, double* mapped_factor) {
   const DotKernels& k = DotKernelsFor(isa);
   const std::vector<GgmlType> types = ProbedTypes(k);
-  Progress progress("measuring this machine", types.size() + 3, 0, show_progress);
+  Progress progress("measuring this machine", types.size() + 4, 0, show_progress);
   size_t done = 0;
   auto step = [&](const std::string& what) { progress.Update(++done, 0, what); };
   MachineSpeed m;
@@ -250,6 +351,8 @@ Expected<MachineSpeed> Measure(int threads, Isa isa, bool show_progress, double*
     m.handoff_us = HandoffMicros(&pair);
   }
   step("attention");
+  LOWBIT_RETURN_IF_ERROR(MeasureFixedCosts(threads, &m));
+  step("decode step");
   progress.Finish();
   return m;
 }

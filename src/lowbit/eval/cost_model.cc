@@ -70,6 +70,11 @@ double AttentionSeconds(const ModelWork& w, const MachineSpeed& m, double ops, d
   return std::max(compute, memory);
 }
 
+// The fixed costs of one forward step (decode token or prompt batch) outside products and attention.
+double FixedStepSeconds(const ModelWork& w, const MachineSpeed& m) {
+  return (m.token_us + static_cast<double>(w.n_layer) * m.layer_us) * 1e-6;
+}
+
 }  // namespace
 
 const TypeSpeed* MachineSpeed::Find(GgmlType t) const {
@@ -93,7 +98,8 @@ nlohmann::json MachineSpeed::ToJson() const {
                                               {"stream1_gbps", s.stream1_gbps}, {"cached_gbps", s.cached_gbps}};
   }
   return {{"threads", threads}, {"bandwidth_gbps", bandwidth_gbps}, {"attention_gflops", attention_gflops},
-          {"attention_f16_gflops", attention_f16_gflops}, {"handoff_us", handoff_us}, {"llc_bytes", llc_bytes}, {"types", types_j}};
+          {"attention_f16_gflops", attention_f16_gflops}, {"handoff_us", handoff_us}, {"token_us", token_us}, {"layer_us", layer_us},
+          {"llc_bytes", llc_bytes}, {"types", types_j}};
 }
 
 bool MachineSpeed::FromJson(const nlohmann::json& j, MachineSpeed* out) {
@@ -105,9 +111,11 @@ bool MachineSpeed::FromJson(const nlohmann::json& j, MachineSpeed* out) {
     m.attention_gflops = j.at("attention_gflops").get<double>();
     m.attention_f16_gflops = j.at("attention_f16_gflops").get<double>();
     m.handoff_us = j.at("handoff_us").get<double>();
+    m.token_us = j.value("token_us", 0.0);  // absent in older caches and hand-written descriptions: none
+    m.layer_us = j.value("layer_us", 0.0);
     m.llc_bytes = j.at("llc_bytes").get<uint64_t>();
     for (const auto& [name, s] : j.at("types").items()) {
-      const GgmlTypeInfo* t = FindGgmlTypeByName(name);
+      const GgmlTypeInfo* t = FindGgmlTypeByName(name, /*include_internal=*/true);  // W4G128, NF4G64 (folder candidates)
       if (t == nullptr) return false;
       const TypeSpeed ts{s.at("stream_gbps").get<double>(), s.at("gemm_gops").get<double>(), s.at("stream1_gbps").get<double>(),
                          s.at("cached_gbps").get<double>()};
@@ -121,6 +129,7 @@ bool MachineSpeed::FromJson(const nlohmann::json& j, MachineSpeed* out) {
   }
   if (m.threads < 1 || !(m.bandwidth_gbps > 0 && m.bandwidth_gbps < 1e6) || m.types.empty()) return false;
   if (!(m.attention_gflops >= 0 && m.attention_f16_gflops >= 0 && m.handoff_us >= 0 && m.handoff_us < 1e6)) return false;
+  if (!(m.token_us >= 0 && m.token_us < 1e6 && m.layer_us >= 0 && m.layer_us < 1e6)) return false;
   *out = std::move(m);
   return true;
 }
@@ -197,7 +206,8 @@ Expected<double> DecodeSeconds(const ModelWork& w, const MachineSpeed& m, int64_
   double handoffs = w.threaded_products;
   // Attention is handed out per layer once the context makes it worth it (model/llama.cc).
   if (w.threads > 1 && w.q_heads * (position + 1) * w.head_dim >= 65536) handoffs += static_cast<double>(w.n_layer);
-  return weights + AttentionSeconds(w, m, w.AttentionOps(position), w.KvBytes(position)) + handoffs * m.handoff_us * 1e-6;
+  return weights + AttentionSeconds(w, m, w.AttentionOps(position), w.KvBytes(position)) + handoffs * m.handoff_us * 1e-6 +
+         FixedStepSeconds(w, m);
 }
 
 Expected<double> DecodeTokensPerSecond(const ModelWork& w, const MachineSpeed& m, int64_t first, int64_t n) {
@@ -218,7 +228,10 @@ Expected<double> PromptSeconds(const ModelWork& w, const MachineSpeed& m, int64_
   const double ops = w.AttentionOps(0) * tokens * (tokens + 1) / 2;
   const double bytes = w.KvBytes(n - 1);
   const double handoffs = w.threads > 1 ? 7.0 * static_cast<double>(w.n_layer) + 1 : 0;  // every product, attention, SwiGLU
-  return weights + AttentionSeconds(w, m, ops, bytes) + handoffs * m.handoff_us * 1e-6;
+  // The step's fixed costs once per batch of the prompt (LlamaSession runs up to 512 tokens a step);
+  // their per-token part (norms, RoPE over the batch) is small beside the GEMMs of a prompt.
+  const double steps = std::ceil(tokens / 512);
+  return weights + AttentionSeconds(w, m, ops, bytes) + steps * (handoffs * m.handoff_us * 1e-6 + FixedStepSeconds(w, m));
 }
 
 Expected<double> TensorParallelDecodeSeconds(const ModelWork& rank_work, const MachineSpeed& m, int ranks,

@@ -5,7 +5,8 @@
 // table streams that weight type on the machine (measured: MachineSpeed::types[t].stream_gbps, at
 // the thread count used); the K/V cache up to the token's position is read by attention at the
 // roofline of the probe's bandwidth and the attention kernel's arithmetic rate; each product handed
-// to the thread pool costs a fixed hand-off time. Prompt processing (a batch of tokens) is
+// to the thread pool costs a fixed hand-off time; a fixed time per token and per layer (measured:
+// MachineSpeed::token_us, layer_us) covers the rest of a step (norms, RoPE, wake-ups). Prompt processing (a batch of tokens) is
 // compute-bound: multiply-adds per weight type at the measured GEMM rate, plus attention. Tensor
 // parallel over N ranks adds, per token, 2 all-reduces per layer of the hidden state (alpha-beta:
 // the faster of recursive doubling and a ring, as MPI chooses) and the broadcast of the token.
@@ -40,6 +41,12 @@ struct MachineSpeed {
   double attention_gflops = 0;          // the attention kernel (F32 cache) on cached rows, all threads
   double attention_f16_gflops = 0;      // the same on an F16 cache
   double handoff_us = 0;                // one product handed to the pool and waited for
+  // A decode step's fixed costs outside the weight products, attention and hand-offs (norms, RoPE,
+  // SwiGLU, residual adds, activation quantization, the pool's wake-ups after serial work, sampling's
+  // copy of the logits): measured by running the engine's decode on synthetic models of 1 and 4
+  // layers and taking what the rest of this model does not explain (speed_probe.cc).
+  double token_us = 0;                  // per token
+  double layer_us = 0;                  // per layer per token
   uint64_t llc_bytes = 32u << 20;       // a model no larger is read from cache (speed_probe.cc)
 
   // The speed of type t; a type not measured takes the measured type nearest in bits per weight
