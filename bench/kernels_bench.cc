@@ -144,6 +144,29 @@ void BM_MatVec(benchmark::State& state) { MatVec(state, uint64_t{256} << 20, 1);
 void BM_MatVec2T(benchmark::State& state) { MatVec(state, uint64_t{256} << 20, 2); }
 void BM_MatVecL2(benchmark::State& state) { MatVec(state, uint64_t{512} << 10, 1); }
 
+// A serving step of range(2) tokens (1..8) through the batch-invariant path (MatMulArgs::
+// batch_invariant: the rows8 kernel below 8 tokens) on TinyLlama's 2048 x 2048 attention product,
+// one thread (the weights, 1.2-2.2 MiB, stay in L2/L3: the compute the server pays per step).
+// items/s = tokens per second through this product; compare 1, 2 and 4 tokens.
+void BM_MatVecInvariant(benchmark::State& state) {
+  const GgmlType t = kTypes[state.range(0)];
+  const Isa isa = static_cast<Isa>(state.range(1));
+  const int64_t ntok = state.range(2);
+  constexpr int64_t kRows = 2048, kCols = 2048;
+  const AlignedBuffer w = MakeWeights(t, kRows, kCols);
+  const std::vector<float> x = Activations(kCols * ntok);
+  std::vector<float> y(kRows * ntok);
+  MatMulScratch scratch;
+  MatMulArgs a{.type = t, .w = w.data(), .rows = kRows, .cols = kCols, .x = x.data(), .batch = ntok, .y = y.data(),
+               .batch_invariant = true};
+  for (auto _ : state) {
+    MatMul(DotKernelsFor(isa), a, nullptr, &scratch);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * ntok);
+  state.SetLabel(std::string(TypeInfo(t).name) + "/" + std::string(IsaName(isa)) + "/" + std::to_string(ntok) + "tok");
+}
+
 void BM_QuantizeActivations(benchmark::State& state) {
   const GgmlType t = kTypes[state.range(0)];
   const Isa isa = static_cast<Isa>(state.range(1));
@@ -211,6 +234,16 @@ void GemmArgsList(benchmark::internal::Benchmark* b) {
   }
 }
 
+// Q4_0, Q8_0, Q4_K, Q5_K, Q6_K at 1, 2, 4 and 8 tokens on every ISA but the reference.
+void InvariantArgs(benchmark::internal::Benchmark* b) {
+  for (Isa isa : SupportedIsas()) {
+    if (isa == Isa::kRef) continue;
+    for (int i : {3, 7, 10, 11, 12}) {
+      for (int ntok : {1, 2, 4, 8}) b->Args({i, static_cast<int>(isa), ntok});
+    }
+  }
+}
+
 void Args(benchmark::internal::Benchmark* b) {
   for (Isa isa : SupportedIsas()) {
     for (int i = 0; i < static_cast<int>(std::size(kTypes)); ++i) b->Args({i, static_cast<int>(isa)});
@@ -229,6 +262,7 @@ BENCHMARK(BM_ReadBandwidth2T)->Unit(benchmark::kMillisecond)->MinTime(0.5);
 BENCHMARK(BM_MatVec)->Apply(Args)->Unit(benchmark::kMillisecond)->MinTime(0.5);
 BENCHMARK(BM_MatVec2T)->Apply(Args)->Unit(benchmark::kMillisecond)->MinTime(0.5);
 BENCHMARK(BM_MatVecL2)->Apply(Args)->Unit(benchmark::kMicrosecond)->MinTime(0.2);
+BENCHMARK(BM_MatVecInvariant)->Apply(InvariantArgs)->Unit(benchmark::kMicrosecond)->MinTime(0.2);
 BENCHMARK(BM_QuantizeActivations)->Apply(ActArgs)->Unit(benchmark::kMicrosecond)->MinTime(0.2);
 BENCHMARK(BM_MatMul)->Apply(Args)->Unit(benchmark::kMillisecond)->MinTime(0.5);
 BENCHMARK(BM_GemmF32)->Apply(GemmArgsList)->Unit(benchmark::kMillisecond)->MinTime(0.5);

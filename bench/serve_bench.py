@@ -125,6 +125,7 @@ def main():
     ap.add_argument("--lowbit", default=os.path.join(os.path.dirname(__file__), "../build/release/bin/lowbit"))
     ap.add_argument("--llama-server", default=os.environ.get("LLAMA_SERVER", "/work/llama.cpp/build/bin/llama-server"))
     ap.add_argument("--port", type=int, default=18080)
+    ap.add_argument("--only", choices=["lowbit", "llama-server"], help="with --compare: start only this server (e.g. two lowbit builds via --lowbit)")
     a = ap.parse_args()
     counts = [int(x) for x in a.streams.split(",")]
     runs = {}
@@ -136,6 +137,8 @@ def main():
                              "-t", str(a.threads), "-tb", str(a.threads), "--no-webui", "--log-disable"],
         }
         for name, cmd in servers.items():
+            if a.only is not None and name != a.only:
+                continue
             with open(f"/tmp/serve_bench_{name}.log", "w") as log:
                 p = start(cmd, url, log)
                 try:
