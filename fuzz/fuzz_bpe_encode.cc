@@ -13,6 +13,7 @@
 
 #include "lowbit/formats/gguf_reader.h"
 #include "lowbit/formats/gguf_vocab.h"
+#include "lowbit/tokenizer/utf8.h"
 #include "lowbit/tokenizer/bpe.h"
 
 namespace {
@@ -36,25 +37,6 @@ State* Load() {
   return s;
 }
 
-// Strict UTF-8 (no overlongs, surrogates or values above U+10FFFF).
-bool ValidUtf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<uint8_t>(s[i]);
-    const size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    uint32_t cp = n == 1 ? c : c & (0x7F >> n);
-    for (size_t k = 1; k < n; ++k) {
-      const auto t = static_cast<uint8_t>(s[i + k]);
-      if ((t >> 6) != 2) return false;
-      cp = (cp << 6) | (t & 0x3F);
-    }
-    const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += n;
-  }
-  return true;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -63,6 +45,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   std::string back;
   for (int32_t id : state->tok->Encode(text)) back += state->tok->Decode(id);
-  if (ValidUtf8(text) && back != text) std::abort();  // the round trip must be exact
+  if (lowbit::IsValidUtf8(text) && back != text) std::abort();  // the round trip must be exact
   return 0;
 }

@@ -13,6 +13,8 @@
 //   so that, at its gate's sigmoid(0) = 1/2, it gives the rest.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstring>
 #include <functional>
 #include <map>
@@ -20,10 +22,27 @@
 #include <string>
 #include <vector>
 
+#include "lowbit/eval/perplexity.h"
 #include "lowbit/formats/gguf_reader.h"
+#include "lowbit/formats/gguf_vocab.h"
 #include "lowbit/formats/gguf_writer.h"
+#include "lowbit/model/llama.h"
 
 namespace lowbit::testing {
+
+// The perplexity of the model file `path` on `text` (context 256, `chunks` chunks, 2 threads): what a
+// rewritten file and the llama file it came from are compared by.
+inline double FilePerplexity(const std::string& path, const std::string& text, int64_t chunks) {
+  auto g = GgufFile::Open(path);
+  EXPECT_TRUE(g.ok()) << g.status().message();
+  auto m = LlamaModel::Load(*g);
+  EXPECT_TRUE(m.ok()) << m.status().message();
+  auto v = VocabFromGguf(*g);
+  EXPECT_TRUE(v.ok());
+  auto r = Perplexity(*m, *v, text, {256, chunks, 2});
+  EXPECT_TRUE(r.ok()) << r.status().message();
+  return r.ok() ? r->ppl : 0;
+}
 
 struct MoeRewrite {
   int64_t n_expert = 0, n_used = 0;

@@ -29,18 +29,6 @@ constexpr int64_t kChunks = 2;
 constexpr int64_t kChunks = 16;
 #endif
 
-double Ppl(const std::string& path, const std::string& text) {
-  auto g = GgufFile::Open(path);
-  EXPECT_TRUE(g.ok()) << g.status().message();
-  auto m = LlamaModel::Load(*g);
-  EXPECT_TRUE(m.ok()) << m.status().message();
-  auto v = VocabFromGguf(*g);
-  EXPECT_TRUE(v.ok());
-  auto r = Perplexity(*m, *v, text, {256, kChunks, 2});
-  EXPECT_TRUE(r.ok()) << r.status().message();
-  return r.ok() ? r->ppl : 0;
-}
-
 class Stories5MAs : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(Stories5MAs, ScoresTheLlamaFilesPerplexity) {
@@ -61,7 +49,7 @@ TEST_P(Stories5MAs, ScoresTheLlamaFilesPerplexity) {
   EXPECT_EQ(m->config().arch, arch);
   EXPECT_TRUE(m->config().rope_neox);
   EXPECT_EQ(m->config().n_ff, 768);  // qwen: feed_forward_length 1536 read as its half
-  const double want = Ppl(llama, *text), got = Ppl(out, *text);
+  const double want = testing::FilePerplexity(llama, *text, kChunks), got = testing::FilePerplexity(out, *text, kChunks);
   EXPECT_GT(want, 1.0);
   EXPECT_LE(std::fabs(got - want) / want, 1e-4) << arch << ": " << got << " vs llama " << want;
 }

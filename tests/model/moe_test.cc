@@ -57,18 +57,6 @@ TEST(RouteExperts, SoftmaxTopKAndNormalization) {
   EXPECT_FLOAT_EQ(c[0].weight, 1.0f);
 }
 
-double Ppl(const std::string& path, const std::string& text) {
-  auto g = GgufFile::Open(path);
-  EXPECT_TRUE(g.ok()) << g.status().message();
-  auto m = LlamaModel::Load(*g);
-  EXPECT_TRUE(m.ok()) << m.status().message();
-  auto v = VocabFromGguf(*g);
-  EXPECT_TRUE(v.ok());
-  auto r = Perplexity(*m, *v, text, {256, kChunks, 2});
-  EXPECT_TRUE(r.ok()) << r.status().message();
-  return r.ok() ? r->ppl : 0;
-}
-
 struct MoeCase {
   const char* arch;
   int64_t n_expert, n_used;
@@ -97,7 +85,7 @@ TEST_P(Stories5MAsMoe, ScoresTheLlamaFilesPerplexity) {
   EXPECT_EQ(m->config().n_ff_exp, 768);
   EXPECT_EQ(m->config().n_ff_shexp, c.shared ? 768 : 0);
   EXPECT_FALSE(m->PlainLlama());
-  const double want = Ppl(llama, *text), got = Ppl(out, *text);
+  const double want = testing::FilePerplexity(llama, *text, kChunks), got = testing::FilePerplexity(out, *text, kChunks);
   EXPECT_GT(want, 1.0);
   EXPECT_LE(std::fabs(got - want) / want, 1e-4) << c.arch << ": " << got << " vs llama " << want;
 }
