@@ -131,6 +131,17 @@ std::vector<float> AllLogits(const GgufFile& g, const std::vector<int32_t>& toke
   return std::vector<float>(l, l + tokens.size() * m->config().n_vocab);
 }
 
+// Every row of the native tensor `qt` dequantizes to the F32 tensor `rt`'s row bit for bit.
+void ExpectSameRows(const GgufTensorInfo& qt, const GgufTensorInfo& rt) {
+  const auto cols = static_cast<int64_t>(rt.dims[0]);
+  std::vector<float> row(static_cast<size_t>(cols));
+  const uint64_t rb = *RowBytes(qt.type, static_cast<uint64_t>(cols));
+  for (int64_t r = 0; r < static_cast<int64_t>(rt.dims[1]); ++r) {
+    ASSERT_TRUE(DequantizeRow(qt.type, qt.data + r * rb, row.data(), cols));
+    ASSERT_EQ(std::memcmp(row.data(), reinterpret_cast<const float*>(rt.data) + r * cols, cols * 4), 0) << rt.name << " row " << r;
+  }
+}
+
 void CheckRunsNatively(const BnbFolderOptions& f, GgmlType want_type) {
   testing::TempDir dir;
   ASSERT_TRUE(Write(dir.Path("q"), f).ok());
@@ -151,13 +162,7 @@ void CheckRunsNatively(const BnbFolderOptions& f, GgmlType want_type) {
     ASSERT_NE(qt, nullptr) << rt.name;
     EXPECT_EQ(qt->type, want_type) << rt.name;
     native += qt->type == want_type;
-    const auto cols = static_cast<int64_t>(rt.dims[0]);
-    std::vector<float> row(static_cast<size_t>(cols));
-    const uint64_t rb = *RowBytes(qt->type, static_cast<uint64_t>(cols));
-    for (int64_t r = 0; r < static_cast<int64_t>(rt.dims[1]); ++r) {
-      ASSERT_TRUE(DequantizeRow(qt->type, qt->data + r * rb, row.data(), cols));
-      ASSERT_EQ(std::memcmp(row.data(), reinterpret_cast<const float*>(rt.data) + r * cols, cols * 4), 0) << rt.name << " row " << r;
-    }
+    ExpectSameRows(*qt, rt);
   }
   EXPECT_EQ(native, 42);
   const std::vector<int32_t> tokens = {1, 403, 407, 261, 378, 395, 302, 418, 267, 268, 292, 371, 259, 286, 303, 287};
@@ -209,12 +214,7 @@ TEST(BnbFolderRun, Int8RunsNativelyWithOutliers) {
     const auto cols = static_cast<int64_t>(rt.dims[0]);
     EXPECT_EQ(qt->type, cols % 256 == 0 ? GgmlType::kI8R256 : GgmlType::kI8R32) << rt.name;
     native += IsInt8RowType(qt->type);
-    std::vector<float> row(static_cast<size_t>(cols));
-    const uint64_t rb = *RowBytes(qt->type, static_cast<uint64_t>(cols));
-    for (int64_t r = 0; r < static_cast<int64_t>(rt.dims[1]); ++r) {
-      ASSERT_TRUE(DequantizeRow(qt->type, qt->data + r * rb, row.data(), cols));
-      ASSERT_EQ(std::memcmp(row.data(), reinterpret_cast<const float*>(rt.data) + r * cols, cols * 4), 0) << rt.name << " row " << r;
-    }
+    ExpectSameRows(*qt, rt);
   }
   EXPECT_EQ(native, 42);
   {
