@@ -98,6 +98,11 @@ TEST(AdviseCostModel, DecodeIsBytesOverRatePlusAttentionPlusHandoffs) {
   fixed.token_us = 100;
   fixed.layer_us = 10;
   EXPECT_NEAR(*DecodeSeconds(w, fixed, 99), *DecodeSeconds(w, m, 99) + 100e-6 + 32 * 10e-6, 1e-12);
+  // The decode efficiency the probe measured divides the streamed weights' time, and nothing else.
+  MachineSpeed slower = m;
+  slower.decode_efficiency = 0.8;
+  EXPECT_NEAR(*DecodeSeconds(w, slower, 99), *DecodeSeconds(w, m, 99) + (4e9 / 40e9 + 1e6 / 20e9) * (1 / 0.8 - 1), 1e-12);
+  EXPECT_NEAR(*PromptSeconds(w, slower, 512), *PromptSeconds(w, m, 512), 1e-15);
   // Once per prompt step of up to 512 tokens.
   EXPECT_NEAR(*PromptSeconds(w, fixed, 1024), *PromptSeconds(w, m, 1024) + 2 * (100e-6 + 32 * 10e-6), 1e-12);
   // The mean over positions 0..127 is the time at the middle.
@@ -122,6 +127,7 @@ TEST(AdviseCostModel, MachineSpeedJsonRoundTripsAndRejectsBrokenCaches) {
   MachineSpeed m = TestSpeed();
   m.token_us = 150;
   m.layer_us = 12.5;
+  m.decode_efficiency = 0.85;
   MachineSpeed back;
   ASSERT_TRUE(MachineSpeed::FromJson(m.ToJson(), &back));
   EXPECT_EQ(back.ToJson(), m.ToJson());
@@ -134,6 +140,8 @@ TEST(AdviseCostModel, MachineSpeedJsonRoundTripsAndRejectsBrokenCaches) {
       [](nlohmann::json& j) { j["handoff_us"] = -1; },
       [](nlohmann::json& j) { j["token_us"] = -1; },
       [](nlohmann::json& j) { j["layer_us"] = 1e9; },
+      [](nlohmann::json& j) { j["decode_efficiency"] = 0; },
+      [](nlohmann::json& j) { j["decode_efficiency"] = "fast"; },
       [](nlohmann::json& j) { j["types"]["Q9_Z"] = j["types"]["F32"]; },
       [](nlohmann::json& j) { j["types"]["F32"]["gemm_gops"] = 0; },
       [](nlohmann::json& j) { j["types"]["F32"].erase("cached_gbps"); },

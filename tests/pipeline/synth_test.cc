@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "lowbit/formats/gguf_vocab.h"
 #include "lowbit/model/llama.h"
@@ -42,6 +44,38 @@ TEST(Synth, CompleteDeterministicModel) {
   auto bad = Synthesize(o);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("tinyllama-1.1b"), std::string::npos);
+}
+
+// repeat_rows (advise's timing file): the first N rows of every tensor are the full file's, the
+// rest repeat them, and the file has the full file's size and tensors.
+TEST(Synth, RepeatedRowsCopyTheFirstRows) {
+  testing::TempDir dir;
+  SynthOptions o;
+  o.shape = "tiny";
+  o.type = "Q4_K_M";
+  o.threads = 2;
+  o.output = dir.Path("full.gguf");
+  ASSERT_TRUE(Synthesize(o).ok());
+  o.output = dir.Path("rep.gguf");
+  o.repeat_rows = 3;
+  ASSERT_TRUE(Synthesize(o).ok());
+  auto full = GgufFile::Open(dir.Path("full.gguf"));
+  auto rep = GgufFile::Open(dir.Path("rep.gguf"));
+  ASSERT_TRUE(full.ok() && rep.ok());
+  EXPECT_EQ(full->file_size(), rep->file_size());
+  ASSERT_EQ(full->tensors().size(), rep->tensors().size());
+  for (const GgufTensorInfo& t : full->tensors()) {
+    const GgufTensorInfo* r = rep->FindTensor(t.name);
+    ASSERT_NE(r, nullptr) << t.name;
+    ASSERT_EQ(r->type, t.type);
+    ASSERT_EQ(r->n_bytes, t.n_bytes);
+    const uint64_t rows = t.rows(), row_bytes = t.n_bytes / rows;
+    const uint64_t drawn = std::min<uint64_t>(rows, 3) * row_bytes;
+    EXPECT_EQ(std::memcmp(r->data, t.data, drawn), 0) << t.name << ": the drawn rows";
+    for (uint64_t row = 3; row < rows; ++row) {
+      ASSERT_EQ(std::memcmp(r->data + row * row_bytes, t.data + (row % 3) * row_bytes, row_bytes), 0) << t.name << " row " << row;
+    }
+  }
 }
 
 }  // namespace

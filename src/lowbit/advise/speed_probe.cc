@@ -8,7 +8,9 @@
 // heads over 1024 cached positions of 128 values (in cache: the cost model adds the memory side).
 // Hand-off: an empty ParallelFor. A decode step's fixed costs (norms, RoPE, wake-ups, ...): the
 // engine's decode of synthetic stories15M-shaped models of 1 and 4 layers, less what the rest of the
-// cost model explains (MeasureFixedCosts). The read bandwidth: the probe `lowbit bench` prints, best of 3.
+// cost model explains (MeasureFixedCosts). Decode efficiency: the engine's decode of a synthetic
+// model streamed from memory against the cost model's prediction for it (MeasureDecodeEfficiency).
+// The read bandwidth: the probe `lowbit bench` prints, best of 3.
 // The cache is a JSON file in $XDG_CACHE_HOME/lowbit (or ~/.cache/lowbit), keyed by the boot id,
 // the executable (path, size, time) and the thread count and ISA, so a rebuilt lowbit or a reboot
 // measures again.
@@ -46,7 +48,7 @@ namespace {
 
 constexpr size_t kStreamBytes = size_t{128} << 20;
 constexpr int64_t kCols = 4096;
-constexpr int kCacheVersion = 4;
+constexpr int kCacheVersion = 5;
 
 // Anonymous memory advised for 2 MiB pages (or against them), as MappedFile::Read holds a model.
 class ProbeBuffer {
@@ -177,36 +179,39 @@ double GemmRate(const DotKernels& k, GgmlType type, const uint8_t* w, ThreadPool
   return Median(rates);
 }
 
-// Seconds per decoded token of the engine on a synthetic stories15M-shaped Q8_0 model of `layers`
-// layers (written to a temporary file, read into memory): the median of 3 runs of 32 tokens from
-// position 0, after 8 warm-up tokens.
-Expected<double> DecodeStepSeconds(int threads, int64_t layers, const std::string& path, LlamaModel* model_out,
+// Seconds per decoded token of the engine on the synthetic model `so` describes (written to a
+// temporary file, read into memory): `reps` runs of `tokens` tokens from position 0 after `warmup`
+// tokens; the median run, or with `mean` the mean over all of them.
+struct StepTiming {
+  int64_t tokens = 32;
+  int warmup = 8, reps = 3;
+  bool mean = false;
+};
+Expected<double> DecodeStepSeconds(SynthOptions so, int threads, const StepTiming& st, const std::string& path, LlamaModel* model_out,
                                    std::unique_ptr<GgufFile>* file_out) {
-  SynthOptions o;
-  o.shape = "stories15m";
-  o.output = path;
-  o.type = "Q8_0";
-  o.layers = layers;
-  o.vocab = false;
-  o.threads = threads;
-  LOWBIT_RETURN_IF_ERROR(Synthesize(o).status());
+  so.output = path;
+  so.vocab = false;
+  so.threads = threads;
+  LOWBIT_RETURN_IF_ERROR(Synthesize(so).status());
   LOWBIT_ASSIGN_OR_RETURN(GgufFile f, GgufFile::Open(path, Residency::kInMemory));
   auto file = std::make_unique<GgufFile>(std::move(f));
   std::error_code ec;
   std::filesystem::remove(path, ec);  // read into memory: the file is no longer needed
   LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(*file));
-  constexpr int64_t kTokens = 32;
-  LlamaSession s(model, SessionOptions{.n_ctx = kTokens, .threads = threads, .max_batch = 1});
-  for (int64_t i = 0; i < 8; ++i) s.Forward(static_cast<int32_t>(i + 1), i);
+  LlamaSession s(model, SessionOptions{.n_ctx = st.tokens, .threads = threads, .max_batch = 1});
+  for (int64_t i = 0; i < st.warmup; ++i) s.Forward(static_cast<int32_t>(i + 1), i % st.tokens);
   std::vector<double> per_token;
-  for (int rep = 0; rep < 3; ++rep) {
+  for (int rep = 0; rep < st.reps; ++rep) {
     const auto t0 = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < kTokens; ++i) s.Forward(static_cast<int32_t>(100 + i), i);
-    per_token.push_back(Seconds(t0) / kTokens);
+    for (int64_t i = 0; i < st.tokens; ++i) s.Forward(static_cast<int32_t>(100 + i), i);
+    per_token.push_back(Seconds(t0) / static_cast<double>(st.tokens));
   }
   *model_out = std::move(model);
   *file_out = std::move(file);
-  return Median(per_token);
+  if (!st.mean) return Median(per_token);
+  double sum = 0;
+  for (double v : per_token) sum += v;
+  return sum / static_cast<double>(per_token.size());
 }
 
 // A decode step's fixed costs (MachineSpeed::token_us, layer_us): what the engine's measured step
@@ -223,7 +228,11 @@ Status MeasureFixedCosts(int threads, MachineSpeed* m) {
     const std::string path = fmt::format("{}/lowbit-probe-{}-{}.gguf", dir, ::getpid(), layers[i]);
     LlamaModel model;
     std::unique_ptr<GgufFile> file;
-    auto step = DecodeStepSeconds(threads, layers[i], path, &model, &file);
+    SynthOptions so;
+    so.shape = "stories15m";
+    so.type = "Q8_0";
+    so.layers = layers[i];
+    auto step = DecodeStepSeconds(so, threads, StepTiming{}, path, &model, &file);
     std::filesystem::remove(path, ec);
     if (!step.ok()) return Errorf("measuring the decode step: {}", step.status().message());
     LOWBIT_ASSIGN_OR_RETURN(double modelled, DecodeTokensPerSecond(WorkOf(model, false, threads), *m, 0, 32));
@@ -232,6 +241,40 @@ Status MeasureFixedCosts(int threads, MachineSpeed* m) {
   const double per_layer = std::max(0.0, (residual[1] - residual[0]) / static_cast<double>(layers[1] - layers[0]));
   m->layer_us = per_layer * 1e6;
   m->token_us = std::max(0.0, residual[0] - per_layer) * 1e6;
+  return OkStatus();
+}
+
+// MachineSpeed::decode_efficiency: the engine's decode of a model streamed from memory (one layer of
+// Llama 2 7B's shape as Q4_K_M, with its 32000-row classifier: 200 MB a token, a product per matrix
+// as a real model has; rows drawn for 64 rows of each tensor and repeated, so that the file is made
+// in a fraction of a second), against the cost model's prediction at the speeds `m` holds. The
+// prediction's non-weight part (attention, hand-offs, fixed costs) is kept; what is left of the
+// measured step is the weights' streaming time.
+Status MeasureDecodeEfficiency(int threads, MachineSpeed* m) {
+  std::error_code ec;
+  const std::string dir = std::filesystem::temp_directory_path(ec).string();
+  if (ec) return Errorf("no temporary directory to measure the decode step in: {}", ec.message());
+  const std::string path = fmt::format("{}/lowbit-probe-{}-stream.gguf", dir, ::getpid());
+  SynthOptions so;
+  so.shape = "llama2-7b";
+  so.type = "Q4_K_M";
+  so.layers = 1;
+  so.repeat_rows = 64;
+  LlamaModel model;
+  std::unique_ptr<GgufFile> file;
+  auto step = DecodeStepSeconds(so, threads, StepTiming{.tokens = 16, .warmup = 4, .reps = 4, .mean = true}, path, &model, &file);
+  std::filesystem::remove(path, ec);
+  if (!step.ok()) return Errorf("measuring the decode of a model in memory: {}", step.status().message());
+  const ModelWork w = WorkOf(model, false, threads);
+  m->decode_efficiency = 1;
+  LOWBIT_ASSIGN_OR_RETURN(double full, DecodeTokensPerSecond(w, *m, 0, 16));
+  m->decode_efficiency = 0.5;
+  LOWBIT_ASSIGN_OR_RETURN(double half, DecodeTokensPerSecond(w, *m, 0, 16));
+  m->decode_efficiency = 1;
+  // t(e) = rest + weights / e, so weights = t(0.5) - t(1).
+  const double weights = 1 / half - 1 / full, rest = 1 / full - weights;
+  const double streamed = *step - rest;
+  if (weights > 0 && streamed > 0) m->decode_efficiency = std::clamp(weights / streamed, 0.05, 20.0);
   return OkStatus();
 }
 
@@ -298,7 +341,7 @@ uint64_t LastLevelCacheBytes() {
 Expected<MachineSpeed> Measure(int threads, Isa isa, bool show_progress, double* mapped_factor) {
   const DotKernels& k = DotKernelsFor(isa);
   const std::vector<GgmlType> types = ProbedTypes(k);
-  Progress progress("measuring this machine", types.size() + 4, 0, show_progress);
+  Progress progress("measuring this machine", types.size() + 5, 0, show_progress);
   size_t done = 0;
   auto step = [&](const std::string& what) { progress.Update(++done, 0, what); };
   MachineSpeed m;
@@ -353,6 +396,8 @@ Expected<MachineSpeed> Measure(int threads, Isa isa, bool show_progress, double*
   step("attention");
   LOWBIT_RETURN_IF_ERROR(MeasureFixedCosts(threads, &m));
   step("decode step");
+  LOWBIT_RETURN_IF_ERROR(MeasureDecodeEfficiency(threads, &m));
+  step("decode from memory");
   progress.Finish();
   return m;
 }

@@ -49,7 +49,7 @@ Expected<double> DecodeWeightSeconds(const ModelWork& w, const MachineSpeed& m) 
       s += bytes / (rate * 1e9);
     }
   }
-  return s;
+  return cached || !(m.decode_efficiency > 0) ? s : s / m.decode_efficiency;
 }
 
 // Seconds of a batch of `tokens` through every product (compute-bound: the GEMM rates).
@@ -99,6 +99,7 @@ nlohmann::json MachineSpeed::ToJson() const {
   }
   return {{"threads", threads}, {"bandwidth_gbps", bandwidth_gbps}, {"attention_gflops", attention_gflops},
           {"attention_f16_gflops", attention_f16_gflops}, {"handoff_us", handoff_us}, {"token_us", token_us}, {"layer_us", layer_us},
+          {"decode_efficiency", decode_efficiency},
           {"llc_bytes", llc_bytes}, {"types", types_j}};
 }
 
@@ -113,6 +114,7 @@ bool MachineSpeed::FromJson(const nlohmann::json& j, MachineSpeed* out) {
     m.handoff_us = j.at("handoff_us").get<double>();
     m.token_us = j.value("token_us", 0.0);  // absent in older caches and hand-written descriptions: none
     m.layer_us = j.value("layer_us", 0.0);
+    m.decode_efficiency = j.value("decode_efficiency", 1.0);
     m.llc_bytes = j.at("llc_bytes").get<uint64_t>();
     for (const auto& [name, s] : j.at("types").items()) {
       const GgmlTypeInfo* t = FindGgmlTypeByName(name, /*include_internal=*/true);  // W4G128, NF4G64 (folder candidates)
@@ -130,6 +132,7 @@ bool MachineSpeed::FromJson(const nlohmann::json& j, MachineSpeed* out) {
   if (m.threads < 1 || !(m.bandwidth_gbps > 0 && m.bandwidth_gbps < 1e6) || m.types.empty()) return false;
   if (!(m.attention_gflops >= 0 && m.attention_f16_gflops >= 0 && m.handoff_us >= 0 && m.handoff_us < 1e6)) return false;
   if (!(m.token_us >= 0 && m.token_us < 1e6 && m.layer_us >= 0 && m.layer_us < 1e6)) return false;
+  if (!(m.decode_efficiency >= 0.05 && m.decode_efficiency <= 20)) return false;
   *out = std::move(m);
   return true;
 }

@@ -47,6 +47,12 @@ struct MachineSpeed {
   // layers and taking what the rest of this model does not explain (speed_probe.cc).
   double token_us = 0;                  // per token
   double layer_us = 0;                  // per layer per token
+  // Decode of a model streamed from memory, measured end to end, against what the stream rates,
+  // hand-offs and fixed costs above predict for it (speed_probe.cc: a synthetic Llama 2 7B layer
+  // with its classifier): the weight streaming of a real step (one product per matrix, per-layer
+  // waits, a fluctuating memory system over many steps) reaches this fraction of the one-product
+  // probe. Divides the streamed weights' time; 1 where not measured.
+  double decode_efficiency = 1;
   uint64_t llc_bytes = 32u << 20;       // a model no larger is read from cache (speed_probe.cc)
 
   // The speed of type t; a type not measured takes the measured type nearest in bits per weight

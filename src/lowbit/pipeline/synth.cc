@@ -1,6 +1,8 @@
 #include "lowbit/pipeline/synth.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <memory>
 
 #include <fmt/format.h>
@@ -199,6 +201,7 @@ Expected<GgufWriter> SynthWriter(const SynthOptions& o) {
   auto pool = std::make_shared<std::unique_ptr<ThreadPool>>();
   const int threads = o.threads;
   const uint64_t seed = o.seed;
+  const int64_t repeat = o.repeat_rows;
   int i_attn_v = 0, i_ffn_down = 0;
   // What a 1-D tensor holds: norms (1, or 1 + N(0, 0.1) for the families beyond llama, so that a
   // norm applied wrongly shows), biases N(0, 0.02), or given values (RoPE factors).
@@ -223,7 +226,8 @@ Expected<GgufWriter> SynthWriter(const SynthOptions& o) {
     return w.AddTensor(name, type, dims, [=, values = std::move(values)](std::span<uint8_t> out) {
       FromFloatFn from = FromFloatFor(type);
       if (*pool == nullptr) *pool = std::make_unique<ThreadPool>(threads);
-      (*pool)->ParallelFor(static_cast<size_t>(rows), [&](size_t b, size_t e) {
+      const int64_t drawn = repeat > 0 ? std::min(rows, repeat) : rows;
+      (*pool)->ParallelFor(static_cast<size_t>(drawn), [&](size_t b, size_t e) {
         std::vector<float> row(static_cast<size_t>(cols));
         for (size_t r = b; r < e; ++r) {
           if (fill == Fill::kValues) {
@@ -239,6 +243,9 @@ Expected<GgufWriter> SynthWriter(const SynthOptions& o) {
           from(row.data(), out.data() + r * row_bytes, cols, nullptr);
         }
       }, 1);
+      for (int64_t r = drawn; r < rows; ++r) {
+        std::memcpy(out.data() + r * row_bytes, out.data() + (r % drawn) * row_bytes, row_bytes);
+      }
       return OkStatus();
     });
   };

@@ -40,6 +40,10 @@ struct SynthOptions {
   int threads = 0;
   int64_t layers = 0;  // > 0: only this many layers of the shape (quick tests of a wide model)
   bool vocab = true;   // false: no tokenizer.* metadata (a plan of the file's shapes; see advise/model_source.cc)
+  // > 0: only the first N rows of each tensor are drawn and quantized, the rest repeat them (a file
+  // for timing the memory-bound regime quickly: the bytes stream as a real model's, the values are
+  // not a model's; advise's speed probe).
+  int64_t repeat_rows = 0;
   bool show_progress = false;
 };
 
