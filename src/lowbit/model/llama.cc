@@ -44,16 +44,14 @@ class WeightLister {
     }
     // A weight stored with its columns regrouped or padded (a GPTQ / AWQ folder opened by
     // pipeline/model_source.h) comes with its input map: stored column -> input column, -1 padding.
-    // Its rows are whole: the stored columns, read against inputs of `cols`.
+    // Its rows are whole: the stored columns, read against inputs of `cols`; a rank's input columns
+    // are those of the stored row repacked (GroupedPick, model/shard.h).
     const int64_t in_cols = cols;
     const GgufTensorInfo* map = g_.FindTensor(name + ".x_map");
     if (map != nullptr) {
       LOWBIT_RETURN_IF_ERROR(CheckMap(*t, *map, in_cols));
-      if (cs.begin != 0 || cs.count != in_cols) {
-        return Errorf("{}: tensor '{}' has regrouped or padded columns (GPTQ act-order or a partial group) and cannot be split "
-                      "over ranks yet", g_.name(), name);
-      }
       cols = static_cast<int64_t>(t->dims[0]);
+      if (cs.begin != 0 || cs.count != in_cols) return Picked(*t, reinterpret_cast<const int32_t*>(map->data), rows, cols, rs, cs, v);
       cs = {0, cols};
     }
     LOWBIT_RETURN_IF_ERROR(CheckShape(*t, rows, cols));
@@ -62,6 +60,20 @@ class WeightLister {
       v->x_map = reinterpret_cast<const int32_t*>(map->data);
       v->x_stride = in_cols;
     }
+    return OkStatus();
+  }
+  // Rows `rs` of the mapped grouped weight t ([rows][cols] stored), repacked to input columns `cs`.
+  Status Picked(const GgufTensorInfo& t, const int32_t* map, int64_t rows, int64_t cols, ShardRange rs, ShardRange cs, WeightView* v) {
+    LOWBIT_RETURN_IF_ERROR(CheckShape(t, rows, cols));
+    auto pick = PickGroupedColumns(t, map, cs);
+    if (!pick.ok()) return Errorf("{}: {}", g_.name(), pick.status().message());
+    auto p = std::make_shared<const GroupedPick>(std::move(*pick));
+    const uint64_t bytes = p->to.row_bytes();
+    *v = {p->to.type, nullptr, rs.count, p->to.stored_cols, bytes};
+    v->x_map = p->x_map.data();
+    v->x_stride = cs.count;
+    const uint64_t row_bytes = *RowBytes(t.type, static_cast<uint64_t>(cols));
+    out_->push_back({{&t, static_cast<uint64_t>(rs.begin), static_cast<uint64_t>(rs.count), 0, bytes, row_bytes, 0, std::move(p)}, v, nullptr});
     return OkStatus();
   }
   // Expert e's rows `rs` and columns `cs` of the 3-D tensor `name`, n_expert matrices of [rows][cols]
@@ -338,14 +350,21 @@ Expected<LlamaModel> LlamaModel::Load(const GgufFile& g, int rank, int ranks) {
 Expected<LlamaModel> LlamaModel::Load(const GgufFile& g, const LoadOptions& o) {
   LlamaModel m;
   std::vector<Held> held;
-  bool tied = false;
+  bool tied = false, copy = o.weights == LoadOptions::Weights::kCopy;
   // Everything up to the transfer can fail on one rank only; with --tp-send-weights the ranks agree
   // first, so that no rank waits for bytes that will not come.
   auto prepare = [&]() -> Status {
     LOWBIT_ASSIGN_OR_RETURN(m.cfg_, ReadLlamaConfig(g));
     LOWBIT_ASSIGN_OR_RETURN(m.plan_, PlanShard(g, m.cfg_, o.rank, o.ranks));
     LOWBIT_RETURN_IF_ERROR(ListWeights(g, m.cfg_, m.plan_, m, &held, &tied));
-    if (o.weights == LoadOptions::Weights::kCopy || o.stream != nullptr) {
+    // Repacked pieces exist only in the rank's own memory: such a rank copies its bytes.
+    for (const Held& h : held) {
+      if (h.piece.pick != nullptr) {
+        copy = true;
+        m.picks_.push_back(h.piece.pick);
+      }
+    }
+    if (copy || o.stream != nullptr) {
       LOWBIT_ASSIGN_OR_RETURN(m.image_, PageBuffer::Allocate(ImageOf(held).bytes,
                                                              fmt::format("{}: rank {}'s weights", g.name(), o.rank)));
     }
@@ -371,7 +390,7 @@ Expected<LlamaModel> LlamaModel::Load(const GgufFile& g, const LoadOptions& o) {
       images[r] = ImageOf(other_held);
     }
     LOWBIT_RETURN_IF_ERROR(SendImages(o.stream, images, s.ok() ? &*reader : nullptr, s));
-  } else if (o.weights == LoadOptions::Weights::kCopy) {
+  } else if (copy) {
     LOWBIT_ASSIGN_OR_RETURN(TensorDataReader reader, TensorDataReader::For(g));
     LOWBIT_RETURN_IF_ERROR(FillImage(img, reader, 0, img.bytes, m.image_.data()));
   }

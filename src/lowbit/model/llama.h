@@ -172,6 +172,7 @@ class LlamaModel {
   LlamaConfig cfg_;
   ShardPlan plan_;
   PageBuffer image_;
+  std::vector<std::shared_ptr<const GroupedPick>> picks_;  // the repacked weights' input maps (WeightView::x_map)
   uint64_t fingerprint_ = 0;
   std::string description_;
 };

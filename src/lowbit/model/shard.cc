@@ -15,8 +15,10 @@ namespace {
 int64_t LargestBlock(const GgufFile& g, int64_t layers, const std::string& suffix) {
   int64_t b = 1;
   for (int64_t l = 0; l < layers; ++l) {
-    if (const GgufTensorInfo* t = g.FindTensor("blk." + std::to_string(l) + "." + suffix)) {
-      b = std::max<int64_t>(b, TypeInfo(t->type).block_size);
+    const std::string name = "blk." + std::to_string(l) + "." + suffix;
+    if (const GgufTensorInfo* t = g.FindTensor(name)) {
+      // A weight with an input map is repacked for any column range (GroupedPick): parts of 32.
+      b = std::max<int64_t>(b, g.FindTensor(name + ".x_map") != nullptr ? 32 : TypeInfo(t->type).block_size);
     }
   }
   return b;
@@ -72,6 +74,62 @@ ShardRange VocabRows(int64_t n_vocab, int rank, int ranks) {
   return {begin, end - begin};
 }
 
+Expected<GroupedPick> PickGroupedColumns(const GgufTensorInfo& t, const int32_t* map, ShardRange cs) {
+  if (!IsGroupedType(t.type)) {
+    return Errorf("tensor '{}' ({}) has regrouped or padded columns and cannot be split over ranks: only grouped-integer "
+                  "weights can be repacked", t.name, TypeInfo(t.type).name);
+  }
+  constexpr int64_t kRun = 32;
+  const int bits = GroupedContainerBits(t.type);
+  const int64_t block = GroupedBlockSize(t.type), stored = static_cast<int64_t>(t.dims[0]);
+  GroupedPick p;
+  LOWBIT_ASSIGN_OR_RETURN(p.from, PlanGrouped(bits, stored, block));
+  std::vector<int64_t> runs;
+  for (int64_t b = 0; b < stored / block; ++b) {
+    int64_t run = 0;
+    for (int64_t j = b * block; j < (b + 1) * block; ++j) {
+      if (map[j] < cs.begin || map[j] >= cs.begin + cs.count) continue;  // padding (-1) too
+      if (run == kRun) {
+        runs.push_back(run);
+        p.from_group.push_back(static_cast<int32_t>(b));
+        run = 0;
+      }
+      p.columns.push_back(static_cast<int32_t>(j));
+      ++run;
+    }
+    if (run > 0) {
+      runs.push_back(run);
+      p.from_group.push_back(static_cast<int32_t>(b));
+    }
+  }
+  if (static_cast<int64_t>(p.columns.size()) != cs.count) {
+    return Errorf("tensor '{}': its input map holds {} of input columns [{}, {}), expected each once", t.name, p.columns.size(),
+                  cs.begin, cs.begin + cs.count);
+  }
+  LOWBIT_ASSIGN_OR_RETURN(p.to, PlanGrouped(bits, runs, kRun));
+  const std::vector<int32_t> source = p.to.ColumnMap();
+  p.x_map.resize(source.size());
+  for (size_t i = 0; i < source.size(); ++i) {
+    p.x_map[i] = source[i] < 0 ? -1 : map[p.columns[static_cast<size_t>(source[i])]] - static_cast<int32_t>(cs.begin);
+  }
+  return p;
+}
+
+void RepackPickedRow(const GroupedPick& p, const uint8_t* in, uint8_t* out) {
+  const size_t from_groups = p.from.group_cols.size(), to_groups = p.to.group_cols.size();
+  std::vector<uint8_t> codes(static_cast<size_t>(p.from.cols)), picked(p.columns.size());
+  std::vector<uint16_t> d(from_groups), d_to(to_groups);
+  std::vector<int32_t> z(from_groups), z_to(to_groups);
+  UnpackGroupedRows(p.from, in, 1, codes.data(), d.data(), z.data());
+  for (size_t i = 0; i < p.columns.size(); ++i) picked[i] = codes[static_cast<size_t>(p.columns[i])];
+  for (size_t g = 0; g < to_groups; ++g) {
+    d_to[g] = d[static_cast<size_t>(p.from_group[g])];
+    z_to[g] = z[static_cast<size_t>(p.from_group[g])];
+  }
+  // The codes came out of blocks of the same container and the zero points are int16: nothing to refuse.
+  LOWBIT_CHECK(PackGroupedRows(p.to, picked.data(), d_to.data(), z_to.data(), 1, out).ok());
+}
+
 void ShardImage::Add(TensorPiece p) {
   p.image_offset = (bytes + 63) / 64 * 64;
   bytes = p.image_offset + p.size();
@@ -84,6 +142,16 @@ Status FillImage(const ShardImage& img, const TensorDataReader& reader, uint64_t
     const uint64_t p0 = p.image_offset, p1 = p.image_offset + p.size();
     if (p1 <= begin || p0 >= end || p.size() == 0) continue;
     const uint64_t a = std::max(p0, begin), b = std::min(p1, end);
+    if (p.pick != nullptr) {  // each row read whole and repacked; the part of it in [begin, end) kept
+      std::vector<uint8_t> src(p.row_bytes), row(p.bytes);
+      for (uint64_t i = (a - p0) / p.bytes; i < p.rows && p0 + i * p.bytes < b; ++i) {
+        LOWBIT_RETURN_IF_ERROR(reader.Read(*p.tensor, (p.row0 + i) * p.row_bytes, p.row_bytes, src.data()));
+        RepackPickedRow(*p.pick, src.data(), row.data());
+        const uint64_t r0 = std::max(a, p0 + i * p.bytes), r1 = std::min(b, p0 + (i + 1) * p.bytes);
+        std::memcpy(dst + (r0 - begin), row.data() + (r0 - p0 - i * p.bytes), r1 - r0);
+      }
+      continue;
+    }
     if (p.bytes == p.row_bytes) {  // whole rows: one contiguous range of the tensor
       LOWBIT_RETURN_IF_ERROR(reader.Read(*p.tensor, p.row0 * p.row_bytes + (a - p0), b - a, dst + (a - begin)));
       continue;

@@ -22,12 +22,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "lowbit/base/status.h"
 #include "lowbit/formats/gguf_reader.h"
 #include "lowbit/formats/tensor_data.h"
+#include "lowbit/numeric/grouped.h"
 #include "lowbit/parallel/comm.h"
 
 namespace lowbit {
@@ -49,12 +51,35 @@ Expected<ShardPlan> PlanShard(const GgufFile& g, const LlamaConfig& c, int rank,
 // The classifier rows of `rank` (what PlanShard puts in ShardPlan::vocab): parts of 16 rows.
 ShardRange VocabRows(int64_t n_vocab, int rank, int ranks);
 
+// A row-parallel shard of a grouped-integer weight stored with its columns regrouped (GPTQ
+// act-order) or padded: the rank's input columns are scattered over the stored row, so its part is
+// those columns repacked rather than a byte range (docs/DESIGN-NOTES.md, "GPTQ act-order shards").
+// Every stored block keeps its (d, z): the columns it holds for the rank, in stored order, become
+// runs of at most 32, each a block of 32 of its own (the smallest block: the least padding), so the
+// shard is a plain grouped weight (W4G32 / W8G32) with its own input map over the rank's inputs,
+// run by the same kernels.
+struct GroupedPick {
+  GroupedLayout from;               // the stored row, every block one group
+  GroupedLayout to;                 // the rank's row
+  std::vector<int32_t> columns;     // to's source columns, as stored columns of the tensor
+  std::vector<int32_t> from_group;  // to's group g takes the (d, z) of from's group from_group[g]
+  std::vector<int32_t> x_map;       // to's stored column -> the rank's input column (-1: padding)
+};
+// The pick of input columns `cs` of the grouped weight `t`, whose stored column j reads input column
+// map[j] (-1: padding). An error names the tensor when t is not a grouped type or cs holds none of its
+// columns.
+Expected<GroupedPick> PickGroupedColumns(const GgufTensorInfo& t, const int32_t* map, ShardRange cs);
+// One stored row (from.row_bytes() bytes) repacked into the rank's row (to.row_bytes()).
+void RepackPickedRow(const GroupedPick& p, const uint8_t* in, uint8_t* out);
+
 // One weight's part held by a rank: rows [row0, row0 + rows) of the tensor (a row = dims[0]
-// elements, `row_bytes` bytes in the file) and of each row bytes [byte0, byte0 + bytes).
+// elements, `row_bytes` bytes in the file) and of each row bytes [byte0, byte0 + bytes); or, with
+// `pick`, each of those rows repacked into `bytes` = pick->to.row_bytes() (byte0 0).
 struct TensorPiece {
   const GgufTensorInfo* tensor = nullptr;
   uint64_t row0 = 0, rows = 0, byte0 = 0, bytes = 0, row_bytes = 0;
   uint64_t image_offset = 0;  // where it lies in the rank's weight image (64-byte aligned, packed rows)
+  std::shared_ptr<const GroupedPick> pick;
   uint64_t size() const { return rows * bytes; }
 };
 
