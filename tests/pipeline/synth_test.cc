@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
 
 #include "lowbit/formats/gguf_vocab.h"
 #include "lowbit/model/llama.h"
@@ -12,13 +13,19 @@
 namespace lowbit {
 namespace {
 
-TEST(Synth, CompleteDeterministicModel) {
-  testing::TempDir dir;
+// The tiny shape as Q4_K_M on 2 threads, written to `path`.
+SynthOptions TinyQ4KM(const std::string& path) {
   SynthOptions o;
   o.shape = "tiny";
   o.type = "Q4_K_M";
   o.threads = 2;
-  o.output = dir.Path("a.gguf");
+  o.output = path;
+  return o;
+}
+
+TEST(Synth, CompleteDeterministicModel) {
+  testing::TempDir dir;
+  SynthOptions o = TinyQ4KM(dir.Path("a.gguf"));
   auto size = Synthesize(o);
   ASSERT_TRUE(size.ok()) << size.status().message();
   o.output = dir.Path("b.gguf");
@@ -50,11 +57,7 @@ TEST(Synth, CompleteDeterministicModel) {
 // rest repeat them, and the file has the full file's size and tensors.
 TEST(Synth, RepeatedRowsCopyTheFirstRows) {
   testing::TempDir dir;
-  SynthOptions o;
-  o.shape = "tiny";
-  o.type = "Q4_K_M";
-  o.threads = 2;
-  o.output = dir.Path("full.gguf");
+  SynthOptions o = TinyQ4KM(dir.Path("full.gguf"));
   ASSERT_TRUE(Synthesize(o).ok());
   o.output = dir.Path("rep.gguf");
   o.repeat_rows = 3;
