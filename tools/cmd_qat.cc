@@ -54,6 +54,17 @@ void AddQat(CLI::App& app, Registry& r) {
   sub->add_option("--loss", o->loss, "kl: distill from the float model (default); ce: next-token cross-entropy")
       ->check(CLI::IsMember({"kl", "ce"}));
   sub->add_flag("--learn-scales", o->learn_scales, "learn the block scales too (LSQ) where the format has free ones (Q4_0, Q5_0, Q8_0, IQ4_NL, the int grid)");
+  sub->add_option("--grid", o->grid, "search: the type's quantizer searches each block's scales every step; frozen: keep post-training "
+                                    "quantization's block scales and mins, train the codes only; auto: per type")
+      ->check(CLI::IsMember({"auto", "search", "frozen"}))
+      ->capture_default_str();
+  sub->add_option("--holdout", o->holdout, "sequences of --ctx-size tokens held out of the training data; the output is the state "
+                                          "(step 0 = PTQ included) with the lowest KL on them (0: the last step)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20))
+      ->capture_default_str();
+  sub->add_option("--eval-every", o->eval_every, "steps between held-out evaluations (0: steps / 24)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30))
+      ->capture_default_str();
   sub->add_option("--imatrix", o->imatrix, "importance matrix for the searching quantizers");
   sub->add_flag("--pure", o->pure, "no mix rules: every tensor gets TYPE");
   sub->add_option("--tensor-type", o->tensor_types, "REGEX=TYPE override (repeatable)");
@@ -75,7 +86,8 @@ void AddQat(CLI::App& app, Registry& r) {
       const nlohmann::json j = {{"output", o->output}, {"type", rep.mix}, {"file_size", rep.file_size}, {"steps", rep.steps_run},
                                 {"first_loss", rep.first_loss}, {"last_loss", rep.last_loss}, {"tokens_per_s", rep.tokens_per_s},
                                 {"seconds", rep.seconds}, {"quantized_tensors", rep.quantized_tensors},
-                                {"trained_parameters", rep.trained_parameters}};
+                                {"trained_parameters", rep.trained_parameters},
+                                {"selected_step", rep.selected_step}, {"heldout_kl", rep.heldout_kl}};
       std::printf("%s\n", j.dump(2).c_str());
     }
     std::fprintf(stderr, "lowbit qat: wrote %s (%s, %llu bytes): %lld steps, loss %.4f -> %.4f, %.0f tok/s, %.1f s\n",

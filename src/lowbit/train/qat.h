@@ -46,6 +46,9 @@ struct QatOptions {
   std::vector<std::string> tensor_types;  // --tensor-type REGEX=TYPE
   std::string output_tensor_type, token_embedding_type;
   bool learn_scales = false;     // LSQ on the formats with free block scales (fake_quant.h)
+  std::string grid = "auto";     // "search": the quantizer's search each step; "frozen": PTQ's block grids kept, codes re-picked; "auto": per type
+  int64_t holdout = 32;          // sequences of ctx tokens held out of the training data (holdout.h); 0: write the last step
+  int64_t eval_every = 0;        // steps between held-out evaluations (0: steps / 24)
   TrainConfig train;
   int threads = 0;
 };
@@ -54,6 +57,8 @@ struct QatReport {
   std::string mix;
   int64_t steps_run = 0;
   double first_loss = 0, last_loss = 0;
+  int64_t selected_step = 0;     // the step whose state the output holds (the lowest held-out KL)
+  double heldout_kl = 0;         // its held-out KL (0 without a held-out set)
   double seconds = 0, tokens_per_s = 0;
   uint64_t file_size = 0;
   int64_t quantized_tensors = 0;
