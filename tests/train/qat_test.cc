@@ -328,6 +328,44 @@ TEST(Qat, StepZeroIsPtqAndTheHeldOutSelectionFallsBackToIt) {
   EXPECT_EQ(testing::ReadFileBytes(o.output), ptq);
 }
 
+// The default schedule follows the type's bits per weight: the 2-bit mixes keep 600 steps at 1e-4 and
+// the last step, the 4-bit mixes train 200 steps at 1e-5 with the held-out selection.
+TEST(Qat, TheDefaultScheduleFollowsTheBitsPerWeight) {
+  EXPECT_EQ(DefaultQatSchedule(2.28).lr, 1e-4f);
+  EXPECT_EQ(DefaultQatSchedule(3.5).steps, 600);
+  EXPECT_EQ(DefaultQatSchedule(3.02).holdout, 0);
+  EXPECT_EQ(DefaultQatSchedule(3.51).lr, 1e-5f);
+  EXPECT_EQ(DefaultQatSchedule(4.74).steps, 200);
+  EXPECT_EQ(DefaultQatSchedule(4.74).holdout, 32);
+  LOWBIT_REQUIRE_SHARED();
+  testing::TempDir dir;
+  QatOptions o;
+  o.model = testing::SharedPath("models/stories5M/stories5M-f32.gguf");
+  o.self_distill = true;
+  o.samples = 1;
+  o.threads = 2;
+  o.train.steps = 1;  // given: only the learning rate and the held-out count come from the type
+  o.train.batch = 1;
+  o.train.micro_batch = 1;
+  o.train.ctx = 8;
+  o.train.lr = -1.0f;
+  o.holdout = -1;
+  for (const auto& [type, line] : {std::pair<std::string, std::string>{"Q2_K", "average 3.02 bits per weight: 1 steps at a peak learning rate of 1e-04, no held-out selection"},
+                                   {"Q4_K_M", "average 4.74 bits per weight: 1 steps at a peak learning rate of 1e-05, 32 sequences held out"}}) {
+    o.type = type;
+    o.output = dir.Path(type + ".gguf");
+    std::string said;
+    int evaluations = 0;
+    auto rep = RunQat(o, [&](const std::string& l) {
+      if (l.find("bits per weight") != std::string::npos) said = l;
+      evaluations += l.rfind("held-out KL ", 0) == 0;
+    });
+    ASSERT_TRUE(rep.ok()) << rep.status().message();
+    EXPECT_NE(said.find(line), std::string::npos) << type << ": " << said;
+    EXPECT_EQ(evaluations, type == "Q2_K" ? 0 : 2) << type;  // steps 0 and 1
+  }
+}
+
 TEST(Qat, LearnedScalesAreWhatTheFileHolds) {
   LOWBIT_REQUIRE_SHARED();
   testing::TempDir dir;

@@ -227,6 +227,11 @@ Expected<uint64_t> WriteFolder(const ConversionPlan& plan, const QatOptions& o, 
 
 }  // namespace
 
+QatSchedule DefaultQatSchedule(double bits_per_weight) {
+  if (bits_per_weight <= kQatLowBits) return {.lr = 1e-4f, .steps = 600, .holdout = 0};
+  return {.lr = 1e-5f, .steps = 200, .holdout = 32};
+}
+
 Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const std::string&)>& log) {
   const auto t0 = std::chrono::steady_clock::now();
   auto say = [&](const std::string& s) {
@@ -234,7 +239,8 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
   };
   if (o.train_text.empty() == !o.self_distill) return Errorf("give the training data: --train TEXT or --self-distill (one of them)");
   if (o.loss != "kl" && o.loss != "ce") return Errorf("--loss must be kl or ce, not '{}'", o.loss);
-  const TrainConfig& tc = o.train;
+  TrainConfig tc = o.train;  // lr < 0, steps 0, holdout < 0: the type's default (DefaultQatSchedule), set below
+  int64_t holdout = o.holdout;
   if (tc.batch % tc.micro_batch != 0) return Errorf("--batch {} must be a multiple of --micro-batch {}", tc.batch, tc.micro_batch);
   const bool to_folder = o.format != "gguf";
   if (to_folder && o.format != "gptq") return Errorf("--format {}: QAT writes gguf or gptq", o.format);
@@ -296,6 +302,30 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
       formats.emplace(t.name, *f);
     }
   }
+  {
+    double bits = 0, elements = 0;
+    for (const PlannedTensor& t : plan.tensors) {
+      const auto it = formats.find(t.name);
+      if (it == formats.end() || t.dims.size() != 2) continue;
+      const FakeQuantFormat& f = it->second;
+      const auto n = static_cast<double>(t.dims[0] * t.dims[1]);
+      if (f.grid.has_value()) {  // as a GPTQ folder stores it: the codes, an fp16 scale and a zero per group
+        bits += n * (f.grid->bits + (16.0 + (f.grid->sym ? 0 : f.grid->bits)) / static_cast<double>(f.scale_block));
+      } else {
+        bits += 8.0 * static_cast<double>(f.RowBytes(static_cast<int64_t>(t.dims[0])) * t.dims[1]);
+      }
+      elements += n;
+    }
+    const double bpw = elements > 0 ? bits / elements : 32.0;
+    const QatSchedule def = DefaultQatSchedule(bpw);
+    if (tc.lr < 0 || tc.steps == 0 || holdout < 0) {
+      if (tc.lr < 0) tc.lr = def.lr;
+      if (tc.steps == 0) tc.steps = def.steps;
+      if (holdout < 0) holdout = def.holdout;
+      say(fmt::format("the fake-quantized tensors average {:.2f} bits per weight: {} steps at a peak learning rate of {:.0e}, {}", bpw,
+                      tc.steps, tc.lr, holdout > 0 ? fmt::format("{} sequences held out", holdout) : std::string("no held-out selection")));
+    }
+  }
   Imatrix im;
   if (!o.imatrix.empty()) {
     LOWBIT_ASSIGN_OR_RETURN(im, LoadImatrix(o.imatrix));
@@ -306,7 +336,7 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
   if (o.learn_scales && s.scales.empty()) {
     return Errorf("--learn-scales: none of the {} types has free block scales (Q4_0, Q5_0, Q8_0, IQ4_NL and the int grid have)", mix.name);
   }
-  if (o.grid != "auto" && o.grid != "search" && o.grid != "frozen") return Errorf("--grid must be auto, search or frozen, not '{}'", o.grid);
+  if (o.grid != "search" && o.grid != "frozen") return Errorf("--grid must be search or frozen, not '{}'", o.grid);
   if (o.grid == "frozen") {
     // The grids of post-training quantization (from the initial weights, whatever a resumed
     // checkpoint holds), kept for the whole run.
@@ -324,10 +354,10 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
   const int64_t T = tc.ctx;
   Expected<TokenDataset> data = Errorf("no data");
   std::vector<uint16_t> cached_lp;  // the teacher's log-probabilities of generated sequences, fp16
-  std::vector<int32_t> held;        // held-out sequences [o.holdout][T] (holdout.h)
+  std::vector<int32_t> held;        // held-out sequences [holdout][T] (holdout.h)
   if (o.self_distill) {
     const int64_t n_train = o.samples > 0 ? o.samples : std::min<int64_t>(tc.steps * tc.batch, 1024);
-    const int64_t n = n_train + o.holdout;  // the last ones are held out
+    const int64_t n = n_train + holdout;  // the last ones are held out
     say(fmt::format("generating {} sequences of {} tokens with the model (LLM-QAT's data-free recipe)", n, T));
     const auto g0 = std::chrono::steady_clock::now();
     // Distillation on generated text keeps the log-probabilities the generation computed (up to
@@ -348,8 +378,8 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
     std::vector<int32_t> tokens = tok->EncodeWithBos(text);
     const int32_t bos = !tokens.empty() && vocab.bos_id >= 0 && tokens[0] == vocab.bos_id ? static_cast<int32_t>(vocab.bos_id) : -1;
     say(fmt::format("{}: {} tokens", o.train_text, tokens.size()));
-    LOWBIT_ASSIGN_OR_RETURN(held, SplitHoldout(&tokens, o.holdout, T, bos, 4 * (T + 1)));
-    if (o.holdout > 0) say(fmt::format("held out its last {} tokens ({} sequences) to pick the checkpoint", held.size(), o.holdout));
+    LOWBIT_ASSIGN_OR_RETURN(held, SplitHoldout(&tokens, holdout, T, bos, 4 * (T + 1)));
+    if (holdout > 0) say(fmt::format("held out its last {} tokens ({} sequences) to pick the checkpoint", held.size(), holdout));
     data = TokenDataset::FromStream(std::move(tokens), bos, T);
   }
   if (!data.ok()) return data.status();
@@ -388,7 +418,7 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
     }
     return sum / static_cast<double>(n_held * T);
   };
-  const int64_t eval_every = o.eval_every > 0 ? o.eval_every : std::max<int64_t>(1, tc.steps / 24);
+  const int64_t eval_every = o.eval_every > 0 ? o.eval_every : std::max<int64_t>(1, tc.steps / 20);
   BestSnapshot best;
   auto evaluate = [&](int64_t step) {
     const double kl = held_out_kl();
@@ -431,7 +461,7 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
   TrainConfig run = tc;
   run.identity.kind = "qat";
   run.identity.config = nlohmann::json({{"model", std::filesystem::path(o.model).filename().string()}, {"type", mix.name},
-                                        {"loss", o.loss}, {"lsq", o.learn_scales}, {"ctx", T}, {"batch", tc.batch}, {"steps", tc.steps}, {"holdout", o.holdout},
+                                        {"loss", o.loss}, {"lsq", o.learn_scales}, {"ctx", T}, {"batch", tc.batch}, {"steps", tc.steps}, {"holdout", holdout},
                                         {"data", o.self_distill ? std::string("self") : o.train_text}})
                             .dump();
   QatReport rep;
