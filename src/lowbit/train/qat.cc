@@ -239,6 +239,7 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
   };
   if (o.train_text.empty() == !o.self_distill) return Errorf("give the training data: --train TEXT or --self-distill (one of them)");
   if (o.loss != "kl" && o.loss != "ce") return Errorf("--loss must be kl or ce, not '{}'", o.loss);
+  if (o.grid != "search" && o.grid != "frozen") return Errorf("--grid must be search or frozen, not '{}'", o.grid);
   TrainConfig tc = o.train;  // lr < 0, steps 0, holdout < 0: the type's default (DefaultQatSchedule), set below
   int64_t holdout = o.holdout;
   if (tc.batch % tc.micro_batch != 0) return Errorf("--batch {} must be a multiple of --micro-batch {}", tc.batch, tc.micro_batch);
@@ -302,6 +303,7 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
       formats.emplace(t.name, *f);
     }
   }
+  std::string schedule_line;  // said once the inputs are checked (a bad input gets one line)
   {
     double bits = 0, elements = 0;
     for (const PlannedTensor& t : plan.tensors) {
@@ -322,8 +324,9 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
       if (tc.lr < 0) tc.lr = def.lr;
       if (tc.steps == 0) tc.steps = def.steps;
       if (holdout < 0) holdout = def.holdout;
-      say(fmt::format("the fake-quantized tensors average {:.2f} bits per weight: {} steps at a peak learning rate of {:.0e}, {}", bpw,
-                      tc.steps, tc.lr, holdout > 0 ? fmt::format("{} sequences held out", holdout) : std::string("no held-out selection")));
+      schedule_line = fmt::format("the fake-quantized tensors average {:.2f} bits per weight: {} steps at a peak learning rate of {:.0e}, {}",
+                                  bpw, tc.steps, tc.lr,
+                                  holdout > 0 ? fmt::format("{} sequences held out", holdout) : std::string("no held-out selection"));
     }
   }
   Imatrix im;
@@ -336,7 +339,6 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
   if (o.learn_scales && s.scales.empty()) {
     return Errorf("--learn-scales: none of the {} types has free block scales (Q4_0, Q5_0, Q8_0, IQ4_NL and the int grid have)", mix.name);
   }
-  if (o.grid != "search" && o.grid != "frozen") return Errorf("--grid must be search or frozen, not '{}'", o.grid);
   if (o.grid == "frozen") {
     // The grids of post-training quantization (from the initial weights, whatever a resumed
     // checkpoint holds), kept for the whole run.
@@ -348,6 +350,7 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
     }
     say(fmt::format("--grid frozen: {} of {} tensors keep the block grids of post-training quantization", frozen, s.fq.size()));
   }
+  if (!schedule_line.empty()) say(schedule_line);
   const Weights student = BuildWeights(c, s, false), teacher = BuildWeights(c, s, true);
 
   // Data.
