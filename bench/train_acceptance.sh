@@ -37,8 +37,8 @@ run() {  # prints and runs a command under /usr/bin/time
   /usr/bin/time -f "  [%e s wall, %U s user, %S s sys, %M KiB max RSS]" "$@"
 }
 
-qat_log() {  # the QAT run's step lines at the checkpoints, its summary and the time line
-  grep -E "^step .*/[0-9]+ .*(checkpoint)|^lowbit qat|^QAT for|^\+|\[" || true
+qat_log() {  # the QAT run's schedule, step lines at the checkpoints, held-out evaluations, summary and time line
+  grep -E "^step .*/[0-9]+ .*(checkpoint)|^lowbit qat|^QAT for|^the fake-quantized|^held out|^held-out KL|^writing the state|^\+|\[" || true
 }
 
 size_of() { du -b "$1/model.safetensors" 2>/dev/null | cut -f1 || stat -c %s "$1"; }

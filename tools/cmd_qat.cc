@@ -13,15 +13,17 @@ namespace lowbit::tools {
 
 void AddQat(CLI::App& app, Registry& r) {
   auto o = std::make_shared<train::QatOptions>();
-  // Defaults: 600 steps of 16 x 256 tokens (2.5M tokens) at a peak learning rate of 1e-4. On stories5M
-  // a step costs ~2.2 CPU-seconds on the Zen 5 host (docs/PERFORMANCE.md, "Training throughput"), so
-  // the schedule is ~22 CPU-minutes; the figures measured so far are the 150-step runs of
-  // docs/QUALITY.md ("QAT and QLoRA"): the default schedule has not been measured on a quiet machine.
-  o->train.steps = 600;
+  // Defaults: steps of 16 x 256 tokens; the peak learning rate, the number of steps and the held-out
+  // selection depend on the type's bits per weight (train::DefaultQatSchedule: 600 steps at 1e-4 at
+  // 2-3 bits; above, 200 steps at 1e-5 and the state with the lowest KL on 32 sequences held out of
+  // the training text). On
+  // stories5M a step costs ~2.2 CPU-seconds on the Zen 5 host (docs/PERFORMANCE.md, "Training
+  // throughput"); the figures are in docs/QUALITY.md ("QAT and QLoRA").
+  o->train.steps = 0;    // per type: train::DefaultQatSchedule
   o->train.batch = 16;
   o->train.micro_batch = 4;
   o->train.ctx = 256;
-  o->train.lr = 1e-4f;
+  o->train.lr = -1.0f;   // per type
   o->train.warmup = 20;
   o->train.checkpoint_every = 100;
   auto quiet = std::make_shared<bool>(false);
@@ -54,6 +56,18 @@ void AddQat(CLI::App& app, Registry& r) {
   sub->add_option("--loss", o->loss, "kl: distill from the float model (default); ce: next-token cross-entropy")
       ->check(CLI::IsMember({"kl", "ce"}));
   sub->add_flag("--learn-scales", o->learn_scales, "learn the block scales too (LSQ) where the format has free ones (Q4_0, Q5_0, Q8_0, IQ4_NL, the int grid)");
+  sub->add_option("--grid", o->grid, "search: the type's quantizer searches each block's scales every step (default); frozen: keep "
+                                    "post-training quantization's block scales and mins, train the codes only")
+      ->check(CLI::IsMember({"search", "frozen"}))
+      ->capture_default_str();
+  o->holdout = -1;  // per type
+  sub->add_option("--holdout", o->holdout, "sequences of --ctx-size tokens held out of the training data; the output is the state "
+                                          "(step 0 = PTQ included) with the lowest KL on them; 0: the last step (default: per type, "
+                                          "see --lr: 0, else 32)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  sub->add_option("--eval-every", o->eval_every, "steps between held-out evaluations (0: steps / 20)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30))
+      ->capture_default_str();
   sub->add_option("--imatrix", o->imatrix, "importance matrix for the searching quantizers");
   sub->add_flag("--pure", o->pure, "no mix rules: every tensor gets TYPE");
   sub->add_option("--tensor-type", o->tensor_types, "REGEX=TYPE override (repeatable)");
@@ -63,6 +77,11 @@ void AddQat(CLI::App& app, Registry& r) {
   sub->add_flag("-q,--quiet", *quiet, "no progress lines");
   sub->add_flag("--json", *json, "print the report as one JSON object on stdout");
   AddTrainOptions(sub, &o->train);
+  sub->get_option("--steps")->description("optimizer steps (default: per type, see --lr)")->default_str("");
+  sub->get_option("--lr")
+      ->description("peak learning rate (default: per type: 600 steps at 1e-4 where the quantized tensors average at most 3.5 bits "
+                    "per weight, else 200 steps at 1e-5 with --holdout 32)")
+      ->default_str("");
   r.Add(sub, [o, quiet, json, sym, asym]() -> Status {
     if (*sym || *asym) o->folder.sym = *sym;
     o->folder.format = o->format;
@@ -75,7 +94,8 @@ void AddQat(CLI::App& app, Registry& r) {
       const nlohmann::json j = {{"output", o->output}, {"type", rep.mix}, {"file_size", rep.file_size}, {"steps", rep.steps_run},
                                 {"first_loss", rep.first_loss}, {"last_loss", rep.last_loss}, {"tokens_per_s", rep.tokens_per_s},
                                 {"seconds", rep.seconds}, {"quantized_tensors", rep.quantized_tensors},
-                                {"trained_parameters", rep.trained_parameters}};
+                                {"trained_parameters", rep.trained_parameters},
+                                {"selected_step", rep.selected_step}, {"heldout_kl", rep.heldout_kl}};
       std::printf("%s\n", j.dump(2).c_str());
     }
     std::fprintf(stderr, "lowbit qat: wrote %s (%s, %llu bytes): %lld steps, loss %.4f -> %.4f, %.0f tok/s, %.1f s\n",

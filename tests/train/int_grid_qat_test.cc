@@ -260,6 +260,7 @@ TEST(Qat, GptqFolderHoldsTheFakeQuantizedWeights) {
   o.train.lr = 1e-3f;
   o.train.warmup = 1;
   o.train.checkpoint = dir.Path("qat.ckpt");
+  o.holdout = 0;  // the folder holds the last step, as the checkpoint does
   auto rep = RunQat(o, {});
   ASSERT_TRUE(rep.ok()) << rep.status().message();
   EXPECT_EQ(rep->mix, "gptq int2 g64 asym");

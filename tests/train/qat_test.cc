@@ -50,6 +50,53 @@ TEST(FakeQuant, IsTheQuantizersBytesAndTheDequantizersValues) {
   EXPECT_EQ(FindFakeQuant(GgmlType::kIQ2_XXS), nullptr);  // no quantizer: QAT cannot target it
 }
 
+// --grid frozen: once frozen, a Refresh keeps every block's grid (the scales and mins the quantizer
+// chose) and gives each element the nearest level of it; the quantizer's own codes are that nearest
+// level, so re-coding the same weights on the frozen grid writes the quantizer's bytes again.
+TEST(FakeQuant, FrozenGridKeepsTheScalesAndRecodesToTheNearestLevel) {
+  const int64_t rows = 2, cols = 512;
+  int frozen_types = 0;
+  for (const FakeQuantFormat* f : AllFakeQuantFormats()) {
+    const GgmlGrid* g = GgmlGridFor(f->type);
+    const std::vector<float> w = RandomRow(rows * cols, 5);
+    FakeQuantTensor t(*f, rows, cols);
+    t.Refresh(w.data(), nullptr, nullptr);
+    const std::vector<uint8_t> ptq = t.bytes();
+    // Q4_0 and Q8_0 round with d before its fp16 rounding: their codes are not always the stored
+    // grid's nearest, and they do not freeze (freezing would change step 0).
+    const bool freezes = g != nullptr && f->type != GgmlType::kQ4_0 && f->type != GgmlType::kQ8_0;
+    ASSERT_EQ(t.FreezeGrid(), freezes) << f->name;
+    if (!freezes) continue;
+    ++frozen_types;
+    EXPECT_TRUE(t.grid_frozen());
+    t.Refresh(w.data(), nullptr, nullptr);
+    EXPECT_EQ(t.bytes(), ptq) << f->name << ": the quantizer's codes are the nearest levels of its grid";
+    // Weights moved by up to a few steps: the grid stays, each code is the nearest level.
+    std::vector<float> w2 = w;
+    for (size_t i = 0; i < w2.size(); i += 3) w2[i] += 0.4f * static_cast<float>(i % 7) - 1.2f;
+    t.Refresh(w2.data(), nullptr, nullptr);
+    const int bs = g->block_size;
+    const uint64_t bb = TypeInfo(f->type).block_bytes;
+    std::vector<float> a0(bs), b0(bs), a1(bs), b1(bs);
+    std::vector<uint8_t> codes(bs), codes0(bs);
+    int changed = 0;
+    for (int64_t blk = 0; blk < rows * cols / bs; ++blk) {
+      g->grid(ptq.data() + blk * bb, a0.data(), b0.data());
+      g->grid(t.bytes().data() + blk * bb, a1.data(), b1.data());
+      ASSERT_EQ(a0, a1) << f->name << " block " << blk;
+      ASSERT_EQ(b0, b1) << f->name << " block " << blk;
+      g->get_codes(t.bytes().data() + blk * bb, codes.data());
+      g->get_codes(ptq.data() + blk * bb, codes0.data());
+      for (int j = 0; j < bs; ++j) {
+        ASSERT_EQ(codes[j], g->Nearest(w2[blk * bs + j], a1[j], b1[j])) << f->name << " element " << blk * bs + j;
+        changed += codes[j] != codes0[j];
+      }
+    }
+    EXPECT_GT(changed, 0) << f->name;  // the codes did follow the weights
+  }
+  EXPECT_EQ(frozen_types, 11);
+}
+
 // On a uniform grid the dequantized values of elements that share a step differ by whole steps:
 // a wrong step (scale decoded from the wrong sub-block) breaks this.
 TEST(FakeQuant, CellsFollowEachFormatsGrid) {
@@ -233,6 +280,92 @@ TEST(Qat, WritesTheMixOfQuantizeAndLowersTheLoss) {
   EXPECT_NE(again.status().message().find("already at step 24"), std::string::npos) << again.status().message();
 }
 
+// Step 0 of QAT is post-training quantization: with the learning rate at zero the file is `lowbit
+// quantize`'s byte for byte, with the searched grid and with the frozen one; and when training only
+// harms (a learning rate far too high), the held-out selection writes that step-0 state.
+TEST(Qat, StepZeroIsPtqAndTheHeldOutSelectionFallsBackToIt) {
+  LOWBIT_REQUIRE_SHARED();
+  testing::TempDir dir;
+  const std::string model = testing::SharedPath("models/stories5M/stories5M-f32.gguf");  // K-quant rows
+  QuantizeOptions qo;
+  qo.input = model;
+  qo.output = dir.Path("ptq.gguf");
+  qo.type = "Q4_K_M";
+  qo.threads = 1;
+  ASSERT_TRUE(QuantizeModel(qo).ok());
+  const std::vector<uint8_t> ptq = testing::ReadFileBytes(qo.output);
+  QatOptions o;
+  o.model = model;
+  o.type = "Q4_K_M";
+  o.self_distill = true;
+  o.samples = 2;
+  o.threads = 2;
+  o.train.steps = 1;
+  o.train.batch = 2;
+  o.train.micro_batch = 2;
+  o.train.ctx = 16;
+  o.train.lr = 0.0f;
+  o.holdout = 0;
+  for (const char* grid : {"search", "frozen"}) {
+    o.grid = grid;
+    o.output = dir.Path(std::string(grid) + ".gguf");
+    auto rep = RunQat(o, {});
+    ASSERT_TRUE(rep.ok()) << rep.status().message();
+    EXPECT_EQ(testing::ReadFileBytes(o.output), ptq) << "--grid " << grid;
+  }
+  o.grid = "search";
+  o.train.lr = 0.5f;
+  o.train.steps = 4;
+  o.holdout = 2;
+  o.eval_every = 1;
+  o.output = dir.Path("harmed.gguf");
+  int evaluations = 0;
+  auto rep = RunQat(o, [&](const std::string& line) { evaluations += line.rfind("held-out KL ", 0) == 0; });
+  ASSERT_TRUE(rep.ok()) << rep.status().message();
+  EXPECT_EQ(evaluations, 5);  // steps 0 to 4
+  EXPECT_EQ(rep->selected_step, 0);
+  EXPECT_GT(rep->last_loss, rep->first_loss);  // the training did harm
+  EXPECT_EQ(testing::ReadFileBytes(o.output), ptq);
+}
+
+// The default schedule follows the type's bits per weight: the 2-bit mixes keep 600 steps at 1e-4 and
+// the last step, the 4-bit mixes train 200 steps at 1e-5 with the held-out selection.
+TEST(Qat, TheDefaultScheduleFollowsTheBitsPerWeight) {
+  EXPECT_EQ(DefaultQatSchedule(2.28).lr, 1e-4f);
+  EXPECT_EQ(DefaultQatSchedule(3.5).steps, 600);
+  EXPECT_EQ(DefaultQatSchedule(3.02).holdout, 0);
+  EXPECT_EQ(DefaultQatSchedule(3.51).lr, 1e-5f);
+  EXPECT_EQ(DefaultQatSchedule(4.74).steps, 200);
+  EXPECT_EQ(DefaultQatSchedule(4.74).holdout, 32);
+  LOWBIT_REQUIRE_SHARED();
+  testing::TempDir dir;
+  QatOptions o;
+  o.model = testing::SharedPath("models/stories5M/stories5M-f32.gguf");
+  o.self_distill = true;
+  o.samples = 1;
+  o.threads = 2;
+  o.train.steps = 1;  // given: only the learning rate and the held-out count come from the type
+  o.train.batch = 1;
+  o.train.micro_batch = 1;
+  o.train.ctx = 8;
+  o.train.lr = -1.0f;
+  o.holdout = -1;
+  for (const auto& [type, line] : {std::pair<std::string, std::string>{"Q2_K", "average 3.02 bits per weight: 1 steps at a peak learning rate of 1e-04, no held-out selection"},
+                                   {"Q4_K_M", "average 4.74 bits per weight: 1 steps at a peak learning rate of 1e-05, 32 sequences held out"}}) {
+    o.type = type;
+    o.output = dir.Path(type + ".gguf");
+    std::string said;
+    int evaluations = 0;
+    auto rep = RunQat(o, [&](const std::string& l) {
+      if (l.find("bits per weight") != std::string::npos) said = l;
+      evaluations += l.rfind("held-out KL ", 0) == 0;
+    });
+    ASSERT_TRUE(rep.ok()) << rep.status().message();
+    EXPECT_NE(said.find(line), std::string::npos) << type << ": " << said;
+    EXPECT_EQ(evaluations, type == "Q2_K" ? 0 : 2) << type;  // steps 0 and 1
+  }
+}
+
 TEST(Qat, LearnedScalesAreWhatTheFileHolds) {
   LOWBIT_REQUIRE_SHARED();
   testing::TempDir dir;
@@ -250,6 +383,7 @@ TEST(Qat, LearnedScalesAreWhatTheFileHolds) {
   o.train.micro_batch = 2;
   o.train.ctx = 32;
   o.train.lr = 1e-3f;
+  o.holdout = 0;  // the file holds the last step, as the checkpoint does
   o.train.checkpoint = dir.Path("lsq.ckpt");
   auto rep = RunQat(o, {});
   ASSERT_TRUE(rep.ok()) << rep.status().message();

@@ -125,6 +125,17 @@ void CellsIQ4XS(const uint8_t* blocks, const float*, int64_t n, float* below, fl
   }
 }
 
+// One row of n elements re-coded on the grids its blocks hold: each element's nearest level.
+void RecodeOnGrid(const GgmlGrid& g, const float* x, uint8_t* row, int64_t n, float* a, float* b, uint8_t* codes) {
+  const uint64_t block_bytes = TypeInfo(g.type).block_bytes;
+  for (int64_t i0 = 0; i0 < n; i0 += g.block_size) {
+    uint8_t* block = row + static_cast<uint64_t>(i0 / g.block_size) * block_bytes;
+    g.grid(block, a, b);
+    for (int j = 0; j < g.block_size; ++j) codes[j] = static_cast<uint8_t>(g.Nearest(x[i0 + j], a[j], b[j]));
+    g.set_codes(block, codes);
+  }
+}
+
 FakeQuantFormat Row(GgmlType t, CellsFn cells, EncodeWithScalesFn enc = nullptr, float max_level = 0) {
   const bool lsq = enc != nullptr;
   FakeQuantFormat f{.type = t, .name = std::string(TypeInfo(t).name), .from_float = nullptr, .to_float = nullptr, .cells = std::move(cells),
@@ -285,12 +296,16 @@ void FakeQuantTensor::Refresh(const float* w, const float* imatrix, ThreadPool* 
   std::atomic<int64_t> clipped{0};
   auto run = [&](size_t b, size_t e) {
     std::vector<float> below(static_cast<size_t>(cols_)), above(static_cast<size_t>(cols_));
+    const size_t blk = frozen_ != nullptr ? static_cast<size_t>(frozen_->block_size) : 0;
+    std::vector<float> ga(blk), gb(blk);
+    std::vector<uint8_t> codes(blk);
     int64_t local = 0;
     for (size_t r = b; r < e; ++r) {
       const float* x = w + r * cols_;
       uint8_t* q = bytes_.data() + r * row_bytes_;
       float* y = wq_.data() + r * cols_;
-      if (scales != nullptr) f_.encode_with_scales(x, scales + r * per_row, q, cols_);
+      if (frozen_ != nullptr) RecodeOnGrid(*frozen_, x, q, cols_, ga.data(), gb.data(), codes.data());
+      else if (scales != nullptr) f_.encode_with_scales(x, scales + r * per_row, q, cols_);
       else f_.from_float(x, q, cols_, imatrix);
       f_.to_float(q, y, cols_);
       f_.cells(q, y, cols_, below.data(), above.data());
@@ -306,6 +321,18 @@ void FakeQuantTensor::Refresh(const float* w, const float* imatrix, ThreadPool* 
   if (pool != nullptr && pool->size() > 1) pool->ParallelFor(static_cast<size_t>(rows_), run, 8);
   else run(0, static_cast<size_t>(rows_));
   clipped_ = clipped.load();
+}
+
+bool FakeQuantTensor::FreezeGrid() {
+  if (f_.layout.has_value()) return false;  // the int grid's rows are not ggml blocks
+  // Q4_0's and Q8_0's quantizers round x / d with d before its fp16 rounding, so their codes are not
+  // always the nearest level of the stored grid: frozen, step 0 would not be their bytes. (Their
+  // grid is one scale per block, the block's max: nothing is searched.)
+  if (f_.type == GgmlType::kQ4_0 || f_.type == GgmlType::kQ8_0) return false;
+  const GgmlGrid* g = GgmlGridFor(f_.type);
+  if (g == nullptr || cols_ % g->block_size != 0) return false;
+  frozen_ = g;
+  return true;
 }
 
 void FakeQuantTensor::MaskGradient(float* grad, ThreadPool*) const {

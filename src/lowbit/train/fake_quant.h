@@ -33,6 +33,7 @@
 #include "lowbit/numeric/dequant.h"
 #include "lowbit/numeric/ggml_type.h"
 #include "lowbit/numeric/grouped.h"
+#include "lowbit/quant/ggml_grid.h"
 #include "lowbit/quant/linear_quant.h"
 #include "lowbit/quant/quantize.h"
 
@@ -86,6 +87,11 @@ class FakeQuantTensor {
   // quantizers, or null; scales: learned block scales [rows][cols / scale_block] for LSQ, or null:
   // the format's own choice), dequantizes, and marks the clipped elements.
   void Refresh(const float* w, const float* imatrix, ThreadPool* pool, const float* scales = nullptr);
+  // From now on Refresh keeps every block's grid (scales and mins, quant/ggml_grid.h) as the last
+  // Refresh wrote it and only re-picks each element's code: the level of its block's grid nearest
+  // the master weight. Returns false (and changes nothing) for a format without a ggml grid row.
+  bool FreezeGrid();
+  bool grid_frozen() const { return frozen_ != nullptr; }
   // LSQ: the block scales of the last Refresh (to start learning from), and their gradient from the
   // gradient with respect to the dequantized values (before MaskGradient), added to grad_scales.
   int64_t scale_count() const { return rows_ * f_.ScalesPerRow(cols_); }
@@ -110,6 +116,7 @@ class FakeQuantTensor {
   std::vector<float> wq_;
   std::vector<uint8_t> pass_;  // 1: the gradient passes
   int64_t clipped_ = 0;
+  const GgmlGrid* frozen_ = nullptr;
 };
 
 }  // namespace lowbit::train

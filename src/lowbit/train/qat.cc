@@ -23,6 +23,7 @@
 #include "lowbit/train/data.h"
 #include "lowbit/train/fake_quant.h"
 #include "lowbit/train/graph.h"
+#include "lowbit/train/holdout.h"
 #include "lowbit/train/self_data.h"
 #include "lowbit/train/weights.h"
 
@@ -226,6 +227,11 @@ Expected<uint64_t> WriteFolder(const ConversionPlan& plan, const QatOptions& o, 
 
 }  // namespace
 
+QatSchedule DefaultQatSchedule(double bits_per_weight) {
+  if (bits_per_weight <= kQatLowBits) return {.lr = 1e-4f, .steps = 600, .holdout = 0};
+  return {.lr = 1e-5f, .steps = 200, .holdout = 32};
+}
+
 Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const std::string&)>& log) {
   const auto t0 = std::chrono::steady_clock::now();
   auto say = [&](const std::string& s) {
@@ -233,7 +239,9 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
   };
   if (o.train_text.empty() == !o.self_distill) return Errorf("give the training data: --train TEXT or --self-distill (one of them)");
   if (o.loss != "kl" && o.loss != "ce") return Errorf("--loss must be kl or ce, not '{}'", o.loss);
-  const TrainConfig& tc = o.train;
+  if (o.grid != "search" && o.grid != "frozen") return Errorf("--grid must be search or frozen, not '{}'", o.grid);
+  TrainConfig tc = o.train;  // lr < 0, steps 0, holdout < 0: the type's default (DefaultQatSchedule), set below
+  int64_t holdout = o.holdout;
   if (tc.batch % tc.micro_batch != 0) return Errorf("--batch {} must be a multiple of --micro-batch {}", tc.batch, tc.micro_batch);
   const bool to_folder = o.format != "gguf";
   if (to_folder && o.format != "gptq") return Errorf("--format {}: QAT writes gguf or gptq", o.format);
@@ -295,6 +303,32 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
       formats.emplace(t.name, *f);
     }
   }
+  std::string schedule_line;  // said once the inputs are checked (a bad input gets one line)
+  {
+    double bits = 0, elements = 0;
+    for (const PlannedTensor& t : plan.tensors) {
+      const auto it = formats.find(t.name);
+      if (it == formats.end() || t.dims.size() != 2) continue;
+      const FakeQuantFormat& f = it->second;
+      const auto n = static_cast<double>(t.dims[0] * t.dims[1]);
+      if (f.grid.has_value()) {  // as a GPTQ folder stores it: the codes, an fp16 scale and a zero per group
+        bits += n * (f.grid->bits + (16.0 + (f.grid->sym ? 0 : f.grid->bits)) / static_cast<double>(f.scale_block));
+      } else {
+        bits += 8.0 * static_cast<double>(f.RowBytes(static_cast<int64_t>(t.dims[0])) * t.dims[1]);
+      }
+      elements += n;
+    }
+    const double bpw = elements > 0 ? bits / elements : 32.0;
+    const QatSchedule def = DefaultQatSchedule(bpw);
+    if (tc.lr < 0 || tc.steps == 0 || holdout < 0) {
+      if (tc.lr < 0) tc.lr = def.lr;
+      if (tc.steps == 0) tc.steps = def.steps;
+      if (holdout < 0) holdout = def.holdout;
+      schedule_line = fmt::format("the fake-quantized tensors average {:.2f} bits per weight: {} steps at a peak learning rate of {:.0e}, {}",
+                                  bpw, tc.steps, tc.lr,
+                                  holdout > 0 ? fmt::format("{} sequences held out", holdout) : std::string("no held-out selection"));
+    }
+  }
   Imatrix im;
   if (!o.imatrix.empty()) {
     LOWBIT_ASSIGN_OR_RETURN(im, LoadImatrix(o.imatrix));
@@ -305,14 +339,28 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
   if (o.learn_scales && s.scales.empty()) {
     return Errorf("--learn-scales: none of the {} types has free block scales (Q4_0, Q5_0, Q8_0, IQ4_NL and the int grid have)", mix.name);
   }
+  if (o.grid == "frozen") {
+    // The grids of post-training quantization (from the initial weights, whatever a resumed
+    // checkpoint holds), kept for the whole run.
+    int64_t frozen = 0;
+    for (auto& [name, f] : s.fq) {
+      if (s.scales.count(name) != 0) continue;  // LSQ learns these scales
+      f->Refresh(s.teacher_by_name.at(name), s.ImatrixOf(name), &pool);
+      frozen += f->FreezeGrid() ? 1 : 0;
+    }
+    say(fmt::format("--grid frozen: {} of {} tensors keep the block grids of post-training quantization", frozen, s.fq.size()));
+  }
+  if (!schedule_line.empty()) say(schedule_line);
   const Weights student = BuildWeights(c, s, false), teacher = BuildWeights(c, s, true);
 
   // Data.
   const int64_t T = tc.ctx;
   Expected<TokenDataset> data = Errorf("no data");
   std::vector<uint16_t> cached_lp;  // the teacher's log-probabilities of generated sequences, fp16
+  std::vector<int32_t> held;        // held-out sequences [holdout][T] (holdout.h)
   if (o.self_distill) {
-    const int64_t n = o.samples > 0 ? o.samples : std::min<int64_t>(tc.steps * tc.batch, 1024);
+    const int64_t n_train = o.samples > 0 ? o.samples : std::min<int64_t>(tc.steps * tc.batch, 1024);
+    const int64_t n = n_train + holdout;  // the last ones are held out
     say(fmt::format("generating {} sequences of {} tokens with the model (LLM-QAT's data-free recipe)", n, T));
     const auto g0 = std::chrono::steady_clock::now();
     // Distillation on generated text keeps the log-probabilities the generation computed (up to
@@ -325,12 +373,16 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
                                                        keep ? &cached_lp : nullptr));
     const double gs = std::chrono::duration<double>(std::chrono::steady_clock::now() - g0).count();
     say(fmt::format("generated {} tokens in {:.1f} s ({:.0f} tok/s)", n * T, gs, static_cast<double>(n * T) / gs));
+    for (int64_t i = n_train; i < n; ++i) held.insert(held.end(), seqs[i].begin(), seqs[i].begin() + T);
+    seqs.resize(static_cast<size_t>(n_train));
     data = TokenDataset::FromSequences(std::move(seqs), T);
   } else {
     LOWBIT_ASSIGN_OR_RETURN(std::string text, ReadTextFile(o.train_text, uint64_t{1} << 30));
     std::vector<int32_t> tokens = tok->EncodeWithBos(text);
     const int32_t bos = !tokens.empty() && vocab.bos_id >= 0 && tokens[0] == vocab.bos_id ? static_cast<int32_t>(vocab.bos_id) : -1;
     say(fmt::format("{}: {} tokens", o.train_text, tokens.size()));
+    LOWBIT_ASSIGN_OR_RETURN(held, SplitHoldout(&tokens, holdout, T, bos, 4 * (T + 1)));
+    if (holdout > 0) say(fmt::format("held out its last {} tokens ({} sequences) to pick the checkpoint", held.size(), holdout));
     data = TokenDataset::FromStream(std::move(tokens), bos, T);
   }
   if (!data.ok()) return data.status();
@@ -338,10 +390,48 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
   Graph graph(c, tc.micro_batch, T, &pool);
   const int64_t R = tc.micro_batch * T, V = c.n_vocab;
   std::vector<int32_t> inputs(static_cast<size_t>(R)), targets(static_cast<size_t>(R));
-  std::vector<float> teacher_lp(o.loss == "kl" ? static_cast<size_t>(R * V) : 0);
-  TrainHooks hooks;
-  hooks.before_step = [&](int64_t) {
+  const int64_t n_held = static_cast<int64_t>(held.size()) / T;
+  std::vector<float> teacher_lp(o.loss == "kl" || n_held > 0 ? static_cast<size_t>(R * V) : 0);
+  auto refresh = [&] {
     for (auto& [name, f] : s.fq) f->Refresh(s.by_name.at(name)->value.data(), s.ImatrixOf(name), &pool, s.ScalesOf(name));
+  };
+  // Held-out selection (holdout.h): the student's mean KL on the held-out sequences, in micro-batches
+  // (a short last one padded with its own last sequence and masked); the teacher's log-probabilities
+  // are kept when they fit in 256 MiB, else recomputed at each evaluation.
+  std::vector<float> held_lp;
+  const bool keep_held_lp = n_held * T * V * 4 <= (int64_t{256} << 20);
+  std::vector<uint8_t> mask(static_cast<size_t>(R));
+  auto held_out_kl = [&]() {
+    double sum = 0;
+    for (int64_t first = 0; first < n_held; first += tc.micro_batch) {
+      const int64_t k = std::min(tc.micro_batch, n_held - first);
+      for (int64_t i = 0; i < tc.micro_batch; ++i) {
+        const int32_t* src = held.data() + (first + std::min(i, k - 1)) * T;
+        std::copy(src, src + T, inputs.data() + i * T);
+        std::fill(mask.begin() + i * T, mask.begin() + (i + 1) * T, i < k ? 1 : 0);
+      }
+      const auto lp0 = static_cast<size_t>(first * T * V), lp_n = static_cast<size_t>(k * T * V);
+      if (!keep_held_lp || held_lp.size() < lp0 + lp_n) {
+        LogSoftmaxRows(graph.Forward(teacher, inputs.data()), R, V, teacher_lp.data(), &pool);
+        if (keep_held_lp) held_lp.insert(held_lp.end(), teacher_lp.begin(), teacher_lp.begin() + static_cast<ptrdiff_t>(lp_n));
+      } else {
+        std::copy(held_lp.begin() + static_cast<ptrdiff_t>(lp0), held_lp.begin() + static_cast<ptrdiff_t>(lp0 + lp_n), teacher_lp.begin());
+      }
+      sum += KlDistill(graph.Forward(student, inputs.data()), teacher_lp.data(), mask.data(), R, V, 0.0f, graph.dlogits(), &pool);
+    }
+    return sum / static_cast<double>(n_held * T);
+  };
+  const int64_t eval_every = o.eval_every > 0 ? o.eval_every : std::max<int64_t>(1, tc.steps / 20);
+  BestSnapshot best;
+  auto evaluate = [&](int64_t step) {
+    const double kl = held_out_kl();
+    const bool kept = best.Offer(step, kl, s.All());
+    say(fmt::format("held-out KL {:.6f} at step {}{}", kl, step, kept ? "  (best so far)" : ""));
+  };
+  TrainHooks hooks;
+  hooks.before_step = [&](int64_t step) {
+    refresh();
+    if (n_held > 0 && step % eval_every == 0) evaluate(step);
   };
   hooks.micro_batch = [&](int64_t step, int64_t first, int64_t n, float grad_scale) -> Expected<std::pair<double, int64_t>> {
     std::vector<int64_t> picked(static_cast<size_t>(n));
@@ -374,7 +464,7 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
   TrainConfig run = tc;
   run.identity.kind = "qat";
   run.identity.config = nlohmann::json({{"model", std::filesystem::path(o.model).filename().string()}, {"type", mix.name},
-                                        {"loss", o.loss}, {"lsq", o.learn_scales}, {"ctx", T}, {"batch", tc.batch}, {"steps", tc.steps},
+                                        {"loss", o.loss}, {"lsq", o.learn_scales}, {"ctx", T}, {"batch", tc.batch}, {"steps", tc.steps}, {"holdout", holdout},
                                         {"data", o.self_distill ? std::string("self") : o.train_text}})
                             .dump();
   QatReport rep;
@@ -392,7 +482,19 @@ Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const s
     rep.tokens_per_s = st.tokens_per_s;
     if (st.step % log_every == 0 || st.step == st.steps || st.step == 1 || st.checkpointed) say(FormatStep(st));
   }));
-  hooks.before_step(tc.steps);  // the final weights' bytes
+  refresh();  // the final weights' bytes
+  rep.selected_step = tc.steps;
+  if (n_held > 0) {
+    evaluate(tc.steps);  // the loop's last before_step was for step tc.steps - 1
+    rep.selected_step = best.step();
+    rep.heldout_kl = best.loss();
+    if (best.step() != tc.steps) {
+      best.Restore(s.All());
+      refresh();
+    }
+    say(fmt::format("writing the state of step {} (held-out KL {:.6f}, the lowest of the evaluations{})", best.step(), best.loss(),
+                    best.step() == 0 ? ": training did not beat post-training quantization on the held-out text" : ""));
+  }
   if (to_folder) {
     LOWBIT_ASSIGN_OR_RETURN(rep.file_size, WriteFolder(plan, o, qc, s, mix.name));
   } else {

@@ -46,7 +46,11 @@ struct QatOptions {
   std::vector<std::string> tensor_types;  // --tensor-type REGEX=TYPE
   std::string output_tensor_type, token_embedding_type;
   bool learn_scales = false;     // LSQ on the formats with free block scales (fake_quant.h)
-  TrainConfig train;
+  std::string grid = "search";   // "search": the quantizer's search each step; "frozen": PTQ's block grids kept, codes re-picked
+  int64_t holdout = 32;          // sequences of ctx tokens held out of the training data (holdout.h); 0: write the last step;
+                                 // < 0: DefaultQatSchedule's
+  int64_t eval_every = 0;        // steps between held-out evaluations (0: steps / 20)
+  TrainConfig train;              // train.lr < 0, train.steps 0: DefaultQatSchedule for the type's bits per weight
   int threads = 0;
 };
 
@@ -54,11 +58,27 @@ struct QatReport {
   std::string mix;
   int64_t steps_run = 0;
   double first_loss = 0, last_loss = 0;
+  int64_t selected_step = 0;     // the step whose state the output holds (the lowest held-out KL)
+  double heldout_kl = 0;         // its held-out KL (0 without a held-out set)
   double seconds = 0, tokens_per_s = 0;
   uint64_t file_size = 0;
   int64_t quantized_tensors = 0;
   int64_t trained_parameters = 0;
 };
+
+// The default schedule for fake-quantized tensors that average `bits_per_weight` bits (their bytes
+// per element, scales included; the int grid as a GPTQ folder stores it). Adam moves every weight by
+// about the learning rate per step whatever its gradient, while the quantization step halves with
+// each bit: the low-bit types (Q2_K's mix, w2 g64: at most kQatLowBits) train 600 steps at 1e-4 and
+// write the last step; the others train 200 steps at 1e-5 and write the state with the lowest
+// held-out KL (docs/QUALITY.md "QAT and QLoRA" has the measurements, docs/DESIGN-NOTES.md the rule).
+inline constexpr double kQatLowBits = 3.5;
+struct QatSchedule {
+  float lr;
+  int64_t steps;
+  int64_t holdout;
+};
+QatSchedule DefaultQatSchedule(double bits_per_weight);
 
 // `log` receives one line per event (data generation, each step); may be empty.
 Expected<QatReport> RunQat(const QatOptions& o, const std::function<void(const std::string&)>& log);
