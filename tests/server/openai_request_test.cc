@@ -1,5 +1,5 @@
 // ParseRequest (server/openai.h) on the edges the fuzzer and ASan/UBSan found: integers at the end
-// of the int64 range. No model, no server.
+// of the int64 range and bodies nested far deeper than any real request. No model, no server.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -36,6 +36,17 @@ TEST(OpenAiRequest, SeedCoversInt64AndNothingBeyond) {
   EXPECT_EQ(Outcome(Chat(R"(, "seed": 18446744073709551615)")).substr(0, 7), "seed | ");
   EXPECT_EQ(Outcome(Chat(R"(, "max_tokens": 1e300)")).substr(0, 13), "max_tokens | ");
   EXPECT_EQ(Outcome(Chat(R"(, "top_k": 16777216.0)")), "ok");
+}
+
+TEST(OpenAiRequest, DeeplyNestedBodiesAreRefused) {
+  // Copying a message recursed once per level: a million '[' overflowed the stack.
+  const std::string deep = std::string(1000000, '[') + std::string(1000000, ']');
+  EXPECT_EQ(Outcome(Chat(R"(, "extra": )" + deep)), " | the request body is nested deeper than 64 levels");
+  EXPECT_EQ(Outcome(R"({"messages": [{"role": "user", "content": "x", "tool_calls": )" + deep + "}]}"),
+            " | the request body is nested deeper than 64 levels");
+  EXPECT_EQ(Outcome(R"({"prompt": )" + deep + "}", false), " | the request body is nested deeper than 64 levels");
+  // Real requests are a few levels deep; 60 levels inside a message still parse.
+  EXPECT_EQ(Outcome(R"({"messages": [{"role": "user", "content": "x", "meta": )" + std::string(60, '[') + std::string(60, ']') + "}]}"), "ok");
 }
 
 }  // namespace

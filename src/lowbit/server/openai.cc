@@ -101,8 +101,18 @@ Json ApiError::ToJson() const {
 std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
 
 std::variant<ApiRequest, ApiError> ParseRequest(const std::string& text, bool chat, int64_t n_vocab) {
-  Json body = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  // nlohmann's parser keeps its own stack, but copying a value (a message is copied below, and
+  // the chat template converts it again) recurses once per level: a body of a million '[' would
+  // overflow the thread's stack. Values nested deeper than any real request are refused.
+  constexpr int kMaxNesting = 64;
+  int deepest = 0;
+  const Json::parser_callback_t depth = [&](int d, Json::parse_event_t, Json&) {
+    deepest = std::max(deepest, d);
+    return d <= kMaxNesting;  // deeper values are dropped as they are read
+  };
+  Json body = Json::parse(text, depth, /*allow_exceptions=*/false);
   if (body.is_discarded()) return Bad("", "the request body is not valid JSON");
+  if (deepest > kMaxNesting) return Bad("", fmt::format("the request body is nested deeper than {} levels", kMaxNesting));
   if (!body.is_object()) return Bad("", "the request body must be a JSON object, not " + TypeName(body));
   ApiRequest r;
   r.chat = chat;
