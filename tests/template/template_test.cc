@@ -122,6 +122,21 @@ TEST(Jinja, HostileTemplatesEndWithAnError) {
   EXPECT_NE(Render("{{ range(100000000) }}").find("too many"), std::string::npos);
 }
 
+TEST(Jinja, IntegerEdgesAreDefined) {
+  // Ints wrap at 64 bits (no signed overflow), floats convert to int saturating, and slices and
+  // ranges with huge steps stop before their index leaves int64 (each was undefined behaviour).
+  EXPECT_EQ(Render("{{ -(-9223372036854775807 - 1) }} {{ (-9223372036854775807 - 1) | abs }} {{ [9223372036854775807, 1] | sum }}"),
+            "-9223372036854775808 -9223372036854775808 -9223372036854775808");
+  EXPECT_EQ(Render("{{ 1e300 | int }} {{ -1e300 | int }} {{ 'nan' | float | int }} {{ 2.9 | int }}"), "9223372036854775807 -9223372036854775808 0 2");
+  EXPECT_EQ(Render("{{ 'x' | indent(1e300) }}|{{ 'a,b,c' | replace(',', '', 1e300) }}"), "x|abc");
+  EXPECT_EQ(Render("{{ 'abc'[1::9223372036854775807] }} {{ 'abc'[::-9223372036854775807 - 1] }} {{ [1, 2, 3][-9223372036854775807 - 1:] }}"), "b c [1, 2, 3]");
+  EXPECT_EQ(Render("{{ range(1, 9223372036854775807, 9223372036854775807) }} {{ range(-9223372036854775807 - 1, 9223372036854775807, 9223372036854775807) }}"),
+            "[1] [-9223372036854775808, -1, 9223372036854775806]");  // Python's range() gives the same
+  EXPECT_EQ(Render("{{ range(9223372036854775807, -9223372036854775807 - 1, -9223372036854775807 - 1) }}"), "[9223372036854775807, -1]");
+  // The size check of 'abcd' * 2**62 wrapped to 0 and the loop ran 2**62 times.
+  EXPECT_EQ(Render("{{ 'abcd' * 4611686018427387904 }}"), "RENDER ERROR: template line 1: string repetition too large");
+}
+
 TEST(Jinja, EveryNamedTemplateParsesAndRenders) {
   const nlohmann::ordered_json ctx = {
       {"messages", {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hi"}}, {{"role", "assistant"}, {"content", "Hello."}}, {{"role", "user"}, {"content", "Bye"}}}},

@@ -323,7 +323,7 @@ Expected<Value> ApplyFilter(const std::string& name, const Value& in, const Call
     return ArgOr(a, 0, "default", Value(0.0));
   }
   if (name == "abs") {
-    if (in.kind() == Value::Kind::kInt) return Value(in.as_int() < 0 ? -in.as_int() : in.as_int());
+    if (in.kind() == Value::Kind::kInt) return Value(in.as_int() < 0 ? WrapSub(0, in.as_int()) : in.as_int());
     if (in.is_number()) return Value(std::fabs(in.as_double()));
     return Errorf("abs: {} is not a number", KindName(in.kind()));
   }
@@ -351,7 +351,7 @@ Expected<Value> ApplyFilter(const std::string& name, const Value& in, const Call
     Value total(int64_t{0});
     for (const Value& e : ToList(in)) {
       if (!e.is_number()) return Errorf("sum: {} is not a number", KindName(e.kind()));
-      total = total.kind() == Value::Kind::kInt && e.kind() == Value::Kind::kInt ? Value(total.as_int() + e.as_int())
+      total = total.kind() == Value::Kind::kInt && e.kind() == Value::Kind::kInt ? Value(WrapAdd(total.as_int(), e.as_int()))
                                                                                  : Value(total.as_double() + e.as_double());
     }
     return total;
@@ -625,7 +625,14 @@ Value Globals() {
           const double count = std::ceil((static_cast<double>(stop) - static_cast<double>(start)) / static_cast<double>(step));
           if (count > 1e6) return Errorf("range: {} items is too many", count);
           Array out;
-          for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.emplace_back(i);
+          // The distance left to stop and the step's size, both exact in uint64: the loop ends
+          // before i + step could leave the int64 range.
+          const auto u = [](int64_t v) { return static_cast<uint64_t>(v); };
+          const uint64_t stride = step > 0 ? u(step) : u(0) - u(step);
+          for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+            out.emplace_back(i);
+            if ((step > 0 ? u(stop) - u(i) : u(i) - u(stop)) <= stride) break;
+          }
           return Value(std::move(out));
         }));
   g.Set("namespace", Value::Func([](CallArgs& a) -> Expected<Value> {
