@@ -86,6 +86,9 @@ class Renderer {
     if (++depth_ > lim_.max_depth) return Fail(n, "nesting deeper than " + std::to_string(lim_.max_depth));
     Expected<Value> v = EvalInner(n, scope);
     --depth_;
+    // Bounded values, not only bounded output: `s ~ s` or `l + l` in a loop doubles per step.
+    if (v.ok() && v->is_string() && v->str().size() > lim_.max_output) return Fail(n, "a string longer than " + std::to_string(lim_.max_output) + " bytes");
+    if (v.ok() && v->is_array() && v->array().size() > kMaxListLength) return Fail(n, "a list longer than " + std::to_string(kMaxListLength) + " items");
     return v;
   }
 
@@ -320,6 +323,7 @@ class Renderer {
     } else if (target.kind == NodeKind::kAttr) {
       const Value* obj = scope->Find(target.kids[0]->str);
       if (obj == nullptr || !obj->is_object()) return Fail(n, "cannot set '" + target.str + "' on '" + target.kids[0]->str + "': not a namespace");
+      if (v.Reaches(*obj)) return Fail(n, "cannot set '" + target.str + "' on '" + target.kids[0]->str + "': a namespace cannot contain itself");
       obj->Set(target.str, std::move(v));
     } else {  // tuple of names
       if (!v.is_array() || v.array().size() != target.kids.size()) return Fail(n, "cannot unpack into " + std::to_string(target.kids.size()) + " names");
@@ -472,7 +476,9 @@ Expected<std::string> Template::Render(const Value& context, const Limits& limit
   auto top = std::make_shared<Scope>();
   top->parent = globals;
   if (context.is_object()) {
-    for (const auto& [k, v] : context.object()) top->Set(k, v);
+    // A copy: what the template appends or sets stays in this render (the caller may render the
+    // same context again, and a macro stored into it must not outlive this render).
+    for (const auto& [k, v] : context.object()) top->Set(k, v.DeepCopy());
   }
   Renderer r(limits);
   std::string out;

@@ -89,6 +89,12 @@ class Value {
   void Set(const std::string& key, Value v) const;  // objects only
   // == as Python compares (1 == 1.0; containers element by element).
   bool Equals(const Value& o) const;
+  // Whether the list or dict `container` is this value or lies inside it. Values are shared by
+  // reference, so storing a value into a container it reaches would make a cycle: printing it
+  // would recurse without end and the shared pointers would never be freed. Mutations refuse it.
+  bool Reaches(const Value& container) const;
+  // A copy whose lists and dicts are new (functions stay shared): what a render may mutate.
+  Value DeepCopy() const;
 
  private:
   explicit Value(Kind k) : kind_(k) {}
