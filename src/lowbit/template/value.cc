@@ -240,7 +240,7 @@ bool Value::Equals(const Value& o) const {
 bool Value::Reaches(const Value& container) const {
   const void* target = container.is_array() ? static_cast<const void*>(container.a_.get())
                        : container.is_object() ? static_cast<const void*>(container.o_.get()) : nullptr;
-  if (target == nullptr) return false;
+  if (target == nullptr || !(is_array() || is_object())) return false;  // scalars: no walk, no allocation
   std::unordered_set<const void*> seen;  // shared sub-containers are walked once
   std::vector<const Value*> todo = {this};
   while (!todo.empty()) {
