@@ -15,7 +15,7 @@ shared="${LOWBIT_SHARED:-$root/../shared}"
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(gguf gguf_header safetensors llama2c llama2c_tokenizer hf_config tokenizer_json sentencepiece safetensors_index imatrix bpe_encode
                                        jinja openai_request quant_config quant_tensors peft_config lora_gguf train_checkpoint advise_inputs ggml_legacy
-                                       tokenizer_special)
+                                       tokenizer_special bnb_state bnb_tensors)
 
 seed() {  # target dir: copy the seeds it should start from
   local t=$1 d=$2
@@ -42,7 +42,7 @@ for n,t in json.load(sys.stdin).items(): open(sys.argv[1]+"/"+n+".jinja","w").wr
     openai_request) printf '{"messages":[{"role":"user","content":"hi"}],"stream":true,"stop":["a"],"max_tokens":5}' > "$d/chat.json"
                     printf '{"prompt":[1,2,3],"logprobs":2,"seed":4}' > "$d/completion.json" ;;
     quant_config) find "$shared/models" -name 'config.json' -exec sh -c 'cp -f "$1" "$2/$(echo "$1" | md5sum | cut -c1-8).json"' _ {} "$d" \; ;;
-    peft_config|lora_gguf|train_checkpoint|ggml_legacy) ;;  # tests/corpus holds their seeds
+    peft_config|lora_gguf|train_checkpoint|ggml_legacy|bnb_state|bnb_tensors|quant_tensors) ;;  # tests/corpus holds their seeds
     safetensors_index) printf '{"weight_map":{"a":"model-00001-of-00002.safetensors"}}' > "$d/index.json" ;;
   esac
 }

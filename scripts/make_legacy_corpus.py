@@ -21,7 +21,7 @@ def block_bytes(t, version):
     return {0: 4, 1: 2, 2: 20 if old else 18, 3: 24 if old else 20, 6: 22, 7: 24, 8: 36 if old else 34}.get(t, 18)
 
 
-def tensor(name, dims, t, version, aligned, offset, data=None):
+def tensor(name, dims, t, version, aligned, offset, data=None, scales=None):
     head = struct.pack("<III", len(dims), len(name), t) + struct.pack("<%dI" % len(dims), *dims) + name.encode()
     pad = (-(offset + len(head)) % 32) if aligned else 0
     n = 1
@@ -36,12 +36,12 @@ def tensor(name, dims, t, version, aligned, offset, data=None):
             bb = block_bytes(t, version)
             data = bytearray(data)
             for b in range(len(data) // bb):
-                data[b * bb:b * bb + 4] = struct.pack("<f", 0.01 * (b % 5 + 1))
+                data[b * bb:b * bb + 4] = struct.pack("<f", scales[b % len(scales)] if scales else 0.01 * (b % 5 + 1))
             data = bytes(data)
     return head + b"\0" * pad + data
 
 
-def model(fmt="ggjt", version=3, qtype=2, hp=None, vocab=None, tensors=None, cut=0, extra=b""):
+def model(fmt="ggjt", version=3, qtype=2, hp=None, vocab=None, tensors=None, cut=0, extra=b"", scales=None):
     b = struct.pack("<I", MAGIC[fmt]) + (struct.pack("<I", version) if fmt != "ggml" else b"")
     hp = hp or [N_VOCAB, N_EMBD, N_MULT, N_HEAD, 1, N_EMBD // N_HEAD, 0]
     b += struct.pack("<7I", *hp)
@@ -60,7 +60,7 @@ def model(fmt="ggjt", version=3, qtype=2, hp=None, vocab=None, tensors=None, cut
                         ("layers.0.feed_forward.w3.weight", [N_EMBD, N_FF], qtype),
                         ("layers.0.ffn_norm.weight", [N_EMBD], 0)]
     for name, dims, t in specs:
-        b += tensor(name, dims, t, v, fmt == "ggjt", len(b))
+        b += tensor(name, dims, t, v, fmt == "ggjt", len(b), scales=scales)
     b += extra
     return b[:len(b) - cut] if cut else b
 
@@ -85,6 +85,11 @@ def main():
         "ggjt-v1-q5_1.ok": model("ggjt", 1, 7),
         "ggmf-v1-q4_1.ok": model("ggmf", 1, 3),
         "ggml-f32.ok": model("ggml", 0, 0),
+        # Old F32 block scales that are not finite (or overflow fp16): the blocks are requantized, and
+        # a NaN reached ggml's (int8_t) casts in the quantizers (fuzz_ggml_legacy, UBSan).
+        "ggmf-v1-q4_1-nonfinite-scales.ok": model("ggmf", 1, 3, scales=[float("nan"), float("inf"), -float("inf"), 3e38, 0.01]),
+        "ggjt-v1-q4_0-nonfinite-scales.ok": model("ggjt", 1, 2, scales=[float("nan"), float("inf"), 1e30, 0.01]),
+        "ggjt-v2-q8_0-nonfinite-scales.ok": model("ggjt", 2, 8, scales=[float("nan"), -float("inf"), 1e30, 0.01]),
         "empty.bad": b"",
         "magic-only.bad": struct.pack("<I", MAGIC["ggjt"]),
         "gguf-magic.bad": b"GGUF" + struct.pack("<I", 3) + b"\0" * 16,

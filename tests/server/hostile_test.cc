@@ -160,6 +160,13 @@ TEST(ServeHostile, MalformedTruncatedAndWronglyTypedRequests) {
   EXPECT_NE(ErrorOf(Post(c, "/v1/completions", R"({"prompt": {"a": 1}})"), 400).find("param=\"prompt\""), std::string::npos);
   EXPECT_NE(ErrorOf(Post(c, "/detokenize", R"({"tokens": [1, -5]})"), 400).find("token id"), std::string::npos);
   EXPECT_NE(ErrorOf(c.Get("/v1/nothing"), 404).find("no route"), std::string::npos);
+  // A field nested a million levels deep (2 MB, under the body limit): copying the message used to
+  // recurse once per level and overflow the handler thread's stack. 64 levels are plenty.
+  const std::string deep = R"({"messages": [{"role": "user", "content": "x", "extra": )" + std::string(1000000, '[') + std::string(1000000, ']') + "}]}";
+  EXPECT_NE(ErrorOf(Post(c, "/v1/chat/completions", deep), 400).find("nested deeper than 64 levels"), std::string::npos);
+  EXPECT_NE(ErrorOf(Post(c, "/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x", "extra": )" + std::string(65, '[') + std::string(65, ']') + "}]}"), 400)
+                .find("nested deeper"),
+            std::string::npos);
   // Invalid UTF-8 in a message: served, and the answer is valid JSON.
   auto r = Post(c, "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"a\xff\xfe b\"}], \"max_tokens\": 4}");
   ASSERT_TRUE(r);

@@ -122,6 +122,56 @@ TEST(Jinja, HostileTemplatesEndWithAnError) {
   EXPECT_NE(Render("{{ range(100000000) }}").find("too many"), std::string::npos);
 }
 
+TEST(Jinja, IntegerEdgesAreDefined) {
+  // Ints wrap at 64 bits (no signed overflow), floats convert to int saturating, and slices and
+  // ranges with huge steps stop before their index leaves int64 (each was undefined behaviour).
+  EXPECT_EQ(Render("{{ -(-9223372036854775807 - 1) }} {{ (-9223372036854775807 - 1) | abs }} {{ [9223372036854775807, 1] | sum }}"),
+            "-9223372036854775808 -9223372036854775808 -9223372036854775808");
+  EXPECT_EQ(Render("{{ 1e300 | int }} {{ -1e300 | int }} {{ 'nan' | float | int }} {{ 2.9 | int }}"), "9223372036854775807 -9223372036854775808 0 2");
+  EXPECT_EQ(Render("{{ 'x' | indent(1e300) }}|{{ 'a,b,c' | replace(',', '', 1e300) }}"), "x|abc");
+  EXPECT_EQ(Render("{{ 'abc'[1::9223372036854775807] }} {{ 'abc'[::-9223372036854775807 - 1] }} {{ [1, 2, 3][-9223372036854775807 - 1:] }}"), "b c [1, 2, 3]");
+  EXPECT_EQ(Render("{{ range(1, 9223372036854775807, 9223372036854775807) }} {{ range(-9223372036854775807 - 1, 9223372036854775807, 9223372036854775807) }}"),
+            "[1] [-9223372036854775808, -1, 9223372036854775806]");  // Python's range() gives the same
+  EXPECT_EQ(Render("{{ range(9223372036854775807, -9223372036854775807 - 1, -9223372036854775807 - 1) }}"), "[9223372036854775807, -1]");
+  // The size check of 'abcd' * 2**62 wrapped to 0 and the loop ran 2**62 times.
+  EXPECT_EQ(Render("{{ 'abcd' * 4611686018427387904 }}"), "RENDER ERROR: template line 1: string repetition too large");
+}
+
+TEST(Jinja, SelfContainingValuesAndRunawayGrowthEndWithAnError) {
+  // Lists and dicts are shared by reference: storing one into itself made a cycle (printing it
+  // recursed until the stack overflowed; the memory was never freed).
+  EXPECT_EQ(Render("{% set l = [] %}{{ l.append(l) }}"), "RENDER ERROR: template line 1: append: a list cannot contain itself");
+  EXPECT_EQ(Render("{% set l = [1] %}{{ l.extend([[l]]) }}"), "RENDER ERROR: template line 1: extend: a list cannot contain itself");
+  EXPECT_EQ(Render("{% set l = [1] %}{{ l.insert(0, {'a': l}) }}"), "RENDER ERROR: template line 1: insert: a list cannot contain itself");
+  EXPECT_EQ(Render("{% set d = {} %}{{ d.update({'x': [d]}) }}"), "RENDER ERROR: template line 1: update: a dict cannot contain itself");
+  EXPECT_EQ(Render("{% set d = {} %}{{ d.setdefault('k', d) }}"), "RENDER ERROR: template line 1: setdefault: a dict cannot contain itself");
+  EXPECT_EQ(Render("{% set ns = namespace(a=[]) %}{% set ns.b = [ns] %}"),
+            "RENDER ERROR: template line 1: cannot set 'b' on 'ns': a namespace cannot contain itself");
+  EXPECT_EQ(Render("{% set a = [1] %}{% set b = [a, a] %}{{ b.append([a, b[0]]) }}{{ b }}"), "None[[1], [1], [[1], [1]]]");  // shared, not cyclic
+  // Values double per step (s ~ s, l + l, l.extend(l)): bounded like the output, not only the output.
+  const Limits small{.max_output = 1 << 20};
+  EXPECT_EQ(Render("{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", {}, small),
+            "RENDER ERROR: template line 1: a string longer than 1048576 bytes");
+  EXPECT_EQ(Render("{% set ns = namespace(l=[1]) %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}{% endfor %}"),
+            "RENDER ERROR: template line 1: a list longer than 1048576 items");
+  EXPECT_EQ(Render("{% set l = [1] %}{% for i in range(64) %}{{ l.extend(l) }}{% endfor %}"),
+            "RENDER ERROR: template line 1: extend: list longer than 1048576 items");
+}
+
+TEST(Jinja, RenderingDoesNotChangeTheContext) {
+  // The template's appends and sets stay in the render: the same context renders the same twice,
+  // and a macro stored into it cannot outlive the render that defined it.
+  auto t = Template::Parse("{% macro m() %}M{% endmacro %}{{ messages | length }}{{ messages.append(m) }}{% set ns = namespace() %}{{ messages[-1]() }}");
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  const Value ctx = Value::FromJson({{"messages", {{{"role", "user"}}}}});
+  for (int i = 0; i < 2; ++i) {
+    auto r = t->Render(ctx);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    EXPECT_EQ(*r, "1NoneM");
+  }
+  EXPECT_EQ(ctx.Get("messages").array().size(), 1u);
+}
+
 TEST(Jinja, EveryNamedTemplateParsesAndRenders) {
   const nlohmann::ordered_json ctx = {
       {"messages", {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hi"}}, {{"role", "assistant"}, {"content", "Hello."}}, {{"role", "user"}, {"content", "Bye"}}}},

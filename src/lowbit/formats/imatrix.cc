@@ -91,7 +91,9 @@ Expected<Imatrix> FromGguf(const GgufFile& g) {
       for (uint64_t i = 0; i < n_per_row; ++i) {
         e.values[k * n_per_row + i] = cnt[k] > 0 ? sums[k * n_per_row + i] / cnt[k] : 0.0f;
       }
-      e.ncall = std::max(e.ncall, static_cast<int32_t>(cnt[k]));
+      // The count is a float from the file: NaN, negative or past INT32_MAX must not reach the cast.
+      const float c = cnt[k];
+      e.ncall = std::max(e.ncall, c >= 2147483520.0f ? INT32_MAX : c >= 1.0f ? static_cast<int32_t>(c) : 0);
     }
     m.entries.push_back(std::move(e));
   }

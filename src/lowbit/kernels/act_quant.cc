@@ -19,7 +19,7 @@ inline float QuantizeBlock8(const float* x, uint16_t* d_out, int8_t* qs) {
   const float d = amax / 127.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   *d_out = Fp32ToFp16(d);
-  for (int j = 0; j < kQK; ++j) qs[j] = static_cast<int8_t>(std::round(x[j] * id));
+  for (int j = 0; j < kQK; ++j) qs[j] = static_cast<int8_t>(TruncToInt32(std::round(x[j] * id)));
   return d;
 }
 

@@ -21,6 +21,13 @@ inline int NearestInt(float v) {
   return (i & 0x007fffff) - 0x00400000;
 }
 
+// (int32_t)v as x86's cvttss2si computes it: toward zero, and INT32_MIN for NaN and for values
+// outside int32, where a C++ cast is undefined. ggml's reference quantizers cast floats straight to
+// int8_t / uint8_t, which compilers emit as this conversion and a truncation to 8 bits:
+// static_cast<int8_t>(TruncToInt32(v)) keeps their codes bit for bit and is defined for NaN or
+// infinite input (a file's garbage block, a NaN activation).
+inline int32_t TruncToInt32(float v) { return v > -2147483904.0f && v < 2147483648.0f ? static_cast<int32_t>(v) : INT32_MIN; }
+
 // Signed value of largest magnitude in x[0..n) (first one wins ties); its magnitude in *amax_out.
 inline float SignedAbsMax(const float* x, int n, float* amax_out) {
   float amax = 0.0f, max = 0.0f;

@@ -147,7 +147,17 @@ Expected<GgufFile> MaterializePlan(ConversionPlan plan, const std::string& name)
     for (uint32_t d = 0; d < info.n_dims; ++d) info.dims[d] = t.dims[d];
     const bool to_f32 = info.n_dims == 1 && t.source_type != GgmlType::kF32;
     info.type = to_f32 ? GgmlType::kF32 : t.source_type;
-    if (to_f32 || t.unpermute_heads != 0) {
+    // A safetensors file aligns only its data section: after a tensor of an odd byte count (a
+    // bitsandbytes uint8 weight or quant-state blob) the next F32 tensor starts at any address, and
+    // the forward reads norms and biases as float* (a misaligned load: undefined, UBSan).
+    const bool misaligned = reinterpret_cast<uintptr_t>(t.data.data()) % 4 != 0;
+    if (misaligned && !to_f32 && t.unpermute_heads == 0) {
+      auto buf = std::make_shared<AlignedBuffer>();
+      buf->Resize(t.data.size());
+      std::memcpy(buf->data(), t.data.data(), t.data.size());
+      info.data = buf->data();
+      owners.push_back(std::move(buf));
+    } else if (to_f32 || t.unpermute_heads != 0) {
       std::string err = ComputeTensorSize(info.type, info.n_dims, info.dims.data(), &info.n_elements, &info.n_bytes);
       if (!err.empty()) return Errorf("{}: tensor '{}': {}", name, t.name, err);
       auto buf = std::make_shared<AlignedBuffer>();

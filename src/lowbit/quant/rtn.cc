@@ -57,8 +57,8 @@ void QuantizeQ4_0Ref(const float* x, void* dst, int64_t n) {
   for (; n > 0; n -= kQK, x += kQK, ++b) {
     const float id = SymmetricScale(x, -8.0f, &b->d);
     for (int j = 0; j < 16; ++j) {
-      const int q0 = std::min(15, static_cast<int>(static_cast<int8_t>(x[j] * id + 8.5f)));
-      const int q1 = std::min(15, static_cast<int>(static_cast<int8_t>(x[j + 16] * id + 8.5f)));
+      const int q0 = std::min(15, static_cast<int>(static_cast<int8_t>(TruncToInt32(x[j] * id + 8.5f))));
+      const int q1 = std::min(15, static_cast<int>(static_cast<int8_t>(TruncToInt32(x[j + 16] * id + 8.5f))));
       b->qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
     }
   }
@@ -70,8 +70,8 @@ void QuantizeQ4_1Ref(const float* x, void* dst, int64_t n) {
     float mn;
     const float id = AffineScale(x, 15.0f, &b->d, &b->m, &mn);
     for (int j = 0; j < 16; ++j) {
-      const int q0 = std::min(15, static_cast<int>(static_cast<int8_t>((x[j] - mn) * id + 0.5f)));
-      const int q1 = std::min(15, static_cast<int>(static_cast<int8_t>((x[j + 16] - mn) * id + 0.5f)));
+      const int q0 = std::min(15, static_cast<int>(static_cast<int8_t>(TruncToInt32((x[j] - mn) * id + 0.5f))));
+      const int q1 = std::min(15, static_cast<int>(static_cast<int8_t>(TruncToInt32((x[j + 16] - mn) * id + 0.5f))));
       b->qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
     }
   }
@@ -82,7 +82,7 @@ void QuantizeQ5_0Ref(const float* x, void* dst, int64_t n) {
   for (; n > 0; n -= kQK, x += kQK, ++b) {
     const float id = SymmetricScale(x, -16.0f, &b->d);
     int q[kQK];
-    for (int j = 0; j < kQK; ++j) q[j] = std::min(31, static_cast<int>(static_cast<int8_t>(x[j] * id + 16.5f)));
+    for (int j = 0; j < kQK; ++j) q[j] = std::min(31, static_cast<int>(static_cast<int8_t>(TruncToInt32(x[j] * id + 16.5f))));
     PackQ5(q, b->qs, b->qh);
   }
 }
@@ -93,7 +93,7 @@ void QuantizeQ5_1Ref(const float* x, void* dst, int64_t n) {
     float mn;
     const float id = AffineScale(x, 31.0f, &b->d, &b->m, &mn);
     int q[kQK];
-    for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>((x[j] - mn) * id + 0.5f);
+    for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(TruncToInt32((x[j] - mn) * id + 0.5f));
     PackQ5(q, b->qs, b->qh);
   }
 }

@@ -43,11 +43,24 @@ std::optional<ApiError> Integer(const Json& body, const char* key, int64_t lo, i
     if (d != std::floor(d)) return Bad(key, std::string("'") + key + "' must be an integer, not " + it->dump());
   }
   if (!it->is_number()) return Bad(key, std::string("'") + key + "' must be an integer, not " + TypeName(*it));
-  const double d = it->get<double>();
-  if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi))) {
-    return Bad(key, fmt::format("'{}' must be between {} and {}, not {}", key, lo, hi, it->dump()));
+  // Compared in the number's own type: as a double, INT64_MAX rounds up to 2^63, and converting a
+  // float of 2^63 (or an unsigned above INT64_MAX) to int64 is out of range.
+  int64_t v = 0;
+  bool in_range;
+  if (it->is_number_unsigned()) {
+    const uint64_t u = it->get<uint64_t>();
+    in_range = u <= static_cast<uint64_t>(INT64_MAX) && static_cast<int64_t>(u) >= lo && static_cast<int64_t>(u) <= hi;
+    v = static_cast<int64_t>(u);
+  } else if (it->is_number_integer()) {
+    v = it->get<int64_t>();
+    in_range = v >= lo && v <= hi;
+  } else {
+    const double d = it->get<double>();
+    in_range = d >= static_cast<double>(lo) && d < 9223372036854775808.0 && d <= static_cast<double>(hi);
+    if (in_range) v = static_cast<int64_t>(d);
   }
-  *out = it->is_number_unsigned() ? static_cast<int64_t>(it->get<uint64_t>()) : it->is_number_integer() ? it->get<int64_t>() : static_cast<int64_t>(d);
+  if (!in_range) return Bad(key, fmt::format("'{}' must be between {} and {}, not {}", key, lo, hi, it->dump()));
+  *out = v;
   if (given != nullptr) *given = true;
   return std::nullopt;
 }
@@ -88,8 +101,18 @@ Json ApiError::ToJson() const {
 std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
 
 std::variant<ApiRequest, ApiError> ParseRequest(const std::string& text, bool chat, int64_t n_vocab) {
-  Json body = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  // nlohmann's parser keeps its own stack, but copying a value (a message is copied below, and
+  // the chat template converts it again) recurses once per level: a body of a million '[' would
+  // overflow the thread's stack. Values nested deeper than any real request are refused.
+  constexpr int kMaxNesting = 64;
+  int deepest = 0;
+  const Json::parser_callback_t depth = [&](int d, Json::parse_event_t, Json&) {
+    deepest = std::max(deepest, d);
+    return d <= kMaxNesting;  // deeper values are dropped as they are read
+  };
+  Json body = Json::parse(text, depth, /*allow_exceptions=*/false);
   if (body.is_discarded()) return Bad("", "the request body is not valid JSON");
+  if (deepest > kMaxNesting) return Bad("", fmt::format("the request body is nested deeper than {} levels", kMaxNesting));
   if (!body.is_object()) return Bad("", "the request body must be a JSON object, not " + TypeName(body));
   ApiRequest r;
   r.chat = chat;

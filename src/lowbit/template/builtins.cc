@@ -323,7 +323,7 @@ Expected<Value> ApplyFilter(const std::string& name, const Value& in, const Call
     return ArgOr(a, 0, "default", Value(0.0));
   }
   if (name == "abs") {
-    if (in.kind() == Value::Kind::kInt) return Value(in.as_int() < 0 ? -in.as_int() : in.as_int());
+    if (in.kind() == Value::Kind::kInt) return Value(in.as_int() < 0 ? WrapSub(0, in.as_int()) : in.as_int());
     if (in.is_number()) return Value(std::fabs(in.as_double()));
     return Errorf("abs: {} is not a number", KindName(in.kind()));
   }
@@ -351,7 +351,7 @@ Expected<Value> ApplyFilter(const std::string& name, const Value& in, const Call
     Value total(int64_t{0});
     for (const Value& e : ToList(in)) {
       if (!e.is_number()) return Errorf("sum: {} is not a number", KindName(e.kind()));
-      total = total.kind() == Value::Kind::kInt && e.kind() == Value::Kind::kInt ? Value(total.as_int() + e.as_int())
+      total = total.kind() == Value::Kind::kInt && e.kind() == Value::Kind::kInt ? Value(WrapAdd(total.as_int(), e.as_int()))
                                                                                  : Value(total.as_double() + e.as_double());
     }
     return total;
@@ -538,10 +538,17 @@ std::optional<Expected<Value>> CallMethod(const Value& obj, const std::string& n
       const Value v = obj.Get(a.args[0].str());
       if (!v.is_undefined()) return v;
       const Value def = a.args.size() > 1 ? a.args[1] : Value::None();
+      if (def.Reaches(obj)) return Expected<Value>(Errorf("setdefault: a dict cannot contain itself"));
       obj.Set(a.args[0].str(), def);
       return def;
     }
     if (name == "update") {
+      for (const Value& o : a.args) {
+        if (o.is_object()) for (const auto& kv : o.object()) if (kv.second.Reaches(obj)) return Expected<Value>(Errorf("update: a dict cannot contain itself"));
+      }
+      for (const auto& kv : a.kwargs) {
+        if (kv.second.Reaches(obj)) return Expected<Value>(Errorf("update: a dict cannot contain itself"));
+      }
       for (const Value& o : a.args) {
         if (o.is_object()) for (const auto& [k, v] : o.object()) obj.Set(k, v);
       }
@@ -567,16 +574,24 @@ std::optional<Expected<Value>> CallMethod(const Value& obj, const std::string& n
     Array& l = obj.array();
     if (name == "append") {
       if (a.args.size() != 1) return Expected<Value>(Errorf("append: takes one argument"));
-      if (l.size() >= (1u << 24)) return Expected<Value>(Errorf("append: list too long"));
+      if (l.size() >= kMaxListLength) return Expected<Value>(Errorf("append: list longer than {} items", kMaxListLength));
+      if (a.args[0].Reaches(obj)) return Expected<Value>(Errorf("append: a list cannot contain itself"));
       l.push_back(a.args[0]);
       return Value::None();
     }
     if (name == "extend") {
-      for (const Value& e : ToList(a.args.empty() ? Value() : a.args[0])) l.push_back(e);
+      const Array more = ToList(a.args.empty() ? Value() : a.args[0]);
+      if (more.size() > kMaxListLength - l.size()) return Expected<Value>(Errorf("extend: list longer than {} items", kMaxListLength));
+      for (const Value& e : more) {
+        if (e.Reaches(obj)) return Expected<Value>(Errorf("extend: a list cannot contain itself"));
+      }
+      l.insert(l.end(), more.begin(), more.end());
       return Value::None();
     }
     if (name == "insert") {
       if (a.args.size() != 2) return Expected<Value>(Errorf("insert: takes two arguments"));
+      if (l.size() >= kMaxListLength) return Expected<Value>(Errorf("insert: list longer than {} items", kMaxListLength));
+      if (a.args[1].Reaches(obj)) return Expected<Value>(Errorf("insert: a list cannot contain itself"));
       int64_t i = std::clamp<int64_t>(a.args[0].as_int(), -static_cast<int64_t>(l.size()), static_cast<int64_t>(l.size()));
       if (i < 0) i += static_cast<int64_t>(l.size());
       l.insert(l.begin() + i, a.args[1]);
@@ -625,7 +640,14 @@ Value Globals() {
           const double count = std::ceil((static_cast<double>(stop) - static_cast<double>(start)) / static_cast<double>(step));
           if (count > 1e6) return Errorf("range: {} items is too many", count);
           Array out;
-          for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.emplace_back(i);
+          // The distance left to stop and the step's size, both exact in uint64: the loop ends
+          // before i + step could leave the int64 range.
+          const auto u = [](int64_t v) { return static_cast<uint64_t>(v); };
+          const uint64_t stride = step > 0 ? u(step) : u(0) - u(step);
+          for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+            out.emplace_back(i);
+            if ((step > 0 ? u(stop) - u(i) : u(i) - u(stop)) <= stride) break;
+          }
           return Value(std::move(out));
         }));
   g.Set("namespace", Value::Func([](CallArgs& a) -> Expected<Value> {

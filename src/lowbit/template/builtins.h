@@ -9,6 +9,10 @@
 
 namespace lowbit::jinja {
 
+// Longest list a template may build (append, extend, insert; any expression's value): a million
+// items, as many as range() gives, ~100 MB of values.
+constexpr size_t kMaxListLength = size_t{1} << 20;
+
 Expected<Value> ApplyFilter(const std::string& name, const Value& in, const CallArgs& args);
 Expected<bool> ApplyTest(const std::string& name, const Value& v, const CallArgs& args);
 // obj.name(args) for the built-in methods of strings, lists and dicts; nullopt when `name` is

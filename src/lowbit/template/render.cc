@@ -86,6 +86,9 @@ class Renderer {
     if (++depth_ > lim_.max_depth) return Fail(n, "nesting deeper than " + std::to_string(lim_.max_depth));
     Expected<Value> v = EvalInner(n, scope);
     --depth_;
+    // Bounded values, not only bounded output: `s ~ s` or `l + l` in a loop doubles per step.
+    if (v.ok() && v->is_string() && v->str().size() > lim_.max_output) return Fail(n, "a string longer than " + std::to_string(lim_.max_output) + " bytes");
+    if (v.ok() && v->is_array() && v->array().size() > kMaxListLength) return Fail(n, "a list longer than " + std::to_string(kMaxListLength) + " items");
     return v;
   }
 
@@ -138,7 +141,7 @@ class Renderer {
         if (!v.is_number() && v.kind() != Value::Kind::kBool) return Fail(n, std::string("bad operand for unary ") + n.str + ": " + KindName(v.kind()));
         if (n.str == "+") return v;
         if (v.kind() == Value::Kind::kFloat) return Value(-v.as_double());
-        return Value(-v.as_int());
+        return Value(WrapSub(0, v.as_int()));
       }
       case NodeKind::kAnd: {
         LOWBIT_ASSIGN_OR_RETURN(Value a, Eval(*n.kids[0], scope));
@@ -320,6 +323,7 @@ class Renderer {
     } else if (target.kind == NodeKind::kAttr) {
       const Value* obj = scope->Find(target.kids[0]->str);
       if (obj == nullptr || !obj->is_object()) return Fail(n, "cannot set '" + target.str + "' on '" + target.kids[0]->str + "': not a namespace");
+      if (v.Reaches(*obj)) return Fail(n, "cannot set '" + target.str + "' on '" + target.kids[0]->str + "': a namespace cannot contain itself");
       obj->Set(target.str, std::move(v));
     } else {  // tuple of names
       if (!v.is_array() || v.array().size() != target.kids.size()) return Fail(n, "cannot unpack into " + std::to_string(target.kids.size()) + " names");
@@ -356,9 +360,11 @@ class Renderer {
     const int64_t start = clamp(part[0], given[0], 0, len - 1), stop = clamp(part[1], given[1], len, -1);
     Array a;
     std::string s;
+    // start and stop lie in [-1, len]; the loop ends before i + step could leave int64.
     for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
       if (obj.is_array()) a.push_back(obj.array()[static_cast<size_t>(i)]);
       else s += obj.str()[static_cast<size_t>(i)];
+      if (step > 0 ? stop - i <= step : stop - i >= step) break;
     }
     if (obj.is_array()) return Value(std::move(a));
     return Value(std::move(s));
@@ -405,7 +411,7 @@ class Renderer {
       return Value(std::move(r));
     }
     if (op == "*" && a.is_string() && b.kind() == Value::Kind::kInt) {
-      if (b.as_int() > 0 && a.str().size() * static_cast<size_t>(b.as_int()) > lim_.max_output) return Fail(n, "string repetition too large");
+      if (b.as_int() > 0 && !a.str().empty() && static_cast<uint64_t>(b.as_int()) > lim_.max_output / a.str().size()) return Fail(n, "string repetition too large");
       std::string r;
       for (int64_t i = 0; i < b.as_int(); ++i) r += a.str();
       return Value(std::move(r));
@@ -417,9 +423,9 @@ class Renderer {
     const bool ints = a.kind() != Value::Kind::kFloat && b.kind() != Value::Kind::kFloat;
     const int64_t x = a.as_int(), y = b.as_int();
     const double fx = a.as_double(), fy = b.as_double();
-    if (op == "+") return ints ? Value(static_cast<int64_t>(static_cast<uint64_t>(x) + static_cast<uint64_t>(y))) : Value(fx + fy);
-    if (op == "-") return ints ? Value(static_cast<int64_t>(static_cast<uint64_t>(x) - static_cast<uint64_t>(y))) : Value(fx - fy);
-    if (op == "*") return ints ? Value(static_cast<int64_t>(static_cast<uint64_t>(x) * static_cast<uint64_t>(y))) : Value(fx * fy);
+    if (op == "+") return ints ? Value(WrapAdd(x, y)) : Value(fx + fy);
+    if (op == "-") return ints ? Value(WrapSub(x, y)) : Value(fx - fy);
+    if (op == "*") return ints ? Value(WrapMul(x, y)) : Value(fx * fy);
     if (op == "/") {
       if (fy == 0) return Fail(n, "division by zero");
       return Value(fx / fy);
@@ -442,7 +448,7 @@ class Renderer {
     if (op == "**") {
       if (ints && y >= 0) {
         int64_t r = 1;
-        for (int64_t i = 0; i < y && i < 64; ++i) r = static_cast<int64_t>(static_cast<uint64_t>(r) * static_cast<uint64_t>(x));
+        for (int64_t i = 0; i < y && i < 64; ++i) r = WrapMul(r, x);
         return Value(r);
       }
       return Value(std::pow(fx, fy));
@@ -470,7 +476,9 @@ Expected<std::string> Template::Render(const Value& context, const Limits& limit
   auto top = std::make_shared<Scope>();
   top->parent = globals;
   if (context.is_object()) {
-    for (const auto& [k, v] : context.object()) top->Set(k, v);
+    // A copy: what the template appends or sets stays in this render (the caller may render the
+    // same context again, and a macro stored into it must not outlive this render).
+    for (const auto& [k, v] : context.object()) top->Set(k, v.DeepCopy());
   }
   Renderer r(limits);
   std::string out;

@@ -1,6 +1,7 @@
 #include "lowbit/template/value.h"
 
 #include <cmath>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -234,6 +235,43 @@ bool Value::Equals(const Value& o) const {
     case Kind::kFunction: return f_ == o.f_;
     default: return false;
   }
+}
+
+bool Value::Reaches(const Value& container) const {
+  const void* target = container.is_array() ? static_cast<const void*>(container.a_.get())
+                       : container.is_object() ? static_cast<const void*>(container.o_.get()) : nullptr;
+  if (target == nullptr || !(is_array() || is_object())) return false;  // scalars: no walk, no allocation
+  std::unordered_set<const void*> seen;  // shared sub-containers are walked once
+  std::vector<const Value*> todo = {this};
+  while (!todo.empty()) {
+    const Value* v = todo.back();
+    todo.pop_back();
+    const void* p = v->is_array() ? static_cast<const void*>(v->a_.get()) : v->is_object() ? static_cast<const void*>(v->o_.get()) : nullptr;
+    if (p == nullptr || !seen.insert(p).second) continue;
+    if (p == target) return true;
+    if (v->is_array()) {
+      for (const Value& e : *v->a_) todo.push_back(&e);
+    } else {
+      for (const auto& kv : *v->o_) todo.push_back(&kv.second);
+    }
+  }
+  return false;
+}
+
+Value Value::DeepCopy() const {
+  if (is_array()) {
+    Array a;
+    a.reserve(a_->size());
+    for (const Value& e : *a_) a.push_back(e.DeepCopy());
+    return Value(std::move(a));
+  }
+  if (is_object()) {
+    Object o;
+    o.reserve(o_->size());
+    for (const auto& [k, v] : *o_) o.emplace_back(k, v.DeepCopy());
+    return Value(std::move(o));
+  }
+  return *this;
 }
 
 const char* KindName(Value::Kind k) {

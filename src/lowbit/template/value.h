@@ -30,6 +30,18 @@ struct CallArgs {
 };
 using Function = std::function<Expected<Value>(CallArgs&)>;
 
+// Python-style int arithmetic wraps at 64 bits here (Python's ints do not overflow; templates never
+// reach this range) and float -> int saturates: both defined for any input.
+inline int64_t WrapAdd(int64_t a, int64_t b) { return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b)); }
+inline int64_t WrapSub(int64_t a, int64_t b) { return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b)); }
+inline int64_t WrapMul(int64_t a, int64_t b) { return static_cast<int64_t>(static_cast<uint64_t>(a) * static_cast<uint64_t>(b)); }
+inline int64_t FloatToInt(double d) {
+  if (!(d == d)) return 0;
+  if (d >= 9223372036854775808.0) return INT64_MAX;
+  if (d < -9223372036854775808.0) return INT64_MIN;
+  return static_cast<int64_t>(d);
+}
+
 class Value {
  public:
   enum class Kind { kUndefined, kNone, kBool, kInt, kFloat, kString, kArray, kObject, kFunction };
@@ -57,7 +69,8 @@ class Value {
   bool is_function() const { return kind_ == Kind::kFunction; }
 
   bool as_bool() const { return i_ != 0; }
-  int64_t as_int() const { return kind_ == Kind::kFloat ? static_cast<int64_t>(d_) : i_; }
+  // A float converts toward zero, saturating at the int64 range (NaN -> 0): never undefined.
+  int64_t as_int() const { return kind_ == Kind::kFloat ? FloatToInt(d_) : i_; }
   double as_double() const { return kind_ == Kind::kFloat ? d_ : static_cast<double>(i_); }
   const std::string& str() const { return s_; }
   Array& array() const { return *a_; }
@@ -76,6 +89,12 @@ class Value {
   void Set(const std::string& key, Value v) const;  // objects only
   // == as Python compares (1 == 1.0; containers element by element).
   bool Equals(const Value& o) const;
+  // Whether the list or dict `container` is this value or lies inside it. Values are shared by
+  // reference, so storing a value into a container it reaches would make a cycle: printing it
+  // would recurse without end and the shared pointers would never be freed. Mutations refuse it.
+  bool Reaches(const Value& container) const;
+  // A copy whose lists and dicts are new (functions stay shared): what a render may mutate.
+  Value DeepCopy() const;
 
  private:
   explicit Value(Kind k) : kind_(k) {}
