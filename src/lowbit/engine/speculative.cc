@@ -160,6 +160,7 @@ void DraftLength::Update(int drafted, int accepted, double forward_s, double dra
     draft_s_ = draft_s_ * kDecay + draft_s;
     drafted_ = drafted_ * kDecay + drafted;
   }
+  if (forward_s < 0) return;  // not timed (the server's step also read prompts)
   const auto n = static_cast<size_t>(drafted + 1);
   if (time_.size() <= n) time_.resize(n + 1, 0.0);
   time_[n] = time_[n] > 0 ? 0.7 * time_[n] + 0.3 * forward_s : forward_s;

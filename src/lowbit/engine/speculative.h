@@ -49,7 +49,8 @@ class DraftLength {
   int Next() const;
   double BatchCost(int n) const;  // T(n) as Next sees it (relative units without timing)
   // A round: `drafted` tokens drafted, `accepted` of them accepted, the check forward of
-  // drafted + 1 tokens took `forward_s` seconds, drafting `draft_s`.
+  // drafted + 1 tokens took `forward_s` seconds (< 0: not timed, only the accept rate counts),
+  // drafting `draft_s`.
   void Update(int drafted, int accepted, double forward_s, double draft_s);
   double accept_rate() const;
 

@@ -22,9 +22,13 @@ Expected<SchedulerOptions> SchedulerOptionsFor(const ServeOptions& o, const Llam
   const int64_t total = o.ctx > 0 ? o.ctx : per_slot_default * o.slots;
   const int64_t per_slot = total / o.slots;
   if (per_slot < 8) return Errorf("-c {} over {} slots leaves {} positions per slot; raise -c", total, o.slots, per_slot);
+  if (o.spec.draft != nullptr) return Errorf("serve drafts with --lookup only, not with a draft model");
+  if (o.spec.lookup && o.spec.draft_min > o.spec.draft_max) {
+    return Errorf("--draft-min {} is above --draft-max {}", o.spec.draft_min, o.spec.draft_max);
+  }
   return SchedulerOptions{.n_slots = o.slots, .n_ctx = per_slot, .threads = o.threads, .kv_f16 = o.kv_f16,
                           .max_batch = std::max<int64_t>(512, o.slots), .prompt_chunk = o.prompt_chunk,
-                          .max_queue = o.max_queue, .comm = comm};
+                          .max_queue = o.max_queue, .spec = o.spec, .comm = comm};
 }
 
 bool Several(Comm* comm) { return comm != nullptr && comm->size() > 1; }
@@ -87,9 +91,11 @@ Status Serve(const ServeOptions& o, Comm* comm, const ModelLoader& load, const s
   state.n_vocab = served.model->config().n_vocab;
   http.SetReady(state);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  say(fmt::format("model {} loaded in {:.1f} s ({}): {} slots x {} positions, {} threads{}{}", state.model_name, load_s,
+  const std::string spec = !o.spec.lookup ? ""
+                           : fmt::format(", prompt lookup drafts ({}{} per step)", o.spec.adaptive ? "up to " : "", o.spec.draft_max);
+  say(fmt::format("model {} loaded in {:.1f} s ({}): {} slots x {} positions, {} threads{}{}{}", state.model_name, load_s,
                   served.residency, o.slots, so.n_ctx, o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency()),
-                  Several(comm) ? " per rank" : "",
+                  Several(comm) ? " per rank" : "", spec,
                   chat ? "" : "; no chat template (chat requests get 400; pass --chat-template)"));
   while (!stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   say("shutting down");

@@ -9,6 +9,7 @@
 
 #include "lowbit/base/mapped_file.h"
 #include "lowbit/base/status.h"
+#include "lowbit/engine/generate.h"
 #include "lowbit/formats/gguf_reader.h"
 #include "lowbit/model/llama.h"
 #include "lowbit/parallel/comm.h"
@@ -28,6 +29,7 @@ struct ServeOptions {
   bool kv_f16 = false;
   int64_t prompt_chunk = 128;
   int max_queue = 16;
+  SpeculativeOptions spec;     // --lookup (prompt lookup; a draft model is not served)
   Residency residency = Residency::kAuto;
 };
 
