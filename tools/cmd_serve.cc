@@ -1,5 +1,5 @@
 // `lowbit serve -m MODEL [--host 127.0.0.1] [--port 8080] [-np SLOTS] [-c CTX] [--api-key KEY] [-t T]
-// [--chat-template NAME|FILE] [--lookup [--draft-max N] [--draft-min N] [--draft-fixed]]`: the
+// [--chat-template NAME|FILE] [--lookup | --model-draft FILE] [--draft-max N] [--draft-min N] [--draft-fixed]`: the
 // OpenAI-compatible server (src/lowbit/server/). Under mpirun, rank 0 serves and the other ranks run
 // their shard of each step.
 #include <csignal>
@@ -41,8 +41,8 @@ void AddServe(CLI::App& app, Registry& r) {
   AddTpOptions(sub, tp.get());
   AddSpecOptions(sub, spec.get());
   r.Add(sub, [o, tp, spec]() -> Status {
-    if (!spec->draft.empty()) return Errorf("--model-draft: serve drafts with --lookup only (a draft model is for run and bench)");
-    LOWBIT_RETURN_IF_ERROR(SpecOptionsFromFlags(*spec, &o->spec));
+    LOWBIT_RETURN_IF_ERROR(SpecOptionsFromFlags(*spec, &o->spec));  // the draft model: Serve opens o->model_draft
+    o->model_draft = spec->draft;
     std::signal(SIGINT, OnSignal);
     std::signal(SIGTERM, OnSignal);
     std::signal(SIGPIPE, SIG_IGN);

@@ -1,8 +1,9 @@
-// Speculative decoding in the continuous-batching scheduler (prompt lookup), on stories5M: greedy
-// requests get the tokens, text, finish reason and counts the scheduler gives without drafts, alone
-// and several at once, with adaptive and fixed draft lengths, with max_tokens, the context's end and
-// repetition penalties; a stop string inside a run of accepted drafts cuts the text where plain
-// decoding cuts it; seeded sampling reproduces its text whatever else runs; the counts add up.
+// Speculative decoding in the continuous-batching scheduler, on stories5M, with prompt lookup and
+// with stories260K as a draft model: greedy requests get the tokens, text, finish reason and counts
+// the scheduler gives without drafts, alone and several at once, with adaptive and fixed draft
+// lengths, with max_tokens, the context's end and repetition penalties; a stop string inside a run
+// of accepted drafts cuts the text where plain decoding cuts it; seeded sampling reproduces its text
+// whatever else runs; the counts add up.
 #include <gtest/gtest.h>
 
 #include <optional>
@@ -208,6 +209,61 @@ TEST_F(SchedulerSpecTest, SeededSamplingReproducesItsTextWhateverElseRuns) {
   EXPECT_EQ(c[1].tokens, a.tokens) << "the same seed gives the same text beside other requests";
   EXPECT_EQ(c[1].text, a.text);
   EXPECT_EQ(c[0].tokens, c[3].tokens);
+}
+
+class SchedulerDraftModelTest : public SchedulerSpecTest {
+ protected:
+  void SetUp() override {
+    SchedulerSpecTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    auto g = GgufFile::Open(testing::SharedPath("models/stories260K/stories260K-f32.gguf"));
+    ASSERT_TRUE(g.ok()) << g.status().message();
+    draft_g_.emplace(std::move(*g));
+    auto m = LlamaModel::Load(*draft_g_);
+    ASSERT_TRUE(m.ok()) << m.status().message();
+    draft_.emplace(std::move(*m));
+  }
+  std::optional<GgufFile> draft_g_;
+  std::optional<LlamaModel> draft_;
+};
+
+TEST_F(SchedulerDraftModelTest, GreedyDraftsAreStillPlainServing) {
+  std::vector<GenerationRequest> reqs;
+  for (const char* p : kPrompts) reqs.push_back(Req(p, 48));
+  reqs.push_back(Req(kPrompts[3], 40, 1.1f));
+  GenerationRequest stop = Req(kPrompts[0], 64);
+  stop.stop = {Plain({stop}, 256)[0].text.substr(30, 4)};
+  reqs.push_back(stop);
+  const std::vector<Result> want = Plain(reqs, 256);
+  EXPECT_EQ(want.back().done.finish_reason, "stop");
+  int64_t drafted = 0, accepted = 0;
+  for (auto [slots, max, adaptive] : {std::tuple{1, 16, true}, std::tuple{4, 4, false}}) {
+    SchedulerOptions o{.n_slots = slots, .n_ctx = 256, .threads = 2};
+    o.spec = SpeculativeOptions{.draft = &*draft_, .draft_max = max, .adaptive = adaptive};
+    const std::vector<Result> got = Serve(o, reqs);
+    ExpectSame(got, want, fmt::format("draft model, {} slots, draft-max {}", slots, max));
+    for (const Result& r : got) {
+      drafted += r.done.drafted;
+      accepted += r.done.accepted;
+    }
+  }
+  EXPECT_GT(accepted, drafted / 5) << "stories260K agrees with stories5M often (" << accepted << "/" << drafted << ")";
+}
+
+TEST_F(SchedulerDraftModelTest, SeededSamplingReproducesItsText) {
+  GenerationRequest r = Req(kPrompts[3], 48);
+  r.sampling.temp = 0.8f;
+  r.sampling.seed = 4321;
+  SchedulerOptions o{.n_slots = 3, .n_ctx = 256, .threads = 2};
+  o.spec = SpeculativeOptions{.draft = &*draft_, .draft_max = 6};
+  const Result a = Serve(o, {r})[0];
+  EXPECT_FALSE(a.tokens.empty());
+  EXPECT_GT(a.done.drafted, 0);
+  GenerationRequest other = Req(kPrompts[1], 40);
+  other.sampling.temp = 1.0f;
+  other.sampling.seed = 8;
+  const std::vector<Result> b = Serve(o, {other, r, Req(kPrompts[2], 30)});
+  EXPECT_EQ(b[1].tokens, a.tokens) << "the same seed gives the same text beside other requests";
 }
 
 }  // namespace

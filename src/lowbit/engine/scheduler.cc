@@ -47,6 +47,9 @@ struct Scheduler::Slot {
   // this step's drafts (in the batch after `next`), and the request's counts.
   std::optional<PromptLookup> lookup;
   std::optional<DraftLength> length;
+  std::unique_ptr<Sampler> draft_sampler;  // draft model: the drafts' sampler
+  std::vector<TokenDist> qs;               // draft model: the distribution each draft was drawn from
+  int k = 0;                               // drafts wanted this step
   std::vector<int32_t> drafts;
   double draft_s = 0;
   int64_t drafted = 0, accepted = 0;
@@ -57,7 +60,7 @@ namespace {
 // Tokens a step may carry: at least every slot's token and, with speculative decoding, its drafts
 // (so that a slot's draft length never depends on what else runs).
 int64_t StepTokens(const SchedulerOptions& o) {
-  const int64_t per_slot = o.spec.lookup ? 1 + std::max(0, o.spec.draft_max) : 1;
+  const int64_t per_slot = o.spec.enabled() ? 1 + std::max(0, o.spec.draft_max) : 1;
   return std::max<int64_t>(o.max_batch, per_slot * std::max(1, o.n_slots));
 }
 
@@ -105,7 +108,13 @@ Scheduler::Scheduler(const LlamaModel& model, const Tokenizer& tokenizer, const 
   o_.n_slots = std::max(1, o_.n_slots);
   o_.max_batch = StepTokens(o_);
   o_.prompt_chunk = std::max<int64_t>(1, o_.prompt_chunk);
-  session_ = std::make_unique<LlamaSession>(model_, SchedulerSessionOptions(o_));
+  SessionOptions so = SchedulerSessionOptions(o_);
+  if (o_.spec.draft != nullptr) {  // the two sessions run one after the other on the same threads
+    pool_ = std::make_unique<ThreadPool>(o_.threads);
+    so.pool = pool_.get();
+    drafter_ = std::make_unique<BatchDrafter>(*o_.spec.draft, so);
+  }
+  session_ = std::make_unique<LlamaSession>(model_, so);
   for (int i = 0; i < o_.n_slots; ++i) {
     slots_.push_back(std::make_unique<Slot>());
     slots_.back()->id = i;
@@ -230,9 +239,12 @@ bool Scheduler::Admit() {
     s.pending.clear();
     s.lookup.reset();
     s.length.reset();
-    if (o_.spec.lookup) {  // timed costs only with greedy sampling: with a seed, the draft lengths must not depend on timing
-      s.length.emplace(o_.spec.draft_min, o_.spec.draft_max, o_.spec.adaptive, s.req.sampling.temp <= 0, 0.0);
+    s.draft_sampler.reset();
+    if (o_.spec.enabled()) {  // timed costs only with greedy sampling: with a seed, the draft lengths must not depend on timing
+      s.length.emplace(o_.spec.draft_min, o_.spec.draft_max, o_.spec.adaptive, s.req.sampling.temp <= 0,
+                       o_.spec.draft != nullptr ? DraftCostRatio(*o_.spec.draft, model_) : 0.0);
     }
+    if (o_.spec.draft != nullptr) s.draft_sampler = std::make_unique<Sampler>(BatchDrafter::DraftParams(s.req.sampling), model_.config().n_vocab);
     s.drafts.clear();
     s.drafted = s.accepted = 0;
     s.last_used = ++tick_;
@@ -276,7 +288,7 @@ void Scheduler::Release(Slot& s) {
   --metrics_.slots_busy;
 }
 
-int32_t Scheduler::Choose(Slot& s, const float* raw, const int32_t* draft, bool* accepted) {
+int32_t Scheduler::Choose(Slot& s, const float* raw, const int32_t* draft, const TokenDist* q, bool* accepted) {
   const int64_t V = model_.config().n_vocab;
   std::copy(raw, raw + V, logits_.begin());
   if (s.req.ignore_eos) {
@@ -290,7 +302,7 @@ int32_t Scheduler::Choose(Slot& s, const float* raw, const int32_t* draft, bool*
   }
   s.sampler->Distribution(logits_.data(), s.history, &dist_);
   point_[0] = {*draft, 1.0f};  // a lookup draft is a point mass
-  return s.sampler->AcceptOrResample(dist_, point_, *draft, accepted);
+  return s.sampler->AcceptOrResample(dist_, q != nullptr ? *q : point_, *draft, accepted);
 }
 
 bool Scheduler::Emit(Slot& s, int32_t t, const float* raw) {
@@ -334,25 +346,43 @@ bool Scheduler::Emit(Slot& s, int32_t t, const float* raw) {
   return s.active;
 }
 
-int Scheduler::Draft(Slot& s, int64_t budget) {
-  s.drafts.clear();
-  s.draft_s = 0;
+int Scheduler::DraftCount(Slot& s, int64_t budget) const {
   if (!s.length) return 0;
   // Drafts beyond which nothing would be kept: max_tokens, and the context (the step runs `next`
   // at position cached.size() and the drafts after it, each below n_ctx).
   int64_t room = o_.n_ctx - 1 - static_cast<int64_t>(s.cached.size());
   if (s.req.max_tokens >= 0) room = std::min(room, s.req.max_tokens - s.generated - 1);
-  const int k = static_cast<int>(std::min<int64_t>({s.length->Next(), room, budget}));
-  if (k <= 0) return 0;
+  return static_cast<int>(std::max<int64_t>(0, std::min<int64_t>({s.length->Next(), room, budget})));
+}
+
+void Scheduler::Draft(const std::vector<Slot*>& gen) {
   const auto t0 = std::chrono::steady_clock::now();
-  if (!s.lookup) {
-    s.lookup.emplace(o_.spec.ngram_min, o_.spec.ngram_max);
-    s.lookup->Add(s.history);
+  int drafting = 0;
+  if (drafter_ != nullptr) {  // one batched draft forward per position for all slots
+    jobs_.clear();
+    for (Slot* s : gen) {
+      s->drafts.clear();
+      if (s->k > 0) jobs_.push_back({.seq = s->id, .text = &s->history, .k = s->k, .sampler = s->draft_sampler.get(), .out = &s->drafts, .qs = &s->qs});
+    }
+    drafter_->Draft(jobs_);
+    drafting = static_cast<int>(jobs_.size());
+  } else {
+    for (Slot* s : gen) {
+      s->drafts.clear();
+      if (s->k <= 0) continue;
+      if (!s->lookup) {
+        s->lookup.emplace(o_.spec.ngram_min, o_.spec.ngram_max);
+        s->lookup->Add(s->history);
+      }
+      s->lookup->Draft(s->k, &s->drafts);
+      ++drafting;
+    }
   }
-  s.lookup->Draft(k, &s.drafts);
-  if (static_cast<int>(s.drafts.size()) < o_.spec.draft_min) s.drafts.clear();
-  s.draft_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return static_cast<int>(s.drafts.size());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (Slot* s : gen) {
+    if (static_cast<int>(s->drafts.size()) < o_.spec.draft_min) s->drafts.clear();
+    s->draft_s = s->k > 0 ? seconds / std::max(1, drafting) : 0.0;  // each drafting slot's share
+  }
 }
 
 int64_t Scheduler::Check(Slot& s, const float* rows, double step_s) {
@@ -366,7 +396,8 @@ int64_t Scheduler::Check(Slot& s, const float* rows, double step_s) {
   for (size_t i = 0; i <= k; ++i) {
     if (i > 0) s.cached.push_back(s.drafts[i - 1]);  // accepted: its K/V from this step stays
     bool accepted = false;
-    const int32_t t = Choose(s, rows + static_cast<int64_t>(i) * V, i < k ? &s.drafts[i] : nullptr, &accepted);
+    const TokenDist* q = i < k && drafter_ != nullptr ? &s.qs[i] : nullptr;
+    const int32_t t = Choose(s, rows + static_cast<int64_t>(i) * V, i < k ? &s.drafts[i] : nullptr, q, &accepted);
     if (accepted) {
       ++n_acc;
       ++s.accepted;
@@ -391,14 +422,20 @@ void Scheduler::RunStep() {
       ++freed;
     }
   }
-  int64_t to_seat = 0;  // generating slots not in the batch yet
-  for (auto& sp : slots_) to_seat += sp->active && sp->generating ? 1 : 0;
+  gen_.clear();
   for (auto& sp : slots_) {
+    if (sp->active && sp->generating) gen_.push_back(sp.get());
+  }
+  // Each generating slot's token and its drafts, each with logits (StepTokens leaves room for
+  // every slot's drafts; the budget only guards other options).
+  int64_t room = o_.max_batch - static_cast<int64_t>(gen_.size());
+  for (Slot* s : gen_) {
+    s->k = DraftCount(*s, room);
+    room -= s->k;
+  }
+  Draft(gen_);
+  for (Slot* sp : gen_) {
     Slot& s = *sp;
-    if (!s.active || !s.generating) continue;
-    --to_seat;
-    // Its token and its drafts, each with logits (StepTokens leaves room for every slot's drafts).
-    Draft(s, o_.max_batch - static_cast<int64_t>(batch_.size()) - 1 - to_seat);
     const auto pos = static_cast<int64_t>(s.cached.size());
     batch_.push_back({s.next, s.id, pos, true});
     s.cached.push_back(s.next);
@@ -447,7 +484,7 @@ void Scheduler::RunStep() {
       if (rows == 0) {
         bool accepted = false;
         const int64_t before = s->generated;
-        Emit(*s, Choose(*s, logits, nullptr, &accepted), logits);
+        Emit(*s, Choose(*s, logits, nullptr, nullptr, &accepted), logits);
         generated += s->generated - before;
         logits += V;
       } else {

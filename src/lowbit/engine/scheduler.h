@@ -15,9 +15,10 @@
 // batch: the model's logits are batch-invariant (tests/model/batch_test.cc) and each request has
 // its own seeded sampler.
 //
-// Speculative decoding (SchedulerOptions::spec.lookup): each generating slot drafts up to k tokens
-// from n-grams of its own prompt and text (engine/prompt_lookup.h), and the step carries its last
-// token and its drafts; the drafts are checked in order with the rule of engine/speculative.h
+// Speculative decoding (SchedulerOptions::spec): each generating slot drafts up to k tokens from
+// n-grams of its own prompt and text (lookup, engine/prompt_lookup.h) or from a draft model (one
+// batched draft forward per drafted position for all slots: BatchDrafter), and the step carries
+// its last token and its drafts; the drafts are checked in order with the rule of engine/speculative.h
 // (greedy: the token plain decoding samples must equal the draft; sampling:
 // Sampler::AcceptOrResample with the slot's own sampler), and the slot's cache forgets the rejected
 // positions (they are written over later). Every token still goes through the one path that checks
@@ -40,6 +41,7 @@
 
 #include "lowbit/base/status.h"
 #include "lowbit/engine/generate.h"
+#include "lowbit/engine/speculative.h"
 #include "lowbit/model/llama.h"
 #include "lowbit/sampling/sampler.h"
 #include "lowbit/tokenizer/tokenizer.h"
@@ -54,8 +56,8 @@ struct SchedulerOptions {
   int64_t max_batch = 512;     // tokens per forward step
   int64_t prompt_chunk = 128;  // prompt tokens a slot may feed per step
   int max_queue = 16;          // waiting requests beyond the slots; more: kBusy
-  // Speculative decoding: lookup only (spec.draft must be nullptr). max_batch grows to hold every
-  // slot's token and drafts (n_slots x (1 + draft_max)).
+  // Speculative decoding: prompt lookup or a draft model (same vocabulary; one rank). max_batch
+  // grows to hold every slot's token and drafts (n_slots x (1 + draft_max)).
   SpeculativeOptions spec;
   // Tensor parallel: the scheduler runs on rank 0 and sends each step's batch to the other ranks,
   // which run FollowScheduler with the same options. nullptr: one rank.
@@ -146,9 +148,11 @@ class Scheduler {
   void Loop();
   bool Admit();                 // takes queued requests into free slots; under mu_
   void RunStep();               // one batched forward and what follows from it
-  int Draft(Slot& s, int64_t budget);  // drafts of this step (s.drafts), at most `budget`
-  // The token at a logits row: plain sampling, or with `draft` the rejection rule (sets *accepted).
-  int32_t Choose(Slot& s, const float* logits, const int32_t* draft, bool* accepted);
+  int DraftCount(Slot& s, int64_t budget) const;  // tokens the slot drafts this step, at most `budget`
+  void Draft(const std::vector<Slot*>& gen);      // this step's drafts of the generating slots (s.drafts)
+  // The token at a logits row: plain sampling, or with `draft` (drawn from q; nullptr: a point
+  // mass) the rejection rule (sets *accepted).
+  int32_t Choose(Slot& s, const float* logits, const int32_t* draft, const TokenDist* q, bool* accepted);
   // Appends a chosen token to the request's output (or ends it there); false when the request ended.
   bool Emit(Slot& s, int32_t t, const float* logits);
   // The step's logits rows of a generating slot, from `rows`; the number of tokens it generated.
@@ -162,7 +166,11 @@ class Scheduler {
   const Tokenizer& tok_;
   const Vocab& vocab_;
   SchedulerOptions o_;
+  std::unique_ptr<ThreadPool> pool_;         // with a draft model: the threads both sessions share
   std::unique_ptr<LlamaSession> session_;
+  std::unique_ptr<BatchDrafter> drafter_;    // with a draft model
+  std::vector<Slot*> gen_;                   // this step's generating slots
+  std::vector<BatchDrafter::Job> jobs_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::vector<int32_t> eog_;
   std::vector<float> logits_;       // [n_vocab] scratch for sampling

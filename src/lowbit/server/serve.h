@@ -29,7 +29,8 @@ struct ServeOptions {
   bool kv_f16 = false;
   int64_t prompt_chunk = 128;
   int max_queue = 16;
-  SpeculativeOptions spec;     // --lookup (prompt lookup; a draft model is not served)
+  SpeculativeOptions spec;     // --lookup, --draft-max, ... (spec.draft: from model_draft)
+  std::string model_draft;     // --model-draft: a GGUF with the model's vocabulary (one rank)
   Residency residency = Residency::kAuto;
 };
 
@@ -44,6 +45,7 @@ struct ServedModel {
   const LlamaModel* model = nullptr;
   const Vocab* vocab = nullptr;
   std::string residency;           // how the weights are held, for the log line
+  const LlamaModel* draft = nullptr;  // --model-draft, its vocabulary checked
 };
 using ModelLoader = std::function<Expected<ServedModel>()>;
 
