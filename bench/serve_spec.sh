@@ -6,7 +6,8 @@
 # one server at a time, each started by bench/serve_bench.py with the same client.
 #   bench/serve_spec.sh MODEL.gguf [-t THREADS] [--reps R] [--tokens N] [--streams 1,4]
 # Environment: LOWBIT (default build/release/bin/lowbit), LLAMA_SERVER (default
-# /work/llama.cpp/build/bin/llama-server; bench/llamacpp.sh builds it).
+# /work/llama.cpp/build/bin/llama-server; bench/llamacpp.sh builds it), DRAFT (a draft model with
+# the same vocabulary: adds lowbit serve --model-draft DRAFT and llama-server -md DRAFT).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 model="${1:?usage: bench/serve_spec.sh MODEL.gguf [-t THREADS] [--reps R] [--tokens N] [--streams 1,4]}"
@@ -37,4 +38,8 @@ run "lowbit serve --lookup" --only lowbit --lowbit-args=--lookup
 run "llama-server" --only llama-server
 run "llama-server --spec-type ngram-cache" --only llama-server --llama-args="--spec-type ngram-cache"
 run "llama-server --spec-type ngram-simple" --only llama-server --llama-args="--spec-type ngram-simple"
+if [ -n "${DRAFT:-}" ]; then
+  run "lowbit serve --model-draft $(basename "$DRAFT")" --only lowbit --lowbit-args="--model-draft $DRAFT"
+  run "llama-server -md $(basename "$DRAFT")" --only llama-server --llama-args="-md $DRAFT"
+fi
 echo "== done, load $(cut -d' ' -f1-3 /proc/loadavg)"

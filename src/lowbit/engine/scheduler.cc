@@ -47,6 +47,7 @@ struct Scheduler::Slot {
   // this step's drafts (in the batch after `next`), and the request's counts.
   std::optional<PromptLookup> lookup;
   std::optional<DraftLength> length;
+  bool length_timed = false;
   std::unique_ptr<Sampler> draft_sampler;  // draft model: the drafts' sampler
   std::vector<TokenDist> qs;               // draft model: the distribution each draft was drawn from
   int k = 0;                               // drafts wanted this step
@@ -238,11 +239,19 @@ bool Scheduler::Admit() {
     s.text = TextStream(s.req.stop);
     s.pending.clear();
     s.lookup.reset();
-    s.length.reset();
     s.draft_sampler.reset();
-    if (o_.spec.enabled()) {  // timed costs only with greedy sampling: with a seed, the draft lengths must not depend on timing
-      s.length.emplace(o_.spec.draft_min, o_.spec.draft_max, o_.spec.adaptive, s.req.sampling.temp <= 0,
-                       o_.spec.draft != nullptr ? DraftCostRatio(*o_.spec.draft, model_) : 0.0);
+    if (o_.spec.enabled()) {
+      // Timed costs only with greedy sampling: with a seed, the draft lengths must not depend on
+      // timing. A greedy request after a greedy one keeps the costs the slot measured (a request
+      // of a few dozen tokens is too short to learn them): only the accept rate starts again.
+      const bool timed = s.req.sampling.temp <= 0;
+      if (timed && s.length && s.length_timed) {
+        s.length->Restart();
+      } else {
+        s.length.emplace(o_.spec.draft_min, o_.spec.draft_max, o_.spec.adaptive, timed,
+                         o_.spec.draft != nullptr ? DraftCostRatio(*o_.spec.draft, model_) : 0.0);
+      }
+      s.length_timed = timed;
     }
     if (o_.spec.draft != nullptr) s.draft_sampler = std::make_unique<Sampler>(BatchDrafter::DraftParams(s.req.sampling), model_.config().n_vocab);
     s.drafts.clear();

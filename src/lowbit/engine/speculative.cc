@@ -179,6 +179,11 @@ double DraftLength::accept_rate() const {
   return (acc_ + 2.0) / (acc_ + rej_ + 3.0);
 }
 
+void DraftLength::Restart() {
+  acc_ = rej_ = 0;
+  idle_ = 0;
+}
+
 double DraftLength::BatchCost(int n) const {
   const auto prior = [](int m) { return 1.0 + 0.1 * (m - 1); };
   if (!timed_) return prior(n);

@@ -54,6 +54,9 @@ class DraftLength {
   // drafting `draft_s`.
   void Update(int drafted, int accepted, double forward_s, double draft_s);
   double accept_rate() const;
+  // A new text with the same models and machine: the accept rate starts again from its prior, the
+  // measured costs stay (the server keeps a slot's controller from one request to the next).
+  void Restart();
 
  private:
   int min_, max_;
