@@ -1,6 +1,7 @@
 // `lowbit serve -m MODEL [--host 127.0.0.1] [--port 8080] [-np SLOTS] [-c CTX] [--api-key KEY] [-t T]
-// [--chat-template NAME|FILE]`: the OpenAI-compatible server (src/lowbit/server/). Under mpirun,
-// rank 0 serves and the other ranks run their shard of each step.
+// [--chat-template NAME|FILE] [--lookup | --model-draft FILE] [--draft-max N] [--draft-min N] [--draft-fixed]`: the
+// OpenAI-compatible server (src/lowbit/server/). Under mpirun, rank 0 serves and the other ranks run
+// their shard of each step.
 #include <csignal>
 #include <cstdio>
 #include <memory>
@@ -8,6 +9,7 @@
 #include "commands.h"
 #include "lowbit/parallel/mpi_comm.h"
 #include "lowbit/server/serve.h"
+#include "spec_flags.h"
 #include "tp.h"
 
 namespace lowbit::tools {
@@ -19,6 +21,7 @@ void OnSignal(int) { g_stop = true; }
 void AddServe(CLI::App& app, Registry& r) {
   auto o = std::make_shared<server::ServeOptions>();
   auto tp = std::make_shared<TpFlags>();
+  auto spec = std::make_shared<SpecFlags>();
   CLI::App* sub = app.add_subcommand("serve", "Serve a model over OpenAI's HTTP API (continuous batching, chat page at /)");
   sub->add_option("-m,--model", o->model, "GGUF model")->required();
   sub->add_option("--host", o->http.host, "address to listen on (default 127.0.0.1)");
@@ -36,7 +39,10 @@ void AddServe(CLI::App& app, Registry& r) {
   AddCacheTypeOption(sub, &o->kv_f16);
   AddResidencyOptions(sub, &o->residency);
   AddTpOptions(sub, tp.get());
-  r.Add(sub, [o, tp]() -> Status {
+  AddSpecOptions(sub, spec.get());
+  r.Add(sub, [o, tp, spec]() -> Status {
+    LOWBIT_RETURN_IF_ERROR(SpecOptionsFromFlags(*spec, &o->spec));  // the draft model: Serve opens o->model_draft
+    o->model_draft = spec->draft;
     std::signal(SIGINT, OnSignal);
     std::signal(SIGTERM, OnSignal);
     std::signal(SIGPIPE, SIG_IGN);

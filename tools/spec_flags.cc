@@ -15,16 +15,23 @@ void AddSpecOptions(CLI::App* sub, SpecFlags* f) {
   sub->add_flag("--draft-fixed", f->fixed, "always draft --draft-max tokens (default: adapt to the accept rate)");
 }
 
-Status OpenSpeculative(const SpecFlags& f, const std::string& model_path, const ModelContext& target, Residency residency,
-                       std::unique_ptr<ModelContext>* draft, SpeculativeOptions* out) {
+Status SpecOptionsFromFlags(const SpecFlags& f, SpeculativeOptions* out) {
   *out = SpeculativeOptions{};
   if (!f.enabled()) return OkStatus();
-  if (target.ranks() > 1) return Errorf("speculative decoding (--lookup, --model-draft) runs on one rank only, not under mpirun");
   if (f.draft_min > f.draft_max) return Errorf("--draft-min {} is above --draft-max {}", f.draft_min, f.draft_max);
   out->lookup = f.lookup;
   out->draft_max = f.draft_max;
   out->draft_min = f.draft_min;
   out->adaptive = !f.fixed;
+  return OkStatus();
+}
+
+Status OpenSpeculative(const SpecFlags& f, const std::string& model_path, const ModelContext& target, Residency residency,
+                       std::unique_ptr<ModelContext>* draft, SpeculativeOptions* out) {
+  *out = SpeculativeOptions{};
+  if (!f.enabled()) return OkStatus();
+  if (target.ranks() > 1) return Errorf("speculative decoding (--lookup, --model-draft) runs on one rank only, not under mpirun");
+  LOWBIT_RETURN_IF_ERROR(SpecOptionsFromFlags(f, out));
   if (f.draft.empty()) return OkStatus();
   LOWBIT_ASSIGN_OR_RETURN(*draft, ModelContext::Open(f.draft, residency, TpFlags{}));
   auto name = [](const std::string& p) { return std::filesystem::path(p).filename().string(); };

@@ -22,6 +22,9 @@ struct SpecFlags {
 
 void AddSpecOptions(CLI::App* sub, SpecFlags* f);
 
+// The options of the flags other than the draft model (`out->draft` stays nullptr); checks them.
+Status SpecOptionsFromFlags(const SpecFlags& f, SpeculativeOptions* out);
+
 // Fills `out` from the flags; with --model-draft opens the draft model (`draft` keeps it) and
 // checks that its vocabulary is the target's. One rank only.
 Status OpenSpeculative(const SpecFlags& f, const std::string& model_path, const ModelContext& target, Residency residency,

@@ -235,5 +235,25 @@ TEST(DraftLength, FollowsTheAcceptRate) {
   EXPECT_EQ(floor.Next(), 3) << "never below --draft-min";
 }
 
+TEST(DraftLength, RestartForgetsTheAcceptRateKeepsTheCosts) {
+  // Checks are costly beyond one token (each extra token 0.5 of a forward) and drafts always
+  // accepted: the controller learns the costs.
+  auto cost = [](int k) { return 1e-3 * (1 + 0.5 * k); };
+  DraftLength l(0, 8, true);
+  for (int i = 0; i < 90; ++i) {  // every size measured
+    const int k = i % 9;
+    l.Update(k, k, cost(k), 0);
+  }
+  const double t4 = l.BatchCost(4);
+  EXPECT_GT(l.accept_rate(), 0.9);
+  l.Restart();
+  EXPECT_NEAR(l.accept_rate(), 2.0 / 3.0, 1e-9) << "back to the prior";
+  EXPECT_EQ(l.BatchCost(4), t4) << "the measured costs stay";
+  // With the prior rate (2/3) and these costs, k = 1 gives the most tokens per second
+  // (1.11 x plain; k = 2: 1.06); a fresh controller guesses the costs optimistically and drafts more.
+  EXPECT_EQ(l.Next(), 1);
+  EXPECT_GT(DraftLength(0, 8, true).Next(), 1);
+}
+
 }  // namespace
 }  // namespace lowbit

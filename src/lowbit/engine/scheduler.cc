@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "lowbit/base/check.h"
+#include "lowbit/engine/prompt_lookup.h"
+#include "lowbit/engine/speculative.h"
 #include "lowbit/engine/text_stream.h"
 
 namespace lowbit {
@@ -40,11 +43,33 @@ struct Scheduler::Slot {
   TextStream text;
   std::vector<TokenLogprob> pending;  // tokens not reported yet
   int64_t generated = 0, cached_prompt = 0;
+  // Speculative decoding: the n-grams of history (made at the first draft), the draft length,
+  // this step's drafts (in the batch after `next`), and the request's counts.
+  std::optional<PromptLookup> lookup;
+  std::optional<DraftLength> length;
+  bool length_timed = false;
+  std::unique_ptr<Sampler> draft_sampler;  // draft model: the drafts' sampler
+  std::vector<TokenDist> qs;               // draft model: the distribution each draft was drawn from
+  int k = 0;                               // drafts wanted this step
+  std::vector<int32_t> drafts;
+  double draft_s = 0;
+  int64_t drafted = 0, accepted = 0;
 };
+
+namespace {
+
+// Tokens a step may carry: at least every slot's token and, with speculative decoding, its drafts
+// (so that a slot's draft length never depends on what else runs).
+int64_t StepTokens(const SchedulerOptions& o) {
+  const int64_t per_slot = o.spec.enabled() ? 1 + std::max(0, o.spec.draft_max) : 1;
+  return std::max<int64_t>(o.max_batch, per_slot * std::max(1, o.n_slots));
+}
+
+}  // namespace
 
 SessionOptions SchedulerSessionOptions(SchedulerOptions o) {
   o.n_slots = std::max(1, o.n_slots);
-  return SessionOptions{.n_ctx = o.n_ctx, .threads = o.threads, .max_batch = std::max<int64_t>(o.max_batch, o.n_slots),
+  return SessionOptions{.n_ctx = o.n_ctx, .threads = o.threads, .max_batch = StepTokens(o),
                         .kv_f16 = o.kv_f16, .comm = o.comm, .n_seq = o.n_slots, .batch_invariant = true};
 }
 
@@ -82,9 +107,15 @@ constexpr const char* kEndOfTurn[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<e
 Scheduler::Scheduler(const LlamaModel& model, const Tokenizer& tokenizer, const Vocab& vocab, const SchedulerOptions& o)
     : model_(model), tok_(tokenizer), vocab_(vocab), o_(o) {
   o_.n_slots = std::max(1, o_.n_slots);
-  o_.max_batch = std::max<int64_t>(o_.max_batch, o_.n_slots);
+  o_.max_batch = StepTokens(o_);
   o_.prompt_chunk = std::max<int64_t>(1, o_.prompt_chunk);
-  session_ = std::make_unique<LlamaSession>(model_, SchedulerSessionOptions(o_));
+  SessionOptions so = SchedulerSessionOptions(o_);
+  if (o_.spec.draft != nullptr) {  // the two sessions run one after the other on the same threads
+    pool_ = std::make_unique<ThreadPool>(o_.threads);
+    so.pool = pool_.get();
+    drafter_ = std::make_unique<BatchDrafter>(*o_.spec.draft, so);
+  }
+  session_ = std::make_unique<LlamaSession>(model_, so);
   for (int i = 0; i < o_.n_slots; ++i) {
     slots_.push_back(std::make_unique<Slot>());
     slots_.back()->id = i;
@@ -98,6 +129,7 @@ Scheduler::Scheduler(const LlamaModel& model, const Tokenizer& tokenizer, const 
     }
   }
   logits_.resize(static_cast<size_t>(model.config().n_vocab));
+  point_.resize(1);
   batch_.reserve(static_cast<size_t>(o_.max_batch));
   owners_.reserve(static_cast<size_t>(o_.max_batch));
   metrics_.slots = o_.n_slots;
@@ -206,6 +238,24 @@ bool Scheduler::Admit() {
     s.sampler = std::make_unique<Sampler>(s.req.sampling, model_.config().n_vocab);
     s.text = TextStream(s.req.stop);
     s.pending.clear();
+    s.lookup.reset();
+    s.draft_sampler.reset();
+    if (o_.spec.enabled()) {
+      // Timed costs only with greedy sampling: with a seed, the draft lengths must not depend on
+      // timing. A greedy request after a greedy one keeps the costs the slot measured (a request
+      // of a few dozen tokens is too short to learn them): only the accept rate starts again.
+      const bool timed = s.req.sampling.temp <= 0;
+      if (timed && s.length && s.length_timed) {
+        s.length->Restart();
+      } else {
+        s.length.emplace(o_.spec.draft_min, o_.spec.draft_max, o_.spec.adaptive, timed,
+                         o_.spec.draft != nullptr ? DraftCostRatio(*o_.spec.draft, model_) : 0.0);
+      }
+      s.length_timed = timed;
+    }
+    if (o_.spec.draft != nullptr) s.draft_sampler = std::make_unique<Sampler>(BatchDrafter::DraftParams(s.req.sampling), model_.config().n_vocab);
+    s.drafts.clear();
+    s.drafted = s.accepted = 0;
     s.last_used = ++tick_;
     queue_.pop_front();
     ++metrics_.requests_total;
@@ -229,6 +279,9 @@ void Scheduler::Finish(Slot& s, const char* reason) {
   done.prompt_tokens = static_cast<int64_t>(s.req.prompt.size());
   done.completion_tokens = s.generated;
   done.cached_tokens = s.cached_prompt;
+  done.speculative = s.length.has_value();
+  done.drafted = s.drafted;
+  done.accepted = s.accepted;
   std::shared_ptr<RequestChannel> ch = s.ch;
   Release(s);  // the slot is free before the submitter hears that its request is done
   ch->Push(std::move(done));
@@ -237,22 +290,35 @@ void Scheduler::Finish(Slot& s, const char* reason) {
 void Scheduler::Release(Slot& s) {
   s.ch.reset();
   s.sampler.reset();
+  s.lookup.reset();
   s.active = false;
   s.generating = false;
   std::lock_guard<std::mutex> lk(mu_);
   --metrics_.slots_busy;
 }
 
-void Scheduler::Sample(Slot& s, const float* raw) {
+int32_t Scheduler::Choose(Slot& s, const float* raw, const int32_t* draft, const TokenDist* q, bool* accepted) {
   const int64_t V = model_.config().n_vocab;
   std::copy(raw, raw + V, logits_.begin());
   if (s.req.ignore_eos) {
     for (int32_t t : eog_) logits_[t] = -std::numeric_limits<float>::infinity();
   }
-  const int32_t t = s.sampler->Sample(logits_.data(), s.history);
+  *accepted = false;
+  if (draft == nullptr || s.req.sampling.temp <= 0) {  // greedy: the draft must be the token plain decoding picks
+    const int32_t t = s.sampler->Sample(logits_.data(), s.history);
+    *accepted = draft != nullptr && t == *draft;
+    return t;
+  }
+  s.sampler->Distribution(logits_.data(), s.history, &dist_);
+  point_[0] = {*draft, 1.0f};  // a lookup draft is a point mass
+  return s.sampler->AcceptOrResample(dist_, q != nullptr ? *q : point_, *draft, accepted);
+}
+
+bool Scheduler::Emit(Slot& s, int32_t t, const float* raw) {
+  const int64_t V = model_.config().n_vocab;
   if (IsEog(t) && !s.req.ignore_eos) {
     Finish(s, "stop");
-    return;
+    return false;
   }
   if (s.req.top_logprobs >= 0) {  // of the model's distribution (raw logits), as OpenAI reports them
     const float mx = *std::max_element(raw, raw + V);
@@ -274,6 +340,7 @@ void Scheduler::Sample(Slot& s, const float* raw) {
   }
   ++s.generated;
   s.history.push_back(t);
+  if (s.lookup) s.lookup->Add(std::span<const int32_t>(&t, 1));
   s.next = t;
   s.generating = true;
   std::string out;
@@ -285,11 +352,77 @@ void Scheduler::Sample(Slot& s, const float* raw) {
   if (stopped) Finish(s, "stop");
   else if (s.req.max_tokens >= 0 && s.generated >= s.req.max_tokens) Finish(s, "length");
   else if (static_cast<int64_t>(s.cached.size()) + 1 > o_.n_ctx) Finish(s, "length");
+  return s.active;
+}
+
+int Scheduler::DraftCount(Slot& s, int64_t budget) const {
+  if (!s.length) return 0;
+  // Drafts beyond which nothing would be kept: max_tokens, and the context (the step runs `next`
+  // at position cached.size() and the drafts after it, each below n_ctx).
+  int64_t room = o_.n_ctx - 1 - static_cast<int64_t>(s.cached.size());
+  if (s.req.max_tokens >= 0) room = std::min(room, s.req.max_tokens - s.generated - 1);
+  return static_cast<int>(std::max<int64_t>(0, std::min<int64_t>({s.length->Next(), room, budget})));
+}
+
+void Scheduler::Draft(const std::vector<Slot*>& gen) {
+  const auto t0 = std::chrono::steady_clock::now();
+  int drafting = 0;
+  if (drafter_ != nullptr) {  // one batched draft forward per position for all slots
+    jobs_.clear();
+    for (Slot* s : gen) {
+      s->drafts.clear();
+      if (s->k > 0) jobs_.push_back({.seq = s->id, .text = &s->history, .k = s->k, .sampler = s->draft_sampler.get(), .out = &s->drafts, .qs = &s->qs});
+    }
+    drafter_->Draft(jobs_);
+    drafting = static_cast<int>(jobs_.size());
+  } else {
+    for (Slot* s : gen) {
+      s->drafts.clear();
+      if (s->k <= 0) continue;
+      if (!s->lookup) {
+        s->lookup.emplace(o_.spec.ngram_min, o_.spec.ngram_max);
+        s->lookup->Add(s->history);
+      }
+      s->lookup->Draft(s->k, &s->drafts);
+      ++drafting;
+    }
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (Slot* s : gen) {
+    if (static_cast<int>(s->drafts.size()) < o_.spec.draft_min) s->drafts.clear();
+    s->draft_s = s->k > 0 ? seconds / std::max(1, drafting) : 0.0;  // each drafting slot's share
+  }
+}
+
+int64_t Scheduler::Check(Slot& s, const float* rows, double step_s) {
+  const int64_t V = model_.config().n_vocab;
+  const int64_t before = s.generated;
+  const size_t k = s.drafts.size();
+  // The batch ran `next` and the drafts; until a draft is accepted, the cache holds only `next`.
+  s.cached.resize(s.cached.size() - k);
+  s.drafted += static_cast<int64_t>(k);  // counted before Emit may end the request and report them
+  int n_acc = 0;
+  for (size_t i = 0; i <= k; ++i) {
+    if (i > 0) s.cached.push_back(s.drafts[i - 1]);  // accepted: its K/V from this step stays
+    bool accepted = false;
+    const TokenDist* q = i < k && drafter_ != nullptr ? &s.qs[i] : nullptr;
+    const int32_t t = Choose(s, rows + static_cast<int64_t>(i) * V, i < k ? &s.drafts[i] : nullptr, q, &accepted);
+    if (accepted) {
+      ++n_acc;
+      ++s.accepted;
+    }
+    if (!Emit(s, t, rows + static_cast<int64_t>(i) * V) || !accepted) break;
+  }
+  if (s.length) s.length->Update(static_cast<int>(k), n_acc, step_s, s.draft_s);
+  step_drafted_ += static_cast<int64_t>(k);
+  step_accepted_ += n_acc;
+  return s.generated - before;
 }
 
 void Scheduler::RunStep() {
   batch_.clear();
   owners_.clear();
+  step_drafted_ = step_accepted_ = 0;
   int freed = 0;
   for (auto& sp : slots_) {  // clients that went away leave first
     Slot& s = *sp;
@@ -298,12 +431,28 @@ void Scheduler::RunStep() {
       ++freed;
     }
   }
+  gen_.clear();
   for (auto& sp : slots_) {
+    if (sp->active && sp->generating) gen_.push_back(sp.get());
+  }
+  // Each generating slot's token and its drafts, each with logits (StepTokens leaves room for
+  // every slot's drafts; the budget only guards other options).
+  int64_t room = o_.max_batch - static_cast<int64_t>(gen_.size());
+  for (Slot* s : gen_) {
+    s->k = DraftCount(*s, room);
+    room -= s->k;
+  }
+  Draft(gen_);
+  for (Slot* sp : gen_) {
     Slot& s = *sp;
-    if (!s.active || !s.generating) continue;
-    batch_.push_back({s.next, s.id, static_cast<int64_t>(s.cached.size()), true});
+    const auto pos = static_cast<int64_t>(s.cached.size());
+    batch_.push_back({s.next, s.id, pos, true});
     s.cached.push_back(s.next);
-    owners_.push_back(&s);
+    for (size_t i = 0; i < s.drafts.size(); ++i) {
+      batch_.push_back({s.drafts[i], s.id, pos + 1 + static_cast<int64_t>(i), true});
+      s.cached.push_back(s.drafts[i]);
+    }
+    owners_.push_back({&s, 1 + static_cast<int>(s.drafts.size())});
   }
   // Prompts, oldest request first, in chunks, within what is left of the step's batch.
   std::vector<Slot*> reading;
@@ -322,7 +471,7 @@ void Scheduler::RunStep() {
       batch_.push_back({s->req.prompt[s->fed], s->id, static_cast<int64_t>(s->cached.size()), last});
       s->cached.push_back(s->req.prompt[s->fed]);
       ++s->fed;
-      if (last) owners_.push_back(s);
+      if (last) owners_.push_back({s, 0});  // 0: a prompt's last row, whose logits start the generation
     }
     prompt_work = prompt_work || take > 0;
   }
@@ -338,11 +487,19 @@ void Scheduler::RunStep() {
     const float* logits = session_->ForwardBatch(batch_);
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const int64_t V = model_.config().n_vocab;
-    for (size_t k = 0; k < owners_.size(); ++k) {
-      Slot& s = *owners_[k];
-      const int64_t before = s.generated;
-      Sample(s, logits + static_cast<int64_t>(k) * V);
-      generated += s.generated - before;
+    // With prompt work in the step its time says little about the cost of the drafts.
+    const double step_s = prompt_work ? -1.0 : seconds;
+    for (auto [s, rows] : owners_) {
+      if (rows == 0) {
+        bool accepted = false;
+        const int64_t before = s->generated;
+        Emit(*s, Choose(*s, logits, nullptr, nullptr, &accepted), logits);
+        generated += s->generated - before;
+        logits += V;
+      } else {
+        generated += Check(*s, logits, step_s);
+        logits += static_cast<int64_t>(rows) * V;
+      }
     }
   }
   int64_t kv = 0;
@@ -350,6 +507,8 @@ void Scheduler::RunStep() {
   std::lock_guard<std::mutex> lk(mu_);
   metrics_.requests_cancelled += freed;
   metrics_.generated_tokens_total += generated;
+  metrics_.drafted_tokens_total += step_drafted_;
+  metrics_.accepted_tokens_total += step_accepted_;
   (prompt_work ? metrics_.prompt_seconds : metrics_.decode_seconds) += seconds;
   metrics_.steps += batch_.empty() ? 0 : 1;
   metrics_.kv_used = kv;

@@ -87,6 +87,63 @@ class ModelDrafter {
 
 }  // namespace
 
+double DraftCostRatio(const LlamaModel& draft, const LlamaModel& target) {
+  return WeightBytes(draft) / std::max(1.0, WeightBytes(target));
+}
+
+SamplerParams BatchDrafter::DraftParams(SamplerParams p) {
+  p.seed = p.seed * 0x9e3779b97f4a7c15ull + 1;  // the stream ModelDrafter draws from
+  return p;
+}
+
+BatchDrafter::BatchDrafter(const LlamaModel& draft, const SessionOptions& o)
+    : session_(draft, o), n_vocab_(draft.config().n_vocab), kv_(static_cast<size_t>(std::max(1, o.n_seq))),
+      logits_(static_cast<size_t>(n_vocab_)) {}
+
+void BatchDrafter::Draft(std::span<Job> jobs) {
+  batch_.clear();
+  rows_.clear();
+  if (recent_.size() < jobs.size()) recent_.resize(jobs.size());
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    Job& job = jobs[j];
+    job.out->clear();
+    const std::vector<int32_t>& text = *job.text;
+    if (job.k <= 0 || text.empty()) continue;
+    std::vector<int32_t>& kv = kv_[static_cast<size_t>(job.seq)];
+    size_t same = 0;
+    while (same < kv.size() && same < text.size() && kv[same] == text[same]) ++same;
+    same = std::min(same, text.size() - 1);  // the last token runs again for its logits
+    for (size_t i = same; i < text.size(); ++i) batch_.push_back({text[i], job.seq, static_cast<int64_t>(i), i + 1 == text.size()});
+    kv.assign(text.begin(), text.end());
+    recent_[j] = text;
+    rows_.push_back(j);
+  }
+  while (!batch_.empty()) {
+    const float* l = session_.ForwardBatch(batch_);
+    batch_.clear();
+    next_rows_.clear();
+    for (size_t r = 0; r < rows_.size(); ++r) {
+      Job& job = jobs[rows_[r]];
+      std::vector<int32_t>& recent = recent_[rows_[r]];
+      std::copy(l + static_cast<int64_t>(r) * n_vocab_, l + static_cast<int64_t>(r + 1) * n_vocab_, logits_.begin());
+      const size_t i = job.out->size();
+      if (job.qs->size() <= i) job.qs->emplace_back();
+      TokenDist& q = (*job.qs)[i];
+      job.sampler->Distribution(logits_.data(), recent, &q);
+      const int32_t d = q.size() == 1 ? q[0].first : job.sampler->Draw(q);
+      job.out->push_back(d);
+      recent.push_back(d);
+      std::vector<int32_t>& kv = kv_[static_cast<size_t>(job.seq)];
+      if (static_cast<int>(job.out->size()) < job.k && static_cast<int64_t>(kv.size()) + 1 < session_.n_ctx()) {
+        batch_.push_back({d, job.seq, static_cast<int64_t>(kv.size()), true});
+        kv.push_back(d);
+        next_rows_.push_back(rows_[r]);
+      }
+    }
+    rows_.swap(next_rows_);
+  }
+}
+
 Status CheckDraftVocabulary(const std::string& target_name, const LlamaModel& target, const Vocab& target_vocab,
                             const std::string& draft_name, const LlamaModel& draft, const Vocab& draft_vocab) {
   const std::string both = fmt::format("the draft model {} has vocabulary ({}), the model {} has ({})", draft_name,
@@ -120,6 +177,11 @@ double DraftLength::accept_rate() const {
   // Accepted drafts before each rejection: a geometric count, whose rate estimate is acc / (acc + rej).
   // Prior: 2 accepted, 1 rejected (a = 2/3) until rounds are seen.
   return (acc_ + 2.0) / (acc_ + rej_ + 3.0);
+}
+
+void DraftLength::Restart() {
+  acc_ = rej_ = 0;
+  idle_ = 0;
 }
 
 double DraftLength::BatchCost(int n) const {
@@ -160,6 +222,7 @@ void DraftLength::Update(int drafted, int accepted, double forward_s, double dra
     draft_s_ = draft_s_ * kDecay + draft_s;
     drafted_ = drafted_ * kDecay + drafted;
   }
+  if (forward_s < 0) return;  // not timed (the server's step also read prompts)
   const auto n = static_cast<size_t>(drafted + 1);
   if (time_.size() <= n) time_.resize(n + 1, 0.0);
   time_[n] = time_[n] > 0 ? 0.7 * time_[n] + 0.3 * forward_s : forward_s;

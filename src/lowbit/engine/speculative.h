@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -49,9 +50,13 @@ class DraftLength {
   int Next() const;
   double BatchCost(int n) const;  // T(n) as Next sees it (relative units without timing)
   // A round: `drafted` tokens drafted, `accepted` of them accepted, the check forward of
-  // drafted + 1 tokens took `forward_s` seconds, drafting `draft_s`.
+  // drafted + 1 tokens took `forward_s` seconds (< 0: not timed, only the accept rate counts),
+  // drafting `draft_s`.
   void Update(int drafted, int accepted, double forward_s, double draft_s);
   double accept_rate() const;
+  // A new text with the same models and machine: the accept rate starts again from its prior, the
+  // measured costs stay (the server keeps a slot's controller from one request to the next).
+  void Restart();
 
  private:
   int min_, max_;
@@ -61,6 +66,40 @@ class DraftLength {
   double acc_ = 0, rej_ = 0;                                 // decayed counts: accepted drafts, rejections
   std::vector<double> time_;                                 // [n]: decayed mean seconds of a checked batch of n tokens; 0: not measured
   double draft_s_ = 0, drafted_ = 0;                         // decayed drafting time and tokens
+};
+
+// What a drafted token costs beside a checked one, for DraftLength without timing: the ratio of the
+// two models' weight bytes.
+double DraftCostRatio(const LlamaModel& draft, const LlamaModel& target);
+
+// A draft model drafting for several sequences at once (the server's slots): its session holds one
+// KV sequence per slot. Each call first runs, in one batch, what of each sequence's text its cache
+// does not hold (the tokens accepted since, or a new request's prompt past the common prefix), then
+// one batched forward per drafted position over the sequences still drafting. The session is
+// batch-invariant, so a sequence's drafts do not depend on the others (a seed reproduces its text).
+class BatchDrafter {
+ public:
+  BatchDrafter(const LlamaModel& draft, const SessionOptions& o);
+  struct Job {
+    int seq = 0;
+    const std::vector<int32_t>* text = nullptr;  // the sequence's text so far (at least one token)
+    int k = 0;                                   // tokens to draft (fewer at the context's end)
+    Sampler* sampler = nullptr;                  // the sequence's draft sampler (greedy: argmax)
+    std::vector<int32_t>* out = nullptr;         // the drafts
+    std::vector<TokenDist>* qs = nullptr;        // [i]: the distribution out[i] was drawn from
+  };
+  void Draft(std::span<Job> jobs);
+  // A sampler for a request's drafts: its settings, its own stream of random numbers (fixed by the seed).
+  static SamplerParams DraftParams(SamplerParams p);
+
+ private:
+  LlamaSession session_;
+  int64_t n_vocab_;
+  std::vector<std::vector<int32_t>> kv_;  // [seq]: the tokens whose K/V the session holds
+  std::vector<std::vector<int32_t>> recent_;  // [job]: text + drafts (what the penalties see)
+  std::vector<BatchToken> batch_;
+  std::vector<size_t> rows_, next_rows_;  // the job of each logits row
+  std::vector<float> logits_;
 };
 
 // The generation loop after the prompt (called by Generate; `first` are the prompt's last logits).

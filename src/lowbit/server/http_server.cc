@@ -136,6 +136,9 @@ struct HttpServer::Impl {
     add("prompt_tokens_cached_total", "counter", "Prompt tokens reused from a slot's cache.", static_cast<double>(m.prompt_tokens_cached));
     add("generated_tokens_total", "counter", "Tokens generated.", static_cast<double>(m.generated_tokens_total));
     add("forward_steps_total", "counter", "Batched forward steps.", static_cast<double>(m.steps));
+    add("draft_tokens_total", "counter", "Speculative decoding (--lookup): tokens drafted and checked.", static_cast<double>(m.drafted_tokens_total));
+    add("draft_accepted_tokens_total", "counter", "Speculative decoding: drafted tokens accepted.", static_cast<double>(m.accepted_tokens_total));
+    add("draft_accept_ratio", "gauge", "Accepted / drafted tokens.", m.drafted_tokens_total > 0 ? static_cast<double>(m.accepted_tokens_total) / static_cast<double>(m.drafted_tokens_total) : 0.0);
     add("busy_seconds_total", "counter", "Seconds spent in forward steps.", busy_s);
     add("generated_tokens_per_second", "gauge", "Generated tokens per second of forward time.", busy_s > 0 ? static_cast<double>(m.generated_tokens_total) / busy_s : 0.0);
     add("slots_busy", "gauge", "Slots serving a request.", m.slots_busy);

@@ -239,10 +239,15 @@ Json LogprobsJson(const std::vector<TokenLogprob>& toks, const TokenTextFn& text
 }
 
 Json UsageJson(const GenerationEvent& d) {
-  return Json{{"prompt_tokens", d.prompt_tokens},
-              {"completion_tokens", d.completion_tokens},
-              {"total_tokens", d.prompt_tokens + d.completion_tokens},
-              {"prompt_tokens_details", {{"cached_tokens", d.cached_tokens}}}};
+  Json u{{"prompt_tokens", d.prompt_tokens},
+         {"completion_tokens", d.completion_tokens},
+         {"total_tokens", d.prompt_tokens + d.completion_tokens},
+         {"prompt_tokens_details", {{"cached_tokens", d.cached_tokens}}}};
+  // Speculative decoding: OpenAI's fields for predicted-output tokens carry the drafts' counts.
+  if (d.speculative) {
+    u["completion_tokens_details"] = {{"accepted_prediction_tokens", d.accepted}, {"rejected_prediction_tokens", d.drafted - d.accepted}};
+  }
+  return u;
 }
 
 Json CompletionJson(const ResponseMeta& m, const std::string& text, const GenerationEvent& done, const Json& logprobs) {

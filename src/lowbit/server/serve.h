@@ -9,6 +9,7 @@
 
 #include "lowbit/base/mapped_file.h"
 #include "lowbit/base/status.h"
+#include "lowbit/engine/generate.h"
 #include "lowbit/formats/gguf_reader.h"
 #include "lowbit/model/llama.h"
 #include "lowbit/parallel/comm.h"
@@ -28,6 +29,8 @@ struct ServeOptions {
   bool kv_f16 = false;
   int64_t prompt_chunk = 128;
   int max_queue = 16;
+  SpeculativeOptions spec;     // --lookup, --draft-max, ... (spec.draft: from model_draft)
+  std::string model_draft;     // --model-draft: a GGUF with the model's vocabulary (one rank)
   Residency residency = Residency::kAuto;
 };
 
@@ -42,6 +45,7 @@ struct ServedModel {
   const LlamaModel* model = nullptr;
   const Vocab* vocab = nullptr;
   std::string residency;           // how the weights are held, for the log line
+  const LlamaModel* draft = nullptr;  // --model-draft, its vocabulary checked
 };
 using ModelLoader = std::function<Expected<ServedModel>()>;
 
