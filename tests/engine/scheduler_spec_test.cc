@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "engine/drain.h"
 #include "lowbit/engine/scheduler.h"
 #include "lowbit/formats/gguf_vocab.h"
 #include "test_data.h"
@@ -20,28 +21,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Result {
-  std::string text;
-  std::vector<int32_t> tokens;
-  GenerationEvent done;
-  int text_events = 0;
-};
-
-Result Drain(RequestChannel& ch) {
-  Result r;
-  GenerationEvent ev;
-  while (ch.Next(&ev, 60s)) {
-    if (ev.kind == GenerationEvent::Kind::kText) {
-      r.text += ev.text;
-      ++r.text_events;
-      for (const auto& t : ev.tokens) r.tokens.push_back(t.token);
-    } else {
-      r.done = ev;
-      break;
-    }
-  }
-  return r;
-}
+using Result = testing::Drained;
+using testing::Drain;
 
 const char* kPrompts[] = {
     // Repetitive: prompt lookup's case.

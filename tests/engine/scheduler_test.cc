@@ -5,6 +5,7 @@
 
 #include <thread>
 
+#include "engine/drain.h"
 #include "lowbit/engine/scheduler.h"
 #include "lowbit/formats/gguf_vocab.h"
 #include "model/synth_tiny.h"
@@ -14,26 +15,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Result {
-  std::string text;
-  std::vector<int32_t> tokens;
-  GenerationEvent done;
-};
-
-Result Drain(RequestChannel& ch) {
-  Result r;
-  GenerationEvent ev;
-  while (ch.Next(&ev, 30s)) {
-    if (ev.kind == GenerationEvent::Kind::kText) {
-      r.text += ev.text;
-      for (const auto& t : ev.tokens) r.tokens.push_back(t.token);
-    } else {
-      r.done = ev;
-      break;
-    }
-  }
-  return r;
-}
+using Result = testing::Drained;
+using testing::Drain;
 
 class SchedulerTest : public ::testing::Test {
  protected:
