@@ -142,8 +142,8 @@ void ExpectSameRows(const GgufTensorInfo& qt, const GgufTensorInfo& rt) {
   }
 }
 
-void CheckRunsNatively(const BnbFolderOptions& f, GgmlType want_type) {
-  testing::TempDir dir;
+// Writes folder `f` at dir/q and its dequantized weights as dir/ref.gguf (F32): the reference.
+void WriteWithReference(const testing::TempDir& dir, const BnbFolderOptions& f) {
   ASSERT_TRUE(Write(dir.Path("q"), f).ok());
   ConvertOptions co;
   co.input = dir.Path("q");
@@ -151,6 +151,11 @@ void CheckRunsNatively(const BnbFolderOptions& f, GgmlType want_type) {
   co.dequantize = true;
   co.outtype = GgmlType::kF32;
   ASSERT_TRUE(Convert(co).ok());
+}
+
+void CheckRunsNatively(const BnbFolderOptions& f, GgmlType want_type) {
+  testing::TempDir dir;
+  ASSERT_NO_FATAL_FAILURE(WriteWithReference(dir, f));
   auto qg = OpenModel(dir.Path("q"));
   ASSERT_TRUE(qg.ok()) << qg.status().message();
   // The forward reads plain tensors (norms) as floats: aligned even where the safetensors file has
@@ -201,13 +206,7 @@ TEST(BnbFolderRun, Fp4Block32RunsNatively) {
 TEST(BnbFolderRun, Int8RunsNativelyWithOutliers) {
   LOWBIT_REQUIRE_SHARED();
   testing::TempDir dir;
-  ASSERT_TRUE(Write(dir.Path("q"), {"int8", false, 64, 6.0}).ok());
-  ConvertOptions co;
-  co.input = dir.Path("q");
-  co.output = dir.Path("ref.gguf");
-  co.dequantize = true;
-  co.outtype = GgmlType::kF32;
-  ASSERT_TRUE(Convert(co).ok());
+  ASSERT_NO_FATAL_FAILURE(WriteWithReference(dir, {"int8", false, 64, 6.0}));
   auto rg = GgufFile::Open(dir.Path("ref.gguf"));
   ASSERT_TRUE(rg.ok()) << rg.status().message();
   auto qg = OpenModel(dir.Path("q"));

@@ -150,14 +150,9 @@ Expected<GgufFile> MaterializePlan(ConversionPlan plan, const std::string& name)
     // A safetensors file aligns only its data section: after a tensor of an odd byte count (a
     // bitsandbytes uint8 weight or quant-state blob) the next F32 tensor starts at any address, and
     // the forward reads norms and biases as float* (a misaligned load: undefined, UBSan).
+    // Such a tensor is copied (rows of the same type) into aligned memory like a converted one.
     const bool misaligned = reinterpret_cast<uintptr_t>(t.data.data()) % 4 != 0;
-    if (misaligned && !to_f32 && t.unpermute_heads == 0) {
-      auto buf = std::make_shared<AlignedBuffer>();
-      buf->Resize(t.data.size());
-      std::memcpy(buf->data(), t.data.data(), t.data.size());
-      info.data = buf->data();
-      owners.push_back(std::move(buf));
-    } else if (to_f32 || t.unpermute_heads != 0) {
+    if (to_f32 || t.unpermute_heads != 0 || misaligned) {
       std::string err = ComputeTensorSize(info.type, info.n_dims, info.dims.data(), &info.n_elements, &info.n_bytes);
       if (!err.empty()) return Errorf("{}: tensor '{}': {}", name, t.name, err);
       auto buf = std::make_shared<AlignedBuffer>();
