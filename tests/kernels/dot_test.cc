@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "lowbit/kernels/dot.h"
@@ -201,7 +202,8 @@ TEST_P(DotKernelsTest, Gemm16EqualsTheReferenceBitForBit) {
 // The GEMM's integer sums at their largest: super-blocks of all-ones bytes (every code at its
 // maximum: Q2_K 3, Q3_K 7, Q4_K 15, Q5_K 31, Q6_K 63; scales and mins at theirs) against activations
 // of one sign (every Q8_K code +-127), where the 16-bit multiply of the VNNI path would overflow if
-// its bound were wrong.
+// its bound were wrong. The 8-row decode kernels (rows8) likewise: their 512-bit VNNI forms multiply
+// each 4-code sum by its scale in 16 bits (dot_x86_rows8_vnni.inc).
 TEST_P(DotKernelsTest, Gemm8EqualsTheReferenceAtTheLargestCodes) {
   const DotKernels& k = DotKernelsFor(GetParam());
   const DotKernels& ref = DotKernelsFor(Isa::kRef);
@@ -214,7 +216,7 @@ TEST_P(DotKernelsTest, Gemm8EqualsTheReferenceAtTheLargestCodes) {
                           {kQ6_K, {offsetof(BlockQ6_K, d)}}};
   const int64_t n = 512, ntok = 5;
   for (const Half16& h : types) {
-    if (k.ForGemm8(h.t) == nullptr) continue;
+    if (k.ForGemm8(h.t) == nullptr && k.ForRows8(h.t) == nullptr) continue;
     const uint64_t rb = *RowBytes(h.t, n), ab = ActRowBytes(h.t, n), bb = TypeInfo(h.t).block_bytes;
     std::vector<uint8_t> wq(8 * rb, 0xFF), act(ntok * ab);
     for (uint64_t b = 0; b < 8 * rb / bb; ++b) {
@@ -227,11 +229,17 @@ TEST_P(DotKernelsTest, Gemm8EqualsTheReferenceAtTheLargestCodes) {
       const std::vector<float> x(n, b % 2 ? -1.5f : 2.0f);
       QuantizeActivations(h.t, x.data(), act.data() + b * ab, n);
     }
-    std::vector<float> y(ntok * 8);
-    k.ForGemm8(h.t)(wq.data(), rb, n, InLayout(k.ForGemm8Layout(h.t), act, ab, n, ntok).data(), ab, ntok, y.data(), 8);
-    for (int64_t b = 0; b < ntok; ++b) {
-      for (int r = 0; r < 8; ++r) {
-        EXPECT_EQ(y[b * 8 + r], ref.For(h.t)(wq.data() + r * rb, act.data() + b * ab, n)) << TypeInfo(h.t).name << " row " << r << " tok " << b;
+    for (const char* what : {"gemm8", "rows8"}) {
+      const bool gemm = std::string(what) == "gemm8";
+      const Gemm8Fn f = gemm ? k.ForGemm8(h.t) : k.ForRows8(h.t);
+      if (f == nullptr) continue;
+      std::vector<float> y(ntok * 8);
+      f(wq.data(), rb, n, gemm ? InLayout(k.ForGemm8Layout(h.t), act, ab, n, ntok).data() : act.data(), ab, ntok, y.data(), 8);
+      for (int64_t b = 0; b < ntok; ++b) {
+        for (int r = 0; r < 8; ++r) {
+          EXPECT_EQ(y[b * 8 + r], ref.For(h.t)(wq.data() + r * rb, act.data() + b * ab, n))
+              << what << " " << TypeInfo(h.t).name << " row " << r << " tok " << b;
+        }
       }
     }
   }
@@ -498,7 +506,9 @@ TEST_P(DotKernelsTest, ActivationRowsEqualTheReferenceBytes) {
 // 8 rows, so the 8-row kernel and the row kernel see the same rows. Large enough to be threaded, with
 // row counts that are not multiples of 8. With `shared_input` every product reads the same x, as a
 // layer's do, and products whose weight types take the same activation type share one conversion.
-void CheckGroupEqualsProductsAlone(std::initializer_list<std::pair<GgmlType, int64_t>> products, bool shared_input) {
+// With batch 2-7 (a serving step) likewise, batch-invariant (the 8-row kernels) or not (the dots).
+void CheckGroupEqualsProductsAlone(std::initializer_list<std::pair<GgmlType, int64_t>> products, bool shared_input, int64_t batch = 1,
+                                   bool invariant = false) {
   std::mt19937 rng(12);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   ThreadPool pool(2);
@@ -510,16 +520,18 @@ void CheckGroupEqualsProductsAlone(std::initializer_list<std::pair<GgmlType, int
     std::vector<float> x, y, alone;
   };
   const int64_t cols = 512;
-  std::vector<float> common(cols);
+  std::vector<float> common(cols * batch);
   for (auto& v : common) v = nd(rng);
   std::vector<Product> ps;
   for (auto [t, rows] : products) {
-    Product p{t, rows, RandomRows(t, rows, cols, rng), std::vector<float>(cols), std::vector<float>(rows, NAN), std::vector<float>(rows)};
+    Product p{t, rows, RandomRows(t, rows, cols, rng), std::vector<float>(cols * batch), std::vector<float>(rows * batch, NAN),
+              std::vector<float>(rows * batch)};
     for (auto& v : p.x) v = nd(rng);
     ps.push_back(std::move(p));
   }
   auto args = [&](Product& p, float* y) {
-    return MatMulArgs{.type = p.type, .w = p.w.data(), .rows = p.rows, .cols = cols, .x = shared_input ? common.data() : p.x.data(), .batch = 1, .y = y};
+    return MatMulArgs{.type = p.type, .w = p.w.data(), .rows = p.rows, .cols = cols, .x = shared_input ? common.data() : p.x.data(), .batch = batch,
+                      .y = y, .batch_invariant = invariant};
   };
   std::vector<MatMulArgs> group;
   for (Product& p : ps) {
@@ -529,12 +541,12 @@ void CheckGroupEqualsProductsAlone(std::initializer_list<std::pair<GgmlType, int
   ASSERT_LE(group.size(), kMaxMatMulGroup);
   MatMulGroup(group, &pool, &scratch);
   for (const Product& p : ps) {
-    for (int64_t r = 0; r < p.rows; ++r) ASSERT_EQ(p.y[r], p.alone[r]) << TypeInfo(p.type).name << " row " << r;
+    for (int64_t r = 0; r < p.rows * batch; ++r) ASSERT_EQ(p.y[r], p.alone[r]) << TypeInfo(p.type).name << " token " << r / p.rows << " row " << r % p.rows;
   }
   // One product alone on two threads (chunks of DecodeGrain rows) gives the same numbers too.
-  std::vector<float> y2(ps[0].rows, NAN);
+  std::vector<float> y2(ps[0].rows * batch, NAN);
   MatMul(args(ps[0], y2.data()), &pool, &scratch);
-  for (int64_t r = 0; r < ps[0].rows; ++r) ASSERT_EQ(y2[r], ps[0].alone[r]) << "row " << r;
+  for (int64_t r = 0; r < ps[0].rows * batch; ++r) ASSERT_EQ(y2[r], ps[0].alone[r]) << "row " << r;
 }
 
 // A different weight type, input and activation type each.
@@ -545,6 +557,18 @@ TEST(MatMul, GroupOfOneTokenProductsEqualsEachProductAlone) {
 // One input: Q4_0 and Q8_0 share a Q8_0 row, Q4_K and Q6_K a Q8_K row (as Q4_K_M's Q/K and V).
 TEST(MatMul, GroupOfOneTokenProductsOnOneInputEqualsEachProductAlone) {
   CheckGroupEqualsProductsAlone({{GgmlType::kQ4_0, 1003}, {GgmlType::kQ4_K, 205}, {GgmlType::kQ8_0, 333}, {GgmlType::kQ6_K, 260}}, true);
+}
+
+// Serving steps of 2-7 tokens go through the group as one row range too.
+TEST(MatMul, GroupOfDecodeStepProductsEqualsEachProductAlone) {
+  for (int64_t batch : {2, 3, 7}) {
+    for (bool invariant : {true, false}) {
+      SCOPED_TRACE(::testing::Message() << "batch " << batch << (invariant ? " invariant" : ""));
+      CheckGroupEqualsProductsAlone({{GgmlType::kQ4_0, 1003}, {GgmlType::kQ4_K, 205}, {GgmlType::kQ8_0, 333}, {GgmlType::kQ6_K, 260}}, true, batch,
+                                    invariant);
+      CheckGroupEqualsProductsAlone({{GgmlType::kQ4_K, 517}, {GgmlType::kF16, 64}, {GgmlType::kQ5_K, 96}}, false, batch, invariant);
+    }
+  }
 }
 
 TEST(MatMul, DecodeGrainIsAWholeNumberOfEightRowGroups) {

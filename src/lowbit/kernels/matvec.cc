@@ -57,9 +57,9 @@ Prepared Prepare(const DotKernels& k, const MatMulArgs& a) {
   p.a = &a;
   p.dot = k.For(a.type);
   p.dot4 = k.For4(a.type);
-  const Gemm8Fn gemm = a.batch >= 8 ? k.ForGemm8(a.type) : nullptr;
+  const Gemm8Fn gemm = a.batch >= kMinGemmBatch ? k.ForGemm8(a.type) : nullptr;
   const Rows8Fn rows = k.ForRows8(a.type);
-  if (!a.batch_invariant) p.eight_rows = a.batch >= 8 ? gemm : a.batch == 1 ? rows : nullptr;
+  if (!a.batch_invariant) p.eight_rows = a.batch >= kMinGemmBatch ? gemm : a.batch == 1 ? rows : nullptr;
   else p.eight_rows = rows == nullptr ? nullptr : gemm != nullptr ? gemm : rows;
   if (gemm != nullptr && p.eight_rows == gemm) {
     p.sixteen_rows = k.ForGemm16(a.type);
@@ -134,26 +134,28 @@ void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulSc
 void MatMulGroup(const DotKernels& k, std::span<const MatMulArgs> group, ThreadPool* pool, MatMulScratch* scratch) {
   LOWBIT_CHECK_MSG(group.size() <= kMaxMatMulGroup, "{} products in one group, at most {}", group.size(), kMaxMatMulGroup);
   int64_t work = 0;
-  bool one_token = true;
+  bool decode = true;  // every product below the GEMM's batch: the 8-row decode kernels or the dots
   for (const MatMulArgs& a : group) {
-    work += a.rows * a.cols;
-    one_token = one_token && a.batch == 1;
+    work += a.rows * a.cols * a.batch;
+    decode = decode && a.batch < kMinGemmBatch;
   }
-  if (!one_token || !Threaded(pool, work)) {
+  if (!decode || !Threaded(pool, work)) {
     for (const MatMulArgs& a : group) MatMul(k, a, pool, scratch);
     return;
   }
-  // One token: every product's activations converted on this thread (a few microseconds), then the
-  // products' rows handed out as one range. Each product starts on a multiple of 8 in that range
-  // and the grain is a multiple of 8, so no chunk splits a group of 8 rows; indices in the padding
-  // between products run nothing.
+  // A decode step (one token, or the 2-7 of a serving step): every product's activations converted
+  // on this thread (a few microseconds a token), then the products' rows handed out as one range:
+  // one wait instead of one per product, and no thread idles at the end of a small product. Each
+  // product starts on a multiple of 8 in that range and the grain is a multiple of 8, so no chunk
+  // splits a group of 8 rows; indices in the padding between products run nothing.
   Prepared p[kMaxMatMulGroup];
   size_t start[kMaxMatMulGroup + 1];
   uint64_t act_total = 0;
   size_t rows_total = 0;
   for (size_t i = 0; i < group.size(); ++i) {
     p[i] = Prepare(k, group[i]);
-    act_total += p[i].act_bytes;  // a multiple of 64 (ActRowBytes), so every product's row stays aligned
+    // act_bytes is a multiple of 64 (ActRowBytes), so every product's rows stay aligned.
+    act_total += p[i].act_bytes * static_cast<uint64_t>(group[i].batch);
     start[i] = rows_total;
     rows_total += (static_cast<size_t>(group[i].rows) + 7) / 8 * 8;
   }
@@ -163,8 +165,8 @@ void MatMulGroup(const DotKernels& k, std::span<const MatMulArgs> group, ThreadP
     // Products on the same input whose weight types take the same activation type (a layer's Q/K/V,
     // its gate/up) share one conversion: it is a function of x, x_map, cols and that type only.
     auto same_input = [&](const MatMulArgs& u, const MatMulArgs& v) {
-      return u.x == v.x && u.x_map == v.x_map && u.cols == v.cols && ActTypeFor(u.type) == ActTypeFor(v.type) &&
-             u.outlier_threshold == v.outlier_threshold;
+      return u.x == v.x && u.x_map == v.x_map && u.cols == v.cols && u.x_stride == v.x_stride && u.batch == v.batch &&
+             ActTypeFor(u.type) == ActTypeFor(v.type) && u.outlier_threshold == v.outlier_threshold;
     };
     size_t j = 0;
     while (j < i && !same_input(group[j], group[i])) ++j;
@@ -173,8 +175,8 @@ void MatMulGroup(const DotKernels& k, std::span<const MatMulArgs> group, ThreadP
       continue;
     }
     p[i].act = p[i].act8 = act;
-    act += p[i].act_bytes;
-    QuantizeTokens(k, p[i], 0, 1);
+    act += p[i].act_bytes * static_cast<uint64_t>(group[i].batch);
+    QuantizeTokens(k, p[i], 0, static_cast<size_t>(group[i].batch));
   }
   auto run = [&](size_t begin, size_t end) {
     for (size_t i = 0; i < group.size() && begin < end; ++i) {

@@ -68,12 +68,16 @@ inline constexpr int64_t kMinThreadedWork = int64_t{1} << 18;
 void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch);
 void MatMul(const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch);
 
+// The fewest tokens a product runs on the prefill GEMM (gemm8 / gemm16); fewer take the 8-row decode
+// kernels (rows8) or the dots.
+inline constexpr int64_t kMinGemmBatch = 8;
+
 // Several products in one hand-off to the pool, each with its own weights, input and output (a
-// layer's Q, K and V, or its gate and up projections). For one token the rows of all of them are
-// split across the threads as one range: one wait instead of one per product, and no thread idles
-// at the end of a small product; products on the same input (x and x_map) whose weight types take
-// the same activation type share one conversion. Otherwise (prefill, one thread) the products run
-// one by one.
+// layer's Q, K and V, or its gate and up projections). For a decode step (every product below
+// kMinGemmBatch tokens: one token, or a serving step's few) the rows of all of them are split across
+// the threads as one range: one wait instead of one per product, and no thread idles at the end of
+// a small product; products on the same input (x, x_map, batch) whose weight types take the same
+// activation type share one conversion. Otherwise (prefill, one thread) the products run one by one.
 inline constexpr size_t kMaxMatMulGroup = 32;
 void MatMulGroup(const DotKernels& k, std::span<const MatMulArgs> group, ThreadPool* pool, MatMulScratch* scratch);
 void MatMulGroup(std::span<const MatMulArgs> group, ThreadPool* pool, MatMulScratch* scratch);

@@ -12,16 +12,17 @@ namespace {
 uint64_t ProductScratch(const DotKernels& k, const WeightView& w, int64_t batch, bool batch_invariant) {
   const uint64_t rows = ActRowBytes(w.type, w.cols) * static_cast<uint64_t>(batch);
   // A batch-invariant product takes the GEMM only where the table also has the rows8 kernel.
-  const bool gemm = batch >= 8 && k.ForGemm8(w.type) != nullptr && (!batch_invariant || k.ForRows8(w.type) != nullptr);
+  const bool gemm = batch >= kMinGemmBatch && k.ForGemm8(w.type) != nullptr && (!batch_invariant || k.ForRows8(w.type) != nullptr);
   const bool layout = gemm && k.ForGemm8Layout(w.type) != nullptr;
   return layout ? 2 * rows : rows;
 }
 
-// What MatMulGroup asks for one token through a group of products: one activation row each.
-uint64_t GroupScratch(std::initializer_list<const WeightView*> group) {
+// What MatMulGroup asks for a decode step of `tokens` (< kMinGemmBatch) through a group of
+// products: one activation row per token each (at most; shared conversions take less).
+uint64_t GroupScratch(std::initializer_list<const WeightView*> group, int64_t tokens = 1) {
   uint64_t total = 0;
   for (const WeightView* w : group) total += ActRowBytes(w->type, w->cols);
-  return total;
+  return total * static_cast<uint64_t>(tokens);
 }
 
 }  // namespace
@@ -72,20 +73,21 @@ SessionSizes PlanSession(const LlamaModel& model, const SessionOptions& o, const
   s.kv_bytes = static_cast<uint64_t>(c.n_layer * 2 * s.n_seq * s.n_ctx * s.kv_dim) * (o.kv_f16 ? 2 : 4);
   // Every product at a full step (the classifier too: perplexity asks for all logits).
   uint64_t scratch = ProductScratch(k, model.output, s.batch, o.batch_invariant);
+  const int64_t step = std::min<int64_t>(s.batch, kMinGemmBatch - 1);  // a grouped decode step's tokens, at most
   for (const LlamaModel::Layer& L : model.layers) {
     for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) {
       scratch = std::max(scratch, ProductScratch(k, *w, s.batch, o.batch_invariant));
     }
-    scratch = std::max({scratch, GroupScratch({&L.wq, &L.wk, &L.wv}), GroupScratch({&L.gate, &L.up})});
+    scratch = std::max({scratch, GroupScratch({&L.wq, &L.wk, &L.wv}, step), GroupScratch({&L.gate, &L.up}, step)});
     if (!c.moe()) continue;
     // An expert's products take up to all the step's tokens; a decode step's are grouped (gate and up
-    // of every chosen expert; then the downs), one activation row per product at most.
+    // of every chosen expert; then the downs), one activation row per product and token at most.
     for (const WeightView* w : {&L.router, &L.shexp_gate, &L.shexp_up, &L.shexp_down, &L.gate_exps[0], &L.up_exps[0], &L.down_exps[0]}) {
       if (w->rows > 0 && w->cols > 0) scratch = std::max(scratch, ProductScratch(k, *w, s.batch, o.batch_invariant));
     }
     const auto used = static_cast<uint64_t>(c.n_expert_used);
-    scratch = std::max({scratch, used * GroupScratch({&L.gate_exps[0], &L.up_exps[0]}), used * GroupScratch({&L.down_exps[0]}),
-                        GroupScratch({&L.shexp_gate, &L.shexp_up})});
+    scratch = std::max({scratch, used * GroupScratch({&L.gate_exps[0], &L.up_exps[0]}, step), used * GroupScratch({&L.down_exps[0]}, step),
+                        GroupScratch({&L.shexp_gate, &L.shexp_up}, step)});
   }
   s.matmul_scratch_bytes = scratch;
   return s;
