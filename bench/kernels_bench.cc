@@ -157,14 +157,15 @@ void BM_MatVecInvariant(benchmark::State& state) {
   const std::vector<float> x = Activations(kCols * ntok);
   std::vector<float> y(kRows * ntok);
   MatMulScratch scratch;
+  const bool invariant = state.range(3) != 0;
   MatMulArgs a{.type = t, .w = w.data(), .rows = kRows, .cols = kCols, .x = x.data(), .batch = ntok, .y = y.data(),
-               .batch_invariant = true};
+               .batch_invariant = invariant};
   for (auto _ : state) {
     MatMul(DotKernelsFor(isa), a, nullptr, &scratch);
     benchmark::DoNotOptimize(y.data());
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * ntok);
-  state.SetLabel(std::string(TypeInfo(t).name) + "/" + std::string(IsaName(isa)) + "/" + std::to_string(ntok) + "tok");
+  state.SetLabel(std::string(TypeInfo(t).name) + (invariant ? "" : "-plain") + "/" + std::string(IsaName(isa)) + "/" + std::to_string(ntok) + "tok");
 }
 
 void BM_QuantizeActivations(benchmark::State& state) {
@@ -239,7 +240,9 @@ void InvariantArgs(benchmark::internal::Benchmark* b) {
   for (Isa isa : SupportedIsas()) {
     if (isa == Isa::kRef) continue;
     for (int i : {3, 7, 10, 11, 12}) {
-      for (int ntok : {1, 2, 4, 8}) b->Args({i, static_cast<int>(isa), ntok});
+      for (int ntok : {1, 2, 3, 4, 6, 8, 12, 16}) {
+        for (int invariant : {1, 0}) b->Args({i, static_cast<int>(isa), ntok, invariant});
+      }
     }
   }
 }

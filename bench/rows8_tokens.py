@@ -34,8 +34,9 @@ def main():
     ap.add_argument("--types", default="3|7|10|11|12", help="kTypes indices in kernels_bench.cc (Q4_0|Q8_0|Q4_K|Q5_K|Q6_K)")
     ap.add_argument("--tokens", default="1|2|4|8")
     ap.add_argument("--min-time", default="0.2")
+    ap.add_argument("--invariant", default="1", help="1: batch-invariant products (serving steps), 0: plain ones (prefill, speculative checks), '1|0': both")
     a = ap.parse_args()
-    filt = f"BM_MatVecInvariant/({a.types})/[0-9]+/({a.tokens})/"
+    filt = f"BM_MatVecInvariant/({a.types})/[0-9]+/({a.tokens})/({a.invariant})/"
     best = [dict() for _ in a.binaries]
     for _ in range(a.rounds):
         for i, b in enumerate(a.binaries):

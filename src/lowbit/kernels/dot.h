@@ -81,6 +81,8 @@ using GeGluFn = SwiGluFn;
 using AttendCappedFn = void (*)(const float* q, int64_t n_q, const uint8_t* k, const uint8_t* v, uint64_t stride, int64_t n_pos,
                                 int64_t hd, float scale, float cap, float* att, float* out);
 
+inline constexpr int64_t kGemmFromDefault = 8;
+
 struct DotKernels {
   VecDotFn dot[kMaxTypeId] = {};
   VecDot4Fn dot4[kMaxTypeId] = {};  // nullptr: MatMul calls dot four times
@@ -88,6 +90,9 @@ struct DotKernels {
   Gemm16Fn gemm16[kMaxTypeId] = {};  // nullptr: MatMul uses gemm8
   Gemm8LayoutFn gemm8_layout[kMaxTypeId] = {};  // nullptr: gemm8 and gemm16 read the activation rows as they are
   Rows8Fn rows8[kMaxTypeId] = {};   // nullptr: MatMul decodes with dot
+  // The fewest tokens a product takes gemm8 / gemm16 at (0: kGemmFromDefault); fewer run on rows8
+  // (any token count: it decodes each block once per 4 tokens) or, without it, on dot4 / dot.
+  uint8_t gemm_from[kMaxTypeId] = {};
   ActQuantFn quant_q8_0 = nullptr, quant_q8_1 = nullptr, quant_q8_k = nullptr;
   AttendFn attend[2] = {};  // F32 cache, F16 cache
   SwiGluFn swiglu = nullptr;
@@ -99,6 +104,16 @@ struct DotKernels {
   Gemm16Fn ForGemm16(GgmlType t) const { return gemm16[static_cast<uint32_t>(t)]; }
   Gemm8LayoutFn ForGemm8Layout(GgmlType t) const { return gemm8_layout[static_cast<uint32_t>(t)]; }
   Rows8Fn ForRows8(GgmlType t) const { return rows8[static_cast<uint32_t>(t)]; }
+  int64_t GemmFrom(GgmlType t) const {
+    const uint8_t g = gemm_from[static_cast<uint32_t>(t)];
+    return g != 0 ? g : kGemmFromDefault;
+  }
+  // Whether a product of `batch` tokens runs on the GEMM. A batch-invariant one (continuous batching)
+  // only where the table has rows8 too: the two are bit-equal to the reference, so a sequence's
+  // results do not depend on which of them its step took; the dots of a type without rows8 are not.
+  bool TakesGemm(GgmlType t, int64_t batch, bool batch_invariant) const {
+    return batch >= GemmFrom(t) && ForGemm8(t) != nullptr && (!batch_invariant || ForRows8(t) != nullptr);
+  }
   AttendFn ForAttend(bool f16_cache) const { return attend[f16_cache ? 1 : 0]; }
 };
 

@@ -57,11 +57,11 @@ Prepared Prepare(const DotKernels& k, const MatMulArgs& a) {
   p.a = &a;
   p.dot = k.For(a.type);
   p.dot4 = k.For4(a.type);
-  const Gemm8Fn gemm = a.batch >= kMinGemmBatch ? k.ForGemm8(a.type) : nullptr;
-  const Rows8Fn rows = k.ForRows8(a.type);
-  if (!a.batch_invariant) p.eight_rows = a.batch >= kMinGemmBatch ? gemm : a.batch == 1 ? rows : nullptr;
-  else p.eight_rows = rows == nullptr ? nullptr : gemm != nullptr ? gemm : rows;
-  if (gemm != nullptr && p.eight_rows == gemm) {
+  // Below the GEMM's threshold rows8 (for any token count, bit-equal to the reference), where the
+  // table has it; else dot4 / dot.
+  const bool gemm = k.TakesGemm(a.type, a.batch, a.batch_invariant);
+  p.eight_rows = gemm ? k.ForGemm8(a.type) : k.ForRows8(a.type);
+  if (gemm) {
     p.sixteen_rows = k.ForGemm16(a.type);
     p.layout = k.ForGemm8Layout(a.type);
   }
@@ -134,16 +134,16 @@ void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulSc
 void MatMulGroup(const DotKernels& k, std::span<const MatMulArgs> group, ThreadPool* pool, MatMulScratch* scratch) {
   LOWBIT_CHECK_MSG(group.size() <= kMaxMatMulGroup, "{} products in one group, at most {}", group.size(), kMaxMatMulGroup);
   int64_t work = 0;
-  bool decode = true;  // every product below the GEMM's batch: the 8-row decode kernels or the dots
+  bool decode = true;  // every product on the 8-row decode kernels or the dots
   for (const MatMulArgs& a : group) {
     work += a.rows * a.cols * a.batch;
-    decode = decode && a.batch < kMinGemmBatch;
+    decode = decode && a.batch <= kMaxDecodeStep && !k.TakesGemm(a.type, a.batch, a.batch_invariant);
   }
   if (!decode || !Threaded(pool, work)) {
     for (const MatMulArgs& a : group) MatMul(k, a, pool, scratch);
     return;
   }
-  // A decode step (one token, or the 2-7 of a serving step): every product's activations converted
+  // A decode step (one token, or the few of a serving step or a speculative check): every product's activations converted
   // on this thread (a few microseconds a token), then the products' rows handed out as one range:
   // one wait instead of one per product, and no thread idles at the end of a small product. Each
   // product starts on a multiple of 8 in that range and the grain is a multiple of 8, so no chunk

@@ -51,8 +51,9 @@ struct MatMulArgs {
   float* y = nullptr;        // [batch][rows]
   // Every row's result independent of `batch` (continuous batching: a sequence's tokens get the
   // same logits whatever else shares the step). Where the table has a rows8 kernel (bit-equal to the
-  // reference, as its gemm8 is) it serves every batch below 8 and any batch without a gemm8; a type
-  // without one never takes the gemm8 (its dot and dot4 agree with each other, not with gemm8).
+  // reference, as its gemm8 is) it serves every batch below the type's GemmFrom and any batch without
+  // a gemm8; a type without one never takes the gemm8 (its dot and dot4 agree with each other, not
+  // with gemm8).
   bool batch_invariant = false;
   // LLM.int8 weights (I8R32, I8R256): input columns whose |x| reaches this are multiplied in float,
   // per token (kernels/dot_int8.h); 0: plain int8 x int8. Other types ignore it.
@@ -68,13 +69,13 @@ inline constexpr int64_t kMinThreadedWork = int64_t{1} << 18;
 void MatMul(const DotKernels& k, const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch);
 void MatMul(const MatMulArgs& a, ThreadPool* pool, MatMulScratch* scratch);
 
-// The fewest tokens a product runs on the prefill GEMM (gemm8 / gemm16); fewer take the 8-row decode
-// kernels (rows8) or the dots.
-inline constexpr int64_t kMinGemmBatch = 8;
+// The most tokens a product of a decode step has in MatMulGroup's one hand-off (below the GEMM's
+// threshold, DotKernels::TakesGemm): a serving step's streams, a speculative check's drafts.
+inline constexpr int64_t kMaxDecodeStep = 16;
 
 // Several products in one hand-off to the pool, each with its own weights, input and output (a
-// layer's Q, K and V, or its gate and up projections). For a decode step (every product below
-// kMinGemmBatch tokens: one token, or a serving step's few) the rows of all of them are split across
+// layer's Q, K and V, or its gate and up projections). For a decode step (every product on the 8-row
+// kernels or the dots, at most kMaxDecodeStep tokens: one token, or a serving step's few) the rows of all of them are split across
 // the threads as one range: one wait instead of one per product, and no thread idles at the end of
 // a small product; products on the same input (x, x_map, batch) whose weight types take the same
 // activation type share one conversion. Otherwise (prefill, one thread) the products run one by one.

@@ -11,13 +11,12 @@ namespace {
 // activation rows, and as much again where the GEMM has its own layout).
 uint64_t ProductScratch(const DotKernels& k, const WeightView& w, int64_t batch, bool batch_invariant) {
   const uint64_t rows = ActRowBytes(w.type, w.cols) * static_cast<uint64_t>(batch);
-  // A batch-invariant product takes the GEMM only where the table also has the rows8 kernel.
-  const bool gemm = batch >= kMinGemmBatch && k.ForGemm8(w.type) != nullptr && (!batch_invariant || k.ForRows8(w.type) != nullptr);
+  const bool gemm = k.TakesGemm(w.type, batch, batch_invariant);
   const bool layout = gemm && k.ForGemm8Layout(w.type) != nullptr;
   return layout ? 2 * rows : rows;
 }
 
-// What MatMulGroup asks for a decode step of `tokens` (< kMinGemmBatch) through a group of
+// What MatMulGroup asks for a decode step of `tokens` (<= kMaxDecodeStep) through a group of
 // products: one activation row per token each (at most; shared conversions take less).
 uint64_t GroupScratch(std::initializer_list<const WeightView*> group, int64_t tokens = 1) {
   uint64_t total = 0;
@@ -73,7 +72,7 @@ SessionSizes PlanSession(const LlamaModel& model, const SessionOptions& o, const
   s.kv_bytes = static_cast<uint64_t>(c.n_layer * 2 * s.n_seq * s.n_ctx * s.kv_dim) * (o.kv_f16 ? 2 : 4);
   // Every product at a full step (the classifier too: perplexity asks for all logits).
   uint64_t scratch = ProductScratch(k, model.output, s.batch, o.batch_invariant);
-  const int64_t step = std::min<int64_t>(s.batch, kMinGemmBatch - 1);  // a grouped decode step's tokens, at most
+  const int64_t step = std::min<int64_t>(s.batch, kMaxDecodeStep);  // a grouped decode step's tokens, at most
   for (const LlamaModel::Layer& L : model.layers) {
     for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) {
       scratch = std::max(scratch, ProductScratch(k, *w, s.batch, o.batch_invariant));
