@@ -100,18 +100,17 @@ struct PromptProbe::Impl {
     WriteProbeCache(path, key, nlohmann::json(timed));
   }
 
-  // Rows a tall product is timed at (and half as many): enough 16-row chunks for every thread, at
-  // most kMaxProbeBytes of weights.
-  int64_t ProbeRows(GgmlType type, int64_t cols) const {
+  // Rows a product is timed at: as many as one call of about kCallSeconds takes at the type's GEMM
+  // rate (`gops`, the coarse probe's), between kMinProbeRows (enough 16-row chunks for every thread)
+  // and kMaxProbeRows, with at most kMaxProbeBytes of weights. A product no taller is timed whole.
+  int64_t ProbeRows(GgmlType type, int64_t cols, int64_t batch, double gops) const {
+    constexpr double kCallSeconds = 0.01;
     const int64_t row_bytes = static_cast<int64_t>(*RowBytes(type, static_cast<uint64_t>(cols)));
-    const int64_t want = std::max<int64_t>(kProbeRows, int64_t{64} * threads);
-    const int64_t fit = static_cast<int64_t>(kMaxProbeBytes) / row_bytes / 16 * 16;
-    return std::max<int64_t>(32, std::min(want, fit));
-  }
-
-  bool Exact(const ProductShape& s) const {
-    return s.rows <= kExactRows && s.rows * static_cast<int64_t>(*RowBytes(s.type, static_cast<uint64_t>(s.cols))) <=
-                                       static_cast<int64_t>(2 * kMaxProbeBytes);
+    const int64_t lo = std::max<int64_t>(kMinProbeRows, int64_t{32} * threads);
+    const double by_time = gops > 0 ? kCallSeconds * gops * 1e9 / (2.0 * static_cast<double>(cols) * static_cast<double>(batch)) : 0;
+    const int64_t want = std::clamp<int64_t>(static_cast<int64_t>(by_time), lo, std::max(lo, kMaxProbeRows));
+    const int64_t fit = static_cast<int64_t>(kMaxProbeBytes) / row_bytes;
+    return std::max<int64_t>(32, std::min(want, fit) / 16 * 16);
   }
 
   // Seconds of one product of `rows` rows (cached or timed).
@@ -147,10 +146,11 @@ struct PromptProbe::Impl {
   // A tall product from two timings: kChunk rows (the fixed part, and one chunk on one thread while
   // the others wait) and ProbeRows (the fixed part and ProbeRows / threads rows a thread):
   // t(kChunk) = fixed + kChunk * threads * per_row, t(p) = fixed + p * per_row.
-  double Shape(const ProductShape& s) {
-    if (Exact(s)) return Product(s.type, s.rows, s.cols, s.batch);
+  double Shape(const ProductShape& s, double gops) {
+    const int64_t p = ProbeRows(s.type, s.cols, s.batch, gops);
+    if (s.rows <= p) return Product(s.type, s.rows, s.cols, s.batch);
     constexpr int64_t kChunk = 16;  // MatMul's prefill grain
-    const int64_t p = ProbeRows(s.type, s.cols), one = kChunk * threads;
+    const int64_t one = kChunk * threads;
     const double t_chunk = Product(s.type, kChunk, s.cols, s.batch), t_full = Product(s.type, p, s.cols, s.batch);
     double per_row = p > one ? (t_full - t_chunk) / static_cast<double>(p - one) : 0;
     if (!(per_row > 0)) per_row = t_full / static_cast<double>(p);  // noise larger than the difference: no fixed part
@@ -237,7 +237,8 @@ Status PromptProbe::Time(const PromptShapes& shapes, MachineSpeed* m) {
     Progress progress("timing the prompt at the model's shapes", products.size() + attention.size(), 0, p.show_progress);
     size_t done = 0;
     for (const ProductShape& s : products) {
-      m->product_s[s] = p.Shape(s);
+      const TypeSpeed* ts = m->Find(s.type);
+      m->product_s[s] = p.Shape(s, ts != nullptr ? ts->gemm_gops : 0);
       progress.Update(++done, 0, fmt::format("{} {}x{}", TypeInfo(s.type).name, s.rows, s.cols));
     }
     for (const AttentionShape& a : attention) {

@@ -7,13 +7,14 @@
 //
 // A product: MatMul on the pool of the run's thread count, over rows of synthetic weights of its type
 // (a few rows quantized, repeated) and the step's activations at full width; the median of 3
-// passes of >= 20 ms each. Up to kExactRows rows it is timed at its own row count; a taller one is
-// timed at 16 rows (one chunk: the fixed part, i.e. activation conversion and hand-offs, and one
-// thread's 16 rows) and at kProbeRows rows (more with many threads; fewer where a row is wide, never
-// more than 32 MiB of weights), and extended linearly: t(rows) = fixed + rows * per_row. Attention: the
-// kernel table's AttendFn called as LlamaSession::Attention calls it (token x KV head items on the
-// pool) over a cache of the model's head layout, for one layer of a step; a long step samples every
-// k-th token and scales by the positions read. Timings are cached per boot (prompt_shapes.json,
+// passes of >= 20 ms each. It is timed whole up to a probe height (kMinProbeRows to kMaxProbeRows
+// rows: what one ~10 ms call takes at the type's coarse GEMM rate, never more than 32 MiB of
+// weights); a taller one is timed at 16 rows (one chunk: the fixed part, i.e. activation conversion
+// and hand-offs, and one thread's 16 rows) and at the probe height, and extended linearly:
+// t(rows) = fixed + rows * per_row. Attention: the kernel table's AttendFn called as
+// LlamaSession::Attention calls it (token x KV head items on the pool) over a cache of the model's
+// head layout, for one layer of a step; a long step samples every k-th token and scales by the
+// positions read. Timings are cached per boot (prompt_shapes.json,
 // advise/probe_cache.h), keyed by the thread count and ISA.
 #pragma once
 
@@ -40,8 +41,7 @@ class PromptProbe {
   // cache).
   Status Time(const PromptShapes& shapes, MachineSpeed* m);
 
-  static constexpr int64_t kExactRows = 512;
-  static constexpr int64_t kProbeRows = 256;
+  static constexpr int64_t kMinProbeRows = 128, kMaxProbeRows = 1024;
 
  private:
   struct Impl;
