@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "lowbit/advise/prompt_probe.h"
 #include "lowbit/base/progress.h"
 #include "lowbit/eval/cost_model.h"
 #include "lowbit/model/session_memory.h"
@@ -57,6 +58,12 @@ MachineSpeed SpeedFor(const Hardware& hw, bool in_memory) {
   return s;
 }
 
+// `s` with the prefill of `w` over n tokens timed at its own shapes, where the machine is this one.
+MachineSpeed WithPromptShapes(const Hardware& hw, MachineSpeed s, const ModelWork& w, int64_t n) {
+  if (hw.prompt_probe != nullptr) (void)hw.prompt_probe->Time(PromptShapesOf(w, n), &s);  // unmeasured shapes keep the GEMM rates
+  return s;
+}
+
 void EstimateCpu(const PlannedModel& p, const Hardware& hw, const AdviseOptions& o, Estimate* e) {
   const bool in_memory = p.folder_bytes > 0 || InMemory(hw, o, p.file_bytes);  // a folder's rows are built in memory
   const RunShape r{o.ctx, hw.threads, o.kv_f16, o.slots, 1, in_memory, hw.huge_pages};
@@ -71,7 +78,7 @@ void EstimateCpu(const PlannedModel& p, const Hardware& hw, const AdviseOptions&
   }
   e->decode_tok_s = *decode;
   const int64_t n = std::max<int64_t>(1, std::min(o.prompt_tokens, e->ctx));
-  auto prompt = PromptSeconds(w, s, n);
+  auto prompt = PromptSeconds(w, WithPromptShapes(hw, s, w, n), n);
   if (prompt.ok()) e->prompt_tok_s = static_cast<double>(n) / *prompt;
 }
 
@@ -108,7 +115,7 @@ void EstimateNodes(const PlannedModel& p, const Hardware& hw, const AdviseOption
   // Prefill over the network: each rank's GEMM on its shard, plus 2 all-reduces per layer of the
   // whole batch's hidden states.
   const int64_t np = std::max<int64_t>(1, std::min(o.prompt_tokens, e->ctx));
-  auto prompt = PromptSeconds(w, hw.speed, np);
+  auto prompt = PromptSeconds(w, WithPromptShapes(hw, hw.speed, w, np), np);
   if (prompt.ok()) {
     const double reduce = 2 * static_cast<double>(w.n_layer) *
                           AllReduceSeconds(static_cast<double>(w.n_embd) * 4 * static_cast<double>(np), hw.nodes, hw.net);
@@ -244,7 +251,10 @@ Expected<Advice> Advise(const ModelSource& src, const Hardware& hw, const Advise
   return a;
 }
 
-Expected<Advice> RankShapes(const Hardware& hw, const AdviseOptions& o) {
+Expected<Advice> RankShapes(const Hardware& given, const AdviseOptions& o) {
+  // Dozens of models: the prompt from the per-type GEMM rates, not timed at each one's shapes.
+  Hardware hw = given;
+  hw.prompt_probe.reset();
   Advice a;
   a.kind = "shapes";
   a.hardware = hw;

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "lowbit/advise/prompt_probe.h"
 #include "lowbit/base/memory_info.h"
 
 namespace lowbit {
@@ -153,6 +154,7 @@ Expected<Hardware> GetHardware(const HardwareOptions& o) {
   hw.described = scaled || o.ram.has_value();
   if (!scaled) {
     LOWBIT_ASSIGN_OR_RETURN(hw.speed, MeasureMachineSpeed(threads, hw.isa, o.use_cache, o.show_progress, &hw.mapped_factor, &hw.from_cache));
+    hw.prompt_probe = std::make_shared<PromptProbe>(threads, hw.isa, o.use_cache, o.show_progress);
   } else {
     // Per core as measured here with the described ISA, times the cores; decode at the fraction of
     // the bandwidth probe each type's kernel reaches here on one core, times the given bandwidth.

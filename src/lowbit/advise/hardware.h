@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -16,6 +17,8 @@
 #include "lowbit/eval/cost_model.h"
 
 namespace lowbit {
+
+class PromptProbe;  // advise/prompt_probe.h
 
 struct Hardware {
   bool described = false;         // false: this machine, measured
@@ -29,6 +32,9 @@ struct Hardware {
   MachineSpeed speed;             // at `threads`, from huge-page memory
   double mapped_factor = 1;       // decode speed from a mapped file relative to `speed`
   bool from_cache = false;        // the speeds came from this boot's cache
+  // This machine: times a model's prompt at its own shapes (advise/prompt_probe.h); none for a
+  // described machine (its prompt is scaled from the per-type GEMM rates).
+  std::shared_ptr<PromptProbe> prompt_probe;
   // A GPU, when described: decode is predicted at gpu_efficiency of its bandwidth.
   uint64_t vram = 0;
   double gpu_bandwidth_gbps = 0;

@@ -11,11 +11,10 @@
 // cost model explains (MeasureFixedCosts). Decode efficiency: the engine's decode of a synthetic
 // model streamed from memory against the cost model's prediction for it (MeasureDecodeEfficiency).
 // The read bandwidth: the probe `lowbit bench` prints, best of 3.
-// The cache is a JSON file in $XDG_CACHE_HOME/lowbit (or ~/.cache/lowbit), keyed by the boot id,
+// The cache is machine.json (advise/probe_cache.h), keyed by the boot id,
 // the executable (path, size, time) and the thread count and ISA, so a rebuilt lowbit or a reboot
 // measures again.
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,15 +23,14 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <random>
-#include <sstream>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "lowbit/advise/hardware.h"
-#include "lowbit/base/atomic_file.h"
+#include "lowbit/advise/probe_cache.h"
+#include "lowbit/advise/probe_rows.h"
 #include "lowbit/base/progress.h"
 #include "lowbit/base/thread_pool.h"
 #include "lowbit/eval/bandwidth.h"
@@ -117,24 +115,33 @@ void FillInternalBlock(GgmlType type, uint8_t* b, std::mt19937* rng) {
   for (size_t i = codes_at; i < TypeInfo(type).block_bytes; ++i) b[i] = static_cast<uint8_t>(byte(*rng));
 }
 
-// Fills `buf` with rows of `type` (kCols wide): 32 rows of N(0, 1) values quantized, repeated.
-void FillRows(GgmlType type, uint8_t* buf, size_t bytes) {
-  const uint64_t row_bytes = *RowBytes(type, kCols);
+void FillRows(GgmlType type, uint8_t* buf, size_t bytes) { FillProbeRows(type, kCols, buf, bytes); }
+
+}  // namespace
+
+bool CanFillProbeRows(GgmlType type) {
+  return FromFloatFor(type) != nullptr || type == GgmlType::kW4G128 || type == GgmlType::kNF4G64;
+}
+
+void FillProbeRows(GgmlType type, int64_t cols, uint8_t* buf, size_t bytes) {
+  const uint64_t row_bytes = *RowBytes(type, static_cast<uint64_t>(cols));
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0, 1);
-  std::vector<float> row(kCols);
+  std::vector<float> row(static_cast<size_t>(cols));
   std::vector<uint8_t> tile(32 * row_bytes);
   const size_t block = TypeInfo(type).block_bytes;
   for (size_t r = 0; r < 32; ++r) {
     for (float& v : row) v = normal(rng);
     if (FromFloatFor(type) != nullptr) {
-      FromFloatFor(type)(row.data(), tile.data() + r * row_bytes, kCols, nullptr);
+      FromFloatFor(type)(row.data(), tile.data() + r * row_bytes, cols, nullptr);
     } else {
       for (size_t off = 0; off < row_bytes; off += block) FillInternalBlock(type, tile.data() + r * row_bytes + off, &rng);
     }
   }
   for (size_t off = 0; off < bytes; off += tile.size()) std::memcpy(buf + off, tile.data(), std::min(tile.size(), bytes - off));
 }
+
+namespace {
 
 // GB/s of one-token products streaming `rows` rows of `type` (kCols wide) from `w`: the median of
 // `passes` after a warm-up.
@@ -402,62 +409,15 @@ Expected<MachineSpeed> Measure(int threads, Isa isa, bool show_progress, double*
   return m;
 }
 
-std::string ReadSmallFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string CacheKey(int threads, Isa isa) {
-  std::string boot = ReadSmallFile("/proc/sys/kernel/random/boot_id");
-  boot.erase(std::remove(boot.begin(), boot.end(), '\n'), boot.end());
-  std::error_code ec;
-  const std::string exe = std::filesystem::read_symlink("/proc/self/exe", ec).string();
-  struct stat st {};
-  if (boot.empty() || exe.empty() || ::stat(exe.c_str(), &st) != 0) return "";
-  return fmt::format("v{}|{}|{}|{}|{}|{}|{}", kCacheVersion, boot, exe, static_cast<long long>(st.st_size),
-                     static_cast<long long>(st.st_mtime), IsaName(isa), threads);
-}
-
-std::string CachePath() {
-  const char* xdg = std::getenv("XDG_CACHE_HOME");
-  const char* home = std::getenv("HOME");
-  if (xdg != nullptr && xdg[0] == '/') return std::string(xdg) + "/lowbit/machine.json";
-  if (home != nullptr && home[0] == '/') return std::string(home) + "/.cache/lowbit/machine.json";
-  return "";
-}
-
-// The cache holds this boot's measurements only: entries of other boots are dropped on write.
-nlohmann::json ReadCache(const std::string& path) {
-  auto j = nlohmann::json::parse(ReadSmallFile(path), nullptr, false);
-  return j.is_object() ? j : nlohmann::json::object();
-}
-
-void WriteCache(const std::string& path, const std::string& key, const MachineSpeed& m, double mapped_factor) {
-  nlohmann::json all = ReadCache(path), kept = nlohmann::json::object();
-  const std::string boot = key.substr(0, key.find('|', key.find('|') + 1));
-  for (const auto& [k, v] : all.items()) {
-    if (k.rfind(boot, 0) == 0) kept[k] = v;
-  }
-  kept[key] = {{"speed", m.ToJson()}, {"mapped_factor", mapped_factor}};
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  auto f = AtomicFile::Create(path);
-  if (!f.ok()) return;  // a cache that cannot be written costs a measurement next time, nothing else
-  const std::string text = kept.dump(1) + "\n";
-  if (f->Write(text.data(), text.size()).ok()) (void)f->Commit();
-}
-
 }  // namespace
 
 Expected<MachineSpeed> MeasureMachineSpeed(int threads, Isa isa, bool use_cache, bool show_progress, double* mapped_factor,
                                            bool* from_cache) {
   isa = std::min(isa, MaxSupportedIsa());
-  const std::string key = CacheKey(threads, isa), path = CachePath();
+  const std::string key = ProbeCacheKey(kCacheVersion, threads, isa), path = ProbeCachePath("machine.json");
   *from_cache = false;
   if (use_cache && !key.empty() && !path.empty()) {
-    const nlohmann::json all = ReadCache(path);
+    const nlohmann::json all = ReadProbeCache(path);
     MachineSpeed m;
     if (all.contains(key) && MachineSpeed::FromJson(all[key].value("speed", nlohmann::json()), &m) &&
         all[key].value("mapped_factor", 0.0) > 0) {
@@ -467,7 +427,7 @@ Expected<MachineSpeed> MeasureMachineSpeed(int threads, Isa isa, bool use_cache,
     }
   }
   LOWBIT_ASSIGN_OR_RETURN(MachineSpeed m, Measure(threads, isa, show_progress, mapped_factor));
-  if (!key.empty() && !path.empty()) WriteCache(path, key, m, *mapped_factor);
+  if (!key.empty() && !path.empty()) WriteProbeCache(path, key, {{"speed", m.ToJson()}, {"mapped_factor", *mapped_factor}});
   return m;
 }
 

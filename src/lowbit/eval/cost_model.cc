@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
+#include <set>
+#include <utility>
 #include <span>
 #include <vector>
 
@@ -34,6 +36,19 @@ void AddProducts(ModelWork* work, std::span<const WeightView* const> group) {
 
 void AddProducts(ModelWork* work, std::initializer_list<const WeightView*> group) {
   AddProducts(work, std::span<const WeightView* const>(group.begin(), group.size()));
+}
+
+// A product of a prefill step (LlamaSession runs each on its own: MatMulGroup hands a batch's
+// products out one by one); products of one shape are counted together.
+void AddPromptProduct(ModelWork* work, const WeightView& w, double share = 1, bool last_token = false) {
+  if (w.rows == 0 || w.cols == 0) return;  // a rank without this product runs nothing
+  for (PromptProduct& p : work->prompt_products) {
+    if (p.type == w.type && p.rows == w.rows && p.cols == w.cols && p.share == share && p.last_token == last_token) {
+      p.count += 1;
+      return;
+    }
+  }
+  work->prompt_products.push_back(PromptProduct{w.type, w.rows, w.cols, 1, share, last_token});
 }
 
 // Seconds of one decoded token's weight products.
@@ -171,9 +186,11 @@ ModelWork WorkOf(const LlamaModel& m, bool kv_f16, int threads) {
     w.single_bytes[L.attn_norm.type] += Bytes(L.attn_norm) + Bytes(L.ffn_norm);
     AddProducts(&w, {&L.wq, &L.wk, &L.wv});
     AddProducts(&w, {&L.wo});
+    for (const WeightView* v : {&L.wq, &L.wk, &L.wv, &L.wo}) AddPromptProduct(&w, *v);
     if (L.gate_exps.empty()) {
       AddProducts(&w, {&L.gate, &L.up});
       AddProducts(&w, {&L.down});
+      for (const WeightView* v : {&L.gate, &L.up, &L.down}) AddPromptProduct(&w, *v);
       continue;
     }
     // A mixture of experts (model/moe.cc): the router; gate and up of the experts a token uses in one
@@ -186,13 +203,21 @@ ModelWork WorkOf(const LlamaModel& m, bool kv_f16, int threads) {
     }
     AddProducts(&w, gate_up);
     AddProducts(&w, down);
+    // A prompt's tokens spread over every expert: each runs the tokens routed to it.
+    AddPromptProduct(&w, L.router);
+    const double share = static_cast<double>(c.n_expert_used) / static_cast<double>(std::max<int64_t>(1, c.n_expert));
+    for (const auto* experts : {&L.gate_exps, &L.up_exps, &L.down_exps}) {
+      for (const WeightView& e : *experts) AddPromptProduct(&w, e, share);
+    }
     if (c.n_ff_shexp > 0) {
       w.single_bytes[L.shexp_gate_inp.type] += Bytes(L.shexp_gate_inp);
       AddProducts(&w, {&L.shexp_gate, &L.shexp_up});
       AddProducts(&w, {&L.shexp_down});
+      for (const WeightView* v : {&L.shexp_gate, &L.shexp_up, &L.shexp_down}) AddPromptProduct(&w, *v);
     }
   }
   AddProducts(&w, {&m.output});
+  AddPromptProduct(&w, m.output, 1, /*last_token=*/true);
   return w;
 }
 
@@ -222,8 +247,44 @@ Expected<double> DecodeTokensPerSecond(const ModelWork& w, const MachineSpeed& m
   return 2 / (lo + hi);
 }
 
-Expected<double> PromptSeconds(const ModelWork& w, const MachineSpeed& m, int64_t n) {
-  if (n < 1) return Errorf("cannot time a prompt of {} tokens", n);
+namespace {
+
+// A prompt of n tokens as LlamaSession runs it: steps of up to kPromptStep tokens, (start, tokens).
+std::vector<std::pair<int64_t, int64_t>> PromptSteps(int64_t n) {
+  std::vector<std::pair<int64_t, int64_t>> steps;
+  for (int64_t start = 0; start < n; start += kPromptStep) steps.emplace_back(start, std::min(kPromptStep, n - start));
+  return steps;
+}
+
+int64_t ProductBatch(const PromptProduct& p, int64_t tokens) {
+  return p.last_token ? 1 : std::max<int64_t>(1, std::llround(static_cast<double>(tokens) * p.share));
+}
+
+AttentionShape AttentionShapeOf(const ModelWork& w, int64_t start, int64_t tokens) {
+  const int64_t kv_heads = std::max<int64_t>(1, w.head_dim > 0 ? w.kv_dim / w.head_dim : 1);
+  return AttentionShape{.kv_f16 = w.kv_f16, .kv_heads = kv_heads, .group = std::max<int64_t>(1, w.q_heads / kv_heads),
+                        .head_dim = w.head_dim, .start = start, .tokens = tokens};
+}
+
+// One product of `batch` tokens: as measured at its shape; else its multiply-adds at the type's GEMM
+// rate, or for one token its bytes at the stream rate, plus its hand-offs (MatMul's rule).
+Expected<double> ProductSeconds(const PromptProduct& p, int64_t batch, const ModelWork& w, const MachineSpeed& m) {
+  if (auto it = m.product_s.find(ProductShape{p.type, p.rows, p.cols, batch}); it != m.product_s.end()) return it->second;
+  const TypeSpeed* ts = m.Find(p.type);
+  if (ts == nullptr) return Errorf("no speed is known for {} weights on this machine", TypeInfo(p.type).name);
+  const double work = static_cast<double>(p.rows) * static_cast<double>(p.cols) * static_cast<double>(batch);
+  const bool threaded = w.threads > 1 && work >= static_cast<double>(kMinThreadedWork);
+  const double handoff = threaded ? m.handoff_us * 1e-6 : 0;
+  if (batch > 1) return 2 * work / (ts->gemm_gops * 1e9) + 2 * handoff;  // conversion and rows: two hand-offs
+  double rate = threaded ? ts->stream_gbps : ts->stream1_gbps;
+  if (w.WeightBytes() <= static_cast<double>(m.llc_bytes)) rate = std::max(rate, ts->cached_gbps);
+  const double bytes = static_cast<double>(*RowBytes(p.type, static_cast<uint64_t>(p.cols)) * static_cast<uint64_t>(p.rows));
+  return bytes / (rate * 1e9) + handoff;
+}
+
+// The prompt without per-product work (a ModelWork described by hand): every multiply-add at its
+// type's GEMM rate, attention at the kernel's rate, 7 hand-offs a layer.
+Expected<double> PromptSecondsFromMacs(const ModelWork& w, const MachineSpeed& m, int64_t n) {
   LOWBIT_ASSIGN_OR_RETURN(double weights, PromptWeightSeconds(w, m, static_cast<double>(n)));
   // Token b attends over b + 1 positions: sum over b of AttentionOps(b); the cache is written and
   // read once per layer.
@@ -231,10 +292,48 @@ Expected<double> PromptSeconds(const ModelWork& w, const MachineSpeed& m, int64_
   const double ops = w.AttentionOps(0) * tokens * (tokens + 1) / 2;
   const double bytes = w.KvBytes(n - 1);
   const double handoffs = w.threads > 1 ? 7.0 * static_cast<double>(w.n_layer) + 1 : 0;  // every product, attention, SwiGLU
-  // The step's fixed costs once per batch of the prompt (LlamaSession runs up to 512 tokens a step);
-  // their per-token part (norms, RoPE over the batch) is small beside the GEMMs of a prompt.
-  const double steps = std::ceil(tokens / 512);
+  const double steps = std::ceil(tokens / static_cast<double>(kPromptStep));
   return weights + AttentionSeconds(w, m, ops, bytes) + steps * (handoffs * m.handoff_us * 1e-6 + FixedStepSeconds(w, m));
+}
+
+}  // namespace
+
+Expected<double> PromptSeconds(const ModelWork& w, const MachineSpeed& m, int64_t n) {
+  if (n < 1) return Errorf("cannot time a prompt of {} tokens", n);
+  if (w.prompt_products.empty()) return PromptSecondsFromMacs(w, m, n);
+  const double layers = static_cast<double>(w.n_layer);
+  double s = 0;
+  for (const auto& [start, tokens] : PromptSteps(n)) {
+    for (const PromptProduct& p : w.prompt_products) {
+      LOWBIT_ASSIGN_OR_RETURN(double one, ProductSeconds(p, ProductBatch(p, tokens), w, m));
+      s += p.count * one;
+    }
+    const AttentionShape shape = AttentionShapeOf(w, start, tokens);
+    if (auto it = m.attention_s.find(shape); it != m.attention_s.end()) {
+      s += layers * it->second;
+    } else {
+      // Token b attends over b + 1 positions; the cache is written and read once per layer.
+      const double t = static_cast<double>(tokens), first = static_cast<double>(start);
+      s += AttentionSeconds(w, m, w.AttentionOps(0) * t * (2 * first + t + 1) / 2, w.KvBytes(start + tokens - 1));
+    }
+    // Attention and SwiGLU are handed out once a layer (the products' hand-offs are in their
+    // times), and the step's fixed costs once.
+    s += (w.threads > 1 ? 2 * layers * m.handoff_us * 1e-6 : 0) + FixedStepSeconds(w, m);
+  }
+  return s;
+}
+
+PromptShapes PromptShapesOf(const ModelWork& w, int64_t n) {
+  std::set<ProductShape> products;
+  std::set<AttentionShape> attention;
+  for (const auto& [start, tokens] : PromptSteps(n)) {
+    for (const PromptProduct& p : w.prompt_products) {
+      const int64_t batch = ProductBatch(p, tokens);
+      if (batch > 1) products.insert(ProductShape{p.type, p.rows, p.cols, batch});
+    }
+    if (w.n_layer > 0 && w.head_dim > 0 && w.q_heads > 0) attention.insert(AttentionShapeOf(w, start, tokens));
+  }
+  return PromptShapes{{products.begin(), products.end()}, {attention.begin(), attention.end()}};
 }
 
 Expected<double> TensorParallelDecodeSeconds(const ModelWork& rank_work, const MachineSpeed& m, int ranks,

@@ -7,7 +7,12 @@
 // roofline of the probe's bandwidth and the attention kernel's arithmetic rate; each product handed
 // to the thread pool costs a fixed hand-off time; a fixed time per token and per layer (measured:
 // MachineSpeed::token_us, layer_us) covers the rest of a step (norms, RoPE, wake-ups). Prompt processing (a batch of tokens) is
-// compute-bound: multiply-adds per weight type at the measured GEMM rate, plus attention. Tensor
+// the sum over the step's products, each as long as a product of its own shape (type, rows,
+// columns, tokens) was measured to take on this machine (MachineSpeed::product_s: advise's prompt
+// probe times them at a model's own shapes), plus each layer's attention over the prompt, likewise
+// measured at the model's shape (attention_s); a shape not measured (a described machine, the
+// ranking of named shapes) takes its multiply-adds at the type's GEMM rate and the attention
+// kernel's rate. The classifier runs for the last token only (a prompt wants its logits). Tensor
 // parallel over N ranks adds, per token, 2 all-reduces per layer of the hidden state (alpha-beta:
 // the faster of recursive doubling and a ring, as MPI chooses) and the broadcast of the token.
 //
@@ -18,6 +23,7 @@
 
 #include <cstdint>
 #include <map>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -25,6 +31,22 @@
 #include "lowbit/numeric/ggml_type.h"
 
 namespace lowbit {
+
+// One prefill product as the engine runs it: `batch` tokens through `rows` x `cols` of `type`.
+struct ProductShape {
+  GgmlType type = GgmlType::kF32;
+  int64_t rows = 0, cols = 0, batch = 0;
+  auto operator<=>(const ProductShape&) const = default;
+};
+
+// One layer's attention over a prompt step: `tokens` tokens at positions start .. start + tokens - 1
+// (each reads the cache up to its own position), `kv_heads` KV heads each read by `group` query
+// heads of `head_dim` values, the cache in F16 or F32.
+struct AttentionShape {
+  bool kv_f16 = false;
+  int64_t kv_heads = 0, group = 0, head_dim = 0, start = 0, tokens = 0;
+  auto operator<=>(const AttentionShape&) const = default;
+};
 
 // How fast the kernels handle one weight type on a machine.
 struct TypeSpeed {
@@ -54,6 +76,11 @@ struct MachineSpeed {
   // probe. Divides the streamed weights' time; 1 where not measured.
   double decode_efficiency = 1;
   uint64_t llc_bytes = 32u << 20;       // a model no larger is read from cache (speed_probe.cc)
+  // Prefill at a model's own shapes (advise/prompt_probe.h), measured for the model being predicted:
+  // the wall time of one product (activation conversion and hand-offs included) and of one layer's
+  // attention. Not part of ToJson (they belong to a model, not to the machine).
+  std::map<ProductShape, double> product_s;
+  std::map<AttentionShape, double> attention_s;
 
   // The speed of type t; a type not measured takes the measured type nearest in bits per weight
   // among those of its kind (block or plain). nullptr when nothing is measured.
@@ -62,12 +89,24 @@ struct MachineSpeed {
   static bool FromJson(const nlohmann::json& j, MachineSpeed* out);
 };
 
+// A product of a prefill step: `count` products a step (every layer's Q, ..., down) of rows x cols
+// of `type`, each through `share` of the step's tokens (a mixture's expert: the tokens routed to
+// it, n_expert_used / n_expert on average; 1 otherwise), or through one token (`last_token`: the
+// classifier, for the last token's logits).
+struct PromptProduct {
+  GgmlType type = GgmlType::kF32;
+  int64_t rows = 0, cols = 0;
+  double count = 0, share = 1;
+  bool last_token = false;
+};
+
 // What one token costs a model (one rank's shard), read from the loaded model.
 struct ModelWork {
   std::map<GgmlType, double> threaded_bytes;  // decode: bytes of products handed to the pool, per type
   std::map<GgmlType, double> single_bytes;    // decode: bytes of products run on the calling thread, per type
   std::map<GgmlType, double> weight_macs;     // multiply-adds per token, per type
   double threaded_products = 0;  // pool hand-offs of a decode step's products (grouped products count once)
+  std::vector<PromptProduct> prompt_products;  // a prefill step's products, one per distinct shape
   int threads = 1;
   int64_t n_layer = 0, n_embd = 0, q_heads = 0, kv_dim = 0, head_dim = 0;
   bool kv_f16 = false;
@@ -97,8 +136,17 @@ double AllReduceSeconds(double bytes, int ranks, const Network& net);
 Expected<double> DecodeSeconds(const ModelWork& w, const MachineSpeed& m, int64_t position);
 // Mean tokens per second over `n` tokens decoded from `first` (llama-bench's tg128: first = 0).
 Expected<double> DecodeTokensPerSecond(const ModelWork& w, const MachineSpeed& m, int64_t first, int64_t n);
-// A prompt of n tokens run as one batch from position 0.
+// A prompt of n tokens from position 0, in steps of up to kPromptStep tokens as LlamaSession runs it.
 Expected<double> PromptSeconds(const ModelWork& w, const MachineSpeed& m, int64_t n);
+inline constexpr int64_t kPromptStep = 512;
+
+// The shapes a prompt of n tokens runs (products of more than one token, and each step's attention),
+// each once: what MachineSpeed::product_s and attention_s need for PromptSeconds to use measurements.
+struct PromptShapes {
+  std::vector<ProductShape> products;
+  std::vector<AttentionShape> attention;
+};
+PromptShapes PromptShapesOf(const ModelWork& w, int64_t n);
 
 // Tensor parallel decode over `ranks` ranks, each with machine `m` and one shard of work `rank_work`
 // (the largest rank's: the others wait for it at every all-reduce): per-token seconds at `position`.
