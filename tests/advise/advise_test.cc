@@ -13,6 +13,7 @@
 #include "lowbit/pipeline/llama_metadata.h"
 #include "lowbit/pipeline/quantize.h"
 #include "test_data.h"
+#include "advise/test_speed.h"
 #include "advise/zero_llama.h"
 
 namespace lowbit {
@@ -64,18 +65,7 @@ double ViewBytes(const WeightView& w) {
   return static_cast<double>(*RowBytes(w.type, static_cast<uint64_t>(w.cols)) * static_cast<uint64_t>(w.rows));
 }
 
-MachineSpeed TestSpeed() {
-  MachineSpeed m;
-  m.threads = 4;
-  m.bandwidth_gbps = 50;
-  m.attention_gflops = m.attention_f16_gflops = 100;
-  m.handoff_us = 2;
-  for (GgmlType t : {GgmlType::kF32, GgmlType::kF16, GgmlType::kQ8_0, GgmlType::kQ6_K, GgmlType::kQ5_K, GgmlType::kQ4_K,
-                     GgmlType::kQ4_0, GgmlType::kIQ4_XS, GgmlType::kQ3_K, GgmlType::kQ2_K, GgmlType::kW4G128, GgmlType::kNF4G64}) {
-    m.types[t] = {40, 200, 20, 100};
-  }
-  return m;
-}
+using testing::TestSpeed;
 
 TEST(AdviseCostModel, DecodeIsBytesOverRatePlusAttentionPlusHandoffs) {
   ModelWork w;

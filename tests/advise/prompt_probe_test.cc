@@ -12,21 +12,16 @@
 #include "lowbit/advise/prompt_probe.h"
 #include "lowbit/kernels/matvec.h"
 #include "test_data.h"
+#include "advise/test_speed.h"
 
 namespace lowbit {
 namespace {
 
+// The advisor tests' machine, with the decode step's fixed costs set.
 MachineSpeed FlatSpeed() {
-  MachineSpeed m;
-  m.threads = 4;
-  m.bandwidth_gbps = 50;
-  m.attention_gflops = m.attention_f16_gflops = 100;
-  m.handoff_us = 2;
+  MachineSpeed m = testing::TestSpeed();
   m.token_us = 30;
   m.layer_us = 5;
-  for (GgmlType t : {GgmlType::kF32, GgmlType::kF16, GgmlType::kQ8_0, GgmlType::kQ6_K, GgmlType::kQ5_K, GgmlType::kQ4_K}) {
-    m.types[t] = {40, 200, 20, 100};
-  }
   return m;
 }
 
