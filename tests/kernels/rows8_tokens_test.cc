@@ -82,14 +82,18 @@ TEST_P(Rows8TokensTest, EveryTokenCountEqualsOneTokenBitForBitOnRandomData) {
   const DotKernels& k = DotKernelsFor(GetParam());
   std::mt19937 rng(22);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  const int64_t n = 1024;
   int tested = 0;
   for (GgmlType t : Rows8Types(k)) {
-    std::vector<float> w(8 * n), x(kMaxTokens * n);
-    for (auto& v : w) v = nd(rng) * 0.02f;
-    for (auto& v : x) v = nd(rng);
-    for (int64_t i = 0; i < kMaxTokens * n; i += 41) x[i] *= -30.0f;  // outliers: codes at +-127
-    CheckTokens(k, MakeCase(t, w.data(), x.data(), n), std::string(TypeInfo(t).name) + " random");
+    // An odd number of blocks too, for the 32-element types (the 512-bit kernels take two blocks a
+    // step and the last one alone).
+    const bool small_blocks = TypeInfo(t).block_size == 32;
+    for (int64_t n : {int64_t{1024}, int64_t{small_blocks ? 1056 : 1280}}) {
+      std::vector<float> w(8 * n), x(kMaxTokens * n);
+      for (auto& v : w) v = nd(rng) * 0.02f;
+      for (auto& v : x) v = nd(rng);
+      for (int64_t i = 0; i < kMaxTokens * n; i += 41) x[i] *= -30.0f;  // outliers: codes at +-127
+      CheckTokens(k, MakeCase(t, w.data(), x.data(), n), std::string(TypeInfo(t).name) + " random, " + std::to_string(n) + " columns");
+    }
     ++tested;
   }
   if (GetParam() != Isa::kRef) {
