@@ -4,6 +4,7 @@
 // and lowers its distillation loss.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -27,6 +28,20 @@ std::vector<float> RandomRow(int64_t n, uint32_t seed) {
   for (float& x : v) x = nd(rng);
   for (int64_t i = 0; i < n; i += 61) v[i] *= 6.0f;  // outliers, so that some formats clip
   return v;
+}
+
+// A QAT run distilled from the model itself, on 2 threads, in micro-batches of up to 2 sequences.
+QatOptions SelfDistilled(const std::string& model, int64_t samples, int64_t steps, int64_t batch, int64_t ctx) {
+  QatOptions o;
+  o.model = model;
+  o.self_distill = true;
+  o.samples = samples;
+  o.threads = 2;
+  o.train.steps = steps;
+  o.train.batch = batch;
+  o.train.micro_batch = std::min<int64_t>(batch, 2);
+  o.train.ctx = ctx;
+  return o;
 }
 
 TEST(FakeQuant, IsTheQuantizersBytesAndTheDequantizersValues) {
@@ -233,17 +248,9 @@ TEST(Qat, WritesTheMixOfQuantizeAndLowersTheLoss) {
   LOWBIT_REQUIRE_SHARED();
   testing::TempDir dir;
   const std::string model = testing::SharedPath("models/stories260K/stories260K-f32.gguf");
-  QatOptions o;
-  o.model = model;
+  QatOptions o = SelfDistilled(model, /*samples=*/8, /*steps=*/24, /*batch=*/4, /*ctx=*/64);
   o.output = dir.Path("qat.gguf");
   o.type = "Q4_0";  // stories260K's ffn_down rows (172) fall back per llama.cpp's table
-  o.self_distill = true;
-  o.samples = 8;
-  o.threads = 2;
-  o.train.steps = 24;
-  o.train.batch = 4;
-  o.train.micro_batch = 2;
-  o.train.ctx = 64;
   o.train.lr = 2e-3f;
   o.train.warmup = 2;
   o.train.checkpoint = dir.Path("qat.ckpt");
@@ -294,16 +301,8 @@ TEST(Qat, StepZeroIsPtqAndTheHeldOutSelectionFallsBackToIt) {
   qo.threads = 1;
   ASSERT_TRUE(QuantizeModel(qo).ok());
   const std::vector<uint8_t> ptq = testing::ReadFileBytes(qo.output);
-  QatOptions o;
-  o.model = model;
+  QatOptions o = SelfDistilled(model, /*samples=*/2, /*steps=*/1, /*batch=*/2, /*ctx=*/16);
   o.type = "Q4_K_M";
-  o.self_distill = true;
-  o.samples = 2;
-  o.threads = 2;
-  o.train.steps = 1;
-  o.train.batch = 2;
-  o.train.micro_batch = 2;
-  o.train.ctx = 16;
   o.train.lr = 0.0f;
   o.holdout = 0;
   for (const char* grid : {"search", "frozen"}) {
@@ -339,15 +338,8 @@ TEST(Qat, TheDefaultScheduleFollowsTheBitsPerWeight) {
   EXPECT_EQ(DefaultQatSchedule(4.74).holdout, 32);
   LOWBIT_REQUIRE_SHARED();
   testing::TempDir dir;
-  QatOptions o;
-  o.model = testing::SharedPath("models/stories5M/stories5M-f32.gguf");
-  o.self_distill = true;
-  o.samples = 1;
-  o.threads = 2;
-  o.train.steps = 1;  // given: only the learning rate and the held-out count come from the type
-  o.train.batch = 1;
-  o.train.micro_batch = 1;
-  o.train.ctx = 8;
+  // steps given: only the learning rate and the held-out count come from the type
+  QatOptions o = SelfDistilled(testing::SharedPath("models/stories5M/stories5M-f32.gguf"), /*samples=*/1, /*steps=*/1, /*batch=*/1, /*ctx=*/8);
   o.train.lr = -1.0f;
   o.holdout = -1;
   for (const auto& [type, line] : {std::pair<std::string, std::string>{"Q2_K", "average 3.02 bits per weight: 1 steps at a peak learning rate of 1e-04, no held-out selection"},
@@ -369,19 +361,11 @@ TEST(Qat, TheDefaultScheduleFollowsTheBitsPerWeight) {
 TEST(Qat, LearnedScalesAreWhatTheFileHolds) {
   LOWBIT_REQUIRE_SHARED();
   testing::TempDir dir;
-  QatOptions o;
-  o.model = testing::SharedPath("models/stories260K/stories260K-f32.gguf");
+  QatOptions o = SelfDistilled(testing::SharedPath("models/stories260K/stories260K-f32.gguf"), /*samples=*/4, /*steps=*/6, /*batch=*/2, /*ctx=*/32);
   o.output = dir.Path("lsq.gguf");
   o.type = "Q4_0";
   o.pure = true;
   o.learn_scales = true;
-  o.self_distill = true;
-  o.samples = 4;
-  o.threads = 2;
-  o.train.steps = 6;
-  o.train.batch = 2;
-  o.train.micro_batch = 2;
-  o.train.ctx = 32;
   o.train.lr = 1e-3f;
   o.holdout = 0;  // the file holds the last step, as the checkpoint does
   o.train.checkpoint = dir.Path("lsq.ckpt");
