@@ -106,7 +106,8 @@ TEST_P(DotKernelsTest, MatchReferenceOnEveryType) {
   int types = 0;
   for (GgmlType t : DotTypes()) {
     ASSERT_NE(k.For(t), nullptr) << TypeInfo(t).name;
-    for (int64_t n : {int64_t{256}, int64_t{768}, int64_t{4096}}) {
+    // 300 (the float types only): the 8-wide step and the scalar tail after the 32-wide loop.
+    for (int64_t n : {int64_t{256}, int64_t{300}, int64_t{768}, int64_t{4096}}) {
       if (n % TypeInfo(t).block_size) continue;
       for (bool outliers : {false, true}) {
         Case c = MakeCase(t, n, rng, outliers);
@@ -256,7 +257,7 @@ TEST_P(DotKernelsTest, Rows8EqualsTheReferenceBitForBit) {
     Check8RowKernel(t, k.ForRows8(t), 2, rng);  // the contract holds for any token count
   }
   if (GetParam() != Isa::kRef) {
-    EXPECT_EQ(tested, 9);  // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q5_K, Q6_K
+    EXPECT_EQ(tested, 12);  // F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q5_K, Q6_K
   }
 }
 

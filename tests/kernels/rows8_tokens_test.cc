@@ -85,9 +85,10 @@ TEST_P(Rows8TokensTest, EveryTokenCountEqualsOneTokenBitForBitOnRandomData) {
   int tested = 0;
   for (GgmlType t : Rows8Types(k)) {
     // An odd number of blocks too, for the 32-element types (the 512-bit kernels take two blocks a
-    // step and the last one alone).
-    const bool small_blocks = TypeInfo(t).block_size == 32;
-    for (int64_t n : {int64_t{1024}, int64_t{small_blocks ? 1056 : 1280}}) {
+    // step and the last one alone); for the float types a length that is not a multiple of 8 (the
+    // tail after the 8-wide steps).
+    const int64_t block = TypeInfo(t).block_size;
+    for (int64_t n : {int64_t{1024}, int64_t{block == 32 ? 1056 : block == 1 ? 1029 : 1280}}) {
       std::vector<float> w(8 * n), x(kMaxTokens * n);
       for (auto& v : w) v = nd(rng) * 0.02f;
       for (auto& v : x) v = nd(rng);
@@ -97,7 +98,7 @@ TEST_P(Rows8TokensTest, EveryTokenCountEqualsOneTokenBitForBitOnRandomData) {
     ++tested;
   }
   if (GetParam() != Isa::kRef) {
-    EXPECT_EQ(tested, 9);  // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q5_K, Q6_K
+    EXPECT_EQ(tested, 12);  // F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q5_K, Q6_K
   }
 }
 
@@ -135,7 +136,7 @@ TEST(Rows8Tokens, BatchInvariantMatMulOfTTokensEqualsOneTokenProducts) {
   ThreadPool pool(2);
   MatMulScratch scratch;
   const int64_t rows = 100, cols = 512;
-  for (GgmlType t : {GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ5_K, GgmlType::kQ8_0, GgmlType::kQ4_0}) {
+  for (GgmlType t : {GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ5_K, GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kF32, GgmlType::kF16}) {
     std::vector<float> wf(rows * cols), x(kMaxTokens * cols);
     for (auto& v : wf) v = nd(rng) * 0.02f;
     for (auto& v : x) v = nd(rng);
