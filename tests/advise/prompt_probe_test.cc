@@ -91,6 +91,46 @@ TEST(AdvisePromptShapes, PromptIsTheSumOfItsProductsAtTheirMeasuredTimes) {
   }
 }
 
+// Decode at the model's own shapes: a model larger than the last-level cache gets its one-token
+// products timed (DecodeShapesOf), and with all of them measured a step costs their sum (each
+// timing holds its hand-off) in place of the weight bytes at the stream rates; one shape missing,
+// the stream rates again. A model read from cache has none.
+TEST(AdvisePromptShapes, DecodeIsTheSumOfItsProductsAtTheirMeasuredTimes) {
+  auto src = ModelSource::Open("tinyllama-1.1b");
+  ASSERT_TRUE(src.ok()) << src.status().message();
+  auto p = src->As("Q4_K_M");
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  const ModelWork w = WorkOf(p->model, false, 4);
+  MachineSpeed m = FlatSpeed();
+  const std::vector<ProductShape> shapes = DecodeShapesOf(w, m);
+  ASSERT_GE(shapes.size(), 4u);
+  for (const ProductShape& s : shapes) EXPECT_EQ(s.batch, 1);
+  auto plain = DecodeSeconds(w, m, 100);
+  ASSERT_TRUE(plain.ok()) << plain.status().message();
+  // The step without its products (attention, fixed costs): the stream-rate figure less its weights
+  // and the products' hand-offs.
+  MachineSpeed timed = m;
+  for (const ProductShape& s : shapes) timed.product_s[s] = 0;
+  auto rest = DecodeSeconds(w, timed, 100);
+  ASSERT_TRUE(rest.ok());
+  EXPECT_LT(*rest, 0.2 * *plain);
+  double expected = *rest;
+  for (const PromptProduct& q : w.prompt_products) {
+    const ProductShape s{q.type, q.rows, q.cols, 1};
+    timed.product_s[s] = FakeSeconds(s);
+    expected += q.count * FakeSeconds(s);  // no experts here: every product runs once a token
+  }
+  EXPECT_NEAR(*DecodeSeconds(w, timed, 100), expected, 1e-12 * expected);
+  timed.product_s.erase(shapes.back());
+  EXPECT_NEAR(*DecodeSeconds(w, timed, 100), *plain, 1e-12 * *plain);
+  // A 4-bit stories15M (8.5 MB) is read from a 32 MiB cache: nothing to stream.
+  auto small = ModelSource::Open("stories15m");
+  ASSERT_TRUE(small.ok()) << small.status().message();
+  auto q = small->As("Q4_0");
+  ASSERT_TRUE(q.ok()) << q.status().message();
+  EXPECT_TRUE(DecodeShapesOf(WorkOf(q->model, false, 4), m).empty());
+}
+
 TEST(AdvisePromptShapes, ProbeTimesEveryShapeAndKeepsItsTimings) {
   testing::TempDir dir;
   const char* old = std::getenv("XDG_CACHE_HOME");
@@ -98,12 +138,13 @@ TEST(AdvisePromptShapes, ProbeTimesEveryShapeAndKeepsItsTimings) {
   ::setenv("XDG_CACHE_HOME", dir.path().c_str(), 1);
   const PromptShapes shapes{
       {ProductShape{GgmlType::kQ8_0, 64, 256, 16},      // timed at its rows
-       ProductShape{GgmlType::kQ4_K, 2048, 256, 16}},   // extended from 16 and ProbeRows rows
+       ProductShape{GgmlType::kQ4_K, 2048, 256, 16},    // extended from 16 and ProbeRows rows
+       ProductShape{GgmlType::kQ4_K, 64, 256, 1}},      // a decode product, streamed
       {AttentionShape{.kv_f16 = true, .kv_heads = 2, .group = 2, .head_dim = 32, .start = 0, .tokens = 16}}};
   MachineSpeed m = FlatSpeed();
   PromptProbe probe(2, ActiveIsa(), /*use_cache=*/false, /*show_progress=*/false);
   ASSERT_TRUE(probe.Time(shapes, &m).ok());
-  ASSERT_EQ(m.product_s.size(), 2u);
+  ASSERT_EQ(m.product_s.size(), 3u);
   ASSERT_EQ(m.attention_s.size(), 1u);
   for (const auto& [s, t] : m.product_s) EXPECT_TRUE(t > 0 && std::isfinite(t)) << t;
   for (const auto& [a, t] : m.attention_s) EXPECT_TRUE(t > 0 && std::isfinite(t)) << t;

@@ -64,13 +64,30 @@ MachineSpeed WithPromptShapes(const Hardware& hw, MachineSpeed s, const ModelWor
   return s;
 }
 
+// `s` with the decode of `w` timed at its own shapes (its one-token products streamed from memory),
+// where the machine is this one and the model streams (DecodeShapesOf); a mapped file's products at
+// the mapped stream rate.
+MachineSpeed WithDecodeShapes(const Hardware& hw, MachineSpeed s, const ModelWork& w, bool in_memory) {
+  if (hw.prompt_probe == nullptr) return s;
+  PromptShapes shapes;
+  shapes.products = DecodeShapesOf(w, s);
+  if (shapes.products.empty()) return s;
+  (void)hw.prompt_probe->Time(shapes, &s);  // an untimed shape leaves the decode on the stream rates
+  if (!in_memory && hw.mapped_factor > 0) {
+    for (auto& [shape, t] : s.product_s) {
+      if (shape.batch == 1) t /= hw.mapped_factor;
+    }
+  }
+  return s;
+}
+
 void EstimateCpu(const PlannedModel& p, const Hardware& hw, const AdviseOptions& o, Estimate* e) {
   const bool in_memory = p.folder_bytes > 0 || InMemory(hw, o, p.file_bytes);  // a folder's rows are built in memory
   const RunShape r{o.ctx, hw.threads, o.kv_f16, o.slots, 1, in_memory, hw.huge_pages};
   e->memory = PredictRunMemory(p, r);
   e->available = hw.ram_available;
   const ModelWork w = WorkOf(p.model, o.kv_f16, hw.threads);
-  const MachineSpeed s = SpeedFor(hw, in_memory);
+  const MachineSpeed s = WithDecodeShapes(hw, SpeedFor(hw, in_memory), w, in_memory);
   auto decode = DecodeTokensPerSecond(w, s, 0, std::min(o.decode_tokens, e->ctx));
   if (!decode.ok()) {
     e->error = decode.status().message();

@@ -2,6 +2,8 @@
 // a row's type and width, not on its values, so a few rows are made and repeated.
 #pragma once
 
+#include <sys/mman.h>
+
 #include <cstddef>
 #include <cstdint>
 
@@ -15,5 +17,27 @@ bool CanFillProbeRows(GgmlType type);
 // Fills `buf` (`bytes`) with rows of `type`, `cols` wide: 32 rows of N(0, 1) values quantized (or
 // random codes with a plausible scale), repeated.
 void FillProbeRows(GgmlType type, int64_t cols, uint8_t* buf, size_t bytes);
+
+// Anonymous memory advised for 2 MiB pages (or against them), as MappedFile::Read holds a model.
+class ProbeBuffer {
+ public:
+  ProbeBuffer(size_t bytes, bool huge) : len_(bytes) {
+    void* p = ::mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return;
+    data_ = static_cast<uint8_t*>(p);
+    ::madvise(p, len_, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+  }
+  ~ProbeBuffer() {
+    if (data_ != nullptr) ::munmap(data_, len_);
+  }
+  ProbeBuffer(const ProbeBuffer&) = delete;
+  ProbeBuffer& operator=(const ProbeBuffer&) = delete;
+  uint8_t* data() const { return data_; }
+  size_t size() const { return len_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t len_;
+};
 
 }  // namespace lowbit

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -20,23 +21,24 @@
 namespace lowbit {
 namespace {
 
-constexpr int kCacheVersion = 1;
+constexpr int kCacheVersion = 2;
 constexpr double kPassSeconds = 0.02;
 constexpr int kPasses = 3;
 constexpr size_t kMaxProbeBytes = size_t{32} << 20;   // weights of one timed product
+constexpr size_t kStreamSpan = size_t{1} << 30;       // what a streamed product's calls cycle through
 constexpr double kMaxAttentionOps = 4e8;               // one timed attention call set (a few ms)
 
 double Seconds(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Seconds of one call of `fn`: the median of kPasses passes of as many calls as fill kPassSeconds,
+// Seconds of one call of `fn`: the median of `passes` passes of as many calls as fill kPassSeconds,
 // after a warm-up call.
 template <typename Fn>
-double TimeCalls(Fn&& fn) {
+double TimeCalls(Fn&& fn, int passes = kPasses) {
   fn();
   std::vector<double> per_call;
-  for (int pass = 0; pass < kPasses; ++pass) {
+  for (int pass = 0; pass < passes; ++pass) {
     const auto t0 = std::chrono::steady_clock::now();
     int calls = 0;
     double s = 0;
@@ -78,6 +80,9 @@ struct PromptProbe::Impl {
   size_t w_bytes = 0;
   std::vector<float> x, y;
   int64_t x_cols = 0, x_batch = 0;
+  std::unique_ptr<ProbeBuffer> stream;  // StreamedProduct's copies of one type and width
+  GgmlType stream_type = GgmlType::kF32;
+  int64_t stream_cols = 0;
 
   Impl(int t, Isa i, bool cache, bool progress)
       : threads(t), isa(std::min(i, MaxSupportedIsa())), use_cache(cache), show_progress(progress), k(DotKernelsFor(isa)), pool(t) {}
@@ -155,6 +160,58 @@ struct PromptProbe::Impl {
     double per_row = p > one ? (t_full - t_chunk) / static_cast<double>(p - one) : 0;
     if (!(per_row > 0)) per_row = t_full / static_cast<double>(p);  // noise larger than the difference: no fixed part
     const double fixed = std::max(0.0, t_full - per_row * static_cast<double>(p));
+    return fixed + per_row * static_cast<double>(s.rows);
+  }
+
+  // Seconds of one one-token product of `rows` rows with its weights streamed from memory, as a
+  // decode step of a model larger than the last-level cache reads every product: successive calls
+  // read successive copies of the weights in a buffer of kStreamSpan bytes, or 16 x `llc` where
+  // that is more (2 MiB pages, as a model read into memory), so no call finds its rows in a cache.
+  // (A span of 4 x the 32 MiB cache this VM reports still read 10-15% faster than memory: a 1 GiB
+  // span streamed at 55 GB/s on 2 threads, 128 MiB at 61, 32 MiB at 104; docs/PERFORMANCE.md.)
+  double StreamedProduct(GgmlType type, int64_t rows, int64_t cols, uint64_t llc) {
+    const std::string name = ProductKey(type, rows, cols, 1);
+    if (auto it = timed.find(name); it != timed.end()) return it->second;
+    const size_t bytes = static_cast<size_t>(rows) * *RowBytes(type, static_cast<uint64_t>(cols));
+    const size_t copies = std::max<size_t>(2, (std::max<size_t>(kStreamSpan, 16 * llc) + bytes - 1) / bytes);
+    if (stream == nullptr || stream->size() < copies * bytes) {
+      stream.reset();
+      stream = std::make_unique<ProbeBuffer>(copies * bytes, true);
+      stream_cols = 0;
+      if (stream->data() == nullptr) return 0;  // no memory for it: the shape stays untimed
+    }
+    if (stream_type != type || stream_cols != cols) {
+      FillProbeRows(type, cols, stream->data(), stream->size());
+      stream_type = type;
+      stream_cols = cols;
+    }
+    const std::vector<float> one(static_cast<size_t>(cols), 0.5f);
+    y.resize(static_cast<size_t>(rows));
+    MatMulArgs a{.type = type, .w = stream->data(), .rows = rows, .cols = cols, .row_stride = 0, .x = one.data(), .batch = 1, .y = y.data()};
+    size_t next = 0;
+    // Five passes: a decode product takes 5-700 us, and one time slice lost to the host in a pass
+    // of short calls moved a median of three by 5x (Q4_0 256 x 2048: 75 us against 10 us).
+    const double s = TimeCalls(
+        [&] {
+          a.w = stream->data() + (next++ % copies) * bytes;
+          MatMul(k, a, &pool, &scratch);
+        },
+        5);
+    timed[name] = s;
+    return s;
+  }
+
+  // A decode product: timed whole up to kMaxProbeBytes of weights; a larger one from two timings
+  // (kSmall rows, and the rows of kMaxProbeBytes), extended linearly in its rows.
+  double StreamedShape(const ProductShape& s, uint64_t llc) {
+    const int64_t row_bytes = static_cast<int64_t>(*RowBytes(s.type, static_cast<uint64_t>(s.cols)));
+    const int64_t p = std::max<int64_t>(64, static_cast<int64_t>(kMaxProbeBytes) / row_bytes / 16 * 16);
+    if (s.rows <= p) return StreamedProduct(s.type, s.rows, s.cols, llc);
+    const int64_t small = std::min<int64_t>(p / 2, int64_t{64} * threads);
+    const double t_small = StreamedProduct(s.type, small, s.cols, llc), t_p = StreamedProduct(s.type, p, s.cols, llc);
+    double per_row = (t_p - t_small) / static_cast<double>(p - small);
+    if (!(per_row > 0)) per_row = t_p / static_cast<double>(p);
+    const double fixed = std::max(0.0, t_p - per_row * static_cast<double>(p));
     return fixed + per_row * static_cast<double>(s.rows);
   }
 
@@ -238,9 +295,11 @@ Status PromptProbe::Time(const PromptShapes& shapes, MachineSpeed* m) {
     size_t done = 0;
     for (const ProductShape& s : products) {
       const TypeSpeed* ts = m->Find(s.type);
-      m->product_s[s] = p.Shape(s, ts != nullptr ? ts->gemm_gops : 0);
+      const double t = s.batch == 1 ? p.StreamedShape(s, m->llc_bytes) : p.Shape(s, ts != nullptr ? ts->gemm_gops : 0);
+      if (t > 0) m->product_s[s] = t;
       progress.Update(++done, 0, fmt::format("{} {}x{}", TypeInfo(s.type).name, s.rows, s.cols));
     }
+    p.stream.reset();
     for (const AttentionShape& a : attention) {
       m->attention_s[a] = p.Attention(a);
       progress.Update(++done, 0, "attention");

@@ -14,7 +14,10 @@
 // t(rows) = fixed + rows * per_row. Attention: the kernel table's AttendFn called as
 // LlamaSession::Attention calls it (token x KV head items on the pool) over a cache of the model's
 // head layout, for one layer of a step; a long step samples every k-th token and scales by the
-// positions read. Timings are cached per boot (prompt_shapes.json,
+// positions read. A product of one token (a decode step's, eval/cost_model.h DecodeShapesOf) is
+// timed with its weights streamed from memory: successive calls read successive copies in a buffer
+// of 1 GiB (or 16x the last-level cache), whole up to 32 MiB of weights, a taller one extended linearly from
+// two heights. Timings are cached per boot (prompt_shapes.json,
 // advise/probe_cache.h), keyed by the thread count and ISA.
 #pragma once
 

@@ -48,27 +48,6 @@ constexpr size_t kStreamBytes = size_t{128} << 20;
 constexpr int64_t kCols = 4096;
 constexpr int kCacheVersion = 5;
 
-// Anonymous memory advised for 2 MiB pages (or against them), as MappedFile::Read holds a model.
-class ProbeBuffer {
- public:
-  ProbeBuffer(size_t bytes, bool huge) : len_(bytes) {
-    void* p = ::mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return;
-    data_ = static_cast<uint8_t*>(p);
-    ::madvise(p, len_, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-  }
-  ~ProbeBuffer() {
-    if (data_ != nullptr) ::munmap(data_, len_);
-  }
-  ProbeBuffer(const ProbeBuffer&) = delete;
-  ProbeBuffer& operator=(const ProbeBuffer&) = delete;
-  uint8_t* data() const { return data_; }
-  size_t size() const { return len_; }
-
- private:
-  uint8_t* data_ = nullptr;
-  size_t len_;
-};
 
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());

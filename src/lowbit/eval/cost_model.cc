@@ -229,9 +229,36 @@ double AllReduceSeconds(double bytes, int ranks, const Network& net) {
   return std::min(doubling, ring);
 }
 
+std::vector<ProductShape> DecodeShapesOf(const ModelWork& w, const MachineSpeed& m) {
+  if (w.WeightBytes() <= static_cast<double>(m.llc_bytes)) return {};
+  std::set<ProductShape> shapes;
+  for (const PromptProduct& p : w.prompt_products) shapes.insert(ProductShape{p.type, p.rows, p.cols, 1});
+  return {shapes.begin(), shapes.end()};
+}
+
+namespace {
+
+// A decode step's products at their timed shapes (each timing has its hand-off), or < 0 where a
+// shape is not timed. A mixture's expert product runs for n_expert_used of its count (share).
+double TimedDecodeWeightSeconds(const ModelWork& w, const MachineSpeed& m) {
+  if (w.prompt_products.empty() || w.WeightBytes() <= static_cast<double>(m.llc_bytes)) return -1;
+  double s = 0;
+  for (const PromptProduct& p : w.prompt_products) {
+    auto it = m.product_s.find(ProductShape{p.type, p.rows, p.cols, 1});
+    if (it == m.product_s.end()) return -1;
+    s += p.count * (p.last_token ? 1.0 : p.share) * it->second;
+  }
+  return s;
+}
+
+}  // namespace
+
 Expected<double> DecodeSeconds(const ModelWork& w, const MachineSpeed& m, int64_t position) {
-  LOWBIT_ASSIGN_OR_RETURN(double weights, DecodeWeightSeconds(w, m));
-  double handoffs = w.threaded_products;
+  double weights = TimedDecodeWeightSeconds(w, m);
+  double handoffs = weights >= 0 ? 0 : w.threaded_products;
+  if (weights < 0) {
+    LOWBIT_ASSIGN_OR_RETURN(weights, DecodeWeightSeconds(w, m));
+  }
   // Attention is handed out per layer once the context makes it worth it (model/llama.cc).
   if (w.threads > 1 && w.q_heads * (position + 1) * w.head_dim >= 65536) handoffs += static_cast<double>(w.n_layer);
   return weights + AttentionSeconds(w, m, w.AttentionOps(position), w.KvBytes(position)) + handoffs * m.handoff_us * 1e-6 +

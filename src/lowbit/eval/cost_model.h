@@ -78,7 +78,9 @@ struct MachineSpeed {
   uint64_t llc_bytes = 32u << 20;       // a model no larger is read from cache (speed_probe.cc)
   // Prefill at a model's own shapes (advise/prompt_probe.h), measured for the model being predicted:
   // the wall time of one product (activation conversion and hand-offs included) and of one layer's
-  // attention. Not part of ToJson (they belong to a model, not to the machine).
+  // attention. A product of one token (batch 1: the decode's products, DecodeShapesOf) is timed
+  // with its weights streamed from memory. Not part of ToJson (they belong to a model, not to the
+  // machine).
   std::map<ProductShape, double> product_s;
   std::map<AttentionShape, double> attention_s;
 
@@ -147,6 +149,11 @@ struct PromptShapes {
   std::vector<AttentionShape> attention;
 };
 PromptShapes PromptShapesOf(const ModelWork& w, int64_t n);
+// The one-token products of a decode step of a model that streams from memory (larger than
+// m.llc_bytes), each once; none for a model read from cache. With every one of them in
+// m.product_s, DecodeSeconds sums their timings (hand-offs included) instead of the weight bytes
+// at the stream rates over decode_efficiency.
+std::vector<ProductShape> DecodeShapesOf(const ModelWork& w, const MachineSpeed& m);
 
 // Tensor parallel decode over `ranks` ranks, each with machine `m` and one shard of work `rank_work`
 // (the largest rank's: the others wait for it at every all-reduce): per-token seconds at `position`.
