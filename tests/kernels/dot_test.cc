@@ -214,7 +214,8 @@ TEST_P(DotKernelsTest, Gemm8EqualsTheReferenceAtTheLargestCodes) {
                           {kQ3_K, {offsetof(BlockQ3_K, d)}},
                           {kQ4_K, {offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)}},
                           {kQ5_K, {offsetof(BlockQ5_K, d), offsetof(BlockQ5_K, dmin)}},
-                          {kQ6_K, {offsetof(BlockQ6_K, d)}}};
+                          {kQ6_K, {offsetof(BlockQ6_K, d)}},
+                          {kIQ4_XS, {offsetof(BlockIQ4_XS, d)}}};  // every value 113 (+ 128), every scale 31
   const int64_t n = 512, ntok = 5;
   for (const Half16& h : types) {
     if (k.ForGemm8(h.t) == nullptr && k.ForRows8(h.t) == nullptr) continue;
