@@ -91,44 +91,54 @@ TEST(AdvisePromptShapes, PromptIsTheSumOfItsProductsAtTheirMeasuredTimes) {
   }
 }
 
-// Decode at the model's own shapes: a model larger than the last-level cache gets its one-token
-// products timed (DecodeShapesOf), and with all of them measured a step costs their sum (each
-// timing holds its hand-off) in place of the weight bytes at the stream rates; one shape missing,
-// the stream rates again. A model read from cache has none.
-TEST(AdvisePromptShapes, DecodeIsTheSumOfItsProductsAtTheirMeasuredTimes) {
+// Decode at the model's own groups of products: WorkOf lists a step's hand-offs as LlamaSession
+// makes them (Q/K/V together, O, gate/up together, down; the classifier), and with every group
+// measured a step costs their sum (each timing holds its hand-off) in place of the weight bytes at
+// the stream rates; one group missing, the stream rates again. A model no larger than the cache
+// keeps the cached rates.
+TEST(AdvisePromptShapes, DecodeIsTheSumOfItsGroupsAtTheirMeasuredTimes) {
   auto src = ModelSource::Open("tinyllama-1.1b");
   ASSERT_TRUE(src.ok()) << src.status().message();
   auto p = src->As("Q4_K_M");
   ASSERT_TRUE(p.ok()) << p.status().message();
   const ModelWork w = WorkOf(p->model, false, 4);
+  const int64_t layers = p->model.config().n_layer;
+  double steps = 0;
+  for (const ModelWork::DecodeGroup& g : w.decode_groups) {
+    steps += g.count;
+    for (const ProductShape& s : g.products) EXPECT_EQ(s.batch, 1);
+  }
+  EXPECT_EQ(steps, 4.0 * static_cast<double>(layers) + 1);  // Q/K/V, O, gate/up, down a layer; the classifier
   MachineSpeed m = FlatSpeed();
-  const std::vector<ProductShape> shapes = DecodeShapesOf(w, m);
-  ASSERT_GE(shapes.size(), 4u);
-  for (const ProductShape& s : shapes) EXPECT_EQ(s.batch, 1);
+  const DecodeGroups groups = DecodeGroupsOf(w, m);
+  EXPECT_TRUE(groups.streamed);
+  ASSERT_GE(groups.groups.size(), 4u);
   auto plain = DecodeSeconds(w, m, 100);
   ASSERT_TRUE(plain.ok()) << plain.status().message();
-  // The step without its products (attention, fixed costs): the stream-rate figure less its weights
-  // and the products' hand-offs.
+  // The step without its products (attention, fixed costs): every group timed at 0.
   MachineSpeed timed = m;
-  for (const ProductShape& s : shapes) timed.product_s[s] = 0;
+  for (const auto& g : groups.groups) timed.group_s[g] = 0;
   auto rest = DecodeSeconds(w, timed, 100);
   ASSERT_TRUE(rest.ok());
   EXPECT_LT(*rest, 0.2 * *plain);
   double expected = *rest;
-  for (const PromptProduct& q : w.prompt_products) {
-    const ProductShape s{q.type, q.rows, q.cols, 1};
-    timed.product_s[s] = FakeSeconds(s);
-    expected += q.count * FakeSeconds(s);  // no experts here: every product runs once a token
+  for (const ModelWork::DecodeGroup& g : w.decode_groups) {
+    double t = 0;
+    for (const ProductShape& s : g.products) t += FakeSeconds(s);
+    timed.group_s[g.products] = t;
+    expected += g.count * t;
   }
   EXPECT_NEAR(*DecodeSeconds(w, timed, 100), expected, 1e-12 * expected);
-  timed.product_s.erase(shapes.back());
+  timed.group_s.erase(groups.groups.back());
   EXPECT_NEAR(*DecodeSeconds(w, timed, 100), *plain, 1e-12 * *plain);
-  // A 4-bit stories15M (8.5 MB) is read from a 32 MiB cache: nothing to stream.
+  // A 4-bit stories15M (8.5 MB) is read from a 32 MiB cache: it keeps the cached rates.
   auto small = ModelSource::Open("stories15m");
   ASSERT_TRUE(small.ok()) << small.status().message();
   auto q = small->As("Q4_0");
   ASSERT_TRUE(q.ok()) << q.status().message();
-  EXPECT_TRUE(DecodeShapesOf(WorkOf(q->model, false, 4), m).empty());
+  const DecodeGroups in_cache = DecodeGroupsOf(WorkOf(q->model, false, 4), m);
+  EXPECT_FALSE(in_cache.streamed);
+  EXPECT_TRUE(in_cache.groups.empty());
 }
 
 TEST(AdvisePromptShapes, ProbeTimesEveryShapeAndKeepsItsTimings) {
@@ -138,22 +148,30 @@ TEST(AdvisePromptShapes, ProbeTimesEveryShapeAndKeepsItsTimings) {
   ::setenv("XDG_CACHE_HOME", dir.path().c_str(), 1);
   const PromptShapes shapes{
       {ProductShape{GgmlType::kQ8_0, 64, 256, 16},      // timed at its rows
-       ProductShape{GgmlType::kQ4_K, 2048, 256, 16},    // extended from 16 and ProbeRows rows
-       ProductShape{GgmlType::kQ4_K, 64, 256, 1}},      // a decode product, streamed
+       ProductShape{GgmlType::kQ4_K, 2048, 256, 16}},   // extended from 16 and ProbeRows rows
       {AttentionShape{.kv_f16 = true, .kv_heads = 2, .group = 2, .head_dim = 32, .start = 0, .tokens = 16}}};
   MachineSpeed m = FlatSpeed();
   PromptProbe probe(2, ActiveIsa(), /*use_cache=*/false, /*show_progress=*/false);
   ASSERT_TRUE(probe.Time(shapes, &m).ok());
-  ASSERT_EQ(m.product_s.size(), 3u);
+  ASSERT_EQ(m.product_s.size(), 2u);
   ASSERT_EQ(m.attention_s.size(), 1u);
   for (const auto& [s, t] : m.product_s) EXPECT_TRUE(t > 0 && std::isfinite(t)) << t;
   for (const auto& [a, t] : m.attention_s) EXPECT_TRUE(t > 0 && std::isfinite(t)) << t;
+  // A decode group (a Q/K/V-like pair of products), streamed.
+  const std::vector<ProductShape> qkv{ProductShape{GgmlType::kQ4_K, 64, 256, 1}, ProductShape{GgmlType::kQ8_0, 32, 256, 1}};
+  MachineSpeed streamed = FlatSpeed();
+  ASSERT_TRUE(probe.TimeDecode(DecodeGroups{{qkv}, true}, &streamed).ok());
+  ASSERT_EQ(streamed.group_s.size(), 1u);
+  EXPECT_TRUE(streamed.group_s.at(qkv) > 0 && std::isfinite(streamed.group_s.at(qkv)));
   // A second probe reads the same timings from this boot's cache, and measures nothing again.
   MachineSpeed again = FlatSpeed();
   PromptProbe cached(2, ActiveIsa(), /*use_cache=*/true, /*show_progress=*/false);
   ASSERT_TRUE(cached.Time(shapes, &again).ok());
   EXPECT_EQ(again.product_s, m.product_s);
   EXPECT_EQ(again.attention_s, m.attention_s);
+  MachineSpeed again_streamed = FlatSpeed();
+  ASSERT_TRUE(cached.TimeDecode(DecodeGroups{{qkv}, true}, &again_streamed).ok());
+  EXPECT_EQ(again_streamed.group_s, streamed.group_s);
   if (old != nullptr) ::setenv("XDG_CACHE_HOME", saved.c_str(), 1);
   else ::unsetenv("XDG_CACHE_HOME");
 }

@@ -64,19 +64,15 @@ MachineSpeed WithPromptShapes(const Hardware& hw, MachineSpeed s, const ModelWor
   return s;
 }
 
-// `s` with the decode of `w` timed at its own shapes (its one-token products streamed from memory),
-// where the machine is this one and the model streams (DecodeShapesOf); a mapped file's products at
-// the mapped stream rate.
+// `s` with the decode of `w` timed at its own groups of products (DecodeGroupsOf), where the machine
+// is this one; a mapped file's streamed groups at the mapped stream rate.
 MachineSpeed WithDecodeShapes(const Hardware& hw, MachineSpeed s, const ModelWork& w, bool in_memory) {
   if (hw.prompt_probe == nullptr) return s;
-  PromptShapes shapes;
-  shapes.products = DecodeShapesOf(w, s);
-  if (shapes.products.empty()) return s;
-  (void)hw.prompt_probe->Time(shapes, &s);  // an untimed shape leaves the decode on the stream rates
-  if (!in_memory && hw.mapped_factor > 0) {
-    for (auto& [shape, t] : s.product_s) {
-      if (shape.batch == 1) t /= hw.mapped_factor;
-    }
+  const DecodeGroups groups = DecodeGroupsOf(w, s);
+  if (groups.groups.empty()) return s;
+  (void)hw.prompt_probe->TimeDecode(groups, &s);  // an untimed group leaves the decode on the stream rates
+  if (groups.streamed && !in_memory && hw.mapped_factor > 0) {
+    for (auto& [g, t] : s.group_s) t /= hw.mapped_factor;
   }
   return s;
 }

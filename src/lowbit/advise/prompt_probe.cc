@@ -21,7 +21,7 @@
 namespace lowbit {
 namespace {
 
-constexpr int kCacheVersion = 2;
+constexpr int kCacheVersion = 3;
 constexpr double kPassSeconds = 0.02;
 constexpr int kPasses = 3;
 constexpr size_t kMaxProbeBytes = size_t{32} << 20;   // weights of one timed product
@@ -80,9 +80,6 @@ struct PromptProbe::Impl {
   size_t w_bytes = 0;
   std::vector<float> x, y;
   int64_t x_cols = 0, x_batch = 0;
-  std::unique_ptr<ProbeBuffer> stream;  // StreamedProduct's copies of one type and width
-  GgmlType stream_type = GgmlType::kF32;
-  int64_t stream_cols = 0;
 
   Impl(int t, Isa i, bool cache, bool progress)
       : threads(t), isa(std::min(i, MaxSupportedIsa())), use_cache(cache), show_progress(progress), k(DotKernelsFor(isa)), pool(t) {}
@@ -163,52 +160,70 @@ struct PromptProbe::Impl {
     return fixed + per_row * static_cast<double>(s.rows);
   }
 
-  // Seconds of one one-token product of `rows` rows with its weights streamed from memory, as a
-  // decode step of a model larger than the last-level cache reads every product: successive calls
-  // read successive copies of the weights in a buffer of kStreamSpan bytes, or 16 x `llc` where
-  // that is more (2 MiB pages, as a model read into memory), so no call finds its rows in a cache.
-  // (A span of 4 x the 32 MiB cache this VM reports still read 10-15% faster than memory: a 1 GiB
-  // span streamed at 55 GB/s on 2 threads, 128 MiB at 61, 32 MiB at 104; docs/PERFORMANCE.md.)
-  double StreamedProduct(GgmlType type, int64_t rows, int64_t cols, uint64_t llc) {
-    const std::string name = ProductKey(type, rows, cols, 1);
+  // Seconds of one decode step's group of products (MatMulGroup on one token, as LlamaSession runs
+  // Q/K/V or gate/up), streamed from memory: successive calls read successive copies of the group's
+  // weights in a buffer of kStreamSpan bytes, or 16 x `llc` where that is more (2 MiB pages, as a
+  // model read into memory), so no call finds its rows in a cache. (A span of 4 x the 32 MiB cache
+  // this VM reports still read 10-15% faster than memory: 1 GiB streamed at 55 GB/s on 2 threads,
+  // 128 MiB at 61, 32 MiB at 104; docs/PERFORMANCE.md.) A group of more than kMaxProbeBytes is its
+  // products timed one by one, each extended linearly from two heights (each then counts its own
+  // hand-off: ~1 us against milliseconds).
+  double Group(const std::vector<ProductShape>& g, uint64_t llc) {
+    std::string name("G");
+    size_t total = 0;
+    std::vector<size_t> bytes;
+    int64_t cols = 0;
+    for (const ProductShape& s : g) {
+      name.append("|").append(ProductKey(s.type, s.rows, s.cols, 1));
+      bytes.push_back(static_cast<size_t>(s.rows) * *RowBytes(s.type, static_cast<uint64_t>(s.cols)));
+      total += bytes.back();
+      cols = std::max(cols, s.cols);
+    }
     if (auto it = timed.find(name); it != timed.end()) return it->second;
-    const size_t bytes = static_cast<size_t>(rows) * *RowBytes(type, static_cast<uint64_t>(cols));
-    const size_t copies = std::max<size_t>(2, (std::max<size_t>(kStreamSpan, 16 * llc) + bytes - 1) / bytes);
-    if (stream == nullptr || stream->size() < copies * bytes) {
-      stream.reset();
-      stream = std::make_unique<ProbeBuffer>(copies * bytes, true);
-      stream_cols = 0;
-      if (stream->data() == nullptr) return 0;  // no memory for it: the shape stays untimed
+    double seconds = 0;
+    if (total > kMaxProbeBytes) {
+      for (const ProductShape& s : g) seconds += StreamedShape(s, llc);
+    } else {
+      const size_t copies = std::max<size_t>(2, (std::max<size_t>(kStreamSpan, 16 * llc) + total - 1) / total);
+      ProbeBuffer buf(copies * total, true);
+      if (buf.data() == nullptr) return 0;  // no memory for it: the group stays untimed
+      size_t off = 0;
+      for (size_t j = 0; j < g.size(); ++j) {
+        FillProbeRows(g[j].type, g[j].cols, buf.data() + off, bytes[j]);
+        off += bytes[j];
+      }
+      for (size_t c = 1; c < copies; ++c) std::memcpy(buf.data() + c * total, buf.data(), total);
+      const std::vector<float> one(static_cast<size_t>(cols), 0.5f);
+      std::vector<std::vector<float>> out(g.size());
+      std::vector<MatMulArgs> args(g.size());
+      for (size_t j = 0; j < g.size(); ++j) {
+        out[j].resize(static_cast<size_t>(g[j].rows));
+        args[j] = MatMulArgs{.type = g[j].type, .rows = g[j].rows, .cols = g[j].cols, .row_stride = 0, .x = one.data(), .batch = 1, .y = out[j].data()};
+      }
+      size_t next = 0;
+      // Five passes: a decode group takes 5-700 us, and one time slice lost to the host in a pass of
+      // short calls moved a median of three by 5x (Q4_0 256 x 2048: 75 us against 10 us).
+      seconds = TimeCalls(
+          [&] {
+            const uint8_t* base = buf.data() + (next++ % copies) * total;
+            for (size_t j = 0; j < g.size(); ++j, base += bytes[j - 1]) args[j].w = base;
+            MatMulGroup(k, args, &pool, &scratch);
+          },
+          5);
     }
-    if (stream_type != type || stream_cols != cols) {
-      FillProbeRows(type, cols, stream->data(), stream->size());
-      stream_type = type;
-      stream_cols = cols;
-    }
-    const std::vector<float> one(static_cast<size_t>(cols), 0.5f);
-    y.resize(static_cast<size_t>(rows));
-    MatMulArgs a{.type = type, .w = stream->data(), .rows = rows, .cols = cols, .row_stride = 0, .x = one.data(), .batch = 1, .y = y.data()};
-    size_t next = 0;
-    // Five passes: a decode product takes 5-700 us, and one time slice lost to the host in a pass
-    // of short calls moved a median of three by 5x (Q4_0 256 x 2048: 75 us against 10 us).
-    const double s = TimeCalls(
-        [&] {
-          a.w = stream->data() + (next++ % copies) * bytes;
-          MatMul(k, a, &pool, &scratch);
-        },
-        5);
-    timed[name] = s;
-    return s;
+    timed[name] = seconds;
+    return seconds;
   }
 
-  // A decode product: timed whole up to kMaxProbeBytes of weights; a larger one from two timings
-  // (kSmall rows, and the rows of kMaxProbeBytes), extended linearly in its rows.
+  // One streamed product of a group too large to copy whole: timed at kMaxProbeBytes of its rows and
+  // at a small height, extended linearly.
   double StreamedShape(const ProductShape& s, uint64_t llc) {
     const int64_t row_bytes = static_cast<int64_t>(*RowBytes(s.type, static_cast<uint64_t>(s.cols)));
     const int64_t p = std::max<int64_t>(64, static_cast<int64_t>(kMaxProbeBytes) / row_bytes / 16 * 16);
-    if (s.rows <= p) return StreamedProduct(s.type, s.rows, s.cols, llc);
+    if (s.rows <= p) return Group({s}, llc);
     const int64_t small = std::min<int64_t>(p / 2, int64_t{64} * threads);
-    const double t_small = StreamedProduct(s.type, small, s.cols, llc), t_p = StreamedProduct(s.type, p, s.cols, llc);
+    const double t_small = Group({ProductShape{s.type, small, s.cols, 1}}, llc);
+    const double t_p = Group({ProductShape{s.type, p, s.cols, 1}}, llc);
     double per_row = (t_p - t_small) / static_cast<double>(p - small);
     if (!(per_row > 0)) per_row = t_p / static_cast<double>(p);
     const double fixed = std::max(0.0, t_p - per_row * static_cast<double>(p));
@@ -295,14 +310,37 @@ Status PromptProbe::Time(const PromptShapes& shapes, MachineSpeed* m) {
     size_t done = 0;
     for (const ProductShape& s : products) {
       const TypeSpeed* ts = m->Find(s.type);
-      const double t = s.batch == 1 ? p.StreamedShape(s, m->llc_bytes) : p.Shape(s, ts != nullptr ? ts->gemm_gops : 0);
-      if (t > 0) m->product_s[s] = t;
+      m->product_s[s] = p.Shape(s, ts != nullptr ? ts->gemm_gops : 0);
       progress.Update(++done, 0, fmt::format("{} {}x{}", TypeInfo(s.type).name, s.rows, s.cols));
     }
-    p.stream.reset();
     for (const AttentionShape& a : attention) {
       m->attention_s[a] = p.Attention(a);
       progress.Update(++done, 0, "attention");
+    }
+    progress.Finish();
+  }
+  if (p.timed.size() != before) p.Save();
+  return OkStatus();
+}
+
+Status PromptProbe::TimeDecode(const DecodeGroups& d, MachineSpeed* m) {
+  Impl& p = *impl_;
+  p.Load();
+  if (!d.streamed) return OkStatus();
+  std::vector<const std::vector<ProductShape>*> groups;
+  for (const auto& g : d.groups) {
+    bool ok = !g.empty() && !m->group_s.contains(g);
+    for (const ProductShape& s : g) ok = ok && p.k.For(s.type) != nullptr && CanFillProbeRows(s.type);
+    if (ok) groups.push_back(&g);
+  }
+  const size_t before = p.timed.size();
+  {
+    Progress progress("timing the decode at the model's shapes", groups.size(), 0, p.show_progress);
+    size_t done = 0;
+    for (const auto* g : groups) {
+      const double t = p.Group(*g, m->llc_bytes);
+      if (t > 0) m->group_s[*g] = t;
+      progress.Update(++done, 0, fmt::format("{} x {}", TypeInfo(g->front().type).name, g->size()));
     }
     progress.Finish();
   }

@@ -14,10 +14,10 @@
 // t(rows) = fixed + rows * per_row. Attention: the kernel table's AttendFn called as
 // LlamaSession::Attention calls it (token x KV head items on the pool) over a cache of the model's
 // head layout, for one layer of a step; a long step samples every k-th token and scales by the
-// positions read. A product of one token (a decode step's, eval/cost_model.h DecodeShapesOf) is
-// timed with its weights streamed from memory: successive calls read successive copies in a buffer
-// of 1 GiB (or 16x the last-level cache), whole up to 32 MiB of weights, a taller one extended linearly from
-// two heights. Timings are cached per boot (prompt_shapes.json,
+// positions read. A decode step is timed by its groups of products (eval/cost_model.h
+// DecodeGroupsOf: Q/K/V, O, gate/up, down, the classifier, as LlamaSession hands them out), each
+// one MatMulGroup of one token with its weights streamed from memory (successive calls read
+// successive copies in a 1 GiB buffer). Timings are cached per boot (prompt_shapes.json,
 // advise/probe_cache.h), keyed by the thread count and ISA.
 #pragma once
 
@@ -43,6 +43,9 @@ class PromptProbe {
   // Adds to m->product_s and m->attention_s every shape of `shapes` they lack (timed now or from the
   // cache).
   Status Time(const PromptShapes& shapes, MachineSpeed* m);
+  // Adds to m->group_s every decode group of `d` it lacks: one token through the group's products
+  // in one MatMulGroup, the weights streamed from memory (nothing where d.streamed is false).
+  Status TimeDecode(const DecodeGroups& d, MachineSpeed* m);
 
   static constexpr int64_t kMinProbeRows = 128, kMaxProbeRows = 1024;
 

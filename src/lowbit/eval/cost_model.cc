@@ -25,6 +25,15 @@ void AddProducts(ModelWork* work, std::span<const WeightView* const> group) {
   for (const WeightView* w : group) total += Work(*w);
   const bool threaded_group = work->threads > 1 && total >= static_cast<double>(kMinThreadedWork);
   if (threaded_group) work->threaded_products += 1;
+  std::vector<ProductShape> shapes;
+  for (const WeightView* w : group) {
+    if (w->rows > 0 && w->cols > 0) shapes.push_back(ProductShape{w->type, w->rows, w->cols, 1});
+  }
+  if (!shapes.empty()) {
+    auto it = std::find_if(work->decode_groups.begin(), work->decode_groups.end(), [&](const auto& g) { return g.products == shapes; });
+    if (it != work->decode_groups.end()) it->count += 1;
+    else work->decode_groups.push_back(ModelWork::DecodeGroup{shapes, 1});
+  }
   for (const WeightView* w : group) {
     // A group handed out as one; otherwise each product decides alone (MatMul).
     const bool threaded = threaded_group || (work->threads > 1 && Work(*w) >= static_cast<double>(kMinThreadedWork));
@@ -229,24 +238,28 @@ double AllReduceSeconds(double bytes, int ranks, const Network& net) {
   return std::min(doubling, ring);
 }
 
-std::vector<ProductShape> DecodeShapesOf(const ModelWork& w, const MachineSpeed& m) {
-  if (w.WeightBytes() <= static_cast<double>(m.llc_bytes)) return {};
-  std::set<ProductShape> shapes;
-  for (const PromptProduct& p : w.prompt_products) shapes.insert(ProductShape{p.type, p.rows, p.cols, 1});
-  return {shapes.begin(), shapes.end()};
+DecodeGroups DecodeGroupsOf(const ModelWork& w, const MachineSpeed& m) {
+  DecodeGroups out;
+  out.streamed = w.WeightBytes() > static_cast<double>(m.llc_bytes);
+  // A model read from cache keeps the cached rates: its step is mostly the fixed costs, which
+  // MeasureFixedCosts takes as what those rates leave unexplained, so timed groups on top of them
+  // counted part of the step twice (docs/PERFORMANCE.md).
+  if (!out.streamed) return out;
+  for (const ModelWork::DecodeGroup& g : w.decode_groups) out.groups.push_back(g.products);
+  return out;
 }
 
 namespace {
 
-// A decode step's products at their timed shapes (each timing has its hand-off), or < 0 where a
-// shape is not timed. A mixture's expert product runs for n_expert_used of its count (share).
+// A decode step's product groups at their timings (each with its hand-off), or < 0 where a group
+// is not timed.
 double TimedDecodeWeightSeconds(const ModelWork& w, const MachineSpeed& m) {
-  if (w.prompt_products.empty() || w.WeightBytes() <= static_cast<double>(m.llc_bytes)) return -1;
+  if (w.decode_groups.empty()) return -1;
   double s = 0;
-  for (const PromptProduct& p : w.prompt_products) {
-    auto it = m.product_s.find(ProductShape{p.type, p.rows, p.cols, 1});
-    if (it == m.product_s.end()) return -1;
-    s += p.count * (p.last_token ? 1.0 : p.share) * it->second;
+  for (const ModelWork::DecodeGroup& g : w.decode_groups) {
+    auto it = m.group_s.find(g.products);
+    if (it == m.group_s.end()) return -1;
+    s += g.count * it->second;
   }
   return s;
 }

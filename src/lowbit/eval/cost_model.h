@@ -83,6 +83,10 @@ struct MachineSpeed {
   // machine).
   std::map<ProductShape, double> product_s;
   std::map<AttentionShape, double> attention_s;
+  // A decode step's product groups (DecodeGroupsOf) as MatMulGroup runs them, one token, measured
+  // for the model being predicted: the wall time of one group, its weights streamed from memory (a
+  // model larger than the cache) or in cache. Not part of ToJson.
+  std::map<std::vector<ProductShape>, double> group_s;
 
   // The speed of type t; a type not measured takes the measured type nearest in bits per weight
   // among those of its kind (block or plain). nullptr when nothing is measured.
@@ -109,6 +113,13 @@ struct ModelWork {
   std::map<GgmlType, double> weight_macs;     // multiply-adds per token, per type
   double threaded_products = 0;  // pool hand-offs of a decode step's products (grouped products count once)
   std::vector<PromptProduct> prompt_products;  // a prefill step's products, one per distinct shape
+  // A decode step's hand-offs: the products of each (Q/K/V, gate/up, ... as LlamaSession groups them;
+  // batch 1) and how many times a step runs that group.
+  struct DecodeGroup {
+    std::vector<ProductShape> products;
+    double count = 0;
+  };
+  std::vector<DecodeGroup> decode_groups;
   int threads = 1;
   int64_t n_layer = 0, n_embd = 0, q_heads = 0, kv_dim = 0, head_dim = 0;
   bool kv_f16 = false;
@@ -149,11 +160,15 @@ struct PromptShapes {
   std::vector<AttentionShape> attention;
 };
 PromptShapes PromptShapesOf(const ModelWork& w, int64_t n);
-// The one-token products of a decode step of a model that streams from memory (larger than
-// m.llc_bytes), each once; none for a model read from cache. With every one of them in
-// m.product_s, DecodeSeconds sums their timings (hand-offs included) instead of the weight bytes
-// at the stream rates over decode_efficiency.
-std::vector<ProductShape> DecodeShapesOf(const ModelWork& w, const MachineSpeed& m);
+// The distinct product groups of a decode step (ModelWork::decode_groups) of a model whose weights
+// stream from memory (larger than m.llc_bytes; none for one read from cache, `streamed` false).
+// With every group in m.group_s, DecodeSeconds sums their timings (hand-offs included) instead of
+// the weight bytes at the stream rates over decode_efficiency.
+struct DecodeGroups {
+  std::vector<std::vector<ProductShape>> groups;
+  bool streamed = true;
+};
+DecodeGroups DecodeGroupsOf(const ModelWork& w, const MachineSpeed& m);
 
 // Tensor parallel decode over `ranks` ranks, each with machine `m` and one shard of work `rank_work`
 // (the largest rank's: the others wait for it at every all-reduce): per-token seconds at `position`.
