@@ -25,7 +25,7 @@ constexpr int kCacheVersion = 3;
 constexpr double kPassSeconds = 0.02;
 constexpr int kPasses = 3;
 constexpr size_t kMaxProbeBytes = size_t{32} << 20;   // weights of one timed product
-constexpr size_t kStreamSpan = size_t{1} << 30;       // what a streamed product's calls cycle through
+constexpr size_t kStreamSpan = size_t{1} << 30;       // what a streamed decode group's calls cycle through
 constexpr double kMaxAttentionOps = 4e8;               // one timed attention call set (a few ms)
 
 double Seconds(std::chrono::steady_clock::time_point t0) {

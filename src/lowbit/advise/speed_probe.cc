@@ -48,7 +48,6 @@ constexpr size_t kStreamBytes = size_t{128} << 20;
 constexpr int64_t kCols = 4096;
 constexpr int kCacheVersion = 5;
 
-
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
