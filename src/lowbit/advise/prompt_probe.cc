@@ -53,6 +53,16 @@ double TimeCalls(Fn&& fn, int passes = kPasses) {
   return per_call[per_call.size() / 2];
 }
 
+// A product's seconds at `rows` rows from two timings, t_a at rows_a and t_b at rows_b (rows_b >
+// rows_a, in rows of per-row work): t(rows) = fixed + rows * per_row. Noise larger than the
+// difference (per_row <= 0): no fixed part.
+double ExtendInRows(double t_a, int64_t rows_a, double t_b, int64_t rows_b, int64_t rows) {
+  double per_row = rows_b > rows_a ? (t_b - t_a) / static_cast<double>(rows_b - rows_a) : 0;
+  if (!(per_row > 0)) per_row = t_b / static_cast<double>(rows_b);
+  const double fixed = std::max(0.0, t_b - per_row * static_cast<double>(rows_b));
+  return fixed + per_row * static_cast<double>(rows);
+}
+
 std::string ProductKey(GgmlType type, int64_t rows, int64_t cols, int64_t batch) {
   return fmt::format("P|{}|{}|{}|{}", TypeInfo(type).name, rows, cols, batch);
 }
@@ -152,12 +162,8 @@ struct PromptProbe::Impl {
     const int64_t p = ProbeRows(s.type, s.cols, s.batch, gops);
     if (s.rows <= p) return Product(s.type, s.rows, s.cols, s.batch);
     constexpr int64_t kChunk = 16;  // MatMul's prefill grain
-    const int64_t one = kChunk * threads;
     const double t_chunk = Product(s.type, kChunk, s.cols, s.batch), t_full = Product(s.type, p, s.cols, s.batch);
-    double per_row = p > one ? (t_full - t_chunk) / static_cast<double>(p - one) : 0;
-    if (!(per_row > 0)) per_row = t_full / static_cast<double>(p);  // noise larger than the difference: no fixed part
-    const double fixed = std::max(0.0, t_full - per_row * static_cast<double>(p));
-    return fixed + per_row * static_cast<double>(s.rows);
+    return ExtendInRows(t_chunk, kChunk * threads, t_full, p, s.rows);
   }
 
   // Seconds of one decode step's group of products (MatMulGroup on one token, as LlamaSession runs
@@ -171,12 +177,12 @@ struct PromptProbe::Impl {
   double Group(const std::vector<ProductShape>& g, uint64_t llc) {
     std::string name("G");
     size_t total = 0;
-    std::vector<size_t> bytes;
+    std::vector<size_t> offset;  // of each product's weights in a copy of the group
     int64_t cols = 0;
     for (const ProductShape& s : g) {
       name.append("|").append(ProductKey(s.type, s.rows, s.cols, 1));
-      bytes.push_back(static_cast<size_t>(s.rows) * *RowBytes(s.type, static_cast<uint64_t>(s.cols)));
-      total += bytes.back();
+      offset.push_back(total);
+      total += static_cast<size_t>(s.rows) * *RowBytes(s.type, static_cast<uint64_t>(s.cols));
       cols = std::max(cols, s.cols);
     }
     if (auto it = timed.find(name); it != timed.end()) return it->second;
@@ -187,10 +193,9 @@ struct PromptProbe::Impl {
       const size_t copies = std::max<size_t>(2, (std::max<size_t>(kStreamSpan, 16 * llc) + total - 1) / total);
       ProbeBuffer buf(copies * total, true);
       if (buf.data() == nullptr) return 0;  // no memory for it: the group stays untimed
-      size_t off = 0;
       for (size_t j = 0; j < g.size(); ++j) {
-        FillProbeRows(g[j].type, g[j].cols, buf.data() + off, bytes[j]);
-        off += bytes[j];
+        const size_t end = j + 1 < g.size() ? offset[j + 1] : total;
+        FillProbeRows(g[j].type, g[j].cols, buf.data() + offset[j], end - offset[j]);
       }
       for (size_t c = 1; c < copies; ++c) std::memcpy(buf.data() + c * total, buf.data(), total);
       const std::vector<float> one(static_cast<size_t>(cols), 0.5f);
@@ -206,7 +211,7 @@ struct PromptProbe::Impl {
       seconds = TimeCalls(
           [&] {
             const uint8_t* base = buf.data() + (next++ % copies) * total;
-            for (size_t j = 0; j < g.size(); ++j, base += bytes[j - 1]) args[j].w = base;
+            for (size_t j = 0; j < g.size(); ++j) args[j].w = base + offset[j];
             MatMulGroup(k, args, &pool, &scratch);
           },
           5);
@@ -224,10 +229,7 @@ struct PromptProbe::Impl {
     const int64_t small = std::min<int64_t>(p / 2, int64_t{64} * threads);
     const double t_small = Group({ProductShape{s.type, small, s.cols, 1}}, llc);
     const double t_p = Group({ProductShape{s.type, p, s.cols, 1}}, llc);
-    double per_row = (t_p - t_small) / static_cast<double>(p - small);
-    if (!(per_row > 0)) per_row = t_p / static_cast<double>(p);
-    const double fixed = std::max(0.0, t_p - per_row * static_cast<double>(p));
-    return fixed + per_row * static_cast<double>(s.rows);
+    return ExtendInRows(t_small, small, t_p, p, s.rows);
   }
 
   // Seconds of one layer's attention over the step `a` describes.
