@@ -66,7 +66,7 @@ MachineSpeed WithPromptShapes(const Hardware& hw, MachineSpeed s, const ModelWor
 
 // `s` with the decode of `w` timed at its own groups of products (DecodeGroupsOf), where the machine
 // is this one; a mapped file's streamed groups at the mapped stream rate.
-MachineSpeed WithDecodeShapes(const Hardware& hw, MachineSpeed s, const ModelWork& w, bool in_memory) {
+MachineSpeed WithDecodeGroups(const Hardware& hw, MachineSpeed s, const ModelWork& w, bool in_memory) {
   if (hw.prompt_probe == nullptr) return s;
   const DecodeGroups groups = DecodeGroupsOf(w, s);
   if (groups.groups.empty()) return s;
@@ -83,7 +83,7 @@ void EstimateCpu(const PlannedModel& p, const Hardware& hw, const AdviseOptions&
   e->memory = PredictRunMemory(p, r);
   e->available = hw.ram_available;
   const ModelWork w = WorkOf(p.model, o.kv_f16, hw.threads);
-  const MachineSpeed s = WithDecodeShapes(hw, SpeedFor(hw, in_memory), w, in_memory);
+  const MachineSpeed s = WithDecodeGroups(hw, SpeedFor(hw, in_memory), w, in_memory);
   auto decode = DecodeTokensPerSecond(w, s, 0, std::min(o.decode_tokens, e->ctx));
   if (!decode.ok()) {
     e->error = decode.status().message();
