@@ -7,7 +7,7 @@
 //   bf16, q8    ReducedPrecisionComm (vectors gathered in bf16 or 8-bit blocks)
 // Prints one line per (method, floats): median, 10th and 90th percentile in microseconds on rank 0,
 // then an alpha-beta fit (t = alpha + beta * bytes) per method; --json prints the same as JSON.
-// Usage: mpirun -np N lowbit_tp_allreduce [--iters 2000] [--sizes 2048,4096,...] [--json]
+// Usage: mpirun -np N lowbit_tp_allreduce [--iters 2000] [--sizes 2048,4096,...] [--only METHOD] [--json]
 #define OMPI_SKIP_MPICXX 1
 #include <mpi.h>
 #if defined(OPEN_MPI)
@@ -33,7 +33,7 @@ namespace {
 using lowbit::Comm;
 
 struct Stats {
-  double median, p10, p90;
+  double median, p10, p90, mean;
 };
 
 Stats Time(int iters, const std::function<void()>& op) {
@@ -45,8 +45,10 @@ Stats Time(int iters, const std::function<void()>& op) {
     op();
     us[i] = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
   }
+  double sum = 0;
+  for (const double t : us) sum += t;
   std::sort(us.begin(), us.end());
-  return {us[us.size() / 2], us[us.size() / 10], us[us.size() * 9 / 10]};
+  return {us[us.size() / 2], us[us.size() / 10], us[us.size() * 9 / 10], sum / static_cast<double>(us.size())};
 }
 
 std::vector<int64_t> ParseSizes(const char* s) {
@@ -63,12 +65,14 @@ std::vector<int64_t> ParseSizes(const char* s) {
 int main(int argc, char** argv) {
   int iters = 2000;
   bool json = false;
+  std::string only;
   // Decode: one token's vector (n_embd of TinyLlama, Llama-2-7B, 13B, 70B); prefill: 64 and 512
   // tokens of TinyLlama.
   std::vector<int64_t> sizes = {256, 2048, 4096, 5120, 8192, 2048 * 64, 2048 * 512};
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--iters") && i + 1 < argc) iters = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--sizes") && i + 1 < argc) sizes = ParseSizes(argv[++i]);
+    else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else if (!std::strcmp(argv[i], "--json")) json = true;
   }
   auto comm = lowbit::CreateMpiComm();
@@ -114,10 +118,11 @@ int main(int argc, char** argv) {
                                           }});
 #endif
     for (auto& [name, op] : methods) {
+      if (!only.empty() && name != only) continue;
       reset();
       const Stats s = Time(it, op);
       if (rank == 0) {
-        rows.push_back({{"method", name}, {"floats", size}, {"bytes", size * 4}, {"median_us", s.median}, {"p10_us", s.p10}, {"p90_us", s.p90}});
+        rows.push_back({{"method", name}, {"floats", size}, {"bytes", size * 4}, {"median_us", s.median}, {"p10_us", s.p10}, {"p90_us", s.p90}, {"mean_us", s.mean}});
         if (!json) std::printf("%-11s %9lld %10.2f %10.2f %10.2f\n", name.c_str(), static_cast<long long>(size), s.median, s.p10, s.p90);
       }
     }
@@ -126,26 +131,35 @@ int main(int argc, char** argv) {
 #endif
   }
   if (rank == 0) {
-    // Least-squares fit of median = alpha + beta * bytes per method, over the decode sizes (< 64 KiB).
-    nlohmann::json fits = nlohmann::json::object();
+    // Least-squares fit of median = alpha + beta * bytes per method, over the decode sizes (< 64 KiB);
+    // in the JSON also of the mean ("fits_mean"), which a decode's sum of many all-reduces pays.
+    nlohmann::json fits = nlohmann::json::object(), fits_mean = nlohmann::json::object();
     std::vector<std::string> names;
     for (const auto& r : rows) {
       if (std::find(names.begin(), names.end(), r["method"]) == names.end()) names.push_back(r["method"]);
     }
     if (!json) std::printf("# alpha-beta fit over vectors below 64 KiB: t = alpha + beta * bytes\n");
     for (const std::string& m : names) {
-      double sx = 0, sy = 0, sxx = 0, sxy = 0, k = 0;
-      for (const auto& r : rows) {
-        if (r["method"] != m || r["bytes"].get<double>() >= 65536) continue;
-        const double bx = r["bytes"], y = r["median_us"];
-        sx += bx, sy += y, sxx += bx * bx, sxy += bx * y, k += 1;
+      auto fit = [&](const char* key) -> nlohmann::json {
+        double sx = 0, sy = 0, sxx = 0, sxy = 0, k = 0;
+        for (const auto& r : rows) {
+          if (r["method"] != m || r["bytes"].get<double>() >= 65536) continue;
+          const double bx = r["bytes"], y = r[key];
+          sx += bx, sy += y, sxx += bx * bx, sxy += bx * y, k += 1;
+        }
+        if (k < 2) return nullptr;
+        const double beta = (k * sxy - sx * sy) / (k * sxx - sx * sx), alpha = (sy - beta * sx) / k;
+        return {{"alpha_us", alpha}, {"beta_us_per_byte", beta}};
+      };
+      fits[m] = fit("median_us");
+      fits_mean[m] = fit("mean_us");
+      if (fits[m].is_null()) continue;
+      if (!json) {
+        std::printf("%-11s alpha %8.2f us  beta %8.5f us/KB\n", m.c_str(), fits[m]["alpha_us"].get<double>(),
+                    fits[m]["beta_us_per_byte"].get<double>() * 1000);
       }
-      if (k < 2) continue;
-      const double beta = (k * sxy - sx * sy) / (k * sxx - sx * sx), alpha = (sy - beta * sx) / k;
-      fits[m] = {{"alpha_us", alpha}, {"beta_us_per_byte", beta}};
-      if (!json) std::printf("%-11s alpha %8.2f us  beta %8.5f us/KB\n", m.c_str(), alpha, beta * 1000);
     }
-    if (json) std::printf("%s\n", nlohmann::json({{"ranks", n}, {"comm", c->Describe()}, {"points", rows}, {"fits", fits}}).dump(2).c_str());
+    if (json) std::printf("%s\n", nlohmann::json({{"ranks", n}, {"comm", c->Describe()}, {"points", rows}, {"fits", fits}, {"fits_mean", fits_mean}}).dump(2).c_str());
   }
   return 0;
 }

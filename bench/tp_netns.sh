@@ -3,7 +3,10 @@
 # own network stack), joined by a network with a given one-way latency and per-host bandwidth, and
 # `mpirun` across them over TCP only (one Open MPI daemon per host, started in the host's namespace
 # as ssh would start it on a remote machine). Measures decode tok/s with `lowbit bench` and prints
-# `lowbit plan`'s prediction for the same network beside it.
+# `lowbit plan`'s prediction for the same network beside it: from the nominal latency and bandwidth,
+# and (--allreduce) from the all-reduce cost measured across the same hosts (alpha and beta fitted
+# to the mean of MPI_Allreduce over 256..8192 floats, the part above the wire's given to `plan` as
+# --sw-alpha / --sw-beta).
 #
 # Everything happens inside a private sandbox (unshare --net --mount): the namespaces, the private
 # test addresses 198.18.0.1..N (RFC 2544's benchmarking range), the hosts file; they vanish with it,
@@ -13,7 +16,9 @@
 # by `timeout`; the emulator ends itself after --max-seconds.
 #
 # Usage: bench/tp_netns.sh [-n RANKS] [-t THREADS] [--tokens N] [--reps R] [--net LAT,BW]... [--allreduce] MODEL.gguf
-#   --allreduce: also time MPI_Allreduce across the hosts (bench/tp_allreduce.cc) on each network
+#   --allreduce: also time MPI_Allreduce across the hosts (bench/tp_allreduce.cc) on each network,
+#                and predict from that measured link too
+#   --profile: print each rank's time in all-reduces, gathers and broadcasts (LOWBIT_TP_PROFILE=1)
 #   default networks: 50us,10gbit and 200us,1gbit (and 0us,0gbit: no delay, no rate limit)
 # Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN), iproute2, mpirun. Environment: BUILD (build/release),
 # MPIRUN_ARGS (more mpirun options, e.g. "--mca mpi_yield_when_idle 1" on a machine busy with other work).
@@ -29,7 +34,7 @@ if [ "${TP_NETNS_INNER:-}" != 1 ]; then
   exec timeout -k 10 3600 unshare --net --mount --fork env TP_NETNS_INNER=1 "$0" "$@"
 fi
 
-ranks=2 threads=1 tokens=32 reps=2 allreduce=0
+ranks=2 threads=1 tokens=32 reps=2 allreduce=0 profile=()
 nets=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -39,6 +44,7 @@ while [ $# -gt 0 ]; do
     --reps) reps="$2"; shift 2 ;;
     --net) nets+=("$2"); shift 2 ;;
     --allreduce) allreduce=1; shift ;;
+    --profile) profile=(-x LOWBIT_TP_PROFILE=1); shift ;;
     *) break ;;
   esac
 done
@@ -120,7 +126,8 @@ for i in $(seq 0 $((ranks - 1))); do echo "h$i slots=1" >> "$work/hostfile"; don
 
 echo "# host: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) CPUs), $(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $ranks ranks x $threads thread(s), one namespace each; network: $([ "$netem" = 1 ] && echo "tc netem on veth + bridge" || echo "user-space delay line (bench/netem_tun.cc; no sch_netem in this kernel)")"
-printf "%-16s %12s %12s %12s %s\n" network "measured" "predicted" "1 rank" "(tok/s; prediction: lowbit plan --same-host)"
+printf "%-16s %12s %12s %14s %12s %s\n" network "measured" "predicted" "pred. (meas.)" "1 rank" \
+  "(tok/s; prediction: lowbit plan --same-host, from the nominal link and from the link's measured all-reduce)"
 one=$("$lowbit" bench -m "$model" -p 0 -n "$tokens" -r "$reps" -t "$threads" --json | python3 -c 'import json,sys; print("%.2f" % json.load(sys.stdin)["tg"])')
 for net in "${nets[@]}"; do
   lat="${net%%,*}" bw="${net#*,}"
@@ -130,17 +137,35 @@ for net in "${nets[@]}"; do
   across=(ip netns exec h0 timeout -k 5 900 mpirun --allow-run-as-root --oversubscribe --bind-to none
       --hostfile "$work/hostfile" --mca plm_rsh_agent "$work/agent.sh"
       --mca btl self,tcp --mca btl_tcp_if_include 198.18.0.0/24 --mca oob_tcp_if_include 198.18.0.0/24 ${MPIRUN_ARGS:-})
-  measured=$("${across[@]}" -np "$ranks" "$lowbit" bench -m "$model" -p 0 -n "$tokens" -r "$reps" -t "$threads" --json 2> "$work/mpirun.err" |
+  # The link as MPI sees it: alpha-beta of the mean all-reduce, less the wire's latency and rate, per round
+  # of recursive doubling (ceil(log2 N) rounds, one more when N is not a power of two).
+  sw_alpha=2 sw_beta=0 fit=""
+  if [ "$allreduce" = 1 ]; then
+    fit=$("${across[@]}" -np "$ranks" "$root/$build/bin/lowbit_tp_allreduce" --iters 300 --sizes 256,2048,4096,8192 --only mpi --json \
+      2> "$work/mpirun.err") || { cat "$work/mpirun.err" >&2; exit 1; }
+    read -r sw_alpha sw_beta fit < <(python3 -c '
+import json, math, sys
+j = json.loads(sys.stdin.read()); f = j["fits_mean"]["mpi"]; n = j["ranks"]
+us, mbit = float(sys.argv[1]), float(sys.argv[2])
+rounds = max(1, math.ceil(math.log2(n)) + (0 if n & (n - 1) == 0 else 1))
+wire_us_per_kb = 1000 * 8 / (mbit * 1e6) * 1e6 if mbit > 0 else 0
+a = max(0.0, f["alpha_us"] / rounds - us); b = max(0.0, f["beta_us_per_byte"] * 1000 / rounds - wire_us_per_kb)
+print("%.3f %.5f all-reduce_mean=%.1fus+%.3fus/KB" % (a, b, f["alpha_us"], f["beta_us_per_byte"] * 1000))' "$us" "$mbit" <<< "$fit")
+  fi
+  measured=$("${across[@]}" "${profile[@]}" -np "$ranks" "$lowbit" bench -m "$model" -p 0 -n "$tokens" -r "$reps" -t "$threads" --json 2> "$work/mpirun.err" |
     python3 -c 'import json,sys; print("%.2f" % json.load(sys.stdin)["tg"])') || { cat "$work/mpirun.err" >&2; exit 1; }
   plan_net="$lat,$bw"
   [ "$mbit" = 0 ] && plan_net="$lat,0gbit"
-  predicted=$("$lowbit" plan -m "$model" --tp "$ranks" --net "$plan_net" -t "$threads" --same-host --json |
-    python3 -c 'import json,sys; r=json.load(sys.stdin)["ranks"][-1]; print("%.2f" % r.get("tok_per_s", 0))')
-  printf "%-16s %12s %12s %12s\n" "$net" "$measured" "$predicted" "$one"
-  if [ "$allreduce" = 1 ]; then
-    "${across[@]}" -np "$ranks" "$root/$build/bin/lowbit_tp_allreduce" --iters 300 --sizes 256,2048,4096,8192 2> "$work/mpirun.err" |
-      grep -E '^(mpi |gather|bf16|q8)' | sed 's/^/    /' || { cat "$work/mpirun.err" >&2; exit 1; }
-  fi
+  plan() {
+    "$lowbit" plan -m "$model" --tp "$ranks" --net "$plan_net" -t "$threads" --same-host --json "$@" |
+      python3 -c 'import json,sys; r=json.load(sys.stdin)["ranks"][-1]; print("%.2f" % r.get("tok_per_s", 0))'
+  }
+  predicted=$(plan)
+  pred_link=-
+  [ "$allreduce" = 1 ] && pred_link=$(plan --sw-alpha "$sw_alpha" --sw-beta "$sw_beta")
+  printf "%-16s %12s %12s %14s %12s\n" "$net" "$measured" "$predicted" "$pred_link" "$one"
+  [ -n "$fit" ] && echo "    measured $fit -> plan --sw-alpha $sw_alpha --sw-beta $sw_beta"
+  [ ${#profile[@]} -gt 0 ] && { grep '^lowbit tp profile' "$work/mpirun.err" | sed 's/^lowbit tp profile: /    /' || true; }
   if [ -n "$emu_pid" ]; then
     kill "$emu_pid"; wait "$emu_pid" 2>/dev/null || true; emu_pid=""
     sed 's/^/    /' "$work/emu.err"

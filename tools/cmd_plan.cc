@@ -18,7 +18,7 @@ namespace {
 struct PlanArgs {
   std::string model, net = "0us,0gbit";
   int tp = 2, threads = 1;
-  double mem_bw = 0, efficiency = 0, sw_alpha_us = kDefaultSoftwareAlphaUs;
+  double mem_bw = 0, efficiency = 0, sw_alpha_us = kDefaultSoftwareAlphaUs, sw_beta_us_per_kb = 0;
   bool same_host = false, json = false;
   // MPI's own cost per message round, measured over shared memory with 2 ranks on the machine of
   // docs/PERFORMANCE.md ("Tensor parallelism": bench/tp_allreduce.cc, 256-float all-reduce).
@@ -31,6 +31,7 @@ Status Plan(const PlanArgs& a) {
   TpLink link;
   LOWBIT_ASSIGN_OR_RETURN(link.latency_s, ParseLatency(a.net.substr(0, comma)));
   LOWBIT_ASSIGN_OR_RETURN(link.bandwidth_Bps, ParseBandwidth(a.net.substr(comma + 1)));
+  link.stack_s_per_byte = a.sw_beta_us_per_kb * 1e-6 / 1000;
   LOWBIT_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(a.model, Residency::kMapped));
   // One rank's decode on this machine: how much of the probe's bandwidth the kernels reach.
   double efficiency = a.efficiency, one_rank_bw = a.mem_bw * 1e9;
@@ -43,8 +44,8 @@ Status Plan(const PlanArgs& a) {
   }
   nlohmann::json rows = nlohmann::json::array();
   if (!a.json) {
-    std::printf("model %s | link %.0f us, %.2f GB/s | software alpha %.1f us | %d thread(s) per rank, efficiency %.2f%s\n",
-                a.model.c_str(), link.latency_s * 1e6, link.bandwidth_Bps / 1e9, a.sw_alpha_us, a.threads, efficiency,
+    std::printf("model %s | link %.0f us, %.2f GB/s | software alpha %.1f us, beta %.3f us/KB | %d thread(s) per rank, efficiency %.2f%s\n",
+                a.model.c_str(), link.latency_s * 1e6, link.bandwidth_Bps / 1e9, a.sw_alpha_us, a.sw_beta_us_per_kb, a.threads, efficiency,
                 a.same_host ? " | ranks share this machine" : "");
     std::printf("%-6s %10s %10s %12s %12s %11s %11s %9s %9s\n", "ranks", "MB/rank", "GB/s/rank", "compute ms", "all-red. ms",
                 "gather ms", "token ms", "tok/s", "speed-up");
@@ -76,7 +77,7 @@ Status Plan(const PlanArgs& a) {
   }
   if (a.json) {
     nlohmann::json j = {{"model", a.model}, {"latency_us", link.latency_s * 1e6}, {"bandwidth_gbps", link.bandwidth_Bps * 8 / 1e9},
-                        {"software_alpha_us", a.sw_alpha_us}, {"threads", a.threads}, {"efficiency", efficiency},
+                        {"software_alpha_us", a.sw_alpha_us}, {"software_beta_us_per_kb", a.sw_beta_us_per_kb}, {"threads", a.threads}, {"efficiency", efficiency},
                         {"one_rank_read_gbps", one_rank_bw / 1e9}, {"same_host", a.same_host}, {"ranks", rows}};
     std::printf("%s\n", j.dump(2).c_str());
   }
@@ -96,6 +97,8 @@ void AddPlan(CLI::App& app, Registry& r) {
   sub->add_option("--efficiency", a->efficiency, "fraction of it the decode reaches (default: measured on one rank)")
       ->check(CLI::Range(0.0, 1.0));
   sub->add_option("--sw-alpha", a->sw_alpha_us, "MPI's own cost per message round in us")->check(CLI::Range(0.0, 1e6));
+  sub->add_option("--sw-beta", a->sw_beta_us_per_kb, "the software's cost per KB and round on top of the link's bandwidth, in us (default 0)")
+      ->check(CLI::Range(0.0, 1e6));
   sub->add_flag("--same-host", a->same_host, "all ranks on this machine (they share its memory bandwidth)");
   sub->add_flag("--json", a->json, "print one JSON object");
   r.Add(sub, [a]() { return Plan(*a); });

@@ -24,6 +24,18 @@ TEST(TpCost, CollectivesCountTheirRounds) {
   EXPECT_DOUBLE_EQ(AllGatherSeconds(2, 128000, link, sw), round + 64000 / 1.25e9);
 }
 
+TEST(TpCost, AMeasuredStackCostAddsToEveryByteOfEveryRound) {
+  const TpLink wire{.latency_s = 50e-6, .bandwidth_Bps = 1.25e9};
+  TpLink measured = wire;
+  measured.stack_s_per_byte = 5e-9;  // 5 us/KB
+  const double sw = 2e-6, v = 8192;
+  EXPECT_DOUBLE_EQ(AllReduceSeconds(2, v, measured, sw) - AllReduceSeconds(2, v, wire, sw), v * 5e-9);
+  EXPECT_DOUBLE_EQ(AllReduceSeconds(4, v, measured, sw) - AllReduceSeconds(4, v, wire, sw), 2 * v * 5e-9);
+  EXPECT_DOUBLE_EQ(AllGatherSeconds(4, 128000, measured, sw) - AllGatherSeconds(4, 128000, wire, sw), 96000 * 5e-9);
+  // Shared memory (no bandwidth limit) still pays the stack's copies.
+  EXPECT_DOUBLE_EQ(BroadcastSeconds(2, 4000, TpLink{.stack_s_per_byte = 1e-9}, 0), 4000 * 1e-9);
+}
+
 TEST(TpCost, ATokenIsTheSlowestRanksReadingPlusTheCollectives) {
   TpCostInputs in;
   in.ranks = 2;

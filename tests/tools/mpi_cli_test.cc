@@ -120,6 +120,32 @@ TEST_F(MpiCli, PerplexityAndBenchPrintOneJsonObject) {
   EXPECT_EQ(j1.size(), j2.size());
 }
 
+// LOWBIT_TP_PROFILE=1: every rank reports its collectives at exit, on stderr (stdout keeps the one
+// JSON object); both ranks took part in the same all-reduces, 2 per layer per forward.
+TEST_F(MpiCli, TheProfileCountsEachRanksCollectives) {
+  const std::string bench = " bench -m " + Model("stories5M-f32.gguf") + " -p 0 -n 4 -r 1 -t 1 --json";
+  const Result r = Shell(kMpirun + "-x LOWBIT_TP_PROFILE=1 -np 2 " + kCli + bench, dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(nlohmann::json::parse(r.out).is_object());
+  std::array<long, 2> calls = {-1, -1};
+  std::istringstream in(r.err);
+  for (std::string line; std::getline(in, line);) {
+    int rank = -1;
+    long n = -1;
+    if (std::sscanf(line.c_str(), "lowbit tp profile: rank %d of 2: all-reduce %ld calls", &rank, &n) == 2 && rank >= 0 && rank < 2) {
+      calls[rank] = n;
+    }
+  }
+  EXPECT_GT(calls[0], 0) << r.err;
+  EXPECT_EQ(calls[0], calls[1]) << r.err;
+  EXPECT_EQ(calls[0] % 12, 0) << "stories5M has 6 layers: " << r.err;
+  EXPECT_EQ(Lines(r.err, "ms from MPI_Init"), 2) << r.err;
+  // Without the variable, no profile.
+  const Result quiet = Shell(kMpirun + "-np 2 " + kCli + bench, dir_);
+  ASSERT_EQ(quiet.code, 0) << quiet.err;
+  EXPECT_EQ(Lines(quiet.err, "lowbit tp profile"), 0) << quiet.err;
+}
+
 TEST_F(MpiCli, AFileMissingOnOneRankStopsEveryRankWithOneLine) {
   const std::string tail = " -p 'Once upon a time' -n 8 -t 1";
   const Result r = Shell(kMpirun + "-np 1 " + kCli + " run -m " + Model("stories5M-f32.gguf") + tail + " : -np 1 " + kCli +

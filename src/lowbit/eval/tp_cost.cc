@@ -17,10 +17,13 @@ int Log2Ceil(int n) {
   return r;
 }
 
-// One round: alpha (software + latency) plus the bytes over the link.
-double Round(double bytes, const TpLink& link, double sw) {
-  return sw + link.latency_s + (link.bandwidth_Bps > 0 ? bytes / link.bandwidth_Bps : 0.0);
+// Seconds to move `bytes` over the link: the wire's rate and the software's per-byte cost.
+double Transfer(double bytes, const TpLink& link) {
+  return (link.bandwidth_Bps > 0 ? bytes / link.bandwidth_Bps : 0.0) + bytes * link.stack_s_per_byte;
 }
+
+// One round: alpha (software + latency) plus the bytes over the link.
+double Round(double bytes, const TpLink& link, double sw) { return sw + link.latency_s + Transfer(bytes, link); }
 
 }  // namespace
 
@@ -36,8 +39,7 @@ double AllReduceSeconds(int ranks, double bytes, const TpLink& link, double sw) 
 double AllGatherSeconds(int ranks, double bytes, const TpLink& link, double sw) {
   if (ranks <= 1) return 0;
   const int rounds = Log2Ceil(ranks);
-  return rounds * (sw + link.latency_s) +
-         (link.bandwidth_Bps > 0 ? bytes * (ranks - 1) / ranks / link.bandwidth_Bps : 0.0);
+  return rounds * (sw + link.latency_s) + Transfer(bytes * (ranks - 1) / ranks, link);
 }
 
 double BroadcastSeconds(int ranks, double bytes, const TpLink& link, double sw) {

@@ -33,6 +33,9 @@ namespace lowbit {
 struct TpLink {
   double latency_s = 0;       // one message, one way
   double bandwidth_Bps = 0;   // bytes per second, one direction; 0: infinite (shared memory)
+  // The software's cost per byte on top of the wire's (copies, the TCP stack; per round): 0 unless
+  // measured, as bench/tp_netns.sh does from an all-reduce fit across the link.
+  double stack_s_per_byte = 0;
 };
 
 struct TpCostInputs {

@@ -1,10 +1,12 @@
 #include "lowbit/parallel/mpi_comm.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <climits>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -93,15 +95,47 @@ class Watchdog {
   std::thread thread_;
 };
 
+// Time spent in each kind of operation, printed by every rank at exit when LOWBIT_TP_PROFILE=1:
+// what a decode step across machines pays for its all-reduces and gathers, to set beside the
+// compute (`lowbit plan`'s model). Two clock reads per operation.
+struct OpTotals {
+  int64_t calls = 0;
+  int64_t ns = 0;
+  int64_t max_ns = 0;
+  int64_t bytes = 0;
+};
+enum Op { kOpAllReduce, kOpAllGather, kOpStatus, kOpBroadcast, kOpWaitBroadcast, kOpSendRecv, kOpCount };
+constexpr const char* kOpNames[kOpCount] = {"all-reduce", "all-gather", "status exchange", "broadcast", "polled bcast", "send/recv"};
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Arms the watchdog for one operation (what == nullptr: a wait that may last, not armed) and adds
+// its time to totals when profiling.
 class Armed {
  public:
-  Armed(Watchdog* w, const char* what) : w_(w) { w_->Arm(what); }
-  ~Armed() { w_->Disarm(); }
+  Armed(Watchdog* w, const char* what, OpTotals* totals = nullptr, int64_t bytes = 0)
+      : w_(what != nullptr ? w : nullptr), totals_(totals), start_(totals != nullptr ? NowNs() : 0) {
+    if (w_ != nullptr) w_->Arm(what);
+    if (totals_ != nullptr) totals_->bytes += bytes;
+  }
+  ~Armed() {
+    if (w_ != nullptr) w_->Disarm();
+    if (totals_ != nullptr) {
+      const int64_t t = NowNs() - start_;
+      ++totals_->calls;
+      totals_->ns += t;
+      totals_->max_ns = std::max(totals_->max_ns, t);
+    }
+  }
   Armed(const Armed&) = delete;
   Armed& operator=(const Armed&) = delete;
 
  private:
   Watchdog* w_;
+  OpTotals* totals_;
+  int64_t start_;
 };
 
 constexpr size_t kMaxChunk = size_t{1} << 30;  // MPI counts are int
@@ -109,15 +143,16 @@ constexpr size_t kMaxChunk = size_t{1} << 30;  // MPI counts are int
 class MpiComm final : public Comm {
  public:
   MpiComm(int rank, int size, double timeout_s, std::function<void(const std::string&)> on_timeout)
-      : rank_(rank), size_(size), watchdog_(rank, size, timeout_s, std::move(on_timeout)) {}
+      : rank_(rank), size_(size), profile_(ProfileFromEnv()), start_ns_(NowNs()), watchdog_(rank, size, timeout_s, std::move(on_timeout)) {}
   ~MpiComm() override {
+    if (profile_) PrintProfile();
     MPI_Finalize();
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
 
   void AllReduceSum(float* data, int64_t n) override {
-    Armed a(&watchdog_, "an all-reduce");
+    Armed a(&watchdog_, "an all-reduce", T(kOpAllReduce), n * 4);
     for (int64_t done = 0; done < n;) {
       const int count = static_cast<int>(std::min<int64_t>(n - done, kMaxChunk / 4));
       MPI_Allreduce(MPI_IN_PLACE, data + done, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
@@ -126,13 +161,13 @@ class MpiComm final : public Comm {
   }
 
   void AllGather(const float* in, int64_t n, float* out) override {
-    Armed a(&watchdog_, "an all-gather");
+    Armed a(&watchdog_, "an all-gather", T(kOpAllGather), n * size_ * 4);
     LOWBIT_CHECK(n * size_ <= INT_MAX);
     MPI_Allgather(in, static_cast<int>(n), MPI_FLOAT, out, static_cast<int>(n), MPI_FLOAT, MPI_COMM_WORLD);
   }
 
   void AllGatherV(const float* in, std::span<const int64_t> counts, float* out) override {
-    Armed a(&watchdog_, "an all-gather");
+    Armed a(&watchdog_, "an all-gather", T(kOpAllGather), Sum(counts) * 4);
     LOWBIT_CHECK(static_cast<int>(counts.size()) == size_);
     counts_.resize(static_cast<size_t>(size_));
     displs_.resize(static_cast<size_t>(size_));
@@ -147,13 +182,13 @@ class MpiComm final : public Comm {
   }
 
   void AllGatherBytes(const void* in, size_t bytes, void* out) override {
-    Armed a(&watchdog_, "an exchange of status");
+    Armed a(&watchdog_, "an exchange of status", T(kOpStatus), static_cast<int64_t>(bytes) * size_);
     LOWBIT_CHECK(bytes * static_cast<size_t>(size_) <= INT_MAX);
     MPI_Allgather(in, static_cast<int>(bytes), MPI_BYTE, out, static_cast<int>(bytes), MPI_BYTE, MPI_COMM_WORLD);
   }
 
   void Broadcast(void* data, size_t bytes, int root) override {
-    Armed a(&watchdog_, "a broadcast");
+    Armed a(&watchdog_, "a broadcast", T(kOpBroadcast), static_cast<int64_t>(bytes));
     auto* p = static_cast<uint8_t*>(data);
     for (size_t done = 0; done < bytes;) {
       const int count = static_cast<int>(std::min(bytes - done, kMaxChunk));
@@ -168,6 +203,8 @@ class MpiComm final : public Comm {
   void WaitBroadcast(void* data, size_t bytes, int root) override {
     LOWBIT_CHECK(bytes <= kMaxChunk);
     MPI_Request req;
+    // Profiled apart from the others: its time includes rank 0's own work (sampling, or an idle server).
+    Armed a(&watchdog_, nullptr, T(kOpWaitBroadcast), static_cast<int64_t>(bytes));
     MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, root, MPI_COMM_WORLD, &req);
     const auto start = std::chrono::steady_clock::now();
     auto nap = std::chrono::microseconds(20);
@@ -182,7 +219,7 @@ class MpiComm final : public Comm {
   }
 
   void Send(const void* data, size_t bytes, int dest) override {
-    Armed a(&watchdog_, "a send");
+    Armed a(&watchdog_, "a send", T(kOpSendRecv), static_cast<int64_t>(bytes));
     const auto* p = static_cast<const uint8_t*>(data);
     for (size_t done = 0; done < bytes;) {
       const int count = static_cast<int>(std::min(bytes - done, kMaxChunk));
@@ -192,7 +229,7 @@ class MpiComm final : public Comm {
   }
 
   void Recv(void* data, size_t bytes, int source) override {
-    Armed a(&watchdog_, "a receive");
+    Armed a(&watchdog_, "a receive", T(kOpSendRecv), static_cast<int64_t>(bytes));
     auto* p = static_cast<uint8_t*>(data);
     for (size_t done = 0; done < bytes;) {
       const int count = static_cast<int>(std::min(bytes - done, kMaxChunk));
@@ -211,8 +248,38 @@ class MpiComm final : public Comm {
   }
 
  private:
+  static bool ProfileFromEnv() {
+    const char* v = std::getenv("LOWBIT_TP_PROFILE");
+    return v != nullptr && std::string(v) == "1";
+  }
+  OpTotals* T(Op op) { return profile_ ? &totals_[op] : nullptr; }
+  static int64_t Sum(std::span<const int64_t> v) {
+    int64_t s = 0;
+    for (const int64_t x : v) s += x;
+    return s;
+  }
+  // One line per kind of operation, to stderr, so that stdout keeps rank 0's output alone.
+  void PrintProfile() const {
+    int64_t in_comm = 0;
+    for (const OpTotals& t : totals_) in_comm += t.ns;
+    const int64_t wall = NowNs() - start_ns_;
+    std::fprintf(stderr, "lowbit tp profile: rank %d of %d: %.3f ms from MPI_Init, %.3f ms of it in the operations below, %.3f ms outside them\n",
+                 rank_, size_, static_cast<double>(wall) / 1e6, static_cast<double>(in_comm) / 1e6, static_cast<double>(wall - in_comm) / 1e6);
+    for (int op = 0; op < kOpCount; ++op) {
+      const OpTotals& t = totals_[op];
+      if (t.calls == 0) continue;
+      std::fprintf(stderr, "lowbit tp profile: rank %d of %d: %-15s %8lld calls %10.3f ms  mean %8.2f us  max %9.1f us  %.1f KiB/call\n",
+                   rank_, size_, kOpNames[op], static_cast<long long>(t.calls), static_cast<double>(t.ns) / 1e6,
+                   static_cast<double>(t.ns) / 1e3 / static_cast<double>(t.calls), static_cast<double>(t.max_ns) / 1e3,
+                   static_cast<double>(t.bytes) / 1024.0 / static_cast<double>(t.calls));
+    }
+  }
+
   static constexpr int kTag = 21;
   int rank_, size_;
+  bool profile_;
+  int64_t start_ns_;
+  std::array<OpTotals, kOpCount> totals_{};
   Watchdog watchdog_;
   std::vector<int> counts_, displs_;
 };
