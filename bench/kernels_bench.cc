@@ -7,6 +7,9 @@
 //    multiply-add as 2 operations.
 //  - ReadBandwidth: the memory read rate a decode can hope for, a 256 MiB buffer summed with the
 //    kernels' 3 KiB prefetch (the loop of `lowbit bench`'s probe), beside MatVec in the same run.
+//  - Attend: one decode token's attention for one K/V head and its 8 query heads (TinyLlama's group,
+//    head size 64, the K/V rows of a 4-head cache) over a context of 128 / 512 / 2048 positions, F32
+//    and F16 cache: GFLOP/s (scores and weighted sum, 4 x n_pos x 64 x 8 operations).
 //  - GemmF32: the training products of a 768 x 256 linear layer over 1024 tokens (stories5M's FFN
 //    shape, 4 sequences of 256): forward X W^T, backward dY W and dY^T X, per ISA; GFLOP/s.
 // Weights: a 64-row tile quantized from N(0, 0.02) by lowbit's quantizer, repeated (random scales
@@ -229,6 +232,44 @@ void BM_GemmF32(benchmark::State& state) {
   state.SetLabel(std::string(name) + "/" + std::string(IsaName(isa)));
 }
 
+void BM_Attend(benchmark::State& state) {
+  const Isa isa = static_cast<Isa>(state.range(0));
+  const int64_t n_pos = state.range(1);
+  const bool f16 = state.range(2) != 0;
+  constexpr int64_t kHd = 64, kQ = 8, kWidth = 4 * kHd;  // 4 K/V heads per cache row
+  const size_t el = f16 ? 2 : 4;
+  const std::vector<float> rows = Activations(n_pos * kWidth), q = Activations(kQ * kHd);
+  std::vector<uint8_t> k(rows.size() * el), v(rows.size() * el);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (f16) {
+      const uint16_t h = Fp32ToFp16(rows[i] * 0.1f);
+      std::memcpy(k.data() + 2 * i, &h, 2);
+      std::memcpy(v.data() + 2 * i, &h, 2);
+    } else {
+      const float x = rows[i] * 0.1f;
+      std::memcpy(k.data() + 4 * i, &x, 4);
+      std::memcpy(v.data() + 4 * i, &x, 4);
+    }
+  }
+  std::vector<float> att(kQ * n_pos), out(kQ * kHd);
+  const AttendFn attend = DotKernelsFor(isa).ForAttend(f16);
+  for (auto _ : state) {
+    attend(q.data(), kQ, k.data(), v.data(), kWidth * el, n_pos, kHd, 0.125f, att.data(), out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(4.0 * static_cast<double>(n_pos * kHd * kQ) * static_cast<double>(state.iterations()) / 1e9,
+                                                 benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(f16 ? "F16" : "F32") + " cache/" + std::string(IsaName(isa)));
+}
+
+void AttendArgs(benchmark::internal::Benchmark* b) {
+  for (Isa isa : SupportedIsas()) {
+    for (int n_pos : {128, 512, 2048}) {
+      for (int f16 : {0, 1}) b->Args({static_cast<int>(isa), n_pos, f16});
+    }
+  }
+}
+
 void GemmArgsList(benchmark::internal::Benchmark* b) {
   for (Isa isa : SupportedIsas()) {
     for (int form = 0; form < 3; ++form) b->Args({form, static_cast<int>(isa)});
@@ -268,6 +309,7 @@ BENCHMARK(BM_MatVecL2)->Apply(Args)->Unit(benchmark::kMicrosecond)->MinTime(0.2)
 BENCHMARK(BM_MatVecInvariant)->Apply(InvariantArgs)->Unit(benchmark::kMicrosecond)->MinTime(0.2);
 BENCHMARK(BM_QuantizeActivations)->Apply(ActArgs)->Unit(benchmark::kMicrosecond)->MinTime(0.2);
 BENCHMARK(BM_MatMul)->Apply(Args)->Unit(benchmark::kMillisecond)->MinTime(0.5);
+BENCHMARK(BM_Attend)->Apply(AttendArgs)->Unit(benchmark::kMicrosecond)->MinTime(0.2);
 BENCHMARK(BM_GemmF32)->Apply(GemmArgsList)->Unit(benchmark::kMillisecond)->MinTime(0.5);
 
 }  // namespace

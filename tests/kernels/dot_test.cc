@@ -343,7 +343,7 @@ TEST_P(DotKernelsTest, AttendEqualsTheReferenceBitForBit) {
     const size_t el = f16 ? 2 : 4;
     for (int64_t hd : {64, 128, 80, 100, 3}) {
       for (int64_t n_pos : {1, 7, 33, 200}) {
-        for (int64_t n_q : {1, 3}) {
+        for (int64_t n_q : {1, 3, 6, 8}) {
           const float q_scale = n_q == 1 ? 1.0f : 40.0f;
           const int64_t width = 3 * hd + 5, head = 2 * hd;  // floats per cache row, the head's first element
           std::vector<float> kf(n_pos * width), vf(n_pos * width), q(n_q * hd);
