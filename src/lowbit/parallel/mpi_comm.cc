@@ -45,6 +45,10 @@ bool MpiBuilt() { return true; }
 
 namespace {
 
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 // Calls on_timeout with one line when an operation has waited longer than the timeout. Arm() and
 // Disarm() are two relaxed stores; the thread looks once a second (or sooner for short timeouts).
 class Watchdog {
@@ -63,20 +67,17 @@ class Watchdog {
   }
   void Arm(const char* what) {
     what_.store(what, std::memory_order_relaxed);
-    since_.store(Now(), std::memory_order_relaxed);
+    since_.store(NowNs(), std::memory_order_relaxed);
   }
   void Disarm() { since_.store(0, std::memory_order_relaxed); }
 
  private:
-  static int64_t Now() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  }
   void Loop() {
     const auto period = std::chrono::nanoseconds(std::clamp<int64_t>(timeout_ns_ / 4, 10'000'000, 1'000'000'000));
     std::unique_lock<std::mutex> lock(mu_);
     while (!cv_.wait_for(lock, period, [this] { return stop_; })) {
       const int64_t since = since_.load(std::memory_order_relaxed);
-      if (since != 0 && Now() - since > timeout_ns_) {
+      if (since != 0 && NowNs() - since > timeout_ns_) {
         on_timeout_(fmt::format("rank {} of {}: waited {:.0f} s in {} for the other ranks (one has stopped or is stuck); "
                                 "exiting (LOWBIT_TP_TIMEOUT sets the limit)", rank_, size_, static_cast<double>(timeout_ns_) / 1e9,
                                 what_.load(std::memory_order_relaxed)));
@@ -106,10 +107,6 @@ struct OpTotals {
 };
 enum Op { kOpAllReduce, kOpAllGather, kOpStatus, kOpBroadcast, kOpWaitBroadcast, kOpSendRecv, kOpCount };
 constexpr const char* kOpNames[kOpCount] = {"all-reduce", "all-gather", "status exchange", "broadcast", "polled bcast", "send/recv"};
-
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // Arms the watchdog for one operation (what == nullptr: a wait that may last, not armed) and adds
 // its time to totals when profiling.
