@@ -128,6 +128,11 @@ echo "# host: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) CPUs), $(date -u
 echo "# $ranks ranks x $threads thread(s), one namespace each; network: $([ "$netem" = 1 ] && echo "tc netem on veth + bridge" || echo "user-space delay line (bench/netem_tun.cc; no sch_netem in this kernel)")"
 printf "%-16s %12s %12s %14s %12s %s\n" network "measured" "predicted" "pred. (meas.)" "1 rank" \
   "(tok/s; prediction: lowbit plan --same-host, from the nominal link and from the link's measured all-reduce)"
+# lowbit plan's tok/s for the last rank count over the network $plan_net (more options: "$@").
+plan() {
+  "$lowbit" plan -m "$model" --tp "$ranks" --net "$plan_net" -t "$threads" --same-host --json "$@" |
+    python3 -c 'import json,sys; r=json.load(sys.stdin)["ranks"][-1]; print("%.2f" % r.get("tok_per_s", 0))'
+}
 one=$("$lowbit" bench -m "$model" -p 0 -n "$tokens" -r "$reps" -t "$threads" --json | python3 -c 'import json,sys; print("%.2f" % json.load(sys.stdin)["tg"])')
 for net in "${nets[@]}"; do
   lat="${net%%,*}" bw="${net#*,}"
@@ -156,10 +161,6 @@ print("%.3f %.5f all-reduce_mean=%.1fus+%.3fus/KB" % (a, b, f["alpha_us"], f["be
     python3 -c 'import json,sys; print("%.2f" % json.load(sys.stdin)["tg"])') || { cat "$work/mpirun.err" >&2; exit 1; }
   plan_net="$lat,$bw"
   [ "$mbit" = 0 ] && plan_net="$lat,0gbit"
-  plan() {
-    "$lowbit" plan -m "$model" --tp "$ranks" --net "$plan_net" -t "$threads" --same-host --json "$@" |
-      python3 -c 'import json,sys; r=json.load(sys.stdin)["ranks"][-1]; print("%.2f" % r.get("tok_per_s", 0))'
-  }
   predicted=$(plan)
   pred_link=-
   [ "$allreduce" = 1 ] && pred_link=$(plan --sw-alpha "$sw_alpha" --sw-beta "$sw_beta")

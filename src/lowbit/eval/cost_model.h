@@ -78,14 +78,12 @@ struct MachineSpeed {
   uint64_t llc_bytes = 32u << 20;       // a model no larger is read from cache (speed_probe.cc)
   // Prefill at a model's own shapes (advise/prompt_probe.h), measured for the model being predicted:
   // the wall time of one product (activation conversion and hand-offs included) and of one layer's
-  // attention. A product of one token (batch 1: the decode's products, DecodeShapesOf) is timed
-  // with its weights streamed from memory. Not part of ToJson (they belong to a model, not to the
-  // machine).
+  // attention. Not part of ToJson (they belong to a model, not to the machine).
   std::map<ProductShape, double> product_s;
   std::map<AttentionShape, double> attention_s;
   // A decode step's product groups (DecodeGroupsOf) as MatMulGroup runs them, one token, measured
-  // for the model being predicted: the wall time of one group, its weights streamed from memory (a
-  // model larger than the cache) or in cache. Not part of ToJson.
+  // for the model being predicted: the wall time of one group, its weights streamed from memory
+  // (only a model larger than the cache has them). Not part of ToJson.
   std::map<std::vector<ProductShape>, double> group_s;
 
   // The speed of type t; a type not measured takes the measured type nearest in bits per weight

@@ -164,7 +164,6 @@ class MpiComm final : public Comm {
   }
 
   void AllGatherV(const float* in, std::span<const int64_t> counts, float* out) override {
-    Armed a(&watchdog_, "an all-gather", T(kOpAllGather), Sum(counts) * 4);
     LOWBIT_CHECK(static_cast<int>(counts.size()) == size_);
     counts_.resize(static_cast<size_t>(size_));
     displs_.resize(static_cast<size_t>(size_));
@@ -175,6 +174,7 @@ class MpiComm final : public Comm {
       displs_[r] = static_cast<int>(at);
       at += counts[r];
     }
+    Armed a(&watchdog_, "an all-gather", T(kOpAllGather), at * 4);
     MPI_Allgatherv(in, counts_[rank_], MPI_FLOAT, out, counts_.data(), displs_.data(), MPI_FLOAT, MPI_COMM_WORLD);
   }
 
@@ -250,11 +250,6 @@ class MpiComm final : public Comm {
     return v != nullptr && std::string(v) == "1";
   }
   OpTotals* T(Op op) { return profile_ ? &totals_[op] : nullptr; }
-  static int64_t Sum(std::span<const int64_t> v) {
-    int64_t s = 0;
-    for (const int64_t x : v) s += x;
-    return s;
-  }
   // One line per kind of operation, to stderr, so that stdout keeps rank 0's output alone.
   void PrintProfile() const {
     int64_t in_comm = 0;
