@@ -100,6 +100,8 @@ void AddInfo(CLI::App& app, Registry& r) {
     for (Isa i : SupportedIsas()) std::printf("%s ", std::string(IsaName(i)).c_str());
     std::printf("\nactive       : %s (override with LOWBIT_ISA=ref|avx2|avx512)\n",
                 std::string(IsaName(ActiveIsa())).c_str());
+    std::printf("L1 data      : %u KiB per core (8-row kernels prefetch into L2 when 16 rows exceed it)\n",
+                GetCpuFeatures().l1d_bytes / 1024);
     return OkStatus();
   });
 }

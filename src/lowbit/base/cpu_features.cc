@@ -1,6 +1,7 @@
 #include "lowbit/base/cpu_features.h"
 
 #include <cpuid.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -18,6 +19,7 @@ uint64_t ReadXcr0() {
 
 CpuFeatures Detect() {
   CpuFeatures f;
+  if (const long l1d = sysconf(_SC_LEVEL1_DCACHE_SIZE); l1d >= 4096 && l1d <= (long{1} << 24)) f.l1d_bytes = static_cast<uint32_t>(l1d);
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
   const bool osxsave = (c >> 27) & 1;
