@@ -197,7 +197,9 @@ TEST_F(MpiCli, ARankThatDiesOrHangsEndsTheJob) {
   EXPECT_NE(r.err.find("exited on signal 9"), std::string::npos) << r.err;
   EXPECT_EQ(Lines(r.err, "of 2: stopped by the MPI launcher (another rank failed)"), 1) << r.err;
   // One rank is stopped (SIGSTOP): the other waits 3 s in a collective, says so and exits; mpirun
-  // then ends the job.
+  // then ends the job. Open MPI sends SIGCONT before SIGTERM when it tears the job down, so the
+  // stopped rank may wake in time to find its own wait past the limit and say so too (seen under a
+  // loaded ctest -j2): at least one line, not exactly one.
   {
     std::ofstream f(script);
     f << SignalOneRank("LOWBIT_TP_TIMEOUT=3 " + kMpirun + "-x LOWBIT_TP_TIMEOUT -np 2 " + bench, "tensor parallel", "STOP", out);
@@ -205,7 +207,7 @@ TEST_F(MpiCli, ARankThatDiesOrHangsEndsTheJob) {
   r = Shell("sh " + script, dir_);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.code, 124) << "timed out: " << r.err;
-  EXPECT_EQ(Lines(r.err, "of 2: waited 3 s in"), 1) << r.err;
+  EXPECT_GE(Lines(r.err, "of 2: waited 3 s in"), 1) << r.err;
 }
 
 }  // namespace
