@@ -239,18 +239,13 @@ void BM_Attend(benchmark::State& state) {
   constexpr int64_t kHd = 64, kQ = 8, kWidth = 4 * kHd;  // 4 K/V heads per cache row
   const size_t el = f16 ? 2 : 4;
   const std::vector<float> rows = Activations(n_pos * kWidth), q = Activations(kQ * kHd);
-  std::vector<uint8_t> k(rows.size() * el), v(rows.size() * el);
+  std::vector<uint8_t> k(rows.size() * el);
   for (size_t i = 0; i < rows.size(); ++i) {
-    if (f16) {
-      const uint16_t h = Fp32ToFp16(rows[i] * 0.1f);
-      std::memcpy(k.data() + 2 * i, &h, 2);
-      std::memcpy(v.data() + 2 * i, &h, 2);
-    } else {
-      const float x = rows[i] * 0.1f;
-      std::memcpy(k.data() + 4 * i, &x, 4);
-      std::memcpy(v.data() + 4 * i, &x, 4);
-    }
+    const float x = rows[i] * 0.1f;
+    const uint16_t h = Fp32ToFp16(x);
+    std::memcpy(k.data() + el * i, f16 ? static_cast<const void*>(&h) : static_cast<const void*>(&x), el);
   }
+  const std::vector<uint8_t> v = k;  // the V rows: the same values
   std::vector<float> att(kQ * n_pos), out(kQ * kHd);
   const AttendFn attend = DotKernelsFor(isa).ForAttend(f16);
   for (auto _ : state) {

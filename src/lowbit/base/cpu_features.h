@@ -23,7 +23,7 @@ struct CpuFeatures {
   bool avx512bf16 = false;
   // The level-1 data cache of one core, in bytes (the OS's figure; 32 KiB where it gives none).
   // The 8-row decode kernels prefetch the next rows into L2 rather than L1 when the current rows and
-  // the next would not fit in it together (NextRows8Prefetch).
+  // the next would not fit in it together (NextRowsToL2, kernels/dot_x86_common.inc).
   uint32_t l1d_bytes = 32 * 1024;
 
   std::string ToString() const;  // the ISA flags, e.g. "avx2 fma f16c avx512f ..."
