@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
@@ -30,6 +31,7 @@
 #include "lowbit/kernels/dot.h"
 #include "lowbit/kernels/gemm.h"
 #include "lowbit/kernels/matvec.h"
+#include "lowbit/numeric/bnb.h"
 #include "lowbit/numeric/grouped.h"
 #include "lowbit/numeric/half.h"
 #include "lowbit/quant/bnb_quant.h"
@@ -42,7 +44,7 @@ const GgmlType kTypes[] = {GgmlType::kF32,    GgmlType::kF16,    GgmlType::kBF16
                            GgmlType::kQ5_0,   GgmlType::kQ5_1,   GgmlType::kQ8_0,    GgmlType::kQ2_K,  GgmlType::kQ3_K,
                            GgmlType::kQ4_K,   GgmlType::kQ5_K,   GgmlType::kQ6_K,    GgmlType::kIQ4_NL, GgmlType::kIQ4_XS,
                            GgmlType::kW4G32,  GgmlType::kW4G64,  GgmlType::kW4G128,  GgmlType::kW8G32, GgmlType::kW8G64,
-                           GgmlType::kW8G128, GgmlType::kI8R256};
+                           GgmlType::kW8G128, GgmlType::kI8R256, GgmlType::kNF4G64};
 
 // One row of grouped blocks: random codes, zero points in [0, 2^bits] and fp16 scales.
 void RandomGroupedRow(GgmlType t, int64_t cols, std::mt19937& rng, uint8_t* out) {
@@ -70,6 +72,15 @@ AlignedBuffer MakeWeights(GgmlType t, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < kTile; ++r) {
     if (IsGroupedType(t)) {
       RandomGroupedRow(t, cols, rng, tile.data() + r * rb);
+    } else if (IsBnb4Type(t)) {  // random codes, block scales of the weights' size
+      std::uniform_int_distribution<int> byte(0, 255);
+      uint8_t* out = tile.data() + r * rb;
+      const uint64_t bb = TypeInfo(t).block_bytes;
+      for (uint64_t b = 0; b < rb / bb; ++b, out += bb) {
+        const float d = 0.05f + std::abs(nd(rng));
+        std::memcpy(out, &d, 4);
+        for (uint64_t i = 4; i < bb; ++i) out[i] = static_cast<uint8_t>(byte(rng));
+      }
     } else if (IsInt8RowType(t)) {  // LLM.int8: the row quantizer of quant/bnb_quant.h
       std::vector<int8_t> q(static_cast<size_t>(cols));
       const std::vector<float> scb = QuantizeInt8Rows(x.data() + r * cols, 1, cols, q.data());

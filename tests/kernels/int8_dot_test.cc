@@ -186,6 +186,21 @@ void ExpectTableEqualsReference(const DotKernels& k, GgmlType t, const std::vect
     k.For4(t)(row, act.data(), ab, n, got4);
     for (int tk = 0; tk < 4; ++tk) ASSERT_EQ(std::memcmp(&got4[tk], &want[tk], 4), 0) << TypeInfo(t).name << " dot4 row " << r;
   }
+  // The 8-row kernel on 1..4 tokens at once (each pass size of the 512-bit form), every lane the reference's.
+  if (k.ForRows8(t) == nullptr) return;
+  for (int64_t ntok = 1; ntok <= 4; ++ntok) {
+    for (int64_t r0 = 0; r0 + 8 <= rows; r0 += 8) {
+      float y[4][8];
+      k.ForRows8(t)(w.data() + r0 * rb, rb, n, act.data(), ab, ntok, &y[0][0], 8);
+      for (int64_t tk = 0; tk < ntok; ++tk) {
+        for (int r = 0; r < 8; ++r) {
+          const float want = ref.For(t)(w.data() + (r0 + r) * rb, act.data() + tk * ab, n);
+          ASSERT_EQ(std::memcmp(&y[tk][r], &want, 4), 0) << TypeInfo(t).name << " rows8 n " << n << " T " << threshold << " tokens " << ntok
+                                                         << " token " << tk << " row " << r0 + r;
+        }
+      }
+    }
+  }
 }
 
 class Int8KernelsTest : public ::testing::TestWithParam<Isa> {};
@@ -195,7 +210,7 @@ TEST_P(Int8KernelsTest, EqualTheReferenceOnRandomRows) {
   const DotKernels& k = DotKernelsFor(GetParam());
   std::mt19937 rng(4);
   for (GgmlType t : {kI8R32, kI8R256}) {
-    for (int64_t n : {int64_t{256}, int64_t{288}, int64_t{768}, int64_t{2048}}) {
+    for (int64_t n : {int64_t{256}, int64_t{288}, int64_t{352}, int64_t{768}, int64_t{2048}}) {
       if (n % TypeInfo(t).block_size != 0) continue;
       const std::vector<uint8_t> w = RandomRows(t, 16, n, rng);
       const std::vector<float> x = Activations(n, 4, rng, 1.5f);

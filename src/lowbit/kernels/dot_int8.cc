@@ -63,7 +63,9 @@ void QuantizeInt8Activations(const float* x, const int32_t* x_map, uint8_t* out,
     }
   }
   for (int64_t i = n; i < static_cast<int64_t>(Int8ActHeaderOffset(n)); ++i) codes[i] = 0;
-  const Int8ActHeader h{amax / 127.0f, count, {0, 0}};
+  int32_t code_sum = 0;  // |sum| <= 127 n: exact for n <= kMaxInt8Cols
+  for (int64_t i = 0; i < n; ++i) code_sum += codes[i];
+  const Int8ActHeader h{amax / 127.0f, count, code_sum, 0};
   std::memcpy(out + Int8ActHeaderOffset(n), &h, sizeof(h));
 }
 

@@ -10,8 +10,8 @@
 // union of the outlier columns over the batch: lowbit's logits of a token are the same in any batch
 // (MatMulArgs::batch_invariant), which a batch-wide union would break (docs/DESIGN-NOTES.md).
 //
-// Layout (n columns, S = n rounded up to 16): int8 codes[n]; at S: float s, int32 count, 8 bytes
-// unused; at S + 16: int32 column[n] (the first `count` used); at S + 16 + 4n: float value[n].
+// Layout (n columns, S = n rounded up to 16): int8 codes[n]; at S: float s, int32 count, int32 the
+// codes' sum, 4 bytes unused; at S + 16: int32 column[n] (the first `count` used); at S + 16 + 4n: float value[n].
 //
 // The result for a weight row with SCB c and codes q (the contract of every table, which all meet
 // bit for bit): isum = the exact int32 sum of q[j] * code[j] (cols <= kMaxInt8Cols keeps it exact),
@@ -33,9 +33,10 @@ namespace lowbit {
 inline constexpr int64_t kMaxInt8Cols = 131072;
 
 struct Int8ActHeader {
-  float scale;    // absmax / 127 of the non-outlier columns (0 when all are 0)
-  int32_t count;  // outlier columns
-  int32_t unused[2];
+  float scale;       // absmax / 127 of the non-outlier columns (0 when all are 0)
+  int32_t count;     // outlier columns
+  int32_t code_sum;  // the sum of the n codes (the kernels that add 128 to each weight code take 128 x this off)
+  int32_t unused;
 };
 static_assert(sizeof(Int8ActHeader) == 16);
 

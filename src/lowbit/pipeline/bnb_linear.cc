@@ -53,27 +53,61 @@ Expected<std::vector<float>> ReadBnbValues(const BnbSource& s) {
 
 namespace {
 
-// Rows of `type` that `pack` writes in HF order, moved into GGUF row order where asked.
+// Rows of `type` that `pack` writes in HF order, moved into GGUF row order where asked: into `dst`
+// when it is the layer's size, else into a buffer of their own.
 template <typename Pack>
-void SetPackedRows(const BnbSource& s, GgmlType type, Pack pack, NativeWeight* w) {
+void SetPackedRows(const BnbSource& s, GgmlType type, Pack pack, std::span<uint8_t> dst, NativeWeight* w) {
   const uint64_t rb = *RowBytes(type, static_cast<uint64_t>(s.cols));
-  auto hf = std::make_shared<AlignedBuffer>();
-  hf->Resize(rb * static_cast<uint64_t>(s.rows));
-  pack(hf->data());
-  if (s.unpermute_heads != 0) {
-    auto out = std::make_shared<AlignedBuffer>();
-    out->Resize(hf->size());
-    CopyRows(hf->data(), out->data(), s.rows, rb, s.unpermute_heads);
-    hf = out;
-  }
+  const uint64_t bytes = rb * static_cast<uint64_t>(s.rows);
   w->type = type;
-  w->data = hf->data();
-  w->owner = hf;
+  if (dst.size() == bytes && s.unpermute_heads == 0) {
+    pack(dst.data());
+    w->data = dst.data();
+    return;
+  }
+  auto hf = std::make_shared<AlignedBuffer>();
+  hf->Resize(bytes);
+  pack(hf->data());
+  if (s.unpermute_heads == 0) {
+    w->data = hf->data();
+    w->owner = hf;
+  } else if (dst.size() == bytes) {
+    CopyRows(hf->data(), dst.data(), s.rows, rb, s.unpermute_heads);
+    w->data = dst.data();
+  } else {
+    auto out = std::make_shared<AlignedBuffer>();
+    out->Resize(bytes);
+    CopyRows(hf->data(), out->data(), s.rows, rb, s.unpermute_heads);
+    w->data = out->data();
+    w->owner = out;
+  }
+}
+
+// The internal type of an 8-bit layer of `cols` columns.
+Expected<GgmlType> Int8Type(int64_t cols) {
+  if (cols > kMaxInt8Cols) return Errorf("rows of {} columns are more than the int8 kernels' {}", cols, kMaxInt8Cols);
+  return Int8RowType(cols);
 }
 
 }  // namespace
 
-Expected<NativeWeight> ToNativeBnb(const BnbSource& s) {
+uint64_t BnbNativeBytes(const BnbSource& s) {
+  Expected<GgmlType> type = Errorf("");
+  if (s.eight_bit) {
+    type = Int8Type(s.cols);
+  } else {
+    const StTensor* st = s.tensors->Find(Bnb4StateTensorName(s.prefix, Bnb4Type::kNf4));
+    if (st == nullptr) st = s.tensors->Find(Bnb4StateTensorName(s.prefix, Bnb4Type::kFp4));
+    if (st == nullptr) return 0;
+    Expected<Bnb4State> state = ParseBnb4State({reinterpret_cast<const char*>(st->data.data()), st->data.size()}, st->name);
+    if (!state.ok()) return 0;
+    type = Bnb4RowType(state->type, s.cols, state->blocksize);
+  }
+  if (!type.ok()) return 0;
+  return *RowBytes(*type, static_cast<uint64_t>(s.cols)) * static_cast<uint64_t>(s.rows);
+}
+
+Expected<NativeWeight> ToNativeBnb(const BnbSource& s, std::span<uint8_t> dst) {
   NativeWeight w;
   w.rows = s.rows;
   w.stored_cols = s.cols;
@@ -81,19 +115,18 @@ Expected<NativeWeight> ToNativeBnb(const BnbSource& s) {
     LOWBIT_ASSIGN_OR_RETURN(Bnb4Linear L, ReadBnb4Linear(*s.tensors, s.prefix, s.rows, s.cols));
     Expected<GgmlType> type = Bnb4RowType(L.state.type, s.cols, L.state.blocksize);
     if (type.ok()) {
-      SetPackedRows(s, *type, [&](uint8_t* out) { PackBnb4Rows(*type, L.packed.data(), L.absmax, s.rows, s.cols, L.state.blocksize, out); }, &w);
+      SetPackedRows(s, *type, [&](uint8_t* out) { PackBnb4Rows(*type, L.packed.data(), L.absmax, s.rows, s.cols, L.state.blocksize, out); },
+                    dst, &w);
       return w;
     }
     w.note = type.status().message();
   } else {
-    Expected<GgmlType> type = s.cols <= kMaxInt8Cols ? Int8RowType(s.cols)
-                                                     : Expected<GgmlType>(Errorf("rows of {} columns are more than the int8 kernels' {}",
-                                                                                 s.cols, kMaxInt8Cols));
+    Expected<GgmlType> type = Int8Type(s.cols);
     if (type.ok()) {
       LOWBIT_ASSIGN_OR_RETURN(Bnb8Linear L, ReadBnb8Linear(*s.tensors, s.prefix, s.rows, s.cols));
       SetPackedRows(s, *type, [&](uint8_t* out) {
         PackInt8Rows(*type, reinterpret_cast<const int8_t*>(L.q.data()), L.scb, s.rows, s.cols, out);
-      }, &w);
+      }, dst, &w);
       w.outlier_threshold = static_cast<float>(s.int8_threshold);
       return w;
     }

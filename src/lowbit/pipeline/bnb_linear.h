@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -27,8 +28,13 @@ struct BnbSource {
 
 // The values bitsandbytes dequantizes to, rows in GGUF order ([rows][cols] floats).
 Expected<std::vector<float>> ReadBnbValues(const BnbSource& s);
-// The rows the engine runs, in GGUF row order: a 4-bit layer as NF4G*/FP4G* (bit-exact values);
-// F32 values where no internal type fits (then `note` says why).
-Expected<NativeWeight> ToNativeBnb(const BnbSource& s);
+// The rows the engine runs, in GGUF row order: a 4-bit layer as NF4G*/FP4G* (bit-exact values), an
+// 8-bit one as I8R32 / I8R256; F32 values where no internal type fits (then `note` says why). Packs
+// into `dst` when it has exactly BnbNativeBytes(s) bytes (the loader's one huge-page arena for all
+// layers), else into memory of its own.
+Expected<NativeWeight> ToNativeBnb(const BnbSource& s, std::span<uint8_t> dst = {});
+// The bytes ToNativeBnb packs this layer into; 0 where that is not known from the quant state alone
+// (a state that does not parse, or no internal type: ToNativeBnb then says why and allocates).
+uint64_t BnbNativeBytes(const BnbSource& s);
 
 }  // namespace lowbit

@@ -93,19 +93,30 @@ Status ReadNativeWeights(const ConversionPlan& plan, std::vector<std::optional<N
   return OkStatus();
 }
 
-// Reads and packs every bitsandbytes linear of the plan (NF4 / FP4 into their internal rows), several
-// at a time; the first error in plan order wins.
-Status ReadBnbWeights(const ConversionPlan& plan, std::vector<std::optional<NativeWeight>>& out) {
+// Reads and packs every bitsandbytes linear of the plan (NF4 / FP4 / LLM.int8 into their internal
+// rows), several at a time, into one arena in 2 MiB pages as ReadNativeWeights does (the 4 KiB pages
+// of a buffer per layer cost TinyLlama's int8 decode ~10%: docs/PERFORMANCE.md, "LLM.int8 decode on
+// Zen 4"); the first error in plan order wins.
+Status ReadBnbWeights(const ConversionPlan& plan, std::vector<std::optional<NativeWeight>>& out,
+                      std::vector<std::shared_ptr<const void>>& owners) {
   std::vector<size_t> todo;
   for (size_t i = 0; i < plan.tensors.size(); ++i) {
     if (plan.tensors[i].bnb != nullptr) todo.push_back(i);
   }
   if (todo.empty()) return OkStatus();
+  std::vector<uint64_t> offset(todo.size() + 1, 0), size(todo.size(), 0);
+  for (size_t k = 0; k < todo.size(); ++k) {
+    size[k] = BnbNativeBytes(*plan.tensors[todo[k]].bnb);
+    offset[k + 1] = offset[k] + (size[k] + 63) / 64 * 64;
+  }
+  LOWBIT_ASSIGN_OR_RETURN(HugePageBuffer arena_buf, HugePageBuffer::Allocate(offset.back()));
+  auto arena = std::make_shared<HugePageBuffer>(std::move(arena_buf));
+  owners.push_back(arena);
   std::vector<Status> status(todo.size());
   ThreadPool pool(std::min<int>(static_cast<int>(todo.size()), static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))));
   pool.ParallelFor(todo.size(), [&](size_t b, size_t e) {
     for (size_t k = b; k < e; ++k) {
-      Expected<NativeWeight> w = ToNativeBnb(*plan.tensors[todo[k]].bnb);
+      Expected<NativeWeight> w = ToNativeBnb(*plan.tensors[todo[k]].bnb, {arena->data() + offset[k], static_cast<size_t>(size[k])});
       if (!w.ok()) status[k] = w.status();
       else out[todo[k]] = std::move(*w);
     }
@@ -124,7 +135,7 @@ Expected<GgufFile> MaterializePlan(ConversionPlan plan, const std::string& name)
   std::optional<float> int8_threshold;  // of the LLM.int8 linears that run natively
   std::vector<std::optional<NativeWeight>> native;
   LOWBIT_RETURN_IF_ERROR(ReadNativeWeights(plan, native, owners));
-  LOWBIT_RETURN_IF_ERROR(ReadBnbWeights(plan, native));
+  LOWBIT_RETURN_IF_ERROR(ReadBnbWeights(plan, native, owners));
   for (size_t i = 0; i < plan.tensors.size(); ++i) {
     const PlannedTensor& t = plan.tensors[i];
     if (t.bnb != nullptr) {
