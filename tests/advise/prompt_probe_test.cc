@@ -10,6 +10,7 @@
 
 #include "lowbit/advise/advisor.h"
 #include "lowbit/advise/prompt_probe.h"
+#include "lowbit/advise/step_probe.h"
 #include "lowbit/kernels/matvec.h"
 #include "test_data.h"
 #include "advise/test_speed.h"
@@ -174,6 +175,33 @@ TEST(AdvisePromptShapes, ProbeTimesEveryShapeAndKeepsItsTimings) {
   EXPECT_EQ(again_streamed.group_s, streamed.group_s);
   if (old != nullptr) ::setenv("XDG_CACHE_HOME", saved.c_str(), 1);
   else ::unsetenv("XDG_CACHE_HOME");
+}
+
+}  // namespace
+}  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+// A model in cache is timed whole (advise/step_probe.h): a copy made from a plan's header alone (a
+// FromHeader file: its tensor views point at reserved address space, so reading one would fault)
+// decodes, for a plain and a mixed quantization; a decode longer than the context is refused. No
+// speed is asserted.
+TEST(AdviseStepProbe, TimesAModelFromItsHeaderAlone) {
+  auto src = ModelSource::Open("stories15m");
+  ASSERT_TRUE(src.ok()) << src.status().message();
+  for (const char* type : {"Q8_0", "Q4_K_M"}) {
+    SCOPED_TRACE(type);
+    auto p = src->As(type);
+    ASSERT_TRUE(p.ok()) << p.status().message();
+    auto step = TimeDecodeStep(*p->file, StepProbeOptions{.threads = 2, .n_ctx = 256, .kv_f16 = true, .tokens = 256});
+    ASSERT_TRUE(step.ok()) << step.status().message();
+    EXPECT_GT(*step, 0.0);
+    EXPECT_LT(*step, 1.0);
+  }
+  auto p = src->As("Q8_0");
+  ASSERT_TRUE(p.ok());
+  EXPECT_FALSE(TimeDecodeStep(*p->file, StepProbeOptions{.n_ctx = 16, .tokens = 32}).ok());  // more tokens than the context
 }
 
 }  // namespace
