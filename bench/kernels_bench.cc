@@ -28,6 +28,7 @@
 
 #include "lowbit/base/aligned_buffer.h"
 #include "lowbit/base/thread_pool.h"
+#include "lowbit/eval/bandwidth.h"
 #include "lowbit/kernels/dot.h"
 #include "lowbit/kernels/gemm.h"
 #include "lowbit/kernels/matvec.h"
@@ -124,30 +125,15 @@ void MatVec(benchmark::State& state, uint64_t bytes, int threads) {
   state.SetLabel(std::string(TypeInfo(t).name) + "/" + std::string(IsaName(isa)));
 }
 
-// The probe's loop (eval/bench.cc): each thread sums its part of a 256 MiB buffer, prefetching 3 KiB
-// ahead as the decode kernels do. GB/s of the buffer read.
+// The read probe of `lowbit bench` (eval/bandwidth.h) over 256 MiB: each pass the faster of a sweep
+// with and one without software prefetch. GB/s of the buffer read (two sweeps per iteration).
 void ReadBandwidth(benchmark::State& state, int threads) {
-  AlignedBuffer buf(size_t{256} << 20);
-  auto words = buf.As<uint64_t>();
-  for (size_t i = 0; i < words.size(); ++i) words[i] = i;
-  ThreadPool pool(threads);
-  const size_t chunk = words.size() / static_cast<size_t>(threads);
-  std::atomic<uint64_t> total{0};
-  for (auto _ : state) {
-    pool.ParallelFor(static_cast<size_t>(threads), [&](size_t b, size_t e) {
-      for (size_t part = b; part < e; ++part) {
-        uint64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        const uint64_t* p = words.data() + part * chunk;
-        for (size_t i = 0; i + 8 <= chunk; i += 8) {
-          __builtin_prefetch(p + i + 384);
-          for (int k = 0; k < 8; ++k) acc[k] += p[i + k];
-        }
-        total += acc[0] + acc[1] + acc[2] + acc[3] + acc[4] + acc[5] + acc[6] + acc[7];
-      }
-    }, 1);
-  }
-  benchmark::DoNotOptimize(total.load());
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(buf.size()));
+  constexpr size_t kBytes = size_t{256} << 20;
+  ReadBandwidthProbe probe(threads, kBytes);
+  double best = 0;
+  for (auto _ : state) best = std::max(best, probe.Pass());
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(2 * kBytes));
+  state.counters["probe_GBps"] = best;
   state.SetLabel("probe");
 }
 
