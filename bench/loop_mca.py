@@ -21,13 +21,19 @@ def functions(binary):
     return re.split(r'\n(?=[0-9a-f]+ <)', out)
 
 
-def hot_loops(body_lines):
-    """Every innermost multiply-add loop (a backward jump whose range holds no smaller such loop)."""
+def instructions(body_lines):
+    """(address, text) of each instruction line of objdump's listing of one function."""
     ins = []
     for line in body_lines:
         m = re.match(r'\s*([0-9a-f]+):\s+(.*)', line)
         if m:
             ins.append((int(m.group(1), 16), m.group(2).strip()))
+    return ins
+
+
+def hot_loops(body_lines):
+    """Every innermost multiply-add loop (a backward jump whose range holds no smaller such loop)."""
+    ins = instructions(body_lines)
     loops = []
     for idx, (addr, txt) in enumerate(ins):
         m = re.match(r'j\w+\s+([0-9a-f]+)', txt)
@@ -42,24 +48,9 @@ def hot_loops(body_lines):
 
 
 def hot_loop(body_lines):
-    ins = []
-    for line in body_lines:
-        m = re.match(r'\s*([0-9a-f]+):\s+(.*)', line)
-        if m:
-            ins.append((int(m.group(1), 16), m.group(2).strip()))
-    best = None
-    for idx, (addr, txt) in enumerate(ins):
-        m = re.match(r'j\w+\s+([0-9a-f]+)', txt)
-        if not m or int(m.group(1), 16) >= addr:
-            continue
-        start = next(i for i, (a, _) in enumerate(ins) if a >= int(m.group(1), 16))
-        hot = any(re.search(r'vpdpbusd|vpdpwssd|vpmaddubsw|vfmadd', t) for _, t in ins[start:idx + 1])
-        if hot and (best is None or idx + 1 - start < best[1] - best[0]):
-            best = (start, idx + 1)
-    if best is None:
-        return None
-    body = [re.sub(r'\s+<.*>', '', t) for _, t in ins[best[0]:best[1]]]
-    return [b for b in body if not b.startswith('nop') and not re.match(r'j\w+\s', b)]
+    """The smallest multiply-add loop of the function (the one-token pass of a kernel), or None."""
+    loops = hot_loops(body_lines)
+    return min(loops, key=len) if loops else None
 
 
 def main():
