@@ -93,13 +93,20 @@ void EstimateCpu(const PlannedModel& p, const Hardware& hw, const AdviseOptions&
   e->decode_tok_s = *decode;
   // A model that stays in the last-level cache: its step timed whole on this machine (a copy built
   // from the plan; advise/step_probe.h). Where that cannot be made, the cost model's figure stands.
-  if (hw.prompt_probe != nullptr && p.folder_bytes == 0 && w.WeightBytes() <= static_cast<double>(s.llc_bytes)) {
+  const bool cached = hw.prompt_probe != nullptr && p.folder_bytes == 0 && w.WeightBytes() <= static_cast<double>(s.llc_bytes);
+  if (cached) {
     const StepProbeOptions so{.threads = hw.threads, .n_ctx = e->ctx, .kv_f16 = o.kv_f16, .tokens = std::min(o.decode_tokens, e->ctx)};
     if (auto step = TimeDecodeStep(*p.file, so); step.ok() && *step > 0) e->decode_tok_s = 1 / *step;
   }
   const int64_t n = std::max<int64_t>(1, std::min(o.prompt_tokens, e->ctx));
   auto prompt = PromptSeconds(w, WithPromptShapes(hw, s, w, n), n);
   if (prompt.ok()) e->prompt_tok_s = static_cast<double>(n) / *prompt;
+  // The prompt of a model in cache timed whole too: at 256 tokens its products are a fraction of a
+  // millisecond each, and the step's hand-offs and serial work weigh as much as they do.
+  if (cached) {
+    const StepProbeOptions so{.threads = hw.threads, .n_ctx = e->ctx, .kv_f16 = o.kv_f16};
+    if (auto t = TimePromptStep(*p.file, so, n); t.ok() && *t > 0) e->prompt_tok_s = static_cast<double>(n) / *t;
+  }
 }
 
 // Tensor parallel over hw.nodes machines: the largest rank (the last, SplitDim) bounds memory and time.

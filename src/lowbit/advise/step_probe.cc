@@ -12,17 +12,15 @@
 namespace lowbit {
 namespace {
 
-constexpr int kReps = 5;
+constexpr int kReps = 7;
 
 double Seconds(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-}  // namespace
-
-Expected<double> TimeDecodeStep(const GgufFile& plan, const StepProbeOptions& o) {
-  if (o.tokens < 1 || o.tokens > o.n_ctx) return Errorf("cannot time {} decode tokens in a context of {}", o.tokens, o.n_ctx);
-  // The plan's tensors with synthetic values, in one buffer of 2 MiB pages as a model read into memory.
+// The plan's tensors with synthetic values, in one buffer of 2 MiB pages as a model read into memory,
+// assembled into a file the engine loads.
+Expected<GgufFile> SyntheticCopy(const GgufFile& plan) {
   std::vector<GgufTensorInfo> infos = plan.tensors();
   std::vector<uint64_t> offset(infos.size() + 1, 0);
   for (size_t i = 0; i < infos.size(); ++i) {
@@ -36,10 +34,17 @@ Expected<double> TimeDecodeStep(const GgufFile& plan, const StepProbeOptions& o)
     FillProbeRows(infos[i].type, static_cast<int64_t>(infos[i].dims[0]), p, infos[i].n_bytes);
     infos[i].data = p;
   }
-  LOWBIT_ASSIGN_OR_RETURN(GgufFile file, GgufFile::Assemble(plan.name(), plan.kvs(), std::move(infos), {owner}));
+  return GgufFile::Assemble(plan.name(), plan.kvs(), std::move(infos), {owner});
+}
+
+}  // namespace
+
+Expected<double> TimeDecodeStep(const GgufFile& plan, const StepProbeOptions& o) {
+  if (o.tokens < 1 || o.tokens > o.n_ctx) return Errorf("cannot time {} decode tokens in a context of {}", o.tokens, o.n_ctx);
+  LOWBIT_ASSIGN_OR_RETURN(GgufFile file, SyntheticCopy(plan));
   LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(file));
   LlamaSession s(model, SessionOptions{.n_ctx = o.n_ctx, .threads = o.threads, .max_batch = 1, .kv_f16 = o.kv_f16});
-  const int64_t block = std::min<int64_t>(o.tokens, 32);
+  const int64_t block = std::min<int64_t>(o.tokens, 64);
   const int64_t vocab = model.config().n_vocab;
   auto run = [&](int64_t first) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -53,6 +58,24 @@ Expected<double> TimeDecodeStep(const GgufFile& plan, const StepProbeOptions& o)
   for (int rep = 0; rep < kReps; ++rep) {
     const double first = run(0), last = o.tokens > block ? run(o.tokens - block) : first;
     sum += (first + last) / 2;
+  }
+  return sum / kReps;
+}
+
+Expected<double> TimePromptStep(const GgufFile& plan, const StepProbeOptions& o, int64_t prompt) {
+  if (prompt < 1 || prompt > o.n_ctx) return Errorf("cannot time a prompt of {} tokens in a context of {}", prompt, o.n_ctx);
+  LOWBIT_ASSIGN_OR_RETURN(GgufFile file, SyntheticCopy(plan));
+  LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(file));
+  LlamaSession s(model, SessionOptions{.n_ctx = o.n_ctx, .threads = o.threads, .max_batch = std::min<int64_t>(prompt, 512), .kv_f16 = o.kv_f16});
+  const int64_t vocab = model.config().n_vocab;
+  std::vector<int32_t> tokens(static_cast<size_t>(prompt));
+  for (int64_t i = 0; i < prompt; ++i) tokens[static_cast<size_t>(i)] = static_cast<int32_t>((7 * i + 1) % vocab);
+  s.Forward(tokens, 0);  // warm-up
+  double sum = 0;
+  for (int rep = 0; rep < kReps; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    s.Forward(tokens, 0);
+    sum += Seconds(t0);
   }
   return sum / kReps;
 }

@@ -1,5 +1,5 @@
-// The decode step of a model small enough to stay in the last-level cache, timed whole on this
-// machine for `lowbit advise MODEL`.
+// The decode step (and the prompt) of a model small enough to stay in the last-level cache, timed
+// whole on this machine for `lowbit advise MODEL`.
 //
 // A model that streams from memory is predicted from its bytes and the measured stream rates (the
 // cost model, eval/cost_model.h); for one that fits in the cache the step is mostly what the rates
@@ -28,8 +28,11 @@ struct StepProbeOptions {
 
 // Mean seconds per token of decoding positions [0, o.tokens) of the model `plan` describes (a
 // GGUF's tensor views are not read). Decode time is affine in the position, so the mean is that of
-// the first and the last up-to-32 positions, each block timed 5 times (the mean, as bench reports). An error where the plan
+// the first and the last up-to-64 positions, each block timed 7 times (the mean, as bench reports). An error where the plan
 // holds a tensor type the probes cannot make, or the engine does not load it.
 Expected<double> TimeDecodeStep(const GgufFile& plan, const StepProbeOptions& o);
+// Mean seconds of a prompt of `prompt` tokens (at most the context) run as `lowbit run` and `bench`
+// run it (steps of up to 512 tokens from an empty cache), on the same kind of copy: 7 times, the mean.
+Expected<double> TimePromptStep(const GgufFile& plan, const StepProbeOptions& o, int64_t prompt);
 
 }  // namespace lowbit
