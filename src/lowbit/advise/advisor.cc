@@ -99,14 +99,17 @@ void EstimateCpu(const PlannedModel& p, const Hardware& hw, const AdviseOptions&
     if (auto step = TimeDecodeStep(*p.file, so); step.ok() && *step > 0) e->decode_tok_s = 1 / *step;
   }
   const int64_t n = std::max<int64_t>(1, std::min(o.prompt_tokens, e->ctx));
-  auto prompt = PromptSeconds(w, WithPromptShapes(hw, s, w, n), n);
-  if (prompt.ok()) e->prompt_tok_s = static_cast<double>(n) / *prompt;
   // The prompt of a model in cache timed whole too: at 256 tokens its products are a fraction of a
   // millisecond each, and the step's hand-offs and serial work weigh as much as they do.
   if (cached) {
     const StepProbeOptions so{.threads = hw.threads, .n_ctx = e->ctx, .kv_f16 = o.kv_f16};
-    if (auto t = TimePromptStep(*p.file, so, n); t.ok() && *t > 0) e->prompt_tok_s = static_cast<double>(n) / *t;
+    if (auto t = TimePromptStep(*p.file, so, n); t.ok() && *t > 0) {
+      e->prompt_tok_s = static_cast<double>(n) / *t;
+      return;
+    }
   }
+  auto prompt = PromptSeconds(w, WithPromptShapes(hw, s, w, n), n);
+  if (prompt.ok()) e->prompt_tok_s = static_cast<double>(n) / *prompt;
 }
 
 // Tensor parallel over hw.nodes machines: the largest rank (the last, SplitDim) bounds memory and time.
