@@ -20,12 +20,12 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "lowbit/advise/probe_rows.h"
 #include "lowbit/base/aligned_buffer.h"
 #include "lowbit/base/thread_pool.h"
 #include "lowbit/eval/bandwidth.h"
@@ -73,15 +73,8 @@ AlignedBuffer MakeWeights(GgmlType t, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < kTile; ++r) {
     if (IsGroupedType(t)) {
       RandomGroupedRow(t, cols, rng, tile.data() + r * rb);
-    } else if (IsBnb4Type(t)) {  // random codes, block scales of the weights' size
-      std::uniform_int_distribution<int> byte(0, 255);
-      uint8_t* out = tile.data() + r * rb;
-      const uint64_t bb = TypeInfo(t).block_bytes;
-      for (uint64_t b = 0; b < rb / bb; ++b, out += bb) {
-        const float d = 0.05f + std::abs(nd(rng));
-        std::memcpy(out, &d, 4);
-        for (uint64_t i = 4; i < bb; ++i) out[i] = static_cast<uint8_t>(byte(rng));
-      }
+    } else if (IsBnb4Type(t)) {  // random codes with a plausible scale, as advise's probes make them
+      FillProbeRows(t, cols, tile.data() + r * rb, rb);
     } else if (IsInt8RowType(t)) {  // LLM.int8: the row quantizer of quant/bnb_quant.h
       std::vector<int8_t> q(static_cast<size_t>(cols));
       const std::vector<float> scb = QuantizeInt8Rows(x.data() + r * cols, 1, cols, q.data());

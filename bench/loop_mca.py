@@ -80,18 +80,17 @@ def main():
 
 
 def report(args, name, loop):
-    if True:
-        isa = 'vnni' if any(re.match(r'vpdp', b) for b in loop) else 'avx2'
-        r = subprocess.run([args.llvm_mca, f'-mcpu={args.mcpu}', '-iterations=200'], input='\n'.join(loop) + '\n',
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            print(f'{name}: llvm-mca failed: {r.stderr.strip().splitlines()[0]}')
-            return
-        rthr = re.search(r'Block RThroughput:\s+([0-9.]+)', r.stdout).group(1)
-        total = int(re.search(r"Total Cycles:\s+([0-9]+)", r.stdout).group(1)) / 200
-        print(f"{name} [{isa}] {len(loop)} instructions, {rthr} cycles per iteration by ports, {total:.1f} simulated")
-        if args.detail:
-            print(r.stdout[r.stdout.index('Resources:'):])
+    isa = 'vnni' if any(re.match(r'vpdp', b) for b in loop) else 'avx2'
+    r = subprocess.run([args.llvm_mca, f'-mcpu={args.mcpu}', '-iterations=200'], input='\n'.join(loop) + '\n',
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f'{name}: llvm-mca failed: {r.stderr.strip().splitlines()[0]}')
+        return
+    rthr = re.search(r'Block RThroughput:\s+([0-9.]+)', r.stdout).group(1)
+    total = int(re.search(r"Total Cycles:\s+([0-9]+)", r.stdout).group(1)) / 200
+    print(f"{name} [{isa}] {len(loop)} instructions, {rthr} cycles per iteration by ports, {total:.1f} simulated")
+    if args.detail:
+        print(r.stdout[r.stdout.index('Resources:'):])
 
 
 if __name__ == '__main__':

@@ -194,14 +194,14 @@ TEST(AdviseStepProbe, TimesAModelFromItsHeaderAlone) {
     SCOPED_TRACE(type);
     auto p = src->As(type);
     ASSERT_TRUE(p.ok()) << p.status().message();
-    auto step = TimeDecodeStep(*p->file, StepProbeOptions{.threads = 2, .n_ctx = 256, .kv_f16 = true, .tokens = 256});
+    auto step = TimeSteps(*p->file, StepProbeOptions{.threads = 2, .n_ctx = 256, .kv_f16 = true, .tokens = 256});
     ASSERT_TRUE(step.ok()) << step.status().message();
-    EXPECT_GT(*step, 0.0);
-    EXPECT_LT(*step, 1.0);
+    EXPECT_GT(step->decode_s, 0.0);
+    EXPECT_LT(step->decode_s, 1.0);
   }
   auto p = src->As("Q8_0");
   ASSERT_TRUE(p.ok());
-  EXPECT_FALSE(TimeDecodeStep(*p->file, StepProbeOptions{.n_ctx = 16, .tokens = 32}).ok());  // more tokens than the context
+  EXPECT_FALSE(TimeSteps(*p->file, StepProbeOptions{.n_ctx = 16, .tokens = 32}).ok());  // more tokens than the context
 }
 
 }  // namespace

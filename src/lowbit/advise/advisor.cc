@@ -91,20 +91,16 @@ void EstimateCpu(const PlannedModel& p, const Hardware& hw, const AdviseOptions&
     return;
   }
   e->decode_tok_s = *decode;
-  // A model that stays in the last-level cache: its step timed whole on this machine (a copy built
-  // from the plan; advise/step_probe.h). Where that cannot be made, the cost model's figure stands.
-  const bool cached = hw.prompt_probe != nullptr && p.folder_bytes == 0 && w.WeightBytes() <= static_cast<double>(s.llc_bytes);
-  if (cached) {
-    const StepProbeOptions so{.threads = hw.threads, .n_ctx = e->ctx, .kv_f16 = o.kv_f16, .tokens = std::min(o.decode_tokens, e->ctx)};
-    if (auto step = TimeDecodeStep(*p.file, so); step.ok() && *step > 0) e->decode_tok_s = 1 / *step;
-  }
+  // A model that stays in the last-level cache: its decode step and its prompt timed whole on this
+  // machine (a copy built from the plan; advise/step_probe.h). At 256 tokens its products are a
+  // fraction of a millisecond each, and a step's hand-offs and serial work weigh as much as they do.
+  // Where the copy cannot be made, the cost model's figures stand.
   const int64_t n = std::max<int64_t>(1, std::min(o.prompt_tokens, e->ctx));
-  // The prompt of a model in cache timed whole too: at 256 tokens its products are a fraction of a
-  // millisecond each, and the step's hand-offs and serial work weigh as much as they do.
-  if (cached) {
-    const StepProbeOptions so{.threads = hw.threads, .n_ctx = e->ctx, .kv_f16 = o.kv_f16};
-    if (auto t = TimePromptStep(*p.file, so, n); t.ok() && *t > 0) {
-      e->prompt_tok_s = static_cast<double>(n) / *t;
+  if (hw.prompt_probe != nullptr && p.folder_bytes == 0 && w.WeightBytes() <= static_cast<double>(s.llc_bytes)) {
+    const StepProbeOptions so{.threads = hw.threads, .n_ctx = e->ctx, .kv_f16 = o.kv_f16, .tokens = std::min(o.decode_tokens, e->ctx), .prompt = n};
+    if (auto t = TimeSteps(*p.file, so); t.ok() && t->decode_s > 0 && t->prompt_s > 0) {
+      e->decode_tok_s = 1 / t->decode_s;
+      e->prompt_tok_s = static_cast<double>(n) / t->prompt_s;
       return;
     }
   }

@@ -39,10 +39,10 @@ Expected<GgufFile> SyntheticCopy(const GgufFile& plan) {
 
 }  // namespace
 
-Expected<double> TimeDecodeStep(const GgufFile& plan, const StepProbeOptions& o) {
-  if (o.tokens < 1 || o.tokens > o.n_ctx) return Errorf("cannot time {} decode tokens in a context of {}", o.tokens, o.n_ctx);
-  LOWBIT_ASSIGN_OR_RETURN(GgufFile file, SyntheticCopy(plan));
-  LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(file));
+namespace {
+
+// Mean seconds per token of decoding positions [0, o.tokens) from an empty cache.
+double DecodeStepSeconds(const LlamaModel& model, const StepProbeOptions& o) {
   LlamaSession s(model, SessionOptions{.n_ctx = o.n_ctx, .threads = o.threads, .max_batch = 1, .kv_f16 = o.kv_f16});
   const int64_t block = std::min<int64_t>(o.tokens, 64);
   const int64_t vocab = model.config().n_vocab;
@@ -62,14 +62,12 @@ Expected<double> TimeDecodeStep(const GgufFile& plan, const StepProbeOptions& o)
   return sum / kReps;
 }
 
-Expected<double> TimePromptStep(const GgufFile& plan, const StepProbeOptions& o, int64_t prompt) {
-  if (prompt < 1 || prompt > o.n_ctx) return Errorf("cannot time a prompt of {} tokens in a context of {}", prompt, o.n_ctx);
-  LOWBIT_ASSIGN_OR_RETURN(GgufFile file, SyntheticCopy(plan));
-  LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(file));
-  LlamaSession s(model, SessionOptions{.n_ctx = o.n_ctx, .threads = o.threads, .max_batch = std::min<int64_t>(prompt, 512), .kv_f16 = o.kv_f16});
+// Mean seconds of a prompt of o.prompt tokens from an empty cache.
+double PromptStepSeconds(const LlamaModel& model, const StepProbeOptions& o) {
+  LlamaSession s(model, SessionOptions{.n_ctx = o.n_ctx, .threads = o.threads, .max_batch = std::min<int64_t>(o.prompt, 512), .kv_f16 = o.kv_f16});
   const int64_t vocab = model.config().n_vocab;
-  std::vector<int32_t> tokens(static_cast<size_t>(prompt));
-  for (int64_t i = 0; i < prompt; ++i) tokens[static_cast<size_t>(i)] = static_cast<int32_t>((7 * i + 1) % vocab);
+  std::vector<int32_t> tokens(static_cast<size_t>(o.prompt));
+  for (int64_t i = 0; i < o.prompt; ++i) tokens[static_cast<size_t>(i)] = static_cast<int32_t>((7 * i + 1) % vocab);
   s.Forward(tokens, 0);  // warm-up
   double sum = 0;
   for (int rep = 0; rep < kReps; ++rep) {
@@ -78,6 +76,19 @@ Expected<double> TimePromptStep(const GgufFile& plan, const StepProbeOptions& o,
     sum += Seconds(t0);
   }
   return sum / kReps;
+}
+
+}  // namespace
+
+Expected<StepTimes> TimeSteps(const GgufFile& plan, const StepProbeOptions& o) {
+  if (o.tokens < 1 || o.tokens > o.n_ctx) return Errorf("cannot time {} decode tokens in a context of {}", o.tokens, o.n_ctx);
+  if (o.prompt < 0 || o.prompt > o.n_ctx) return Errorf("cannot time a prompt of {} tokens in a context of {}", o.prompt, o.n_ctx);
+  LOWBIT_ASSIGN_OR_RETURN(GgufFile file, SyntheticCopy(plan));
+  LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(file));
+  StepTimes t;
+  t.decode_s = DecodeStepSeconds(model, o);
+  if (o.prompt > 0) t.prompt_s = PromptStepSeconds(model, o);
+  return t;
 }
 
 }  // namespace lowbit

@@ -24,15 +24,19 @@ struct StepProbeOptions {
   int64_t n_ctx = 256;      // the session's context (the run's)
   bool kv_f16 = false;      // the run's cache type
   int64_t tokens = 128;     // the decode to time: positions [0, tokens) from an empty cache
+  int64_t prompt = 0;       // the prompt to time (0: none), at most n_ctx tokens
 };
 
-// Mean seconds per token of decoding positions [0, o.tokens) of the model `plan` describes (a
-// GGUF's tensor views are not read). Decode time is affine in the position, so the mean is that of
-// the first and the last up-to-64 positions, each block timed 7 times (the mean, as bench reports). An error where the plan
-// holds a tensor type the probes cannot make, or the engine does not load it.
-Expected<double> TimeDecodeStep(const GgufFile& plan, const StepProbeOptions& o);
-// Mean seconds of a prompt of `prompt` tokens (at most the context) run as `lowbit run` and `bench`
-// run it (steps of up to 512 tokens from an empty cache), on the same kind of copy: 7 times, the mean.
-Expected<double> TimePromptStep(const GgufFile& plan, const StepProbeOptions& o, int64_t prompt);
+struct StepTimes {
+  double decode_s = 0;  // mean seconds per decoded token over positions [0, tokens)
+  double prompt_s = 0;  // mean seconds of the whole prompt (0 when not timed)
+};
+
+// The model `plan` describes (a GGUF's tensor views are not read), copied once and loaded by the
+// engine. Decode time is affine in the position, so its mean is that of the first and the last
+// up-to-64 positions, each block timed 7 times (the mean, as bench reports). The prompt runs as `lowbit
+// run` and `bench` run it (steps of up to 512 tokens from an empty cache), 7 times, the mean. An error
+// where the plan holds a tensor type the probes cannot make, or the engine does not load it.
+Expected<StepTimes> TimeSteps(const GgufFile& plan, const StepProbeOptions& o);
 
 }  // namespace lowbit

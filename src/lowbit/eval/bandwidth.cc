@@ -26,15 +26,9 @@ double ReadBandwidthProbe::Sweep(bool prefetch) {
     for (size_t part = b; part < e; ++part) {
       uint64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       const uint64_t* p = words + part * chunk;
-      if (prefetch) {
-        for (size_t i = 0; i + 8 <= chunk; i += 8) {
-          __builtin_prefetch(p + i + 384);  // 3 KiB ahead, as the kernels do
-          for (int k = 0; k < 8; ++k) acc[k] += p[i + k];
-        }
-      } else {
-        for (size_t i = 0; i + 8 <= chunk; i += 8) {
-          for (int k = 0; k < 8; ++k) acc[k] += p[i + k];
-        }
+      for (size_t i = 0; i + 8 <= chunk; i += 8) {
+        if (prefetch) __builtin_prefetch(p + i + 384);  // 3 KiB ahead, as the kernels do
+        for (int k = 0; k < 8; ++k) acc[k] += p[i + k];
       }
       total += acc[0] + acc[1] + acc[2] + acc[3] + acc[4] + acc[5] + acc[6] + acc[7];
     }

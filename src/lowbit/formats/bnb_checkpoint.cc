@@ -216,7 +216,7 @@ bool HasBnb4Linear(const TensorSet& ts, const std::string& prefix) {
 
 bool HasBnb8Linear(const TensorSet& ts, const std::string& prefix) { return ts.Find(prefix + ".SCB") != nullptr; }
 
-Expected<Bnb4Linear> ReadBnb4Linear(const TensorSet& ts, const std::string& prefix, int64_t rows, int64_t cols) {
+Expected<Bnb4State> ReadBnb4State(const TensorSet& ts, const std::string& prefix) {
   const StTensor* st_nf4 = ts.Find(Bnb4StateTensorName(prefix, Bnb4Type::kNf4));
   const StTensor* st_fp4 = ts.Find(Bnb4StateTensorName(prefix, Bnb4Type::kFp4));
   if (st_nf4 != nullptr && st_fp4 != nullptr)
@@ -226,14 +226,20 @@ Expected<Bnb4Linear> ReadBnb4Linear(const TensorSet& ts, const std::string& pref
   LOWBIT_RETURN_IF_ERROR(ExpectDtype(*st, {StDtype::kU8}));
   if (st->shape.size() != 1) return Errorf("{}: shape {}, expected one dimension (the JSON bytes)", st->name, ShapeString(st->shape));
   const std::string_view text(reinterpret_cast<const char*>(st->data.data()), st->data.size());
-  Bnb4Linear L;
-  LOWBIT_ASSIGN_OR_RETURN(L.state, ParseBnb4State(text, st->name));
-  const Bnb4State& s = L.state;
+  LOWBIT_ASSIGN_OR_RETURN(Bnb4State s, ParseBnb4State(text, st->name));
   const Bnb4Type key_type = st == st_nf4 ? Bnb4Type::kNf4 : Bnb4Type::kFp4;
   if (s.type != key_type)
     return Errorf("{}: field 'quant_type' is \"{}\" but the tensor name says {}", st->name, Bnb4TypeName(s.type), Bnb4TypeName(key_type));
+  return s;
+}
+
+Expected<Bnb4Linear> ReadBnb4Linear(const TensorSet& ts, const std::string& prefix, int64_t rows, int64_t cols) {
+  Bnb4Linear L;
+  LOWBIT_ASSIGN_OR_RETURN(L.state, ReadBnb4State(ts, prefix));
+  const Bnb4State& s = L.state;
+  const std::string st_name = Bnb4StateTensorName(prefix, s.type);  // the state's tensor (its type matches its name)
   if (s.shape != std::vector<int64_t>{rows, cols})
-    return Errorf("{}: field 'shape' is [{}], but config.json implies [{}, {}]", st->name, fmt::join(s.shape, ", "), rows, cols);
+    return Errorf("{}: field 'shape' is [{}], but config.json implies [{}, {}]", st_name, fmt::join(s.shape, ", "), rows, cols);
   L.rows = rows, L.cols = cols;
   const int64_t n = rows * cols, blocks = (n + s.blocksize - 1) / s.blocksize;
 
@@ -256,7 +262,7 @@ Expected<Bnb4Linear> ReadBnb4Linear(const TensorSet& ts, const std::string& pref
   const StTensor* nq = ts.Find(prefix + ".weight.nested_quant_map");
   if (!s.nested) {
     if (na != nullptr || nq != nullptr)
-      return Errorf("{}: the quant state has no nested_* fields, but tensor '{}' exists", st->name, (na != nullptr ? na : nq)->name);
+      return Errorf("{}: the quant state has no nested_* fields, but tensor '{}' exists", st_name, (na != nullptr ? na : nq)->name);
     LOWBIT_RETURN_IF_ERROR(ExpectDtype(*am, {StDtype::kF32}));
     LOWBIT_ASSIGN_OR_RETURN(L.absmax, FiniteFloats(*am));
     return L;

@@ -72,6 +72,9 @@ std::string Bnb4StateTensorName(const std::string& prefix, Bnb4Type t);
 bool HasBnb4Linear(const TensorSet& ts, const std::string& prefix);
 bool HasBnb8Linear(const TensorSet& ts, const std::string& prefix);
 
+// The quant state of 4-bit linear `prefix`, checked against its tensor's name (nf4 / fp4) and dtype.
+Expected<Bnb4State> ReadBnb4State(const TensorSet& ts, const std::string& prefix);
+
 struct Bnb4Linear {
   Bnb4State state;
   int64_t rows = 0, cols = 0;

@@ -59,28 +59,23 @@ template <typename Pack>
 void SetPackedRows(const BnbSource& s, GgmlType type, Pack pack, std::span<uint8_t> dst, NativeWeight* w) {
   const uint64_t rb = *RowBytes(type, static_cast<uint64_t>(s.cols));
   const uint64_t bytes = rb * static_cast<uint64_t>(s.rows);
-  w->type = type;
-  if (dst.size() == bytes && s.unpermute_heads == 0) {
-    pack(dst.data());
-    w->data = dst.data();
-    return;
+  uint8_t* target = dst.data();
+  if (dst.size() != bytes) {
+    auto own = std::make_shared<AlignedBuffer>();
+    own->Resize(bytes);
+    target = own->data();
+    w->owner = own;
   }
-  auto hf = std::make_shared<AlignedBuffer>();
-  hf->Resize(bytes);
-  pack(hf->data());
   if (s.unpermute_heads == 0) {
-    w->data = hf->data();
-    w->owner = hf;
-  } else if (dst.size() == bytes) {
-    CopyRows(hf->data(), dst.data(), s.rows, rb, s.unpermute_heads);
-    w->data = dst.data();
+    pack(target);
   } else {
-    auto out = std::make_shared<AlignedBuffer>();
-    out->Resize(bytes);
-    CopyRows(hf->data(), out->data(), s.rows, rb, s.unpermute_heads);
-    w->data = out->data();
-    w->owner = out;
+    AlignedBuffer hf;
+    hf.Resize(bytes);
+    pack(hf.data());
+    CopyRows(hf.data(), target, s.rows, rb, s.unpermute_heads);
   }
+  w->type = type;
+  w->data = target;
 }
 
 // The internal type of an 8-bit layer of `cols` columns.
@@ -92,14 +87,9 @@ Expected<GgmlType> Int8Type(int64_t cols) {
 }  // namespace
 
 uint64_t BnbNativeBytes(const BnbSource& s) {
-  Expected<GgmlType> type = Errorf("");
-  if (s.eight_bit) {
-    type = Int8Type(s.cols);
-  } else {
-    const StTensor* st = s.tensors->Find(Bnb4StateTensorName(s.prefix, Bnb4Type::kNf4));
-    if (st == nullptr) st = s.tensors->Find(Bnb4StateTensorName(s.prefix, Bnb4Type::kFp4));
-    if (st == nullptr) return 0;
-    Expected<Bnb4State> state = ParseBnb4State({reinterpret_cast<const char*>(st->data.data()), st->data.size()}, st->name);
+  Expected<GgmlType> type = Int8Type(s.cols);
+  if (!s.eight_bit) {
+    Expected<Bnb4State> state = ReadBnb4State(*s.tensors, s.prefix);
     if (!state.ok()) return 0;
     type = Bnb4RowType(state->type, s.cols, state->blocksize);
   }

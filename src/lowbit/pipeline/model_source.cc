@@ -45,24 +45,23 @@ void AddNative(const PlannedTensor& t, NativeWeight& w, std::vector<GgufTensorIn
   infos.push_back(std::move(m));
 }
 
-// Reads and packs every quantized linear of the plan, several at a time (each is independent:
+// Packs the plan's tensors that `selected` picks, several at a time (each is independent:
 // unpacking, regrouping and packing one layer is single-threaded work), into one arena in 2 MiB
-// pages (decode streams it ~10% faster than 4 KiB pages on the Zen 5 host: docs/PERFORMANCE.md).
-// The first error in plan order wins.
-Status ReadNativeWeights(const ConversionPlan& plan, std::vector<std::optional<NativeWeight>>& out,
-                         std::vector<std::shared_ptr<const void>>& owners) {
+// pages (decode streams it ~10% faster than 4 KiB pages: docs/PERFORMANCE.md): tensor k gets
+// `bytes(t)` of it (0: not known ahead, `pack` allocates), and `pack(t, span)` makes its
+// NativeWeight. The first error in plan order wins.
+template <typename Selected, typename Bytes, typename Pack>
+Status PackIntoArena(const ConversionPlan& plan, Selected selected, Bytes bytes, Pack pack, std::vector<std::optional<NativeWeight>>& out,
+                     std::vector<std::shared_ptr<const void>>& owners) {
   std::vector<size_t> todo;
   for (size_t i = 0; i < plan.tensors.size(); ++i) {
-    if (plan.tensors[i].quant != nullptr) todo.push_back(i);
+    if (selected(plan.tensors[i])) todo.push_back(i);
   }
   out.resize(plan.tensors.size());
   if (todo.empty()) return OkStatus();
-  // Each layer's packed size follows from its shape and its module's bits and group size.
   std::vector<uint64_t> offset(todo.size() + 1, 0), size(todo.size(), 0);
   for (size_t k = 0; k < todo.size(); ++k) {
-    const QuantizedSource& src = *plan.tensors[todo[k]].quant;
-    auto mq = src.config->ForModule(src.prefix);
-    if (mq.ok() && mq->has_value()) size[k] = NativeBytes((*mq)->bits, src.rows, src.cols, (*mq)->group_size);
+    size[k] = bytes(plan.tensors[todo[k]]);
     offset[k + 1] = offset[k] + (size[k] + 63) / 64 * 64;
   }
   LOWBIT_ASSIGN_OR_RETURN(HugePageBuffer arena_buf, HugePageBuffer::Allocate(offset.back()));
@@ -72,19 +71,7 @@ Status ReadNativeWeights(const ConversionPlan& plan, std::vector<std::optional<N
   ThreadPool pool(std::min<int>(static_cast<int>(todo.size()), static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))));
   pool.ParallelFor(todo.size(), [&](size_t b, size_t e) {
     for (size_t k = b; k < e; ++k) {
-      const PlannedTensor& t = plan.tensors[todo[k]];
-      Expected<IntQuantLinear> q = ReadPlannedLinear(*t.quant);
-      if (!q.ok()) {
-        status[k] = q.status();
-        continue;
-      }
-      // Done with the packed tensors' pages: they stop counting as resident (the arena holds the layer).
-      for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx"}) {
-        if (const StTensor* st = t.quant->tensors->Find(t.quant->prefix + suffix)) {
-          for (const MappedFile* m : plan.mappings) m->DropPages(st->data);
-        }
-      }
-      Expected<NativeWeight> w = ToNativeWeight(*q, {arena->data() + offset[k], static_cast<size_t>(size[k])});
+      Expected<NativeWeight> w = pack(plan.tensors[todo[k]], std::span<uint8_t>(arena->data() + offset[k], static_cast<size_t>(size[k])));
       if (!w.ok()) status[k] = w.status();
       else out[todo[k]] = std::move(*w);
     }
@@ -93,36 +80,37 @@ Status ReadNativeWeights(const ConversionPlan& plan, std::vector<std::optional<N
   return OkStatus();
 }
 
-// Reads and packs every bitsandbytes linear of the plan (NF4 / FP4 / LLM.int8 into their internal
-// rows), several at a time, into one arena in 2 MiB pages as ReadNativeWeights does (the 4 KiB pages
-// of a buffer per layer cost TinyLlama's int8 decode ~10%: docs/PERFORMANCE.md, "LLM.int8 decode on
-// Zen 4"); the first error in plan order wins.
+// Every GPTQ / AWQ linear of the plan into its native rows.
+Status ReadNativeWeights(const ConversionPlan& plan, std::vector<std::optional<NativeWeight>>& out,
+                         std::vector<std::shared_ptr<const void>>& owners) {
+  return PackIntoArena(
+      plan, [](const PlannedTensor& t) { return t.quant != nullptr; },
+      [](const PlannedTensor& t) -> uint64_t {  // from the shape and the module's bits and group size
+        const QuantizedSource& src = *t.quant;
+        auto mq = src.config->ForModule(src.prefix);
+        return mq.ok() && mq->has_value() ? NativeBytes((*mq)->bits, src.rows, src.cols, (*mq)->group_size) : 0;
+      },
+      [&](const PlannedTensor& t, std::span<uint8_t> dst) -> Expected<NativeWeight> {
+        LOWBIT_ASSIGN_OR_RETURN(IntQuantLinear q, ReadPlannedLinear(*t.quant));
+        // Done with the packed tensors' pages: they stop counting as resident (the arena holds the layer).
+        for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx"}) {
+          if (const StTensor* st = t.quant->tensors->Find(t.quant->prefix + suffix)) {
+            for (const MappedFile* m : plan.mappings) m->DropPages(st->data);
+          }
+        }
+        return ToNativeWeight(q, dst);
+      },
+      out, owners);
+}
+
+// Every bitsandbytes linear of the plan (NF4 / FP4 / LLM.int8) into its internal rows (the 4 KiB
+// pages of a buffer per layer cost TinyLlama's int8 decode ~10%: docs/PERFORMANCE.md,
+// "bitsandbytes folders on Zen 4").
 Status ReadBnbWeights(const ConversionPlan& plan, std::vector<std::optional<NativeWeight>>& out,
                       std::vector<std::shared_ptr<const void>>& owners) {
-  std::vector<size_t> todo;
-  for (size_t i = 0; i < plan.tensors.size(); ++i) {
-    if (plan.tensors[i].bnb != nullptr) todo.push_back(i);
-  }
-  if (todo.empty()) return OkStatus();
-  std::vector<uint64_t> offset(todo.size() + 1, 0), size(todo.size(), 0);
-  for (size_t k = 0; k < todo.size(); ++k) {
-    size[k] = BnbNativeBytes(*plan.tensors[todo[k]].bnb);
-    offset[k + 1] = offset[k] + (size[k] + 63) / 64 * 64;
-  }
-  LOWBIT_ASSIGN_OR_RETURN(HugePageBuffer arena_buf, HugePageBuffer::Allocate(offset.back()));
-  auto arena = std::make_shared<HugePageBuffer>(std::move(arena_buf));
-  owners.push_back(arena);
-  std::vector<Status> status(todo.size());
-  ThreadPool pool(std::min<int>(static_cast<int>(todo.size()), static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))));
-  pool.ParallelFor(todo.size(), [&](size_t b, size_t e) {
-    for (size_t k = b; k < e; ++k) {
-      Expected<NativeWeight> w = ToNativeBnb(*plan.tensors[todo[k]].bnb, {arena->data() + offset[k], static_cast<size_t>(size[k])});
-      if (!w.ok()) status[k] = w.status();
-      else out[todo[k]] = std::move(*w);
-    }
-  }, 1);
-  for (const Status& s : status) LOWBIT_RETURN_IF_ERROR(s);
-  return OkStatus();
+  return PackIntoArena(
+      plan, [](const PlannedTensor& t) { return t.bnb != nullptr; }, [](const PlannedTensor& t) { return BnbNativeBytes(*t.bnb); },
+      [](const PlannedTensor& t, std::span<uint8_t> dst) { return ToNativeBnb(*t.bnb, dst); }, out, owners);
 }
 
 }  // namespace
