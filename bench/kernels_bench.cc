@@ -45,7 +45,7 @@ const GgmlType kTypes[] = {GgmlType::kF32,    GgmlType::kF16,    GgmlType::kBF16
                            GgmlType::kQ5_0,   GgmlType::kQ5_1,   GgmlType::kQ8_0,    GgmlType::kQ2_K,  GgmlType::kQ3_K,
                            GgmlType::kQ4_K,   GgmlType::kQ5_K,   GgmlType::kQ6_K,    GgmlType::kIQ4_NL, GgmlType::kIQ4_XS,
                            GgmlType::kW4G32,  GgmlType::kW4G64,  GgmlType::kW4G128,  GgmlType::kW8G32, GgmlType::kW8G64,
-                           GgmlType::kW8G128, GgmlType::kI8R256, GgmlType::kNF4G64};
+                           GgmlType::kW8G128, GgmlType::kI8R256, GgmlType::kNF4G64, GgmlType::kNF4G64x2};
 
 // One row of grouped blocks: random codes, zero points in [0, 2^bits] and fp16 scales.
 void RandomGroupedRow(GgmlType t, int64_t cols, std::mt19937& rng, uint8_t* out) {

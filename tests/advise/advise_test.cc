@@ -290,13 +290,13 @@ TEST(AdviseModelSource, FolderCandidatesRunTheirOwnRows) {
     ASSERT_TRUE(IsFolderCandidate(type));
     auto p = src->As(type);
     ASSERT_TRUE(p.ok()) << p.status().message();
-    const GgmlType rows = type == "NF4" ? GgmlType::kNF4G64 : GgmlType::kW4G128;
+    const GgmlType rows = type == "NF4" ? GgmlType::kNF4G64x2 : GgmlType::kW4G128;
     EXPECT_EQ(p->type, type);
     EXPECT_EQ(p->model.layers[3].wq.type, rows);
     EXPECT_EQ(p->model.layers[21].down.type, rows);
     EXPECT_EQ(p->model.output.type, GgmlType::kF16);
     EXPECT_EQ(p->model.token_embd.type, GgmlType::kF16);
-    // In memory: 4.25 (W4G128) or 4.5 (NF4G64) bits per linear weight.
+    // In memory: 4.25 (W4G128) or 4.5 (NF4G64x2) bits per linear weight.
     const double bits = type == "NF4" ? 4.5 : 4.25;
     EXPECT_EQ(p->file_bytes, f16->file_bytes - linear_f16 + static_cast<uint64_t>(static_cast<double>(linear_weights) * bits / 8));
     // On disk: a little over 4 bits per linear weight (GPTQ: + fp16 scale and 4-bit zero per 128 and

@@ -13,7 +13,7 @@ inline MachineSpeed TestSpeed() {
   m.attention_gflops = m.attention_f16_gflops = 100;
   m.handoff_us = 2;
   for (GgmlType t : {GgmlType::kF32, GgmlType::kF16, GgmlType::kQ8_0, GgmlType::kQ6_K, GgmlType::kQ5_K, GgmlType::kQ4_K,
-                     GgmlType::kQ4_0, GgmlType::kIQ4_XS, GgmlType::kQ3_K, GgmlType::kQ2_K, GgmlType::kW4G128, GgmlType::kNF4G64}) {
+                     GgmlType::kQ4_0, GgmlType::kIQ4_XS, GgmlType::kQ3_K, GgmlType::kQ2_K, GgmlType::kW4G128, GgmlType::kNF4G64x2}) {
     m.types[t] = {40, 200, 20, 100};
   }
   return m;

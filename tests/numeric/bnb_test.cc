@@ -173,7 +173,7 @@ TEST(BnbEncode8, DescentThenMidpointIsTheNearestCode) {
 TEST(Bnb4Types, AreInternalRows) {
   struct Want { GgmlType t; const char* name; uint32_t block, bytes; };
   for (const Want& w : {Want{kNF4G32, "NF4G32", 32, 20}, Want{kNF4G64, "NF4G64", 64, 36}, Want{kFP4G32, "FP4G32", 32, 20},
-                        Want{kFP4G64, "FP4G64", 64, 36}}) {
+                        Want{kFP4G64, "FP4G64", 64, 36}, Want{kNF4G64x2, "NF4G64x2", 128, 72}, Want{kFP4G64x2, "FP4G64x2", 128, 72}}) {
     const GgmlTypeInfo* t = FindGgmlType(static_cast<uint32_t>(w.t));
     ASSERT_NE(t, nullptr) << w.name;
     EXPECT_EQ(t->name, w.name);
@@ -187,15 +187,16 @@ TEST(Bnb4Types, AreInternalRows) {
 
 TEST(Bnb4Rows, RowTypeNeedsWholeBlocks) {
   EXPECT_EQ(*Bnb4RowType(Bnb4Type::kNf4, 288, 64), kNF4G32);  // 288 = 4.5 x 64
-  EXPECT_EQ(*Bnb4RowType(Bnb4Type::kNf4, 2048, 64), kNF4G64);
-  EXPECT_EQ(*Bnb4RowType(Bnb4Type::kFp4, 2048, 4096), kFP4G64);  // a block spans two rows
+  EXPECT_EQ(*Bnb4RowType(Bnb4Type::kNf4, 2048, 64), kNF4G64x2);  // two blocks of 64 at a time
+  EXPECT_EQ(*Bnb4RowType(Bnb4Type::kNf4, 320, 64), kNF4G64);     // 320 = 2.5 x 128
+  EXPECT_EQ(*Bnb4RowType(Bnb4Type::kFp4, 2048, 4096), kFP4G64x2);  // a block spans two rows
   EXPECT_EQ(*Bnb4RowType(Bnb4Type::kFp4, 2048, 32), kFP4G32);
   EXPECT_FALSE(Bnb4RowType(Bnb4Type::kNf4, 100, 64).ok());
 }
 
 TEST(Bnb4Rows, PackAndUnpackAreExactAndDequantizeAsBitsandbytes) {
   std::mt19937 rng(11);
-  for (auto [rows, cols, blocksize] : {std::tuple<int64_t, int64_t, int64_t>{3, 288, 64}, {4, 256, 4096}, {5, 64, 32}, {2, 128, 128}}) {
+  for (auto [rows, cols, blocksize] : {std::tuple<int64_t, int64_t, int64_t>{3, 288, 64}, {4, 256, 4096}, {5, 64, 32}, {2, 128, 128}, {3, 320, 64}, {2, 384, 64}}) {
     const int64_t n = rows * cols, nb = (n + blocksize - 1) / blocksize;
     std::vector<uint8_t> packed(static_cast<size_t>(n / 2));
     for (auto& b : packed) b = static_cast<uint8_t>(rng());

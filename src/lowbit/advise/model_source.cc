@@ -76,18 +76,20 @@ uint64_t FolderLinearBytes(GgmlType t, uint64_t rows, uint64_t cols) {
 }
 
 // `f16` (the model planned in F16) with its decoder linears retyped to `t`: views only, nothing is read.
+// NF4 rows are the loader's: NF4G64x2 where the width is a multiple of 128, else NF4G64.
 Status RetypeLinears(PlannedModel* f16, GgmlType t, const std::string& type_name) {
   const int64_t group = t == GgmlType::kW4G128 ? 128 : 64;
   uint64_t replaced_f16 = 0, in_memory = 0, on_disk = 0;
   auto retype = [&](WeightView& w) -> Status {
     if (w.data == nullptr || w.rows == 0) return OkStatus();
+    const GgmlType row_type = t == GgmlType::kNF4G64x2 && w.cols % 128 != 0 ? GgmlType::kNF4G64 : t;
     if (w.cols % group != 0) {
       return Errorf("{}: a {} layer needs an input width that is a multiple of {}, and this model has a layer {} wide",
                     type_name, type_name, group, w.cols);
     }
     replaced_f16 += ViewBytes(w);
-    on_disk += FolderLinearBytes(t, static_cast<uint64_t>(w.rows), static_cast<uint64_t>(w.cols));
-    w.type = t;
+    on_disk += FolderLinearBytes(row_type, static_cast<uint64_t>(w.rows), static_cast<uint64_t>(w.cols));
+    w.type = row_type;
     in_memory += ViewBytes(w);
     return OkStatus();
   };
@@ -191,7 +193,7 @@ Expected<PlannedModel> ModelSource::AsIs() const {
 Expected<PlannedModel> ModelSource::As(const std::string& type) const {
   if (IsFolderCandidate(type)) {
     LOWBIT_ASSIGN_OR_RETURN(PlannedModel p, As("F16"));
-    LOWBIT_RETURN_IF_ERROR(RetypeLinears(&p, type == "NF4" ? GgmlType::kNF4G64 : GgmlType::kW4G128, type));
+    LOWBIT_RETURN_IF_ERROR(RetypeLinears(&p, type == "NF4" ? GgmlType::kNF4G64x2 : GgmlType::kW4G128, type));
     return p;
   }
   LOWBIT_ASSIGN_OR_RETURN(QuantMix mix, ResolveQuantMix(type));

@@ -81,7 +81,8 @@ const std::vector<std::string>& DefaultCandidateTypes();
 //    column); loaded as W4G128 rows (4.25 bits per weight).
 //  - "NF4": a bitsandbytes NF4 folder with double quantization, block 64 (`load_in_4bit`'s default;
 //    `lowbit quantize HF OUT --method nf4 --double-quant`): 4-bit codes, 8-bit absmax per block, an
-//    fp32 absmax per 256 blocks; loaded as NF4G64 rows (the absmax decoded: 4.5 bits per weight).
+//    fp32 absmax per 256 blocks; loaded as NF4G64x2 rows (NF4G64 where a width is not a multiple of
+//    128; the absmax decoded: 4.5 bits per weight).
 // The decoder's linear layers (attention, FFN, experts) take the format; the embedding, lm_head,
 // router and norms stay 16-bit (the folder keeps them in the model's dtype; F16 is assumed).
 bool IsFolderCandidate(const std::string& type);

@@ -67,7 +67,7 @@ std::vector<GgmlType> ProbedTypes(const DotKernels& k) {
     if (k.For(t) != nullptr && FromFloatFor(t) != nullptr) out.push_back(t);
   }
   // The rows GPTQ / AWQ and bitsandbytes NF4 folders run as (advise's folder candidates).
-  for (GgmlType t : {GgmlType::kW4G128, GgmlType::kNF4G64}) {
+  for (GgmlType t : {GgmlType::kW4G128, GgmlType::kNF4G64x2}) {
     if (k.For(t) != nullptr) out.push_back(t);
   }
   return out;
@@ -75,7 +75,7 @@ std::vector<GgmlType> ProbedTypes(const DotKernels& k) {
 
 // One block of an internal row type with random codes and a plausible scale (these types have no
 // quantizer from floats: their rows come from folders): W4G128 (fp16 scale, int16 zero point, 4-bit
-// codes) and NF4G64 (fp32 absmax, 4-bit codes).
+// codes) and NF4G64x2 (two fp32 absmaxes, 4-bit codes).
 void FillInternalBlock(GgmlType type, uint8_t* b, std::mt19937* rng) {
   std::uniform_int_distribution<int> byte(0, 255);
   size_t codes_at = 0;
@@ -86,9 +86,9 @@ void FillInternalBlock(GgmlType type, uint8_t* b, std::mt19937* rng) {
     std::memcpy(b + 2, &z, 2);
     codes_at = 4;
   } else {
-    const float d = 0.05f;
-    std::memcpy(b, &d, 4);
-    codes_at = 4;
+    const float d[2] = {0.05f, 0.05f};
+    std::memcpy(b, d, 8);
+    codes_at = 8;
   }
   for (size_t i = codes_at; i < TypeInfo(type).block_bytes; ++i) b[i] = static_cast<uint8_t>(byte(*rng));
 }
@@ -98,7 +98,7 @@ void FillRows(GgmlType type, uint8_t* buf, size_t bytes) { FillProbeRows(type, k
 }  // namespace
 
 bool CanFillProbeRows(GgmlType type) {
-  return FromFloatFor(type) != nullptr || type == GgmlType::kW4G128 || type == GgmlType::kNF4G64;
+  return FromFloatFor(type) != nullptr || type == GgmlType::kW4G128 || type == GgmlType::kNF4G64x2;
 }
 
 void FillProbeRows(GgmlType type, int64_t cols, uint8_t* buf, size_t bytes) {

@@ -141,7 +141,7 @@ bool MachineSpeed::FromJson(const nlohmann::json& j, MachineSpeed* out) {
     m.decode_efficiency = j.value("decode_efficiency", 1.0);
     m.llc_bytes = j.at("llc_bytes").get<uint64_t>();
     for (const auto& [name, s] : j.at("types").items()) {
-      const GgmlTypeInfo* t = FindGgmlTypeByName(name, /*include_internal=*/true);  // W4G128, NF4G64 (folder candidates)
+      const GgmlTypeInfo* t = FindGgmlTypeByName(name, /*include_internal=*/true);  // W4G128, NF4G64x2 (folder candidates)
       if (t == nullptr) return false;
       const TypeSpeed ts{s.at("stream_gbps").get<double>(), s.at("gemm_gops").get<double>(), s.at("stream1_gbps").get<double>(),
                          s.at("cached_gbps").get<double>()};

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "lowbit/kernels/act_quant.h"
+#include "lowbit/kernels/dot_bnb.h"
 #include "lowbit/kernels/dot_int8.h"
 #include "lowbit/kernels/matvec.h"
 #include "lowbit/kernels/softmax.h"
@@ -267,6 +268,7 @@ GgmlType ActTypeFor(GgmlType w) {
     case kQ2_K: case kQ3_K: case kQ4_K: case kQ5_K: case kQ6_K: case kIQ4_XS: return kQ8_K;
     case kW4G32: case kW4G64: case kW4G128: case kW8G32: case kW8G64: case kW8G128: return kQ8_0;
     case kI8R32: case kI8R256: return kI8;
+    case kNF4G64x2: case kFP4G64x2: return kI16;
     default: return kF32;
   }
 }
@@ -279,6 +281,7 @@ uint64_t ActScalesOffset(GgmlType w, int64_t n) { return RoundUp(*RowBytes(ActTy
 
 uint64_t ActRowBytes(GgmlType w, int64_t n) {
   if (IsInt8RowType(w)) return Int8ActRowBytes(n);
+  if (IsBnb4PairType(w)) return BnbAct16RowBytes(n);
   const GgmlType a = ActTypeFor(w);
   const uint64_t nb = static_cast<uint64_t>(n) / TypeInfo(a).block_size;
   const uint64_t scales = a == GgmlType::kQ8_0 ? 12 * nb : a == GgmlType::kQ8_1 ? 8 * nb : 0;
@@ -324,6 +327,7 @@ int32_t* Q8_0Sums(GgmlType w, uint8_t* out, int64_t n) {
 
 void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, uint8_t* out, int64_t n, float outlier_threshold) {
   if (IsInt8RowType(w)) return QuantizeInt8Activations(x, nullptr, out, n, outlier_threshold);
+  if (IsBnb4PairType(w)) return QuantizeBnbAct16(x, nullptr, out, n);
   QuantizeBlocks(k, ActTypeFor(w), x, out, Q8_0Sums(w, out, n), n);
   FillActScales(w, out, n);
 }
@@ -331,6 +335,7 @@ void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, uint8_
 void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, const int32_t* x_map, uint8_t* out, int64_t n,
                          float outlier_threshold) {
   if (IsInt8RowType(w)) return QuantizeInt8Activations(x, x_map, out, n, outlier_threshold);
+  if (IsBnb4PairType(w)) return QuantizeBnbAct16(x, x_map, out, n);
   if (x_map == nullptr) return QuantizeActivations(k, w, x, out, n);
   // Gathered a chunk of whole blocks at a time into a buffer on the stack, each chunk converted where
   // the whole row would put it: blocks are converted independently, so the bytes are the ones the

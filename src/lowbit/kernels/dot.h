@@ -3,7 +3,8 @@
 // Activations are converted once per product into the weight type's partner, the "activation
 // type" (ActTypeFor): Q8_0 for Q4_0, Q5_0, Q8_0 and IQ4_NL; Q8_1 for Q4_1 and Q5_1; Q8_K for
 // Q2_K..Q6_K and IQ4_XS; I8 (a per-token int8 row with the outliers in float, kernels/dot_int8.h)
-// for the LLM.int8 types I8R32 / I8R256; F32 for everything else (F32/F16/BF16 and the TQ and IQ lattice types,
+// for the LLM.int8 types I8R32 / I8R256; I16 (int16 per block of 64, kernels/dot_bnb.h) for the
+// paired bitsandbytes types NF4G64x2 / FP4G64x2; F32 for everything else (F32/F16/BF16 and the TQ and IQ lattice types,
 // which the reference runs by dequantizing a row). This is what ggml does on CPU, so a quantized
 // model scores the perplexity llama.cpp reports for it.
 //

@@ -11,16 +11,56 @@
 //
 // Activations stay float (the type's ActTypeFor is F32), as bitsandbytes multiplies dequantized
 // weights with 16/32-bit activations: the level table is not integer, so an 8-bit activation would
-// add an error bitsandbytes does not have.
+// add an error bitsandbytes does not have. The paired types NF4G64x2 / FP4G64x2 take int16
+// activations instead (kernels/dot_bnb.h: their quantizer and reference are here too).
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
 #include "lowbit/kernels/dot.h"
+#include "lowbit/kernels/dot_bnb.h"
 #include "lowbit/numeric/bnb.h"
 
 namespace lowbit {
+
+const std::array<int16_t, 16>& Bnb4Levels16(Bnb4Type t) {
+  static const auto make = [](Bnb4Type type) {
+    std::array<int16_t, 16> out{};
+    for (size_t i = 0; i < 16; ++i) out[i] = static_cast<int16_t>(std::nearbyint(Bnb4Levels(type)[i] * static_cast<float>(kBnbAct16Max)));
+    return out;
+  };
+  static const std::array<int16_t, 16> nf4 = make(Bnb4Type::kNf4), fp4 = make(Bnb4Type::kFp4);
+  return t == Bnb4Type::kNf4 ? nf4 : fp4;
+}
+
+void QuantizeBnbAct16(const float* x, const int32_t* x_map, uint8_t* out, int64_t n) {
+  auto* q = reinterpret_cast<int16_t*>(out);
+  auto* scales = reinterpret_cast<float*>(out + BnbAct16ScalesOffset(n));
+  const auto value = [&](int64_t i) { return x_map == nullptr ? x[i] : x_map[i] < 0 ? 0.0f : x[x_map[i]]; };
+  constexpr auto kMax = static_cast<float>(kBnbAct16Max);
+  // Round to nearest even by adding and taking off 1.5 * 2^23 (|x * id| <= 16383): one float add each
+  // way, the same bits as nearbyint in the default rounding mode, and no library call per element.
+  constexpr float kRound = 12582912.0f;
+  alignas(64) float v[64];
+  for (int64_t b0 = 0; b0 < n; b0 += 64) {
+    float amax = 0.0f;
+    for (int r = 0; r < 64; ++r) {
+      v[r] = value(b0 + r);
+      const float a = std::fabs(v[r]);
+      amax = a > amax ? a : amax;
+    }
+    const float id = amax > 0.0f ? kMax / amax : 0.0f;
+    scales[b0 / 64] = amax / kMax / kMax;
+    int16_t* qu = q + b0 / 128 * 128 + 2 * (b0 / 64 % 2);
+    for (int r = 0; r < 64; ++r) {  // element r = 16 k + 2 i + h goes to 32 k + 4 i + h (+ 2 for block 1)
+      const float t = (v[r] * id + kRound) - kRound;
+      qu[32 * (r / 16) + 4 * (r % 16 / 2) + r % 2] = static_cast<int16_t>(t);
+    }
+  }
+}
+
 namespace {
 
 float Reduce16(const float* acc) {
@@ -51,6 +91,32 @@ float DotBnb(const uint8_t* row, const uint8_t* act, int64_t n) {
   return Reduce16(acc);
 }
 
+// The paired types against int16 activations (kernels/dot_bnb.h).
+template <Bnb4Type kT>
+float DotBnbPair(const uint8_t* row, const uint8_t* act, int64_t n) {
+  const std::array<int16_t, 16>& levels = Bnb4Levels16(kT);
+  const auto* q = reinterpret_cast<const int16_t*>(act);
+  const auto* scales = reinterpret_cast<const float*>(act + BnbAct16ScalesOffset(n));
+  float acc[16] = {};
+  for (int64_t u = 0; u < n / 128; ++u) {
+    BlockNFx2 blk;
+    std::memcpy(&blk, row + u * static_cast<int64_t>(sizeof(blk)), sizeof(blk));
+    const int16_t* qu = q + 128 * u;
+    for (int j = 0; j < 16; ++j) {
+      int32_t isum = 0;
+      for (int k = 0; k < 4; ++k) {
+        for (int h = 0; h < 2; ++h) {
+          const int w = 2 * j + h, byte = 2 * w + k / 2;
+          const int code = (blk.qs[byte] >> (4 * (k % 2))) & 0xF;
+          isum += int32_t{levels[static_cast<size_t>(code)]} * qu[32 * k + w];
+        }
+      }
+      acc[j] = std::fma(static_cast<float>(isum) * blk.d[j % 2], scales[2 * u + j % 2], acc[j]);
+    }
+  }
+  return Reduce16(acc);
+}
+
 }  // namespace
 
 namespace internal {
@@ -60,6 +126,8 @@ void FillRefBnbKernels(DotKernels* k) {
   k->dot[static_cast<uint32_t>(kNF4G64)] = DotBnb<64, Bnb4Type::kNf4>;
   k->dot[static_cast<uint32_t>(kFP4G32)] = DotBnb<32, Bnb4Type::kFp4>;
   k->dot[static_cast<uint32_t>(kFP4G64)] = DotBnb<64, Bnb4Type::kFp4>;
+  k->dot[static_cast<uint32_t>(kNF4G64x2)] = DotBnbPair<Bnb4Type::kNf4>;
+  k->dot[static_cast<uint32_t>(kFP4G64x2)] = DotBnbPair<Bnb4Type::kFp4>;
 }
 }  // namespace internal
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "lowbit/base/check.h"
@@ -96,38 +97,67 @@ std::array<float, 256> BuildDynamicMap() {
 }
 
 // Offset of element (r, c) of the internal rows within bitsandbytes' flattened order is r * cols + c;
-// the internal block of G elements at (r, c0) lies in bitsandbytes block (r * cols + c0) / blocksize.
+// the internal block of 64 (or 32) elements at (r, c0) lies in bitsandbytes block (r * cols + c0) /
+// blocksize. Block is BlockNF<32>, BlockNF<64> or BlockNFx2 (two blocks of 64).
+template <typename Block>
+constexpr int kBlockElems = 2 * static_cast<int>(sizeof(Block::qs));
+template <typename Block>
+constexpr int kSubBlocks = static_cast<int>(sizeof(Block::d) / sizeof(float));  // absmaxes per block
+
 template <int G>
+float* AbsmaxOf(BlockNF<G>& b) { return &b.d; }
+inline float* AbsmaxOf(BlockNFx2& b) { return b.d; }
+template <int G>
+const float* AbsmaxOf(const BlockNF<G>& b) { return &b.d; }
+inline const float* AbsmaxOf(const BlockNFx2& b) { return b.d; }
+
+// Where element e of a block sits: byte, and the shift of its nibble.
+template <int G>
+std::pair<int, int> CodeAt(const BlockNF<G>&, int e) {
+  return e < G / 2 ? std::pair{e, 0} : std::pair{e - G / 2, 4};
+}
+inline std::pair<int, int> CodeAt(const BlockNFx2&, int e) {
+  const int nib = NfPairNibble(e);
+  return {nib / 2, 4 * (nib % 2)};
+}
+
+template <typename Block>
 void PackRows(const uint8_t* packed, std::span<const float> absmax, int64_t rows, int64_t cols, int64_t blocksize,
               uint8_t* out) {
-  auto* b = reinterpret_cast<BlockNF<G>*>(out);
+  constexpr int kE = kBlockElems<Block>, kSub = kSubBlocks<Block>;
+  auto* b = reinterpret_cast<Block*>(out);
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c0 = 0; c0 < cols; c0 += G, ++b) {
+    for (int64_t c0 = 0; c0 < cols; c0 += kE, ++b) {
       const int64_t e0 = r * cols + c0;
-      b->d = absmax[static_cast<size_t>(e0 / blocksize)];
-      for (int i = 0; i < G / 2; ++i) {
-        const int64_t lo = e0 + i, hi = e0 + i + G / 2;  // elements i and i + G/2 of the block
-        const uint8_t ql = lo % 2 == 0 ? packed[lo / 2] >> 4 : packed[lo / 2] & 0xF;
-        const uint8_t qh = hi % 2 == 0 ? packed[hi / 2] >> 4 : packed[hi / 2] & 0xF;
-        b->qs[i] = static_cast<uint8_t>(ql | (qh << 4));
+      std::memset(b->qs, 0, sizeof(b->qs));
+      for (int sub = 0; sub < kSub; ++sub) AbsmaxOf(*b)[sub] = absmax[static_cast<size_t>((e0 + sub * kE / kSub) / blocksize)];
+      for (int e = 0; e < kE; ++e) {
+        const int64_t k = e0 + e;  // bitsandbytes keeps the first element of a byte in its high nibble
+        const uint8_t q = k % 2 == 0 ? packed[k / 2] >> 4 : packed[k / 2] & 0xF;
+        const auto [byte, shift] = CodeAt(*b, e);
+        b->qs[byte] = static_cast<uint8_t>(b->qs[byte] | q << shift);
       }
     }
   }
 }
 
-template <int G>
+template <typename Block>
 void UnpackRows(const uint8_t* rows_data, int64_t rows, int64_t cols, int64_t blocksize, uint8_t* packed,
                 std::span<float> absmax) {
-  const auto* b = reinterpret_cast<const BlockNF<G>*>(rows_data);
+  constexpr int kE = kBlockElems<Block>, kSub = kSubBlocks<Block>;
+  auto* b = reinterpret_cast<const Block*>(rows_data);
   const int64_t n = rows * cols;
   std::memset(packed, 0, static_cast<size_t>((n + 1) / 2));
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c0 = 0; c0 < cols; c0 += G, ++b) {
+    for (int64_t c0 = 0; c0 < cols; c0 += kE, ++b) {
       const int64_t e0 = r * cols + c0;
-      absmax[static_cast<size_t>(e0 / blocksize)] = b->d;
-      for (int e = 0; e < G; ++e) {
+      for (int sub = 0; sub < kSub; ++sub) {
+        absmax[static_cast<size_t>((e0 + sub * kE / kSub) / blocksize)] = AbsmaxOf(*b)[sub];
+      }
+      for (int e = 0; e < kE; ++e) {
         const int64_t k = e0 + e;
-        const auto q = static_cast<uint8_t>(NfCode(*b, e));
+        const auto [byte, shift] = CodeAt(*b, e);
+        const auto q = static_cast<uint8_t>((b->qs[byte] >> shift) & 0xF);
         packed[k / 2] |= k % 2 == 0 ? static_cast<uint8_t>(q << 4) : q;
       }
     }
@@ -184,6 +214,7 @@ void DecodeBnbNestedAbsmax(std::span<const uint8_t> q, std::span<const float> ne
 
 Expected<GgmlType> Bnb4RowType(Bnb4Type t, int64_t cols, int64_t blocksize) {
   const bool nf4 = t == Bnb4Type::kNf4;
+  if (cols % 128 == 0 && blocksize % 64 == 0) return nf4 ? GgmlType::kNF4G64x2 : GgmlType::kFP4G64x2;
   if (cols % 64 == 0 && blocksize % 64 == 0) return nf4 ? GgmlType::kNF4G64 : GgmlType::kFP4G64;
   if (cols % 32 == 0 && blocksize % 32 == 0) return nf4 ? GgmlType::kNF4G32 : GgmlType::kFP4G32;
   return Errorf("rows of {} columns in blocks of {} do not split into whole blocks of 32 (lowbit's {} kernels need that)",
@@ -193,15 +224,17 @@ Expected<GgmlType> Bnb4RowType(Bnb4Type t, int64_t cols, int64_t blocksize) {
 void PackBnb4Rows(GgmlType type, const uint8_t* packed, std::span<const float> absmax, int64_t rows, int64_t cols,
                   int64_t blocksize, uint8_t* out) {
   LOWBIT_CHECK(IsBnb4Type(type));
-  if (TypeInfo(type).block_size == 64) return PackRows<64>(packed, absmax, rows, cols, blocksize, out);
-  PackRows<32>(packed, absmax, rows, cols, blocksize, out);
+  if (IsBnb4PairType(type)) return PackRows<BlockNFx2>(packed, absmax, rows, cols, blocksize, out);
+  if (TypeInfo(type).block_size == 64) return PackRows<BlockNF<64>>(packed, absmax, rows, cols, blocksize, out);
+  PackRows<BlockNF<32>>(packed, absmax, rows, cols, blocksize, out);
 }
 
 void UnpackBnb4Rows(GgmlType type, const uint8_t* rows_data, int64_t rows, int64_t cols, int64_t blocksize,
                     uint8_t* packed, std::span<float> absmax) {
   LOWBIT_CHECK(IsBnb4Type(type));
-  if (TypeInfo(type).block_size == 64) return UnpackRows<64>(rows_data, rows, cols, blocksize, packed, absmax);
-  UnpackRows<32>(rows_data, rows, cols, blocksize, packed, absmax);
+  if (IsBnb4PairType(type)) return UnpackRows<BlockNFx2>(rows_data, rows, cols, blocksize, packed, absmax);
+  if (TypeInfo(type).block_size == 64) return UnpackRows<BlockNF<64>>(rows_data, rows, cols, blocksize, packed, absmax);
+  UnpackRows<BlockNF<32>>(rows_data, rows, cols, blocksize, packed, absmax);
 }
 
 Expected<GgmlType> Int8RowType(int64_t cols) {

@@ -10,6 +10,14 @@
 // onto whole internal blocks when the row length is a multiple of G), and the codes in Q4_0's order:
 // byte i (i < G / 2) holds element i in its low nibble and element i + G / 2 in its high nibble.
 // Dequantization gives the bits bitsandbytes gives: code_book[q] * d.
+//
+// Where the row width is a multiple of 128, two internal blocks of 64 go together (BlockNFx2, types
+// NF4G64x2 / FP4G64x2): the two absmaxes, then the 128 codes as 32 16-bit words of 4 nibbles, so
+// that a 512-bit load of the 64 code bytes gives, per nibble position k, 32 word indices for one
+// vpermw lookup of int16 levels (kernels/dot_bnb.h). Word w = 4i + 2b + h holds, in nibble k (bits
+// 4k..4k+3), element 16k + 2i + h of block b (b = 0, 1; i < 8; h = 0, 1): the 16-bit dot lanes (word
+// pairs 2j, 2j + 1) alternate between the two blocks, and each block's 16 elements 16k.. are one
+// nibble position.
 #pragma once
 
 #include <array>
@@ -64,15 +72,34 @@ inline int NfCode(const BlockNF<G>& b, int e) {
   return e < G / 2 ? b.qs[e] & 0xF : b.qs[e - G / 2] >> 4;
 }
 
+// Two internal blocks of 64 (layout above): absmaxes d[b], codes in nibble NfPairNibble(e) of qs.
+struct BlockNFx2 {
+  float d[2];
+  uint8_t qs[64];
+};
+static_assert(sizeof(BlockNFx2) == 72);
+
+// The nibble (0..127; byte nibble / 2, high half if odd) that holds element e (0..127) of a BlockNFx2.
+inline constexpr int NfPairNibble(int e) {
+  const int b = e / 64, k = e % 64 / 16, i = e % 16 / 2, h = e % 2;
+  return 4 * (4 * i + 2 * b + h) + k;
+}
+inline int NfCode(const BlockNFx2& b, int e) {
+  const int nib = NfPairNibble(e);
+  return (b.qs[nib / 2] >> (4 * (nib % 2))) & 0xF;
+}
+
+inline bool IsBnb4PairType(GgmlType t) { return t == GgmlType::kNF4G64x2 || t == GgmlType::kFP4G64x2; }
 inline bool IsBnb4Type(GgmlType t) {
-  return t == GgmlType::kNF4G32 || t == GgmlType::kNF4G64 || t == GgmlType::kFP4G32 || t == GgmlType::kFP4G64;
+  return t == GgmlType::kNF4G32 || t == GgmlType::kNF4G64 || t == GgmlType::kFP4G32 || t == GgmlType::kFP4G64 || IsBnb4PairType(t);
 }
 inline Bnb4Type Bnb4TypeOf(GgmlType t) {
-  return t == GgmlType::kFP4G32 || t == GgmlType::kFP4G64 ? Bnb4Type::kFp4 : Bnb4Type::kNf4;
+  return t == GgmlType::kFP4G32 || t == GgmlType::kFP4G64 || t == GgmlType::kFP4G64x2 ? Bnb4Type::kFp4 : Bnb4Type::kNf4;
 }
 
 // The internal type that runs a [rows x cols] weight stored in bitsandbytes blocks of `blocksize`:
-// G = 64 where cols and blocksize are multiples of 64, else G = 32 where both are multiples of 32;
+// G64x2 where cols is a multiple of 128 and blocksize of 64, G = 64 where cols and blocksize are
+// multiples of 64, else G = 32 where both are multiples of 32;
 // an error otherwise (an internal block must lie inside one bitsandbytes block and one row).
 Expected<GgmlType> Bnb4RowType(Bnb4Type t, int64_t cols, int64_t blocksize);
 

@@ -387,6 +387,13 @@ void NF(const void* s, float* y, int64_t n) {
     for (int e = 0; e < G; ++e) y[e] = levels[static_cast<size_t>(NfCode(*b, e))] * b->d;
   }
 }
+template <Bnb4Type kT>
+void NFx2(const void* s, float* y, int64_t n) {
+  const std::array<float, 16>& levels = Bnb4Levels(kT);
+  for (const auto* b = Blocks<BlockNFx2>(s); n > 0; n -= 128, ++b, y += 128) {
+    for (int e = 0; e < 128; ++e) y[e] = levels[static_cast<size_t>(NfCode(*b, e))] * b->d[e / 64];
+  }
+}
 
 // LLM.int8 rows: (q * SCB) * (1 / 127), as bitsandbytes dequantizes.
 template <int G>
@@ -432,6 +439,8 @@ ToFloatFn ToFloatFor(GgmlType type) {
     case GgmlType::kW8G128: return WG<8, 128>;
     case GgmlType::kNF4G32: return NF<32, Bnb4Type::kNf4>;
     case GgmlType::kNF4G64: return NF<64, Bnb4Type::kNf4>;
+    case GgmlType::kNF4G64x2: return NFx2<Bnb4Type::kNf4>;
+    case GgmlType::kFP4G64x2: return NFx2<Bnb4Type::kFp4>;
     case GgmlType::kFP4G32: return NF<32, Bnb4Type::kFp4>;
     case GgmlType::kFP4G64: return NF<64, Bnb4Type::kFp4>;
     case GgmlType::kI8R32: return I8R<32>;

@@ -9,7 +9,7 @@ namespace {
 
 // Sizes follow the block structs of ggml-common.h (see ../shared/FORMATS.md); the structs lowbit
 // computes with carry static_asserts against these numbers in numeric/blocks.h.
-constexpr std::array<GgmlTypeInfo, 47> kTypes = {{
+constexpr std::array<GgmlTypeInfo, 49> kTypes = {{
     {GgmlType::kF32, "F32", 1, 4, false},
     {GgmlType::kF16, "F16", 1, 2, false},
     {GgmlType::kQ4_0, "Q4_0", 32, 18, true},
@@ -57,6 +57,9 @@ constexpr std::array<GgmlTypeInfo, 47> kTypes = {{
     {GgmlType::kNF4G64, "NF4G64", 64, 4 + 32, true, true},
     {GgmlType::kFP4G32, "FP4G32", 32, 4 + 16, true, true},
     {GgmlType::kFP4G64, "FP4G64", 64, 4 + 32, true, true},
+    // Internal: two bitsandbytes 4-bit blocks of 64, both fp32 absmaxes then 128 codes (numeric/bnb.h).
+    {GgmlType::kNF4G64x2, "NF4G64x2", 128, 8 + 64, true, true},
+    {GgmlType::kFP4G64x2, "FP4G64x2", 128, 8 + 64, true, true},
     // Internal: LLM.int8, the row's fp32 SCB then G int8 codes (numeric/bnb.h).
     {GgmlType::kI8R32, "I8R32", 32, 4 + 32, true, true},
     {GgmlType::kI8R256, "I8R256", 256, 4 + 256, true, true},

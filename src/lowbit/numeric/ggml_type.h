@@ -17,6 +17,9 @@
 //  - NF4G32, NF4G64, FP4G32, FP4G64: bitsandbytes' 4-bit types (numeric/bnb.h BlockNF): G codes of
 //    one row with the fp32 absmax of the bitsandbytes block they belong to (the double-quantized
 //    absmax decoded once at load).
+//  - NF4G64x2, FP4G64x2: the same codes two bitsandbytes blocks of 64 at a time (numeric/bnb.h
+//    BlockNFx2: both absmaxes, then 128 codes in the order the int16 kernels read them), for rows
+//    whose width is a multiple of 128. Activations: int16 per block of 64 (kernels/dot_bnb.h).
 //  - I8R32, I8R256: LLM.int8 (bitsandbytes' 8-bit) rows (numeric/bnb.h BlockI8R): G int8 codes of one
 //    row after the row's fp32 SCB (its absmax), repeated in every block so that a block range of a
 //    row stands alone. Value = q * SCB / 127. Activations: per-token int8 with outliers in float
@@ -42,6 +45,7 @@ enum class GgmlType : uint32_t {
   kW4G32 = 64, kW4G64 = 65, kW4G128 = 66, kW8G32 = 67, kW8G64 = 68, kW8G128 = 69,
   kNF4G32 = 80, kNF4G64 = 81, kFP4G32 = 82, kFP4G64 = 83,
   kI8R32 = 84, kI8R256 = 85,
+  kNF4G64x2 = 86, kFP4G64x2 = 87,
 };
 
 inline constexpr uint32_t kFirstInternalTypeId = 64;
