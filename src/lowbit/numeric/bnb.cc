@@ -1,6 +1,7 @@
 #include "lowbit/numeric/bnb.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <utility>
@@ -111,31 +112,51 @@ template <int G>
 const float* AbsmaxOf(const BlockNF<G>& b) { return &b.d; }
 inline const float* AbsmaxOf(const BlockNFx2& b) { return b.d; }
 
-// Where element e of a block sits: byte, and the shift of its nibble.
+// Where each element of a block sits: byte, and the shift of its nibble (built once per layout).
+template <typename Block>
+struct CodeMap {
+  std::array<uint8_t, kBlockElems<Block>> byte, shift;
+};
 template <int G>
-std::pair<int, int> CodeAt(const BlockNF<G>&, int e) {
+std::pair<int, int> CodeAt(const BlockNF<G>*, int e) {
   return e < G / 2 ? std::pair{e, 0} : std::pair{e - G / 2, 4};
 }
-inline std::pair<int, int> CodeAt(const BlockNFx2&, int e) {
+inline std::pair<int, int> CodeAt(const BlockNFx2*, int e) {
   const int nib = NfPairNibble(e);
   return {nib / 2, 4 * (nib % 2)};
 }
+template <typename Block>
+const CodeMap<Block>& CodeMapOf() {
+  static const CodeMap<Block> map = [] {
+    CodeMap<Block> m{};
+    for (int e = 0; e < kBlockElems<Block>; ++e) {
+      const auto [byte, shift] = CodeAt(static_cast<const Block*>(nullptr), e);
+      m.byte[static_cast<size_t>(e)] = static_cast<uint8_t>(byte), m.shift[static_cast<size_t>(e)] = static_cast<uint8_t>(shift);
+    }
+    return m;
+  }();
+  return map;
+}
 
+// Rows are multiples of 32 elements, so every internal block starts on a byte of bitsandbytes'
+// packing (element e0 even) and covers kE / 2 whole bytes: byte m holds element 2m in its high nibble
+// and 2m + 1 in its low one.
 template <typename Block>
 void PackRows(const uint8_t* packed, std::span<const float> absmax, int64_t rows, int64_t cols, int64_t blocksize,
               uint8_t* out) {
   constexpr int kE = kBlockElems<Block>, kSub = kSubBlocks<Block>;
+  LOWBIT_CHECK(cols % kE == 0);
+  const CodeMap<Block>& map = CodeMapOf<Block>();
   auto* b = reinterpret_cast<Block*>(out);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c0 = 0; c0 < cols; c0 += kE, ++b) {
       const int64_t e0 = r * cols + c0;
       std::memset(b->qs, 0, sizeof(b->qs));
       for (int sub = 0; sub < kSub; ++sub) AbsmaxOf(*b)[sub] = absmax[static_cast<size_t>((e0 + sub * kE / kSub) / blocksize)];
-      for (int e = 0; e < kE; ++e) {
-        const int64_t k = e0 + e;  // bitsandbytes keeps the first element of a byte in its high nibble
-        const uint8_t q = k % 2 == 0 ? packed[k / 2] >> 4 : packed[k / 2] & 0xF;
-        const auto [byte, shift] = CodeAt(*b, e);
-        b->qs[byte] = static_cast<uint8_t>(b->qs[byte] | q << shift);
+      const uint8_t* src = packed + e0 / 2;
+      for (size_t m = 0; m < kE / 2; ++m) {
+        b->qs[map.byte[2 * m]] = static_cast<uint8_t>(b->qs[map.byte[2 * m]] | (src[m] >> 4) << map.shift[2 * m]);
+        b->qs[map.byte[2 * m + 1]] = static_cast<uint8_t>(b->qs[map.byte[2 * m + 1]] | (src[m] & 0xF) << map.shift[2 * m + 1]);
       }
     }
   }
@@ -145,20 +166,19 @@ template <typename Block>
 void UnpackRows(const uint8_t* rows_data, int64_t rows, int64_t cols, int64_t blocksize, uint8_t* packed,
                 std::span<float> absmax) {
   constexpr int kE = kBlockElems<Block>, kSub = kSubBlocks<Block>;
+  LOWBIT_CHECK(cols % kE == 0);
+  const CodeMap<Block>& map = CodeMapOf<Block>();
   auto* b = reinterpret_cast<const Block*>(rows_data);
-  const int64_t n = rows * cols;
-  std::memset(packed, 0, static_cast<size_t>((n + 1) / 2));
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c0 = 0; c0 < cols; c0 += kE, ++b) {
       const int64_t e0 = r * cols + c0;
       for (int sub = 0; sub < kSub; ++sub) {
         absmax[static_cast<size_t>((e0 + sub * kE / kSub) / blocksize)] = AbsmaxOf(*b)[sub];
       }
-      for (int e = 0; e < kE; ++e) {
-        const int64_t k = e0 + e;
-        const auto [byte, shift] = CodeAt(*b, e);
-        const auto q = static_cast<uint8_t>((b->qs[byte] >> shift) & 0xF);
-        packed[k / 2] |= k % 2 == 0 ? static_cast<uint8_t>(q << 4) : q;
+      uint8_t* dst = packed + e0 / 2;
+      for (size_t m = 0; m < kE / 2; ++m) {
+        const int hi = (b->qs[map.byte[2 * m]] >> map.shift[2 * m]) & 0xF, lo = (b->qs[map.byte[2 * m + 1]] >> map.shift[2 * m + 1]) & 0xF;
+        dst[m] = static_cast<uint8_t>(hi << 4 | lo);
       }
     }
   }
