@@ -265,7 +265,7 @@ void GemmArgsList(benchmark::internal::Benchmark* b) {
 void InvariantArgs(benchmark::internal::Benchmark* b) {
   for (Isa isa : SupportedIsas()) {
     if (isa == Isa::kRef) continue;
-    for (int i : {3, 7, 10, 11, 12}) {
+    for (int i : {3, 7, 10, 11, 12, 23}) {
       for (int ntok : {1, 2, 3, 4, 6, 8, 12, 16}) {
         for (int invariant : {1, 0}) b->Args({i, static_cast<int>(isa), ntok, invariant});
       }
