@@ -106,9 +106,8 @@ float DotBnbPair(const uint8_t* row, const uint8_t* act, int64_t n) {
       int32_t isum = 0;
       for (int k = 0; k < 4; ++k) {
         for (int h = 0; h < 2; ++h) {
-          const int w = 2 * j + h, byte = 2 * w + k / 2;
-          const int code = (blk.qs[byte] >> (4 * (k % 2))) & 0xF;
-          isum += int32_t{levels[static_cast<size_t>(code)]} * qu[32 * k + w];
+          const int w = 2 * j + h;  // the code word; its nibble k, activation vector k
+          isum += int32_t{levels[static_cast<size_t>(NfNibble(blk, 4 * w + k))]} * qu[32 * k + w];
         }
       }
       acc[j] = std::fma(static_cast<float>(isum) * blk.d[j % 2], scales[2 * u + j % 2], acc[j]);

@@ -84,10 +84,9 @@ inline constexpr int NfPairNibble(int e) {
   const int b = e / 64, k = e % 64 / 16, i = e % 16 / 2, h = e % 2;
   return 4 * (4 * i + 2 * b + h) + k;
 }
-inline int NfCode(const BlockNFx2& b, int e) {
-  const int nib = NfPairNibble(e);
-  return (b.qs[nib / 2] >> (4 * (nib % 2))) & 0xF;
-}
+// The code in nibble `nib` (0..127) of a BlockNFx2, and the code of element e.
+inline int NfNibble(const BlockNFx2& b, int nib) { return (b.qs[nib / 2] >> (4 * (nib % 2))) & 0xF; }
+inline int NfCode(const BlockNFx2& b, int e) { return NfNibble(b, NfPairNibble(e)); }
 
 inline bool IsBnb4PairType(GgmlType t) { return t == GgmlType::kNF4G64x2 || t == GgmlType::kFP4G64x2; }
 inline bool IsBnb4Type(GgmlType t) {
