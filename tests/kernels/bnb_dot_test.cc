@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -140,6 +141,23 @@ void ExpectTableEqualsReference(const DotKernels& k, GgmlType t, const std::vect
           ASSERT_EQ(std::memcmp(&y[tk * 8 + r], &want, 4), 0) << TypeInfo(t).name << " rows8 row " << r0 + r << " token " << tk;
         }
       }
+    }
+  }
+}
+
+// A non-finite activation (a broken model) reaches the result as NaN / inf through its block's
+// scale, in every table, rather than being coded as a number.
+TEST_P(BnbKernelsTest, PairTypesCarryNonFiniteActivations) {
+  const DotKernels& k = DotKernelsFor(GetParam());
+  std::mt19937 rng(4);
+  const int64_t n = 256;
+  const std::vector<uint8_t> w = RandomRows(kNF4G64x2, 8, n, rng);
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    std::vector<float> x(n, 0.5f);
+    x[70] = bad;
+    const std::vector<uint8_t> a = Act(kNF4G64x2, x.data(), 1, n);
+    for (int64_t r = 0; r < 8; ++r) {
+      EXPECT_FALSE(std::isfinite(k.For(kNF4G64x2)(w.data() + r * *RowBytes(kNF4G64x2, n), a.data(), n))) << r;
     }
   }
 }

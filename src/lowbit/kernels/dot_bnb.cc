@@ -49,14 +49,16 @@ void QuantizeBnbAct16(const float* x, const int32_t* x_map, uint8_t* out, int64_
     for (int r = 0; r < 64; ++r) {
       v[r] = value(b0 + r);
       const float a = std::fabs(v[r]);
-      amax = a > amax ? a : amax;
+      amax = a > amax || std::isnan(a) ? a : amax;  // a NaN stays (no later a > NaN)
     }
     const float id = amax > 0.0f ? kMax / amax : 0.0f;
     scales[b0 / 64] = amax / kMax / kMax;
     int16_t* qu = q + b0 / 128 * 128 + 2 * (b0 / 64 % 2);
     for (int r = 0; r < 64; ++r) {  // element r = 16 k + 2 i + h goes to 32 k + 4 i + h (+ 2 for block 1)
       const float t = (v[r] * id + kRound) - kRound;
-      qu[32 * (r / 16) + 4 * (r % 16 / 2) + r % 2] = static_cast<int16_t>(t);
+      // A non-finite activation (a broken model) codes as 0; its block's scale is then inf or NaN and
+      // carries it into the result, with no float-to-int conversion out of range.
+      qu[32 * (r / 16) + 4 * (r % 16 / 2) + r % 2] = static_cast<int16_t>(std::fabs(t) <= kMax ? t : 0.0f);
     }
   }
 }
