@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "lowbit/formats/gguf_writer.h"
+#include "lowbit/numeric/bnb.h"
 #include "lowbit/pipeline/quant_mix.h"
 #include "lowbit/pipeline/quantize.h"
 
@@ -76,17 +77,17 @@ uint64_t FolderLinearBytes(GgmlType t, uint64_t rows, uint64_t cols) {
 }
 
 // `f16` (the model planned in F16) with its decoder linears retyped to `t`: views only, nothing is read.
-// NF4 rows are the loader's: NF4G64x2 where the width is a multiple of 128, else NF4G64.
+// NF4 rows are the ones the loader picks (Bnb4RowType: NF4G64x2 or NF4G64 by the width).
 Status RetypeLinears(PlannedModel* f16, GgmlType t, const std::string& type_name) {
   const int64_t group = t == GgmlType::kW4G128 ? 128 : 64;
   uint64_t replaced_f16 = 0, in_memory = 0, on_disk = 0;
   auto retype = [&](WeightView& w) -> Status {
     if (w.data == nullptr || w.rows == 0) return OkStatus();
-    const GgmlType row_type = t == GgmlType::kNF4G64x2 && w.cols % 128 != 0 ? GgmlType::kNF4G64 : t;
     if (w.cols % group != 0) {
       return Errorf("{}: a {} layer needs an input width that is a multiple of {}, and this model has a layer {} wide",
                     type_name, type_name, group, w.cols);
     }
+    const GgmlType row_type = IsBnb4Type(t) ? *Bnb4RowType(Bnb4TypeOf(t), w.cols, group) : t;
     replaced_f16 += ViewBytes(w);
     on_disk += FolderLinearBytes(row_type, static_cast<uint64_t>(w.rows), static_cast<uint64_t>(w.cols));
     w.type = row_type;

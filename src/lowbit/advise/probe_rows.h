@@ -12,7 +12,7 @@
 namespace lowbit {
 
 // Whether the probes can make rows of `type`: it has a quantizer from floats, or is one of the
-// folder row types (W4G128, NF4G64x2) whose blocks are filled directly.
+// folder row types (W4G128, the bitsandbytes 4-bit rows) whose blocks are filled directly.
 bool CanFillProbeRows(GgmlType type);
 // Fills `buf` (`bytes`) with rows of `type`, `cols` wide: 32 rows of N(0, 1) values quantized (or
 // random codes with a plausible scale), repeated.

@@ -38,6 +38,7 @@
 #include "lowbit/kernels/matvec.h"
 #include "lowbit/formats/gguf_reader.h"
 #include "lowbit/model/llama.h"
+#include "lowbit/numeric/bnb.h"
 #include "lowbit/pipeline/synth.h"
 #include "lowbit/quant/quantize.h"
 
@@ -75,7 +76,7 @@ std::vector<GgmlType> ProbedTypes(const DotKernels& k) {
 
 // One block of an internal row type with random codes and a plausible scale (these types have no
 // quantizer from floats: their rows come from folders): W4G128 (fp16 scale, int16 zero point, 4-bit
-// codes) and NF4G64x2 (two fp32 absmaxes, 4-bit codes).
+// codes) and the bitsandbytes 4-bit rows (an fp32 absmax per bitsandbytes block, 4-bit codes).
 void FillInternalBlock(GgmlType type, uint8_t* b, std::mt19937* rng) {
   std::uniform_int_distribution<int> byte(0, 255);
   size_t codes_at = 0;
@@ -86,9 +87,10 @@ void FillInternalBlock(GgmlType type, uint8_t* b, std::mt19937* rng) {
     std::memcpy(b + 2, &z, 2);
     codes_at = 4;
   } else {
-    const float d[2] = {0.05f, 0.05f};
-    std::memcpy(b, d, 8);
-    codes_at = 8;
+    const float d = 0.05f;
+    const size_t absmaxes = IsBnb4PairType(type) ? 2 : 1;
+    for (size_t i = 0; i < absmaxes; ++i) std::memcpy(b + 4 * i, &d, 4);
+    codes_at = 4 * absmaxes;
   }
   for (size_t i = codes_at; i < TypeInfo(type).block_bytes; ++i) b[i] = static_cast<uint8_t>(byte(*rng));
 }
@@ -98,7 +100,7 @@ void FillRows(GgmlType type, uint8_t* buf, size_t bytes) { FillProbeRows(type, k
 }  // namespace
 
 bool CanFillProbeRows(GgmlType type) {
-  return FromFloatFor(type) != nullptr || type == GgmlType::kW4G128 || type == GgmlType::kNF4G64x2;
+  return FromFloatFor(type) != nullptr || type == GgmlType::kW4G128 || IsBnb4Type(type);
 }
 
 void FillProbeRows(GgmlType type, int64_t cols, uint8_t* buf, size_t bytes) {

@@ -37,10 +37,6 @@ Expected<GgufFile> SyntheticCopy(const GgufFile& plan) {
   return GgufFile::Assemble(plan.name(), plan.kvs(), std::move(infos), {owner});
 }
 
-}  // namespace
-
-namespace {
-
 // Mean seconds per token of decoding positions [0, o.tokens) from an empty cache.
 double DecodeStepSeconds(const LlamaModel& model, const StepProbeOptions& o) {
   LlamaSession s(model, SessionOptions{.n_ctx = o.n_ctx, .threads = o.threads, .max_batch = 1, .kv_f16 = o.kv_f16});

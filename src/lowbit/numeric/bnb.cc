@@ -4,7 +4,6 @@
 #include <array>
 #include <cmath>
 #include <cstring>
-#include <utility>
 #include <vector>
 
 #include "lowbit/base/check.h"
@@ -100,38 +99,19 @@ std::array<float, 256> BuildDynamicMap() {
 // Offset of element (r, c) of the internal rows within bitsandbytes' flattened order is r * cols + c;
 // the internal block of 64 (or 32) elements at (r, c0) lies in bitsandbytes block (r * cols + c0) /
 // blocksize. Block is BlockNF<32>, BlockNF<64> or BlockNFx2 (two blocks of 64).
-template <typename Block>
-constexpr int kBlockElems = 2 * static_cast<int>(sizeof(Block::qs));
-template <typename Block>
-constexpr int kSubBlocks = static_cast<int>(sizeof(Block::d) / sizeof(float));  // absmaxes per block
 
-template <int G>
-float* AbsmaxOf(BlockNF<G>& b) { return &b.d; }
-inline float* AbsmaxOf(BlockNFx2& b) { return b.d; }
-template <int G>
-const float* AbsmaxOf(const BlockNF<G>& b) { return &b.d; }
-inline const float* AbsmaxOf(const BlockNFx2& b) { return b.d; }
-
-// Where each element of a block sits: byte, and the shift of its nibble (built once per layout).
+// Where each element of a block sits (NfNibbleOf): byte, and the shift of its nibble, built once per layout.
 template <typename Block>
 struct CodeMap {
-  std::array<uint8_t, kBlockElems<Block>> byte, shift;
+  std::array<uint8_t, kNfBlockElems<Block>> byte, shift;
 };
-template <int G>
-std::pair<int, int> CodeAt(const BlockNF<G>*, int e) {
-  return e < G / 2 ? std::pair{e, 0} : std::pair{e - G / 2, 4};
-}
-inline std::pair<int, int> CodeAt(const BlockNFx2*, int e) {
-  const int nib = NfPairNibble(e);
-  return {nib / 2, 4 * (nib % 2)};
-}
 template <typename Block>
 const CodeMap<Block>& CodeMapOf() {
   static const CodeMap<Block> map = [] {
     CodeMap<Block> m{};
-    for (int e = 0; e < kBlockElems<Block>; ++e) {
-      const auto [byte, shift] = CodeAt(static_cast<const Block*>(nullptr), e);
-      m.byte[static_cast<size_t>(e)] = static_cast<uint8_t>(byte), m.shift[static_cast<size_t>(e)] = static_cast<uint8_t>(shift);
+    for (int e = 0; e < kNfBlockElems<Block>; ++e) {
+      const int nib = NfNibbleOf(static_cast<const Block*>(nullptr), e);
+      m.byte[static_cast<size_t>(e)] = static_cast<uint8_t>(nib / 2), m.shift[static_cast<size_t>(e)] = static_cast<uint8_t>(4 * (nib % 2));
     }
     return m;
   }();
@@ -144,7 +124,7 @@ const CodeMap<Block>& CodeMapOf() {
 template <typename Block>
 void PackRows(const uint8_t* packed, std::span<const float> absmax, int64_t rows, int64_t cols, int64_t blocksize,
               uint8_t* out) {
-  constexpr int kE = kBlockElems<Block>, kSub = kSubBlocks<Block>;
+  constexpr int kE = kNfBlockElems<Block>, kSub = kNfBlockAbsmaxes<Block>;
   LOWBIT_CHECK(cols % kE == 0);
   const CodeMap<Block>& map = CodeMapOf<Block>();
   auto* b = reinterpret_cast<Block*>(out);
@@ -152,7 +132,7 @@ void PackRows(const uint8_t* packed, std::span<const float> absmax, int64_t rows
     for (int64_t c0 = 0; c0 < cols; c0 += kE, ++b) {
       const int64_t e0 = r * cols + c0;
       std::memset(b->qs, 0, sizeof(b->qs));
-      for (int sub = 0; sub < kSub; ++sub) AbsmaxOf(*b)[sub] = absmax[static_cast<size_t>((e0 + sub * kE / kSub) / blocksize)];
+      for (int sub = 0; sub < kSub; ++sub) NfAbsmaxes(*b)[sub] = absmax[static_cast<size_t>((e0 + sub * kE / kSub) / blocksize)];
       const uint8_t* src = packed + e0 / 2;
       for (size_t m = 0; m < kE / 2; ++m) {
         b->qs[map.byte[2 * m]] = static_cast<uint8_t>(b->qs[map.byte[2 * m]] | (src[m] >> 4) << map.shift[2 * m]);
@@ -165,7 +145,7 @@ void PackRows(const uint8_t* packed, std::span<const float> absmax, int64_t rows
 template <typename Block>
 void UnpackRows(const uint8_t* rows_data, int64_t rows, int64_t cols, int64_t blocksize, uint8_t* packed,
                 std::span<float> absmax) {
-  constexpr int kE = kBlockElems<Block>, kSub = kSubBlocks<Block>;
+  constexpr int kE = kNfBlockElems<Block>, kSub = kNfBlockAbsmaxes<Block>;
   LOWBIT_CHECK(cols % kE == 0);
   const CodeMap<Block>& map = CodeMapOf<Block>();
   auto* b = reinterpret_cast<const Block*>(rows_data);
@@ -173,7 +153,7 @@ void UnpackRows(const uint8_t* rows_data, int64_t rows, int64_t cols, int64_t bl
     for (int64_t c0 = 0; c0 < cols; c0 += kE, ++b) {
       const int64_t e0 = r * cols + c0;
       for (int sub = 0; sub < kSub; ++sub) {
-        absmax[static_cast<size_t>((e0 + sub * kE / kSub) / blocksize)] = AbsmaxOf(*b)[sub];
+        absmax[static_cast<size_t>((e0 + sub * kE / kSub) / blocksize)] = NfAbsmaxes(*b)[sub];
       }
       uint8_t* dst = packed + e0 / 2;
       for (size_t m = 0; m < kE / 2; ++m) {

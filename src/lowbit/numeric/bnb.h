@@ -67,26 +67,43 @@ struct BlockNF {
 };
 static_assert(sizeof(BlockNF<32>) == 20 && sizeof(BlockNF<64>) == 36);
 
-template <int G>
-inline int NfCode(const BlockNF<G>& b, int e) {
-  return e < G / 2 ? b.qs[e] & 0xF : b.qs[e - G / 2] >> 4;
-}
-
-// Two internal blocks of 64 (layout above): absmaxes d[b], codes in nibble NfPairNibble(e) of qs.
+// Two internal blocks of 64 (layout above): absmaxes d[b], codes in nibble NfNibbleOf(e) of qs.
 struct BlockNFx2 {
   float d[2];
   uint8_t qs[64];
 };
 static_assert(sizeof(BlockNFx2) == 72);
 
-// The nibble (0..127; byte nibble / 2, high half if odd) that holds element e (0..127) of a BlockNFx2.
-inline constexpr int NfPairNibble(int e) {
+// Either block (BlockNF<G> or BlockNFx2): its elements, its absmaxes (one per bitsandbytes block of
+// kNfBlockElems / kNfBlockAbsmaxes elements), and the nibble of qs (byte nibble / 2, the high half if
+// odd) that holds element e: BlockNF<G> in Q4_0's order, BlockNFx2 as the layout above says.
+template <typename Block>
+inline constexpr int kNfBlockElems = 2 * static_cast<int>(sizeof(Block::qs));
+template <typename Block>
+inline constexpr int kNfBlockAbsmaxes = static_cast<int>(sizeof(Block::d) / sizeof(float));
+template <int G>
+float* NfAbsmaxes(BlockNF<G>& b) { return &b.d; }
+template <int G>
+const float* NfAbsmaxes(const BlockNF<G>& b) { return &b.d; }
+inline float* NfAbsmaxes(BlockNFx2& b) { return b.d; }
+inline const float* NfAbsmaxes(const BlockNFx2& b) { return b.d; }
+template <int G>
+constexpr int NfNibbleOf(const BlockNF<G>*, int e) {
+  return e < G / 2 ? 2 * e : 2 * (e - G / 2) + 1;
+}
+constexpr int NfNibbleOf(const BlockNFx2*, int e) {
   const int b = e / 64, k = e % 64 / 16, i = e % 16 / 2, h = e % 2;
   return 4 * (4 * i + 2 * b + h) + k;
 }
-// The code in nibble `nib` (0..127) of a BlockNFx2, and the code of element e.
-inline int NfNibble(const BlockNFx2& b, int nib) { return (b.qs[nib / 2] >> (4 * (nib % 2))) & 0xF; }
-inline int NfCode(const BlockNFx2& b, int e) { return NfNibble(b, NfPairNibble(e)); }
+// The code in nibble `nib` of a block, and the code of element e.
+template <typename Block>
+int NfNibble(const Block& b, int nib) {
+  return (b.qs[nib / 2] >> (4 * (nib % 2))) & 0xF;
+}
+template <typename Block>
+int NfCode(const Block& b, int e) {
+  return NfNibble(b, NfNibbleOf(&b, e));
+}
 
 inline bool IsBnb4PairType(GgmlType t) { return t == GgmlType::kNF4G64x2 || t == GgmlType::kFP4G64x2; }
 inline bool IsBnb4Type(GgmlType t) {

@@ -380,18 +380,13 @@ void WG(const void* s, float* y, int64_t n) {
 }
 
 // bitsandbytes' 4-bit types: level * absmax, one float multiply, as bitsandbytes dequantizes.
-template <int G, Bnb4Type kT>
+template <typename Block, Bnb4Type kT>
 void NF(const void* s, float* y, int64_t n) {
   const std::array<float, 16>& levels = Bnb4Levels(kT);
-  for (const auto* b = Blocks<BlockNF<G>>(s); n > 0; n -= G, ++b, y += G) {
-    for (int e = 0; e < G; ++e) y[e] = levels[static_cast<size_t>(NfCode(*b, e))] * b->d;
-  }
-}
-template <Bnb4Type kT>
-void NFx2(const void* s, float* y, int64_t n) {
-  const std::array<float, 16>& levels = Bnb4Levels(kT);
-  for (const auto* b = Blocks<BlockNFx2>(s); n > 0; n -= 128, ++b, y += 128) {
-    for (int e = 0; e < 128; ++e) y[e] = levels[static_cast<size_t>(NfCode(*b, e))] * b->d[e / 64];
+  constexpr int kE = kNfBlockElems<Block>, kPer = kE / kNfBlockAbsmaxes<Block>;
+  for (const auto* b = Blocks<Block>(s); n > 0; n -= kE, ++b, y += kE) {
+    const float* d = NfAbsmaxes(*b);
+    for (int e = 0; e < kE; ++e) y[e] = levels[static_cast<size_t>(NfCode(*b, e))] * d[e / kPer];
   }
 }
 
@@ -437,12 +432,12 @@ ToFloatFn ToFloatFor(GgmlType type) {
     case GgmlType::kW8G32: return WG<8, 32>;
     case GgmlType::kW8G64: return WG<8, 64>;
     case GgmlType::kW8G128: return WG<8, 128>;
-    case GgmlType::kNF4G32: return NF<32, Bnb4Type::kNf4>;
-    case GgmlType::kNF4G64: return NF<64, Bnb4Type::kNf4>;
-    case GgmlType::kNF4G64x2: return NFx2<Bnb4Type::kNf4>;
-    case GgmlType::kFP4G64x2: return NFx2<Bnb4Type::kFp4>;
-    case GgmlType::kFP4G32: return NF<32, Bnb4Type::kFp4>;
-    case GgmlType::kFP4G64: return NF<64, Bnb4Type::kFp4>;
+    case GgmlType::kNF4G32: return NF<BlockNF<32>, Bnb4Type::kNf4>;
+    case GgmlType::kNF4G64: return NF<BlockNF<64>, Bnb4Type::kNf4>;
+    case GgmlType::kNF4G64x2: return NF<BlockNFx2, Bnb4Type::kNf4>;
+    case GgmlType::kFP4G32: return NF<BlockNF<32>, Bnb4Type::kFp4>;
+    case GgmlType::kFP4G64: return NF<BlockNF<64>, Bnb4Type::kFp4>;
+    case GgmlType::kFP4G64x2: return NF<BlockNFx2, Bnb4Type::kFp4>;
     case GgmlType::kI8R32: return I8R<32>;
     case GgmlType::kI8R256: return I8R<256>;
     default: return nullptr;
