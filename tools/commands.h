@@ -32,13 +32,13 @@ inline void AddCacheTypeOption(CLI::App* sub, bool* kv_f16) {
       ->check(CLI::IsMember({"f32", "f16"}));
 }
 
-// --mmap / --no-mmap for run, perplexity, imatrix and bench: how the model file is held (Residency,
-// base/mapped_file.h). Neither: read into memory when the kernel has transparent huge pages and the
-// file takes at most half of the available memory, mapped otherwise.
+// --mmap / --no-mmap for run, perplexity, imatrix and bench: how the model's weights are held
+// (Residency, base/mapped_file.h; GgufFile::in_memory). Neither: read into memory when the kernel has
+// transparent huge pages and the file takes at most half of the available memory, mapped otherwise.
 inline void AddResidencyOptions(CLI::App* sub, Residency* r) {
   CLI::Option* map = sub->add_flag_callback("--mmap", [r] { *r = Residency::kMapped; }, "map the model file (no copy)");
   CLI::Option* read = sub->add_flag_callback("--no-mmap", [r] { *r = Residency::kInMemory; },
-                                             "read the model file into memory, in 2 MiB pages where the kernel has them");
+                                             "read the model's weights into memory, in 2 MiB pages where the kernel has them");
   map->excludes(read);
 }
 

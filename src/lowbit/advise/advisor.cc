@@ -97,7 +97,8 @@ void EstimateCpu(const PlannedModel& p, const Hardware& hw, const AdviseOptions&
   // Where the copy cannot be made, the cost model's figures stand.
   const int64_t n = std::max<int64_t>(1, std::min(o.prompt_tokens, e->ctx));
   if (hw.prompt_probe != nullptr && p.folder_bytes == 0 && w.WeightBytes() <= static_cast<double>(s.llc_bytes)) {
-    const StepProbeOptions so{.threads = hw.threads, .n_ctx = e->ctx, .kv_f16 = o.kv_f16, .tokens = std::min(o.decode_tokens, e->ctx), .prompt = n};
+    const StepProbeOptions so{.threads = hw.threads, .n_ctx = e->ctx, .kv_f16 = o.kv_f16, .tokens = std::min(o.decode_tokens, e->ctx), .prompt = n,
+                              .in_memory = in_memory};
     if (auto t = TimeSteps(*p.file, so); t.ok() && t->decode_s > 0 && t->prompt_s > 0) {
       e->decode_tok_s = 1 / t->decode_s;
       e->prompt_tok_s = static_cast<double>(n) / t->prompt_s;

@@ -17,6 +17,12 @@ bool CanFillProbeRows(GgmlType type);
 // Fills `buf` (`bytes`) with rows of `type`, `cols` wide: 32 rows of N(0, 1) values quantized (or
 // random codes with a plausible scale), repeated.
 void FillProbeRows(GgmlType type, int64_t cols, uint8_t* buf, size_t bytes);
+// How far apart a model held in memory lays rows of `type`, `cols` wide (ImageRowStep,
+// model/shard.h): the probes time the layout a run reads.
+uint64_t ProbeRowStep(GgmlType type, int64_t cols);
+// `rows` of FillProbeRows' rows at ProbeRowStep apart from `buf` (which holds rows * that), the
+// bytes between them zeroed.
+void FillProbeRowsAt(GgmlType type, int64_t cols, int64_t rows, uint8_t* buf);
 
 // Anonymous memory advised for 2 MiB pages (or against them), as MappedFile::Read holds a model.
 class ProbeBuffer {

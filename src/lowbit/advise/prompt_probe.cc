@@ -21,7 +21,7 @@
 namespace lowbit {
 namespace {
 
-constexpr int kCacheVersion = 3;
+constexpr int kCacheVersion = 4;  // 4: rows ImageRowStep apart (model/shard.h)
 constexpr double kPassSeconds = 0.02;
 constexpr int kPasses = 3;
 constexpr size_t kMaxProbeBytes = size_t{32} << 20;   // weights of one timed product
@@ -129,10 +129,11 @@ struct PromptProbe::Impl {
   double Product(GgmlType type, int64_t rows, int64_t cols, int64_t batch) {
     const std::string name = ProductKey(type, rows, cols, batch);
     if (auto it = timed.find(name); it != timed.end()) return it->second;
-    const size_t bytes = static_cast<size_t>(rows) * *RowBytes(type, static_cast<uint64_t>(cols));
+    const uint64_t step = ProbeRowStep(type, cols);
+    const size_t bytes = static_cast<size_t>(rows) * step;
     if (w_type != type || w_cols != cols || w_bytes < bytes) {
       w.Resize(bytes);
-      FillProbeRows(type, cols, w.data(), bytes);
+      FillProbeRowsAt(type, cols, rows, w.data());
       w_type = type;
       w_cols = cols;
       w_bytes = bytes;
@@ -149,7 +150,7 @@ struct PromptProbe::Impl {
       x_batch = batch;
     }
     y.resize(static_cast<size_t>(batch * rows));
-    const MatMulArgs a{.type = type, .w = w.data(), .rows = rows, .cols = cols, .row_stride = 0, .x = x.data(), .batch = batch, .y = y.data()};
+    const MatMulArgs a{.type = type, .w = w.data(), .rows = rows, .cols = cols, .row_stride = step, .x = x.data(), .batch = batch, .y = y.data()};
     const double s = TimeCalls([&] { MatMul(k, a, &pool, &scratch); });
     timed[name] = s;
     return s;
@@ -182,7 +183,7 @@ struct PromptProbe::Impl {
     for (const ProductShape& s : g) {
       name.append("|").append(ProductKey(s.type, s.rows, s.cols, 1));
       offset.push_back(total);
-      total += static_cast<size_t>(s.rows) * *RowBytes(s.type, static_cast<uint64_t>(s.cols));
+      total += static_cast<size_t>(s.rows) * ProbeRowStep(s.type, s.cols);
       cols = std::max(cols, s.cols);
     }
     if (auto it = timed.find(name); it != timed.end()) return it->second;
@@ -193,17 +194,15 @@ struct PromptProbe::Impl {
       const size_t copies = std::max<size_t>(2, (std::max<size_t>(kStreamSpan, 16 * llc) + total - 1) / total);
       ProbeBuffer buf(copies * total, true);
       if (buf.data() == nullptr) return 0;  // no memory for it: the group stays untimed
-      for (size_t j = 0; j < g.size(); ++j) {
-        const size_t end = j + 1 < g.size() ? offset[j + 1] : total;
-        FillProbeRows(g[j].type, g[j].cols, buf.data() + offset[j], end - offset[j]);
-      }
+      for (size_t j = 0; j < g.size(); ++j) FillProbeRowsAt(g[j].type, g[j].cols, g[j].rows, buf.data() + offset[j]);
       for (size_t c = 1; c < copies; ++c) std::memcpy(buf.data() + c * total, buf.data(), total);
       const std::vector<float> one(static_cast<size_t>(cols), 0.5f);
       std::vector<std::vector<float>> out(g.size());
       std::vector<MatMulArgs> args(g.size());
       for (size_t j = 0; j < g.size(); ++j) {
         out[j].resize(static_cast<size_t>(g[j].rows));
-        args[j] = MatMulArgs{.type = g[j].type, .rows = g[j].rows, .cols = g[j].cols, .row_stride = 0, .x = one.data(), .batch = 1, .y = out[j].data()};
+        args[j] = MatMulArgs{.type = g[j].type, .rows = g[j].rows, .cols = g[j].cols, .row_stride = ProbeRowStep(g[j].type, g[j].cols),
+                             .x = one.data(), .batch = 1, .y = out[j].data()};
       }
       size_t next = 0;
       // Five passes: a decode group takes 5-700 us, and one time slice lost to the host in a pass of
@@ -223,7 +222,7 @@ struct PromptProbe::Impl {
   // One streamed product of a group too large to copy whole: timed at kMaxProbeBytes of its rows and
   // at a small height, extended linearly.
   double StreamedShape(const ProductShape& s, uint64_t llc) {
-    const int64_t row_bytes = static_cast<int64_t>(*RowBytes(s.type, static_cast<uint64_t>(s.cols)));
+    const int64_t row_bytes = static_cast<int64_t>(ProbeRowStep(s.type, s.cols));
     const int64_t p = std::max<int64_t>(64, static_cast<int64_t>(kMaxProbeBytes) / row_bytes / 16 * 16);
     if (s.rows <= p) return Group({s}, llc);
     const int64_t small = std::min<int64_t>(p / 2, int64_t{64} * threads);

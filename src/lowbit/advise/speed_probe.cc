@@ -38,6 +38,7 @@
 #include "lowbit/kernels/matvec.h"
 #include "lowbit/formats/gguf_reader.h"
 #include "lowbit/model/llama.h"
+#include "lowbit/model/shard.h"
 #include "lowbit/numeric/bnb.h"
 #include "lowbit/pipeline/synth.h"
 #include "lowbit/quant/quantize.h"
@@ -47,7 +48,7 @@ namespace {
 
 constexpr size_t kStreamBytes = size_t{128} << 20;
 constexpr int64_t kCols = 4096;
-constexpr int kCacheVersion = 7;  // 6: the read probe in 2 MiB pages, the faster of with and without prefetch; 7: NF4G64x2 rows
+constexpr int kCacheVersion = 8;  // 6: the read probe in 2 MiB pages, the faster of with and without prefetch; 7: NF4G64x2 rows; 8: rows ImageRowStep apart
 
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -95,7 +96,6 @@ void FillInternalBlock(GgmlType type, uint8_t* b, std::mt19937* rng) {
   for (size_t i = codes_at; i < TypeInfo(type).block_bytes; ++i) b[i] = static_cast<uint8_t>(byte(*rng));
 }
 
-void FillRows(GgmlType type, uint8_t* buf, size_t bytes) { FillProbeRows(type, kCols, buf, bytes); }
 
 }  // namespace
 
@@ -121,14 +121,27 @@ void FillProbeRows(GgmlType type, int64_t cols, uint8_t* buf, size_t bytes) {
   for (size_t off = 0; off < bytes; off += tile.size()) std::memcpy(buf + off, tile.data(), std::min(tile.size(), bytes - off));
 }
 
+uint64_t ProbeRowStep(GgmlType type, int64_t cols) { return ImageRowStep(*RowBytes(type, static_cast<uint64_t>(cols))); }
+
+void FillProbeRowsAt(GgmlType type, int64_t cols, int64_t rows, uint8_t* buf) {
+  const uint64_t bytes = *RowBytes(type, static_cast<uint64_t>(cols)), step = ProbeRowStep(type, cols);
+  FillProbeRows(type, cols, buf, static_cast<size_t>(rows) * bytes);
+  if (step == bytes) return;
+  for (int64_t r = rows - 1; r >= 0; --r) {  // last row first: a row's new place never overlaps a lower row's old one
+    std::memmove(buf + static_cast<uint64_t>(r) * step, buf + static_cast<uint64_t>(r) * bytes, bytes);
+    std::memset(buf + static_cast<uint64_t>(r) * step + bytes, 0, step - bytes);
+  }
+}
+
 namespace {
 
-// GB/s of one-token products streaming `rows` rows of `type` (kCols wide) from `w`: the median of
-// `passes` after a warm-up.
+// GB/s of one-token products streaming `rows` rows of `type` (kCols wide, FillProbeRowsAt's layout)
+// from `w`: the median of `passes` after a warm-up.
 double StreamRate(const DotKernels& k, GgmlType type, const uint8_t* w, int64_t rows, ThreadPool* pool, MatMulScratch* scratch,
                   int passes = 3) {
   std::vector<float> x(kCols, 0.5f), y(static_cast<size_t>(rows));
-  const MatMulArgs a{.type = type, .w = w, .rows = rows, .cols = kCols, .row_stride = 0, .x = x.data(), .batch = 1, .y = y.data()};
+  const MatMulArgs a{.type = type, .w = w, .rows = rows, .cols = kCols, .row_stride = ProbeRowStep(type, kCols), .x = x.data(), .batch = 1,
+                     .y = y.data()};
   MatMul(k, a, pool, scratch);  // warm-up
   std::vector<double> rates;
   for (int pass = 0; pass < passes; ++pass) {
@@ -149,7 +162,8 @@ double GemmRate(const DotKernels& k, GgmlType type, const uint8_t* w, ThreadPool
   std::normal_distribution<float> normal(0, 1);
   std::vector<float> x(kBatch * kCols), y(kBatch * kRows);
   for (float& v : x) v = normal(rng);
-  const MatMulArgs a{.type = type, .w = w, .rows = kRows, .cols = kCols, .row_stride = 0, .x = x.data(), .batch = kBatch, .y = y.data()};
+  const MatMulArgs a{.type = type, .w = w, .rows = kRows, .cols = kCols, .row_stride = ProbeRowStep(type, kCols), .x = x.data(), .batch = kBatch,
+                     .y = y.data()};
   MatMul(k, a, pool, scratch);
   std::vector<double> rates;
   for (int pass = 0; pass < 5; ++pass) {
@@ -182,9 +196,9 @@ Expected<double> DecodeStepSeconds(SynthOptions so, int threads, const StepTimin
   LOWBIT_RETURN_IF_ERROR(Synthesize(so).status());
   LOWBIT_ASSIGN_OR_RETURN(GgufFile f, GgufFile::Open(path, Residency::kInMemory));
   auto file = std::make_unique<GgufFile>(std::move(f));
-  std::error_code ec;
-  std::filesystem::remove(path, ec);  // read into memory: the file is no longer needed
   LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(*file));
+  std::error_code ec;
+  std::filesystem::remove(path, ec);  // the model has read its weights into memory: the file is no longer needed
   LlamaSession s(model, SessionOptions{.n_ctx = st.tokens, .threads = threads, .max_batch = 1});
   for (int64_t i = 0; i < st.warmup; ++i) s.Forward(static_cast<int32_t>(i + 1), i % st.tokens);
   std::vector<double> per_token;
@@ -345,8 +359,8 @@ Expected<MachineSpeed> Measure(int threads, Isa isa, bool show_progress, double*
   ThreadPool one(1);
   const uint64_t llc = LastLevelCacheBytes();
   for (GgmlType t : types) {
-    FillRows(t, huge.data(), huge.size());
-    const int64_t rows = static_cast<int64_t>(huge.size() / *RowBytes(t, kCols));
+    const int64_t rows = static_cast<int64_t>(huge.size() / ProbeRowStep(t, kCols));
+    FillProbeRowsAt(t, kCols, rows, huge.data());
     TypeSpeed& ts = m.types[t];
     ts.stream_gbps = StreamRate(k, t, huge.data(), rows, &pool, &scratch);
     ts.stream1_gbps = threads > 1 ? StreamRate(k, t, huge.data(), rows, &one, &scratch) : ts.stream_gbps;
@@ -363,10 +377,10 @@ Expected<MachineSpeed> Measure(int threads, Isa isa, bool show_progress, double*
     ProbeBuffer small(kStreamBytes, false);
     if (small.data() == nullptr) return Errorf("cannot allocate {} bytes to measure the kernels", kStreamBytes);
     const GgmlType t = GgmlType::kQ4_K;
-    FillRows(t, small.data(), small.size());
-    const int64_t rows = static_cast<int64_t>(small.size() / *RowBytes(t, kCols));
+    const int64_t rows = static_cast<int64_t>(small.size() / ProbeRowStep(t, kCols));
+    FillProbeRowsAt(t, kCols, rows, small.data());
     const double mapped = StreamRate(k, t, small.data(), rows, &pool, &scratch);
-    FillRows(t, huge.data(), huge.size());
+    FillProbeRowsAt(t, kCols, rows, huge.data());
     const double in_memory = StreamRate(k, t, huge.data(), rows, &pool, &scratch);
     *mapped_factor = in_memory > 0 ? std::min(1.0, mapped / in_memory) : 1;
   }

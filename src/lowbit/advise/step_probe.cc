@@ -80,7 +80,9 @@ Expected<StepTimes> TimeSteps(const GgufFile& plan, const StepProbeOptions& o) {
   if (o.tokens < 1 || o.tokens > o.n_ctx) return Errorf("cannot time {} decode tokens in a context of {}", o.tokens, o.n_ctx);
   if (o.prompt < 0 || o.prompt > o.n_ctx) return Errorf("cannot time a prompt of {} tokens in a context of {}", o.prompt, o.n_ctx);
   LOWBIT_ASSIGN_OR_RETURN(GgufFile file, SyntheticCopy(plan));
-  LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(file));
+  // Laid out as the run's model will be: its own copy of the weights where it holds them in memory.
+  const LoadOptions lo{.weights = o.in_memory ? LoadOptions::Weights::kCopy : LoadOptions::Weights::kView};
+  LOWBIT_ASSIGN_OR_RETURN(LlamaModel model, LlamaModel::Load(file, lo));
   StepTimes t;
   t.decode_s = DecodeStepSeconds(model, o);
   if (o.prompt > 0) t.prompt_s = PromptStepSeconds(model, o);

@@ -25,6 +25,7 @@ struct StepProbeOptions {
   bool kv_f16 = false;      // the run's cache type
   int64_t tokens = 128;     // the decode to time: positions [0, tokens) from an empty cache
   int64_t prompt = 0;       // the prompt to time (0: none), at most n_ctx tokens
+  bool in_memory = true;    // the run holds its weights in memory (rows ImageRowStep apart), else views a mapping
 };
 
 struct StepTimes {

@@ -80,9 +80,10 @@ Status ReadValue(ByteReader& r, GgufValueType type, int depth, const std::string
 }  // namespace
 
 Expected<GgufFile> GgufFile::Open(const std::string& path, Residency residency) {
-  LOWBIT_ASSIGN_OR_RETURN(MappedFile map, MappedFile::Load(path, residency));
+  LOWBIT_ASSIGN_OR_RETURN(MappedFile map, MappedFile::Load(path, Residency::kMapped));
   GgufFile f;
   f.name_ = path;
+  f.in_memory_ = ChooseResidency(residency, map.size()) == Residency::kInMemory;
   f.map_ = std::move(map);
   LOWBIT_RETURN_IF_ERROR(f.ParseAll(f.map_.bytes(), f.map_.size(), f.map_.data()));
   return f;

@@ -5,8 +5,8 @@
 // lengths, value types, array nesting, duplicate keys and tensor names, n_dims <= 4, dimension
 // products, known type ids, row lengths that fit the type's block, `general.alignment`, offsets
 // aligned and inside the file, and tensors not overlapping. Tensor data is never read or copied on
-// open: GgufTensorInfo::data points into the mapping. The inference tools may instead ask for the
-// file read into memory (Residency, base/mapped_file.h); the checks are the same.
+// open: GgufTensorInfo::data points into the mapping. The inference tools may ask for the model's
+// weights in memory (Residency, base/mapped_file.h; in_memory()); the file is mapped all the same.
 #pragma once
 
 #include <memory>
@@ -26,8 +26,11 @@ namespace lowbit {
 class GgufFile {
  public:
   static Expected<GgufFile> Open(const std::string& path, Residency residency = Residency::kMapped);
-  // Whether the bytes are a copy in memory (MappedFile::Read) rather than the file's mapping.
-  bool in_memory() const { return map_.copied(); }
+  // Whether the model's weights are to be held in memory (Residency::kInMemory, or kAuto's choice):
+  // the file itself stays mapped, and LlamaModel::Load reads the weights into memory of its own, in
+  // 2 MiB pages where the kernel has them, rows laid out for the kernels (model/shard.h,
+  // ImageRowStep). False: the model views the weights in the mapping.
+  bool in_memory() const { return in_memory_; }
   // Parses bytes owned by the caller (they must outlive the result). `name` is used in messages.
   static Expected<GgufFile> Parse(std::span<const uint8_t> bytes, const std::string& name);
   // A model assembled in memory (e.g. a quantized Hugging Face folder repacked for inference): each
@@ -79,6 +82,7 @@ class GgufFile {
   MappedFile map_;
   std::vector<std::shared_ptr<const void>> owners_;  // Assemble(): what the tensors point into
   bool assembled_ = false;
+  bool in_memory_ = false;
   std::string name_;
   uint32_t version_ = 0;
   uint32_t alignment_ = kGgufDefaultAlignment;

@@ -18,8 +18,8 @@ float Dot(const float* a, const float* b, int64_t n) {
   return softmax::Combine8(acc);
 }
 
-void DequantizeRowOf(GgmlType type, const uint8_t* w, int64_t cols, int64_t r, float* out) {
-  const uint64_t row_bytes = *RowBytes(type, static_cast<uint64_t>(cols));
+void DequantizeRowOf(GgmlType type, const uint8_t* w, int64_t cols, int64_t r, float* out, uint64_t row_stride) {
+  const uint64_t row_bytes = row_stride != 0 ? row_stride : *RowBytes(type, static_cast<uint64_t>(cols));
   ToFloatFn f = ToFloatFor(type);
   LOWBIT_CHECK_MSG(f != nullptr, "no dequantizer for {}", TypeInfo(type).name);
   f(w + static_cast<uint64_t>(r) * row_bytes, out, cols);

@@ -87,7 +87,7 @@ void MatMulGroup(std::span<const MatMulArgs> group, ThreadPool* pool, MatMulScra
 // that the threads balance dynamically.
 size_t DecodeGrain(int64_t rows, int threads);
 
-// Row `r` of W as floats.
-void DequantizeRowOf(GgmlType type, const uint8_t* w, int64_t cols, int64_t r, float* out);
+// Row `r` of W as floats; its rows `row_stride` bytes apart (0: packed, RowBytes of cols).
+void DequantizeRowOf(GgmlType type, const uint8_t* w, int64_t cols, int64_t r, float* out, uint64_t row_stride = 0);
 
 }  // namespace lowbit

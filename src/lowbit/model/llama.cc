@@ -295,7 +295,7 @@ Status Place(const GgufFile& g, const std::vector<Held>& held, const ShardImage&
     }
     if (held[i].view != nullptr) {
       held[i].view->data = at;
-      held[i].view->row_stride = base != nullptr ? p.bytes : p.row_bytes;
+      held[i].view->row_stride = base != nullptr ? p.step() : p.row_bytes;
     } else {
       *held[i].bias = reinterpret_cast<const float*>(at);
     }
@@ -350,7 +350,7 @@ Expected<LlamaModel> LlamaModel::Load(const GgufFile& g, int rank, int ranks) {
 Expected<LlamaModel> LlamaModel::Load(const GgufFile& g, const LoadOptions& o) {
   LlamaModel m;
   std::vector<Held> held;
-  bool tied = false, copy = o.weights == LoadOptions::Weights::kCopy;
+  bool tied = false, copy = o.weights == LoadOptions::Weights::kCopy || (o.weights == LoadOptions::Weights::kAuto && g.in_memory());
   // Everything up to the transfer can fail on one rank only; with --tp-send-weights the ranks agree
   // first, so that no rank waits for bytes that will not come.
   auto prepare = [&]() -> Status {
@@ -686,7 +686,7 @@ void LlamaSession::Step(int64_t n, int64_t n_want, float* logits) {
     LOWBIT_CHECK_MSG(t.token >= 0 && t.token < c_.n_vocab, "token {} out of range", t.token);
     LOWBIT_CHECK_MSG(t.seq >= 0 && t.seq < n_seq_ && t.pos >= 0 && t.pos < n_ctx_, "sequence {} position {} outside {} x {}", t.seq,
                      t.pos, n_seq_, n_ctx_);
-    DequantizeRowOf(m_.token_embd.type, m_.token_embd.data, E, t.token, x_.data() + b * E);
+    DequantizeRowOf(m_.token_embd.type, m_.token_embd.data, E, t.token, x_.data() + b * E, m_.token_embd.row_stride);
     if (c_.embd_scale != 1.0f) {
       for (int64_t i = 0; i < E; ++i) x_[b * E + i] *= c_.embd_scale;
     }

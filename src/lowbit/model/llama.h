@@ -115,9 +115,10 @@ struct LoadOptions {
   // Where this rank's weights live. kView: views into the GgufFile's bytes (its mapping, or the
   // memory that holds them), which must outlive the model. kCopy: only this rank's bytes, read by
   // pread from the file (copied where the tensors are in memory) into memory the model owns, in
-  // 2 MiB pages where the kernel has them.
-  enum class Weights { kView, kCopy };
-  Weights weights = Weights::kView;
+  // 2 MiB pages where the kernel has them, rows ImageRowStep apart (model/shard.h). kAuto: kCopy
+  // where the file asks for its weights in memory (GgufFile::in_memory), else kView.
+  enum class Weights { kAuto, kView, kCopy };
+  Weights weights = Weights::kAuto;
   // --tp-send-weights: rank 0 reads every rank's bytes and sends them over `stream`; the other
   // ranks receive theirs (their GgufFile may be a header alone, GgufFile::ParseHeader). Collective
   // over `stream`; implies kCopy.

@@ -130,7 +130,10 @@ void RepackPickedRow(const GroupedPick& p, const uint8_t* in, uint8_t* out) {
   LOWBIT_CHECK(PackGroupedRows(p.to, picked.data(), d_to.data(), z_to.data(), 1, out).ok());
 }
 
+uint64_t ImageRowStep(uint64_t bytes) { return bytes > 0 && bytes % 4096 == 0 ? bytes + 64 : bytes; }
+
 void ShardImage::Add(TensorPiece p) {
+  if (p.rows > 1) p.stride = ImageRowStep(p.bytes);
   p.image_offset = (bytes + 63) / 64 * 64;
   bytes = p.image_offset + p.size();
   pieces.push_back(p);
@@ -142,24 +145,41 @@ Status FillImage(const ShardImage& img, const TensorDataReader& reader, uint64_t
     const uint64_t p0 = p.image_offset, p1 = p.image_offset + p.size();
     if (p1 <= begin || p0 >= end || p.size() == 0) continue;
     const uint64_t a = std::max(p0, begin), b = std::min(p1, end);
-    if (p.pick != nullptr) {  // each row read whole and repacked; the part of it in [begin, end) kept
-      std::vector<uint8_t> src(p.row_bytes), row(p.bytes);
-      for (uint64_t i = (a - p0) / p.bytes; i < p.rows && p0 + i * p.bytes < b; ++i) {
-        LOWBIT_RETURN_IF_ERROR(reader.Read(*p.tensor, (p.row0 + i) * p.row_bytes, p.row_bytes, src.data()));
-        RepackPickedRow(*p.pick, src.data(), row.data());
-        const uint64_t r0 = std::max(a, p0 + i * p.bytes), r1 = std::min(b, p0 + (i + 1) * p.bytes);
-        std::memcpy(dst + (r0 - begin), row.data() + (r0 - p0 - i * p.bytes), r1 - r0);
-      }
-      continue;
-    }
-    if (p.bytes == p.row_bytes) {  // whole rows: one contiguous range of the tensor
+    const uint64_t step = p.step();
+    if (p.bytes == p.row_bytes && step == p.bytes && p.pick == nullptr) {  // whole packed rows: one contiguous range of the tensor
       LOWBIT_RETURN_IF_ERROR(reader.Read(*p.tensor, p.row0 * p.row_bytes + (a - p0), b - a, dst + (a - begin)));
       continue;
     }
-    for (uint64_t i = (a - p0) / p.bytes; i < p.rows && p0 + i * p.bytes < b; ++i) {
-      const uint64_t r0 = std::max(a, p0 + i * p.bytes), r1 = std::min(b, p0 + (i + 1) * p.bytes);
-      const uint64_t src = (p.row0 + i) * p.row_bytes + p.byte0 + (r0 - p0 - i * p.bytes);
-      LOWBIT_RETURN_IF_ERROR(reader.Read(*p.tensor, src, r1 - r0, dst + (r0 - begin)));
+    // Row by row: row i's bytes at [i step, i step + bytes) of the piece, then its padding (zeroed).
+    // Whole rows are read several at a time into a buffer (one read for many rows); a picked row is
+    // read whole and repacked; a column range is read on its own.
+    constexpr uint64_t kBufferBytes = uint64_t{1} << 20;
+    const bool whole = p.bytes == p.row_bytes && p.pick == nullptr;
+    const uint64_t batch = whole ? std::max<uint64_t>(1, kBufferBytes / p.row_bytes) : 1;
+    std::vector<uint8_t> src(batch * p.row_bytes), row(p.pick != nullptr ? p.bytes : 0);
+    uint64_t have0 = 0, have1 = 0;  // rows [have0, have1) are in src
+    for (uint64_t i = (a - p0) / step; i < p.rows && p0 + i * step < b; ++i) {
+      const uint64_t row_at = p0 + i * step;
+      const uint64_t r0 = std::max(a, row_at), r1 = std::min(b, row_at + p.bytes);
+      if (r0 < r1) {
+        const uint64_t in_row = r0 - row_at;
+        if (p.pick != nullptr) {
+          LOWBIT_RETURN_IF_ERROR(reader.Read(*p.tensor, (p.row0 + i) * p.row_bytes, p.row_bytes, src.data()));
+          RepackPickedRow(*p.pick, src.data(), row.data());
+          std::memcpy(dst + (r0 - begin), row.data() + in_row, r1 - r0);
+        } else if (whole) {
+          if (i < have0 || i >= have1) {
+            have0 = i;
+            have1 = std::min(p.rows, i + batch);
+            LOWBIT_RETURN_IF_ERROR(reader.Read(*p.tensor, (p.row0 + have0) * p.row_bytes, (have1 - have0) * p.row_bytes, src.data()));
+          }
+          std::memcpy(dst + (r0 - begin), src.data() + (i - have0) * p.row_bytes + in_row, r1 - r0);
+        } else {
+          LOWBIT_RETURN_IF_ERROR(reader.Read(*p.tensor, (p.row0 + i) * p.row_bytes + p.byte0 + in_row, r1 - r0, dst + (r0 - begin)));
+        }
+      }
+      const uint64_t g0 = std::max(a, row_at + p.bytes), g1 = std::min(b, row_at + step);
+      if (g0 < g1) std::memset(dst + (g0 - begin), 0, g1 - g0);
     }
   }
   return OkStatus();

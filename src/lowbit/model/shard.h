@@ -78,10 +78,20 @@ void RepackPickedRow(const GroupedPick& p, const uint8_t* in, uint8_t* out);
 struct TensorPiece {
   const GgufTensorInfo* tensor = nullptr;
   uint64_t row0 = 0, rows = 0, byte0 = 0, bytes = 0, row_bytes = 0;
-  uint64_t image_offset = 0;  // where it lies in the rank's weight image (64-byte aligned, packed rows)
+  uint64_t image_offset = 0;  // where it lies in the rank's weight image (64-byte aligned)
   std::shared_ptr<const GroupedPick> pick;
-  uint64_t size() const { return rows * bytes; }
+  uint64_t stride = 0;  // image bytes from one row to the next (ShardImage::Add; 0: bytes, rows packed)
+  uint64_t step() const { return stride != 0 ? stride : bytes; }
+  uint64_t size() const { return rows * step(); }
 };
+
+// The image's row step for rows of `bytes` bytes: `bytes`, or one cache line more where `bytes` is a
+// multiple of 4 KiB. The 8-row kernels read 8 rows side by side; rows a multiple of 4 KiB apart put
+// all 8 in the same set of a 32 KiB 8-way L1 (where the activations also sit), and on AMD Zen 4 a
+// TinyLlama-shape F16 decode read 26 GB/s on rows 4096 bytes apart against 29 with one line between
+// them (docs/PERFORMANCE.md, "Rows 4 KiB apart"). Power-of-two widths of F16 / BF16 / F32 hit this;
+// block-quantized rows almost never do.
+uint64_t ImageRowStep(uint64_t bytes);
 
 // A rank's weights laid end to end: the bytes it reads or receives.
 struct ShardImage {
@@ -90,7 +100,8 @@ struct ShardImage {
   void Add(TensorPiece p);
 };
 
-// Copies bytes [begin, begin + n) of the image into dst (dst = image + begin); gaps are left alone.
+// Copies bytes [begin, begin + n) of the image into dst (dst = image + begin); the bytes between
+// pieces are left alone, those between a piece's rows (TensorPiece::stride) are zeroed.
 Status FillImage(const ShardImage& img, const TensorDataReader& reader, uint64_t begin, uint64_t n, uint8_t* dst);
 
 // Streaming a rank's image from rank 0 (--tp-send-weights): windows of kStreamWindow bytes, each

@@ -92,7 +92,8 @@ LayerCalibrator::LayerCalibrator(LlamaModel* model, std::vector<std::vector<int3
   for (int64_t s = 0; s < n_samples(); ++s) {
     LOWBIT_CHECK_MSG(static_cast<int64_t>(samples_[s].size()) == seqlen_, "samples of different lengths");
     for (int64_t t = 0; t < seqlen_; ++t) {
-      DequantizeRowOf(model->token_embd.type, model->token_embd.data, E, samples_[s][t], hidden_.data() + (s * seqlen_ + t) * E);
+      DequantizeRowOf(model->token_embd.type, model->token_embd.data, E, samples_[s][t], hidden_.data() + (s * seqlen_ + t) * E,
+                      model->token_embd.row_stride);
     }
   }
 }
@@ -106,7 +107,7 @@ void LayerCalibrator::MakeLayerFloat(int64_t l) {
     WeightView& w = LayerMatrixView(L, m);
     std::vector<float>& buf = float_[static_cast<int>(m)];
     buf.resize(static_cast<size_t>(w.rows * w.cols));
-    for (int64_t r = 0; r < w.rows; ++r) DequantizeRowOf(w.type, w.data, w.cols, r, buf.data() + r * w.cols);
+    for (int64_t r = 0; r < w.rows; ++r) DequantizeRowOf(w.type, w.data, w.cols, r, buf.data() + r * w.cols, w.row_stride);
     w = WeightView{.type = GgmlType::kF32, .data = reinterpret_cast<const uint8_t*>(buf.data()), .rows = w.rows, .cols = w.cols,
                    .row_stride = static_cast<uint64_t>(w.cols) * 4};
   }

@@ -107,6 +107,7 @@ const std::vector<SynthShape>& SynthShapes() {
       {"mixtral-8x7b", 4096, 32, 32, 8, 14336, 32000, 32768, false, "Mixtral 8x7B (llama with 8 experts, 2 per token)", "llama", 0,
        1000000.0f, 0, false, 8, 2, 14336},
       {"tiny", 256, 2, 4, 2, 512, 512, 128, false, "a tiny model for tests"},
+      {"tiny-wide", 1024, 1, 8, 2, 1024, 512, 128, false, "a tiny model for tests whose F32 rows are 4 KiB (held in memory, rows padded)"},
       // Tiny shapes of each family (tests and the llama.cpp comparison, bench/arch_vs_llamacpp.sh).
       {"tiny-llama3", 256, 2, 4, 2, 512, 512, 256, true, "tiny llama with llama3 RoPE factors", "llama", 0, 500000.0f, 0, true},
       {"tiny-qwen", 256, 2, 4, 4, 1024, 512, 256, false, "tiny first Qwen", "qwen"},

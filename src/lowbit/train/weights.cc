@@ -29,16 +29,15 @@ Linear FrozenBase::Frozen(const WeightView& v, ThreadPool* pool) {
     std::vector<float> stored(v.x_map != nullptr ? static_cast<size_t>(v.cols) : 0);
     for (size_t r = b; r < e; ++r) {
       if (v.x_map == nullptr) {
-        DequantizeRowOf(v.type, v.data, v.cols, static_cast<int64_t>(r), dst + r * cols);
+        DequantizeRowOf(v.type, v.data, v.cols, static_cast<int64_t>(r), dst + r * cols, v.row_stride);
         continue;
       }
-      DequantizeRowOf(v.type, v.data, v.cols, static_cast<int64_t>(r), stored.data());
+      DequantizeRowOf(v.type, v.data, v.cols, static_cast<int64_t>(r), stored.data(), v.row_stride);
       for (int64_t c = 0; c < v.cols; ++c) {
         if (v.x_map[c] >= 0) dst[r * cols + v.x_map[c]] = stored[static_cast<size_t>(c)];
       }
     }
   };
-  LOWBIT_CHECK(v.row_stride == *RowBytes(v.type, static_cast<uint64_t>(v.cols)));  // one-rank models only
   if (pool != nullptr && pool->size() > 1) pool->ParallelFor(static_cast<size_t>(v.rows), run, 16);
   else run(0, static_cast<size_t>(v.rows));
   Linear l{.rows = v.rows, .cols = cols, .type = v.type, .data = v.data, .row_stride = v.row_stride, .x_map = v.x_map,

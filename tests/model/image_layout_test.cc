@@ -1,0 +1,171 @@
+// How a model held in memory lays out its weights (model/shard.h, ImageRowStep): rows whose length
+// is a multiple of 4 KiB are one cache line apart more, the bytes between them zero, every row the
+// file's, and the model's logits the same bits as the mapped file's; a window of the image (what
+// --tp-send-weights streams) is the same bytes as the whole.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "lowbit/formats/tensor_data.h"
+#include "lowbit/model/llama.h"
+#include "lowbit/model/shard.h"
+#include "lowbit/parallel/comm.h"
+#include "lowbit/pipeline/synth.h"
+#include "test_data.h"
+
+namespace lowbit {
+namespace {
+
+// `lowbit synth --shape tiny-wide` (dim 1024, FFN 1024: every 2-D weight's F32 rows are 4096 bytes).
+Expected<GgufFile> SynthWide(const testing::TempDir& dir, Residency residency) {
+  SynthOptions so;
+  so.shape = "tiny-wide";
+  so.type = "F32";
+  so.output = dir.Path("tiny-wide.gguf");
+  so.threads = 1;
+  if (!std::filesystem::exists(so.output)) {
+    if (auto size = Synthesize(so); !size.ok()) return size.status();
+  }
+  return GgufFile::Open(so.output, residency);
+}
+
+TEST(ImageLayout, RowsAMultipleOf4KiBGetOneLineMore) {
+  EXPECT_EQ(ImageRowStep(4096), 4160u);
+  EXPECT_EQ(ImageRowStep(8192), 8256u);
+  EXPECT_EQ(ImageRowStep(4095), 4095u);
+  EXPECT_EQ(ImageRowStep(2304), 2304u);  // Q4_K at 4096 columns
+  EXPECT_EQ(ImageRowStep(0), 0u);
+  ShardImage img;
+  img.Add(TensorPiece{.rows = 3, .bytes = 4096});
+  img.Add(TensorPiece{.rows = 1, .bytes = 4096});  // one row: nothing to pad
+  img.Add(TensorPiece{.rows = 2, .bytes = 1000});
+  ASSERT_EQ(img.pieces.size(), 3u);
+  EXPECT_EQ(img.pieces[0].step(), 4160u);
+  EXPECT_EQ(img.pieces[1].step(), 4096u);
+  EXPECT_EQ(img.pieces[2].step(), 1000u);
+  EXPECT_EQ(img.pieces[1].image_offset, 3 * 4160u);
+  EXPECT_EQ(img.bytes, img.pieces[2].image_offset + 2000);
+}
+
+TEST(ImageLayout, WindowsOfAPaddedImageAreTheWholeImagesBytes) {
+  testing::TempDir dir;
+  auto g = SynthWide(dir, Residency::kMapped);
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  const GgufTensorInfo* down = g->FindTensor("blk.0.ffn_down.weight");
+  ASSERT_NE(down, nullptr);
+  const uint64_t rb = 4096;
+  ASSERT_EQ(down->n_bytes, 1024 * rb);
+  ShardImage img;
+  img.Add(TensorPiece{.tensor = down, .row0 = 3, .rows = 40, .byte0 = 0, .bytes = rb, .row_bytes = rb});     // whole rows: padded
+  img.Add(TensorPiece{.tensor = down, .row0 = 100, .rows = 9, .byte0 = 1024, .bytes = 2048, .row_bytes = rb});  // a column range
+  img.Add(TensorPiece{.tensor = down, .row0 = 500, .rows = 300, .byte0 = 0, .bytes = rb, .row_bytes = rb});  // more than one read's rows
+  ASSERT_EQ(img.pieces[0].step(), rb + 64);
+  auto reader = TensorDataReader::For(*g);
+  ASSERT_TRUE(reader.ok());
+  std::vector<uint8_t> whole(img.bytes, 0xAB);
+  ASSERT_TRUE(FillImage(img, *reader, 0, img.bytes, whole.data()).ok());
+  for (const TensorPiece& p : img.pieces) {
+    for (uint64_t r = 0; r < p.rows; ++r) {
+      const uint8_t* at = whole.data() + p.image_offset + r * p.step();
+      ASSERT_EQ(std::memcmp(at, down->data + (p.row0 + r) * rb + p.byte0, p.bytes), 0) << "row " << p.row0 + r;
+      for (uint64_t i = p.bytes; i < p.step(); ++i) ASSERT_EQ(at[i], 0) << "padding of row " << p.row0 + r;
+    }
+  }
+  for (uint64_t window : {uint64_t{1000}, uint64_t{4097}, uint64_t{65539}, img.bytes}) {
+    std::vector<uint8_t> got(img.bytes, 0xAB);
+    for (uint64_t b = 0; b < img.bytes; b += window) {
+      const uint64_t n = std::min(window, img.bytes - b);
+      ASSERT_TRUE(FillImage(img, *reader, b, n, got.data() + b).ok());
+    }
+    EXPECT_EQ(got, whole) << "windows of " << window << " bytes";
+  }
+}
+
+// The model held in memory (rows padded) gives the mapped file's logits bit for bit, on one thread
+// and two, prefill and decode.
+TEST(ImageLayout, AModelInMemoryGivesTheMappedFilesLogits) {
+  testing::TempDir dir;
+  auto mapped = SynthWide(dir, Residency::kMapped);
+  auto read = SynthWide(dir, Residency::kInMemory);
+  ASSERT_TRUE(mapped.ok() && read.ok()) << mapped.status().message();
+  EXPECT_FALSE(mapped->in_memory());
+  EXPECT_TRUE(read->in_memory());
+  auto ma = LlamaModel::Load(*mapped);
+  auto mb = LlamaModel::Load(*read);
+  ASSERT_TRUE(ma.ok() && mb.ok()) << mb.status().message();
+  EXPECT_EQ(ma->layers[0].down.row_stride, 4096u);
+  EXPECT_EQ(mb->layers[0].down.row_stride, 4160u);
+  EXPECT_EQ(mb->token_embd.row_stride, 4160u);
+  EXPECT_GT(mb->owned_bytes(), 0u);
+  const int64_t nv = ma->config().n_vocab;
+  for (int threads : {1, 2}) {
+    LlamaSession a(*ma, 64, threads), b(*mb, 64, threads);
+    const std::vector<int32_t> prompt = {1, 40, 300, 7, 128, 9, 77, 12, 5};
+    const float* pa = a.Forward(prompt, 0);
+    std::vector<float> want(pa, pa + nv);
+    const float* pb = b.Forward(prompt, 0);
+    ASSERT_EQ(std::vector<float>(pb, pb + nv), want) << threads << " threads, prefill";
+    for (int64_t pos = 9; pos < 20; ++pos) {
+      const int32_t tok = static_cast<int32_t>(std::max_element(want.begin(), want.end()) - want.begin());
+      pa = a.Forward(tok, pos);
+      want.assign(pa, pa + nv);
+      pb = b.Forward(tok, pos);
+      ASSERT_EQ(std::vector<float>(pb, pb + nv), want) << threads << " threads, position " << pos;
+    }
+  }
+}
+
+// Two ranks (threads) holding padded copies of their shards, read from the file or streamed from
+// rank 0 in windows, give the same bits as each other and the one-rank logits to rounding.
+TEST(ImageLayout, RanksHoldPaddedShardsReadOrStreamed) {
+  testing::TempDir dir;
+  auto g = SynthWide(dir, Residency::kMapped);
+  ASSERT_TRUE(g.ok());
+  auto one = LlamaModel::Load(*g);
+  ASSERT_TRUE(one.ok());
+  const std::vector<int32_t> prompt = {1, 40, 300, 7};
+  const int64_t nv = one->config().n_vocab;
+  LlamaSession s1(*one, 32, 1);
+  const float* l = s1.Forward(prompt, 0);
+  const std::vector<float> want(l, l + nv);
+  constexpr int kRanks = 2;
+  std::vector<std::vector<float>> read(kRanks), streamed(kRanks);
+  ThreadCommGroup group(kRanks);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < kRanks; ++r) {
+    threads.emplace_back([&, r] {
+      Comm* comm = group.rank(r);
+      auto a = LlamaModel::Load(*g, LoadOptions{.rank = r, .ranks = kRanks, .weights = LoadOptions::Weights::kCopy});
+      auto b = LlamaModel::Load(*g, LoadOptions{.rank = r, .ranks = kRanks, .stream = comm});
+      ASSERT_TRUE(a.ok() && b.ok());
+      EXPECT_EQ(a->layers[0].wq.row_stride, 4160u);  // whole rows of the rank's heads
+      for (auto [m, out] : {std::pair{&*a, &read[r]}, std::pair{&*b, &streamed[r]}}) {
+        SessionOptions o;
+        o.n_ctx = 32;
+        o.comm = comm;
+        LlamaSession s(*m, o);
+        const float* p = s.Forward(prompt, 0);
+        out->assign(p, p + nv);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < kRanks; ++r) {
+    EXPECT_EQ(streamed[r], read[r]) << "rank " << r;
+    ASSERT_EQ(read[r].size(), want.size());
+    double diff = 0, norm = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      diff += (static_cast<double>(read[r][i]) - want[i]) * (static_cast<double>(read[r][i]) - want[i]);
+      norm += static_cast<double>(want[i]) * want[i];
+    }
+    EXPECT_LT(std::sqrt(diff / norm), 1e-5) << "rank " << r;
+  }
+}
+
+}  // namespace
+}  // namespace lowbit
