@@ -268,7 +268,19 @@ TEST(Advisor, MemoryAddsUpAndScalesWithContextAndSlots) {
   r.in_memory = false;
   const RunMemory mapped = PredictRunMemory(*p, r);
   EXPECT_EQ(mapped.weights, (p->file_bytes - p->UnreadBytes() + 4095) / 4096 * 4096);
-  EXPECT_EQ(m1.weights, (p->file_bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20));
+  // Held in memory: the model's image in 2 MiB pages and the file's header through the mapping. Q4_K
+  // rows are never a multiple of 4 KiB, so the image is the tensors' bytes.
+  uint64_t tensors = 0;
+  for (const GgufTensorInfo& t : p->file->tensors()) tensors += t.n_bytes;
+  EXPECT_EQ(HeldWeightBytes(p->model), tensors);
+  EXPECT_EQ(m1.weights, (tensors + (2u << 20) - 1) / (2u << 20) * (2u << 20) + (p->file->data_offset() + 4095) / 4096 * 4096);
+  // F16: every row of 2048 columns (4096 bytes) one line apart more: per layer Q, O (2048 rows), K, V
+  // (256), gate, up (5632); the embedding and the classifier (32000 each). ffn_down's rows are 11264 bytes.
+  auto f16 = src->As("F16");
+  ASSERT_TRUE(f16.ok());
+  uint64_t f16_tensors = 0;
+  for (const GgufTensorInfo& t : f16->file->tensors()) f16_tensors += t.n_bytes;
+  EXPECT_EQ(HeldWeightBytes(f16->model), f16_tensors + (uint64_t{22} * (2 * 2048 + 2 * 256 + 2 * 5632) + 2 * 32000) * 64);
 }
 
 // GPTQ w4 g128 and bitsandbytes NF4 folders as candidates: the decoder's linears in the rows the

@@ -25,29 +25,6 @@ bool InMemory(const Hardware& hw, const AdviseOptions& o, uint64_t file_bytes) {
   return hw.huge_pages && file_bytes <= hw.ram_available / 2;  // ChooseResidency's rule
 }
 
-uint64_t ViewBytes(const WeightView& w) { return *RowBytes(w.type, static_cast<uint64_t>(w.cols)) * static_cast<uint64_t>(w.rows); }
-
-// What one rank of a sharded model holds: its views, the embedding and classifier whole.
-uint64_t RankWeightBytes(const LlamaModel& m) {
-  uint64_t b = ViewBytes(m.token_embd) + ViewBytes(m.output_norm);
-  if (m.output.data != m.token_embd.data) b += ViewBytes(m.output);
-  auto add = [&b](const WeightView& w) {
-    if (w.data != nullptr) b += ViewBytes(w);
-  };
-  for (const LlamaModel::Layer& L : m.layers) {
-    for (const WeightView* w : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_norm, &L.gate, &L.up, &L.down, &L.q_norm, &L.k_norm,
-                                &L.attn_post_norm, &L.ffn_post_norm, &L.router, &L.shexp_gate_inp, &L.shexp_gate, &L.shexp_up,
-                                &L.shexp_down}) {
-      add(*w);
-    }
-    // A mixture of experts: every expert is held (a token uses n_expert_used of them).
-    for (const auto* experts : {&L.gate_exps, &L.up_exps, &L.down_exps}) {
-      for (const WeightView& w : *experts) add(w);
-    }
-  }
-  return b;
-}
-
 MachineSpeed SpeedFor(const Hardware& hw, bool in_memory) {
   MachineSpeed s = hw.speed;
   if (!in_memory) {
@@ -122,7 +99,7 @@ void EstimateNodes(const PlannedModel& p, const Hardware& hw, const AdviseOption
   }
   const SessionSizes s = PlanSession(*rank, SessionOptionsFor(e->ctx, hw.threads, o.kv_f16, o.slots));
   e->memory.in_memory = true;
-  e->memory.weights = RankWeightBytes(*rank);
+  e->memory.weights = HeldWeightBytes(*rank);
   e->memory.kv_cache = s.kv_bytes;
   e->memory.buffers = s.TotalBytes() - s.kv_bytes;
   e->memory.overhead = kProcessBytes + static_cast<uint64_t>(p.model.config().n_vocab) * kBytesPerVocabEntry + p.n_merges * kBytesPerMerge;

@@ -1,6 +1,6 @@
 // The memory `lowbit run` (and `lowbit perplexity`) holds for a model, predicted before loading: the
-// model file resident in memory (read into 2 MiB pages, or mapped: then the token embedding's rows
-// that are never read stay out), the session's KV cache and buffers exactly as LlamaSession sizes
+// model's weights (read into its own 2 MiB pages with the file's header mapped, or the file mapped:
+// then the token embedding's rows that are never read stay out), the session's KV cache and buffers exactly as LlamaSession sizes
 // them (model/session_memory.h), the generation loop's buffers, and the process itself (code,
 // parsed metadata, vocabulary and tokenizer tables). The peak resident set of `lowbit run` is this
 // total; tests/advise/memory_test.cc runs `lowbit run` and compares.
@@ -15,7 +15,7 @@
 namespace lowbit {
 
 struct RunMemory {
-  uint64_t weights = 0;   // the model file's resident bytes
+  uint64_t weights = 0;   // the model's weights (and the file's header) resident
   uint64_t kv_cache = 0;  // every slot's K/V cache
   uint64_t buffers = 0;   // the session's other buffers, the sampler's and the generation loop's
   uint64_t overhead = 0;  // the process: code, parsed metadata, vocabulary, tokenizer
@@ -37,6 +37,11 @@ struct RunShape {
 // The context `r` asks for: r.n_ctx, or the model's training context.
 int64_t ContextOf(const PlannedModel& p, const RunShape& r);
 RunMemory PredictRunMemory(const PlannedModel& p, const RunShape& r);
+
+// The bytes a model that holds its weights in memory keeps for `m`'s views (the whole model, or a
+// tensor-parallel rank's shard with the embedding and classifier whole): each view's rows
+// ImageRowStep apart (model/shard.h), every expert of a mixture.
+uint64_t HeldWeightBytes(const LlamaModel& m);
 
 // The session `lowbit run` and `perplexity` build (one slot), or `lowbit serve` with `slots` > 1:
 // one KV cache per slot, a step of max(512, slots) tokens, batch-invariant products
