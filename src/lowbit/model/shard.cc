@@ -156,7 +156,7 @@ Status FillImage(const ShardImage& img, const TensorDataReader& reader, uint64_t
     constexpr uint64_t kBufferBytes = uint64_t{1} << 20;
     const bool whole = p.bytes == p.row_bytes && p.pick == nullptr;
     const uint64_t batch = whole ? std::max<uint64_t>(1, kBufferBytes / p.row_bytes) : 1;
-    std::vector<uint8_t> src(batch * p.row_bytes), row(p.pick != nullptr ? p.bytes : 0);
+    std::vector<uint8_t> src(whole || p.pick != nullptr ? batch * p.row_bytes : 0), row(p.pick != nullptr ? p.bytes : 0);
     uint64_t have0 = 0, have1 = 0;  // rows [have0, have1) are in src
     for (uint64_t i = (a - p0) / step; i < p.rows && p0 + i * step < b; ++i) {
       const uint64_t row_at = p0 + i * step;

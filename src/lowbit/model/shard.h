@@ -87,10 +87,10 @@ struct TensorPiece {
 
 // The image's row step for rows of `bytes` bytes: `bytes`, or one cache line more where `bytes` is a
 // multiple of 4 KiB. The 8-row kernels read 8 rows side by side; rows a multiple of 4 KiB apart put
-// all 8 in the same set of a 32 KiB 8-way L1 (where the activations also sit), and on AMD Zen 4 a
-// TinyLlama-shape F16 decode read 26 GB/s on rows 4096 bytes apart against 29 with one line between
-// them (docs/PERFORMANCE.md, "Rows 4 KiB apart"). Power-of-two widths of F16 / BF16 / F32 hit this;
-// block-quantized rows almost never do.
+// all 8 in the same set of a 32 KiB 8-way L1 (where the activations also sit): on AMD Zen 4 the F16
+// 8-row kernel read 25 GB/s on rows 4096 bytes apart against 29 with one line between them, and
+// TinyLlama-shape F16 decode gained 10-25% (docs/PERFORMANCE.md, "Rows 4 KiB apart"). Power-of-two
+// widths of F16 / BF16 / F32 hit this; block-quantized rows almost never do.
 uint64_t ImageRowStep(uint64_t bytes);
 
 // A rank's weights laid end to end: the bytes it reads or receives.
