@@ -1,39 +1,25 @@
 // How a model held in memory lays out its weights (model/shard.h, ImageRowStep): rows whose length
 // is a multiple of 4 KiB are one cache line apart more, the bytes between them zero, every row the
 // file's, and the model's logits the same bits as the mapped file's; a window of the image (what
-// --tp-send-weights streams) is the same bytes as the whole.
+// --tp-send-weights streams) is the same bytes as the whole (ranks holding padded shards:
+// tensor_parallel_test.cc).
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cmath>
-#include <filesystem>
 #include <cstring>
-#include <thread>
 #include <vector>
 
 #include "lowbit/advise/memory.h"
 #include "lowbit/formats/tensor_data.h"
 #include "lowbit/model/llama.h"
 #include "lowbit/model/shard.h"
-#include "lowbit/parallel/comm.h"
-#include "lowbit/pipeline/synth.h"
-#include "test_data.h"
+#include "model/synth_tiny.h"
 
 namespace lowbit {
 namespace {
 
 // `lowbit synth --shape tiny-wide` (dim 1024, FFN 1024: every 2-D weight's F32 rows are 4096 bytes).
-Expected<GgufFile> SynthWide(const testing::TempDir& dir, Residency residency) {
-  SynthOptions so;
-  so.shape = "tiny-wide";
-  so.type = "F32";
-  so.output = dir.Path("tiny-wide.gguf");
-  so.threads = 1;
-  if (!std::filesystem::exists(so.output)) {
-    if (auto size = Synthesize(so); !size.ok()) return size.status();
-  }
-  return GgufFile::Open(so.output, residency);
-}
+Expected<GgufFile> SynthWide(const testing::TempDir& dir, Residency residency) { return testing::SynthShape(dir, "tiny-wide", "F32", residency); }
 
 TEST(ImageLayout, RowsAMultipleOf4KiBGetOneLineMore) {
   EXPECT_EQ(ImageRowStep(4096), 4160u);
@@ -120,53 +106,6 @@ TEST(ImageLayout, AModelInMemoryGivesTheMappedFilesLogits) {
       pb = b.Forward(tok, pos);
       ASSERT_EQ(std::vector<float>(pb, pb + nv), want) << threads << " threads, position " << pos;
     }
-  }
-}
-
-// Two ranks (threads) holding padded copies of their shards, read from the file or streamed from
-// rank 0 in windows, give the same bits as each other and the one-rank logits to rounding.
-TEST(ImageLayout, RanksHoldPaddedShardsReadOrStreamed) {
-  testing::TempDir dir;
-  auto g = SynthWide(dir, Residency::kMapped);
-  ASSERT_TRUE(g.ok());
-  auto one = LlamaModel::Load(*g);
-  ASSERT_TRUE(one.ok());
-  const std::vector<int32_t> prompt = {1, 40, 300, 7};
-  const int64_t nv = one->config().n_vocab;
-  LlamaSession s1(*one, 32, 1);
-  const float* l = s1.Forward(prompt, 0);
-  const std::vector<float> want(l, l + nv);
-  constexpr int kRanks = 2;
-  std::vector<std::vector<float>> read(kRanks), streamed(kRanks);
-  ThreadCommGroup group(kRanks);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < kRanks; ++r) {
-    threads.emplace_back([&, r] {
-      Comm* comm = group.rank(r);
-      auto a = LlamaModel::Load(*g, LoadOptions{.rank = r, .ranks = kRanks, .weights = LoadOptions::Weights::kCopy});
-      auto b = LlamaModel::Load(*g, LoadOptions{.rank = r, .ranks = kRanks, .stream = comm});
-      ASSERT_TRUE(a.ok() && b.ok());
-      EXPECT_EQ(a->layers[0].wq.row_stride, 4160u);  // whole rows of the rank's heads
-      for (auto [m, out] : {std::pair{&*a, &read[r]}, std::pair{&*b, &streamed[r]}}) {
-        SessionOptions o;
-        o.n_ctx = 32;
-        o.comm = comm;
-        LlamaSession s(*m, o);
-        const float* p = s.Forward(prompt, 0);
-        out->assign(p, p + nv);
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (int r = 0; r < kRanks; ++r) {
-    EXPECT_EQ(streamed[r], read[r]) << "rank " << r;
-    ASSERT_EQ(read[r].size(), want.size());
-    double diff = 0, norm = 0;
-    for (size_t i = 0; i < want.size(); ++i) {
-      diff += (static_cast<double>(read[r][i]) - want[i]) * (static_cast<double>(read[r][i]) - want[i]);
-      norm += static_cast<double>(want[i]) * want[i];
-    }
-    EXPECT_LT(std::sqrt(diff / norm), 1e-5) << "rank " << r;
   }
 }
 

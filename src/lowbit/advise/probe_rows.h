@@ -14,9 +14,10 @@ namespace lowbit {
 // Whether the probes can make rows of `type`: it has a quantizer from floats, or is one of the
 // folder row types (W4G128, the bitsandbytes 4-bit rows) whose blocks are filled directly.
 bool CanFillProbeRows(GgmlType type);
-// Fills `buf` (`bytes`) with rows of `type`, `cols` wide: 32 rows of N(0, 1) values quantized (or
-// random codes with a plausible scale), repeated.
-void FillProbeRows(GgmlType type, int64_t cols, uint8_t* buf, size_t bytes);
+// Fills `buf` (`bytes`) with rows of `type`, `cols` wide, `step` bytes apart (0: packed; the bytes
+// between rows zero): 32 rows of N(0, 1) values quantized (or random codes with a plausible scale),
+// repeated.
+void FillProbeRows(GgmlType type, int64_t cols, uint8_t* buf, size_t bytes, uint64_t step = 0);
 // How far apart a model held in memory lays rows of `type`, `cols` wide (ImageRowStep,
 // model/shard.h): the probes time the layout a run reads.
 uint64_t ProbeRowStep(GgmlType type, int64_t cols);

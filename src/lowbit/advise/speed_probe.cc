@@ -103,19 +103,21 @@ bool CanFillProbeRows(GgmlType type) {
   return FromFloatFor(type) != nullptr || type == GgmlType::kW4G128 || IsBnb4Type(type);
 }
 
-void FillProbeRows(GgmlType type, int64_t cols, uint8_t* buf, size_t bytes) {
+void FillProbeRows(GgmlType type, int64_t cols, uint8_t* buf, size_t bytes, uint64_t step) {
   const uint64_t row_bytes = *RowBytes(type, static_cast<uint64_t>(cols));
+  if (step == 0) step = row_bytes;
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0, 1);
   std::vector<float> row(static_cast<size_t>(cols));
-  std::vector<uint8_t> tile(32 * row_bytes);
+  std::vector<uint8_t> tile(32 * step);  // the bytes between rows stay zero
   const size_t block = TypeInfo(type).block_bytes;
   for (size_t r = 0; r < 32; ++r) {
     for (float& v : row) v = normal(rng);
+    uint8_t* at = tile.data() + r * step;
     if (FromFloatFor(type) != nullptr) {
-      FromFloatFor(type)(row.data(), tile.data() + r * row_bytes, cols, nullptr);
+      FromFloatFor(type)(row.data(), at, cols, nullptr);
     } else {
-      for (size_t off = 0; off < row_bytes; off += block) FillInternalBlock(type, tile.data() + r * row_bytes + off, &rng);
+      for (size_t off = 0; off < row_bytes; off += block) FillInternalBlock(type, at + off, &rng);
     }
   }
   for (size_t off = 0; off < bytes; off += tile.size()) std::memcpy(buf + off, tile.data(), std::min(tile.size(), bytes - off));
@@ -124,13 +126,8 @@ void FillProbeRows(GgmlType type, int64_t cols, uint8_t* buf, size_t bytes) {
 uint64_t ProbeRowStep(GgmlType type, int64_t cols) { return ImageRowStep(*RowBytes(type, static_cast<uint64_t>(cols))); }
 
 void FillProbeRowsAt(GgmlType type, int64_t cols, int64_t rows, uint8_t* buf) {
-  const uint64_t bytes = *RowBytes(type, static_cast<uint64_t>(cols)), step = ProbeRowStep(type, cols);
-  FillProbeRows(type, cols, buf, static_cast<size_t>(rows) * bytes);
-  if (step == bytes) return;
-  for (int64_t r = rows - 1; r >= 0; --r) {  // last row first: a row's new place never overlaps a lower row's old one
-    std::memmove(buf + static_cast<uint64_t>(r) * step, buf + static_cast<uint64_t>(r) * bytes, bytes);
-    std::memset(buf + static_cast<uint64_t>(r) * step + bytes, 0, step - bytes);
-  }
+  const uint64_t step = ProbeRowStep(type, cols);
+  FillProbeRows(type, cols, buf, static_cast<size_t>(rows) * step, step);
 }
 
 namespace {

@@ -146,7 +146,8 @@ Status FillImage(const ShardImage& img, const TensorDataReader& reader, uint64_t
     if (p1 <= begin || p0 >= end || p.size() == 0) continue;
     const uint64_t a = std::max(p0, begin), b = std::min(p1, end);
     const uint64_t step = p.step();
-    if (p.bytes == p.row_bytes && step == p.bytes && p.pick == nullptr) {  // whole packed rows: one contiguous range of the tensor
+    const bool whole = p.bytes == p.row_bytes && p.pick == nullptr;  // rows as the file holds them
+    if (whole && step == p.bytes) {  // packed: one contiguous range of the tensor
       LOWBIT_RETURN_IF_ERROR(reader.Read(*p.tensor, p.row0 * p.row_bytes + (a - p0), b - a, dst + (a - begin)));
       continue;
     }
@@ -154,7 +155,6 @@ Status FillImage(const ShardImage& img, const TensorDataReader& reader, uint64_t
     // Whole rows are read several at a time into a buffer (one read for many rows); a picked row is
     // read whole and repacked; a column range is read on its own.
     constexpr uint64_t kBufferBytes = uint64_t{1} << 20;
-    const bool whole = p.bytes == p.row_bytes && p.pick == nullptr;
     const uint64_t batch = whole ? std::max<uint64_t>(1, kBufferBytes / p.row_bytes) : 1;
     std::vector<uint8_t> src(whole || p.pick != nullptr ? batch * p.row_bytes : 0), row(p.pick != nullptr ? p.bytes : 0);
     uint64_t have0 = 0, have1 = 0;  // rows [have0, have1) are in src
