@@ -35,6 +35,7 @@
 #include "lowbit/numeric/bnb.h"
 #include "lowbit/numeric/grouped.h"
 #include "lowbit/numeric/half.h"
+#include "lowbit/numeric/interleave.h"
 #include "lowbit/quant/bnb_quant.h"
 #include "lowbit/quant/quantize.h"
 
@@ -45,7 +46,8 @@ const GgmlType kTypes[] = {GgmlType::kF32,    GgmlType::kF16,    GgmlType::kBF16
                            GgmlType::kQ5_0,   GgmlType::kQ5_1,   GgmlType::kQ8_0,    GgmlType::kQ2_K,  GgmlType::kQ3_K,
                            GgmlType::kQ4_K,   GgmlType::kQ5_K,   GgmlType::kQ6_K,    GgmlType::kIQ4_NL, GgmlType::kIQ4_XS,
                            GgmlType::kW4G32,  GgmlType::kW4G64,  GgmlType::kW4G128,  GgmlType::kW8G32, GgmlType::kW8G64,
-                           GgmlType::kW8G128, GgmlType::kI8R256, GgmlType::kNF4G64, GgmlType::kNF4G64x2};
+                           GgmlType::kW8G128, GgmlType::kI8R256, GgmlType::kNF4G64, GgmlType::kNF4G64x2,
+                           GgmlType::kQ4_KX8};  // 24: Q4_K interleaved (AVX-512 table only)
 
 // One row of grouped blocks: random codes, zero points in [0, 2^bits] and fp16 scales.
 void RandomGroupedRow(GgmlType t, int64_t cols, std::mt19937& rng, uint8_t* out) {
@@ -80,9 +82,10 @@ AlignedBuffer MakeWeights(GgmlType t, int64_t rows, int64_t cols) {
       const std::vector<float> scb = QuantizeInt8Rows(x.data() + r * cols, 1, cols, q.data());
       PackInt8Rows(t, q.data(), scb, 1, cols, tile.data() + r * rb);
     } else {
-      FromFloatFor(t)(x.data() + r * cols, tile.data() + r * rb, cols, nullptr);
+      FromFloatFor(StoredTypeOf(t))(x.data() + r * cols, tile.data() + r * rb, cols, nullptr);
     }
   }
+  if (IsInterleaved(t)) InterleaveRows(StoredTypeOf(t), tile.data(), kTile, cols);  // whole groups of 8: the tile repeats
   AlignedBuffer w(static_cast<size_t>(rows) * rb);
   for (int64_t r = 0; r < rows; r += kTile) std::memcpy(w.data() + r * rb, tile.data(), std::min(kTile, rows - r) * rb);
   return w;
@@ -261,11 +264,12 @@ void GemmArgsList(benchmark::internal::Benchmark* b) {
   }
 }
 
-// Q4_0, Q8_0, Q4_K, Q5_K, Q6_K at 1, 2, 4 and 8 tokens on every ISA but the reference.
+// Q4_0, Q8_0, Q4_K, Q5_K, Q6_K, NF4G64x2 and Q4_Kx8 (where the table has it) at 1-16 tokens on every ISA but the reference.
 void InvariantArgs(benchmark::internal::Benchmark* b) {
   for (Isa isa : SupportedIsas()) {
     if (isa == Isa::kRef) continue;
-    for (int i : {3, 7, 10, 11, 12, 23}) {
+    for (int i : {3, 7, 10, 11, 12, 23, 24}) {
+      if (DotKernelsFor(isa).ForRows8(kTypes[i]) == nullptr && DotKernelsFor(isa).For(kTypes[i]) == nullptr) continue;
       for (int ntok : {1, 2, 3, 4, 6, 8, 12, 16}) {
         for (int invariant : {1, 0}) b->Args({i, static_cast<int>(isa), ntok, invariant});
       }
@@ -275,7 +279,9 @@ void InvariantArgs(benchmark::internal::Benchmark* b) {
 
 void Args(benchmark::internal::Benchmark* b) {
   for (Isa isa : SupportedIsas()) {
-    for (int i = 0; i < static_cast<int>(std::size(kTypes)); ++i) b->Args({i, static_cast<int>(isa)});
+    for (int i = 0; i < static_cast<int>(std::size(kTypes)); ++i) {
+      if (DotKernelsFor(isa).For(kTypes[i]) != nullptr || DotKernelsFor(isa).ForRows8(kTypes[i]) != nullptr) b->Args({i, static_cast<int>(isa)});
+    }
   }
 }
 

@@ -11,6 +11,7 @@
 
 #include "lowbit/advise/memory.h"
 #include "lowbit/formats/tensor_data.h"
+#include "lowbit/kernels/dot.h"
 #include "lowbit/model/llama.h"
 #include "lowbit/model/shard.h"
 #include "model/synth_tiny.h"
@@ -100,6 +101,42 @@ TEST(ImageLayout, AModelInMemoryGivesTheMappedFilesLogits) {
     const float* pb = b.Forward(prompt, 0);
     ASSERT_EQ(std::vector<float>(pb, pb + nv), want) << threads << " threads, prefill";
     for (int64_t pos = 9; pos < 20; ++pos) {
+      const int32_t tok = static_cast<int32_t>(std::max_element(want.begin(), want.end()) - want.begin());
+      pa = a.Forward(tok, pos);
+      want.assign(pa, pa + nv);
+      pb = b.Forward(tok, pos);
+      ASSERT_EQ(std::vector<float>(pb, pb + nv), want) << threads << " threads, position " << pos;
+    }
+  }
+}
+
+// Q4_K weights held in memory take the interleaved type where the active table runs it
+// (numeric/interleave.h; the embedding keeps the file's layout), and the model gives the mapped
+// file's logits bit for bit: a prompt past the file layout's GEMM threshold, then decode steps.
+TEST(ImageLayout, AQ4KModelInMemoryIsInterleavedAndGivesTheMappedFilesLogits) {
+  testing::TempDir dir;
+  auto mapped = testing::SynthShape(dir, "tiny-wide", "Q4_K", Residency::kMapped);
+  auto read = testing::SynthShape(dir, "tiny-wide", "Q4_K", Residency::kInMemory);
+  ASSERT_TRUE(mapped.ok() && read.ok()) << mapped.status().message();
+  auto ma = LlamaModel::Load(*mapped);
+  auto mb = LlamaModel::Load(*read);
+  ASSERT_TRUE(ma.ok() && mb.ok()) << mb.status().message();
+  ASSERT_EQ(ma->layers[0].down.type, GgmlType::kQ4_K);
+  const bool interleaves = InterleavedFor(ActiveDotKernels(), GgmlType::kQ4_K).has_value();
+  const GgmlType held = interleaves ? GgmlType::kQ4_KX8 : GgmlType::kQ4_K;
+  EXPECT_EQ(mb->layers[0].down.type, held);
+  EXPECT_EQ(mb->layers[0].wq.type, held);
+  EXPECT_EQ(mb->token_embd.type, ma->token_embd.type);
+  EXPECT_EQ(mb->owned_bytes(), HeldWeightBytes(*ma));
+  const int64_t nv = ma->config().n_vocab;
+  for (int threads : {1, 2}) {
+    LlamaSession a(*ma, 64, threads), b(*mb, 64, threads);
+    const std::vector<int32_t> prompt = {1, 40, 300, 7, 128, 9, 77, 12, 5, 66, 301, 8, 19, 4};
+    const float* pa = a.Forward(prompt, 0);
+    std::vector<float> want(pa, pa + nv);
+    const float* pb = b.Forward(prompt, 0);
+    ASSERT_EQ(std::vector<float>(pb, pb + nv), want) << threads << " threads, prefill";
+    for (int64_t pos = 14; pos < 22; ++pos) {
       const int32_t tok = static_cast<int32_t>(std::max_element(want.begin(), want.end()) - want.begin());
       pa = a.Forward(tok, pos);
       want.assign(pa, pa + nv);

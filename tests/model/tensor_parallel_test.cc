@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "lowbit/kernels/dot.h"
 #include "lowbit/model/llama.h"
 #include "lowbit/parallel/agree.h"
 #include "lowbit/parallel/comm.h"
@@ -219,6 +220,34 @@ TEST(TensorParallel, RanksHoldPaddedShardsReadOrStreamed) {
     EXPECT_EQ(streamed[r], read[r]) << "rank " << r;
     ASSERT_EQ(read[r].size(), want.size());
     EXPECT_LT(RelativeL2(read[r], want), 1e-5) << "rank " << r;
+  }
+}
+
+// Ranks holding their Q4_K shards in memory interleave them (numeric/interleave.h; the row-parallel
+// shards' column ranges too) where the active table runs the type, read or streamed, and compute the
+// same bits as ranks viewing the file's rows.
+TEST(TensorParallel, RanksInterleaveTheirQ4KShards) {
+  testing::TempDir dir;
+  auto g = testing::SynthShape(dir, "tiny-wide", "Q4_K");
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  const GgmlType held = InterleavedFor(ActiveDotKernels(), GgmlType::kQ4_K) ? GgmlType::kQ4_KX8 : GgmlType::kQ4_K;
+  constexpr int kRanks = 2;
+  std::vector<std::vector<float>> read(kRanks), streamed(kRanks), viewed(kRanks);
+  OnRanks(kRanks, [&](int r, Comm* comm) {
+    auto a = LlamaModel::Load(*g, LoadOptions{.rank = r, .ranks = kRanks, .weights = LoadOptions::Weights::kCopy});
+    auto b = LlamaModel::Load(*g, LoadOptions{.rank = r, .ranks = kRanks, .stream = comm});
+    auto c = LlamaModel::Load(*g, LoadOptions{.rank = r, .ranks = kRanks, .weights = LoadOptions::Weights::kView});
+    ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+    EXPECT_EQ(a->layers[0].wq.type, held);
+    EXPECT_EQ(b->layers[0].down.type, held);  // a column range of every row
+    EXPECT_EQ(c->layers[0].down.type, GgmlType::kQ4_K);
+    read[r] = RunRank(*a, comm);
+    streamed[r] = RunRank(*b, comm);
+    viewed[r] = RunRank(*c, comm);
+  });
+  for (int r = 0; r < kRanks; ++r) {
+    EXPECT_EQ(read[r], viewed[r]) << "rank " << r;
+    EXPECT_EQ(streamed[r], viewed[r]) << "rank " << r;
   }
 }
 

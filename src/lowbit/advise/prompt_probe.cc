@@ -21,7 +21,7 @@
 namespace lowbit {
 namespace {
 
-constexpr int kCacheVersion = 4;  // 4: rows ImageRowStep apart (model/shard.h)
+constexpr int kCacheVersion = 5;  // 4: rows ImageRowStep apart (model/shard.h); 5: Q4_K interleaved (numeric/interleave.h)
 constexpr double kPassSeconds = 0.02;
 constexpr int kPasses = 3;
 constexpr size_t kMaxProbeBytes = size_t{32} << 20;   // weights of one timed product
@@ -131,10 +131,11 @@ struct PromptProbe::Impl {
     if (auto it = timed.find(name); it != timed.end()) return it->second;
     const uint64_t step = ProbeRowStep(type, cols);
     const size_t bytes = static_cast<size_t>(rows) * step;
-    if (w_type != type || w_cols != cols || w_bytes < bytes) {
+    const GgmlType run = ProbeRunType(k, type, rows, cols);
+    if (w_type != run || w_cols != cols || w_bytes < bytes) {
       w.Resize(bytes);
-      FillProbeRowsAt(type, cols, rows, w.data());
-      w_type = type;
+      FillProbeRowsAt(type, cols, rows, w.data(), run);
+      w_type = run;
       w_cols = cols;
       w_bytes = bytes;
     }
@@ -150,7 +151,7 @@ struct PromptProbe::Impl {
       x_batch = batch;
     }
     y.resize(static_cast<size_t>(batch * rows));
-    const MatMulArgs a{.type = type, .w = w.data(), .rows = rows, .cols = cols, .row_stride = step, .x = x.data(), .batch = batch, .y = y.data()};
+    const MatMulArgs a{.type = run, .w = w.data(), .rows = rows, .cols = cols, .row_stride = step, .x = x.data(), .batch = batch, .y = y.data()};
     const double s = TimeCalls([&] { MatMul(k, a, &pool, &scratch); });
     timed[name] = s;
     return s;
@@ -194,14 +195,18 @@ struct PromptProbe::Impl {
       const size_t copies = std::max<size_t>(2, (std::max<size_t>(kStreamSpan, 16 * llc) + total - 1) / total);
       ProbeBuffer buf(copies * total, true);
       if (buf.data() == nullptr) return 0;  // no memory for it: the group stays untimed
-      for (size_t j = 0; j < g.size(); ++j) FillProbeRowsAt(g[j].type, g[j].cols, g[j].rows, buf.data() + offset[j]);
+      std::vector<GgmlType> run(g.size());
+      for (size_t j = 0; j < g.size(); ++j) {
+        run[j] = ProbeRunType(k, g[j].type, g[j].rows, g[j].cols);
+        FillProbeRowsAt(g[j].type, g[j].cols, g[j].rows, buf.data() + offset[j], run[j]);
+      }
       for (size_t c = 1; c < copies; ++c) std::memcpy(buf.data() + c * total, buf.data(), total);
       const std::vector<float> one(static_cast<size_t>(cols), 0.5f);
       std::vector<std::vector<float>> out(g.size());
       std::vector<MatMulArgs> args(g.size());
       for (size_t j = 0; j < g.size(); ++j) {
         out[j].resize(static_cast<size_t>(g[j].rows));
-        args[j] = MatMulArgs{.type = g[j].type, .rows = g[j].rows, .cols = g[j].cols, .row_stride = ProbeRowStep(g[j].type, g[j].cols),
+        args[j] = MatMulArgs{.type = run[j], .rows = g[j].rows, .cols = g[j].cols, .row_stride = ProbeRowStep(g[j].type, g[j].cols),
                              .x = one.data(), .batch = 1, .y = out[j].data()};
       }
       size_t next = 0;

@@ -40,6 +40,7 @@
 #include "lowbit/model/llama.h"
 #include "lowbit/model/shard.h"
 #include "lowbit/numeric/bnb.h"
+#include "lowbit/numeric/interleave.h"
 #include "lowbit/pipeline/synth.h"
 #include "lowbit/quant/quantize.h"
 
@@ -48,7 +49,7 @@ namespace {
 
 constexpr size_t kStreamBytes = size_t{128} << 20;
 constexpr int64_t kCols = 4096;
-constexpr int kCacheVersion = 8;  // 6: the read probe in 2 MiB pages, the faster of with and without prefetch; 7: NF4G64x2 rows; 8: rows ImageRowStep apart
+constexpr int kCacheVersion = 9;  // 6: the read probe in 2 MiB pages, the faster of with and without prefetch; 7: NF4G64x2 rows; 8: rows ImageRowStep apart; 9: Q4_K interleaved
 
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -103,7 +104,7 @@ bool CanFillProbeRows(GgmlType type) {
   return FromFloatFor(type) != nullptr || type == GgmlType::kW4G128 || IsBnb4Type(type);
 }
 
-void FillProbeRows(GgmlType type, int64_t cols, uint8_t* buf, size_t bytes, uint64_t step) {
+void FillProbeRows(GgmlType type, int64_t cols, uint8_t* buf, size_t bytes, uint64_t step, bool interleave) {
   const uint64_t row_bytes = *RowBytes(type, static_cast<uint64_t>(cols));
   if (step == 0) step = row_bytes;
   std::mt19937 rng(7);
@@ -120,14 +121,23 @@ void FillProbeRows(GgmlType type, int64_t cols, uint8_t* buf, size_t bytes, uint
       for (size_t off = 0; off < row_bytes; off += block) FillInternalBlock(type, at + off, &rng);
     }
   }
+  if (interleave) {
+    LOWBIT_CHECK_MSG(step == row_bytes, "interleaved probe rows are packed");
+    InterleaveRows(type, tile.data(), 32, cols);
+  }
   for (size_t off = 0; off < bytes; off += tile.size()) std::memcpy(buf + off, tile.data(), std::min(tile.size(), bytes - off));
 }
 
 uint64_t ProbeRowStep(GgmlType type, int64_t cols) { return ImageRowStep(*RowBytes(type, static_cast<uint64_t>(cols))); }
 
-void FillProbeRowsAt(GgmlType type, int64_t cols, int64_t rows, uint8_t* buf) {
+GgmlType ProbeRunType(const DotKernels& k, GgmlType type, int64_t rows, int64_t cols) {
+  const std::optional<GgmlType> x = InterleavedFor(k, type);
+  return x && rows % kX8Rows == 0 && ProbeRowStep(type, cols) == *RowBytes(type, static_cast<uint64_t>(cols)) ? *x : type;
+}
+
+void FillProbeRowsAt(GgmlType type, int64_t cols, int64_t rows, uint8_t* buf, GgmlType run) {
   const uint64_t step = ProbeRowStep(type, cols);
-  FillProbeRows(type, cols, buf, static_cast<size_t>(rows) * step, step);
+  FillProbeRows(type, cols, buf, static_cast<size_t>(rows) * step, step, run != type);
 }
 
 namespace {
@@ -356,29 +366,32 @@ Expected<MachineSpeed> Measure(int threads, Isa isa, bool show_progress, double*
   ThreadPool one(1);
   const uint64_t llc = LastLevelCacheBytes();
   for (GgmlType t : types) {
-    const int64_t rows = static_cast<int64_t>(huge.size() / ProbeRowStep(t, kCols));
-    FillProbeRowsAt(t, kCols, rows, huge.data());
+    const int64_t rows = static_cast<int64_t>(huge.size() / ProbeRowStep(t, kCols)) / 8 * 8;
+    const GgmlType run = ProbeRunType(k, t, rows, kCols);  // Q4_K interleaved, as a model in memory holds it
+    FillProbeRowsAt(t, kCols, rows, huge.data(), run);
     TypeSpeed& ts = m.types[t];
-    ts.stream_gbps = StreamRate(k, t, huge.data(), rows, &pool, &scratch);
-    ts.stream1_gbps = threads > 1 ? StreamRate(k, t, huge.data(), rows, &one, &scratch) : ts.stream_gbps;
+    ts.stream_gbps = StreamRate(k, run, huge.data(), rows, &pool, &scratch);
+    ts.stream1_gbps = threads > 1 ? StreamRate(k, run, huge.data(), rows, &one, &scratch) : ts.stream_gbps;
     // A matrix of half the last-level cache read again and again, on all threads: what a model that
     // fits there reaches (if the cache does not keep it, as on a busy shared machine, this is no
     // faster than memory and the prediction says so).
-    const int64_t cached_rows = std::max<int64_t>(8, static_cast<int64_t>(llc / 2 / *RowBytes(t, kCols)));
-    ts.cached_gbps = StreamRate(k, t, huge.data(), std::min(rows, cached_rows), &pool, &scratch, 9);
-    ts.gemm_gops = GemmRate(k, t, huge.data(), &pool, &scratch);
+    const int64_t cached_rows = std::max<int64_t>(8, static_cast<int64_t>(llc / 2 / *RowBytes(t, kCols)) / 8 * 8);
+    ts.cached_gbps = StreamRate(k, run, huge.data(), std::min(rows, cached_rows), &pool, &scratch, 9);
+    ts.gemm_gops = GemmRate(k, run, huge.data(), &pool, &scratch);
     step(std::string(TypeInfo(t).name));
   }
   {
-    // The same stream from 4 KiB pages (a mapped model file), on the type most files use.
+    // The same stream from 4 KiB pages (a mapped model file: the file's layout), on the type most
+    // files use, against the layout a model read into memory holds (interleaved, where it is).
     ProbeBuffer small(kStreamBytes, false);
     if (small.data() == nullptr) return Errorf("cannot allocate {} bytes to measure the kernels", kStreamBytes);
     const GgmlType t = GgmlType::kQ4_K;
-    const int64_t rows = static_cast<int64_t>(small.size() / ProbeRowStep(t, kCols));
+    const int64_t rows = static_cast<int64_t>(small.size() / ProbeRowStep(t, kCols)) / 8 * 8;
     FillProbeRowsAt(t, kCols, rows, small.data());
     const double mapped = StreamRate(k, t, small.data(), rows, &pool, &scratch);
-    FillProbeRowsAt(t, kCols, rows, huge.data());
-    const double in_memory = StreamRate(k, t, huge.data(), rows, &pool, &scratch);
+    const GgmlType run = ProbeRunType(k, t, rows, kCols);
+    FillProbeRowsAt(t, kCols, rows, huge.data(), run);
+    const double in_memory = StreamRate(k, run, huge.data(), rows, &pool, &scratch);
     *mapped_factor = in_memory > 0 ? std::min(1.0, mapped / in_memory) : 1;
   }
   step("4 KiB pages");

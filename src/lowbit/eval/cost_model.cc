@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "lowbit/kernels/matvec.h"
+#include "lowbit/numeric/interleave.h"
 
 namespace lowbit {
 namespace {
@@ -102,6 +103,7 @@ double FixedStepSeconds(const ModelWork& w, const MachineSpeed& m) {
 }  // namespace
 
 const TypeSpeed* MachineSpeed::Find(GgmlType t) const {
+  t = StoredTypeOf(t);  // an interleaved weight (Q4_Kx8) is timed as its file type, which the probes run interleaved
   if (auto it = types.find(t); it != types.end()) return &it->second;
   const TypeSpeed* best = nullptr;
   double best_gap = 1e9;

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "lowbit/base/cpu_features.h"
 #include "lowbit/numeric/ggml_type.h"
@@ -120,6 +121,10 @@ struct DotKernels {
 
 const DotKernels& DotKernelsFor(Isa isa);
 const DotKernels& ActiveDotKernels();  // for ActiveIsa(), picked on first use
+
+// The interleaved type (numeric/interleave.h) that weights of file type `t` take in memory with table
+// `k`: where the table has its 8-row kernel (the AVX-512 table, for Q4_K), else nullopt.
+std::optional<GgmlType> InterleavedFor(const DotKernels& k, GgmlType t);
 
 // The activation type for weights of type `w` (same for every ISA).
 GgmlType ActTypeFor(GgmlType w);

@@ -1,10 +1,12 @@
 #include "lowbit/kernels/matvec.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "lowbit/base/check.h"
 #include "lowbit/kernels/softmax.h"
 #include "lowbit/numeric/dequant.h"
+#include "lowbit/numeric/interleave.h"
 
 namespace lowbit {
 
@@ -19,6 +21,16 @@ float Dot(const float* a, const float* b, int64_t n) {
 }
 
 void DequantizeRowOf(GgmlType type, const uint8_t* w, int64_t cols, int64_t r, float* out, uint64_t row_stride) {
+  if (IsInterleaved(type)) {  // the row's blocks back in the file type, then its dequantizer
+    const GgmlType stored = StoredTypeOf(type);
+    const uint64_t bytes = *RowBytes(stored, static_cast<uint64_t>(cols));
+    LOWBIT_CHECK_MSG(row_stride == 0 || row_stride == bytes, "{} rows are packed", TypeInfo(type).name);
+    thread_local std::vector<uint8_t> row;
+    row.resize(bytes);
+    UninterleaveRow(type, w, cols, r, row.data());
+    ToFloatFor(stored)(row.data(), out, cols);
+    return;
+  }
   const uint64_t row_bytes = row_stride != 0 ? row_stride : *RowBytes(type, static_cast<uint64_t>(cols));
   ToFloatFn f = ToFloatFor(type);
   LOWBIT_CHECK_MSG(f != nullptr, "no dequantizer for {}", TypeInfo(type).name);
@@ -65,7 +77,8 @@ Prepared Prepare(const DotKernels& k, const MatMulArgs& a) {
     p.sixteen_rows = k.ForGemm16(a.type);
     p.layout = k.ForGemm8Layout(a.type);
   }
-  LOWBIT_CHECK_MSG(p.dot != nullptr, "no dot product for {}", TypeInfo(a.type).name);
+  // An interleaved type has only rows8 (its rows are whole groups of 8; MatMul never calls a dot).
+  LOWBIT_CHECK_MSG(p.dot != nullptr || (p.eight_rows != nullptr && a.rows % 8 == 0), "no dot product for {}", TypeInfo(a.type).name);
   p.row_bytes = a.row_stride != 0 ? a.row_stride : *RowBytes(a.type, static_cast<uint64_t>(a.cols));
   p.act_bytes = ActRowBytes(a.type, a.cols);
   return p;

@@ -12,6 +12,7 @@
 #include "lowbit/numeric/bnb.h"
 #include "lowbit/numeric/convert.h"
 #include "lowbit/numeric/dequant.h"
+#include "lowbit/numeric/interleave.h"
 #include "lowbit/parallel/agree.h"
 
 namespace lowbit {
@@ -311,6 +312,28 @@ WeightView RowsOf(const WeightView& w, ShardRange r) {
   return v;
 }
 
+// The model's own image (kCopy): each weight matrix whose type has an interleaved form the active
+// kernel table runs (InterleavedFor: Q4_K on the AVX-512 table) is rearranged in place and takes
+// that type (numeric/interleave.h), for the 8-row kernels; its rows must be whole groups of 8 and
+// packed. The embedding keeps the file's layout (looked up by row, and the tied classifier's rows).
+void InterleaveImage(LlamaModel& m, uint8_t* image, uint64_t image_bytes) {
+  const DotKernels& k = ActiveDotKernels();
+  auto interleave = [&](WeightView& v) {
+    if (v.data == nullptr || v.data < image || v.data >= image + image_bytes || v.rows % kX8Rows != 0) return;
+    const std::optional<GgmlType> x = InterleavedFor(k, v.type);
+    if (!x || v.row_stride != RowBytes(v.type, static_cast<uint64_t>(v.cols))) return;
+    InterleaveRows(v.type, image + (v.data - image), v.rows, v.cols);
+    v.type = *x;
+  };
+  for (LlamaModel::Layer& L : m.layers) {
+    for (WeightView* v : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down, &L.shexp_gate, &L.shexp_up, &L.shexp_down}) interleave(*v);
+    for (auto* experts : {&L.gate_exps, &L.up_exps, &L.down_exps}) {
+      for (WeightView& v : *experts) interleave(v);
+    }
+  }
+  interleave(m.output);
+}
+
 // readable: the norm weights can be read (not a header-only plan, GgufFile::FromHeader).
 uint64_t FingerprintOf(const LlamaConfig& c, const std::vector<Held>& held, bool readable) {
   Fingerprint f;
@@ -395,6 +418,7 @@ Expected<LlamaModel> LlamaModel::Load(const GgufFile& g, const LoadOptions& o) {
     LOWBIT_RETURN_IF_ERROR(FillImage(img, reader, 0, img.bytes, m.image_.data()));
   }
   LOWBIT_RETURN_IF_ERROR(Place(g, held, img, m.image_.size() > 0 ? m.image_.data() : nullptr));
+  if (m.image_.size() > 0) InterleaveImage(m, m.image_.data(), m.image_.size());
   m.image_.Protect();
   if (tied) m.output = RowsOf(m.token_embd, m.plan_.vocab);
   m.fingerprint_ = FingerprintOf(m.cfg_, held, !g.file().reserved());
