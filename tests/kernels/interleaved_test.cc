@@ -1,8 +1,8 @@
-// Weights with 8 rows interleaved (numeric/interleave.h, Q4_Kx8): the rearrangement loses nothing
-// (every row reads back as the file's bytes and dequantizes to the same floats), and the 8-row kernel
-// on it gives Q4_K's reference dot bit for bit for 1..9 tokens, at the extremes of codes, scales and
-// activations too; the batch-invariant MatMul on it gives each token the file layout's one-token
-// product, threaded or not, for decode steps and a prefill's token count.
+// Weights with 8 rows interleaved (numeric/interleave.h, Q4_Kx8 and Q5_Kx8): the rearrangement loses
+// nothing (every row reads back as the file's bytes and dequantizes to the same floats), and the
+// 8-row kernel on it gives the file type's reference dot bit for bit for 1..9 tokens, at the extremes
+// of codes, scales and activations too; the batch-invariant MatMul on it gives each token the file
+// layout's one-token product, threaded or not, for decode steps and a prefill's token count.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -22,70 +22,78 @@
 namespace lowbit {
 namespace {
 
-constexpr GgmlType kQ4K = GgmlType::kQ4_K, kX8 = GgmlType::kQ4_KX8;
+// The file types that interleave.
+constexpr GgmlType kFileTypes[] = {GgmlType::kQ4_K, GgmlType::kQ5_K};
 
-// `rows` rows of `cols` columns quantized to Q4_K from normal values.
-std::vector<uint8_t> QuantizedRows(int64_t rows, int64_t cols, uint32_t seed) {
+// `rows` rows of `cols` columns quantized to `t` from normal values.
+std::vector<uint8_t> QuantizedRows(GgmlType t, int64_t rows, int64_t cols, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 0.02f);
-  const uint64_t rb = *RowBytes(kQ4K, static_cast<uint64_t>(cols));
+  const uint64_t rb = *RowBytes(t, static_cast<uint64_t>(cols));
   std::vector<uint8_t> w(static_cast<size_t>(rows) * rb);
   std::vector<float> row(static_cast<size_t>(cols));
   for (int64_t r = 0; r < rows; ++r) {
     for (auto& v : row) v = nd(rng) * (r % 3 == 0 ? 10.0f : 1.0f);
-    FromFloatFor(kQ4K)(row.data(), w.data() + r * rb, cols, nullptr);
+    FromFloatFor(t)(row.data(), w.data() + r * rb, cols, nullptr);
   }
   return w;
 }
 
 TEST(Interleaved, EveryRowReadsBackAsTheFilesBytes) {
-  EXPECT_EQ(InterleavedOf(kQ4K), kX8);
+  EXPECT_EQ(InterleavedOf(GgmlType::kQ4_K), GgmlType::kQ4_KX8);
+  EXPECT_EQ(InterleavedOf(GgmlType::kQ5_K), GgmlType::kQ5_KX8);
   EXPECT_FALSE(InterleavedOf(GgmlType::kQ6_K).has_value());
-  EXPECT_EQ(StoredTypeOf(kX8), kQ4K);
+  EXPECT_EQ(StoredTypeOf(GgmlType::kQ5_KX8), GgmlType::kQ5_K);
   EXPECT_EQ(StoredTypeOf(GgmlType::kQ8_0), GgmlType::kQ8_0);
-  EXPECT_EQ(*RowBytes(kX8, 1280), *RowBytes(kQ4K, 1280));
-  const int64_t rows = 24, cols = 1280;
-  const uint64_t rb = *RowBytes(kQ4K, cols);
-  // Every byte pattern (all scale and min bits, any fp16) must survive, not only a quantizer's.
-  std::mt19937 rng(5);
-  std::vector<uint8_t> file(rows * rb);
-  for (auto& b : file) b = static_cast<uint8_t>(rng());
-  std::vector<uint8_t> x8 = file;
-  InterleaveRows(kQ4K, x8.data(), rows, cols);
-  EXPECT_NE(x8, file);
-  std::vector<uint8_t> back(rb);
-  for (int64_t r = 0; r < rows; ++r) {
-    UninterleaveRow(kX8, x8.data(), cols, r, back.data());
-    ASSERT_EQ(std::memcmp(back.data(), file.data() + r * rb, rb), 0) << "row " << r;
-  }
-  // Quantized rows dequantize to the same floats through either type.
-  file = QuantizedRows(rows, cols, 6);
-  x8 = file;
-  InterleaveRows(kQ4K, x8.data(), rows, cols);
-  std::vector<float> want(cols), got(cols);
-  for (int64_t r = 0; r < rows; ++r) {
-    DequantizeRowOf(kQ4K, file.data(), cols, r, want.data());
-    DequantizeRowOf(kX8, x8.data(), cols, r, got.data());
-    ASSERT_EQ(std::memcmp(got.data(), want.data(), cols * 4), 0) << "row " << r;
+  for (GgmlType t : kFileTypes) {
+    const GgmlType x8 = *InterleavedOf(t);
+    const std::string name(TypeInfo(t).name);
+    EXPECT_EQ(*RowBytes(x8, 1280), *RowBytes(t, 1280));
+    const int64_t rows = 24, cols = 1280;
+    const uint64_t rb = *RowBytes(t, cols);
+    // Every byte pattern (all scale, min and fifth bits, any fp16) must survive, not only a quantizer's.
+    std::mt19937 rng(5);
+    std::vector<uint8_t> file(rows * rb);
+    for (auto& b : file) b = static_cast<uint8_t>(rng());
+    std::vector<uint8_t> held = file;
+    InterleaveRows(t, held.data(), rows, cols);
+    EXPECT_NE(held, file);
+    std::vector<uint8_t> back(rb);
+    for (int64_t r = 0; r < rows; ++r) {
+      UninterleaveRow(x8, held.data(), cols, r, back.data());
+      ASSERT_EQ(std::memcmp(back.data(), file.data() + r * rb, rb), 0) << name << " row " << r;
+    }
+    // Quantized rows dequantize to the same floats through either type.
+    file = QuantizedRows(t, rows, cols, 6);
+    held = file;
+    InterleaveRows(t, held.data(), rows, cols);
+    std::vector<float> want(cols), got(cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      DequantizeRowOf(t, file.data(), cols, r, want.data());
+      DequantizeRowOf(x8, held.data(), cols, r, got.data());
+      ASSERT_EQ(std::memcmp(got.data(), want.data(), cols * 4), 0) << name << " row " << r;
+    }
   }
 }
 
 // The kernel on 8 interleaved rows against Q4_K's reference dot on each row, for T = 1..9 tokens at
 // once, outputs y_stride 11 apart (nothing written past row 8).
-void CheckRows8(const DotKernels& k, const std::vector<uint8_t>& file, int64_t cols, const std::vector<float>& x, const std::string& what) {
+void CheckRows8(const DotKernels& k, GgmlType t, const std::vector<uint8_t>& file, int64_t cols, const std::vector<float>& x,
+               const std::string& what) {
   constexpr int64_t kTokens = 9, kStride = 11;
-  const uint64_t rb = *RowBytes(kQ4K, cols), ab = ActRowBytes(kQ4K, cols);
-  ASSERT_EQ(ActRowBytes(kX8, cols), ab);
+  const GgmlType held_type = *InterleavedOf(t);
+  const uint64_t rb = *RowBytes(t, cols), ab = ActRowBytes(t, cols);
+  ASSERT_EQ(ActRowBytes(held_type, cols), ab);
   std::vector<uint8_t> x8 = file, act(kTokens * ab);
-  InterleaveRows(kQ4K, x8.data(), 8, cols);
-  for (int64_t b = 0; b < kTokens; ++b) QuantizeActivations(kX8, x.data() + b * cols, act.data() + b * ab, cols);
+  InterleaveRows(t, x8.data(), 8, cols);
+  for (int64_t b = 0; b < kTokens; ++b) QuantizeActivations(held_type, x.data() + b * cols, act.data() + b * ab, cols);
   const DotKernels& ref = DotKernelsFor(Isa::kRef);
   for (int64_t T = 1; T <= kTokens; ++T) {
     std::vector<float> y(T * kStride, -7.0f);
-    k.ForRows8(kX8)(x8.data(), rb, cols, act.data(), ab, T, y.data(), kStride);
+    k.ForRows8(held_type)(x8.data(), rb, cols, act.data(), ab, T, y.data(), kStride);
     for (int64_t b = 0; b < T; ++b) {
       for (int r = 0; r < 8; ++r) {
-        const float want = ref.For(kQ4K)(file.data() + r * rb, act.data() + b * ab, cols);
+        const float want = ref.For(t)(file.data() + r * rb, act.data() + b * ab, cols);
         ASSERT_EQ(std::memcmp(&y[b * kStride + r], &want, 4), 0) << what << ": T " << T << " token " << b << " row " << r;
       }
       for (int r = 8; r < kStride; ++r) ASSERT_EQ(y[b * kStride + r], -7.0f) << what << ": T " << T << " wrote past row 8";
@@ -97,59 +105,68 @@ TEST(Interleaved, TheKernelGivesTheReferenceDotForEveryTokenCount) {
   int tested = 0;
   for (Isa isa : SupportedIsas()) {
     const DotKernels& k = DotKernelsFor(isa);
-    if (!InterleavedFor(k, kQ4K)) continue;
-    ++tested;
-    const std::string name(IsaName(isa));
-    std::mt19937 rng(7);
-    std::normal_distribution<float> nd(0.0f, 1.0f);
-    for (int64_t cols : {int64_t{256}, int64_t{1280}}) {
-      std::vector<float> x(9 * cols);
-      for (auto& v : x) v = nd(rng);
-      for (size_t i = 0; i < x.size(); i += 37) x[i] *= -40.0f;  // codes at +-127
-      CheckRows8(k, QuantizedRows(8, cols, 8), cols, x, name + " quantized, " + std::to_string(cols) + " columns");
+    for (GgmlType t : kFileTypes) {
+      if (!InterleavedFor(k, t)) continue;
+      ++tested;
+      const std::string name = std::string(IsaName(isa)) + " " + std::string(TypeInfo(t).name);
+      std::mt19937 rng(7);
+      std::normal_distribution<float> nd(0.0f, 1.0f);
+      for (int64_t cols : {int64_t{256}, int64_t{1280}}) {
+        std::vector<float> x(9 * cols);
+        for (auto& v : x) v = nd(rng);
+        for (size_t i = 0; i < x.size(); i += 37) x[i] *= -40.0f;  // codes at +-127
+        CheckRows8(k, t, QuantizedRows(t, 8, cols, 8), cols, x, name + " quantized, " + std::to_string(cols) + " columns");
+      }
+      // The extremes: every code at its top (15, or 31 with every fifth bit), every scale and min 63,
+      // and activations all at -128 (a row of one positive value quantizes to -128): a lane's sum is
+      // -30720 (16 x 15 x 128) or -31744 (8 x 31 x 128), the bounds of the i16 pack.
+      const int64_t cols = 512;
+      std::vector<uint8_t> file(8 * *RowBytes(t, cols), 0xFF);
+      const uint64_t bb = TypeInfo(t).block_bytes;
+      for (int64_t b = 0; b < 8 * cols / 256; ++b) {
+        const uint16_t d = Fp32ToFp16(0.001f * static_cast<float>(1 + b % 5)), dmin = Fp32ToFp16(0.0005f * static_cast<float>(1 + b % 3));
+        std::memcpy(file.data() + b * bb, &d, 2);  // d, dmin first in both blocks
+        std::memcpy(file.data() + b * bb + 2, &dmin, 2);
+      }
+      CheckRows8(k, t, file, cols, std::vector<float>(9 * cols, 1.0f), name + " extremes");
     }
-    // The extremes: every code 15, every scale and min 63, and activations all at -128 (a row of one
-    // positive value quantizes to -128): each lane's sum of 16 products is -30720, its bound.
-    const int64_t cols = 512;
-    std::vector<uint8_t> file(8 * *RowBytes(kQ4K, cols), 0xFF);
-    for (int64_t b = 0; b < 8 * cols / 256; ++b) {
-      auto* blk = reinterpret_cast<BlockQ4_K*>(file.data()) + b;
-      blk->d = Fp32ToFp16(0.001f * static_cast<float>(1 + b % 5));
-      blk->dmin = Fp32ToFp16(0.0005f * static_cast<float>(1 + b % 3));
-    }
-    CheckRows8(k, file, cols, std::vector<float>(9 * cols, 1.0f), name + " extremes");
   }
-  if (tested == 0) GTEST_SKIP() << "no kernel table this CPU runs interleaves Q4_K (the AVX-512 VNNI table does)";
+  if (tested == 0) GTEST_SKIP() << "no kernel table this CPU runs interleaves Q4_K / Q5_K (the AVX-512 VNNI table does)";
 }
 
 // MatMul on interleaved weights (12 groups of 8 rows), batch-invariant: T tokens at once give every
 // token the one-token product on the file's layout, threaded or not, for decode steps (1..9) and a
 // prefill's count (20: the file layout's GEMM range; the interleaved type runs its 8-row kernel).
 TEST(Interleaved, MatMulGivesTheFileLayoutsOneTokenProducts) {
-  if (!InterleavedFor(ActiveDotKernels(), kQ4K)) GTEST_SKIP() << "the active kernel table does not interleave Q4_K";
-  const int64_t rows = 96, cols = 768;
-  const std::vector<uint8_t> file = QuantizedRows(rows, cols, 9);
-  std::vector<uint8_t> x8 = file;
-  InterleaveRows(kQ4K, x8.data(), rows, cols);
-  std::mt19937 rng(10);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  constexpr int64_t kTokens = 20;
-  std::vector<float> x(kTokens * cols);
-  for (auto& v : x) v = nd(rng);
-  MatMulScratch scratch;
-  std::vector<float> one(kTokens * rows);
-  for (int64_t b = 0; b < kTokens; ++b) {
-    MatMul(MatMulArgs{.type = kQ4K, .w = file.data(), .rows = rows, .cols = cols, .x = x.data() + b * cols, .batch = 1, .y = one.data() + b * rows,
-                      .batch_invariant = true},
-           nullptr, &scratch);
-  }
-  ThreadPool pool(2);
-  for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
-    for (int64_t T : {1, 2, 3, 4, 5, 8, 9, 20}) {
-      std::vector<float> y(T * rows);
-      MatMul(MatMulArgs{.type = kX8, .w = x8.data(), .rows = rows, .cols = cols, .x = x.data(), .batch = T, .y = y.data(), .batch_invariant = true},
-             p, &scratch);
-      ASSERT_EQ(std::memcmp(y.data(), one.data(), y.size() * 4), 0) << "T " << T << (p ? ", 2 threads" : ", 1 thread");
+  for (GgmlType t : kFileTypes) {
+    const std::optional<GgmlType> x8_type = InterleavedFor(ActiveDotKernels(), t);
+    if (!x8_type) continue;
+    const std::string name(TypeInfo(t).name);
+    const int64_t rows = 96, cols = 768;
+    const std::vector<uint8_t> file = QuantizedRows(t, rows, cols, 9);
+    std::vector<uint8_t> x8 = file;
+    InterleaveRows(t, x8.data(), rows, cols);
+    std::mt19937 rng(10);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    constexpr int64_t kTokens = 20;
+    std::vector<float> x(kTokens * cols);
+    for (auto& v : x) v = nd(rng);
+    MatMulScratch scratch;
+    std::vector<float> one(kTokens * rows);
+    for (int64_t b = 0; b < kTokens; ++b) {
+      MatMul(MatMulArgs{.type = t, .w = file.data(), .rows = rows, .cols = cols, .x = x.data() + b * cols, .batch = 1, .y = one.data() + b * rows,
+                        .batch_invariant = true},
+             nullptr, &scratch);
+    }
+    ThreadPool pool(2);
+    for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+      for (int64_t T : {1, 2, 3, 4, 5, 8, 9, 20}) {
+        std::vector<float> y(T * rows);
+        MatMul(MatMulArgs{.type = *x8_type, .w = x8.data(), .rows = rows, .cols = cols, .x = x.data(), .batch = T, .y = y.data(),
+                          .batch_invariant = true},
+               p, &scratch);
+        ASSERT_EQ(std::memcmp(y.data(), one.data(), y.size() * 4), 0) << name << " T " << T << (p ? ", 2 threads" : ", 1 thread");
+      }
     }
   }
 }

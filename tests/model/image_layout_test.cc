@@ -110,20 +110,23 @@ TEST(ImageLayout, AModelInMemoryGivesTheMappedFilesLogits) {
   }
 }
 
-// Q4_K weights held in memory take the interleaved type where the active table runs it
+// Q4_K / Q5_K weights held in memory take their interleaved type where the active table runs it
 // (numeric/interleave.h; the embedding keeps the file's layout), and the model gives the mapped
 // file's logits bit for bit: a prompt past the file layout's GEMM threshold, then decode steps.
-TEST(ImageLayout, AQ4KModelInMemoryIsInterleavedAndGivesTheMappedFilesLogits) {
+class ImageLayoutInterleaved : public ::testing::TestWithParam<GgmlType> {};
+
+TEST_P(ImageLayoutInterleaved, AModelInMemoryIsInterleavedAndGivesTheMappedFilesLogits) {
   testing::TempDir dir;
-  auto mapped = testing::SynthShape(dir, "tiny-wide", "Q4_K", Residency::kMapped);
-  auto read = testing::SynthShape(dir, "tiny-wide", "Q4_K", Residency::kInMemory);
+  const GgmlType t = GetParam();
+  const std::string name(TypeInfo(t).name);
+  auto mapped = testing::SynthShape(dir, "tiny-wide", name, Residency::kMapped);
+  auto read = testing::SynthShape(dir, "tiny-wide", name, Residency::kInMemory);
   ASSERT_TRUE(mapped.ok() && read.ok()) << mapped.status().message();
   auto ma = LlamaModel::Load(*mapped);
   auto mb = LlamaModel::Load(*read);
   ASSERT_TRUE(ma.ok() && mb.ok()) << mb.status().message();
-  ASSERT_EQ(ma->layers[0].down.type, GgmlType::kQ4_K);
-  const bool interleaves = InterleavedFor(ActiveDotKernels(), GgmlType::kQ4_K).has_value();
-  const GgmlType held = interleaves ? GgmlType::kQ4_KX8 : GgmlType::kQ4_K;
+  ASSERT_EQ(ma->layers[0].down.type, t);
+  const GgmlType held = InterleavedFor(ActiveDotKernels(), t).value_or(t);
   EXPECT_EQ(mb->layers[0].down.type, held);
   EXPECT_EQ(mb->layers[0].wq.type, held);
   EXPECT_EQ(mb->token_embd.type, ma->token_embd.type);
@@ -145,6 +148,9 @@ TEST(ImageLayout, AQ4KModelInMemoryIsInterleavedAndGivesTheMappedFilesLogits) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Q4KAndQ5K, ImageLayoutInterleaved, ::testing::Values(GgmlType::kQ4_K, GgmlType::kQ5_K),
+                         [](const auto& p) { return std::string(TypeInfo(p.param).name); });
 
 }  // namespace
 }  // namespace lowbit

@@ -24,9 +24,9 @@
 //    row after the row's fp32 SCB (its absmax), repeated in every block so that a block range of a
 //    row stands alone. Value = q * SCB / 127. Activations: per-token int8 with outliers in float
 //    (kernels/dot_int8.h).
-//  - Q4_Kx8: Q4_K with 8 rows interleaved per super-block (numeric/interleave.h): the same bytes
-//    rearranged so that one 512-bit load holds 8 bytes of codes of each of the 8 rows, for the
-//    8-row kernels. A weight held in memory takes it at load where the kernel table has its kernel.
+//  - Q4_Kx8, Q5_Kx8: Q4_K / Q5_K with 8 rows interleaved per super-block (numeric/interleave.h): the
+//    same bytes rearranged so that one 512-bit load holds 8 bytes of codes of each of the 8 rows, for
+//    the 8-row kernels. A weight held in memory takes it at load where the kernel table has its kernel.
 // ggml's ids stop at 42 today; should they ever reach kFirstInternalTypeId, move these up.
 #pragma once
 
@@ -49,7 +49,7 @@ enum class GgmlType : uint32_t {
   kNF4G32 = 80, kNF4G64 = 81, kFP4G32 = 82, kFP4G64 = 83,
   kI8R32 = 84, kI8R256 = 85,
   kNF4G64x2 = 86, kFP4G64x2 = 87,
-  kQ4_KX8 = 88,
+  kQ4_KX8 = 88, kQ5_KX8 = 89,
 };
 
 inline constexpr uint32_t kFirstInternalTypeId = 64;

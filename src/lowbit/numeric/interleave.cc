@@ -1,6 +1,7 @@
 #include "lowbit/numeric/interleave.h"
 
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "lowbit/base/check.h"
@@ -9,7 +10,8 @@
 namespace lowbit {
 namespace {
 
-static_assert(sizeof(BlockQ4_K) == 144 && kX8Rows * sizeof(BlockQ4_K) == kQ4KX8Bytes);
+static_assert(X8Bytes(false) == kX8Rows * sizeof(BlockQ4_K) && X8Bytes(true) == kX8Rows * sizeof(BlockQ5_K));
+static_assert(X8Qs(true) == kX8Qh + 4 * 64);
 
 // get_scale_min_k4 (FORMATS.md): the 6-bit scale and min of sub-block j from the 12 bytes.
 void ScaleMinK4(int j, const uint8_t* q, uint8_t* sc, uint8_t* mn) {
@@ -34,31 +36,36 @@ void PackScaleMinK4(const uint8_t* sc, const uint8_t* mn, uint8_t* q) {
 inline int SIndex(int r, int sub) { return 16 * (r / 2) + 4 * (sub / 2) + r % 2 + 2 * (sub % 2); }
 inline int MIndex(int r, int sub) { return 32 * (sub / 4) + 4 * r + sub % 4; }
 
-// One super-block of 8 rows: blocks[r] -> out (kQ4KX8Bytes).
-void InterleaveQ4K(const BlockQ4_K* const* blocks, uint8_t* out) {
+// One super-block of 8 rows of B (BlockQ4_K or BlockQ5_K): blocks[r] -> out (X8Bytes).
+template <typename B>
+void Interleave8(const B* const* blocks, uint8_t* out) {
+  constexpr bool kFive = std::is_same_v<B, BlockQ5_K>;
   uint8_t s[64], m[64];
   for (int r = 0; r < kX8Rows; ++r) {
-    const BlockQ4_K& b = *blocks[r];
-    std::memcpy(out + kQ4KX8D + 2 * r, &b.d, 2);
-    std::memcpy(out + kQ4KX8Dmin + 2 * r, &b.dmin, 2);
+    const B& b = *blocks[r];
+    std::memcpy(out + kX8D + 2 * r, &b.d, 2);
+    std::memcpy(out + kX8Dmin + 2 * r, &b.dmin, 2);
     for (int j = 0; j < 8; ++j) ScaleMinK4(j, b.scales, &s[SIndex(r, j)], &m[MIndex(r, j)]);
-    for (int ch = 0; ch < 4; ++ch) {
-      for (int k = 0; k < 4; ++k) std::memcpy(out + kQ4KX8Qs + 256 * ch + 64 * k + 8 * r, b.qs + 32 * ch + 8 * k, 8);
+    for (int k = 0; k < 4; ++k) {
+      if constexpr (kFive) std::memcpy(out + kX8Qh + 64 * k + 8 * r, b.qh + 8 * k, 8);
+      for (int ch = 0; ch < 4; ++ch) std::memcpy(out + X8Qs(kFive) + 256 * ch + 64 * k + 8 * r, b.qs + 32 * ch + 8 * k, 8);
     }
   }
-  for (int b = 0; b < 64; ++b) out[kQ4KX8Low + b] = static_cast<uint8_t>((s[b] & 15) | (m[b] & 15) << 4);
+  for (int b = 0; b < 64; ++b) out[kX8Low + b] = static_cast<uint8_t>((s[b] & 15) | (m[b] & 15) << 4);
   for (int c = 0; c < 32; ++c) {
-    out[kQ4KX8High + c] = static_cast<uint8_t>(s[c] >> 4 | (s[c + 32] >> 4) << 2 | (m[c] >> 4) << 4 | (m[c + 32] >> 4) << 6);
+    out[kX8High + c] = static_cast<uint8_t>(s[c] >> 4 | (s[c + 32] >> 4) << 2 | (m[c] >> 4) << 4 | (m[c + 32] >> 4) << 6);
   }
 }
 
 // Row r's block back from one interleaved super-block.
-void UninterleaveQ4K(const uint8_t* in, int r, BlockQ4_K* b) {
-  std::memcpy(&b->d, in + kQ4KX8D + 2 * r, 2);
-  std::memcpy(&b->dmin, in + kQ4KX8Dmin + 2 * r, 2);
+template <typename B>
+void Uninterleave8(const uint8_t* in, int r, B* b) {
+  constexpr bool kFive = std::is_same_v<B, BlockQ5_K>;
+  std::memcpy(&b->d, in + kX8D + 2 * r, 2);
+  std::memcpy(&b->dmin, in + kX8Dmin + 2 * r, 2);
   const auto six = [in](int idx, int nibble_shift, int high_shift) {
     const int c = idx % 32, half = idx / 32;
-    return static_cast<uint8_t>(((in[kQ4KX8Low + idx] >> nibble_shift) & 15) | ((in[kQ4KX8High + c] >> (high_shift + 2 * half)) & 3) << 4);
+    return static_cast<uint8_t>(((in[kX8Low + idx] >> nibble_shift) & 15) | ((in[kX8High + c] >> (high_shift + 2 * half)) & 3) << 4);
   };
   uint8_t sc[8], mn[8];
   for (int j = 0; j < 8; ++j) {
@@ -66,8 +73,32 @@ void UninterleaveQ4K(const uint8_t* in, int r, BlockQ4_K* b) {
     mn[j] = six(MIndex(r, j), 4, 4);
   }
   PackScaleMinK4(sc, mn, b->scales);
-  for (int ch = 0; ch < 4; ++ch) {
-    for (int k = 0; k < 4; ++k) std::memcpy(b->qs + 32 * ch + 8 * k, in + kQ4KX8Qs + 256 * ch + 64 * k + 8 * r, 8);
+  for (int k = 0; k < 4; ++k) {
+    if constexpr (kFive) std::memcpy(b->qh + 8 * k, in + kX8Qh + 64 * k + 8 * r, 8);
+    for (int ch = 0; ch < 4; ++ch) std::memcpy(b->qs + 32 * ch + 8 * k, in + X8Qs(kFive) + 256 * ch + 64 * k + 8 * r, 8);
+  }
+}
+
+template <typename B>
+void InterleaveRowsOf(uint8_t* data, int64_t rows, int64_t nb) {
+  const uint64_t row_bytes = static_cast<uint64_t>(nb) * sizeof(B);
+  std::vector<uint8_t> group(kX8Rows * row_bytes);
+  for (int64_t g = 0; g < rows; g += kX8Rows) {
+    uint8_t* at = data + static_cast<uint64_t>(g) * row_bytes;
+    std::memcpy(group.data(), at, group.size());
+    for (int64_t i = 0; i < nb; ++i) {
+      const B* blocks[kX8Rows];
+      for (int r = 0; r < kX8Rows; ++r) blocks[r] = reinterpret_cast<const B*>(group.data() + r * row_bytes) + i;
+      Interleave8(blocks, at + static_cast<uint64_t>(i) * kX8Rows * sizeof(B));
+    }
+  }
+}
+
+template <typename B>
+void UninterleaveRowOf(const uint8_t* data, int64_t nb, int64_t r, uint8_t* out) {
+  const uint8_t* group = data + static_cast<uint64_t>(r / kX8Rows) * kX8Rows * static_cast<uint64_t>(nb) * sizeof(B);
+  for (int64_t i = 0; i < nb; ++i) {
+    Uninterleave8(group + static_cast<uint64_t>(i) * kX8Rows * sizeof(B), static_cast<int>(r % kX8Rows), reinterpret_cast<B*>(out) + i);
   }
 }
 
@@ -75,35 +106,27 @@ void UninterleaveQ4K(const uint8_t* in, int r, BlockQ4_K* b) {
 
 std::optional<GgmlType> InterleavedOf(GgmlType t) {
   if (t == GgmlType::kQ4_K) return GgmlType::kQ4_KX8;
+  if (t == GgmlType::kQ5_K) return GgmlType::kQ5_KX8;
   return std::nullopt;
 }
 
-GgmlType StoredTypeOf(GgmlType t) { return t == GgmlType::kQ4_KX8 ? GgmlType::kQ4_K : t; }
+GgmlType StoredTypeOf(GgmlType t) {
+  if (t == GgmlType::kQ4_KX8) return GgmlType::kQ4_K;
+  if (t == GgmlType::kQ5_KX8) return GgmlType::kQ5_K;
+  return t;
+}
 
 void InterleaveRows(GgmlType t, uint8_t* data, int64_t rows, int64_t cols) {
   LOWBIT_CHECK_MSG(InterleavedOf(t).has_value() && rows % kX8Rows == 0 && cols % 256 == 0, "cannot interleave {} rows of {} x {}",
                    TypeInfo(t).name, rows, cols);
-  const int64_t nb = cols / 256;
-  const uint64_t row_bytes = static_cast<uint64_t>(nb) * sizeof(BlockQ4_K);
-  std::vector<uint8_t> group(kX8Rows * row_bytes);
-  for (int64_t g = 0; g < rows; g += kX8Rows) {
-    uint8_t* at = data + static_cast<uint64_t>(g) * row_bytes;
-    std::memcpy(group.data(), at, group.size());
-    for (int64_t i = 0; i < nb; ++i) {
-      const BlockQ4_K* blocks[kX8Rows];
-      for (int r = 0; r < kX8Rows; ++r) blocks[r] = reinterpret_cast<const BlockQ4_K*>(group.data() + r * row_bytes) + i;
-      InterleaveQ4K(blocks, at + static_cast<uint64_t>(i) * kQ4KX8Bytes);
-    }
-  }
+  if (t == GgmlType::kQ5_K) InterleaveRowsOf<BlockQ5_K>(data, rows, cols / 256);
+  else InterleaveRowsOf<BlockQ4_K>(data, rows, cols / 256);
 }
 
 void UninterleaveRow(GgmlType t, const uint8_t* data, int64_t cols, int64_t r, uint8_t* out) {
-  LOWBIT_CHECK_MSG(t == GgmlType::kQ4_KX8 && cols % 256 == 0, "{} is not an interleaved type of width {}", TypeInfo(t).name, cols);
-  const int64_t nb = cols / 256;
-  const uint8_t* group = data + static_cast<uint64_t>(r / kX8Rows) * kX8Rows * nb * sizeof(BlockQ4_K);
-  for (int64_t i = 0; i < nb; ++i) {
-    UninterleaveQ4K(group + static_cast<uint64_t>(i) * kQ4KX8Bytes, static_cast<int>(r % kX8Rows), reinterpret_cast<BlockQ4_K*>(out) + i);
-  }
+  LOWBIT_CHECK_MSG(IsInterleaved(t) && cols % 256 == 0, "{} is not an interleaved type of width {}", TypeInfo(t).name, cols);
+  if (t == GgmlType::kQ5_KX8) UninterleaveRowOf<BlockQ5_K>(data, cols / 256, r, out);
+  else UninterleaveRowOf<BlockQ4_K>(data, cols / 256, r, out);
 }
 
 }  // namespace lowbit
