@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <atomic>
 #include <chrono>
 #include <random>
 #include <thread>
@@ -52,6 +53,7 @@ struct HttpServer::Impl {
   HttpOptions o;
   httplib::Server http;
   std::thread thread;
+  std::atomic<bool> listen_returned{false};
   std::atomic<const ServingState*> ready{nullptr};
   ServingState state;
   std::atomic<int64_t> http_requests{0}, unauthorized{0};
@@ -362,6 +364,14 @@ Expected<int> HttpServer::Start(int slots_hint) {
   m.http.set_keep_alive_max_count(1000);
   m.http.set_keep_alive_timeout(5);
   m.http.set_tcp_nodelay(true);  // each token's chunk goes out at once
+  // SO_REUSEADDR and not cpp-httplib's default SO_REUSEPORT: that let a second server bind a port a
+  // live one holds (each then got some of the connections), while a restart on the port the last
+  // run served from failed for a minute (the connections it closed in TIME_WAIT). SO_REUSEADDR
+  // refuses the first and allows the second (tests/server/listen_test.cc).
+  m.http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   m.Routes();
   int port = m.o.port;
   if (port == 0) {
@@ -370,7 +380,10 @@ Expected<int> HttpServer::Start(int slots_hint) {
   } else if (!m.http.bind_to_port(m.o.host, port)) {
     return Errorf("cannot listen on {}:{} (in use, or not an address of this machine)", m.o.host, port);
   }
-  m.thread = std::thread([&m] { m.http.listen_after_bind(); });
+  m.thread = std::thread([&m] {
+    m.http.listen_after_bind();
+    m.listen_returned = true;
+  });
   return port;
 }
 
@@ -381,6 +394,9 @@ void HttpServer::SetReady(const ServingState& s) {
 
 void HttpServer::Stop() {
   if (impl_ && impl_->thread.joinable()) {
+    // cpp-httplib's stop() does nothing until the listening thread has started its loop: a Stop right
+    // after Start would leave that thread in accept() and this join waiting for ever.
+    while (!impl_->http.is_running() && !impl_->listen_returned) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     impl_->http.stop();
     impl_->thread.join();
   }
