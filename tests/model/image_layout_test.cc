@@ -74,6 +74,27 @@ TEST(ImageLayout, WindowsOfAPaddedImageAreTheWholeImagesBytes) {
   }
 }
 
+// Models a and b give the same logits bit for bit, on one thread and two: the prompt, then `steps`
+// greedy decode steps.
+void ExpectSameLogits(const LlamaModel& ma, const LlamaModel& mb, const std::vector<int32_t>& prompt, int64_t steps) {
+  const int64_t nv = ma.config().n_vocab;
+  for (int threads : {1, 2}) {
+    LlamaSession a(ma, 64, threads), b(mb, 64, threads);
+    const float* pa = a.Forward(prompt, 0);
+    std::vector<float> want(pa, pa + nv);
+    const float* pb = b.Forward(prompt, 0);
+    ASSERT_EQ(std::vector<float>(pb, pb + nv), want) << threads << " threads, prefill";
+    const auto n = static_cast<int64_t>(prompt.size());
+    for (int64_t pos = n; pos < n + steps; ++pos) {
+      const int32_t tok = static_cast<int32_t>(std::max_element(want.begin(), want.end()) - want.begin());
+      pa = a.Forward(tok, pos);
+      want.assign(pa, pa + nv);
+      pb = b.Forward(tok, pos);
+      ASSERT_EQ(std::vector<float>(pb, pb + nv), want) << threads << " threads, position " << pos;
+    }
+  }
+}
+
 // The model held in memory (rows padded) gives the mapped file's logits bit for bit, on one thread
 // and two, prefill and decode.
 TEST(ImageLayout, AModelInMemoryGivesTheMappedFilesLogits) {
@@ -92,22 +113,7 @@ TEST(ImageLayout, AModelInMemoryGivesTheMappedFilesLogits) {
   // What advise's memory model says the image holds (HeldWeightBytes rounds its last piece up to a line).
   EXPECT_LE(mb->owned_bytes(), HeldWeightBytes(*ma));
   EXPECT_GT(mb->owned_bytes() + 64, HeldWeightBytes(*ma));
-  const int64_t nv = ma->config().n_vocab;
-  for (int threads : {1, 2}) {
-    LlamaSession a(*ma, 64, threads), b(*mb, 64, threads);
-    const std::vector<int32_t> prompt = {1, 40, 300, 7, 128, 9, 77, 12, 5};
-    const float* pa = a.Forward(prompt, 0);
-    std::vector<float> want(pa, pa + nv);
-    const float* pb = b.Forward(prompt, 0);
-    ASSERT_EQ(std::vector<float>(pb, pb + nv), want) << threads << " threads, prefill";
-    for (int64_t pos = 9; pos < 20; ++pos) {
-      const int32_t tok = static_cast<int32_t>(std::max_element(want.begin(), want.end()) - want.begin());
-      pa = a.Forward(tok, pos);
-      want.assign(pa, pa + nv);
-      pb = b.Forward(tok, pos);
-      ASSERT_EQ(std::vector<float>(pb, pb + nv), want) << threads << " threads, position " << pos;
-    }
-  }
+  ExpectSameLogits(*ma, *mb, {1, 40, 300, 7, 128, 9, 77, 12, 5}, 11);
 }
 
 // Q4_K / Q5_K weights held in memory take their interleaved type where the active table runs it
@@ -131,22 +137,7 @@ TEST_P(ImageLayoutInterleaved, AModelInMemoryIsInterleavedAndGivesTheMappedFiles
   EXPECT_EQ(mb->layers[0].wq.type, held);
   EXPECT_EQ(mb->token_embd.type, ma->token_embd.type);
   EXPECT_EQ(mb->owned_bytes(), HeldWeightBytes(*ma));
-  const int64_t nv = ma->config().n_vocab;
-  for (int threads : {1, 2}) {
-    LlamaSession a(*ma, 64, threads), b(*mb, 64, threads);
-    const std::vector<int32_t> prompt = {1, 40, 300, 7, 128, 9, 77, 12, 5, 66, 301, 8, 19, 4};
-    const float* pa = a.Forward(prompt, 0);
-    std::vector<float> want(pa, pa + nv);
-    const float* pb = b.Forward(prompt, 0);
-    ASSERT_EQ(std::vector<float>(pb, pb + nv), want) << threads << " threads, prefill";
-    for (int64_t pos = 14; pos < 22; ++pos) {
-      const int32_t tok = static_cast<int32_t>(std::max_element(want.begin(), want.end()) - want.begin());
-      pa = a.Forward(tok, pos);
-      want.assign(pa, pa + nv);
-      pb = b.Forward(tok, pos);
-      ASSERT_EQ(std::vector<float>(pb, pb + nv), want) << threads << " threads, position " << pos;
-    }
-  }
+  ExpectSameLogits(*ma, *mb, {1, 40, 300, 7, 128, 9, 77, 12, 5, 66, 301, 8, 19, 4}, 8);
 }
 
 INSTANTIATE_TEST_SUITE_P(Q4KAndQ5K, ImageLayoutInterleaved, ::testing::Values(GgmlType::kQ4_K, GgmlType::kQ5_K),
