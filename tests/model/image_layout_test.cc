@@ -122,15 +122,10 @@ TEST(ImageLayout, AModelInMemoryGivesTheMappedFilesLogits) {
 class ImageLayoutInterleaved : public ::testing::TestWithParam<GgmlType> {};
 
 TEST_P(ImageLayoutInterleaved, AModelInMemoryIsInterleavedAndGivesTheMappedFilesLogits) {
-  testing::TempDir dir;
   const GgmlType t = GetParam();
-  const std::string name(TypeInfo(t).name);
-  auto mapped = testing::SynthShape(dir, "tiny-wide", name, Residency::kMapped);
-  auto read = testing::SynthShape(dir, "tiny-wide", name, Residency::kInMemory);
-  ASSERT_TRUE(mapped.ok() && read.ok()) << mapped.status().message();
-  auto ma = LlamaModel::Load(*mapped);
-  auto mb = LlamaModel::Load(*read);
-  ASSERT_TRUE(ma.ok() && mb.ok()) << mb.status().message();
+  const testing::BothResidencies both("tiny-wide", t);
+  ASSERT_TRUE(both.status.ok()) << both.status.message();
+  const LlamaModel *ma = &*both.mapped, *mb = &*both.read;
   ASSERT_EQ(ma->layers[0].down.type, t);
   const GgmlType held = InterleavedFor(ActiveDotKernels(), t).value_or(t);
   EXPECT_EQ(mb->layers[0].down.type, held);

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "lowbit/formats/gguf_reader.h"
+#include "lowbit/model/llama.h"
 #include "lowbit/pipeline/synth.h"
 #include "test_data.h"
 
@@ -26,6 +28,30 @@ inline Expected<GgufFile> SynthShape(const TempDir& dir, const std::string& shap
   }
   return GgufFile::Open(so.output, residency);
 }
+
+// One synthetic file (`shape` in `type`, in a directory of its own) opened mapped and read into
+// memory, and a model loaded from each with the default options: views into the mapped file, and the
+// in-memory one's own image (interleaved where it can be). `status` says whether all of it worked.
+struct BothResidencies {
+  TempDir dir;
+  std::optional<GgufFile> mapped_file, read_file;
+  std::optional<LlamaModel> mapped, read;
+  Status status;
+  BothResidencies(const std::string& shape, GgmlType type) { status = Load(shape, std::string(TypeInfo(type).name)); }
+
+ private:
+  Status Load(const std::string& shape, const std::string& type) {
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile m, SynthShape(dir, shape, type, Residency::kMapped));
+    LOWBIT_ASSIGN_OR_RETURN(GgufFile r, SynthShape(dir, shape, type, Residency::kInMemory));
+    mapped_file.emplace(std::move(m));
+    read_file.emplace(std::move(r));
+    LOWBIT_ASSIGN_OR_RETURN(LlamaModel a, LlamaModel::Load(*mapped_file));
+    LOWBIT_ASSIGN_OR_RETURN(LlamaModel b, LlamaModel::Load(*read_file));
+    mapped.emplace(std::move(a));
+    read.emplace(std::move(b));
+    return OkStatus();
+  }
+};
 
 inline Expected<GgufFile> SynthTiny(const TempDir& dir, const std::string& type = "F32") { return SynthShape(dir, "tiny", type); }
 

@@ -19,15 +19,10 @@ namespace {
 class InterleavedBase : public ::testing::TestWithParam<GgmlType> {};
 
 TEST_P(InterleavedBase, FrozenWeightsAndForwardEqualTheMappedFiles) {
-  testing::TempDir dir;
   const GgmlType t = GetParam();
-  const std::string name(TypeInfo(t).name);
-  auto mapped = testing::SynthShape(dir, "tiny", name, Residency::kMapped);
-  auto read = testing::SynthShape(dir, "tiny", name, Residency::kInMemory);
-  ASSERT_TRUE(mapped.ok() && read.ok()) << mapped.status().message();
-  auto ma = LlamaModel::Load(*mapped);
-  auto mb = LlamaModel::Load(*read);
-  ASSERT_TRUE(ma.ok() && mb.ok()) << mb.status().message();
+  const testing::BothResidencies both("tiny", t);
+  ASSERT_TRUE(both.status.ok()) << both.status.message();
+  const LlamaModel *ma = &*both.mapped, *mb = &*both.read;
   EXPECT_EQ(mb->layers[0].wq.type, InterleavedFor(ActiveDotKernels(), t).value_or(t));
   FrozenBase fa(*ma, nullptr), fb(*mb, nullptr);
   const Linear& a = fa.weights().layers[0].down;
