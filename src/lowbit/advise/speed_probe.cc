@@ -97,7 +97,6 @@ void FillInternalBlock(GgmlType type, uint8_t* b, std::mt19937* rng) {
   for (size_t i = codes_at; i < TypeInfo(type).block_bytes; ++i) b[i] = static_cast<uint8_t>(byte(*rng));
 }
 
-
 }  // namespace
 
 bool CanFillProbeRows(GgmlType type) {
@@ -131,8 +130,7 @@ void FillProbeRows(GgmlType type, int64_t cols, uint8_t* buf, size_t bytes, uint
 uint64_t ProbeRowStep(GgmlType type, int64_t cols) { return ImageRowStep(*RowBytes(type, static_cast<uint64_t>(cols))); }
 
 GgmlType ProbeRunType(const DotKernels& k, GgmlType type, int64_t rows, int64_t cols) {
-  const std::optional<GgmlType> x = InterleavedFor(k, type);
-  return x && rows % kX8Rows == 0 && ProbeRowStep(type, cols) == *RowBytes(type, static_cast<uint64_t>(cols)) ? *x : type;
+  return InterleavedFor(k, type, rows, cols, ProbeRowStep(type, cols)).value_or(type);
 }
 
 void FillProbeRowsAt(GgmlType type, int64_t cols, int64_t rows, uint8_t* buf, GgmlType run) {

@@ -267,6 +267,11 @@ std::optional<GgmlType> InterleavedFor(const DotKernels& k, GgmlType t) {
   return x;
 }
 
+std::optional<GgmlType> InterleavedFor(const DotKernels& k, GgmlType t, int64_t rows, int64_t cols, uint64_t row_stride) {
+  if (rows % kX8Rows != 0 || row_stride != RowBytes(t, static_cast<uint64_t>(cols))) return std::nullopt;
+  return InterleavedFor(k, t);
+}
+
 GgmlType ActTypeFor(GgmlType w) {
   using enum GgmlType;
   switch (w) {

@@ -312,9 +312,9 @@ WeightView RowsOf(const WeightView& w, ShardRange r) {
 void InterleaveImage(LlamaModel& m, uint8_t* image, uint64_t image_bytes) {
   const DotKernels& k = ActiveDotKernels();
   auto interleave = [&](WeightView& v) {
-    if (v.data == nullptr || v.data < image || v.data >= image + image_bytes || v.rows % kX8Rows != 0) return;
-    const std::optional<GgmlType> x = InterleavedFor(k, v.type);
-    if (!x || v.row_stride != RowBytes(v.type, static_cast<uint64_t>(v.cols))) return;
+    if (v.data == nullptr || v.data < image || v.data >= image + image_bytes) return;
+    const std::optional<GgmlType> x = InterleavedFor(k, v.type, v.rows, v.cols, v.row_stride);
+    if (!x) return;
     InterleaveRows(v.type, image + (v.data - image), v.rows, v.cols);
     v.type = *x;
   };
