@@ -1,4 +1,5 @@
-// Weights with 8 rows interleaved (numeric/interleave.h, Q4_Kx8 and Q5_Kx8): the rearrangement loses
+// Weights with 8 rows interleaved (numeric/interleave.h: Q4_Kx8, Q5_Kx8 and the 32-element types'
+// Q4_0x8, Q4_1x8, Q5_0x8, Q5_1x8, IQ4_NLx8): the rearrangement loses
 // nothing (every row reads back as the file's bytes and dequantizes to the same floats), and the
 // 8-row kernel on it gives the file type's reference dot bit for bit for 1..9 tokens, at the extremes
 // of codes, scales and activations too; the batch-invariant MatMul on it gives each token the file
@@ -23,7 +24,8 @@ namespace lowbit {
 namespace {
 
 // The file types that interleave.
-constexpr GgmlType kFileTypes[] = {GgmlType::kQ4_K, GgmlType::kQ5_K};
+constexpr GgmlType kFileTypes[] = {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ4_0, GgmlType::kQ4_1,
+                                   GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kIQ4_NL};
 
 // `rows` rows of `cols` columns quantized to `t` from normal values.
 std::vector<uint8_t> QuantizedRows(GgmlType t, int64_t rows, int64_t cols, uint32_t seed) {
@@ -42,8 +44,16 @@ std::vector<uint8_t> QuantizedRows(GgmlType t, int64_t rows, int64_t cols, uint3
 TEST(Interleaved, EveryRowReadsBackAsTheFilesBytes) {
   EXPECT_EQ(InterleavedOf(GgmlType::kQ4_K), GgmlType::kQ4_KX8);
   EXPECT_EQ(InterleavedOf(GgmlType::kQ5_K), GgmlType::kQ5_KX8);
+  EXPECT_EQ(InterleavedOf(GgmlType::kIQ4_NL), GgmlType::kIQ4_NLX8);
   EXPECT_FALSE(InterleavedOf(GgmlType::kQ6_K).has_value());
+  EXPECT_FALSE(InterleavedOf(GgmlType::kQ8_0).has_value());
   EXPECT_EQ(StoredTypeOf(GgmlType::kQ5_KX8), GgmlType::kQ5_K);
+  EXPECT_EQ(StoredTypeOf(GgmlType::kQ5_1X8), GgmlType::kQ5_1);
+  // Whole groups of columns only: a super-block, or 4 blocks of 32.
+  EXPECT_TRUE(InterleavesCols(GgmlType::kQ4_0, 128));
+  EXPECT_FALSE(InterleavesCols(GgmlType::kQ4_0, 288));  // stories5M's width: 9 blocks
+  EXPECT_FALSE(InterleavesCols(GgmlType::kQ4_K, 128));
+  EXPECT_FALSE(InterleavesCols(GgmlType::kQ8_0, 4096));
   EXPECT_EQ(StoredTypeOf(GgmlType::kQ8_0), GgmlType::kQ8_0);
   for (GgmlType t : kFileTypes) {
     const GgmlType x8 = *InterleavedOf(t);
@@ -76,7 +86,7 @@ TEST(Interleaved, EveryRowReadsBackAsTheFilesBytes) {
   }
 }
 
-// The kernel on 8 interleaved rows against Q4_K's reference dot on each row, for T = 1..9 tokens at
+// The kernel on 8 interleaved rows against the file type's reference dot on each row, for T = 1..9 tokens at
 // once, outputs y_stride 11 apart (nothing written past row 8).
 void CheckRows8(const DotKernels& k, GgmlType t, const std::vector<uint8_t>& file, int64_t cols, const std::vector<float>& x,
                const std::string& what) {
@@ -117,21 +127,23 @@ TEST(Interleaved, TheKernelGivesTheReferenceDotForEveryTokenCount) {
         for (size_t i = 0; i < x.size(); i += 37) x[i] *= -40.0f;  // codes at +-127
         CheckRows8(k, t, QuantizedRows(t, 8, cols, 8), cols, x, name + " quantized, " + std::to_string(cols) + " columns");
       }
-      // The extremes: every code at its top (15, or 31 with every fifth bit), every scale and min 63,
-      // and activations all at -128 (a row of one positive value quantizes to -128): a lane's sum is
-      // -30720 (16 x 15 x 128) or -31744 (8 x 31 x 128), the bounds of the i16 pack.
+      // The extremes: every code at its top (15, or 31 with every fifth bit; IQ4_NL's largest value),
+      // every scale and min 63, and activations all at -128 (a row of one positive value quantizes
+      // to -128): for the K-quants a lane's sum is -30720 (16 x 15 x 128) or -31744 (8 x 31 x 128),
+      // the bounds of the i16 pack.
       const int64_t cols = 512;
       std::vector<uint8_t> file(8 * *RowBytes(t, cols), 0xFF);
       const uint64_t bb = TypeInfo(t).block_bytes;
-      for (int64_t b = 0; b < 8 * cols / 256; ++b) {
+      const bool second_scale = t == GgmlType::kQ4_K || t == GgmlType::kQ5_K || t == GgmlType::kQ4_1 || t == GgmlType::kQ5_1;
+      for (int64_t b = 0; b < 8 * cols / TypeInfo(t).block_size; ++b) {
         const uint16_t d = Fp32ToFp16(0.001f * static_cast<float>(1 + b % 5)), dmin = Fp32ToFp16(0.0005f * static_cast<float>(1 + b % 3));
-        std::memcpy(file.data() + b * bb, &d, 2);  // d, dmin first in both blocks
-        std::memcpy(file.data() + b * bb + 2, &dmin, 2);
+        std::memcpy(file.data() + b * bb, &d, 2);  // d first in every block, then dmin / m where the type has one
+        if (second_scale) std::memcpy(file.data() + b * bb + 2, &dmin, 2);
       }
       CheckRows8(k, t, file, cols, std::vector<float>(9 * cols, 1.0f), name + " extremes");
     }
   }
-  if (tested == 0) GTEST_SKIP() << "no kernel table this CPU runs interleaves Q4_K / Q5_K (the AVX-512 VNNI table does)";
+  if (tested == 0) GTEST_SKIP() << "no kernel table this CPU runs has interleaved kernels (the AVX-512 VNNI table does)";
 }
 
 // MatMul on interleaved weights (12 groups of 8 rows), batch-invariant: T tokens at once give every

@@ -116,9 +116,10 @@ TEST(ImageLayout, AModelInMemoryGivesTheMappedFilesLogits) {
   ExpectSameLogits(*ma, *mb, {1, 40, 300, 7, 128, 9, 77, 12, 5}, 11);
 }
 
-// Q4_K / Q5_K weights held in memory take their interleaved type where the active table runs it
-// (numeric/interleave.h; the embedding keeps the file's layout), and the model gives the mapped
-// file's logits bit for bit: a prompt past the file layout's GEMM threshold, then decode steps.
+// Weights held in memory (Q4_K, Q5_K, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) take their interleaved type
+// where the active table runs it (numeric/interleave.h; the embedding keeps the file's layout), and
+// the model gives the mapped file's logits bit for bit: a prompt past the GEMM threshold, then decode
+// steps.
 class ImageLayoutInterleaved : public ::testing::TestWithParam<GgmlType> {};
 
 TEST_P(ImageLayoutInterleaved, AModelInMemoryIsInterleavedAndGivesTheMappedFilesLogits) {
@@ -135,7 +136,7 @@ TEST_P(ImageLayoutInterleaved, AModelInMemoryIsInterleavedAndGivesTheMappedFiles
   ExpectSameLogits(*ma, *mb, {1, 40, 300, 7, 128, 9, 77, 12, 5, 66, 301, 8, 19, 4}, 8);
 }
 
-INSTANTIATE_TEST_SUITE_P(Q4KAndQ5K, ImageLayoutInterleaved, ::testing::Values(GgmlType::kQ4_K, GgmlType::kQ5_K),
+INSTANTIATE_TEST_SUITE_P(InterleavedTypes, ImageLayoutInterleaved, ::testing::ValuesIn(testing::kInterleavingTypes),
                          [](const auto& p) { return std::string(TypeInfo(p.param).name); });
 
 }  // namespace

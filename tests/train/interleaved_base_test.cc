@@ -1,4 +1,4 @@
-// Training on a frozen base held in memory, whose Q4_K / Q5_K matrices are interleaved
+// Training on a frozen base held in memory, whose Q4_K, Q5_K and 32-element-type matrices are interleaved
 // (numeric/interleave.h): its F32 copies (FrozenBase) and the graph's forward equal those of the same
 // file mapped (the file's layout) bit for bit, so an adapter trained on either is the same.
 #include <gtest/gtest.h>
@@ -40,7 +40,7 @@ TEST_P(InterleavedBase, FrozenWeightsAndForwardEqualTheMappedFiles) {
   EXPECT_EQ(std::vector<float>(lb, lb + n), std::vector<float>(la, la + n));
 }
 
-INSTANTIATE_TEST_SUITE_P(Q4KAndQ5K, InterleavedBase, ::testing::Values(GgmlType::kQ4_K, GgmlType::kQ5_K),
+INSTANTIATE_TEST_SUITE_P(InterleavedTypes, InterleavedBase, ::testing::ValuesIn(testing::kInterleavingTypes),
                          [](const auto& p) { return std::string(TypeInfo(p.param).name); });
 
 }  // namespace

@@ -268,16 +268,16 @@ std::optional<GgmlType> InterleavedFor(const DotKernels& k, GgmlType t) {
 }
 
 std::optional<GgmlType> InterleavedFor(const DotKernels& k, GgmlType t, int64_t rows, int64_t cols, uint64_t row_stride) {
-  if (rows % kX8Rows != 0 || row_stride != RowBytes(t, static_cast<uint64_t>(cols))) return std::nullopt;
+  if (rows % kX8Rows != 0 || !InterleavesCols(t, cols) || row_stride != RowBytes(t, static_cast<uint64_t>(cols))) return std::nullopt;
   return InterleavedFor(k, t);
 }
 
 GgmlType ActTypeFor(GgmlType w) {
   using enum GgmlType;
-  switch (w) {
+  switch (StoredTypeOf(w)) {  // an interleaved type takes its file type's
     case kQ4_0: case kQ5_0: case kQ8_0: case kIQ4_NL: return kQ8_0;
     case kQ4_1: case kQ5_1: return kQ8_1;
-    case kQ2_K: case kQ3_K: case kQ4_K: case kQ5_K: case kQ6_K: case kIQ4_XS: case kQ4_KX8: case kQ5_KX8: return kQ8_K;
+    case kQ2_K: case kQ3_K: case kQ4_K: case kQ5_K: case kQ6_K: case kIQ4_XS: return kQ8_K;
     case kW4G32: case kW4G64: case kW4G128: case kW8G32: case kW8G64: case kW8G128: return kQ8_0;
     case kI8R32: case kI8R256: return kI8;
     case kNF4G64x2: case kFP4G64x2: return kI16;

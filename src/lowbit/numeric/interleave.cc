@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "lowbit/base/check.h"
@@ -102,31 +103,119 @@ void UninterleaveRowOf(const uint8_t* data, int64_t nb, int64_t r, uint8_t* out)
   }
 }
 
+// ---- The 32-element types: groups of 4 blocks of 8 rows (interleave.h).
+
+// The fields of blocks[r][j] (row r < 8, block j < 4) to their places in a group (kToGroup) or back.
+template <GgmlType T, bool kToGroup>
+void Move32(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, typename BlockOf<T>::type* const* blocks) {
+  constexpr bool kFive = X8Q32Five(T), kAffine = X8Q32Affine(T);
+  const auto move = [group](uint64_t at, void* field, size_t n) {
+    if constexpr (kToGroup) std::memcpy(group + at, field, n);
+    else std::memcpy(field, group + at, n);
+  };
+  for (int r = 0; r < kX8Rows; ++r) {
+    for (int j = 0; j < kX8Q32Blocks; ++j) {
+      auto& blk = blocks[r][j];
+      const uint64_t p = j / 2, b = j % 2;
+      move(X8Q32D(T) + 32 * p + 2 * (2 * r + b), &blk.d, 2);
+      if constexpr (kAffine) move(X8Q32M(T) + 32 * p + 2 * (2 * r + b), &blk.m, 2);
+      for (uint64_t k = 0; k < 2; ++k) {
+        move(256 * p + 128 * b + 64 * k + 8 * r, blk.qs + 8 * k, 8);
+        if constexpr (kFive) {
+          for (uint64_t h = 0; h < 2; ++h) move(kX8Q32Qh + 64 * p + 32 * b + 16 * k + 8 * h + r, blk.qh + k + 2 * h, 1);
+        }
+      }
+    }
+  }
+}
+
+template <GgmlType T>
+void InterleaveRows32(uint8_t* data, int64_t rows, int64_t nb) {
+  using B = typename BlockOf<T>::type;
+  static_assert(X8Group32Bytes(T) == kX8Rows * kX8Q32Blocks * sizeof(B));
+  const uint64_t row_bytes = static_cast<uint64_t>(nb) * sizeof(B);
+  std::vector<B> copy(static_cast<size_t>(kX8Rows * nb));
+  for (int64_t g = 0; g < rows; g += kX8Rows) {
+    uint8_t* at = data + static_cast<uint64_t>(g) * row_bytes;
+    std::memcpy(copy.data(), at, kX8Rows * row_bytes);
+    for (int64_t i = 0; i < nb; i += kX8Q32Blocks) {
+      B* blocks[kX8Rows];
+      for (int r = 0; r < kX8Rows; ++r) blocks[r] = copy.data() + r * nb + i;
+      Move32<T, true>(at + static_cast<uint64_t>(i / kX8Q32Blocks) * X8Group32Bytes(T), blocks);
+    }
+  }
+}
+
+template <GgmlType T>
+void UninterleaveRow32(const uint8_t* data, int64_t nb, int64_t r, uint8_t* out) {
+  using B = typename BlockOf<T>::type;
+  const uint8_t* group = data + static_cast<uint64_t>(r / kX8Rows) * kX8Rows * static_cast<uint64_t>(nb) * sizeof(B);
+  B scratch[kX8Rows][kX8Q32Blocks];
+  B* blocks[kX8Rows];
+  for (int q = 0; q < kX8Rows; ++q) blocks[q] = scratch[q];
+  for (int64_t i = 0; i < nb; i += kX8Q32Blocks) {
+    Move32<T, false>(group + static_cast<uint64_t>(i / kX8Q32Blocks) * X8Group32Bytes(T), blocks);
+    std::memcpy(out + static_cast<uint64_t>(i) * sizeof(B), scratch[r % kX8Rows], sizeof(scratch[0]));
+  }
+}
+
+// The interleaved types and their file types.
+constexpr std::pair<GgmlType, GgmlType> kPairs[] = {
+    {GgmlType::kQ4_K, GgmlType::kQ4_KX8},   {GgmlType::kQ5_K, GgmlType::kQ5_KX8},   {GgmlType::kQ4_0, GgmlType::kQ4_0X8},
+    {GgmlType::kQ4_1, GgmlType::kQ4_1X8},   {GgmlType::kQ5_0, GgmlType::kQ5_0X8},   {GgmlType::kQ5_1, GgmlType::kQ5_1X8},
+    {GgmlType::kIQ4_NL, GgmlType::kIQ4_NLX8},
+};
+
+// Calls f(std::integral_constant<GgmlType, T>) for the 32-element file type t.
+template <typename F>
+void With32(GgmlType t, F&& f) {
+  using enum GgmlType;
+  switch (t) {
+    case kQ4_0: f(std::integral_constant<GgmlType, kQ4_0>{}); break;
+    case kQ4_1: f(std::integral_constant<GgmlType, kQ4_1>{}); break;
+    case kQ5_0: f(std::integral_constant<GgmlType, kQ5_0>{}); break;
+    case kQ5_1: f(std::integral_constant<GgmlType, kQ5_1>{}); break;
+    case kIQ4_NL: f(std::integral_constant<GgmlType, kIQ4_NL>{}); break;
+    default: LOWBIT_CHECK_MSG(false, "{} has no interleaved 32-element form", TypeInfo(t).name);
+  }
+}
+
+bool IsSuperBlock(GgmlType t) { return t == GgmlType::kQ4_K || t == GgmlType::kQ5_K; }
+
 }  // namespace
 
 std::optional<GgmlType> InterleavedOf(GgmlType t) {
-  if (t == GgmlType::kQ4_K) return GgmlType::kQ4_KX8;
-  if (t == GgmlType::kQ5_K) return GgmlType::kQ5_KX8;
+  for (const auto& [file, x8] : kPairs) {
+    if (file == t) return x8;
+  }
   return std::nullopt;
 }
 
 GgmlType StoredTypeOf(GgmlType t) {
-  if (t == GgmlType::kQ4_KX8) return GgmlType::kQ4_K;
-  if (t == GgmlType::kQ5_KX8) return GgmlType::kQ5_K;
+  for (const auto& [file, x8] : kPairs) {
+    if (x8 == t) return file;
+  }
   return t;
 }
 
+bool InterleavesCols(GgmlType t, int64_t cols) {
+  if (!InterleavedOf(t)) return false;
+  return cols > 0 && cols % (IsSuperBlock(t) ? 256 : 32 * kX8Q32Blocks) == 0;
+}
+
 void InterleaveRows(GgmlType t, uint8_t* data, int64_t rows, int64_t cols) {
-  LOWBIT_CHECK_MSG(InterleavedOf(t).has_value() && rows % kX8Rows == 0 && cols % 256 == 0, "cannot interleave {} rows of {} x {}",
-                   TypeInfo(t).name, rows, cols);
+  LOWBIT_CHECK_MSG(rows % kX8Rows == 0 && InterleavesCols(t, cols), "cannot interleave {} rows of {} x {}", TypeInfo(t).name, rows, cols);
   if (t == GgmlType::kQ5_K) InterleaveRowsOf<BlockQ5_K>(data, rows, cols / 256);
-  else InterleaveRowsOf<BlockQ4_K>(data, rows, cols / 256);
+  else if (t == GgmlType::kQ4_K) InterleaveRowsOf<BlockQ4_K>(data, rows, cols / 256);
+  else With32(t, [&](auto type) { InterleaveRows32<decltype(type)::value>(data, rows, cols / 32); });
 }
 
 void UninterleaveRow(GgmlType t, const uint8_t* data, int64_t cols, int64_t r, uint8_t* out) {
-  LOWBIT_CHECK_MSG(IsInterleaved(t) && cols % 256 == 0, "{} is not an interleaved type of width {}", TypeInfo(t).name, cols);
+  const GgmlType file = StoredTypeOf(t);
+  LOWBIT_CHECK_MSG(file != t && InterleavesCols(file, cols), "{} is not an interleaved type of width {}", TypeInfo(t).name, cols);
   if (t == GgmlType::kQ5_KX8) UninterleaveRowOf<BlockQ5_K>(data, cols / 256, r, out);
-  else UninterleaveRowOf<BlockQ4_K>(data, cols / 256, r, out);
+  else if (t == GgmlType::kQ4_KX8) UninterleaveRowOf<BlockQ4_K>(data, cols / 256, r, out);
+  else With32(file, [&](auto type) { UninterleaveRow32<decltype(type)::value>(data, cols / 32, r, out); });
 }
 
 }  // namespace lowbit

@@ -1,4 +1,5 @@
-// Weights with 8 rows interleaved (the internal types Q4_Kx8 and Q5_Kx8, numeric/ggml_type.h): the
+// Weights with 8 rows interleaved (the internal types Q4_Kx8, Q5_Kx8, and Q4_0x8, Q4_1x8, Q5_0x8,
+// Q5_1x8, IQ4_NLx8 of the 32-element types, numeric/ggml_type.h): the
 // bytes of 8 rows of a ggml type rearranged per block so that the 8-row kernels read each row's codes
 // for the same activations in one load and decode the rows' scales together.
 //
@@ -21,6 +22,18 @@
 //   then the codes: 64 bytes per (chunk ch < 4, k < 4), row r's at 8r: its qs[32 ch + 8 k, + 8)
 // with S[16 L + 4 ch + u] (L, ch, u < 4) the scale of row 2L + u % 2, sub-block 2 ch + u / 2, and
 // M[32 k + 4 r + j] (k < 2, r < 8, j < 4) the min of row r, sub-block 4 k + j.
+//
+// The 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) go in groups of 4 blocks (128 columns) of the
+// 8 rows, X8Group32Bytes: 32 x the block, a permutation of the blocks' bytes. With blocks 4 g + 2 p
+// + b (pair p < 2, b < 2):
+//   [0, 512)     the codes: 64 bytes per (p, b, half k < 2) at 256 p + 128 b + 64 k, row r's
+//                qs[8 k, + 8) at 8 r (low nibbles: elements 8 k .. 8 k + 7, high: 16 + 8 k ..)
+//   Q5_0 / Q5_1: fifth bits, 8 bytes per (p, b, k, h < 2) at kX8Q32Qh + 64 p + 32 b + 16 k + 8 h,
+//                byte r = row r's qh[k + 2 h] (the fifth bits of the elements in the bytes above)
+//   then d: fp16 of row r at X8Q32D(t) + 32 p + 2 (2 r + b)
+//   Q4_1 / Q5_1: then m, the same way at X8Q32M(t)
+// so that one 64-byte load holds 8 bytes of codes of each row against 8 bytes of activations
+// broadcast, and the 16 block scales of a pair come in the order of the kernel's block sums.
 #pragma once
 
 #include <cstdint>
@@ -36,14 +49,26 @@ inline constexpr uint64_t kX8D = 0, kX8Dmin = 16, kX8Low = 32, kX8High = 96, kX8
 constexpr uint64_t X8Qs(bool five) { return five ? 384 : 128; }
 constexpr uint64_t X8Bytes(bool five) { return five ? 8 * 176 : 8 * 144; }
 
-// The interleaved type of a file type (Q4_K -> Q4_Kx8, Q5_K -> Q5_Kx8), if it has one.
+// The 32-element types' groups (see above): 4 blocks of 8 rows.
+inline constexpr int64_t kX8Q32Blocks = 4;
+inline constexpr uint64_t kX8Q32Qh = 512;
+constexpr bool X8Q32Five(GgmlType t) { return t == GgmlType::kQ5_0 || t == GgmlType::kQ5_1; }
+constexpr bool X8Q32Affine(GgmlType t) { return t == GgmlType::kQ4_1 || t == GgmlType::kQ5_1; }
+constexpr uint64_t X8Q32D(GgmlType t) { return X8Q32Five(t) ? 640 : 512; }
+constexpr uint64_t X8Q32M(GgmlType t) { return X8Q32D(t) + 64; }
+constexpr uint64_t X8Group32Bytes(GgmlType t) { return X8Q32D(t) + (X8Q32Affine(t) ? 128 : 64); }
+
+// The interleaved type of a file type (Q4_K -> Q4_Kx8, Q5_K -> Q5_Kx8, Q4_0 -> Q4_0x8, ...), if it has one.
 std::optional<GgmlType> InterleavedOf(GgmlType t);
 // The file type an interleaved type holds (Q4_Kx8 -> Q4_K, Q5_Kx8 -> Q5_K); any other type itself.
 GgmlType StoredTypeOf(GgmlType t);
 inline bool IsInterleaved(GgmlType t) { return StoredTypeOf(t) != t; }
 
 // Rearranges `rows` packed rows of `cols` elements of file type `t` (InterleavedOf(t) set, rows a
-// multiple of 8) into the interleaved type, in place.
+// multiple of 8; the 32-element types' cols a multiple of 128: InterleavesCols) into the interleaved
+// type, in place.
+// Whether rows of `cols` elements of file type t interleave (whole groups of columns).
+bool InterleavesCols(GgmlType t, int64_t cols);
 void InterleaveRows(GgmlType t, uint8_t* data, int64_t rows, int64_t cols);
 // Row `r` of an interleaved matrix (`data`, packed) in its file type's bytes: RowBytes(StoredTypeOf(t), cols) at out.
 void UninterleaveRow(GgmlType t, const uint8_t* data, int64_t cols, int64_t r, uint8_t* out);
