@@ -103,6 +103,51 @@ void UninterleaveRowOf(const uint8_t* data, int64_t nb, int64_t r, uint8_t* out)
   }
 }
 
+// ---- Q2_K (interleave.h): one super-block of the 8 rows, blocks[r] to their places in `group`
+// (kToGroup) or back.
+template <bool kToGroup>
+void MoveQ2K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, BlockQ2_K* const* blocks) {
+  static_assert(kX8Q2KBytes == kX8Rows * sizeof(BlockQ2_K) && kX8Q2KQs == kX8Q2KScales + 2 * 64);
+  const auto move = [group](uint64_t at, void* field, size_t n) {
+    if constexpr (kToGroup) std::memcpy(group + at, field, n);
+    else std::memcpy(field, group + at, n);
+  };
+  for (uint64_t r = 0; r < kX8Rows; ++r) {
+    BlockQ2_K& b = *blocks[r];
+    move(kX8D + 2 * r, &b.d, 2);
+    move(kX8Dmin + 2 * r, &b.dmin, 2);
+    for (uint64_t h = 0; h < 2; ++h) {
+      move(kX8Q2KScales + 64 * h + 16 * (r / 2) + 8 * (r % 2), b.scales + 8 * h, 8);
+      for (uint64_t c = 0; c < 4; ++c) move(kX8Q2KQs + 256 * h + 64 * c + 8 * r, b.qs + 32 * h + 8 * c, 8);
+    }
+  }
+}
+
+void InterleaveRowsQ2K(uint8_t* data, int64_t rows, int64_t nb) {
+  std::vector<BlockQ2_K> copy(static_cast<size_t>(kX8Rows * nb));
+  const uint64_t row_bytes = static_cast<uint64_t>(nb) * sizeof(BlockQ2_K);
+  for (int64_t g = 0; g < rows; g += kX8Rows) {
+    uint8_t* at = data + static_cast<uint64_t>(g) * row_bytes;
+    std::memcpy(copy.data(), at, kX8Rows * row_bytes);
+    for (int64_t i = 0; i < nb; ++i) {
+      BlockQ2_K* blocks[kX8Rows];
+      for (int r = 0; r < kX8Rows; ++r) blocks[r] = copy.data() + r * nb + i;
+      MoveQ2K<true>(at + static_cast<uint64_t>(i) * kX8Q2KBytes, blocks);
+    }
+  }
+}
+
+void UninterleaveRowQ2K(const uint8_t* data, int64_t nb, int64_t r, uint8_t* out) {
+  const uint8_t* group = data + static_cast<uint64_t>(r / kX8Rows) * kX8Q2KBytes * static_cast<uint64_t>(nb);
+  BlockQ2_K scratch[kX8Rows];
+  BlockQ2_K* blocks[kX8Rows];
+  for (int q = 0; q < kX8Rows; ++q) blocks[q] = &scratch[q];
+  for (int64_t i = 0; i < nb; ++i) {
+    MoveQ2K<false>(group + static_cast<uint64_t>(i) * kX8Q2KBytes, blocks);
+    std::memcpy(out + static_cast<uint64_t>(i) * sizeof(BlockQ2_K), &scratch[r % kX8Rows], sizeof(BlockQ2_K));
+  }
+}
+
 // ---- The 32-element types: groups of 4 blocks of 8 rows (interleave.h).
 
 // The fields of blocks[r][j] (row r < 8, block j < 4) to their places in a group (kToGroup) or back.
@@ -161,7 +206,8 @@ void UninterleaveRow32(const uint8_t* data, int64_t nb, int64_t r, uint8_t* out)
 
 // The interleaved types and their file types.
 constexpr std::pair<GgmlType, GgmlType> kPairs[] = {
-    {GgmlType::kQ4_K, GgmlType::kQ4_KX8},   {GgmlType::kQ5_K, GgmlType::kQ5_KX8},   {GgmlType::kQ4_0, GgmlType::kQ4_0X8},
+    {GgmlType::kQ4_K, GgmlType::kQ4_KX8},   {GgmlType::kQ5_K, GgmlType::kQ5_KX8},   {GgmlType::kQ2_K, GgmlType::kQ2_KX8},
+    {GgmlType::kQ4_0, GgmlType::kQ4_0X8},
     {GgmlType::kQ4_1, GgmlType::kQ4_1X8},   {GgmlType::kQ5_0, GgmlType::kQ5_0X8},   {GgmlType::kQ5_1, GgmlType::kQ5_1X8},
     {GgmlType::kIQ4_NL, GgmlType::kIQ4_NLX8},
 };
@@ -180,7 +226,7 @@ void With32(GgmlType t, F&& f) {
   }
 }
 
-bool IsSuperBlock(GgmlType t) { return t == GgmlType::kQ4_K || t == GgmlType::kQ5_K; }
+bool IsSuperBlock(GgmlType t) { return t == GgmlType::kQ4_K || t == GgmlType::kQ5_K || t == GgmlType::kQ2_K; }
 
 }  // namespace
 
@@ -207,6 +253,7 @@ void InterleaveRows(GgmlType t, uint8_t* data, int64_t rows, int64_t cols) {
   LOWBIT_CHECK_MSG(rows % kX8Rows == 0 && InterleavesCols(t, cols), "cannot interleave {} rows of {} x {}", TypeInfo(t).name, rows, cols);
   if (t == GgmlType::kQ5_K) InterleaveRowsOf<BlockQ5_K>(data, rows, cols / 256);
   else if (t == GgmlType::kQ4_K) InterleaveRowsOf<BlockQ4_K>(data, rows, cols / 256);
+  else if (t == GgmlType::kQ2_K) InterleaveRowsQ2K(data, rows, cols / 256);
   else With32(t, [&](auto type) { InterleaveRows32<decltype(type)::value>(data, rows, cols / 32); });
 }
 
@@ -215,6 +262,7 @@ void UninterleaveRow(GgmlType t, const uint8_t* data, int64_t cols, int64_t r, u
   LOWBIT_CHECK_MSG(file != t && InterleavesCols(file, cols), "{} is not an interleaved type of width {}", TypeInfo(t).name, cols);
   if (t == GgmlType::kQ5_KX8) UninterleaveRowOf<BlockQ5_K>(data, cols / 256, r, out);
   else if (t == GgmlType::kQ4_KX8) UninterleaveRowOf<BlockQ4_K>(data, cols / 256, r, out);
+  else if (t == GgmlType::kQ2_KX8) UninterleaveRowQ2K(data, cols / 256, r, out);
   else With32(file, [&](auto type) { UninterleaveRow32<decltype(type)::value>(data, cols / 32, r, out); });
 }
 

@@ -1,5 +1,5 @@
-// Weights with 8 rows interleaved (the internal types Q4_Kx8, Q5_Kx8, and Q4_0x8, Q4_1x8, Q5_0x8,
-// Q5_1x8, IQ4_NLx8 of the 32-element types, numeric/ggml_type.h): the
+// Weights with 8 rows interleaved (the internal types Q4_Kx8, Q5_Kx8, Q2_Kx8, and Q4_0x8, Q4_1x8,
+// Q5_0x8, Q5_1x8, IQ4_NLx8 of the 32-element types, numeric/ggml_type.h): the
 // bytes of 8 rows of a ggml type rearranged per block so that the 8-row kernels read each row's codes
 // for the same activations in one load and decode the rows' scales together.
 //
@@ -22,6 +22,13 @@
 //   then the codes: 64 bytes per (chunk ch < 4, k < 4), row r's at 8r: its qs[32 ch + 8 k, + 8)
 // with S[16 L + 4 ch + u] (L, ch, u < 4) the scale of row 2L + u % 2, sub-block 2 ch + u / 2, and
 // M[32 k + 4 r + j] (k < 2, r < 8, j < 4) the min of row r, sub-block 4 k + j.
+//
+// Q2_Kx8, per super-block of the 8 rows (kX8Q2KBytes = 8 x the block):
+//   [0, 16)      the 8 rows' fp16 d, row r at 2r;  [16, 32) their dmin
+//   [32, 160)    the scale bytes (scale | min << 4): 64 bytes per half h < 2, 128-bit lane L holding
+//                row 2L's scales[8 h, + 8) then row 2L + 1's
+//   [160, 672)   the codes: 64 bytes per (h, chunk c < 4) at 160 + 256 h + 64 c, row r's qs[32 h + 8 c, + 8)
+//                at 8 r (shift 2 s: elements 128 h + 32 s + 8 c .. + 7, group 8 h + 2 s + c / 2)
 //
 // The 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) go in groups of 4 blocks (128 columns) of the
 // 8 rows, X8Group32Bytes: 32 x the block, a permutation of the blocks' bytes. With blocks 4 g + 2 p
@@ -48,6 +55,8 @@ inline constexpr uint64_t kX8D = 0, kX8Dmin = 16, kX8Low = 32, kX8High = 96, kX8
 // Where the codes start and a super-block's bytes: Q4_Kx8 (kFive false) or Q5_Kx8.
 constexpr uint64_t X8Qs(bool five) { return five ? 384 : 128; }
 constexpr uint64_t X8Bytes(bool five) { return five ? 8 * 176 : 8 * 144; }
+
+inline constexpr uint64_t kX8Q2KScales = 32, kX8Q2KQs = 160, kX8Q2KBytes = 672;
 
 // The 32-element types' groups (see above): 4 blocks of 8 rows.
 inline constexpr int64_t kX8Q32Blocks = 4;
