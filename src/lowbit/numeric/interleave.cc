@@ -80,38 +80,23 @@ void Uninterleave8(const uint8_t* in, int r, B* b) {
   }
 }
 
-template <typename B>
-void InterleaveRowsOf(uint8_t* data, int64_t rows, int64_t nb) {
-  const uint64_t row_bytes = static_cast<uint64_t>(nb) * sizeof(B);
-  std::vector<uint8_t> group(kX8Rows * row_bytes);
-  for (int64_t g = 0; g < rows; g += kX8Rows) {
-    uint8_t* at = data + static_cast<uint64_t>(g) * row_bytes;
-    std::memcpy(group.data(), at, group.size());
-    for (int64_t i = 0; i < nb; ++i) {
-      const B* blocks[kX8Rows];
-      for (int r = 0; r < kX8Rows; ++r) blocks[r] = reinterpret_cast<const B*>(group.data() + r * row_bytes) + i;
-      Interleave8(blocks, at + static_cast<uint64_t>(i) * kX8Rows * sizeof(B));
-    }
+// Copies n bytes between a block field and a group at offset `at`: into the group (kToGroup) or
+// out of it (the one map serves both directions).
+template <bool kToGroup>
+struct GroupMove {
+  std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group;
+  void operator()(uint64_t at, void* field, size_t n) const {
+    if constexpr (kToGroup) std::memcpy(group + at, field, n);
+    else std::memcpy(field, group + at, n);
   }
-}
-
-template <typename B>
-void UninterleaveRowOf(const uint8_t* data, int64_t nb, int64_t r, uint8_t* out) {
-  const uint8_t* group = data + static_cast<uint64_t>(r / kX8Rows) * kX8Rows * static_cast<uint64_t>(nb) * sizeof(B);
-  for (int64_t i = 0; i < nb; ++i) {
-    Uninterleave8(group + static_cast<uint64_t>(i) * kX8Rows * sizeof(B), static_cast<int>(r % kX8Rows), reinterpret_cast<B*>(out) + i);
-  }
-}
+};
 
 // ---- Q2_K (interleave.h): one super-block of the 8 rows, blocks[r] to their places in `group`
 // (kToGroup) or back.
 template <bool kToGroup>
 void MoveQ2K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, BlockQ2_K* const* blocks) {
   static_assert(kX8Q2KBytes == kX8Rows * sizeof(BlockQ2_K) && kX8Q2KQs == kX8Q2KScales + 2 * 64);
-  const auto move = [group](uint64_t at, void* field, size_t n) {
-    if constexpr (kToGroup) std::memcpy(group + at, field, n);
-    else std::memcpy(field, group + at, n);
-  };
+  const GroupMove<kToGroup> move{group};
   for (uint64_t r = 0; r < kX8Rows; ++r) {
     BlockQ2_K& b = *blocks[r];
     move(kX8D + 2 * r, &b.d, 2);
@@ -123,41 +108,13 @@ void MoveQ2K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, Block
   }
 }
 
-void InterleaveRowsQ2K(uint8_t* data, int64_t rows, int64_t nb) {
-  std::vector<BlockQ2_K> copy(static_cast<size_t>(kX8Rows * nb));
-  const uint64_t row_bytes = static_cast<uint64_t>(nb) * sizeof(BlockQ2_K);
-  for (int64_t g = 0; g < rows; g += kX8Rows) {
-    uint8_t* at = data + static_cast<uint64_t>(g) * row_bytes;
-    std::memcpy(copy.data(), at, kX8Rows * row_bytes);
-    for (int64_t i = 0; i < nb; ++i) {
-      BlockQ2_K* blocks[kX8Rows];
-      for (int r = 0; r < kX8Rows; ++r) blocks[r] = copy.data() + r * nb + i;
-      MoveQ2K<true>(at + static_cast<uint64_t>(i) * kX8Q2KBytes, blocks);
-    }
-  }
-}
-
-void UninterleaveRowQ2K(const uint8_t* data, int64_t nb, int64_t r, uint8_t* out) {
-  const uint8_t* group = data + static_cast<uint64_t>(r / kX8Rows) * kX8Q2KBytes * static_cast<uint64_t>(nb);
-  BlockQ2_K scratch[kX8Rows];
-  BlockQ2_K* blocks[kX8Rows];
-  for (int q = 0; q < kX8Rows; ++q) blocks[q] = &scratch[q];
-  for (int64_t i = 0; i < nb; ++i) {
-    MoveQ2K<false>(group + static_cast<uint64_t>(i) * kX8Q2KBytes, blocks);
-    std::memcpy(out + static_cast<uint64_t>(i) * sizeof(BlockQ2_K), &scratch[r % kX8Rows], sizeof(BlockQ2_K));
-  }
-}
-
 // ---- The 32-element types: groups of 4 blocks of 8 rows (interleave.h).
 
 // The fields of blocks[r][j] (row r < 8, block j < 4) to their places in a group (kToGroup) or back.
 template <GgmlType T, bool kToGroup>
 void Move32(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, typename BlockOf<T>::type* const* blocks) {
   constexpr bool kFive = X8Q32Five(T), kAffine = X8Q32Affine(T);
-  const auto move = [group](uint64_t at, void* field, size_t n) {
-    if constexpr (kToGroup) std::memcpy(group + at, field, n);
-    else std::memcpy(field, group + at, n);
-  };
+  const GroupMove<kToGroup> move{group};
   for (int r = 0; r < kX8Rows; ++r) {
     for (int j = 0; j < kX8Q32Blocks; ++j) {
       auto& blk = blocks[r][j];
@@ -174,32 +131,33 @@ void Move32(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, typena
   }
 }
 
-template <GgmlType T>
-void InterleaveRows32(uint8_t* data, int64_t rows, int64_t nb) {
-  using B = typename BlockOf<T>::type;
-  static_assert(X8Group32Bytes(T) == kX8Rows * kX8Q32Blocks * sizeof(B));
+// The rows in groups of 8 rows x kBlocks blocks of B (8 kBlocks blocks' bytes each): place(out,
+// blocks) writes one group from blocks[r] (row r's kBlocks blocks, a copy), in place of the rows.
+template <typename B, int64_t kBlocks, typename Place>
+void InterleaveGroups(uint8_t* data, int64_t rows, int64_t nb, Place place) {
   const uint64_t row_bytes = static_cast<uint64_t>(nb) * sizeof(B);
   std::vector<B> copy(static_cast<size_t>(kX8Rows * nb));
   for (int64_t g = 0; g < rows; g += kX8Rows) {
     uint8_t* at = data + static_cast<uint64_t>(g) * row_bytes;
     std::memcpy(copy.data(), at, kX8Rows * row_bytes);
-    for (int64_t i = 0; i < nb; i += kX8Q32Blocks) {
+    for (int64_t i = 0; i < nb; i += kBlocks) {
       B* blocks[kX8Rows];
       for (int r = 0; r < kX8Rows; ++r) blocks[r] = copy.data() + r * nb + i;
-      Move32<T, true>(at + static_cast<uint64_t>(i / kX8Q32Blocks) * X8Group32Bytes(T), blocks);
+      place(at + static_cast<uint64_t>(i) * kX8Rows * sizeof(B), blocks);
     }
   }
 }
 
-template <GgmlType T>
-void UninterleaveRow32(const uint8_t* data, int64_t nb, int64_t r, uint8_t* out) {
-  using B = typename BlockOf<T>::type;
-  const uint8_t* group = data + static_cast<uint64_t>(r / kX8Rows) * kX8Rows * static_cast<uint64_t>(nb) * sizeof(B);
-  B scratch[kX8Rows][kX8Q32Blocks];
+// Row r of such groups back (nb blocks at out): take(group, r, blocks) fills blocks[r % 8] (kBlocks
+// blocks) from one group.
+template <typename B, int64_t kBlocks, typename Take>
+void UninterleaveGroups(const uint8_t* data, int64_t nb, int64_t r, uint8_t* out, Take take) {
+  const uint8_t* rows = data + static_cast<uint64_t>(r / kX8Rows) * kX8Rows * static_cast<uint64_t>(nb) * sizeof(B);
+  B scratch[kX8Rows][kBlocks];
   B* blocks[kX8Rows];
   for (int q = 0; q < kX8Rows; ++q) blocks[q] = scratch[q];
-  for (int64_t i = 0; i < nb; i += kX8Q32Blocks) {
-    Move32<T, false>(group + static_cast<uint64_t>(i / kX8Q32Blocks) * X8Group32Bytes(T), blocks);
+  for (int64_t i = 0; i < nb; i += kBlocks) {
+    take(rows + static_cast<uint64_t>(i) * kX8Rows * sizeof(B), r % kX8Rows, blocks);
     std::memcpy(out + static_cast<uint64_t>(i) * sizeof(B), scratch[r % kX8Rows], sizeof(scratch[0]));
   }
 }
@@ -251,19 +209,32 @@ bool InterleavesCols(GgmlType t, int64_t cols) {
 
 void InterleaveRows(GgmlType t, uint8_t* data, int64_t rows, int64_t cols) {
   LOWBIT_CHECK_MSG(rows % kX8Rows == 0 && InterleavesCols(t, cols), "cannot interleave {} rows of {} x {}", TypeInfo(t).name, rows, cols);
-  if (t == GgmlType::kQ5_K) InterleaveRowsOf<BlockQ5_K>(data, rows, cols / 256);
-  else if (t == GgmlType::kQ4_K) InterleaveRowsOf<BlockQ4_K>(data, rows, cols / 256);
-  else if (t == GgmlType::kQ2_K) InterleaveRowsQ2K(data, rows, cols / 256);
-  else With32(t, [&](auto type) { InterleaveRows32<decltype(type)::value>(data, rows, cols / 32); });
+  const int64_t nb = cols / TypeInfo(t).block_size;
+  if (t == GgmlType::kQ4_K) InterleaveGroups<BlockQ4_K, 1>(data, rows, nb, [](uint8_t* g, BlockQ4_K* const* b) { Interleave8(b, g); });
+  else if (t == GgmlType::kQ5_K) InterleaveGroups<BlockQ5_K, 1>(data, rows, nb, [](uint8_t* g, BlockQ5_K* const* b) { Interleave8(b, g); });
+  else if (t == GgmlType::kQ2_K) InterleaveGroups<BlockQ2_K, 1>(data, rows, nb, MoveQ2K<true>);
+  else With32(t, [&](auto type) {
+    constexpr GgmlType T = decltype(type)::value;
+    InterleaveGroups<typename BlockOf<T>::type, kX8Q32Blocks>(data, rows, nb, Move32<T, true>);
+  });
 }
 
 void UninterleaveRow(GgmlType t, const uint8_t* data, int64_t cols, int64_t r, uint8_t* out) {
   const GgmlType file = StoredTypeOf(t);
   LOWBIT_CHECK_MSG(file != t && InterleavesCols(file, cols), "{} is not an interleaved type of width {}", TypeInfo(t).name, cols);
-  if (t == GgmlType::kQ5_KX8) UninterleaveRowOf<BlockQ5_K>(data, cols / 256, r, out);
-  else if (t == GgmlType::kQ4_KX8) UninterleaveRowOf<BlockQ4_K>(data, cols / 256, r, out);
-  else if (t == GgmlType::kQ2_KX8) UninterleaveRowQ2K(data, cols / 256, r, out);
-  else With32(file, [&](auto type) { UninterleaveRow32<decltype(type)::value>(data, cols / 32, r, out); });
+  const int64_t nb = cols / TypeInfo(file).block_size;
+  const auto k45 = [&](auto block) {
+    using B = decltype(block);
+    UninterleaveGroups<B, 1>(data, nb, r, out, [](const uint8_t* g, int64_t q, B* const* b) { Uninterleave8(g, static_cast<int>(q), b[q]); });
+  };
+  if (file == GgmlType::kQ4_K) k45(BlockQ4_K{});
+  else if (file == GgmlType::kQ5_K) k45(BlockQ5_K{});
+  else if (file == GgmlType::kQ2_K) UninterleaveGroups<BlockQ2_K, 1>(data, nb, r, out, [](const uint8_t* g, int64_t, BlockQ2_K* const* b) { MoveQ2K<false>(g, b); });
+  else With32(file, [&](auto type) {
+    constexpr GgmlType T = decltype(type)::value;
+    using B = typename BlockOf<T>::type;
+    UninterleaveGroups<B, kX8Q32Blocks>(data, nb, r, out, [](const uint8_t* g, int64_t, B* const* b) { Move32<T, false>(g, b); });
+  });
 }
 
 }  // namespace lowbit
