@@ -91,13 +91,13 @@ struct GroupMove {
   }
 };
 
-// ---- Q2_K (interleave.h): one super-block of the 8 rows, blocks[r] to their places in `group`
-// (kToGroup) or back.
+// ---- Q2_K (interleave.h): one super-block of the 8 rows, blocks[r] (rows [r0, r1)) to their places
+// in `group` (kToGroup) or back.
 template <bool kToGroup>
-void MoveQ2K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, BlockQ2_K* const* blocks) {
+void MoveQ2K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, BlockQ2_K* const* blocks, uint64_t r0, uint64_t r1) {
   static_assert(kX8Q2KBytes == kX8Rows * sizeof(BlockQ2_K) && kX8Q2KQs == kX8Q2KScales + 2 * 64);
   const GroupMove<kToGroup> move{group};
-  for (uint64_t r = 0; r < kX8Rows; ++r) {
+  for (uint64_t r = r0; r < r1; ++r) {
     BlockQ2_K& b = *blocks[r];
     move(kX8D + 2 * r, &b.d, 2);
     move(kX8Dmin + 2 * r, &b.dmin, 2);
@@ -110,13 +110,15 @@ void MoveQ2K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, Block
 
 // ---- The 32-element types: groups of 4 blocks of 8 rows (interleave.h).
 
-// The fields of blocks[r][j] (row r < 8, block j < 4) to their places in a group (kToGroup) or back.
+// The fields of blocks[r][j] (rows r in [r0, r1), block j < 4) to their places in a group (kToGroup)
+// or back.
 template <GgmlType T, bool kToGroup>
-void Move32(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, typename BlockOf<T>::type* const* blocks) {
+void Move32(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, typename BlockOf<T>::type* const* blocks, uint64_t r0,
+            uint64_t r1) {
   constexpr bool kFive = X8Q32Five(T), kAffine = X8Q32Affine(T);
   const GroupMove<kToGroup> move{group};
-  for (int r = 0; r < kX8Rows; ++r) {
-    for (int j = 0; j < kX8Q32Blocks; ++j) {
+  for (uint64_t r = r0; r < r1; ++r) {
+    for (uint64_t j = 0; j < kX8Q32Blocks; ++j) {
       auto& blk = blocks[r][j];
       const uint64_t p = j / 2, b = j % 2;
       move(X8Q32D(T) + 32 * p + 2 * (2 * r + b), &blk.d, 2);
@@ -148,17 +150,16 @@ void InterleaveGroups(uint8_t* data, int64_t rows, int64_t nb, Place place) {
   }
 }
 
-// Row r of such groups back (nb blocks at out): take(group, r, blocks) fills blocks[r % 8] (kBlocks
-// blocks) from one group.
+// Row r of such groups back, nb blocks at out: take(group, q, blocks) puts row q = r % 8's kBlocks
+// blocks of one group at blocks[q] (the other rows are not touched).
 template <typename B, int64_t kBlocks, typename Take>
 void UninterleaveGroups(const uint8_t* data, int64_t nb, int64_t r, uint8_t* out, Take take) {
   const uint8_t* rows = data + static_cast<uint64_t>(r / kX8Rows) * kX8Rows * static_cast<uint64_t>(nb) * sizeof(B);
-  B scratch[kX8Rows][kBlocks];
-  B* blocks[kX8Rows];
-  for (int q = 0; q < kX8Rows; ++q) blocks[q] = scratch[q];
+  const uint64_t q = static_cast<uint64_t>(r % kX8Rows);
+  B* blocks[kX8Rows] = {};
   for (int64_t i = 0; i < nb; i += kBlocks) {
-    take(rows + static_cast<uint64_t>(i) * kX8Rows * sizeof(B), r % kX8Rows, blocks);
-    std::memcpy(out + static_cast<uint64_t>(i) * sizeof(B), scratch[r % kX8Rows], sizeof(scratch[0]));
+    blocks[q] = reinterpret_cast<B*>(out) + i;
+    take(rows + static_cast<uint64_t>(i) * kX8Rows * sizeof(B), q, blocks);
   }
 }
 
@@ -212,11 +213,15 @@ void InterleaveRows(GgmlType t, uint8_t* data, int64_t rows, int64_t cols) {
   const int64_t nb = cols / TypeInfo(t).block_size;
   if (t == GgmlType::kQ4_K) InterleaveGroups<BlockQ4_K, 1>(data, rows, nb, [](uint8_t* g, BlockQ4_K* const* b) { Interleave8(b, g); });
   else if (t == GgmlType::kQ5_K) InterleaveGroups<BlockQ5_K, 1>(data, rows, nb, [](uint8_t* g, BlockQ5_K* const* b) { Interleave8(b, g); });
-  else if (t == GgmlType::kQ2_K) InterleaveGroups<BlockQ2_K, 1>(data, rows, nb, MoveQ2K<true>);
-  else With32(t, [&](auto type) {
-    constexpr GgmlType T = decltype(type)::value;
-    InterleaveGroups<typename BlockOf<T>::type, kX8Q32Blocks>(data, rows, nb, Move32<T, true>);
-  });
+  else if (t == GgmlType::kQ2_K) {
+    InterleaveGroups<BlockQ2_K, 1>(data, rows, nb, [](uint8_t* g, BlockQ2_K* const* b) { MoveQ2K<true>(g, b, 0, kX8Rows); });
+  } else {
+    With32(t, [&](auto type) {
+      constexpr GgmlType T = decltype(type)::value;
+      using B = typename BlockOf<T>::type;
+      InterleaveGroups<B, kX8Q32Blocks>(data, rows, nb, [](uint8_t* g, B* const* b) { Move32<T, true>(g, b, 0, kX8Rows); });
+    });
+  }
 }
 
 void UninterleaveRow(GgmlType t, const uint8_t* data, int64_t cols, int64_t r, uint8_t* out) {
@@ -225,16 +230,22 @@ void UninterleaveRow(GgmlType t, const uint8_t* data, int64_t cols, int64_t r, u
   const int64_t nb = cols / TypeInfo(file).block_size;
   const auto k45 = [&](auto block) {
     using B = decltype(block);
-    UninterleaveGroups<B, 1>(data, nb, r, out, [](const uint8_t* g, int64_t q, B* const* b) { Uninterleave8(g, static_cast<int>(q), b[q]); });
+    UninterleaveGroups<B, 1>(data, nb, r, out,
+                             [](const uint8_t* g, uint64_t q, B* const* b) { Uninterleave8(g, static_cast<int>(q), b[q]); });
   };
   if (file == GgmlType::kQ4_K) k45(BlockQ4_K{});
   else if (file == GgmlType::kQ5_K) k45(BlockQ5_K{});
-  else if (file == GgmlType::kQ2_K) UninterleaveGroups<BlockQ2_K, 1>(data, nb, r, out, [](const uint8_t* g, int64_t, BlockQ2_K* const* b) { MoveQ2K<false>(g, b); });
-  else With32(file, [&](auto type) {
-    constexpr GgmlType T = decltype(type)::value;
-    using B = typename BlockOf<T>::type;
-    UninterleaveGroups<B, kX8Q32Blocks>(data, nb, r, out, [](const uint8_t* g, int64_t, B* const* b) { Move32<T, false>(g, b); });
-  });
+  else if (file == GgmlType::kQ2_K) {
+    UninterleaveGroups<BlockQ2_K, 1>(data, nb, r, out,
+                                     [](const uint8_t* g, uint64_t q, BlockQ2_K* const* b) { MoveQ2K<false>(g, b, q, q + 1); });
+  } else {
+    With32(file, [&](auto type) {
+      constexpr GgmlType T = decltype(type)::value;
+      using B = typename BlockOf<T>::type;
+      UninterleaveGroups<B, kX8Q32Blocks>(data, nb, r, out,
+                                          [](const uint8_t* g, uint64_t q, B* const* b) { Move32<T, false>(g, b, q, q + 1); });
+    });
+  }
 }
 
 }  // namespace lowbit
