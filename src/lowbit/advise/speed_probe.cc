@@ -365,7 +365,7 @@ Expected<MachineSpeed> Measure(int threads, Isa isa, bool show_progress, double*
   const uint64_t llc = LastLevelCacheBytes();
   for (GgmlType t : types) {
     const int64_t rows = static_cast<int64_t>(huge.size() / ProbeRowStep(t, kCols)) / 8 * 8;
-    const GgmlType run = ProbeRunType(k, t, rows, kCols);  // Q4_K interleaved, as a model in memory holds it
+    const GgmlType run = ProbeRunType(k, t, rows, kCols);  // interleaved where a model in memory holds it so
     FillProbeRowsAt(t, kCols, rows, huge.data(), run);
     TypeSpeed& ts = m.types[t];
     ts.stream_gbps = StreamRate(k, run, huge.data(), rows, &pool, &scratch);
