@@ -1,4 +1,4 @@
-// Weights with 8 rows interleaved (numeric/interleave.h: Q4_Kx8, Q5_Kx8, Q2_Kx8 and the 32-element types'
+// Weights with 8 rows interleaved (numeric/interleave.h: Q4_Kx8, Q5_Kx8, Q2_Kx8, Q3_Kx8 and the 32-element types'
 // Q4_0x8, Q4_1x8, Q5_0x8, Q5_1x8, IQ4_NLx8): the rearrangement loses
 // nothing (every row reads back as the file's bytes and dequantizes to the same floats), and the
 // 8-row kernel on it gives the file type's reference dot bit for bit for 1..9 tokens, at the extremes
@@ -24,7 +24,7 @@ namespace lowbit {
 namespace {
 
 // The file types that interleave.
-constexpr GgmlType kFileTypes[] = {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ2_K,  GgmlType::kQ4_0,
+constexpr GgmlType kFileTypes[] = {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ2_K, GgmlType::kQ3_K,  GgmlType::kQ4_0,
                                    GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kIQ4_NL};
 
 // `rows` rows of `cols` columns quantized to `t` from normal values.
@@ -127,23 +127,27 @@ TEST(Interleaved, TheKernelGivesTheReferenceDotForEveryTokenCount) {
         for (size_t i = 0; i < x.size(); i += 37) x[i] *= -40.0f;  // codes at +-127
         CheckRows8(k, t, QuantizedRows(t, 8, cols, 8), cols, x, name + " quantized, " + std::to_string(cols) + " columns");
       }
-      // The extremes: every code at its top (15, or 31 with every fifth bit, Q2_K's 3; IQ4_NL's largest value),
-      // every scale and min 63, and activations all at -128 (a row of one positive value quantizes
-      // to -128): for the K-quants a lane's sum is -30720 (16 x 15 x 128) or -31744 (8 x 31 x 128),
-      // the bounds of the i16 pack.
+      // The extremes: every code at its top (15, or 31 with every fifth bit, Q2_K's 3, Q3_K's +3;
+      // IQ4_NL's largest value), every scale and min 63 (Q3_K's +31), and activations all at -128 (a
+      // row of one positive value quantizes to -128): for the K-quants a lane's sum is -30720 (16 x
+      // 15 x 128) or -31744 (8 x 31 x 128), the bounds of the i16 pack. Q3_K also at its bottom (every
+      // code -4, every scale -32: all bytes 0).
       const int64_t cols = 512;
-      std::vector<uint8_t> file(8 * *RowBytes(t, cols), 0xFF);
       const uint64_t bb = TypeInfo(t).block_bytes;
       // Where d is, and dmin / m after it where the type has one.
-      const uint64_t d_at = t == GgmlType::kQ2_K ? offsetof(BlockQ2_K, d) : 0;
+      const uint64_t d_at = t == GgmlType::kQ2_K ? offsetof(BlockQ2_K, d) : t == GgmlType::kQ3_K ? offsetof(BlockQ3_K, d) : 0;
       const bool second_scale = t == GgmlType::kQ4_K || t == GgmlType::kQ5_K || t == GgmlType::kQ2_K || t == GgmlType::kQ4_1 ||
                                 t == GgmlType::kQ5_1;
-      for (int64_t b = 0; b < 8 * cols / TypeInfo(t).block_size; ++b) {
-        const uint16_t d = Fp32ToFp16(0.001f * static_cast<float>(1 + b % 5)), dmin = Fp32ToFp16(0.0005f * static_cast<float>(1 + b % 3));
-        std::memcpy(file.data() + b * bb + d_at, &d, 2);
-        if (second_scale) std::memcpy(file.data() + b * bb + d_at + 2, &dmin, 2);
+      for (uint8_t fill : {uint8_t{0xFF}, uint8_t{0}}) {
+        if (fill == 0 && t != GgmlType::kQ3_K) continue;
+        std::vector<uint8_t> file(8 * *RowBytes(t, cols), fill);
+        for (int64_t b = 0; b < 8 * cols / TypeInfo(t).block_size; ++b) {
+          const uint16_t d = Fp32ToFp16(0.001f * static_cast<float>(1 + b % 5)), dmin = Fp32ToFp16(0.0005f * static_cast<float>(1 + b % 3));
+          std::memcpy(file.data() + b * bb + d_at, &d, 2);
+          if (second_scale) std::memcpy(file.data() + b * bb + d_at + 2, &dmin, 2);
+        }
+        CheckRows8(k, t, file, cols, std::vector<float>(9 * cols, 1.0f), name + (fill ? " extremes" : " bottom"));
       }
-      CheckRows8(k, t, file, cols, std::vector<float>(9 * cols, 1.0f), name + " extremes");
     }
   }
   if (tested == 0) GTEST_SKIP() << "no kernel table this CPU runs has interleaved kernels (the AVX-512 VNNI table does)";

@@ -37,6 +37,19 @@ void PackScaleMinK4(const uint8_t* sc, const uint8_t* mn, uint8_t* q) {
 inline int SIndex(int r, int sub) { return 16 * (r / 2) + 4 * (sub / 2) + r % 2 + 2 * (sub % 2); }
 inline int MIndex(int r, int sub) { return 32 * (sub / 4) + 4 * r + sub % 4; }
 
+// 64 + 64 six-bit values s and m in the groups' packing (interleave.h): 64 bytes of low nibbles, 32
+// of high bits.
+void PackSix(const uint8_t* s, const uint8_t* m, uint8_t* low, uint8_t* high) {
+  for (int b = 0; b < 64; ++b) low[b] = static_cast<uint8_t>((s[b] & 15) | (m[b] & 15) << 4);
+  for (int c = 0; c < 32; ++c) high[c] = static_cast<uint8_t>(s[c] >> 4 | (s[c + 32] >> 4) << 2 | (m[c] >> 4) << 4 | (m[c + 32] >> 4) << 6);
+}
+
+// Value idx of s (second false) or m back from that packing.
+uint8_t SixOf(const uint8_t* low, const uint8_t* high, int idx, bool second) {
+  const int shift = second ? 4 : 0;
+  return static_cast<uint8_t>(((low[idx] >> shift) & 15) | ((high[idx % 32] >> (shift + 2 * (idx / 32))) & 3) << 4);
+}
+
 // One super-block of 8 rows of B (BlockQ4_K or BlockQ5_K): blocks[r] -> out (X8Bytes).
 template <typename B>
 void Interleave8(const B* const* blocks, uint8_t* out) {
@@ -52,10 +65,7 @@ void Interleave8(const B* const* blocks, uint8_t* out) {
       for (int ch = 0; ch < 4; ++ch) std::memcpy(out + X8Qs(kFive) + 256 * ch + 64 * k + 8 * r, b.qs + 32 * ch + 8 * k, 8);
     }
   }
-  for (int b = 0; b < 64; ++b) out[kX8Low + b] = static_cast<uint8_t>((s[b] & 15) | (m[b] & 15) << 4);
-  for (int c = 0; c < 32; ++c) {
-    out[kX8High + c] = static_cast<uint8_t>(s[c] >> 4 | (s[c + 32] >> 4) << 2 | (m[c] >> 4) << 4 | (m[c + 32] >> 4) << 6);
-  }
+  PackSix(s, m, out + kX8Low, out + kX8High);
 }
 
 // Row r's block back from one interleaved super-block.
@@ -64,14 +74,10 @@ void Uninterleave8(const uint8_t* in, int r, B* b) {
   constexpr bool kFive = std::is_same_v<B, BlockQ5_K>;
   std::memcpy(&b->d, in + kX8D + 2 * r, 2);
   std::memcpy(&b->dmin, in + kX8Dmin + 2 * r, 2);
-  const auto six = [in](int idx, int nibble_shift, int high_shift) {
-    const int c = idx % 32, half = idx / 32;
-    return static_cast<uint8_t>(((in[kX8Low + idx] >> nibble_shift) & 15) | ((in[kX8High + c] >> (high_shift + 2 * half)) & 3) << 4);
-  };
   uint8_t sc[8], mn[8];
   for (int j = 0; j < 8; ++j) {
-    sc[j] = six(SIndex(r, j), 0, 0);
-    mn[j] = six(MIndex(r, j), 4, 4);
+    sc[j] = SixOf(in + kX8Low, in + kX8High, SIndex(r, j), false);
+    mn[j] = SixOf(in + kX8Low, in + kX8High, MIndex(r, j), true);
   }
   PackScaleMinK4(sc, mn, b->scales);
   for (int k = 0; k < 4; ++k) {
@@ -106,6 +112,67 @@ void MoveQ2K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, Block
       for (uint64_t c = 0; c < 4; ++c) move(kX8Q2KQs + 256 * h + 64 * c + 8 * r, b.qs + 32 * h + 8 * c, 8);
     }
   }
+}
+
+// ---- Q3_K (interleave.h).
+
+// Scale j of a Q3_K block's 12 scale bytes as stored (the signed scale + 32; FORMATS.md), and the
+// 12 bytes of 16 such scales.
+uint8_t Q3KScale(const uint8_t* q, int j) {
+  const int low = j < 8 ? q[j] & 15 : q[j - 8] >> 4;
+  return static_cast<uint8_t>(low | ((q[8 + j % 4] >> (2 * (j / 4))) & 3) << 4);
+}
+void PackQ3KScales(const uint8_t* sc, uint8_t* q) {
+  std::memset(q, 0, 12);
+  for (int j = 0; j < 16; ++j) {
+    q[j % 8] = static_cast<uint8_t>(q[j % 8] | (sc[j] & 15) << (j < 8 ? 0 : 4));
+    q[8 + j % 4] = static_cast<uint8_t>(q[8 + j % 4] | (sc[j] >> 4) << (2 * (j / 4)));
+  }
+}
+
+// Row r's scale j in S_{j / 8}, and the byte of third-bit mask (h, s, c) that holds row r's bits.
+inline int Q3KSIndex(int r, int j) { return 16 * (r / 2) + 8 * (r % 2) + j % 8; }
+inline uint64_t Q3KHmAt(int h, int s, int c, int r) { return kX8Q3KHm + 32 * static_cast<uint64_t>(4 * h + s) + 8 * static_cast<uint64_t>(c) + static_cast<uint64_t>(r); }
+
+// One super-block of the 8 rows, blocks[r] (rows [r0, r1); into the group all 8, since a byte of
+// its scales holds bits of several rows) to the group (kToGroup) or back.
+template <bool kToGroup>
+void MoveQ3K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, BlockQ3_K* const* blocks, uint64_t r0, uint64_t r1) {
+  static_assert(kX8Q3KBytes == kX8Rows * sizeof(BlockQ3_K) && kX8Q3KHigh == kX8Q3KLow + 64 && kX8Q3KHm == kX8Q3KHigh + 32 &&
+                kX8Q3KQs == kX8Q3KHm + 256);
+  const GroupMove<kToGroup> move{group};
+  uint8_t s[2][64];
+  for (uint64_t r = r0; r < r1; ++r) {
+    BlockQ3_K& b = *blocks[r];
+    const int row = static_cast<int>(r);
+    move(kX8D + 2 * r, &b.d, 2);
+    for (uint64_t h = 0; h < 2; ++h) {
+      for (uint64_t c = 0; c < 4; ++c) move(kX8Q3KQs + 256 * h + 64 * c + 8 * r, b.qs + 32 * h + 8 * c, 8);
+    }
+    if constexpr (kToGroup) {
+      for (int j = 0; j < 16; ++j) s[j / 8][Q3KSIndex(row, j)] = Q3KScale(b.scales, j);
+    } else {
+      uint8_t sc[16];
+      for (int j = 0; j < 16; ++j) sc[j] = SixOf(group + kX8Q3KLow, group + kX8Q3KHigh, Q3KSIndex(row, j), j >= 8);
+      PackQ3KScales(sc, b.scales);
+      std::memset(b.hmask, 0, sizeof(b.hmask));
+    }
+    for (int h = 0; h < 2; ++h) {
+      for (int sh = 0; sh < 4; ++sh) {
+        const int bit = 4 * h + sh;
+        for (int c = 0; c < 4; ++c) {
+          const uint64_t at = Q3KHmAt(h, sh, c, row);
+          if constexpr (kToGroup) group[at] = 0;
+          for (int j = 0; j < 8; ++j) {
+            uint8_t& hm = b.hmask[8 * c + j];
+            if constexpr (kToGroup) group[at] = static_cast<uint8_t>(group[at] | ((hm >> bit) & 1) << j);
+            else hm = static_cast<uint8_t>(hm | ((group[at] >> j) & 1) << bit);
+          }
+        }
+      }
+    }
+  }
+  if constexpr (kToGroup) PackSix(s[0], s[1], group + kX8Q3KLow, group + kX8Q3KHigh);
 }
 
 // ---- The 32-element types: groups of 4 blocks of 8 rows (interleave.h).
@@ -166,6 +233,7 @@ void UninterleaveGroups(const uint8_t* data, int64_t nb, int64_t r, uint8_t* out
 // The interleaved types and their file types.
 constexpr std::pair<GgmlType, GgmlType> kPairs[] = {
     {GgmlType::kQ4_K, GgmlType::kQ4_KX8},   {GgmlType::kQ5_K, GgmlType::kQ5_KX8},   {GgmlType::kQ2_K, GgmlType::kQ2_KX8},
+    {GgmlType::kQ3_K, GgmlType::kQ3_KX8},
     {GgmlType::kQ4_0, GgmlType::kQ4_0X8},
     {GgmlType::kQ4_1, GgmlType::kQ4_1X8},   {GgmlType::kQ5_0, GgmlType::kQ5_0X8},   {GgmlType::kQ5_1, GgmlType::kQ5_1X8},
     {GgmlType::kIQ4_NL, GgmlType::kIQ4_NLX8},
@@ -185,7 +253,7 @@ void With32(GgmlType t, F&& f) {
   }
 }
 
-bool IsSuperBlock(GgmlType t) { return t == GgmlType::kQ4_K || t == GgmlType::kQ5_K || t == GgmlType::kQ2_K; }
+bool IsSuperBlock(GgmlType t) { return t == GgmlType::kQ4_K || t == GgmlType::kQ5_K || t == GgmlType::kQ2_K || t == GgmlType::kQ3_K; }
 
 }  // namespace
 
@@ -215,6 +283,8 @@ void InterleaveRows(GgmlType t, uint8_t* data, int64_t rows, int64_t cols) {
   else if (t == GgmlType::kQ5_K) InterleaveGroups<BlockQ5_K, 1>(data, rows, nb, [](uint8_t* g, BlockQ5_K* const* b) { Interleave8(b, g); });
   else if (t == GgmlType::kQ2_K) {
     InterleaveGroups<BlockQ2_K, 1>(data, rows, nb, [](uint8_t* g, BlockQ2_K* const* b) { MoveQ2K<true>(g, b, 0, kX8Rows); });
+  } else if (t == GgmlType::kQ3_K) {
+    InterleaveGroups<BlockQ3_K, 1>(data, rows, nb, [](uint8_t* g, BlockQ3_K* const* b) { MoveQ3K<true>(g, b, 0, kX8Rows); });
   } else {
     With32(t, [&](auto type) {
       constexpr GgmlType T = decltype(type)::value;
@@ -238,6 +308,9 @@ void UninterleaveRow(GgmlType t, const uint8_t* data, int64_t cols, int64_t r, u
   else if (file == GgmlType::kQ2_K) {
     UninterleaveGroups<BlockQ2_K, 1>(data, nb, r, out,
                                      [](const uint8_t* g, uint64_t q, BlockQ2_K* const* b) { MoveQ2K<false>(g, b, q, q + 1); });
+  } else if (file == GgmlType::kQ3_K) {
+    UninterleaveGroups<BlockQ3_K, 1>(data, nb, r, out,
+                                     [](const uint8_t* g, uint64_t q, BlockQ3_K* const* b) { MoveQ3K<false>(g, b, q, q + 1); });
   } else {
     With32(file, [&](auto type) {
       constexpr GgmlType T = decltype(type)::value;

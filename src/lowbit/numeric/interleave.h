@@ -1,4 +1,4 @@
-// Weights with 8 rows interleaved (the internal types Q4_Kx8, Q5_Kx8, Q2_Kx8, and Q4_0x8, Q4_1x8,
+// Weights with 8 rows interleaved (the internal types Q4_Kx8, Q5_Kx8, Q2_Kx8, Q3_Kx8, and Q4_0x8, Q4_1x8,
 // Q5_0x8, Q5_1x8, IQ4_NLx8 of the 32-element types, numeric/ggml_type.h): the
 // bytes of 8 rows of a ggml type rearranged per block so that the 8-row kernels read each row's codes
 // for the same activations in one load and decode the rows' scales together.
@@ -30,6 +30,18 @@
 //   [160, 672)   the codes: 64 bytes per (h, chunk c < 4) at 160 + 256 h + 64 c, row r's qs[32 h + 8 c, + 8)
 //                at 8 r (shift 2 s: elements 128 h + 32 s + 8 c .. + 7, group 8 h + 2 s + c / 2)
 //
+// Q3_Kx8, per super-block of the 8 rows (kX8Q3KBytes = 8 x the block; the scales are 6 bits, the
+// third bits transposed, so it is a bijection of the bits rather than of the bytes):
+//   [0, 16)      the 8 rows' fp16 d, row r at 2r
+//   [16, 80)     low nibbles: byte b = S0[b] & 15 | (S1[b] & 15) << 4 (as Q4_Kx8's scales and mins)
+//   [80, 112)    high bits: byte c = S0[c] >> 4 | S0[c + 32] >> 4 << 2 | S1[c] >> 4 << 4 | S1[c + 32] >> 4 << 6
+//   [112, 368)   the third bits as 64-bit masks, 8 bytes per (h, s, c) at 112 + 32 (4 h + s) + 8 c: bit
+//                8 r + j is row r's hmask[8 c + j] bit 4 h + s (the code that byte 8 r + j of the
+//                codes' vector (h, c) holds at shift 2 s)
+//   [368, 880)   the codes as Q2_Kx8's: 64 bytes per (h, c) at 368 + 256 h + 64 c
+// with S_h[16 L + 8 u + j] (L < 4, u < 2, j < 8) row 2 L + u's 6-bit scale 8 h + j as stored (the
+// signed scale + 32): lane L of S_h holds a row pair's scales of half h, as Q2_Kx8's scale bytes.
+//
 // The 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) go in groups of 4 blocks (128 columns) of the
 // 8 rows, X8Group32Bytes: 32 x the block, a permutation of the blocks' bytes. With blocks 4 g + 2 p
 // + b (pair p < 2, b < 2):
@@ -57,6 +69,7 @@ constexpr uint64_t X8Qs(bool five) { return five ? 384 : 128; }
 constexpr uint64_t X8Bytes(bool five) { return five ? 8 * 176 : 8 * 144; }
 
 inline constexpr uint64_t kX8Q2KScales = 32, kX8Q2KQs = 160, kX8Q2KBytes = 672;
+inline constexpr uint64_t kX8Q3KLow = 16, kX8Q3KHigh = 80, kX8Q3KHm = 112, kX8Q3KQs = 368, kX8Q3KBytes = 880;
 
 // The 32-element types' groups (see above): 4 blocks of 8 rows.
 inline constexpr int64_t kX8Q32Blocks = 4;
