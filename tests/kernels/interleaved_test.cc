@@ -1,4 +1,4 @@
-// Weights with 8 rows interleaved (numeric/interleave.h: Q4_Kx8, Q5_Kx8, Q2_Kx8, Q3_Kx8 and the 32-element types'
+// Weights with 8 rows interleaved (numeric/interleave.h: Q4_Kx8, Q5_Kx8, Q2_Kx8, Q3_Kx8, IQ4_XSx8 and the 32-element types'
 // Q4_0x8, Q4_1x8, Q5_0x8, Q5_1x8, IQ4_NLx8): the rearrangement loses
 // nothing (every row reads back as the file's bytes and dequantizes to the same floats), and the
 // 8-row kernel on it gives the file type's reference dot bit for bit for 1..9 tokens, at the extremes
@@ -24,8 +24,8 @@ namespace lowbit {
 namespace {
 
 // The file types that interleave.
-constexpr GgmlType kFileTypes[] = {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ2_K, GgmlType::kQ3_K,  GgmlType::kQ4_0,
-                                   GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kIQ4_NL};
+constexpr GgmlType kFileTypes[] = {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ2_K, GgmlType::kQ3_K,  GgmlType::kIQ4_XS,
+                                   GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kIQ4_NL};
 
 // `rows` rows of `cols` columns quantized to `t` from normal values.
 std::vector<uint8_t> QuantizedRows(GgmlType t, int64_t rows, int64_t cols, uint32_t seed) {
@@ -128,10 +128,10 @@ TEST(Interleaved, TheKernelGivesTheReferenceDotForEveryTokenCount) {
         CheckRows8(k, t, QuantizedRows(t, 8, cols, 8), cols, x, name + " quantized, " + std::to_string(cols) + " columns");
       }
       // The extremes: every code at its top (15, or 31 with every fifth bit, Q2_K's 3, Q3_K's +3;
-      // IQ4_NL's largest value), every scale and min 63 (Q3_K's +31), and activations all at -128 (a
-      // row of one positive value quantizes to -128): for the K-quants a lane's sum is -30720 (16 x
-      // 15 x 128) or -31744 (8 x 31 x 128), the bounds of the i16 pack. Q3_K also at its bottom (every
-      // code -4, every scale -32: all bytes 0).
+      // IQ4_NL's and IQ4_XS's largest value), every scale and min 63 (Q3_K's and IQ4_XS's +31), and
+      // activations all at -128 (a row of one positive value quantizes to -128): for the K-quants a
+      // lane's sum is -30720 (16 x 15 x 128) or -31744 (8 x 31 x 128), the bounds of the i16 pack.
+      // Q3_K and IQ4_XS also at their bottom (every code -4 or -127, every scale -32: all bytes 0).
       const int64_t cols = 512;
       const uint64_t bb = TypeInfo(t).block_bytes;
       // Where d is, and dmin / m after it where the type has one.
@@ -139,7 +139,7 @@ TEST(Interleaved, TheKernelGivesTheReferenceDotForEveryTokenCount) {
       const bool second_scale = t == GgmlType::kQ4_K || t == GgmlType::kQ5_K || t == GgmlType::kQ2_K || t == GgmlType::kQ4_1 ||
                                 t == GgmlType::kQ5_1;
       for (uint8_t fill : {uint8_t{0xFF}, uint8_t{0}}) {
-        if (fill == 0 && t != GgmlType::kQ3_K) continue;
+        if (fill == 0 && t != GgmlType::kQ3_K && t != GgmlType::kIQ4_XS) continue;
         std::vector<uint8_t> file(8 * *RowBytes(t, cols), fill);
         for (int64_t b = 0; b < 8 * cols / TypeInfo(t).block_size; ++b) {
           const uint16_t d = Fp32ToFp16(0.001f * static_cast<float>(1 + b % 5)), dmin = Fp32ToFp16(0.0005f * static_cast<float>(1 + b % 3));

@@ -9,7 +9,7 @@ namespace {
 
 // Sizes follow the block structs of ggml-common.h (see ../shared/FORMATS.md); the structs lowbit
 // computes with carry static_asserts against these numbers in numeric/blocks.h.
-constexpr std::array<GgmlTypeInfo, 58> kTypes = {{
+constexpr std::array<GgmlTypeInfo, 59> kTypes = {{
     {GgmlType::kF32, "F32", 1, 4, false},
     {GgmlType::kF16, "F16", 1, 2, false},
     {GgmlType::kQ4_0, "Q4_0", 32, 18, true},
@@ -63,7 +63,7 @@ constexpr std::array<GgmlTypeInfo, 58> kTypes = {{
     // Internal: LLM.int8, the row's fp32 SCB then G int8 codes (numeric/bnb.h).
     {GgmlType::kI8R32, "I8R32", 32, 4 + 32, true, true},
     {GgmlType::kI8R256, "I8R256", 256, 4 + 256, true, true},
-    // Internal: Q4_K / Q5_K (and Q2_K, Q3_K below), 8 rows interleaved per super-block (numeric/interleave.h); a row's share is its block.
+    // Internal: Q4_K / Q5_K (and Q2_K, Q3_K, IQ4_XS below), 8 rows interleaved per super-block (numeric/interleave.h); a row's share is its block.
     {GgmlType::kQ4_KX8, "Q4_Kx8", 256, 144, true, true},
     {GgmlType::kQ5_KX8, "Q5_Kx8", 256, 176, true, true},
     // Internal: the 32-element types, 8 rows interleaved per 4 blocks (numeric/interleave.h).
@@ -74,6 +74,7 @@ constexpr std::array<GgmlTypeInfo, 58> kTypes = {{
     {GgmlType::kIQ4_NLX8, "IQ4_NLx8", 32, 18, true, true},
     {GgmlType::kQ2_KX8, "Q2_Kx8", 256, 84, true, true},
     {GgmlType::kQ3_KX8, "Q3_Kx8", 256, 110, true, true},
+    {GgmlType::kIQ4_XSX8, "IQ4_XSx8", 256, 136, true, true},
 }};
 
 constexpr uint32_t kMaxId = kTypeIdLimit - 1;

@@ -37,24 +37,28 @@ void PackScaleMinK4(const uint8_t* sc, const uint8_t* mn, uint8_t* q) {
 inline int SIndex(int r, int sub) { return 16 * (r / 2) + 4 * (sub / 2) + r % 2 + 2 * (sub % 2); }
 inline int MIndex(int r, int sub) { return 32 * (sub / 4) + 4 * r + sub % 4; }
 
-// 64 + 64 six-bit values s and m in the groups' packing (interleave.h): 64 bytes of low nibbles, 32
-// of high bits.
-void PackSix(const uint8_t* s, const uint8_t* m, uint8_t* low, uint8_t* high) {
-  for (int b = 0; b < 64; ++b) low[b] = static_cast<uint8_t>((s[b] & 15) | (m[b] & 15) << 4);
-  for (int c = 0; c < 32; ++c) high[c] = static_cast<uint8_t>(s[c] >> 4 | (s[c + 32] >> 4) << 2 | (m[c] >> 4) << 4 | (m[c + 32] >> 4) << 6);
+// n six-bit values v in the groups' packing (interleave.h): n / 2 bytes of low nibbles, n / 4 of high bits.
+void PackSix(const uint8_t* v, int n, uint8_t* low, uint8_t* high) {
+  for (int b = 0; b < n / 2; ++b) low[b] = static_cast<uint8_t>((v[b] & 15) | (v[b + n / 2] & 15) << 4);
+  for (int c = 0; c < n / 4; ++c) {
+    int byte = 0;
+    for (int q = 0; q < 4; ++q) byte |= (v[c + q * n / 4] >> 4) << (2 * q);
+    high[c] = static_cast<uint8_t>(byte);
+  }
 }
 
-// Value idx of s (second false) or m back from that packing.
-uint8_t SixOf(const uint8_t* low, const uint8_t* high, int idx, bool second) {
-  const int shift = second ? 4 : 0;
-  return static_cast<uint8_t>(((low[idx] >> shift) & 15) | ((high[idx % 32] >> (shift + 2 * (idx / 32))) & 3) << 4);
+// Value idx back from that packing.
+uint8_t SixOf(const uint8_t* low, const uint8_t* high, int n, int idx) {
+  const int nibble = idx < n / 2 ? low[idx] & 15 : low[idx - n / 2] >> 4;
+  return static_cast<uint8_t>(nibble | ((high[idx % (n / 4)] >> (2 * (idx / (n / 4)))) & 3) << 4);
 }
 
 // One super-block of 8 rows of B (BlockQ4_K or BlockQ5_K): blocks[r] -> out (X8Bytes).
 template <typename B>
 void Interleave8(const B* const* blocks, uint8_t* out) {
   constexpr bool kFive = std::is_same_v<B, BlockQ5_K>;
-  uint8_t s[64], m[64];
+  uint8_t v[128];  // the scales, then the mins
+  uint8_t *s = v, *m = v + 64;
   for (int r = 0; r < kX8Rows; ++r) {
     const B& b = *blocks[r];
     std::memcpy(out + kX8D + 2 * r, &b.d, 2);
@@ -65,7 +69,7 @@ void Interleave8(const B* const* blocks, uint8_t* out) {
       for (int ch = 0; ch < 4; ++ch) std::memcpy(out + X8Qs(kFive) + 256 * ch + 64 * k + 8 * r, b.qs + 32 * ch + 8 * k, 8);
     }
   }
-  PackSix(s, m, out + kX8Low, out + kX8High);
+  PackSix(v, 128, out + kX8Low, out + kX8High);
 }
 
 // Row r's block back from one interleaved super-block.
@@ -76,8 +80,8 @@ void Uninterleave8(const uint8_t* in, int r, B* b) {
   std::memcpy(&b->dmin, in + kX8Dmin + 2 * r, 2);
   uint8_t sc[8], mn[8];
   for (int j = 0; j < 8; ++j) {
-    sc[j] = SixOf(in + kX8Low, in + kX8High, SIndex(r, j), false);
-    mn[j] = SixOf(in + kX8Low, in + kX8High, MIndex(r, j), true);
+    sc[j] = SixOf(in + kX8Low, in + kX8High, 128, SIndex(r, j));
+    mn[j] = SixOf(in + kX8Low, in + kX8High, 128, 64 + MIndex(r, j));
   }
   PackScaleMinK4(sc, mn, b->scales);
   for (int k = 0; k < 4; ++k) {
@@ -141,7 +145,7 @@ void MoveQ3K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, Block
   static_assert(kX8Q3KBytes == kX8Rows * sizeof(BlockQ3_K) && kX8Q3KHigh == kX8Q3KLow + 64 && kX8Q3KHm == kX8Q3KHigh + 32 &&
                 kX8Q3KQs == kX8Q3KHm + 256);
   const GroupMove<kToGroup> move{group};
-  uint8_t s[2][64];
+  uint8_t s[128];  // S0, then S1
   for (uint64_t r = r0; r < r1; ++r) {
     BlockQ3_K& b = *blocks[r];
     const int row = static_cast<int>(r);
@@ -150,10 +154,10 @@ void MoveQ3K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, Block
       for (uint64_t c = 0; c < 4; ++c) move(kX8Q3KQs + 256 * h + 64 * c + 8 * r, b.qs + 32 * h + 8 * c, 8);
     }
     if constexpr (kToGroup) {
-      for (int j = 0; j < 16; ++j) s[j / 8][Q3KSIndex(row, j)] = Q3KScale(b.scales, j);
+      for (int j = 0; j < 16; ++j) s[64 * (j / 8) + Q3KSIndex(row, j)] = Q3KScale(b.scales, j);
     } else {
       uint8_t sc[16];
-      for (int j = 0; j < 16; ++j) sc[j] = SixOf(group + kX8Q3KLow, group + kX8Q3KHigh, Q3KSIndex(row, j), j >= 8);
+      for (int j = 0; j < 16; ++j) sc[j] = SixOf(group + kX8Q3KLow, group + kX8Q3KHigh, 128, 64 * (j / 8) + Q3KSIndex(row, j));
       PackQ3KScales(sc, b.scales);
       std::memset(b.hmask, 0, sizeof(b.hmask));
     }
@@ -172,7 +176,36 @@ void MoveQ3K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, Block
       }
     }
   }
-  if constexpr (kToGroup) PackSix(s[0], s[1], group + kX8Q3KLow, group + kX8Q3KHigh);
+  if constexpr (kToGroup) PackSix(s, 128, group + kX8Q3KLow, group + kX8Q3KHigh);
+}
+
+// ---- IQ4_XS (interleave.h): one super-block of the 8 rows, as MoveQ3K.
+template <bool kToGroup>
+void MoveIq4Xs(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, BlockIQ4_XS* const* blocks, uint64_t r0, uint64_t r1) {
+  static_assert(kX8Iq4XsBytes == kX8Rows * sizeof(BlockIQ4_XS) && kX8Iq4XsHigh == kX8Iq4XsLow + 32 && kX8Iq4XsQs == kX8Iq4XsHigh + 16);
+  const GroupMove<kToGroup> move{group};
+  uint8_t m[64];
+  for (uint64_t r = r0; r < r1; ++r) {
+    BlockIQ4_XS& b = *blocks[r];
+    const int row = static_cast<int>(r);
+    move(kX8D + 2 * r, &b.d, 2);
+    for (uint64_t j = 0; j < 8; ++j) {
+      for (uint64_t k = 0; k < 2; ++k) move(kX8Iq4XsQs + 128 * j + 64 * k + 8 * r, b.qs + 16 * j + 8 * k, 8);
+    }
+    const auto at = [row](int j) { return 32 * (j / 4) + 4 * row + j % 4; };  // M's index of sub-block j
+    if constexpr (kToGroup) {
+      for (int j = 0; j < 8; ++j) m[at(j)] = static_cast<uint8_t>(IQ4XSScale(b, j) + 32);
+    } else {
+      b.scales_h = 0;
+      std::memset(b.scales_l, 0, sizeof(b.scales_l));
+      for (int j = 0; j < 8; ++j) {
+        const uint8_t v = SixOf(group + kX8Iq4XsLow, group + kX8Iq4XsHigh, 64, at(j));
+        b.scales_l[j / 2] = static_cast<uint8_t>(b.scales_l[j / 2] | (v & 15) << (4 * (j % 2)));
+        b.scales_h = static_cast<uint16_t>(b.scales_h | (v >> 4) << (2 * j));
+      }
+    }
+  }
+  if constexpr (kToGroup) PackSix(m, 64, group + kX8Iq4XsLow, group + kX8Iq4XsHigh);
 }
 
 // ---- The 32-element types: groups of 4 blocks of 8 rows (interleave.h).
@@ -233,7 +266,7 @@ void UninterleaveGroups(const uint8_t* data, int64_t nb, int64_t r, uint8_t* out
 // The interleaved types and their file types.
 constexpr std::pair<GgmlType, GgmlType> kPairs[] = {
     {GgmlType::kQ4_K, GgmlType::kQ4_KX8},   {GgmlType::kQ5_K, GgmlType::kQ5_KX8},   {GgmlType::kQ2_K, GgmlType::kQ2_KX8},
-    {GgmlType::kQ3_K, GgmlType::kQ3_KX8},
+    {GgmlType::kQ3_K, GgmlType::kQ3_KX8},   {GgmlType::kIQ4_XS, GgmlType::kIQ4_XSX8},
     {GgmlType::kQ4_0, GgmlType::kQ4_0X8},
     {GgmlType::kQ4_1, GgmlType::kQ4_1X8},   {GgmlType::kQ5_0, GgmlType::kQ5_0X8},   {GgmlType::kQ5_1, GgmlType::kQ5_1X8},
     {GgmlType::kIQ4_NL, GgmlType::kIQ4_NLX8},
@@ -253,7 +286,7 @@ void With32(GgmlType t, F&& f) {
   }
 }
 
-bool IsSuperBlock(GgmlType t) { return t == GgmlType::kQ4_K || t == GgmlType::kQ5_K || t == GgmlType::kQ2_K || t == GgmlType::kQ3_K; }
+bool IsSuperBlock(GgmlType t) { return TypeInfo(t).block_size == 256; }
 
 }  // namespace
 
@@ -285,6 +318,8 @@ void InterleaveRows(GgmlType t, uint8_t* data, int64_t rows, int64_t cols) {
     InterleaveGroups<BlockQ2_K, 1>(data, rows, nb, [](uint8_t* g, BlockQ2_K* const* b) { MoveQ2K<true>(g, b, 0, kX8Rows); });
   } else if (t == GgmlType::kQ3_K) {
     InterleaveGroups<BlockQ3_K, 1>(data, rows, nb, [](uint8_t* g, BlockQ3_K* const* b) { MoveQ3K<true>(g, b, 0, kX8Rows); });
+  } else if (t == GgmlType::kIQ4_XS) {
+    InterleaveGroups<BlockIQ4_XS, 1>(data, rows, nb, [](uint8_t* g, BlockIQ4_XS* const* b) { MoveIq4Xs<true>(g, b, 0, kX8Rows); });
   } else {
     With32(t, [&](auto type) {
       constexpr GgmlType T = decltype(type)::value;
@@ -311,6 +346,9 @@ void UninterleaveRow(GgmlType t, const uint8_t* data, int64_t cols, int64_t r, u
   } else if (file == GgmlType::kQ3_K) {
     UninterleaveGroups<BlockQ3_K, 1>(data, nb, r, out,
                                      [](const uint8_t* g, uint64_t q, BlockQ3_K* const* b) { MoveQ3K<false>(g, b, q, q + 1); });
+  } else if (file == GgmlType::kIQ4_XS) {
+    UninterleaveGroups<BlockIQ4_XS, 1>(data, nb, r, out,
+                                       [](const uint8_t* g, uint64_t q, BlockIQ4_XS* const* b) { MoveIq4Xs<false>(g, b, q, q + 1); });
   } else {
     With32(file, [&](auto type) {
       constexpr GgmlType T = decltype(type)::value;

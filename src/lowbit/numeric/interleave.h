@@ -1,4 +1,4 @@
-// Weights with 8 rows interleaved (the internal types Q4_Kx8, Q5_Kx8, Q2_Kx8, Q3_Kx8, and Q4_0x8, Q4_1x8,
+// Weights with 8 rows interleaved (the internal types Q4_Kx8, Q5_Kx8, Q2_Kx8, Q3_Kx8, IQ4_XSx8, and Q4_0x8, Q4_1x8,
 // Q5_0x8, Q5_1x8, IQ4_NLx8 of the 32-element types, numeric/ggml_type.h): the
 // bytes of 8 rows of a ggml type rearranged per block so that the 8-row kernels read each row's codes
 // for the same activations in one load and decode the rows' scales together.
@@ -42,6 +42,21 @@
 // with S_h[16 L + 8 u + j] (L < 4, u < 2, j < 8) row 2 L + u's 6-bit scale 8 h + j as stored (the
 // signed scale + 32): lane L of S_h holds a row pair's scales of half h, as Q2_Kx8's scale bytes.
 //
+// IQ4_XSx8, per super-block of the 8 rows (kX8Iq4XsBytes = 8 x the block; 6-bit scales, a bijection
+// of the bits):
+//   [0, 16)      the 8 rows' fp16 d, row r at 2r
+//   [16, 48)     low nibbles: byte b = M[b] & 15 | (M[b + 32] & 15) << 4
+//   [48, 64)     high bits: byte c = M[c] >> 4 | M[c + 16] >> 4 << 2 | M[c + 32] >> 4 << 4 | M[c + 48] >> 4 << 6
+//   [64, 1088)   the codes: 64 bytes per (sub-block j < 8, k < 2) at 64 + 128 j + 64 k, row r's
+//                qs[16 j + 8 k, + 8) at 8 r (low nibbles: elements 32 j + 8 k .. + 7, high: + 16)
+// with M[32 k + 4 r + j] (k < 2, r < 8, j < 4) row r's 6-bit scale of sub-block 4 k + j as stored (the
+// signed scale + 32), Q4_Kx8's order of its mins.
+//
+// The 6-bit fields of Q4_Kx8, Q3_Kx8 and IQ4_XSx8 share one packing of n values v (n = 128: Q4_Kx8's
+// scales then mins, Q3_Kx8's S0 then S1; n = 64: IQ4_XSx8's M): n / 2 bytes of low nibbles, byte b =
+// v[b] & 15 | (v[b + n / 2] & 15) << 4, then n / 4 bytes of high bits, byte c = the sum over q < 4 of
+// (v[c + q n / 4] >> 4) << 2 q.
+//
 // The 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) go in groups of 4 blocks (128 columns) of the
 // 8 rows, X8Group32Bytes: 32 x the block, a permutation of the blocks' bytes. With blocks 4 g + 2 p
 // + b (pair p < 2, b < 2):
@@ -70,6 +85,7 @@ constexpr uint64_t X8Bytes(bool five) { return five ? 8 * 176 : 8 * 144; }
 
 inline constexpr uint64_t kX8Q2KScales = 32, kX8Q2KQs = 160, kX8Q2KBytes = 672;
 inline constexpr uint64_t kX8Q3KLow = 16, kX8Q3KHigh = 80, kX8Q3KHm = 112, kX8Q3KQs = 368, kX8Q3KBytes = 880;
+inline constexpr uint64_t kX8Iq4XsLow = 16, kX8Iq4XsHigh = 48, kX8Iq4XsQs = 64, kX8Iq4XsBytes = 1088;
 
 // The 32-element types' groups (see above): 4 blocks of 8 rows.
 inline constexpr int64_t kX8Q32Blocks = 4;
