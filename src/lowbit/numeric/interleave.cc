@@ -101,6 +101,13 @@ struct GroupMove {
   }
 };
 
+// The codes of row r of a super-block type's group (Q2_Kx8, Q3_Kx8, IQ4_XSx8): the code vector q
+// (at `at` + 64 q) holds bytes [8 q, 8 q + 8) of every row's qs, row r's at 8 r.
+template <bool kToGroup>
+void MoveCodes(const GroupMove<kToGroup>& move, uint64_t at, uint64_t r, uint8_t* qs, uint64_t qs_bytes) {
+  for (uint64_t q = 0; q < qs_bytes / 8; ++q) move(at + 64 * q + 8 * r, qs + 8 * q, 8);
+}
+
 // ---- Q2_K (interleave.h): one super-block of the 8 rows, blocks[r] (rows [r0, r1)) to their places
 // in `group` (kToGroup) or back.
 template <bool kToGroup>
@@ -111,10 +118,8 @@ void MoveQ2K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, Block
     BlockQ2_K& b = *blocks[r];
     move(kX8D + 2 * r, &b.d, 2);
     move(kX8Dmin + 2 * r, &b.dmin, 2);
-    for (uint64_t h = 0; h < 2; ++h) {
-      move(kX8Q2KScales + 64 * h + 16 * (r / 2) + 8 * (r % 2), b.scales + 8 * h, 8);
-      for (uint64_t c = 0; c < 4; ++c) move(kX8Q2KQs + 256 * h + 64 * c + 8 * r, b.qs + 32 * h + 8 * c, 8);
-    }
+    for (uint64_t h = 0; h < 2; ++h) move(kX8Q2KScales + 64 * h + 16 * (r / 2) + 8 * (r % 2), b.scales + 8 * h, 8);
+    MoveCodes(move, kX8Q2KQs, r, b.qs, sizeof(b.qs));
   }
 }
 
@@ -150,9 +155,7 @@ void MoveQ3K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, Block
     BlockQ3_K& b = *blocks[r];
     const int row = static_cast<int>(r);
     move(kX8D + 2 * r, &b.d, 2);
-    for (uint64_t h = 0; h < 2; ++h) {
-      for (uint64_t c = 0; c < 4; ++c) move(kX8Q3KQs + 256 * h + 64 * c + 8 * r, b.qs + 32 * h + 8 * c, 8);
-    }
+    MoveCodes(move, kX8Q3KQs, r, b.qs, sizeof(b.qs));
     if constexpr (kToGroup) {
       for (int j = 0; j < 16; ++j) s[64 * (j / 8) + Q3KSIndex(row, j)] = Q3KScale(b.scales, j);
     } else {
@@ -189,9 +192,7 @@ void MoveIq4Xs(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, Blo
     BlockIQ4_XS& b = *blocks[r];
     const int row = static_cast<int>(r);
     move(kX8D + 2 * r, &b.d, 2);
-    for (uint64_t j = 0; j < 8; ++j) {
-      for (uint64_t k = 0; k < 2; ++k) move(kX8Iq4XsQs + 128 * j + 64 * k + 8 * r, b.qs + 16 * j + 8 * k, 8);
-    }
+    MoveCodes(move, kX8Iq4XsQs, r, b.qs, sizeof(b.qs));
     const auto at = [row](int j) { return 32 * (j / 4) + 4 * row + j % 4; };  // M's index of sub-block j
     if constexpr (kToGroup) {
       for (int j = 0; j < 8; ++j) m[at(j)] = static_cast<uint8_t>(IQ4XSScale(b, j) + 32);
