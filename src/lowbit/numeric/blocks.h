@@ -166,6 +166,17 @@ inline int IQ4XSScale(const BlockIQ4_XS& b, int ib) {
   return (((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((b.scales_h >> (2 * ib)) & 3) << 4)) - 32;
 }
 
+// IQ4_XS: sets the 8 sub-block scales s (-32..31) into scales_l / scales_h (IQ4XSScale's inverse).
+inline void SetIQ4XSScales(BlockIQ4_XS* b, const int* s) {
+  b->scales_h = 0;
+  std::memset(b->scales_l, 0, sizeof(b->scales_l));
+  for (int ib = 0; ib < 8; ++ib) {
+    const int ls = s[ib] + 32;
+    b->scales_l[ib / 2] = static_cast<uint8_t>(b->scales_l[ib / 2] | (ls & 0xF) << (4 * (ib % 2)));
+    b->scales_h = static_cast<uint16_t>(b->scales_h | (ls >> 4) << (2 * ib));
+  }
+}
+
 // Q3_K: the 12 packed bytes as 16 6-bit scales, bias 32 not yet removed.
 inline void Q3KScales(const uint8_t* packed, int8_t* out) {
   uint32_t aux[4];
@@ -178,6 +189,17 @@ inline void Q3KScales(const uint8_t* packed, int8_t* out) {
   std::memcpy(out, aux, 16);
 }
 
+// Q3_K: 16 6-bit scales (bias 32 included) into the 12 bytes (Q3KScales' inverse).
+inline void PackQ3KScales(const int* ls, uint8_t* out) {
+  std::memset(out, 0, 12);
+  for (int k = 0; k < 16; ++k) {
+    const int v = ls[k];
+    if (k < 8) out[k] = static_cast<uint8_t>(out[k] | (v & 0xF));
+    else out[k - 8] = static_cast<uint8_t>(out[k - 8] | (v & 0xF) << 4);
+    out[8 + k % 4] = static_cast<uint8_t>(out[8 + k % 4] | ((v >> 4) & 3) << (2 * (k / 4)));
+  }
+}
+
 // Q4_K / Q5_K: 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes.
 inline void ScaleMinK4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
   if (j < 4) {
@@ -186,6 +208,21 @@ inline void ScaleMinK4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
   } else {
     *d = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
     *m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
+// Q4_K / Q5_K: 8 (scale, min) 6-bit pairs into the 12 bytes (ScaleMinK4's inverse).
+inline void PackK4Scales(const int* ls, const int* lm, uint8_t* q) {
+  std::memset(q, 0, 12);
+  for (int j = 0; j < 8; ++j) {
+    if (j < 4) {
+      q[j] = static_cast<uint8_t>(q[j] | ls[j]);
+      q[j + 4] = static_cast<uint8_t>(q[j + 4] | lm[j]);
+    } else {
+      q[j + 4] = static_cast<uint8_t>((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+      q[j - 4] = static_cast<uint8_t>(q[j - 4] | (ls[j] >> 4) << 6);
+      q[j] = static_cast<uint8_t>(q[j] | (lm[j] >> 4) << 6);
+    }
   }
 }
 

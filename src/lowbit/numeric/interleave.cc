@@ -14,26 +14,6 @@ namespace {
 static_assert(X8Bytes(false) == kX8Rows * sizeof(BlockQ4_K) && X8Bytes(true) == kX8Rows * sizeof(BlockQ5_K));
 static_assert(X8Qs(true) == kX8Qh + 4 * 64);
 
-// get_scale_min_k4 (FORMATS.md): the 6-bit scale and min of sub-block j from the 12 bytes.
-void ScaleMinK4(int j, const uint8_t* q, uint8_t* sc, uint8_t* mn) {
-  if (j < 4) {
-    *sc = q[j] & 63;
-    *mn = q[j + 4] & 63;
-  } else {
-    *sc = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-    *mn = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-  }
-}
-
-// Its inverse: the 12 bytes of 8 scales and mins.
-void PackScaleMinK4(const uint8_t* sc, const uint8_t* mn, uint8_t* q) {
-  for (int j = 0; j < 4; ++j) {
-    q[j] = static_cast<uint8_t>((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
-    q[j + 4] = static_cast<uint8_t>((mn[j] & 63) | ((mn[j + 4] >> 4) << 6));
-    q[j + 8] = static_cast<uint8_t>((sc[j + 4] & 0xF) | ((mn[j + 4] & 0xF) << 4));
-  }
-}
-
 inline int SIndex(int r, int sub) { return 16 * (r / 2) + 4 * (sub / 2) + r % 2 + 2 * (sub % 2); }
 inline int MIndex(int r, int sub) { return 32 * (sub / 4) + 4 * r + sub % 4; }
 
@@ -78,12 +58,12 @@ void Uninterleave8(const uint8_t* in, int r, B* b) {
   constexpr bool kFive = std::is_same_v<B, BlockQ5_K>;
   std::memcpy(&b->d, in + kX8D + 2 * r, 2);
   std::memcpy(&b->dmin, in + kX8Dmin + 2 * r, 2);
-  uint8_t sc[8], mn[8];
+  int sc[8], mn[8];
   for (int j = 0; j < 8; ++j) {
     sc[j] = SixOf(in + kX8Low, in + kX8High, 128, SIndex(r, j));
     mn[j] = SixOf(in + kX8Low, in + kX8High, 128, 64 + MIndex(r, j));
   }
-  PackScaleMinK4(sc, mn, b->scales);
+  PackK4Scales(sc, mn, b->scales);
   for (int k = 0; k < 4; ++k) {
     if constexpr (kFive) std::memcpy(b->qh + 8 * k, in + kX8Qh + 64 * k + 8 * r, 8);
     for (int ch = 0; ch < 4; ++ch) std::memcpy(b->qs + 32 * ch + 8 * k, in + X8Qs(kFive) + 256 * ch + 64 * k + 8 * r, 8);
@@ -125,20 +105,6 @@ void MoveQ2K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, Block
 
 // ---- Q3_K (interleave.h).
 
-// Scale j of a Q3_K block's 12 scale bytes as stored (the signed scale + 32; FORMATS.md), and the
-// 12 bytes of 16 such scales.
-uint8_t Q3KScale(const uint8_t* q, int j) {
-  const int low = j < 8 ? q[j] & 15 : q[j - 8] >> 4;
-  return static_cast<uint8_t>(low | ((q[8 + j % 4] >> (2 * (j / 4))) & 3) << 4);
-}
-void PackQ3KScales(const uint8_t* sc, uint8_t* q) {
-  std::memset(q, 0, 12);
-  for (int j = 0; j < 16; ++j) {
-    q[j % 8] = static_cast<uint8_t>(q[j % 8] | (sc[j] & 15) << (j < 8 ? 0 : 4));
-    q[8 + j % 4] = static_cast<uint8_t>(q[8 + j % 4] | (sc[j] >> 4) << (2 * (j / 4)));
-  }
-}
-
 // Row r's scale j in S_{j / 8}, and the byte of third-bit mask (h, s, c) that holds row r's bits.
 inline int Q3KSIndex(int r, int j) { return 16 * (r / 2) + 8 * (r % 2) + j % 8; }
 inline uint64_t Q3KHmAt(int h, int s, int c, int r) { return kX8Q3KHm + 32 * static_cast<uint64_t>(4 * h + s) + 8 * static_cast<uint64_t>(c) + static_cast<uint64_t>(r); }
@@ -157,9 +123,11 @@ void MoveQ3K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, Block
     move(kX8D + 2 * r, &b.d, 2);
     MoveCodes(move, kX8Q3KQs, r, b.qs, sizeof(b.qs));
     if constexpr (kToGroup) {
-      for (int j = 0; j < 16; ++j) s[64 * (j / 8) + Q3KSIndex(row, j)] = Q3KScale(b.scales, j);
+      int8_t sc[16];  // as stored: + 32
+      Q3KScales(b.scales, sc);
+      for (int j = 0; j < 16; ++j) s[64 * (j / 8) + Q3KSIndex(row, j)] = static_cast<uint8_t>(sc[j]);
     } else {
-      uint8_t sc[16];
+      int sc[16];
       for (int j = 0; j < 16; ++j) sc[j] = SixOf(group + kX8Q3KLow, group + kX8Q3KHigh, 128, 64 * (j / 8) + Q3KSIndex(row, j));
       PackQ3KScales(sc, b.scales);
       std::memset(b.hmask, 0, sizeof(b.hmask));
@@ -197,13 +165,9 @@ void MoveIq4Xs(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, Blo
     if constexpr (kToGroup) {
       for (int j = 0; j < 8; ++j) m[at(j)] = static_cast<uint8_t>(IQ4XSScale(b, j) + 32);
     } else {
-      b.scales_h = 0;
-      std::memset(b.scales_l, 0, sizeof(b.scales_l));
-      for (int j = 0; j < 8; ++j) {
-        const uint8_t v = SixOf(group + kX8Iq4XsLow, group + kX8Iq4XsHigh, 64, at(j));
-        b.scales_l[j / 2] = static_cast<uint8_t>(b.scales_l[j / 2] | (v & 15) << (4 * (j % 2)));
-        b.scales_h = static_cast<uint16_t>(b.scales_h | (v >> 4) << (2 * j));
-      }
+      int sc[8];
+      for (int j = 0; j < 8; ++j) sc[j] = SixOf(group + kX8Iq4XsLow, group + kX8Iq4XsHigh, 64, at(j)) - 32;
+      SetIQ4XSScales(&b, sc);
     }
   }
   if constexpr (kToGroup) PackSix(m, 64, group + kX8Iq4XsLow, group + kX8Iq4XsHigh);

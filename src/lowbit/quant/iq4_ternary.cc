@@ -55,14 +55,8 @@ void QuantizeIQ4_XS(const float* x, void* dst, int64_t n, const float* imatrix) 
     uint8_t idx[kQK_K];
     search::QuantizeSymmetric(spec, x, w, &d, s, idx);
     b->d = Fp32ToFp16(d);
-    b->scales_h = 0;
-    std::memset(b->scales_l, 0, 4);
-    for (int ib = 0; ib < 8; ++ib) {
-      const int ls = s[ib] + 32;
-      b->scales_l[ib / 2] |= static_cast<uint8_t>((ls & 0xF) << (4 * (ib % 2)));
-      b->scales_h |= static_cast<uint16_t>((ls >> 4) << (2 * ib));
-      PackNibbles(idx + 32 * ib, b->qs + 16 * ib);
-    }
+    SetIQ4XSScales(b, s);
+    for (int ib = 0; ib < 8; ++ib) PackNibbles(idx + 32 * ib, b->qs + 16 * ib);
   }
 }
 

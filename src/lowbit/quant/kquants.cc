@@ -11,32 +11,6 @@
 namespace lowbit {
 namespace {
 
-// Packs 16 6-bit Q3_K scales into 12 bytes (inverse of the dequantizer's unpacking).
-void PackQ3KScales(const int* ls, uint8_t* out) {
-  std::memset(out, 0, 12);
-  for (int k = 0; k < 16; ++k) {
-    const int v = ls[k];
-    if (k < 8) out[k] |= static_cast<uint8_t>(v & 0xF);
-    else out[k - 8] |= static_cast<uint8_t>((v & 0xF) << 4);
-    out[8 + k % 4] |= static_cast<uint8_t>(((v >> 4) & 3) << (2 * (k / 4)));
-  }
-}
-
-// Packs 8 (scale, min) 6-bit pairs into Q4_K/Q5_K's 12 bytes.
-void PackK4Scales(const int* ls, const int* lm, uint8_t* q) {
-  std::memset(q, 0, 12);
-  for (int j = 0; j < 8; ++j) {
-    if (j < 4) {
-      q[j] = static_cast<uint8_t>(ls[j]);
-      q[j + 4] = static_cast<uint8_t>(lm[j]);
-    } else {
-      q[j + 4] = static_cast<uint8_t>((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
-      q[j - 4] |= static_cast<uint8_t>((ls[j] >> 4) << 6);
-      q[j] |= static_cast<uint8_t>((lm[j] >> 4) << 6);
-    }
-  }
-}
-
 // 2-bit codes in Q2_K/Q3_K order: element e -> qs[(e/128)*32 + ((e%32)/16)*16 + e%16] at bit 2*((e%128)/32).
 void PackLow2(const uint8_t* L, uint8_t* qs) {
   std::memset(qs, 0, 64);
