@@ -33,43 +33,6 @@ uint8_t SixOf(const uint8_t* low, const uint8_t* high, int n, int idx) {
   return static_cast<uint8_t>(nibble | ((high[idx % (n / 4)] >> (2 * (idx / (n / 4)))) & 3) << 4);
 }
 
-// One super-block of 8 rows of B (BlockQ4_K or BlockQ5_K): blocks[r] -> out (X8Bytes).
-template <typename B>
-void Interleave8(const B* const* blocks, uint8_t* out) {
-  constexpr bool kFive = std::is_same_v<B, BlockQ5_K>;
-  uint8_t v[128];  // the scales, then the mins
-  uint8_t *s = v, *m = v + 64;
-  for (int r = 0; r < kX8Rows; ++r) {
-    const B& b = *blocks[r];
-    std::memcpy(out + kX8D + 2 * r, &b.d, 2);
-    std::memcpy(out + kX8Dmin + 2 * r, &b.dmin, 2);
-    for (int j = 0; j < 8; ++j) ScaleMinK4(j, b.scales, &s[SIndex(r, j)], &m[MIndex(r, j)]);
-    for (int k = 0; k < 4; ++k) {
-      if constexpr (kFive) std::memcpy(out + kX8Qh + 64 * k + 8 * r, b.qh + 8 * k, 8);
-      for (int ch = 0; ch < 4; ++ch) std::memcpy(out + X8Qs(kFive) + 256 * ch + 64 * k + 8 * r, b.qs + 32 * ch + 8 * k, 8);
-    }
-  }
-  PackSix(v, 128, out + kX8Low, out + kX8High);
-}
-
-// Row r's block back from one interleaved super-block.
-template <typename B>
-void Uninterleave8(const uint8_t* in, int r, B* b) {
-  constexpr bool kFive = std::is_same_v<B, BlockQ5_K>;
-  std::memcpy(&b->d, in + kX8D + 2 * r, 2);
-  std::memcpy(&b->dmin, in + kX8Dmin + 2 * r, 2);
-  int sc[8], mn[8];
-  for (int j = 0; j < 8; ++j) {
-    sc[j] = SixOf(in + kX8Low, in + kX8High, 128, SIndex(r, j));
-    mn[j] = SixOf(in + kX8Low, in + kX8High, 128, 64 + MIndex(r, j));
-  }
-  PackK4Scales(sc, mn, b->scales);
-  for (int k = 0; k < 4; ++k) {
-    if constexpr (kFive) std::memcpy(b->qh + 8 * k, in + kX8Qh + 64 * k + 8 * r, 8);
-    for (int ch = 0; ch < 4; ++ch) std::memcpy(b->qs + 32 * ch + 8 * k, in + X8Qs(kFive) + 256 * ch + 64 * k + 8 * r, 8);
-  }
-}
-
 // Copies n bytes between a block field and a group at offset `at`: into the group (kToGroup) or
 // out of it (the one map serves both directions).
 template <bool kToGroup>
@@ -86,6 +49,34 @@ struct GroupMove {
 template <bool kToGroup>
 void MoveCodes(const GroupMove<kToGroup>& move, uint64_t at, uint64_t r, uint8_t* qs, uint64_t qs_bytes) {
   for (uint64_t q = 0; q < qs_bytes / 8; ++q) move(at + 64 * q + 8 * r, qs + 8 * q, 8);
+}
+
+// ---- Q4_K / Q5_K (B; interleave.h): one super-block of the 8 rows, blocks[r] (rows [r0, r1); into
+// the group all 8, since a byte of its scales holds bits of several rows) to the group (kToGroup) or back.
+template <bool kToGroup, typename B>
+void MoveK45(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, B* const* blocks, uint64_t r0, uint64_t r1) {
+  constexpr bool kFive = std::is_same_v<B, BlockQ5_K>;
+  const GroupMove<kToGroup> move{group};
+  uint8_t v[128];  // the scales at SIndex, then the mins at 64 + MIndex
+  for (uint64_t r = r0; r < r1; ++r) {
+    B& b = *blocks[r];
+    const int row = static_cast<int>(r);
+    move(kX8D + 2 * r, &b.d, 2);
+    move(kX8Dmin + 2 * r, &b.dmin, 2);
+    if constexpr (kFive) MoveCodes(move, kX8Qh, r, b.qh, sizeof(b.qh));
+    MoveCodes(move, X8Qs(kFive), r, b.qs, sizeof(b.qs));
+    if constexpr (kToGroup) {
+      for (int j = 0; j < 8; ++j) ScaleMinK4(j, b.scales, &v[SIndex(row, j)], &v[64 + MIndex(row, j)]);
+    } else {
+      int sc[8], mn[8];
+      for (int j = 0; j < 8; ++j) {
+        sc[j] = SixOf(group + kX8Low, group + kX8High, 128, SIndex(row, j));
+        mn[j] = SixOf(group + kX8Low, group + kX8High, 128, 64 + MIndex(row, j));
+      }
+      PackK4Scales(sc, mn, b.scales);
+    }
+  }
+  if constexpr (kToGroup) PackSix(v, 128, group + kX8Low, group + kX8High);
 }
 
 // ---- Q2_K (interleave.h): one super-block of the 8 rows, blocks[r] (rows [r0, r1)) to their places
@@ -237,18 +228,42 @@ constexpr std::pair<GgmlType, GgmlType> kPairs[] = {
     {GgmlType::kIQ4_NL, GgmlType::kIQ4_NLX8},
 };
 
-// Calls f(std::integral_constant<GgmlType, T>) for the 32-element file type t.
+// Calls f(std::integral_constant<GgmlType, T>) for the file type t of an interleaved type (kPairs).
 template <typename F>
-void With32(GgmlType t, F&& f) {
+void WithFileType(GgmlType t, F&& f) {
   using enum GgmlType;
   switch (t) {
+    case kQ4_K: f(std::integral_constant<GgmlType, kQ4_K>{}); break;
+    case kQ5_K: f(std::integral_constant<GgmlType, kQ5_K>{}); break;
+    case kQ2_K: f(std::integral_constant<GgmlType, kQ2_K>{}); break;
+    case kQ3_K: f(std::integral_constant<GgmlType, kQ3_K>{}); break;
+    case kIQ4_XS: f(std::integral_constant<GgmlType, kIQ4_XS>{}); break;
     case kQ4_0: f(std::integral_constant<GgmlType, kQ4_0>{}); break;
     case kQ4_1: f(std::integral_constant<GgmlType, kQ4_1>{}); break;
     case kQ5_0: f(std::integral_constant<GgmlType, kQ5_0>{}); break;
     case kQ5_1: f(std::integral_constant<GgmlType, kQ5_1>{}); break;
     case kIQ4_NL: f(std::integral_constant<GgmlType, kIQ4_NL>{}); break;
-    default: LOWBIT_CHECK_MSG(false, "{} has no interleaved 32-element form", TypeInfo(t).name);
+    default: LOWBIT_CHECK_MSG(false, "{} has no interleaved form", TypeInfo(t).name);
   }
+}
+
+// Blocks per group of file type T: the 32-element types' kX8Q32Blocks, else one super-block.
+template <GgmlType T>
+constexpr int64_t kGroupBlocks = T == GgmlType::kQ4_0 || T == GgmlType::kQ4_1 || T == GgmlType::kQ5_0 || T == GgmlType::kQ5_1 ||
+                                         T == GgmlType::kIQ4_NL
+                                     ? kX8Q32Blocks
+                                     : 1;
+
+// One group of file type T: blocks[r] (rows [r0, r1), kGroupBlocks each) to it (kToGroup) or back.
+template <GgmlType T, bool kToGroup>
+void Move(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, typename BlockOf<T>::type* const* blocks, uint64_t r0,
+          uint64_t r1) {
+  using enum GgmlType;
+  if constexpr (T == kQ4_K || T == kQ5_K) MoveK45<kToGroup>(group, blocks, r0, r1);
+  else if constexpr (T == kQ2_K) MoveQ2K<kToGroup>(group, blocks, r0, r1);
+  else if constexpr (T == kQ3_K) MoveQ3K<kToGroup>(group, blocks, r0, r1);
+  else if constexpr (T == kIQ4_XS) MoveIq4Xs<kToGroup>(group, blocks, r0, r1);
+  else Move32<T, kToGroup>(group, blocks, r0, r1);
 }
 
 bool IsSuperBlock(GgmlType t) { return TypeInfo(t).block_size == 256; }
@@ -277,51 +292,22 @@ bool InterleavesCols(GgmlType t, int64_t cols) {
 void InterleaveRows(GgmlType t, uint8_t* data, int64_t rows, int64_t cols) {
   LOWBIT_CHECK_MSG(rows % kX8Rows == 0 && InterleavesCols(t, cols), "cannot interleave {} rows of {} x {}", TypeInfo(t).name, rows, cols);
   const int64_t nb = cols / TypeInfo(t).block_size;
-  if (t == GgmlType::kQ4_K) InterleaveGroups<BlockQ4_K, 1>(data, rows, nb, [](uint8_t* g, BlockQ4_K* const* b) { Interleave8(b, g); });
-  else if (t == GgmlType::kQ5_K) InterleaveGroups<BlockQ5_K, 1>(data, rows, nb, [](uint8_t* g, BlockQ5_K* const* b) { Interleave8(b, g); });
-  else if (t == GgmlType::kQ2_K) {
-    InterleaveGroups<BlockQ2_K, 1>(data, rows, nb, [](uint8_t* g, BlockQ2_K* const* b) { MoveQ2K<true>(g, b, 0, kX8Rows); });
-  } else if (t == GgmlType::kQ3_K) {
-    InterleaveGroups<BlockQ3_K, 1>(data, rows, nb, [](uint8_t* g, BlockQ3_K* const* b) { MoveQ3K<true>(g, b, 0, kX8Rows); });
-  } else if (t == GgmlType::kIQ4_XS) {
-    InterleaveGroups<BlockIQ4_XS, 1>(data, rows, nb, [](uint8_t* g, BlockIQ4_XS* const* b) { MoveIq4Xs<true>(g, b, 0, kX8Rows); });
-  } else {
-    With32(t, [&](auto type) {
-      constexpr GgmlType T = decltype(type)::value;
-      using B = typename BlockOf<T>::type;
-      InterleaveGroups<B, kX8Q32Blocks>(data, rows, nb, [](uint8_t* g, B* const* b) { Move32<T, true>(g, b, 0, kX8Rows); });
-    });
-  }
+  WithFileType(t, [&](auto type) {
+    constexpr GgmlType T = decltype(type)::value;
+    using B = typename BlockOf<T>::type;
+    InterleaveGroups<B, kGroupBlocks<T>>(data, rows, nb, [](uint8_t* g, B* const* b) { Move<T, true>(g, b, 0, kX8Rows); });
+  });
 }
 
 void UninterleaveRow(GgmlType t, const uint8_t* data, int64_t cols, int64_t r, uint8_t* out) {
   const GgmlType file = StoredTypeOf(t);
   LOWBIT_CHECK_MSG(file != t && InterleavesCols(file, cols), "{} is not an interleaved type of width {}", TypeInfo(t).name, cols);
   const int64_t nb = cols / TypeInfo(file).block_size;
-  const auto k45 = [&](auto block) {
-    using B = decltype(block);
-    UninterleaveGroups<B, 1>(data, nb, r, out,
-                             [](const uint8_t* g, uint64_t q, B* const* b) { Uninterleave8(g, static_cast<int>(q), b[q]); });
-  };
-  if (file == GgmlType::kQ4_K) k45(BlockQ4_K{});
-  else if (file == GgmlType::kQ5_K) k45(BlockQ5_K{});
-  else if (file == GgmlType::kQ2_K) {
-    UninterleaveGroups<BlockQ2_K, 1>(data, nb, r, out,
-                                     [](const uint8_t* g, uint64_t q, BlockQ2_K* const* b) { MoveQ2K<false>(g, b, q, q + 1); });
-  } else if (file == GgmlType::kQ3_K) {
-    UninterleaveGroups<BlockQ3_K, 1>(data, nb, r, out,
-                                     [](const uint8_t* g, uint64_t q, BlockQ3_K* const* b) { MoveQ3K<false>(g, b, q, q + 1); });
-  } else if (file == GgmlType::kIQ4_XS) {
-    UninterleaveGroups<BlockIQ4_XS, 1>(data, nb, r, out,
-                                       [](const uint8_t* g, uint64_t q, BlockIQ4_XS* const* b) { MoveIq4Xs<false>(g, b, q, q + 1); });
-  } else {
-    With32(file, [&](auto type) {
-      constexpr GgmlType T = decltype(type)::value;
-      using B = typename BlockOf<T>::type;
-      UninterleaveGroups<B, kX8Q32Blocks>(data, nb, r, out,
-                                          [](const uint8_t* g, uint64_t q, B* const* b) { Move32<T, false>(g, b, q, q + 1); });
-    });
-  }
+  WithFileType(file, [&](auto type) {
+    constexpr GgmlType T = decltype(type)::value;
+    using B = typename BlockOf<T>::type;
+    UninterleaveGroups<B, kGroupBlocks<T>>(data, nb, r, out, [](const uint8_t* g, uint64_t q, B* const* b) { Move<T, false>(g, b, q, q + 1); });
+  });
 }
 
 }  // namespace lowbit
