@@ -19,13 +19,13 @@
 #include "lowbit/numeric/half.h"
 #include "lowbit/numeric/interleave.h"
 #include "lowbit/quant/quantize.h"
+#include "model/synth_tiny.h"
 
 namespace lowbit {
 namespace {
 
-// The file types that interleave.
-constexpr GgmlType kFileTypes[] = {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ2_K, GgmlType::kQ3_K,  GgmlType::kIQ4_XS,
-                                   GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kIQ4_NL};
+// The file types that interleave (the model tests' list).
+constexpr const auto& kFileTypes = testing::kInterleavingTypes;
 
 // `rows` rows of `cols` columns quantized to `t` from normal values.
 std::vector<uint8_t> QuantizedRows(GgmlType t, int64_t rows, int64_t cols, uint32_t seed) {

@@ -116,7 +116,7 @@ TEST(ImageLayout, AModelInMemoryGivesTheMappedFilesLogits) {
   ExpectSameLogits(*ma, *mb, {1, 40, 300, 7, 128, 9, 77, 12, 5}, 11);
 }
 
-// Weights held in memory (Q4_K, Q5_K, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) take their interleaved type
+// Weights held in memory (testing::kInterleavingTypes) take their interleaved type
 // where the active table runs it (numeric/interleave.h; the embedding keeps the file's layout), and
 // the model gives the mapped file's logits bit for bit: a prompt past the GEMM threshold, then decode
 // steps.

@@ -230,7 +230,7 @@ TEST(TensorParallel, RanksInterleaveTheirQ4KShards) {
   testing::TempDir dir;
   auto g = testing::SynthShape(dir, "tiny-wide", "Q4_K");
   ASSERT_TRUE(g.ok()) << g.status().message();
-  const GgmlType held = InterleavedFor(ActiveDotKernels(), GgmlType::kQ4_K) ? GgmlType::kQ4_KX8 : GgmlType::kQ4_K;
+  const GgmlType held = InterleavedFor(ActiveDotKernels(), GgmlType::kQ4_K).value_or(GgmlType::kQ4_K);
   constexpr int kRanks = 2;
   std::vector<std::vector<float>> read(kRanks), streamed(kRanks), viewed(kRanks);
   OnRanks(kRanks, [&](int r, Comm* comm) {

@@ -1,5 +1,5 @@
-// Training on a frozen base held in memory, whose Q4_K, Q5_K and 32-element-type matrices are interleaved
-// (numeric/interleave.h): its F32 copies (FrozenBase) and the graph's forward equal those of the same
+// Training on a frozen base held in memory, whose matrices of the interleaving types are interleaved
+// (numeric/interleave.h, testing::kInterleavingTypes): its F32 copies (FrozenBase) and the graph's forward equal those of the same
 // file mapped (the file's layout) bit for bit, so an adapter trained on either is the same.
 #include <gtest/gtest.h>
 

@@ -123,8 +123,8 @@ const DotKernels& DotKernelsFor(Isa isa);
 const DotKernels& ActiveDotKernels();  // for ActiveIsa(), picked on first use
 
 // The interleaved type (numeric/interleave.h) that weights of file type `t` take in memory with table
-// `k`: where the table has its 8-row kernel (the AVX-512 table: Q2_K, Q4_K, Q5_K, Q4_0, Q4_1, Q5_0,
-// Q5_1, IQ4_NL), else nullopt.
+// `k`: where the table has its 8-row kernel (the AVX-512 VNNI table has one for every type
+// InterleavedOf names), else nullopt.
 std::optional<GgmlType> InterleavedFor(const DotKernels& k, GgmlType t);
 // The same for a matrix of `rows` rows of `cols` elements, `row_stride` bytes apart: only whole
 // groups of 8 packed rows of whole column groups interleave (InterleavesCols; what a model in memory

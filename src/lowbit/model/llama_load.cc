@@ -18,7 +18,6 @@
 namespace lowbit {
 namespace {
 
-
 struct Held {
   TensorPiece piece;
   WeightView* view = nullptr;     // a weight: data and row_stride are set when placed
@@ -306,9 +305,10 @@ WeightView RowsOf(const WeightView& w, ShardRange r) {
 }
 
 // The model's own image (kCopy): each weight matrix whose type has an interleaved form the active
-// kernel table runs (InterleavedFor: Q4_K, Q5_K and the 32-element 4- and 5-bit types on the AVX-512
-// table) is rearranged in place and takes that type (numeric/interleave.h), for the 8-row kernels;
-// its rows must be whole groups of 8, packed, of whole column groups. The embedding keeps the file's layout (looked up by row, and the tied classifier's rows).
+// kernel table runs (InterleavedFor) is rearranged in place and takes that type
+// (numeric/interleave.h), for the 8-row kernels; its rows must be whole groups of 8, packed, of whole
+// column groups. The embedding keeps the file's layout (looked up by row, and the tied classifier's
+// rows).
 void InterleaveImage(LlamaModel& m, uint8_t* image, uint64_t image_bytes) {
   const DotKernels& k = ActiveDotKernels();
   auto interleave = [&](WeightView& v) {

@@ -63,10 +63,10 @@ constexpr std::array<GgmlTypeInfo, 59> kTypes = {{
     // Internal: LLM.int8, the row's fp32 SCB then G int8 codes (numeric/bnb.h).
     {GgmlType::kI8R32, "I8R32", 32, 4 + 32, true, true},
     {GgmlType::kI8R256, "I8R256", 256, 4 + 256, true, true},
-    // Internal: Q4_K / Q5_K (and Q2_K, Q3_K, IQ4_XS below), 8 rows interleaved per super-block (numeric/interleave.h); a row's share is its block.
+    // Internal: 8 rows interleaved (numeric/interleave.h), per super-block or, for the 32-element
+    // types, per 4 blocks; a row's share of a group is its blocks.
     {GgmlType::kQ4_KX8, "Q4_Kx8", 256, 144, true, true},
     {GgmlType::kQ5_KX8, "Q5_Kx8", 256, 176, true, true},
-    // Internal: the 32-element types, 8 rows interleaved per 4 blocks (numeric/interleave.h).
     {GgmlType::kQ4_0X8, "Q4_0x8", 32, 18, true, true},
     {GgmlType::kQ4_1X8, "Q4_1x8", 32, 20, true, true},
     {GgmlType::kQ5_0X8, "Q5_0x8", 32, 22, true, true},

@@ -12,8 +12,8 @@
 // product in 0.59x the time and a 1-token one in 0.57x. llama.cpp repacks Q4_K at load for the same
 // reason (its q4_K_8x8).
 //
-// Per super-block i of a group of 8 rows (kX8Bytes: 8 x the block, a permutation of the rows' block
-// bytes, so a row reads back exactly; every 6-bit scale and min kept):
+// Q4_Kx8 / Q5_Kx8, per super-block i of a group of 8 rows (X8Bytes: 8 x the block; every 6-bit scale
+// and min kept, a bijection of the rows' block bits, so a row reads back exactly):
 //   [0, 16)      the 8 rows' fp16 d, row r at 2r
 //   [16, 32)     the 8 rows' fp16 dmin
 //   [32, 96)     low nibbles: byte b = S[b] & 15 | (M[b] & 15) << 4
@@ -102,11 +102,10 @@ std::optional<GgmlType> InterleavedOf(GgmlType t);
 GgmlType StoredTypeOf(GgmlType t);
 inline bool IsInterleaved(GgmlType t) { return StoredTypeOf(t) != t; }
 
-// Rearranges `rows` packed rows of `cols` elements of file type `t` (InterleavedOf(t) set, rows a
-// multiple of 8; the 32-element types' cols a multiple of 128: InterleavesCols) into the interleaved
-// type, in place.
 // Whether rows of `cols` elements of file type t interleave (whole groups of columns).
 bool InterleavesCols(GgmlType t, int64_t cols);
+// Rearranges `rows` packed rows of `cols` elements of file type `t` (InterleavedOf(t) set, rows a
+// multiple of 8, InterleavesCols) into the interleaved type, in place.
 void InterleaveRows(GgmlType t, uint8_t* data, int64_t rows, int64_t cols);
 // Row `r` of an interleaved matrix (`data`, packed) in its file type's bytes: RowBytes(StoredTypeOf(t), cols) at out.
 void UninterleaveRow(GgmlType t, const uint8_t* data, int64_t cols, int64_t r, uint8_t* out);
