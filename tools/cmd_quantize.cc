@@ -36,6 +36,8 @@ void AddQuantize(CLI::App& app, Registry& r) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   sub->add_flag("--scale-search", bnb->scale_search,
                 "--format bnb, nf4/fp4: search each block's scale for the least (--imatrix: weighted) error instead of absmax");
+  sub->add_flag("--gptq", bnb->gptq,
+                "--format bnb --method nf4 (block 32 or 64): choose the codes with GPTQ on --calib text (still a bitsandbytes folder)");
   sub->add_option("--int8-threshold", bnb->int8_threshold, "--format bnb --method int8: llm_int8_threshold written to the config (default 6.0)")
       ->check(CLI::Range(0.0, 1e30));
   sub->add_option("--bits", folder->bits, "bits per weight of --format gptq|awq (2, 3, 4, 8; AWQ: 4)")->check(CLI::IsMember({2, 3, 4, 8}));
@@ -82,6 +84,7 @@ void AddQuantize(CLI::App& app, Registry& r) {
       return *format == "bnb" ? Errorf("--format bnb takes --method nf4, fp4 or int8")
                               : Errorf("--method {} is a bitsandbytes method: add --format bnb", *method);
     }
+    if (bnb->gptq && *format != "bnb") return Errorf("--gptq is an option of --format bnb --method nf4; for {} output use --method gptq", *format);
     QuantizeReport report;
     if (*format == "bnb") {
       if (!o->type.empty()) return Errorf("TYPE '{}' is for GGUF output; --format bnb takes --method, --block-size and --double-quant", o->type);

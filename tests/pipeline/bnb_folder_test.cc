@@ -4,15 +4,20 @@
 //  - read back, every linear gives the values written, bit for bit;
 //  - OpenModel runs 4-bit linears natively (NF4G* / FP4G*) with the same weights as the folder
 //    converted to F32, and logits that differ only by float summation order;
-//  - `convert` without --outtype puts 4-bit linears into IQ4_NL (int8 into Q8_0) and reports the error.
+//  - `convert` without --outtype puts 4-bit linears into IQ4_NL (int8 into Q8_0) and reports the error;
+//  - `--gptq` (NF4 codes chosen by GPTQ) writes the same folder twice, valid bitsandbytes tensors, whose
+//    model is closer to the float one than the plain quantizer's; bad combinations are refused.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <vector>
 
 #include "lowbit/formats/bnb_checkpoint.h"
 #include "lowbit/formats/gguf_reader.h"
+#include "lowbit/formats/gguf_vocab.h"
 #include "lowbit/formats/safetensors.h"
 #include "lowbit/model/llama.h"
 #include "lowbit/numeric/dequant.h"
@@ -21,6 +26,7 @@
 #include "lowbit/pipeline/model_source.h"
 #include "lowbit/pipeline/quantize_bnb.h"
 #include "lowbit/quant/bnb_quant.h"
+#include "lowbit/tokenizer/tokenizer.h"
 #include "test_data.h"
 
 namespace lowbit {
@@ -31,10 +37,14 @@ std::string Source() { return testing::SharedPath("models/stories5M/hf-f32"); }
 const char* const kModules[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                                 "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
 
-Expected<QuantizeReport> Write(const std::string& out, const BnbFolderOptions& f) {
+Expected<QuantizeReport> Write(const std::string& out, const BnbFolderOptions& f, const std::string& calib = "") {
   QuantizeOptions o;
   o.input = Source();
   o.output = out;
+  o.calib.text_path = calib;
+  o.calib.nsamples = 16;  // GPTQ: a small calibration keeps the test quick
+  o.calib.seqlen = 128;
+  o.threads = 2;
   return QuantizeToBnbFolder(o, f);
 }
 
@@ -299,6 +309,95 @@ TEST(BnbFolderRead, BrokenQuantStateNamesTensorAndField) {
   EXPECT_NE(g.status().message().find("model.layers.2.mlp.up_proj.weight.absmax: shape [3072], but 196608 elements in blocks of 128 needs [1536]"),
             std::string::npos)
       << g.status().message();
+}
+
+// Mean KL(softmax(ref) || softmax(q)) over the positions of two [positions][n_vocab] logit arrays.
+double MeanKl(const std::vector<float>& ref, const std::vector<float>& q, int64_t n_vocab) {
+  double total = 0;
+  const auto positions = static_cast<int64_t>(ref.size()) / n_vocab;
+  for (int64_t p = 0; p < positions; ++p) {
+    const float* a = ref.data() + p * n_vocab;
+    const float* b = q.data() + p * n_vocab;
+    const auto logsumexp = [n_vocab](const float* v) {
+      const double m = *std::max_element(v, v + n_vocab);
+      double s = 0;
+      for (int64_t i = 0; i < n_vocab; ++i) s += std::exp(v[i] - m);
+      return m + std::log(s);
+    };
+    const double la = logsumexp(a), lb = logsumexp(b);
+    double kl = 0;
+    for (int64_t i = 0; i < n_vocab; ++i) kl += std::exp(a[i] - la) * ((a[i] - la) - (b[i] - lb));
+    total += kl;
+  }
+  return total / static_cast<double>(positions);
+}
+
+// GPTQ's NF4 codes (calibrated on TinyStories-valid.hf-head.txt, scored on a story of the GPT-4
+// validation set, which shares no line with it): a valid double-quantized bitsandbytes folder,
+// the same bytes twice, and a model closer to the float one than the plain (absmax) quantizer's.
+TEST(BnbFolderGptq, Nf4CodesFromGptqBeatThePlainQuantizer) {
+  LOWBIT_REQUIRE_SHARED();
+  testing::TempDir dir;
+  const std::string calib = testing::SharedPath("data/tinystories/TinyStories-valid.hf-head.txt");
+  BnbFolderOptions f{"nf4", true, 64, 6.0};
+  ASSERT_TRUE(Write(dir.Path("rtn"), f).ok());
+  f.gptq = true;
+  auto r = Write(dir.Path("a"), f, calib);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->calibration.tokens, 16 * 128);
+  ASSERT_TRUE(Write(dir.Path("b"), f, calib).ok());
+  EXPECT_EQ(testing::ReadFileBytes(dir.Path("a") + "/model.safetensors"), testing::ReadFileBytes(dir.Path("b") + "/model.safetensors"));
+  // Every linear reads back as a double-quantized NF4 tensor of block 64.
+  auto source = SafetensorsFile::Open(Source() + "/model.safetensors");
+  auto got = SafetensorsFile::Open(dir.Path("a") + "/model.safetensors");
+  ASSERT_TRUE(source.ok() && got.ok());
+  const TensorSet ts(*got);
+  for (int l = 0; l < 6; ++l) {
+    for (const char* m : kModules) {
+      const std::string prefix = "model.layers." + std::to_string(l) + "." + m;
+      const StTensor* w = source->Find(prefix + ".weight");
+      ASSERT_NE(w, nullptr) << prefix;
+      auto L = ReadBnb4Linear(ts, prefix, static_cast<int64_t>(w->shape[0]), static_cast<int64_t>(w->shape[1]));
+      ASSERT_TRUE(L.ok()) << L.status().message();
+      EXPECT_TRUE(L->state.nested && L->state.blocksize == 64 && L->state.type == Bnb4Type::kNf4) << prefix;
+    }
+  }
+  auto src = OpenModel(Source());
+  auto rtn = OpenModel(dir.Path("rtn"));
+  auto gq = OpenModel(dir.Path("a"));
+  ASSERT_TRUE(src.ok() && rtn.ok() && gq.ok());
+  auto vocab = VocabFromGguf(*src);
+  ASSERT_TRUE(vocab.ok());
+  auto tok = Tokenizer::Create(*vocab);
+  ASSERT_TRUE(tok.ok());
+  std::ifstream in(testing::SharedPath("data/tinystories/TinyStoriesV2-GPT4-valid.first100.txt"));
+  std::stringstream text;
+  text << in.rdbuf();
+  std::vector<int32_t> tokens = (*tok)->EncodeWithBos(text.str().substr(0, 4000));
+  ASSERT_GT(tokens.size(), 64u);
+  tokens.resize(64);
+  const int64_t n_vocab = 512;
+  const std::vector<float> lf = AllLogits(*src, tokens), lr = AllLogits(*rtn, tokens), lg = AllLogits(*gq, tokens);
+  ASSERT_EQ(lf.size(), tokens.size() * n_vocab);
+  const double kr = MeanKl(lf, lr, n_vocab), kg = MeanKl(lf, lg, n_vocab);
+  // Measured on stories5M with the full test text (bench/issue20_bnb.sh): 0.0053 against 0.0092.
+  EXPECT_LT(kg, 0.85 * kr) << "GPTQ " << kg << ", plain " << kr;
+}
+
+TEST(BnbFolderGptq, RefusesWhatItCannotDo) {
+  LOWBIT_REQUIRE_SHARED();
+  testing::TempDir dir;
+  const std::string calib = testing::SharedPath("data/tinystories/TinyStories-valid.hf-head.txt");
+  const auto error = [&](BnbFolderOptions f, const std::string& c) {
+    f.gptq = true;
+    auto r = Write(dir.Path("x"), f, c);
+    return r.ok() ? std::string("ok") : std::string(r.status().message());
+  };
+  EXPECT_EQ(error({"fp4", true, 64, 6.0}, calib), "--gptq chooses NF4 codes: it takes --method nf4, not fp4");
+  EXPECT_EQ(error({"int8", false, 64, 6.0}, calib), "--gptq chooses NF4 codes: it takes --method nf4, not int8");
+  EXPECT_EQ(error({"nf4", true, 128, 6.0}, calib), "--gptq takes --block-size 32 or 64 (got 128)");
+  EXPECT_EQ(error({"nf4", true, 64, 6.0}, ""), "--gptq needs calibration text: --calib FILE");
+  EXPECT_TRUE(dir.List().empty()) << "nothing written";
 }
 
 }  // namespace

@@ -190,6 +190,8 @@ Status CalibratedModel::ProcessLayer(int64_t l) {
   return Errorf("method {} needs no calibration", QuantizeMethodName(o_.method));
 }
 
+int CalibratedModel::threads() const { return pool_->size(); }
+
 Status CalibratedModel::FinishMatrix(int64_t l, LayerMatrix m, const std::vector<float>& original,
                                      std::vector<float>* hessian, const float* importance) {
   const WeightView& v = LayerMatrixView(model_->layers[l], m);

@@ -100,6 +100,7 @@ class CalibratedModel {
   // (the importance `quantize` gives output.weight's quantizer).
   Expected<std::vector<float>> OutputImportance();
   const CalibratedReport& report() const { return report_; }
+  int threads() const;  // the threads it computes on
 
  private:
   CalibratedModel() = default;

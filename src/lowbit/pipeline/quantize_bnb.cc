@@ -3,7 +3,10 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <set>
+#include <span>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -11,6 +14,7 @@
 #include "lowbit/formats/bnb_checkpoint.h"
 #include "lowbit/formats/hf.h"
 #include "lowbit/formats/imatrix.h"
+#include "lowbit/pipeline/calibrated.h"
 #include "lowbit/pipeline/convert.h"
 #include "lowbit/pipeline/folder_write.h"
 #include "lowbit/pipeline/row_convert.h"
@@ -33,6 +37,23 @@ Expected<StDtype> FloatStDtype(GgmlType t, const std::string& name) {
 
 std::string TorchDtypeName(GgmlType t) {
   return t == GgmlType::kF16 ? "float16" : t == GgmlType::kBF16 ? "bfloat16" : "float32";
+}
+
+// A calibrated tensor's internal NF4 rows (the model's row order) as bitsandbytes' packed codes and
+// absmax in the folder's (Hugging Face) row order.
+Status CalibratedBnb4(const PlannedTensor& t, const CalibratedTensor& c, GgmlType type, int64_t rows, int64_t cols, int64_t blocksize,
+                      uint8_t* packed, std::span<float> absmax) {
+  const uint64_t rb = *RowBytes(type, static_cast<uint64_t>(cols));
+  if (c.type != type || c.bytes.size() != rb * static_cast<uint64_t>(rows))
+    return Errorf("{}: the calibrated tensor is {} with {} bytes, expected {} rows of {}", t.name, TypeInfo(c.type).name, c.bytes.size(), rows,
+                  TypeInfo(type).name);
+  std::vector<uint8_t> stored(c.bytes.size());
+  for (uint64_t r = 0; r < static_cast<uint64_t>(rows); ++r) {
+    const uint64_t src = t.unpermute_heads ? UnpermuteSourceRow(r, static_cast<uint64_t>(rows), t.unpermute_heads) : r;
+    std::memcpy(stored.data() + src * rb, c.bytes.data() + r * rb, rb);
+  }
+  UnpackBnb4Rows(type, stored.data(), rows, cols, blocksize, packed, absmax);
+  return OkStatus();
 }
 
 // The matrix as stored in the folder (Hugging Face row order), as floats.
@@ -69,6 +90,17 @@ Expected<QuantizeReport> QuantizeToBnbFolder(const QuantizeOptions& o, const Bnb
   if (plan.input_kind != "huggingface") return Errorf("{}: not a Hugging Face llama folder", o.input);
   const bool search = f.scale_search || !o.imatrix.empty();
   if (search && int8) return Errorf("--scale-search and --imatrix apply to --method nf4|fp4");
+  const GgmlType gptq_type = f.block_size == 32 ? GgmlType::kNF4G32 : GgmlType::kNF4G64;
+  if (f.gptq) {
+    if (f.method != "nf4") return Errorf("--gptq chooses NF4 codes: it takes --method nf4, not {}", f.method);
+    if (f.block_size != 32 && f.block_size != 64) return Errorf("--gptq takes --block-size 32 or 64 (got {})", f.block_size);
+    if (!o.imatrix.empty()) return Errorf("--gptq weights each block's scale by the calibration's Hessian: drop --imatrix");
+    if (o.calib.text_path.empty()) return Errorf("--gptq needs calibration text: --calib FILE");
+    for (const PlannedTensor& t : plan.tensors) {
+      if (t.name.starts_with("blk.") && t.dims.size() == 2 && t.dims[0] % static_cast<uint64_t>(f.block_size) != 0)
+        return Errorf("{}: --gptq needs rows that are a multiple of --block-size {} ({} has {} columns)", o.input, f.block_size, t.name, t.dims[0]);
+    }
+  }
   Imatrix im;
   if (!o.imatrix.empty()) {
     LOWBIT_ASSIGN_OR_RETURN(im, LoadImatrix(o.imatrix));
@@ -84,12 +116,31 @@ Expected<QuantizeReport> QuantizeToBnbFolder(const QuantizeOptions& o, const Bnb
   report.method = f.method;
   report.mix = int8 ? "bnb int8 (LLM.int8)"
                     : fmt::format("bnb {} block {}{}{}", f.method, f.block_size, f.double_quant ? " double-quant" : "",
-                                  !o.imatrix.empty() ? " imatrix scale search" : f.scale_search ? " scale search" : "");
+                                  f.gptq               ? " gptq"
+                                  : !o.imatrix.empty() ? " imatrix scale search"
+                                  : f.scale_search     ? " scale search"
+                                                       : "");
   report.used_imatrix = !o.imatrix.empty();
+  std::unique_ptr<CalibratedModel> cal;
+  if (f.gptq) {
+    report.method = "nf4 gptq";
+    CalibratedOptions co;
+    co.method = QuantizeMethod::kGptq;
+    co.calib = o.calib;
+    co.threads = o.threads;
+    co.show_progress = o.show_progress;
+    co.damp_percent = o.damp_percent;
+    co.ggml_type = [gptq_type](const std::string&) { return gptq_type; };
+    LOWBIT_ASSIGN_OR_RETURN(cal, CalibratedModel::Start(plan, std::move(co)));
+    report.threads = cal->threads();
+  }
   std::vector<PackedTensor> packed;
   std::set<std::string> written_source;  // a tied classifier shares the embedding's bytes
   report.tensors.resize(plan.tensors.size());
-  for (size_t k = 0; k < plan.tensors.size(); ++k) {
+  std::vector<size_t> order(plan.tensors.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  if (cal) order = LayerOrder(plan);  // GPTQ computes layer by layer
+  for (size_t k : order) {
     const PlannedTensor& t = plan.tensors[k];
     TensorQuantReport& rep = report.tensors[k];
     rep.name = t.name;
@@ -128,7 +179,13 @@ Expected<QuantizeReport> QuantizeToBnbFolder(const QuantizeOptions& o, const Bnb
       const int64_t n = rows * cols;
       std::vector<uint8_t> codes(static_cast<size_t>((n + 1) / 2));
       std::vector<float> absmax(static_cast<size_t>(BnbBlockCount(n, f.block_size)));
-      if (search) {
+      if (cal) {
+        LOWBIT_ASSIGN_OR_RETURN(const CalibratedTensor* c, cal->Get(t.name));
+        if (c == nullptr) return Errorf("{}: the calibrated model has no result", t.name);
+        LOWBIT_RETURN_IF_ERROR(CalibratedBnb4(t, *c, gptq_type, rows, cols, f.block_size, codes.data(), absmax));
+        if (!c->note.empty()) rep.note = c->note;
+        cal->Release(t.name);
+      } else if (search) {
         const float* weights = nullptr;
         if (!o.imatrix.empty()) {
           const ImatrixEntry* e = im.Find(t.name);
@@ -179,6 +236,7 @@ Expected<QuantizeReport> QuantizeToBnbFolder(const QuantizeOptions& o, const Bnb
   LOWBIT_ASSIGN_OR_RETURN(std::string with_q, WithBnbQuantizationConfig(config, bc, (in / "config.json").string()));
   LOWBIT_RETURN_IF_ERROR(WriteFolderFiles(o.input, o.output, packed, {{"config.json", with_q}}));
   report.file_size = fs::file_size(fs::path(o.output) / "model.safetensors", ec);
+  if (cal) report.calibration = cal->report();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
 }

@@ -23,9 +23,14 @@ struct BnbFolderOptions {
   // 4-bit, beyond bitsandbytes: search each block's scale (QuantizeBnb4Searched), weighted by the
   // importance matrix o.imatrix when one is given. The folder stays a valid bitsandbytes folder.
   bool scale_search = false;
+  // NF4 at block 32 or 64, beyond bitsandbytes: the codes chosen by GPTQ over o.calib (calibrated.h, on
+  // the internal NF4G32 / NF4G64 rows' grid: each block's scale searched with the Hessian's diagonal
+  // as importance, then GPTQ's error feedback across columns), double quantization applied to the
+  // scales it chose. Still a valid bitsandbytes folder.
+  bool gptq = false;
 };
 
-// Uses o.input, o.output, o.imatrix.
+// Uses o.input, o.output, o.imatrix; with f.gptq o.calib, o.damp_percent, o.threads, o.show_progress.
 Expected<QuantizeReport> QuantizeToBnbFolder(const QuantizeOptions& o, const BnbFolderOptions& f);
 
 }  // namespace lowbit

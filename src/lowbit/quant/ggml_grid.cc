@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "lowbit/numeric/blocks.h"
+#include "lowbit/numeric/bnb.h"
 #include "lowbit/numeric/half.h"
 #include "lowbit/numeric/iq_tables.h"
 
@@ -214,6 +215,25 @@ void GridTQ2_0(const void* p, float* a, float* b) { Fill(a, H(Blk<BlockTQ2_0>(p)
 void GetTQ2_0(const void* p, uint8_t* c) { GetLow2(Blk<BlockTQ2_0>(p).qs, c); }
 void SetTQ2_0(void* p, const uint8_t* c) { SetLow2(Blk<BlockTQ2_0>(p).qs, c); }
 
+// bitsandbytes' NF4 in lowbit's internal rows (NF4G32 / NF4G64, numeric/bnb.h): level[code] x the
+// block's absmax, one multiply as its dequantizer. NF4's 16 levels ascend in code order (FP4's do
+// not, so FP4 has no row here).
+template <int G>
+void GridNF4(const void* p, float* a, float* b) { Fill(a, Blk<BlockNF<G>>(p).d, G); Fill(b, 0, G); }
+template <int G>
+void GetNF4(const void* p, uint8_t* c) {
+  for (int e = 0; e < G; ++e) c[e] = static_cast<uint8_t>(NfCode(Blk<BlockNF<G>>(p), e));
+}
+template <int G>
+void SetNF4(void* p, const uint8_t* c) {
+  auto& blk = Blk<BlockNF<G>>(p);
+  for (int e = 0; e < G; ++e) {
+    const int nib = NfNibbleOf(&blk, e);
+    uint8_t& byte = blk.qs[nib / 2];
+    byte = static_cast<uint8_t>((byte & ~(0xF << (4 * (nib % 2)))) | (c[e] & 0xF) << (4 * (nib % 2)));
+  }
+}
+
 const float* Iq4Book() {
   static const float* book = [] {
     static float v[16];
@@ -238,6 +258,8 @@ const std::vector<GgmlGrid>& Table() {
     {GgmlType::kIQ4_NL, 32, 16, 0, Iq4Book(), GridIQ4_NL, GetIQ4_NL, SetIQ4_NL},
     {GgmlType::kIQ4_XS, 256, 16, 0, Iq4Book(), GridIQ4_XS, GetIQ4_XS, SetIQ4_XS},
     {GgmlType::kTQ2_0, 256, 3, -1, nullptr, GridTQ2_0, GetTQ2_0, SetTQ2_0},
+    {GgmlType::kNF4G32, 32, 16, 0, Bnb4Levels(Bnb4Type::kNf4).data(), GridNF4<32>, GetNF4<32>, SetNF4<32>},
+    {GgmlType::kNF4G64, 64, 16, 0, Bnb4Levels(Bnb4Type::kNf4).data(), GridNF4<64>, GetNF4<64>, SetNF4<64>},
   };
   return table;
 }

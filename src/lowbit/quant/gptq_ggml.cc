@@ -65,7 +65,7 @@ Expected<const GgmlGrid*> CheckType(int64_t cols, const GptqGgmlOptions& options
   const GgmlGrid* grid = GgmlGridFor(options.type);
   if (grid == nullptr || FromFloatFor(options.type) == nullptr) {
     return Errorf("{}: GPTQ cannot round to {} (types with a code grid: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, "
-                  "IQ4_NL, IQ4_XS, TQ2_0)",
+                  "IQ4_NL, IQ4_XS, TQ2_0, and bitsandbytes' NF4 rows NF4G32 / NF4G64)",
                   name, TypeInfo(options.type).name);
   }
   if (act_order) {

@@ -1,6 +1,10 @@
 #include "lowbit/quant/quantize.h"
 
+#include <vector>
+
+#include "lowbit/numeric/bnb.h"
 #include "lowbit/numeric/convert.h"
+#include "lowbit/quant/bnb_quant.h"
 #include "lowbit/quant/rtn.h"
 
 namespace lowbit {
@@ -14,6 +18,18 @@ void Rtn(const float* x, void* dst, int64_t n, const float*) {
 void F32(const float* x, void* dst, int64_t n, const float*) { __builtin_memcpy(dst, x, static_cast<size_t>(n) * 4); }
 void F16(const float* x, void* dst, int64_t n, const float*) { ConvertF32ToF16(x, static_cast<uint16_t*>(dst), n); }
 void BF16(const float* x, void* dst, int64_t n, const float*) { ConvertF32ToBf16(x, static_cast<uint16_t*>(dst), n); }
+
+// bitsandbytes' NF4 in lowbit's internal rows (NF4G32 / NF4G64): each block's scale searched for the
+// least (importance-weighted) error (QuantizeBnb4Searched: a valid bitsandbytes block, its stored
+// absmax being the scale), then the codes in the row layout. GPTQ's grid for a bitsandbytes folder.
+template <GgmlType T>
+void NF4Row(const float* x, void* dst, int64_t n, const float* imatrix) {
+  const int64_t g = TypeInfo(T).block_size;
+  std::vector<uint8_t> packed(static_cast<size_t>(n / 2));
+  std::vector<float> absmax(static_cast<size_t>(n / g));
+  QuantizeBnb4Searched(Bnb4Type::kNf4, x, n, g, imatrix, n, packed.data(), absmax.data());
+  PackBnb4Rows(T, packed.data(), absmax, 1, n, g, static_cast<uint8_t*>(dst));
+}
 
 }  // namespace
 
@@ -36,6 +52,8 @@ FromFloatFn FromFloatFor(GgmlType type) {
     case GgmlType::kIQ4_XS: return QuantizeIQ4_XS;
     case GgmlType::kTQ1_0: return QuantizeTQ1_0;
     case GgmlType::kTQ2_0: return QuantizeTQ2_0;
+    case GgmlType::kNF4G32: return NF4Row<GgmlType::kNF4G32>;
+    case GgmlType::kNF4G64: return NF4Row<GgmlType::kNF4G64>;
     default: return nullptr;
   }
 }
@@ -44,7 +62,7 @@ bool UsesImatrix(GgmlType type) {
   switch (type) {
     case GgmlType::kQ2_K: case GgmlType::kQ3_K: case GgmlType::kQ4_K: case GgmlType::kQ5_K:
     case GgmlType::kQ6_K: case GgmlType::kIQ4_NL: case GgmlType::kIQ4_XS: case GgmlType::kTQ1_0:
-    case GgmlType::kTQ2_0:
+    case GgmlType::kTQ2_0: case GgmlType::kNF4G32: case GgmlType::kNF4G64:
       return true;
     default:
       return false;
