@@ -288,10 +288,10 @@ void Args(benchmark::internal::Benchmark* b) {
   }
 }
 
-// One weight type per activation type: Q4_0 (Q8_0), Q4_1 (Q8_1), Q4_K (Q8_K).
+// One weight type per activation type: Q4_0 (Q8_0), Q4_1 (Q8_1), Q4_K (Q8_K), NF4G64x2 (int16).
 void ActArgs(benchmark::internal::Benchmark* b) {
   for (Isa isa : SupportedIsas()) {
-    for (int i : {3, 4, 10}) b->Args({i, static_cast<int>(isa)});
+    for (int i : {3, 4, 10, 23}) b->Args({i, static_cast<int>(isa)});
   }
 }
 

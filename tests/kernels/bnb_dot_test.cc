@@ -2,7 +2,8 @@
 // against int16 ones):
 //  - the reference dot equals the exact sum of the dequantized weights times x within float rounding
 //    (and, for the paired types, within the int16 rounding of levels and activations, bounded);
-//  - the paired types' activation quantizer puts every element where kernels/dot_bnb.h says;
+//  - the paired types' activation quantizer puts every element where kernels/dot_bnb.h says, and every
+//    table's own quantizer writes its bytes;
 //  - every ISA table's dot, 4-token dot and 8-row kernel equal the reference bit for bit, on random rows (every
 //    code, scales over many octaves) and on stories5M's weights quantized to NF4 / FP4;
 //  - MatMul over such a matrix gives the reference's row results for decode and prefill.
@@ -159,6 +160,33 @@ TEST_P(BnbKernelsTest, PairTypesCarryNonFiniteActivations) {
     for (int64_t r = 0; r < 8; ++r) {
       EXPECT_FALSE(std::isfinite(k.For(kNF4G64x2)(w.data() + r * *RowBytes(kNF4G64x2, n), a.data(), n))) << r;
     }
+  }
+}
+
+// The table's int16 activation quantizer writes the reference's bytes: scales over many octaves, a
+// zero block, -0, an infinity and NaNs (one unit with two, whose scale keeps the last one met).
+TEST_P(BnbKernelsTest, ActivationQuantizerWritesTheReferenceBytes) {
+  const DotKernels& k = DotKernelsFor(GetParam());
+  if (k.quant_bnb16 == nullptr) GTEST_SKIP() << "no quantizer of its own: the reference's";
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_real_distribution<float> octave(-30.0f, 30.0f);
+  const int64_t n = 1024;
+  for (int rep = 0; rep < 20; ++rep) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) x[i] = nd(rng) * std::exp2(octave(rng) * (i / 64 % 3 == 0 ? 1.0f : 0.1f));
+    std::fill(x.begin() + 64, x.begin() + 128, 0.0f);  // a zero block beside a live one
+    x[130] = -0.0f;
+    x[300] = rep % 2 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
+    if (rep % 3 == 0) {
+      x[520] = std::numeric_limits<float>::quiet_NaN();
+      x[600] = -std::numeric_limits<float>::quiet_NaN();
+    }
+    const uint64_t bytes = BnbAct16ScalesOffset(n) + 4 * static_cast<uint64_t>(n / 64);
+    std::vector<uint8_t> want(bytes, 0xAB), got(bytes, 0xAB);
+    QuantizeBnbAct16(x.data(), nullptr, want.data(), n);
+    k.quant_bnb16(x.data(), got.data(), n, nullptr);
+    ASSERT_EQ(got, want) << "rep " << rep;
   }
 }
 

@@ -339,7 +339,7 @@ int32_t* Q8_0Sums(GgmlType w, uint8_t* out, int64_t n) {
 
 void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, uint8_t* out, int64_t n, float outlier_threshold) {
   if (IsInt8RowType(w)) return QuantizeInt8Activations(x, nullptr, out, n, outlier_threshold);
-  if (IsBnb4PairType(w)) return QuantizeBnbAct16(x, nullptr, out, n);
+  if (IsBnb4PairType(w)) return k.quant_bnb16 != nullptr ? k.quant_bnb16(x, out, n, nullptr) : QuantizeBnbAct16(x, nullptr, out, n);
   QuantizeBlocks(k, ActTypeFor(w), x, out, Q8_0Sums(w, out, n), n);
   FillActScales(w, out, n);
 }
@@ -347,8 +347,8 @@ void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, uint8_
 void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, const int32_t* x_map, uint8_t* out, int64_t n,
                          float outlier_threshold) {
   if (IsInt8RowType(w)) return QuantizeInt8Activations(x, x_map, out, n, outlier_threshold);
-  if (IsBnb4PairType(w)) return QuantizeBnbAct16(x, x_map, out, n);
   if (x_map == nullptr) return QuantizeActivations(k, w, x, out, n);
+  if (IsBnb4PairType(w)) return QuantizeBnbAct16(x, x_map, out, n);
   // Gathered a chunk of whole blocks at a time into a buffer on the stack, each chunk converted where
   // the whole row would put it: blocks are converted independently, so the bytes are the ones the
   // gathered row would give, with no allocation and no pass over a gathered copy of the row.

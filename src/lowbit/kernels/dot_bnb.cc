@@ -35,16 +35,19 @@ const std::array<int16_t, 16>& Bnb4Levels16(Bnb4Type t) {
   return t == Bnb4Type::kNf4 ? nf4 : fp4;
 }
 
-void QuantizeBnbAct16(const float* x, const int32_t* x_map, uint8_t* out, int64_t n) {
+namespace {
+
+// Elements [e0, e1) of a row of n (whole blocks of 64), element i's value value(i).
+template <typename Value>
+void QuantizeBnbAct16Blocks(Value value, uint8_t* out, int64_t n, int64_t e0, int64_t e1) {
   auto* q = reinterpret_cast<int16_t*>(out);
   auto* scales = reinterpret_cast<float*>(out + BnbAct16ScalesOffset(n));
-  const auto value = [&](int64_t i) { return x_map == nullptr ? x[i] : x_map[i] < 0 ? 0.0f : x[x_map[i]]; };
   constexpr auto kMax = static_cast<float>(kBnbAct16Max);
   // Round to nearest even by adding and taking off 1.5 * 2^23 (|x * id| <= 16383): one float add each
   // way, the same bits as nearbyint in the default rounding mode, and no library call per element.
   constexpr float kRound = 12582912.0f;
   alignas(64) float v[64];
-  for (int64_t b0 = 0; b0 < n; b0 += 64) {
+  for (int64_t b0 = e0; b0 < e1; b0 += 64) {
     float amax = 0.0f;
     for (int r = 0; r < 64; ++r) {
       v[r] = value(b0 + r);
@@ -61,6 +64,16 @@ void QuantizeBnbAct16(const float* x, const int32_t* x_map, uint8_t* out, int64_
       qu[32 * (r / 16) + 4 * (r % 16 / 2) + r % 2] = static_cast<int16_t>(std::fabs(t) <= kMax ? t : 0.0f);
     }
   }
+}
+
+}  // namespace
+
+void QuantizeBnbAct16(const float* x, const int32_t* x_map, uint8_t* out, int64_t n) {
+  QuantizeBnbAct16Blocks([&](int64_t i) { return x_map == nullptr ? x[i] : x_map[i] < 0 ? 0.0f : x[x_map[i]]; }, out, n, 0, n);
+}
+
+void QuantizeBnbAct16Unit(const float* xu, uint8_t* out, int64_t n, int64_t u) {
+  QuantizeBnbAct16Blocks([&](int64_t i) { return xu[i - 128 * u]; }, out, n, 128 * u, 128 * u + 128);
 }
 
 namespace {

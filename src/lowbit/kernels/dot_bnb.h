@@ -44,5 +44,7 @@ inline uint64_t BnbAct16RowBytes(int64_t n) {
 // The activation row above from x[0, n) (n a multiple of 128), or from x[x_map[i]] (0 where
 // x_map[i] < 0) when x_map is not null.
 void QuantizeBnbAct16(const float* x, const int32_t* x_map, uint8_t* out, int64_t n);
+// The same for the 128 elements of unit u alone (the row's elements [128 u, 128 u + 128) at xu).
+void QuantizeBnbAct16Unit(const float* xu, uint8_t* out, int64_t n, int64_t u);
 
 }  // namespace lowbit
