@@ -50,7 +50,8 @@ const GgmlType kTypes[] = {GgmlType::kF32,    GgmlType::kF16,    GgmlType::kBF16
                            GgmlType::kQ4_KX8, GgmlType::kQ5_KX8,  // 24, 25: Q4_K / Q5_K interleaved (AVX-512 table only)
                            GgmlType::kQ4_0X8, GgmlType::kQ4_1X8, GgmlType::kQ5_0X8, GgmlType::kQ5_1X8,
                            GgmlType::kIQ4_NLX8,  // 26-30: the 32-element types interleaved (AVX-512 table only)
-                           GgmlType::kQ2_KX8, GgmlType::kQ3_KX8, GgmlType::kIQ4_XSX8};  // 31-33: Q2_K / Q3_K / IQ4_XS interleaved (AVX-512 table only)
+                           GgmlType::kQ2_KX8, GgmlType::kQ3_KX8, GgmlType::kIQ4_XSX8,  // 31-33: Q2_K / Q3_K / IQ4_XS interleaved (AVX-512 table only)
+                           GgmlType::kQ6_KX8};  // 34: Q6_K interleaved (AVX-512 table only)
 
 // One row of grouped blocks: random codes, zero points in [0, 2^bits] and fp16 scales.
 void RandomGroupedRow(GgmlType t, int64_t cols, std::mt19937& rng, uint8_t* out) {
@@ -271,9 +272,9 @@ void GemmArgsList(benchmark::internal::Benchmark* b) {
 void InvariantArgs(benchmark::internal::Benchmark* b) {
   for (Isa isa : SupportedIsas()) {
     if (isa == Isa::kRef) continue;
-    for (int i : {3, 7, 8, 9, 10, 11, 12, 14, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33}) {
+    for (int i : {3, 7, 8, 9, 10, 11, 12, 14, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34}) {
       if (DotKernelsFor(isa).ForRows8(kTypes[i]) == nullptr && DotKernelsFor(isa).For(kTypes[i]) == nullptr) continue;
-      for (int ntok : {1, 2, 3, 4, 6, 8, 12, 16}) {
+      for (int ntok : {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64}) {
         for (int invariant : {1, 0}) b->Args({i, static_cast<int>(isa), ntok, invariant});
       }
     }

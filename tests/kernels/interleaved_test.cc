@@ -1,4 +1,4 @@
-// Weights with 8 rows interleaved (numeric/interleave.h: Q4_Kx8, Q5_Kx8, Q2_Kx8, Q3_Kx8, IQ4_XSx8 and the 32-element types'
+// Weights with 8 rows interleaved (numeric/interleave.h: Q4_Kx8, Q5_Kx8, Q2_Kx8, Q3_Kx8, Q6_Kx8, IQ4_XSx8 and the 32-element types'
 // Q4_0x8, Q4_1x8, Q5_0x8, Q5_1x8, IQ4_NLx8): the rearrangement loses
 // nothing (every row reads back as the file's bytes and dequantizes to the same floats), and the
 // 8-row kernel on it gives the file type's reference dot bit for bit for 1..9 tokens, at the extremes
@@ -45,7 +45,7 @@ TEST(Interleaved, EveryRowReadsBackAsTheFilesBytes) {
   EXPECT_EQ(InterleavedOf(GgmlType::kQ4_K), GgmlType::kQ4_KX8);
   EXPECT_EQ(InterleavedOf(GgmlType::kQ5_K), GgmlType::kQ5_KX8);
   EXPECT_EQ(InterleavedOf(GgmlType::kIQ4_NL), GgmlType::kIQ4_NLX8);
-  EXPECT_FALSE(InterleavedOf(GgmlType::kQ6_K).has_value());
+  EXPECT_EQ(InterleavedOf(GgmlType::kQ6_K), GgmlType::kQ6_KX8);
   EXPECT_FALSE(InterleavedOf(GgmlType::kQ8_0).has_value());
   EXPECT_EQ(StoredTypeOf(GgmlType::kQ5_KX8), GgmlType::kQ5_K);
   EXPECT_EQ(StoredTypeOf(GgmlType::kQ5_1X8), GgmlType::kQ5_1);
@@ -127,21 +127,26 @@ TEST(Interleaved, TheKernelGivesTheReferenceDotForEveryTokenCount) {
         for (size_t i = 0; i < x.size(); i += 37) x[i] *= -40.0f;  // codes at +-127
         CheckRows8(k, t, QuantizedRows(t, 8, cols, 8), cols, x, name + " quantized, " + std::to_string(cols) + " columns");
       }
-      // The extremes: every code at its top (15, or 31 with every fifth bit, Q2_K's 3, Q3_K's +3;
-      // IQ4_NL's and IQ4_XS's largest value), every scale and min 63 (Q3_K's and IQ4_XS's +31), and
-      // activations all at -128 (a row of one positive value quantizes to -128): for the K-quants a
-      // lane's sum is -30720 (16 x 15 x 128) or -31744 (8 x 31 x 128), the bounds of the i16 pack.
-      // Q3_K and IQ4_XS also at their bottom (every code -4 or -127, every scale -32: all bytes 0).
+      // The extremes: every code at its top (15, or 31 with every fifth bit, Q2_K's 3, Q3_K's +3, Q6_K's
+      // +31; IQ4_NL's and IQ4_XS's largest value), every scale and min 63 (Q3_K's and IQ4_XS's +31,
+      // Q6_K's -128), and activations all at -128 (a row of one positive value quantizes to -128): for
+      // the K-quants a lane's sum is -30720 (16 x 15 x 128), -31744 (8 x 31 x 128) or -32256 (Q6_K: 4 x 63
+      // x 128), the bounds of the i16 pack. Q3_K, Q6_K and IQ4_XS also at their bottom (every code -4,
+      // -32 or -127; every scale -32, or Q6_K's +127; otherwise all bytes 0).
       const int64_t cols = 512;
       const uint64_t bb = TypeInfo(t).block_bytes;
       // Where d is, and dmin / m after it where the type has one.
-      const uint64_t d_at = t == GgmlType::kQ2_K ? offsetof(BlockQ2_K, d) : t == GgmlType::kQ3_K ? offsetof(BlockQ3_K, d) : 0;
+      const uint64_t d_at = t == GgmlType::kQ2_K   ? offsetof(BlockQ2_K, d)
+                            : t == GgmlType::kQ3_K ? offsetof(BlockQ3_K, d)
+                            : t == GgmlType::kQ6_K ? offsetof(BlockQ6_K, d)
+                                                   : 0;
       const bool second_scale = t == GgmlType::kQ4_K || t == GgmlType::kQ5_K || t == GgmlType::kQ2_K || t == GgmlType::kQ4_1 ||
                                 t == GgmlType::kQ5_1;
       for (uint8_t fill : {uint8_t{0xFF}, uint8_t{0}}) {
-        if (fill == 0 && t != GgmlType::kQ3_K && t != GgmlType::kIQ4_XS) continue;
+        if (fill == 0 && t != GgmlType::kQ3_K && t != GgmlType::kQ6_K && t != GgmlType::kIQ4_XS) continue;
         std::vector<uint8_t> file(8 * *RowBytes(t, cols), fill);
         for (int64_t b = 0; b < 8 * cols / TypeInfo(t).block_size; ++b) {
+          if (t == GgmlType::kQ6_K) std::memset(file.data() + b * bb + offsetof(BlockQ6_K, scales), fill ? 0x80 : 0x7F, 16);
           const uint16_t d = Fp32ToFp16(0.001f * static_cast<float>(1 + b % 5)), dmin = Fp32ToFp16(0.0005f * static_cast<float>(1 + b % 3));
           std::memcpy(file.data() + b * bb + d_at, &d, 2);
           if (second_scale) std::memcpy(file.data() + b * bb + d_at + 2, &dmin, 2);
@@ -155,7 +160,8 @@ TEST(Interleaved, TheKernelGivesTheReferenceDotForEveryTokenCount) {
 
 // MatMul on interleaved weights (12 groups of 8 rows), batch-invariant: T tokens at once give every
 // token the one-token product on the file's layout, threaded or not, for decode steps (1..9) and a
-// prefill's count (20: the file layout's GEMM range; the interleaved type runs its 8-row kernel).
+// prefill's counts (20: the file layout's GEMM range, where the interleaved types run their 8-row
+// kernel; 64: Q6_Kx8's GEMM on its strips put back in Q6_K's layout).
 TEST(Interleaved, MatMulGivesTheFileLayoutsOneTokenProducts) {
   for (GgmlType t : kFileTypes) {
     const std::optional<GgmlType> x8_type = InterleavedFor(ActiveDotKernels(), t);
@@ -167,7 +173,7 @@ TEST(Interleaved, MatMulGivesTheFileLayoutsOneTokenProducts) {
     InterleaveRows(t, x8.data(), rows, cols);
     std::mt19937 rng(10);
     std::normal_distribution<float> nd(0.0f, 1.0f);
-    constexpr int64_t kTokens = 20;
+    constexpr int64_t kTokens = 64;
     std::vector<float> x(kTokens * cols);
     for (auto& v : x) v = nd(rng);
     MatMulScratch scratch;
@@ -179,7 +185,7 @@ TEST(Interleaved, MatMulGivesTheFileLayoutsOneTokenProducts) {
     }
     ThreadPool pool(2);
     for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
-      for (int64_t T : {1, 2, 3, 4, 5, 8, 9, 20}) {
+      for (int64_t T : {1, 2, 3, 4, 5, 8, 9, 20, 64}) {
         std::vector<float> y(T * rows);
         MatMul(MatMulArgs{.type = *x8_type, .w = x8.data(), .rows = rows, .cols = cols, .x = x.data(), .batch = T, .y = y.data(),
                           .batch_invariant = true},

@@ -31,8 +31,9 @@ inline Expected<GgufFile> SynthShape(const TempDir& dir, const std::string& shap
 
 // The file types whose matrices a model in memory holds interleaved where the kernel table can
 // (numeric/interleave.h): the parameters of the tests that compare it with the mapped file.
-inline constexpr GgmlType kInterleavingTypes[] = {GgmlType::kQ4_K, GgmlType::kQ5_K,  GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kIQ4_XS,
-                                                  GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kIQ4_NL};
+inline constexpr GgmlType kInterleavingTypes[] = {GgmlType::kQ4_K, GgmlType::kQ5_K,  GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kQ6_K,
+                                                  GgmlType::kIQ4_XS, GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_1,
+                                                  GgmlType::kIQ4_NL};
 
 // One synthetic file (`shape` in `type`, in a directory of its own) opened mapped and read into
 // memory, and a model loaded from each with the default options: views into the mapped file, and the

@@ -9,7 +9,7 @@ namespace {
 
 // Sizes follow the block structs of ggml-common.h (see ../shared/FORMATS.md); the structs lowbit
 // computes with carry static_asserts against these numbers in numeric/blocks.h.
-constexpr std::array<GgmlTypeInfo, 59> kTypes = {{
+constexpr std::array<GgmlTypeInfo, 60> kTypes = {{
     {GgmlType::kF32, "F32", 1, 4, false},
     {GgmlType::kF16, "F16", 1, 2, false},
     {GgmlType::kQ4_0, "Q4_0", 32, 18, true},
@@ -75,6 +75,7 @@ constexpr std::array<GgmlTypeInfo, 59> kTypes = {{
     {GgmlType::kQ2_KX8, "Q2_Kx8", 256, 84, true, true},
     {GgmlType::kQ3_KX8, "Q3_Kx8", 256, 110, true, true},
     {GgmlType::kIQ4_XSX8, "IQ4_XSx8", 256, 136, true, true},
+    {GgmlType::kQ6_KX8, "Q6_Kx8", 256, 210, true, true},
 }};
 
 constexpr uint32_t kMaxId = kTypeIdLimit - 1;

@@ -24,7 +24,7 @@
 //    row after the row's fp32 SCB (its absmax), repeated in every block so that a block range of a
 //    row stands alone. Value = q * SCB / 127. Activations: per-token int8 with outliers in float
 //    (kernels/dot_int8.h).
-//  - Q4_Kx8, Q5_Kx8, Q2_Kx8, Q3_Kx8, IQ4_XSx8: Q4_K / Q5_K / Q2_K / Q3_K / IQ4_XS with 8 rows interleaved per super-block
+//  - Q4_Kx8, Q5_Kx8, Q2_Kx8, Q3_Kx8, Q6_Kx8, IQ4_XSx8: Q4_K / Q5_K / Q2_K / Q3_K / Q6_K / IQ4_XS with 8 rows interleaved per super-block
 //    (numeric/interleave.h): the same bytes rearranged so that one 512-bit load holds 8 bytes of
 //    codes of each of the 8 rows, for the 8-row kernels. Q4_0x8, Q4_1x8, Q5_0x8, Q5_1x8, IQ4_NLx8:
 //    the same for the 32-element types, per 4 blocks of the 8 rows. A weight held in memory takes it
@@ -52,7 +52,7 @@ enum class GgmlType : uint32_t {
   kI8R32 = 84, kI8R256 = 85,
   kNF4G64x2 = 86, kFP4G64x2 = 87,
   kQ4_KX8 = 88, kQ5_KX8 = 89,
-  kQ4_0X8 = 90, kQ4_1X8 = 91, kQ5_0X8 = 92, kQ5_1X8 = 93, kIQ4_NLX8 = 94, kQ2_KX8 = 95, kQ3_KX8 = 96, kIQ4_XSX8 = 97,
+  kQ4_0X8 = 90, kQ4_1X8 = 91, kQ5_0X8 = 92, kQ5_1X8 = 93, kIQ4_NLX8 = 94, kQ2_KX8 = 95, kQ3_KX8 = 96, kIQ4_XSX8 = 97, kQ6_KX8 = 98,
 };
 
 inline constexpr uint32_t kFirstInternalTypeId = 64;

@@ -44,7 +44,7 @@ struct GroupMove {
   }
 };
 
-// The codes of row r of a super-block type's group (Q2_Kx8, Q3_Kx8, IQ4_XSx8): the code vector q
+// The codes of row r of a super-block type's group (Q2_Kx8, Q3_Kx8, Q6_Kx8, IQ4_XSx8): the code vector q
 // (at `at` + 64 q) holds bytes [8 q, 8 q + 8) of every row's qs, row r's at 8 r.
 template <bool kToGroup>
 void MoveCodes(const GroupMove<kToGroup>& move, uint64_t at, uint64_t r, uint8_t* qs, uint64_t qs_bytes) {
@@ -91,6 +91,20 @@ void MoveQ2K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, Block
     move(kX8Dmin + 2 * r, &b.dmin, 2);
     for (uint64_t h = 0; h < 2; ++h) move(kX8Q2KScales + 64 * h + 16 * (r / 2) + 8 * (r % 2), b.scales + 8 * h, 8);
     MoveCodes(move, kX8Q2KQs, r, b.qs, sizeof(b.qs));
+  }
+}
+
+// ---- Q6_K (interleave.h): one super-block of the 8 rows, as MoveQ2K.
+template <bool kToGroup>
+void MoveQ6K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, BlockQ6_K* const* blocks, uint64_t r0, uint64_t r1) {
+  static_assert(kX8Q6KBytes == kX8Rows * sizeof(BlockQ6_K) && kX8Q6KQl == kX8Q6KScales + 2 * 64 && kX8Q6KQh == kX8Q6KQl + 16 * 64);
+  const GroupMove<kToGroup> move{group};
+  for (uint64_t r = r0; r < r1; ++r) {
+    BlockQ6_K& b = *blocks[r];
+    move(kX8D + 2 * r, &b.d, 2);
+    for (uint64_t h = 0; h < 2; ++h) move(kX8Q6KScales + 64 * h + 16 * (r / 2) + 8 * (r % 2), b.scales + 8 * h, 8);
+    MoveCodes(move, kX8Q6KQl, r, b.ql, sizeof(b.ql));
+    MoveCodes(move, kX8Q6KQh, r, b.qh, sizeof(b.qh));
   }
 }
 
@@ -222,7 +236,7 @@ void UninterleaveGroups(const uint8_t* data, int64_t nb, int64_t r, uint8_t* out
 // The interleaved types and their file types.
 constexpr std::pair<GgmlType, GgmlType> kPairs[] = {
     {GgmlType::kQ4_K, GgmlType::kQ4_KX8},   {GgmlType::kQ5_K, GgmlType::kQ5_KX8},   {GgmlType::kQ2_K, GgmlType::kQ2_KX8},
-    {GgmlType::kQ3_K, GgmlType::kQ3_KX8},   {GgmlType::kIQ4_XS, GgmlType::kIQ4_XSX8},
+    {GgmlType::kQ3_K, GgmlType::kQ3_KX8},   {GgmlType::kQ6_K, GgmlType::kQ6_KX8},   {GgmlType::kIQ4_XS, GgmlType::kIQ4_XSX8},
     {GgmlType::kQ4_0, GgmlType::kQ4_0X8},
     {GgmlType::kQ4_1, GgmlType::kQ4_1X8},   {GgmlType::kQ5_0, GgmlType::kQ5_0X8},   {GgmlType::kQ5_1, GgmlType::kQ5_1X8},
     {GgmlType::kIQ4_NL, GgmlType::kIQ4_NLX8},
@@ -237,6 +251,7 @@ void WithFileType(GgmlType t, F&& f) {
     case kQ5_K: f(std::integral_constant<GgmlType, kQ5_K>{}); break;
     case kQ2_K: f(std::integral_constant<GgmlType, kQ2_K>{}); break;
     case kQ3_K: f(std::integral_constant<GgmlType, kQ3_K>{}); break;
+    case kQ6_K: f(std::integral_constant<GgmlType, kQ6_K>{}); break;
     case kIQ4_XS: f(std::integral_constant<GgmlType, kIQ4_XS>{}); break;
     case kQ4_0: f(std::integral_constant<GgmlType, kQ4_0>{}); break;
     case kQ4_1: f(std::integral_constant<GgmlType, kQ4_1>{}); break;
@@ -262,6 +277,7 @@ void Move(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, typename
   if constexpr (T == kQ4_K || T == kQ5_K) MoveK45<kToGroup>(group, blocks, r0, r1);
   else if constexpr (T == kQ2_K) MoveQ2K<kToGroup>(group, blocks, r0, r1);
   else if constexpr (T == kQ3_K) MoveQ3K<kToGroup>(group, blocks, r0, r1);
+  else if constexpr (T == kQ6_K) MoveQ6K<kToGroup>(group, blocks, r0, r1);
   else if constexpr (T == kIQ4_XS) MoveIq4Xs<kToGroup>(group, blocks, r0, r1);
   else Move32<T, kToGroup>(group, blocks, r0, r1);
 }

@@ -1,4 +1,4 @@
-// Weights with 8 rows interleaved (the internal types Q4_Kx8, Q5_Kx8, Q2_Kx8, Q3_Kx8, IQ4_XSx8, and Q4_0x8, Q4_1x8,
+// Weights with 8 rows interleaved (the internal types Q4_Kx8, Q5_Kx8, Q2_Kx8, Q3_Kx8, Q6_Kx8, IQ4_XSx8, and Q4_0x8, Q4_1x8,
 // Q5_0x8, Q5_1x8, IQ4_NLx8 of the 32-element types, numeric/ggml_type.h): the
 // bytes of 8 rows of a ggml type rearranged per block so that the 8-row kernels read each row's codes
 // for the same activations in one load and decode the rows' scales together.
@@ -41,6 +41,15 @@
 //   [368, 880)   the codes as Q2_Kx8's: 64 bytes per (h, c) at 368 + 256 h + 64 c
 // with S_h[16 L + 8 u + j] (L < 4, u < 2, j < 8) row 2 L + u's 6-bit scale 8 h + j as stored (the
 // signed scale + 32): lane L of S_h holds a row pair's scales of half h, as Q2_Kx8's scale bytes.
+//
+// Q6_Kx8, per super-block of the 8 rows (kX8Q6KBytes = 8 x the block, a permutation of its bytes):
+//   [0, 16)      the 8 rows' fp16 d, row r at 2r
+//   [16, 144)    the scales (int8 as stored): 64 bytes per half h < 2, 128-bit lane L holding row 2L's
+//                scales[8 h, + 8) then row 2L + 1's (Q2_Kx8's scale bytes)
+//   [144, 1168)  ql: 64 bytes per q < 16 at 144 + 64 q, row r's ql[8 q, + 8) at 8 r
+//   [1168, 1680) qh: 64 bytes per p < 8 at 1168 + 64 p, row r's qh[8 p, + 8) at 8 r
+// so that for half h and chunk c < 4, ql vectors 8 h + c and 8 h + 4 + c and qh vector 4 h + c hold
+// elements 128 h + 32 s + 8 c .. + 7 (s < 4) of every row: Q6_K's four codes of a qh byte.
 //
 // IQ4_XSx8, per super-block of the 8 rows (kX8Iq4XsBytes = 8 x the block; 6-bit scales, a bijection
 // of the bits):
@@ -86,6 +95,7 @@ constexpr uint64_t X8Bytes(bool five) { return five ? 8 * 176 : 8 * 144; }
 inline constexpr uint64_t kX8Q2KScales = 32, kX8Q2KQs = 160, kX8Q2KBytes = 672;
 inline constexpr uint64_t kX8Q3KLow = 16, kX8Q3KHigh = 80, kX8Q3KHm = 112, kX8Q3KQs = 368, kX8Q3KBytes = 880;
 inline constexpr uint64_t kX8Iq4XsLow = 16, kX8Iq4XsHigh = 48, kX8Iq4XsQs = 64, kX8Iq4XsBytes = 1088;
+inline constexpr uint64_t kX8Q6KScales = 16, kX8Q6KQl = 144, kX8Q6KQh = 1168, kX8Q6KBytes = 1680;
 
 // The 32-element types' groups (see above): 4 blocks of 8 rows.
 inline constexpr int64_t kX8Q32Blocks = 4;
