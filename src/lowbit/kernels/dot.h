@@ -68,8 +68,8 @@ using ActQuantFn = void (*)(const float* x, void* dst, int64_t n, int32_t* sums)
 // t (the maximum subtracted, softmax::Exp, the sum in Dot's 8 partial sums: kernels/softmax.h),
 // out + g * hd = sum over t of (att[t] / sum) * v_t. `att` is scratch of n_q * n_pos floats. Every
 // table's result equals the reference's bit for bit: the dot keeps the reference's 8 partial sums and
-// their combination (Dot, kernels/matvec.h), the softmax its operations, and each output element sums
-// over t in order, with no FMA.
+// their combination (Dot, kernels/matvec.h: each partial sum a fused multiply-add), the softmax its
+// operations, and each output element of the weighted sum over t in order, with no FMA.
 using AttendFn = void (*)(const float* q, int64_t n_q, const uint8_t* k, const uint8_t* v, uint64_t stride, int64_t n_pos,
                           int64_t hd, float scale, float* att, float* out);
 

@@ -1,6 +1,7 @@
 #include "lowbit/kernels/matvec.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "lowbit/base/check.h"
@@ -14,9 +15,9 @@ float Dot(const float* a, const float* b, int64_t n) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
+    for (int k = 0; k < 8; ++k) acc[k] = std::fma(a[i + k], b[i + k], acc[k]);
   }
-  for (; i < n; ++i) acc[0] += a[i] * b[i];
+  for (; i < n; ++i) acc[0] = std::fma(a[i], b[i], acc[0]);
   return softmax::Combine8(acc);
 }
 

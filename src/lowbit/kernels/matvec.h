@@ -18,7 +18,10 @@
 
 namespace lowbit {
 
-// Dot product with 8 independent partial sums (vectorizable without reassociating).
+// Dot product with 8 independent partial sums (vectorizable without reassociating), each one a
+// chain of fused multiply-adds (std::fma; every x86 table that runs float weights has FMA), combined
+// as softmax::Combine8. The contract of every float product: the float weights' kernels in every
+// table and the attention scores give its bits.
 float Dot(const float* a, const float* b, int64_t n);
 
 // Memory for the converted activations; grows on first use, then is reused (no allocation after).
