@@ -21,7 +21,7 @@
 namespace lowbit {
 namespace {
 
-constexpr int kCacheVersion = 11;  // 4: rows ImageRowStep apart (model/shard.h); 5: Q4_K interleaved (numeric/interleave.h); 6: Q5_K too; 7: the 32-element types too; 8: Q2_K too; 9: Q3_K too; 10: IQ4_XS too; 11: Q6_K too
+constexpr int kCacheVersion = 12;  // 4: rows ImageRowStep apart (model/shard.h); 5: Q4_K interleaved (numeric/interleave.h); 6: Q5_K too; 7: the 32-element types too; 8: Q2_K too; 9: Q3_K too; 10: IQ4_XS too; 11: Q6_K too; 12: float products on FMA
 constexpr double kPassSeconds = 0.02;
 constexpr int kPasses = 3;
 constexpr size_t kMaxProbeBytes = size_t{32} << 20;   // weights of one timed product

@@ -49,7 +49,7 @@ namespace {
 
 constexpr size_t kStreamBytes = size_t{128} << 20;
 constexpr int64_t kCols = 4096;
-constexpr int kCacheVersion = 15;  // 6: the read probe in 2 MiB pages, the faster of with and without prefetch; 7: NF4G64x2 rows; 8: rows ImageRowStep apart; 9: Q4_K interleaved; 10: Q5_K too; 11: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL too; 12: Q2_K too; 13: Q3_K too; 14: IQ4_XS too; 15: Q6_K too
+constexpr int kCacheVersion = 16;  // 6: the read probe in 2 MiB pages, the faster of with and without prefetch; 7: NF4G64x2 rows; 8: rows ImageRowStep apart; 9: Q4_K interleaved; 10: Q5_K too; 11: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL too; 12: Q2_K too; 13: Q3_K too; 14: IQ4_XS too; 15: Q6_K too; 16: float products on FMA
 
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
