@@ -43,9 +43,6 @@ void QuantizeBnbAct16Blocks(Value value, uint8_t* out, int64_t n, int64_t e0, in
   auto* q = reinterpret_cast<int16_t*>(out);
   auto* scales = reinterpret_cast<float*>(out + BnbAct16ScalesOffset(n));
   constexpr auto kMax = static_cast<float>(kBnbAct16Max);
-  // Round to nearest even by adding and taking off 1.5 * 2^23 (|x * id| <= 16383): one float add each
-  // way, the same bits as nearbyint in the default rounding mode, and no library call per element.
-  constexpr float kRound = 12582912.0f;
   alignas(64) float v[64];
   for (int64_t b0 = e0; b0 < e1; b0 += 64) {
     float amax = 0.0f;
@@ -54,11 +51,11 @@ void QuantizeBnbAct16Blocks(Value value, uint8_t* out, int64_t n, int64_t e0, in
       const float a = std::fabs(v[r]);
       amax = a > amax || std::isnan(a) ? a : amax;  // a NaN stays (no later a > NaN)
     }
-    const float id = amax > 0.0f ? kMax / amax : 0.0f;
-    scales[b0 / 64] = amax / kMax / kMax;
+    float id;
+    scales[b0 / 64] = BnbAct16Scale(amax, &id);
     int16_t* qu = q + b0 / 128 * 128 + 2 * (b0 / 64 % 2);
     for (int r = 0; r < 64; ++r) {  // element r = 16 k + 2 i + h goes to 32 k + 4 i + h (+ 2 for block 1)
-      const float t = (v[r] * id + kRound) - kRound;
+      const float t = (v[r] * id + kBnbAct16Round) - kBnbAct16Round;
       // A non-finite activation (a broken model) codes as 0; its block's scale is then inf or NaN and
       // carries it into the result, with no float-to-int conversion out of range.
       qu[32 * (r / 16) + 4 * (r % 16 / 2) + r % 2] = static_cast<int16_t>(std::fabs(t) <= kMax ? t : 0.0f);

@@ -36,6 +36,18 @@ inline constexpr int kBnbAct16Max = 16383;  // |activation code| and |level code
 // Bnb4Levels(t) * 16383, rounded to nearest (even on ties).
 const std::array<int16_t, 16>& Bnb4Levels16(Bnb4Type t);
 
+// Round to nearest even by adding and taking off 1.5 * 2^23 (|x * id| <= 16383): one float add each
+// way, the same bits as nearbyint in the default rounding mode, and no library call per element.
+inline constexpr float kBnbAct16Round = 12582912.0f;
+
+// A block of 64 activations with absmax amax: the multiplier id of its codes (x * id, then rounded)
+// and, returned, its scale as the row stores it (every quantizer's, scalar or SIMD, is this one).
+inline float BnbAct16Scale(float amax, float* id) {
+  constexpr auto kMax = static_cast<float>(kBnbAct16Max);
+  *id = amax > 0.0f ? kMax / amax : 0.0f;
+  return amax / kMax / kMax;
+}
+
 inline uint64_t BnbAct16ScalesOffset(int64_t n) { return 2 * static_cast<uint64_t>(n); }
 inline uint64_t BnbAct16RowBytes(int64_t n) {
   return (BnbAct16ScalesOffset(n) + 4 * static_cast<uint64_t>(n / 64) + 63) / 64 * 64;
