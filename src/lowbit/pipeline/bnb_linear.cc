@@ -1,7 +1,5 @@
 #include "lowbit/pipeline/bnb_linear.h"
 
-#include <cstring>
-
 #include "lowbit/base/aligned_buffer.h"
 #include "lowbit/kernels/dot_int8.h"
 #include "lowbit/numeric/bnb.h"
@@ -10,14 +8,6 @@
 
 namespace lowbit {
 namespace {
-
-// Copies rows of `row_bytes` from HF order into GGUF order (UnpermuteSourceRow) when asked.
-void CopyRows(const uint8_t* src, uint8_t* dst, int64_t rows, uint64_t row_bytes, uint32_t heads) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint64_t from = heads == 0 ? static_cast<uint64_t>(r) : UnpermuteSourceRow(static_cast<uint64_t>(r), static_cast<uint64_t>(rows), heads);
-    std::memcpy(dst + static_cast<uint64_t>(r) * row_bytes, src + from * row_bytes, row_bytes);
-  }
-}
 
 Expected<std::vector<float>> ReadHfOrderValues(const BnbSource& s) {
   const int64_t n = s.rows * s.cols;
@@ -46,8 +36,8 @@ Expected<std::vector<float>> ReadBnbValues(const BnbSource& s) {
   LOWBIT_ASSIGN_OR_RETURN(std::vector<float> v, ReadHfOrderValues(s));
   if (s.unpermute_heads == 0) return v;
   std::vector<float> out(v.size());
-  CopyRows(reinterpret_cast<const uint8_t*>(v.data()), reinterpret_cast<uint8_t*>(out.data()), s.rows,
-           static_cast<uint64_t>(s.cols) * 4, s.unpermute_heads);
+  CopyPermutedRows(reinterpret_cast<const uint8_t*>(v.data()), reinterpret_cast<uint8_t*>(out.data()), s.rows,
+                   static_cast<uint64_t>(s.cols) * 4, s.unpermute_heads, /*to_gguf=*/true);
   return out;
 }
 
@@ -72,7 +62,7 @@ void SetPackedRows(const BnbSource& s, GgmlType type, Pack pack, std::span<uint8
     AlignedBuffer hf;
     hf.Resize(bytes);
     pack(hf.data());
-    CopyRows(hf.data(), target, s.rows, rb, s.unpermute_heads);
+    CopyPermutedRows(hf.data(), target, s.rows, rb, s.unpermute_heads, /*to_gguf=*/true);
   }
   w->type = type;
   w->data = target;

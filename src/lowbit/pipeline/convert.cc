@@ -395,6 +395,14 @@ uint64_t UnpermuteSourceRow(uint64_t out_row, uint64_t n_rows, uint32_t n_heads)
   return h * head_dim + j * (head_dim / 2) + i;
 }
 
+void CopyPermutedRows(const uint8_t* src, uint8_t* dst, int64_t rows, uint64_t row_bytes, uint32_t n_heads, bool to_gguf) {
+  for (uint64_t r = 0; r < static_cast<uint64_t>(rows); ++r) {
+    const uint64_t s = n_heads == 0 ? r : UnpermuteSourceRow(r, static_cast<uint64_t>(rows), n_heads);
+    if (to_gguf) std::memcpy(dst + r * row_bytes, src + s * row_bytes, row_bytes);
+    else std::memcpy(dst + s * row_bytes, src + r * row_bytes, row_bytes);
+  }
+}
+
 namespace {
 
 Expected<ConversionPlan> PlanInput(const std::string& input, const std::string& vocab, const LegacyGgmlOptions& legacy,

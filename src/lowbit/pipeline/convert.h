@@ -107,5 +107,8 @@ Status Convert(const ConvertOptions& opts);
 // Copies row r of a HF rotate_half-ordered matrix into GGUF (interleaved-pair) order: for each head
 // of `head_dim` rows, output row 2i+j comes from input row j*head_dim/2 + i.
 uint64_t UnpermuteSourceRow(uint64_t out_row, uint64_t n_rows, uint32_t n_heads);
+// Rows of `row_bytes` between the source's (Hugging Face) order and the GGUF's: to_gguf, GGUF row r
+// from source row UnpermuteSourceRow(r); else the way back. n_heads 0: the same order.
+void CopyPermutedRows(const uint8_t* src, uint8_t* dst, int64_t rows, uint64_t row_bytes, uint32_t n_heads, bool to_gguf);
 
 }  // namespace lowbit

@@ -1,7 +1,6 @@
 #include "lowbit/pipeline/quantize_bnb.h"
 
 #include <chrono>
-#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <set>
@@ -48,10 +47,7 @@ Status CalibratedBnb4(const PlannedTensor& t, const CalibratedTensor& c, GgmlTyp
     return Errorf("{}: the calibrated tensor is {} with {} bytes, expected {} rows of {}", t.name, TypeInfo(c.type).name, c.bytes.size(), rows,
                   TypeInfo(type).name);
   std::vector<uint8_t> stored(c.bytes.size());
-  for (uint64_t r = 0; r < static_cast<uint64_t>(rows); ++r) {
-    const uint64_t src = t.unpermute_heads ? UnpermuteSourceRow(r, static_cast<uint64_t>(rows), t.unpermute_heads) : r;
-    std::memcpy(stored.data() + src * rb, c.bytes.data() + r * rb, rb);
-  }
+  CopyPermutedRows(c.bytes.data(), stored.data(), rows, rb, t.unpermute_heads, /*to_gguf=*/false);
   UnpackBnb4Rows(type, stored.data(), rows, cols, blocksize, packed, absmax);
   return OkStatus();
 }
