@@ -51,6 +51,13 @@ void MoveCodes(const GroupMove<kToGroup>& move, uint64_t at, uint64_t r, uint8_t
   for (uint64_t q = 0; q < qs_bytes / 8; ++q) move(at + 64 * q + 8 * r, qs + 8 * q, 8);
 }
 
+// Row r's 16 per-group bytes (Q2_K's scale bytes, Q6_K's scales) by row pairs: 64 bytes per half h at
+// `at` + 64 h, 128-bit lane L holding row 2L's bytes [8 h, 8 h + 8) then row 2L + 1's.
+template <bool kToGroup, typename Byte>
+void MoveRowPairBytes(const GroupMove<kToGroup>& move, uint64_t at, uint64_t r, Byte* bytes) {
+  for (uint64_t h = 0; h < 2; ++h) move(at + 64 * h + 16 * (r / 2) + 8 * (r % 2), bytes + 8 * h, 8);
+}
+
 // ---- Q4_K / Q5_K (B; interleave.h): one super-block of the 8 rows, blocks[r] (rows [r0, r1); into
 // the group all 8, since a byte of its scales holds bits of several rows) to the group (kToGroup) or back.
 template <bool kToGroup, typename B>
@@ -89,7 +96,7 @@ void MoveQ2K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, Block
     BlockQ2_K& b = *blocks[r];
     move(kX8D + 2 * r, &b.d, 2);
     move(kX8Dmin + 2 * r, &b.dmin, 2);
-    for (uint64_t h = 0; h < 2; ++h) move(kX8Q2KScales + 64 * h + 16 * (r / 2) + 8 * (r % 2), b.scales + 8 * h, 8);
+    MoveRowPairBytes(move, kX8Q2KScales, r, b.scales);
     MoveCodes(move, kX8Q2KQs, r, b.qs, sizeof(b.qs));
   }
 }
@@ -102,7 +109,7 @@ void MoveQ6K(std::conditional_t<kToGroup, uint8_t*, const uint8_t*> group, Block
   for (uint64_t r = r0; r < r1; ++r) {
     BlockQ6_K& b = *blocks[r];
     move(kX8D + 2 * r, &b.d, 2);
-    for (uint64_t h = 0; h < 2; ++h) move(kX8Q6KScales + 64 * h + 16 * (r / 2) + 8 * (r % 2), b.scales + 8 * h, 8);
+    MoveRowPairBytes(move, kX8Q6KScales, r, b.scales);
     MoveCodes(move, kX8Q6KQl, r, b.ql, sizeof(b.ql));
     MoveCodes(move, kX8Q6KQh, r, b.qh, sizeof(b.qh));
   }
