@@ -21,12 +21,15 @@ void BF16(const float* x, void* dst, int64_t n, const float*) { ConvertF32ToBf16
 
 // bitsandbytes' NF4 in lowbit's internal rows (NF4G32 / NF4G64): each block's scale searched for the
 // least (importance-weighted) error (QuantizeBnb4Searched: a valid bitsandbytes block, its stored
-// absmax being the scale), then the codes in the row layout. GPTQ's grid for a bitsandbytes folder.
+// absmax being the scale), then the codes in the row layout. GPTQ's grid for a bitsandbytes folder,
+// which calls it once per block: the staging buffers are kept per thread.
 template <GgmlType T>
 void NF4Row(const float* x, void* dst, int64_t n, const float* imatrix) {
   const int64_t g = TypeInfo(T).block_size;
-  std::vector<uint8_t> packed(static_cast<size_t>(n / 2));
-  std::vector<float> absmax(static_cast<size_t>(n / g));
+  thread_local std::vector<uint8_t> packed;
+  thread_local std::vector<float> absmax;
+  packed.resize(static_cast<size_t>(n / 2));
+  absmax.resize(static_cast<size_t>(n / g));
   QuantizeBnb4Searched(Bnb4Type::kNf4, x, n, g, imatrix, n, packed.data(), absmax.data());
   PackBnb4Rows(T, packed.data(), absmax, 1, n, g, static_cast<uint8_t*>(dst));
 }
