@@ -11,13 +11,13 @@
 
 #include <cmath>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
+#include "lowbit/eval/perplexity.h"
 #include "lowbit/formats/bnb_checkpoint.h"
 #include "lowbit/formats/gguf_reader.h"
 #include "lowbit/formats/gguf_vocab.h"
+#include "lowbit/formats/hf.h"
 #include "lowbit/formats/safetensors.h"
 #include "lowbit/model/llama.h"
 #include "lowbit/numeric/dequant.h"
@@ -26,7 +26,6 @@
 #include "lowbit/pipeline/model_source.h"
 #include "lowbit/pipeline/quantize_bnb.h"
 #include "lowbit/quant/bnb_quant.h"
-#include "lowbit/tokenizer/tokenizer.h"
 #include "test_data.h"
 
 namespace lowbit {
@@ -311,25 +310,12 @@ TEST(BnbFolderRead, BrokenQuantStateNamesTensorAndField) {
       << g.status().message();
 }
 
-// Mean KL(softmax(ref) || softmax(q)) over the positions of two [positions][n_vocab] logit arrays.
-double MeanKl(const std::vector<float>& ref, const std::vector<float>& q, int64_t n_vocab) {
-  double total = 0;
-  const auto positions = static_cast<int64_t>(ref.size()) / n_vocab;
-  for (int64_t p = 0; p < positions; ++p) {
-    const float* a = ref.data() + p * n_vocab;
-    const float* b = q.data() + p * n_vocab;
-    const auto logsumexp = [n_vocab](const float* v) {
-      const double m = *std::max_element(v, v + n_vocab);
-      double s = 0;
-      for (int64_t i = 0; i < n_vocab; ++i) s += std::exp(v[i] - m);
-      return m + std::log(s);
-    };
-    const double la = logsumexp(a), lb = logsumexp(b);
-    double kl = 0;
-    for (int64_t i = 0; i < n_vocab; ++i) kl += std::exp(a[i] - la) * ((a[i] - la) - (b[i] - lb));
-    total += kl;
-  }
-  return total / static_cast<double>(positions);
+// Perplexity of an opened model (OpenModel) on `text`, as `lowbit perplexity` runs it (po.save_logits /
+// po.kl_base: the reference distributions written, or compared with).
+Expected<PerplexityResult> Score(const GgufFile& g, const std::string& text, const PerplexityOptions& po) {
+  LOWBIT_ASSIGN_OR_RETURN(LlamaModel m, LlamaModel::Load(g));
+  LOWBIT_ASSIGN_OR_RETURN(Vocab v, VocabFromGguf(g));
+  return Perplexity(m, v, text, po);
 }
 
 // GPTQ's NF4 codes (calibrated on TinyStories-valid.hf-head.txt, scored on a story of the GPT-4
@@ -366,20 +352,18 @@ TEST(BnbFolderGptq, Nf4CodesFromGptqBeatThePlainQuantizer) {
   auto rtn = OpenModel(dir.Path("rtn"));
   auto gq = OpenModel(dir.Path("a"));
   ASSERT_TRUE(src.ok() && rtn.ok() && gq.ok());
-  auto vocab = VocabFromGguf(*src);
-  ASSERT_TRUE(vocab.ok());
-  auto tok = Tokenizer::Create(*vocab);
-  ASSERT_TRUE(tok.ok());
-  std::ifstream in(testing::SharedPath("data/tinystories/TinyStoriesV2-GPT4-valid.first100.txt"));
-  std::stringstream text;
-  text << in.rdbuf();
-  std::vector<int32_t> tokens = (*tok)->EncodeWithBos(text.str().substr(0, 4000));
-  ASSERT_GT(tokens.size(), 64u);
-  tokens.resize(64);
-  const int64_t n_vocab = 512;
-  const std::vector<float> lf = AllLogits(*src, tokens), lr = AllLogits(*rtn, tokens), lg = AllLogits(*gq, tokens);
-  ASSERT_EQ(lf.size(), tokens.size() * n_vocab);
-  const double kr = MeanKl(lf, lr, n_vocab), kg = MeanKl(lf, lg, n_vocab);
+  auto text = ReadTextFile(testing::SharedPath("data/tinystories/TinyStoriesV2-GPT4-valid.first100.txt"));
+  ASSERT_TRUE(text.ok());
+  // KL against the float model, as `lowbit perplexity --kl-divergence` measures it (2 chunks of 256,
+  // the model's context, as bench/issue20_bnb.sh).
+  PerplexityOptions po{.ctx = 256, .chunks = 2, .threads = 2, .save_logits = dir.Path("base.bin")};
+  ASSERT_TRUE(Score(*src, *text, po).ok());
+  po.save_logits.clear();
+  po.kl_base = dir.Path("base.bin");
+  auto pr = Score(*rtn, *text, po), pg = Score(*gq, *text, po);
+  ASSERT_TRUE(pr.ok() && pg.ok());
+  ASSERT_TRUE(pr->has_kl && pg->has_kl);
+  const double kr = pr->kl.mean, kg = pg->kl.mean;
   // Measured on stories5M with the full test text (bench/issue20_bnb.sh): 0.0053 against 0.0092.
   EXPECT_LT(kg, 0.85 * kr) << "GPTQ " << kg << ", plain " << kr;
 }
