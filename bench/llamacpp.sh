@@ -25,5 +25,6 @@ if [ ! -d "$dir/src/.git" ]; then
 fi
 cmake -S "$dir/src" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
-cmake --build "$dir/build" -j"$(nproc)" --target llama-bench llama-perplexity llama-quantize llama-imatrix >/dev/null
+cmake --build "$dir/build" -j"$(nproc)" --target llama-bench llama-perplexity llama-quantize llama-imatrix \
+  llama-completion llama-lookup llama-speculative >/dev/null
 echo "llama.cpp $(cat "$dir/llama.cpp.info.json" | tr -d '\n ' ) built: $dir/build/bin/llama-bench"

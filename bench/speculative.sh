@@ -49,7 +49,8 @@ import json, os, sys
 j = json.loads(os.environ["OUT"])
 print(f"{sys.argv[1]:<44} plain {j['tg_plain']:8.1f} +-{j['tg_plain_std']:5.1f}  spec {j['tg']:8.1f} +-{j['tg_std']:5.1f}"
       f"  x{j['speedup']:.2f}  accepted {j['accepted']}/{j['drafted']} ({100*j['accept_rate']:.0f}%)"
-      f"  {j['n_gen']} tokens in {j['forwards']+1} steps  identical={j['identical']}")
+      f"  {j['n_gen']} tokens in {j['forwards']+1} steps  identical={j['identical']}"
+      + (f"  (no lookup drafter passes x{j['lookup_bound_speedup']:.2f})" if j.get('mode') == 'lookup' else ""))
 PY
 }
 lcpp() {  # label, tool, arguments: llama.cpp's decode speed and accept rate

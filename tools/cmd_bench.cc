@@ -39,6 +39,8 @@ Status BenchSpec(const Args& a) {
     all.push_back({{"threads", t}, {"tg_plain", b.tg_plain}, {"tg_plain_std", b.tg_plain_std}, {"tg", b.tg_spec},
                    {"tg_std", b.tg_spec_std}, {"speedup", b.tg_plain > 0 ? b.tg_spec / b.tg_plain : 0.0},
                    {"drafted", b.drafted}, {"accepted", b.accepted}, {"accept_rate", rate}, {"forwards", b.forwards},
+                   {"lookup_bound_forwards", b.lookup_bound},
+                   {"lookup_bound_speedup", b.lookup_bound > 0 ? static_cast<double>(b.generated - 1) / static_cast<double>(b.lookup_bound) : 0.0},
                    {"prompt_tokens", b.prompt_tokens}, {"n_gen", b.generated}, {"identical", b.identical},
                    {"mode", a.spec.lookup ? "lookup" : "draft"}, {"draft_model", a.spec.draft},
                    {"draft_max", a.spec.draft_max}, {"draft_min", a.spec.draft_min}, {"adaptive", !a.spec.fixed},
@@ -48,6 +50,11 @@ Status BenchSpec(const Args& a) {
                   static_cast<long long>(b.generated), b.tg_plain, b.tg_plain_std, b.tg_spec, b.tg_spec_std,
                   b.tg_plain > 0 ? b.tg_spec / b.tg_plain : 0.0, static_cast<long long>(b.accepted),
                   static_cast<long long>(b.drafted), b.identical ? "yes" : "NO");
+      if (b.lookup_bound > 0) {
+        std::printf("%-8s any n-gram lookup drafter needs >= %lld forwards for these %lld tokens (plain: %lld), so <= %.2fx plain\n", "",
+                    static_cast<long long>(b.lookup_bound), static_cast<long long>(b.generated),
+                    static_cast<long long>(b.generated - 1), static_cast<double>(b.generated - 1) / static_cast<double>(b.lookup_bound));
+      }
     }
   }
   if (a.json) std::printf("%s\n", (all.size() == 1 ? all[0] : all).dump(2).c_str());

@@ -76,6 +76,10 @@ void ExpectSameAsPlain(const Loaded& target, const SpeculativeOptions& spec, int
         EXPECT_EQ(fast.forwards + 1 + fast.accepted, static_cast<int64_t>(fast.generated.size()))
             << what << ": every forward yields its accepted drafts and one token more";
       }
+      if (spec.lookup) {
+        EXPECT_GE(fast.forwards, PromptLookupBound(plain.prompt_tokens, plain.generated, spec.draft_max))
+            << what << ": prompt lookup drafts only pairs the text has shown";
+      }
       *drafted += fast.drafted;
       *accepted += fast.accepted;
     }
@@ -194,19 +198,73 @@ TEST(PromptLookup, DraftsTheContinuationOfARepeatedSpan) {
   const std::vector<int32_t> text = {5, 6, 7, 8, 9, 10, 11, 1, 2, 5, 6, 7};
   l.Add(text);
   std::vector<int32_t> d;
-  l.Draft(4, &d);
+  l.Draft(4, 0, &d);
   EXPECT_EQ(d, (std::vector<int32_t>{8, 9, 10, 11}));
-  l.Draft(2, &d);
+  l.Draft(2, 0, &d);
   EXPECT_EQ(d, (std::vector<int32_t>{8, 9}));
   PromptLookup none;
   none.Add(std::vector<int32_t>{1, 2, 3, 4});
-  none.Draft(4, &d);
+  none.Draft(4, 0, &d);
   EXPECT_TRUE(d.empty()) << "nothing repeats: no draft";
-  // A unigram seen once is not enough (n = 1 needs two occurrences).
+}
+
+TEST(PromptLookup, DraftsWhileTheWholeDraftIsLikelyEnough) {
+  PromptLookup l;
+  l.Add(std::vector<int32_t>{5, 6, 7, 8, 9, 10, 11, 1, 2, 5, 6, 7});
+  // 8 follows a match of 3 (prior 0.7), 9, 10 and 11 matches of 4 (0.8 each).
+  EXPECT_DOUBLE_EQ(l.Confidence(3), 0.7);
+  EXPECT_DOUBLE_EQ(l.Confidence(4), 0.8);
+  std::vector<int32_t> d;
+  l.Draft(8, 0.5, &d);
+  EXPECT_EQ(d, (std::vector<int32_t>{8, 9})) << "0.7, 0.56, then 0.448 < 0.5";
+  l.Draft(8, 0.75, &d);
+  EXPECT_TRUE(d.empty());
+  // Checks teach it: a fully accepted draft of 4-token matches raises their rate; a rejected 1-token
+  // match lowers that one's.
+  l.Draft(4, 0, &d);
+  l.Checked(4, 4);
+  EXPECT_DOUBLE_EQ(l.Confidence(4), (3 + 4 * 0.8) / (3 + 4));
+  EXPECT_DOUBLE_EQ(l.Confidence(3), (1 + 4 * 0.7) / (1 + 4));
   PromptLookup once;
   once.Add(std::vector<int32_t>{1, 2, 3, 1});
-  once.Draft(4, &d);
+  once.Draft(4, 0.15, &d);
+  EXPECT_EQ(d, (std::vector<int32_t>{2})) << "2 after a match of one (0.2), 3 after 1 2 would make 0.1";
+  once.Checked(0, 0);
+  EXPECT_DOUBLE_EQ(once.Confidence(1), 0.2) << "a dropped draft teaches nothing";
+  once.Draft(4, 0.15, &d);
+  once.Checked(1, 0);
+  EXPECT_DOUBLE_EQ(once.Confidence(1), 0.8 / 5);
+  once.Draft(4, 0.17, &d);
   EXPECT_TRUE(d.empty());
+}
+
+TEST(PromptLookup, BoundDraftsWhatFollowedBefore) {
+  // Text 1 2 3 4 | 9 1 2 3 4 9 7: the first token comes from the prompt's forward; after 9 nothing
+  // followed 9 before (a plain step); then 1 2 3 4 each followed its predecessor before (4 drafts
+  // accepted, and 9 from the same forward); 7 never followed 9.
+  const std::vector<int32_t> prompt = {1, 2, 3, 4}, gen = {9, 1, 2, 3, 4, 9, 7};
+  EXPECT_EQ(PromptLookupBound(prompt, gen, 16), 2);
+  EXPECT_EQ(PromptLookupBound(prompt, gen, 4), 2);
+  EXPECT_EQ(PromptLookupBound(prompt, gen, 2), 3) << "drafts of 2: 1 2, then 3 4, then 9";
+  EXPECT_EQ(PromptLookupBound(prompt, gen, 0), 6) << "no drafts: plain decoding's forwards";
+  const std::vector<int32_t> fresh = {5, 6, 7, 8, 10};
+  EXPECT_EQ(PromptLookupBound(prompt, fresh, 16), 4) << "nothing repeats";
+  EXPECT_EQ(PromptLookupBound(prompt, std::vector<int32_t>{9}, 16), 0);
+  EXPECT_EQ(PromptLookupBound(prompt, std::vector<int32_t>{}, 16), 0);
+  // One token repeated: after two of them every next one is a pair seen before.
+  EXPECT_EQ(PromptLookupBound(prompt, std::vector<int32_t>(21, 3), 5), 1 + 3 + 1)
+      << "a plain step, 3 forwards of 5 drafts each, and the last token alone";
+}
+
+TEST(DraftLength, MinDraftProbIsTheAddedCostOfADraftedToken) {
+  // Without timing a checked token costs 0.1 of a step and a drafted one the given ratio.
+  EXPECT_NEAR(DraftLength(0, 8, true, false, 0.0).MinDraftProb(4), 0.1, 1e-12);
+  EXPECT_NEAR(DraftLength(0, 8, true, false, 0.25).MinDraftProb(4), 0.35, 1e-12);
+  EXPECT_EQ(DraftLength(0, 8, false).MinDraftProb(8), 0.0) << "--draft-fixed drafts every match";
+  DraftLength timed(0, 8, true);
+  timed.Update(0, 0, 1e-3, 0);
+  timed.Update(4, 2, 1.4e-3, 0);
+  EXPECT_NEAR(timed.MinDraftProb(4), 0.1, 1e-9) << "(1.4 - 1) / 4 of a 1 ms step";
 }
 
 TEST(DraftLength, FollowsTheAcceptRate) {

@@ -383,7 +383,7 @@ void Scheduler::Draft(const std::vector<Slot*>& gen) {
         s->lookup.emplace(o_.spec.ngram_min, o_.spec.ngram_max);
         s->lookup->Add(s->history);
       }
-      s->lookup->Draft(s->k, &s->drafts);
+      s->lookup->Draft(s->k, s->length ? s->length->MinDraftProb(s->k) : 0.0, &s->drafts);
       ++drafting;
     }
   }
@@ -414,6 +414,7 @@ int64_t Scheduler::Check(Slot& s, const float* rows, double step_s) {
     if (!Emit(s, t, rows + static_cast<int64_t>(i) * V) || !accepted) break;
   }
   if (s.length) s.length->Update(static_cast<int>(k), n_acc, step_s, s.draft_s);
+  if (s.lookup) s.lookup->Checked(static_cast<int>(k), n_acc);
   step_drafted_ += static_cast<int64_t>(k);
   step_accepted_ += n_acc;
   return s.generated - before;

@@ -195,11 +195,22 @@ double DraftLength::BatchCost(int n) const {
   return (base > 0 ? base : 1.0) * prior(n);
 }
 
+double DraftLength::TokenDraftCost() const {
+  const double t1 = BatchCost(1);
+  return !timed_ ? draft_cost_ * t1 : drafted_ > 0 ? draft_s_ / drafted_ : 0.0;
+}
+
+double DraftLength::MinDraftProb(int k) const {
+  if (!adaptive_ || k <= 0) return 0;
+  const double t1 = BatchCost(1);
+  return ((BatchCost(k + 1) - t1) / k + TokenDraftCost()) / t1;
+}
+
 int DraftLength::Next() const {
   if (!adaptive_) return max_;
   const double a = std::min(accept_rate(), 0.999);
   const double t1 = BatchCost(1);
-  const double td = !timed_ ? draft_cost_ * t1 : drafted_ > 0 ? draft_s_ / drafted_ : 0.0;
+  const double td = TokenDraftCost();
   int best = 0;
   double best_rate = allow_zero_ && idle_ < 15 ? 1.0 / t1 : -1;  // k = 0: a plain step, no drafting
   for (int k = min_; k <= max_; ++k) {
@@ -286,7 +297,7 @@ Expected<GenerateStats> GenerateSpeculative(LlamaSession& session, const LlamaMo
     const int64_t room = limit - static_cast<int64_t>(st.generated.size()) - 1;  // drafts beyond which nothing is kept
     const int k = static_cast<int>(std::min<int64_t>(length.Next(), room));
     const auto t_draft = std::chrono::steady_clock::now();
-    if (lookup) lookup->Draft(k, &drafts);
+    if (lookup) lookup->Draft(k, length.MinDraftProb(k), &drafts);
     else drafter->Draft(history, k, &drafts, &qs);
     const double draft_s = Since(t_draft);
     if (static_cast<int>(drafts.size()) < so.draft_min) drafts.clear();
@@ -323,6 +334,7 @@ Expected<GenerateStats> GenerateSpeculative(LlamaSession& session, const LlamaMo
     st.drafted += static_cast<int64_t>(drafts.size());
     st.accepted += n_acc;
     length.Update(static_cast<int>(drafts.size()), n_acc, forward_s, draft_s);
+    if (lookup) lookup->Checked(static_cast<int>(drafts.size()), n_acc);
     pos += 1 + n_acc;
   }
   st.generate_seconds = Since(t_start);
@@ -350,6 +362,7 @@ Expected<SpecBenchResult> BenchSpeculative(const LlamaModel& model, const Vocab&
     r.drafted = b.drafted;
     r.accepted = b.accepted;
     r.forwards = b.forwards;
+    r.lookup_bound = PromptLookupBound(a.prompt_tokens, a.generated, o.spec.draft_max);
   }
   auto mean_std = [](const std::vector<double>& v, double* mean, double* sd) {
     double s1 = 0, s2 = 0;

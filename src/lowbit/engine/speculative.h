@@ -49,6 +49,10 @@ class DraftLength {
   DraftLength(int draft_min, int draft_max, bool adaptive, bool timed = true, double draft_cost = 0);
   int Next() const;
   double BatchCost(int n) const;  // T(n) as Next sees it (relative units without timing)
+  // What one more drafted token costs, relative to a plain step, in a draft of k: the mean added
+  // check cost (T(k + 1) - T(1)) / k plus drafting, over T(1). A drafted token pays when its chance of
+  // acceptance is at least that (prompt lookup cuts its drafts there). 0 when not adaptive.
+  double MinDraftProb(int k) const;
   // A round: `drafted` tokens drafted, `accepted` of them accepted, the check forward of
   // drafted + 1 tokens took `forward_s` seconds (< 0: not timed, only the accept rate counts),
   // drafting `draft_s`.
@@ -59,6 +63,8 @@ class DraftLength {
   void Restart();
 
  private:
+  double TokenDraftCost() const;  // seconds (relative units without timing) to draft one token
+
   int min_, max_;
   bool adaptive_, timed_, allow_zero_;
   int idle_ = 0;  // rounds since the last one that drafted
@@ -124,6 +130,9 @@ struct SpecBenchResult {
   double tg_plain = 0, tg_plain_std = 0, tg_spec = 0, tg_spec_std = 0;  // generated tokens per second
   int64_t prompt_tokens = 0, generated = 0;  // per run (the spec runs')
   int64_t drafted = 0, accepted = 0, forwards = 0;  // per run (the last spec run)
+  // PromptLookupBound of the plain run's text (any n-gram lookup drafter needs at least this many
+  // forwards; plain decoding takes generated - 1).
+  int64_t lookup_bound = 0;
   bool identical = true;  // every speculative run's tokens equal the plain run's
 };
 Expected<SpecBenchResult> BenchSpeculative(const LlamaModel& model, const Vocab& vocab, const SpecBenchOptions& o);
