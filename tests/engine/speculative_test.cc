@@ -265,6 +265,15 @@ TEST(DraftLength, MinDraftProbIsTheAddedCostOfADraftedToken) {
   timed.Update(0, 0, 1e-3, 0);
   timed.Update(4, 2, 1.4e-3, 0);
   EXPECT_NEAR(timed.MinDraftProb(4), 0.1, 1e-9) << "(1.4 - 1) / 4 of a 1 ms step";
+  EXPECT_NEAR(timed.MinDraftProb(8), 0.1, 1e-9) << "9 tokens not timed: the largest timed batch below, 5";
+  timed.Update(1, 0, 1.6e-3, 0);
+  EXPECT_NEAR(timed.MinDraftProb(1), 0.6, 1e-9) << "a check of 2 tokens took 1.6 steps";
+  EXPECT_NEAR(timed.MinDraftProb(3), 0.6, 1e-9) << "4 not timed: from 2";
+  DraftLength drafting(0, 8, true);
+  drafting.Update(0, 0, 1e-3, 0);
+  drafting.Update(4, 4, 1.4e-3, 0.4e-3);
+  EXPECT_NEAR(drafting.MinDraftProb(4), 0.1 + 0.1, 1e-9) << "plus drafting, 0.1 ms a token";
+  EXPECT_NEAR(DraftLength(0, 8, true).MinDraftProb(4), 0.1, 1e-12) << "nothing timed yet";
 }
 
 TEST(DraftLength, FollowsTheAcceptRate) {

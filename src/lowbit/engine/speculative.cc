@@ -195,6 +195,8 @@ double DraftLength::BatchCost(int n) const {
   return (base > 0 ? base : 1.0) * prior(n);
 }
 
+bool DraftLength::Measured(int n) const { return static_cast<size_t>(n) < time_.size() && time_[static_cast<size_t>(n)] > 0; }
+
 double DraftLength::TokenDraftCost() const {
   const double t1 = BatchCost(1);
   return !timed_ ? draft_cost_ * t1 : drafted_ > 0 ? draft_s_ / drafted_ : 0.0;
@@ -203,7 +205,19 @@ double DraftLength::TokenDraftCost() const {
 double DraftLength::MinDraftProb(int k) const {
   if (!adaptive_ || k <= 0) return 0;
   const double t1 = BatchCost(1);
-  return ((BatchCost(k + 1) - t1) / k + TokenDraftCost()) / t1;
+  // The check's added cost per token from the largest measured batch of at most k + 1 tokens (the
+  // guess for an unmeasured size is optimistic on purpose, to get it tried, which would let every
+  // weak draft through): drafts cut short by this threshold are the sizes that get measured.
+  double added = 0.1;
+  if (timed_ && Measured(1)) {
+    for (int n = k + 1; n >= 2; --n) {
+      if (Measured(n)) {
+        added = std::max(0.0, (BatchCost(n) - t1) / (n - 1) / t1);
+        break;
+      }
+    }
+  }
+  return added + TokenDraftCost() / t1;
 }
 
 int DraftLength::Next() const {

@@ -49,9 +49,10 @@ class DraftLength {
   DraftLength(int draft_min, int draft_max, bool adaptive, bool timed = true, double draft_cost = 0);
   int Next() const;
   double BatchCost(int n) const;  // T(n) as Next sees it (relative units without timing)
-  // What one more drafted token costs, relative to a plain step, in a draft of k: the mean added
-  // check cost (T(k + 1) - T(1)) / k plus drafting, over T(1). A drafted token pays when its chance of
-  // acceptance is at least that (prompt lookup cuts its drafts there). 0 when not adaptive.
+  // What one more drafted token costs, relative to a plain step, in a draft of up to k: the added
+  // check cost per token (T(n) - T(1)) / (n - 1) of the largest timed batch n <= k + 1 (0.1 before
+  // any is timed, and without timing) plus drafting, over T(1). A drafted token pays when its chance
+  // of acceptance is at least that (prompt lookup cuts its drafts there). 0 when not adaptive.
   double MinDraftProb(int k) const;
   // A round: `drafted` tokens drafted, `accepted` of them accepted, the check forward of
   // drafted + 1 tokens took `forward_s` seconds (< 0: not timed, only the accept rate counts),
@@ -64,6 +65,7 @@ class DraftLength {
 
  private:
   double TokenDraftCost() const;  // seconds (relative units without timing) to draft one token
+  bool Measured(int n) const;     // a checked batch of n tokens has been timed
 
   int min_, max_;
   bool adaptive_, timed_, allow_zero_;
