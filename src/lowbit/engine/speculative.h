@@ -132,8 +132,8 @@ struct SpecBenchResult {
   double tg_plain = 0, tg_plain_std = 0, tg_spec = 0, tg_spec_std = 0;  // generated tokens per second
   int64_t prompt_tokens = 0, generated = 0;  // per run (the spec runs')
   int64_t drafted = 0, accepted = 0, forwards = 0;  // per run (the last spec run)
-  // PromptLookupBound of the plain run's text (any n-gram lookup drafter needs at least this many
-  // forwards; plain decoding takes generated - 1).
+  // With prompt lookup: PromptLookupBound of the plain run's text (any n-gram lookup drafter needs
+  // at least this many forwards; plain decoding takes generated - 1). 0 with a draft model.
   int64_t lookup_bound = 0;
   bool identical = true;  // every speculative run's tokens equal the plain run's
 };
