@@ -383,7 +383,11 @@ void Scheduler::Draft(const std::vector<Slot*>& gen) {
         s->lookup.emplace(o_.spec.ngram_min, o_.spec.ngram_max);
         s->lookup->Add(s->history);
       }
-      s->lookup->Draft(s->k, s->length ? s->length->MinDraftProb(s->k) : 0.0, &s->drafts);
+      // A step of n slots yields about n tokens, so a token is worth 1 / n of the step whose time the
+      // slot's controller measured, and a drafted token must be n times likelier to pay. Not with
+      // sampling: there a slot's drafts must not depend on what else runs (its seed's text would).
+      const double share = s->length_timed ? static_cast<double>(gen.size()) : 1.0;
+      s->lookup->Draft(s->k, s->length ? share * s->length->MinDraftProb(s->k) : 0.0, &s->drafts);
       ++drafting;
     }
   }
