@@ -276,6 +276,40 @@ TEST(DraftLength, MinDraftProbIsTheAddedCostOfADraftedToken) {
   EXPECT_NEAR(DraftLength(0, 8, true).MinDraftProb(4), 0.1, 1e-12) << "nothing timed yet";
 }
 
+TEST(DraftLength, ProbesStopAfterFailingInARowWhenTold) {
+  // Drafts never accepted: plain steps with a probe every 16th round; with GiveUpAfterFailedProbes(2)
+  // the probes stop after two that accept nothing, until Restart.
+  const auto probes = [](DraftLength& l, int rounds) {
+    int n = 0;
+    for (int i = 0; i < rounds; ++i) {
+      const int k = l.Next();
+      n += k > 0 ? 1 : 0;
+      l.Update(k, 0, 1e-3 * (1 + 0.3 * k), 0);
+    }
+    return n;
+  };
+  DraftLength keeps(0, 8, true), gives_up(0, 8, true);
+  gives_up.GiveUpAfterFailedProbes(2);
+  probes(keeps, 40);  // the accept rate learns that drafts fail
+  probes(gives_up, 40);
+  EXPECT_GE(probes(keeps, 160), 9) << "a probe every 16 rounds";
+  EXPECT_LE(probes(gives_up, 160), 2);
+  EXPECT_EQ(probes(gives_up, 160), 0);
+  gives_up.Restart();
+  EXPECT_GE(probes(gives_up, 20), 1) << "a new text probes again";
+  // A probe that is accepted keeps probing alive.
+  DraftLength lucky(0, 8, true);
+  lucky.GiveUpAfterFailedProbes(2);
+  probes(lucky, 40);
+  int drafted = 0;
+  for (int i = 0; i < 160; ++i) {
+    const int k = lucky.Next();
+    drafted += k > 0 ? 1 : 0;
+    lucky.Update(k, k > 0 ? 1 : 0, 1e-3 * (1 + 0.3 * k), 0);
+  }
+  EXPECT_GE(drafted, 9);
+}
+
 TEST(DraftLength, FollowsTheAcceptRate) {
   DraftLength fixed(0, 8, false);
   EXPECT_EQ(fixed.Next(), 8);

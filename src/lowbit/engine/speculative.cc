@@ -182,6 +182,7 @@ double DraftLength::accept_rate() const {
 void DraftLength::Restart() {
   acc_ = rej_ = 0;
   idle_ = 0;
+  failed_probes_ = 0;
 }
 
 double DraftLength::BatchCost(int n) const {
@@ -226,7 +227,9 @@ int DraftLength::Next() const {
   const double t1 = BatchCost(1);
   const double td = TokenDraftCost();
   int best = 0;
-  double best_rate = allow_zero_ && idle_ < 15 ? 1.0 / t1 : -1;  // k = 0: a plain step, no drafting
+  // k = 0: a plain step, no drafting; after 15 of them a probe drafts (unless probes gave up).
+  const bool probe = idle_ >= 15 && (give_up_ <= 0 || failed_probes_ < give_up_);
+  double best_rate = allow_zero_ && !probe ? 1.0 / t1 : -1;
   for (int k = min_; k <= max_; ++k) {
     const double tokens = (1.0 - std::pow(a, k + 1)) / (1.0 - a);
     const double rate = tokens / (BatchCost(k + 1) + td * k);
@@ -240,6 +243,8 @@ int DraftLength::Next() const {
 
 void DraftLength::Update(int drafted, int accepted, double forward_s, double draft_s) {
   constexpr double kDecay = 0.95;  // about the last 20 rounds
+  if (drafted > 0 && idle_ >= 15) failed_probes_ = accepted > 0 ? 0 : failed_probes_ + 1;
+  if (accepted > 0) failed_probes_ = 0;
   idle_ = drafted > 0 ? 0 : idle_ + 1;
   if (drafted > 0) {
     acc_ = acc_ * kDecay + accepted;
@@ -303,6 +308,7 @@ Expected<GenerateStats> GenerateSpeculative(LlamaSession& session, const LlamaMo
   session.set_batch_invariant(true);
   DraftLength length(so.draft_min, so.draft_max, so.adaptive, greedy,
                      so.draft != nullptr ? WeightBytes(*so.draft) / std::max(1.0, WeightBytes(model)) : 0.0);
+  if (so.draft != nullptr) length.GiveUpAfterFailedProbes(kDraftModelProbes);
   std::vector<int32_t> drafts, batch;
   std::vector<TokenDist> qs;
   TokenDist p, point(1);

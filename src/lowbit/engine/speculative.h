@@ -59,6 +59,11 @@ class DraftLength {
   // drafting `draft_s`.
   void Update(int drafted, int accepted, double forward_s, double draft_s);
   double accept_rate() const;
+  // After `n` probes in a row (the draft every 16th plain step) accept nothing, stop probing until
+  // Restart (0: never stop; the default). For a draft model, whose probe first runs every token
+  // generated since the last one through the draft model, so that probing a drafter that never
+  // agrees costs a draft-model prefill of the whole text; a prompt lookup probe costs nothing.
+  void GiveUpAfterFailedProbes(int n) { give_up_ = n; }
   // A new text with the same models and machine: the accept rate starts again from its prior, the
   // measured costs stay (the server keeps a slot's controller from one request to the next).
   void Restart();
@@ -70,11 +75,15 @@ class DraftLength {
   int min_, max_;
   bool adaptive_, timed_, allow_zero_;
   int idle_ = 0;  // rounds since the last one that drafted
+  int give_up_ = 0, failed_probes_ = 0;  // GiveUpAfterFailedProbes; probes in a row that accepted nothing
   double draft_cost_;
   double acc_ = 0, rej_ = 0;                                 // decayed counts: accepted drafts, rejections
   std::vector<double> time_;                                 // [n]: decayed mean seconds of a checked batch of n tokens; 0: not measured
   double draft_s_ = 0, drafted_ = 0;                         // decayed drafting time and tokens
 };
+
+// Failed probes after which a draft model's DraftLength stops probing (GiveUpAfterFailedProbes).
+inline constexpr int kDraftModelProbes = 2;
 
 // What a drafted token costs beside a checked one, for DraftLength without timing: the ratio of the
 // two models' weight bytes.
