@@ -4,6 +4,7 @@
 // length controller on their own. The sampling rule is tested in tests/sampling/speculative_accept_test.cc.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
@@ -297,17 +298,35 @@ TEST(DraftLength, ProbesStopAfterFailingInARowWhenTold) {
   EXPECT_EQ(probes(gives_up, 160), 0);
   gives_up.Restart();
   EXPECT_GE(probes(gives_up, 20), 1) << "a new text probes again";
-  // A probe that is accepted keeps probing alive.
+  // Drafts of which one token is accepted now and then keep probing alive.
   DraftLength lucky(0, 8, true);
   lucky.GiveUpAfterFailedProbes(2);
-  probes(lucky, 40);
   int drafted = 0;
-  for (int i = 0; i < 160; ++i) {
+  for (int i = 0; i < 200; ++i) {
     const int k = lucky.Next();
     drafted += k > 0 ? 1 : 0;
     lucky.Update(k, k > 0 ? 1 : 0, 1e-3 * (1 + 0.3 * k), 0);
   }
   EXPECT_GE(drafted, 9);
+}
+
+TEST(DraftLength, PlainStepsTimeTheStepDraftsAreWeighedAgainst) {
+  // Timed: the first two rounds are plain steps, then one in every 64 drafting rounds, whatever the
+  // accept rate; without timing (sampling) or with --draft-min above 0, none is forced.
+  DraftLength l(0, 8, true);
+  std::vector<int> ks;
+  for (int i = 0; i < 140; ++i) {
+    const int k = l.Next();
+    ks.push_back(k);
+    l.Update(k, k, 1e-3 * (1 + 0.05 * k), 0);  // every draft accepted, checks nearly free
+  }
+  EXPECT_EQ(ks[0], 0);
+  EXPECT_EQ(ks[1], 0);
+  EXPECT_GT(ks[2], 0);
+  EXPECT_EQ(std::count(ks.begin(), ks.end(), 0), 4) << "2 first, then after 64 and 128 drafting rounds";
+  EXPECT_EQ(ks[66], 0);
+  EXPECT_GT(DraftLength(0, 8, true, false).Next(), 0);
+  EXPECT_GT(DraftLength(1, 8, true).Next(), 0);
 }
 
 TEST(DraftLength, FollowsTheAcceptRate) {
@@ -319,7 +338,7 @@ TEST(DraftLength, FollowsTheAcceptRate) {
     bad.Update(bad.Next(), 0, 1e-3 * (1 + 0.3 * bad.Next()), 0);
   }
   EXPECT_GT(good.accept_rate(), 0.9);
-  EXPECT_LT(bad.accept_rate(), 0.1);
+  EXPECT_LT(bad.accept_rate(), 0.3);
   EXPECT_GE(good.Next(), 8);
   // Drafts that are never accepted, where a drafted token costs 0.3 of a forward: plain steps, with a
   // draft every 16th round (its length the cheapest guess).
@@ -353,7 +372,10 @@ TEST(DraftLength, RestartForgetsTheAcceptRateKeepsTheCosts) {
   // With the prior rate (2/3) and these costs, k = 1 gives the most tokens per second
   // (1.11 x plain; k = 2: 1.06); a fresh controller guesses the costs optimistically and drafts more.
   EXPECT_EQ(l.Next(), 1);
-  EXPECT_GT(DraftLength(0, 8, true).Next(), 1);
+  DraftLength fresh(0, 8, true);
+  fresh.Update(0, 0, 1e-3, 0);
+  fresh.Update(0, 0, 1e-3, 0);
+  EXPECT_GT(fresh.Next(), 1);
 }
 
 }  // namespace

@@ -223,6 +223,10 @@ double DraftLength::MinDraftProb(int k) const {
 
 int DraftLength::Next() const {
   if (!adaptive_) return max_;
+  // The plain step's time is what every draft is weighed against, and rounds that draft never
+  // measure it (a guess from the checks' times made it 2.5x too dear on stories5M Q8_0, so drafts
+  // that lost time looked like gains): the first two rounds, and one in kT1Every after, are plain.
+  if (timed_ && allow_zero_ && (t1_samples_ < 2 || since_t1_ >= kT1Every)) return 0;
   const double a = std::min(accept_rate(), 0.999);
   const double t1 = BatchCost(1);
   const double td = TokenDraftCost();
@@ -253,6 +257,13 @@ void DraftLength::Update(int drafted, int accepted, double forward_s, double dra
     drafted_ = drafted_ * kDecay + drafted;
   }
   if (forward_s < 0) return;  // not timed (the server's step also read prompts)
+  if (drafted > 0) {
+    ++since_t1_;
+  } else {
+    since_t1_ = 0;
+    // The first plain step may be a cold one (caches, pages): the second replaces it.
+    if (++t1_samples_ == 2 && time_.size() > 1) time_[1] = 0;
+  }
   const auto n = static_cast<size_t>(drafted + 1);
   if (time_.size() <= n) time_.resize(n + 1, 0.0);
   time_[n] = time_[n] > 0 ? 0.7 * time_[n] + 0.3 * forward_s : forward_s;

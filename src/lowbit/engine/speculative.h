@@ -16,7 +16,8 @@
 // from 8 on the GEMM kernels, which cost less per token. A size not yet measured is assumed to cost
 // (1 + 0.1 (n - 1)) times the cheapest measured per-size base, an optimistic guess that gets it
 // tried (and measured) once. k = 0 (a plain step) wins when drafts are rarely accepted; every 16th
-// such round drafts one token anyway, so that the accept rate can recover. With sampling the costs are fixed estimates instead of timings (the
+// such round drafts one token anyway, so that the accept rate can recover. T(1), which every draft
+// is weighed against, is measured by plain steps: the first two rounds and one in 64 after. With sampling the costs are fixed estimates instead of timings (the
 // weight bytes of draft and target), so that --seed reproduces the text.
 #pragma once
 
@@ -76,6 +77,8 @@ class DraftLength {
   bool adaptive_, timed_, allow_zero_;
   int idle_ = 0;  // rounds since the last one that drafted
   int give_up_ = 0, failed_probes_ = 0;  // GiveUpAfterFailedProbes; probes in a row that accepted nothing
+  static constexpr int kT1Every = 64;     // timed rounds between plain steps that time T(1)
+  int t1_samples_ = 0, since_t1_ = 0;     // timed plain steps so far; timed drafting rounds since the last
   double draft_cost_;
   double acc_ = 0, rej_ = 0;                                 // decayed counts: accepted drafts, rejections
   std::vector<double> time_;                                 // [n]: decayed mean seconds of a checked batch of n tokens; 0: not measured
