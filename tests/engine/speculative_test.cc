@@ -310,6 +310,21 @@ TEST(DraftLength, ProbesStopAfterFailingInARowWhenTold) {
   EXPECT_GE(drafted, 9);
 }
 
+TEST(DraftLength, OtherSequencesInTheBatchCount) {
+  // Every draft accepted, each checked token adds 0.3 of a step: alone, long drafts pay (9 tokens
+  // for 3.4 steps); beside 3 other sequences, whose step a drafted row slows too, none does
+  // (k = 1: 5 tokens for 1.3 steps, against 4 for 1).
+  DraftLength l(0, 8, true);
+  l.Update(0, 0, 1e-3, 0);
+  l.Update(0, 0, 1e-3, 0);
+  for (int i = 0; i < 40; ++i) {
+    const int k = i % 8 + 1;
+    l.Update(k, k, 1e-3 * (1 + 0.3 * k), 0);
+  }
+  EXPECT_EQ(l.Next(), 8);
+  EXPECT_EQ(l.Next(3), 0);
+}
+
 TEST(DraftLength, PlainStepsTimeTheStepDraftsAreWeighedAgainst) {
   // Timed: the first two rounds are plain steps, then one in every 64 drafting rounds, whatever the
   // accept rate; without timing (sampling) or with --draft-min above 0, none is forced.

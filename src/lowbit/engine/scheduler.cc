@@ -362,7 +362,10 @@ int Scheduler::DraftCount(Slot& s, int64_t budget) const {
   // at position cached.size() and the drafts after it, each below n_ctx).
   int64_t room = o_.n_ctx - 1 - static_cast<int64_t>(s.cached.size());
   if (s.req.max_tokens >= 0) room = std::min(room, s.req.max_tokens - s.generated - 1);
-  return static_cast<int>(std::max<int64_t>(0, std::min<int64_t>({s.length->Next(), room, budget})));
+  // The other generating slots' tokens count in a greedy slot's choice (a drafted row slows their
+  // step too); not with sampling, where a slot's drafts must not depend on what else runs.
+  const int others = s.length_timed ? static_cast<int>(gen_.size()) - 1 : 0;
+  return static_cast<int>(std::max<int64_t>(0, std::min<int64_t>({s.length->Next(others), room, budget})));
 }
 
 void Scheduler::Draft(const std::vector<Slot*>& gen) {

@@ -221,7 +221,7 @@ double DraftLength::MinDraftProb(int k) const {
   return added + TokenDraftCost() / t1;
 }
 
-int DraftLength::Next() const {
+int DraftLength::Next(int others) const {
   if (!adaptive_) return max_;
   // The plain step's time is what every draft is weighed against, and rounds that draft never
   // measure it (a guess from the checks' times made it 2.5x too dear on stories5M Q8_0, so drafts
@@ -233,10 +233,11 @@ int DraftLength::Next() const {
   int best = 0;
   // k = 0: a plain step, no drafting; after 15 of them a probe drafts (unless probes gave up).
   const bool probe = idle_ >= 15 && (give_up_ <= 0 || failed_probes_ < give_up_);
-  double best_rate = allow_zero_ && !probe ? 1.0 / t1 : -1;
+  const double rest = std::max(others, 0);  // tokens the other sequences' rows yield per step
+  double best_rate = allow_zero_ && !probe ? (rest + 1.0) / t1 : -1;
   for (int k = min_; k <= max_; ++k) {
     const double tokens = (1.0 - std::pow(a, k + 1)) / (1.0 - a);
-    const double rate = tokens / (BatchCost(k + 1) + td * k);
+    const double rate = (rest + tokens) / (BatchCost(k + 1) + td * k);
     if (rate > best_rate) {
       best_rate = rate;
       best = k;

@@ -48,7 +48,10 @@ class DraftLength {
   // how many random numbers are drawn, so it must not depend on timing for --seed to reproduce a
   // text) a checked token costs 0.1 of a forward and a drafted one `draft_cost` of it.
   DraftLength(int draft_min, int draft_max, bool adaptive, bool timed = true, double draft_cost = 0);
-  int Next() const;
+  // `others`: sequences whose tokens share the check's batch (the server's other generating slots),
+  // each yielding about one token a step; the draft length that maximizes the step's tokens per
+  // second, all of them counted (0: one sequence alone, as run and bench).
+  int Next(int others = 0) const;
   double BatchCost(int n) const;  // T(n) as Next sees it (relative units without timing)
   // What one more drafted token costs, relative to a plain step, in a draft of up to k: the added
   // check cost per token (T(n) - T(1)) / (n - 1) of the largest timed batch n <= k + 1 (0.1 before
