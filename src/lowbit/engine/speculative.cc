@@ -224,7 +224,7 @@ double DraftLength::MinDraftProb(int k) const {
 int DraftLength::Next(int others) const {
   if (!adaptive_) return max_;
   // The plain step's time is what every draft is weighed against, and rounds that draft never
-  // measure it (a guess from the checks' times made it 2.5x too dear on stories5M Q8_0, so drafts
+  // measure it (a guess from the checks' times made it 1.8x too dear on stories5M Q8_0, so drafts
   // that lost time looked like gains): the first two rounds, and one in kT1Every after, are plain.
   if (timed_ && allow_zero_ && (t1_samples_ < 2 || since_t1_ >= kT1Every)) return 0;
   const double a = std::min(accept_rate(), 0.999);
