@@ -310,6 +310,17 @@ TEST(DraftLength, ProbesStopAfterFailingInARowWhenTold) {
   EXPECT_GE(drafted, 9);
 }
 
+TEST(DraftLength, APreemptedStepDoesNotMakeASizeDear) {
+  DraftLength l(0, 8, true);
+  l.Update(4, 4, 1.4e-3, 0);
+  l.Update(4, 4, 9e-3, 0);  // preempted
+  EXPECT_LE(l.BatchCost(5), 1.05 * 1.4e-3 + 1e-12);
+  l.Update(4, 4, 1.2e-3, 0);
+  EXPECT_DOUBLE_EQ(l.BatchCost(5), 1.2e-3) << "a faster sample is taken at once";
+  for (int i = 0; i < 12; ++i) l.Update(4, 4, 2e-3, 0);  // a genuine rise
+  EXPECT_DOUBLE_EQ(l.BatchCost(5), 2e-3) << "comes through, 5% a sample";
+}
+
 TEST(DraftLength, OtherSequencesInTheBatchCount) {
   // Every draft accepted, each checked token adds 0.3 of a step: alone, long drafts pay (9 tokens
   // for 3.4 steps); beside 3 other sequences, whose step a drafted row slows too, none does

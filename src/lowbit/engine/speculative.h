@@ -11,7 +11,8 @@
 // The draft length adapts: with the accept rate a (per drafted token, decayed over rounds), the
 // measured cost T(n) of a checked batch of n tokens and a drafted token's cost td, each round drafts
 // the k in [draft_min, draft_max] that maximizes the expected tokens per second
-// (1 - a^(k+1)) / (1 - a) / (T(k + 1) + k td). T(n) is a decayed mean per batch size, because the
+// (1 - a^(k+1)) / (1 - a) / (T(k + 1) + k td). T(n) is kept per batch size (the lower envelope of its
+// timings, rising at most 5% a sample, so that a preempted step does not shut a size out), because the
 // cost is not linear in n: below 8 tokens the products run the one-token kernels once per token,
 // from 8 on the GEMM kernels, which cost less per token. A size not yet measured is assumed to cost
 // (1 + 0.1 (n - 1)) times the cheapest measured per-size base, an optimistic guess that gets it
@@ -84,7 +85,7 @@ class DraftLength {
   int t1_samples_ = 0, since_t1_ = 0;     // timed plain steps so far; timed drafting rounds since the last
   double draft_cost_;
   double acc_ = 0, rej_ = 0;                                 // decayed counts: accepted drafts, rejections
-  std::vector<double> time_;                                 // [n]: decayed mean seconds of a checked batch of n tokens; 0: not measured
+  std::vector<double> time_;                                 // [n]: seconds of a checked batch of n tokens (lower envelope); 0: not measured
   double draft_s_ = 0, drafted_ = 0;                         // decayed drafting time and tokens
 };
 
