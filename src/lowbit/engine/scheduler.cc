@@ -52,7 +52,8 @@ struct Scheduler::Slot {
   std::vector<TokenDist> qs;               // draft model: the distribution each draft was drawn from
   int k = 0;                               // drafts wanted this step
   std::vector<int32_t> drafts;
-  double draft_s = 0;
+  double draft_s = 0;                      // this step's drafting time (< 0: not a drafting cost)
+  bool draft_primed = false;               // draft model: its cache holds this request's prompt
   int64_t drafted = 0, accepted = 0;
 };
 
@@ -240,6 +241,7 @@ bool Scheduler::Admit() {
     s.pending.clear();
     s.lookup.reset();
     s.draft_sampler.reset();
+    s.draft_primed = false;
     if (o_.spec.enabled()) {
       // Timed costs only with greedy sampling: with a seed, the draft lengths must not depend on
       // timing. A greedy request after a greedy one keeps the costs the slot measured (a request
@@ -371,11 +373,15 @@ int Scheduler::DraftCount(Slot& s, int64_t budget) const {
 void Scheduler::Draft(const std::vector<Slot*>& gen) {
   const auto t0 = std::chrono::steady_clock::now();
   int drafting = 0;
+  bool prompt_read = false;  // the draft model read a request's prompt in this phase
   if (drafter_ != nullptr) {  // one batched draft forward per position for all slots
     jobs_.clear();
     for (Slot* s : gen) {
       s->drafts.clear();
-      if (s->k > 0) jobs_.push_back({.seq = s->id, .text = &s->history, .k = s->k, .sampler = s->draft_sampler.get(), .out = &s->drafts, .qs = &s->qs});
+      if (s->k <= 0) continue;
+      jobs_.push_back({.seq = s->id, .text = &s->history, .k = s->k, .sampler = s->draft_sampler.get(), .out = &s->drafts, .qs = &s->qs});
+      prompt_read = prompt_read || !s->draft_primed;
+      s->draft_primed = true;
     }
     drafter_->Draft(jobs_);
     drafting = static_cast<int>(jobs_.size());
@@ -398,7 +404,10 @@ void Scheduler::Draft(const std::vector<Slot*>& gen) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (Slot* s : gen) {
     if (static_cast<int>(s->drafts.size()) < o_.spec.draft_min) s->drafts.clear();
-    s->draft_s = s->k > 0 ? seconds / std::max(1, drafting) : 0.0;  // each drafting slot's share
+    // Each drafting slot's share; not a drafting cost where the draft model read a new request's
+    // prompt (a prompt's cost, once, as run counts the draft model's prefill: counted, it made a
+    // drafted token look like several steps and turned drafting off for the request).
+    s->draft_s = s->k <= 0 ? 0.0 : prompt_read ? -1.0 : seconds / std::max(1, drafting);
   }
 }
 

@@ -185,18 +185,37 @@ void DraftLength::Restart() {
   failed_probes_ = 0;
 }
 
+namespace {
+// The guess for a checked batch of n tokens, in one-token steps, before it is timed.
+double PriorCost(int n) { return 1.0 + 0.1 * (n - 1); }
+}  // namespace
+
 double DraftLength::BatchCost(int n) const {
-  const auto prior = [](int m) { return 1.0 + 0.1 * (m - 1); };
-  if (!timed_) return prior(n);
-  if (static_cast<size_t>(n) < time_.size() && time_[static_cast<size_t>(n)] > 0) return time_[static_cast<size_t>(n)];
+  if (!timed_) return PriorCost(n);
+  const auto at = [](const std::vector<double>& v, int m) { return static_cast<size_t>(m) < v.size() ? v[static_cast<size_t>(m)] : 0.0; };
+  const double t1 = at(time_, 1);
+  if (t1 > 0) {  // sizes as multiples of the plain step, which is timed often
+    if (n == 1) return t1;
+    if (at(ratio_, n) > 0) return t1 * at(ratio_, n);
+    double base = 1;  // the cheapest timed size's per-guess cost, optimistic
+    for (size_t m = 2; m < ratio_.size(); ++m) {
+      if (ratio_[m] > 0) base = std::min(base, ratio_[m] / PriorCost(static_cast<int>(m)));
+    }
+    return t1 * base * PriorCost(n);
+  }
+  // No plain step timed (--draft-min above 0): the sizes' own times.
+  if (at(time_, n) > 0) return at(time_, n);
   double base = 0;
   for (size_t m = 1; m < time_.size(); ++m) {
-    if (time_[m] > 0 && (base == 0 || time_[m] / prior(static_cast<int>(m)) < base)) base = time_[m] / prior(static_cast<int>(m));
+    if (time_[m] > 0 && (base == 0 || time_[m] / PriorCost(static_cast<int>(m)) < base)) base = time_[m] / PriorCost(static_cast<int>(m));
   }
-  return (base > 0 ? base : 1.0) * prior(n);
+  return (base > 0 ? base : 1.0) * PriorCost(n);
 }
 
-bool DraftLength::Measured(int n) const { return static_cast<size_t>(n) < time_.size() && time_[static_cast<size_t>(n)] > 0; }
+bool DraftLength::Measured(int n) const {
+  const auto at = [](const std::vector<double>& v, int m) { return static_cast<size_t>(m) < v.size() ? v[static_cast<size_t>(m)] : 0.0; };
+  return at(time_, n) > 0 || at(ratio_, n) > 0;
+}
 
 double DraftLength::TokenDraftCost() const {
   const double t1 = BatchCost(1);
@@ -254,8 +273,10 @@ void DraftLength::Update(int drafted, int accepted, double forward_s, double dra
   if (drafted > 0) {
     acc_ = acc_ * kDecay + accepted;
     rej_ = rej_ * kDecay + (accepted < drafted ? 1.0 : 0.0);
-    draft_s_ = draft_s_ * kDecay + draft_s;
-    drafted_ = drafted_ * kDecay + drafted;
+    if (draft_s >= 0) {  // < 0: this round's drafting time is not a drafting cost
+      draft_s_ = draft_s_ * kDecay + draft_s;
+      drafted_ = drafted_ * kDecay + drafted;
+    }
   }
   if (forward_s < 0) return;  // not timed (the server's step also read prompts)
   if (drafted > 0) {
@@ -265,12 +286,24 @@ void DraftLength::Update(int drafted, int accepted, double forward_s, double dra
     ++t1_samples_;
   }
   const auto n = static_cast<size_t>(drafted + 1);
-  if (time_.size() <= n) time_.resize(n + 1, 0.0);
-  // The lower envelope of the samples, rising at most 5% a sample: on a shared host a step is now
-  // and then preempted or meets a cold cache, and under a mean one such spike made a size look dear,
-  // after which it was never chosen, so never measured again (drafting could stop for the rest of a
-  // text). A genuine rise still comes through, 5% a sample.
-  time_[n] = time_[n] > 0 ? std::min(forward_s, 1.05 * time_[n]) : forward_s;
+  if (time_.size() <= n) {
+    time_.resize(n + 1, 0.0);
+    ratio_.resize(n + 1, 0.0);
+    seen_.resize(n + 1, false);
+  }
+  // A size looks dear after one slow timing, is then not chosen, so never timed again: drafting
+  // could stop for the rest of a text, or of a server's life. Three causes, three rules. The first
+  // step of a batch size allocates its scratch and touches new pages: its time is not counted. A
+  // step is now and then preempted on a shared host: each estimate is the lower envelope of its
+  // samples, rising at most 5% a sample. And a server warms up (steps got 6x faster over its first
+  // dozens): sizes are kept as multiples of the plain step, which is timed often, so they follow.
+  if (!seen_[n]) {
+    seen_[n] = true;
+    return;
+  }
+  const auto envelope = [](double est, double x) { return est > 0 ? std::min(x, 1.05 * est) : x; };
+  if (n >= 2 && time_[1] > 0) ratio_[n] = envelope(ratio_[n], forward_s / time_[1]);
+  time_[n] = envelope(time_[n], forward_s);
 }
 
 Expected<GenerateStats> GenerateSpeculative(LlamaSession& session, const LlamaModel& model, ThreadPool* pool, const Vocab& vocab,

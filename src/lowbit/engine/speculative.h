@@ -11,8 +11,9 @@
 // The draft length adapts: with the accept rate a (per drafted token, decayed over rounds), the
 // measured cost T(n) of a checked batch of n tokens and a drafted token's cost td, each round drafts
 // the k in [draft_min, draft_max] that maximizes the expected tokens per second
-// (1 - a^(k+1)) / (1 - a) / (T(k + 1) + k td). T(n) is kept per batch size (the lower envelope of its
-// timings, rising at most 5% a sample, so that a preempted step does not shut a size out), because the
+// (1 - a^(k+1)) / (1 - a) / (T(k + 1) + k td). T(n) is kept per batch size, as a multiple of the plain
+// step's time (the lower envelope of its timings after the first, rising at most 5% a sample, so that
+// a cold, preempted or warming-up step does not shut a size out), because the
 // cost is not linear in n: below 8 tokens the products run the one-token kernels once per token,
 // from 8 on the GEMM kernels, which cost less per token. A size not yet measured is assumed to cost
 // (1 + 0.1 (n - 1)) times the cheapest measured per-size base, an optimistic guess that gets it
@@ -61,7 +62,7 @@ class DraftLength {
   double MinDraftProb(int k) const;
   // A round: `drafted` tokens drafted, `accepted` of them accepted, the check forward of
   // drafted + 1 tokens took `forward_s` seconds (< 0: not timed, only the accept rate counts),
-  // drafting `draft_s`.
+  // drafting `draft_s` (< 0: not a drafting cost, e.g. the draft model read a new prompt).
   void Update(int drafted, int accepted, double forward_s, double draft_s);
   double accept_rate() const;
   // After `n` probes in a row (the draft every 16th plain step) accept nothing, stop probing until
@@ -86,6 +87,8 @@ class DraftLength {
   double draft_cost_;
   double acc_ = 0, rej_ = 0;                                 // decayed counts: accepted drafts, rejections
   std::vector<double> time_;                                 // [n]: seconds of a checked batch of n tokens (lower envelope); 0: not measured
+  std::vector<double> ratio_;                                // [n], n >= 2: the same over the plain step's time then (lower envelope); 0: not measured
+  std::vector<bool> seen_;                                   // [n]: a first step of n tokens ran (its time is not counted)
   double draft_s_ = 0, drafted_ = 0;                         // decayed drafting time and tokens
 };
 
