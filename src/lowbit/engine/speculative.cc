@@ -188,15 +188,16 @@ void DraftLength::Restart() {
 namespace {
 // The guess for a checked batch of n tokens, in one-token steps, before it is timed.
 double PriorCost(int n) { return 1.0 + 0.1 * (n - 1); }
+// v[m], 0 past its end (a size not timed).
+double At(const std::vector<double>& v, int m) { return static_cast<size_t>(m) < v.size() ? v[static_cast<size_t>(m)] : 0.0; }
 }  // namespace
 
 double DraftLength::BatchCost(int n) const {
   if (!timed_) return PriorCost(n);
-  const auto at = [](const std::vector<double>& v, int m) { return static_cast<size_t>(m) < v.size() ? v[static_cast<size_t>(m)] : 0.0; };
-  const double t1 = at(time_, 1);
+  const double t1 = At(time_, 1);
   if (t1 > 0) {  // sizes as multiples of the plain step, which is timed often
     if (n == 1) return t1;
-    if (at(ratio_, n) > 0) return t1 * at(ratio_, n);
+    if (At(ratio_, n) > 0) return t1 * At(ratio_, n);
     double base = 1;  // the cheapest timed size's per-guess cost, optimistic
     for (size_t m = 2; m < ratio_.size(); ++m) {
       if (ratio_[m] > 0) base = std::min(base, ratio_[m] / PriorCost(static_cast<int>(m)));
@@ -204,7 +205,7 @@ double DraftLength::BatchCost(int n) const {
     return t1 * base * PriorCost(n);
   }
   // No plain step timed (--draft-min above 0): the sizes' own times.
-  if (at(time_, n) > 0) return at(time_, n);
+  if (At(time_, n) > 0) return At(time_, n);
   double base = 0;
   for (size_t m = 1; m < time_.size(); ++m) {
     if (time_[m] > 0 && (base == 0 || time_[m] / PriorCost(static_cast<int>(m)) < base)) base = time_[m] / PriorCost(static_cast<int>(m));
@@ -212,10 +213,7 @@ double DraftLength::BatchCost(int n) const {
   return (base > 0 ? base : 1.0) * PriorCost(n);
 }
 
-bool DraftLength::Measured(int n) const {
-  const auto at = [](const std::vector<double>& v, int m) { return static_cast<size_t>(m) < v.size() ? v[static_cast<size_t>(m)] : 0.0; };
-  return at(time_, n) > 0 || at(ratio_, n) > 0;
-}
+bool DraftLength::Measured(int n) const { return At(time_, n) > 0 || At(ratio_, n) > 0; }
 
 double DraftLength::TokenDraftCost() const {
   const double t1 = BatchCost(1);
