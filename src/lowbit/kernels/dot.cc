@@ -339,7 +339,7 @@ int32_t* Q8_0Sums(GgmlType w, uint8_t* out, int64_t n) {
 
 void QuantizeActivations(const DotKernels& k, GgmlType w, const float* x, uint8_t* out, int64_t n, float outlier_threshold) {
   if (IsInt8RowType(w)) return QuantizeInt8Activations(x, nullptr, out, n, outlier_threshold);
-  if (IsBnb4PairType(w)) return k.quant_bnb16 != nullptr ? k.quant_bnb16(x, out, n, nullptr) : QuantizeBnbAct16(x, nullptr, out, n);
+  if (IsBnb4PairType(w)) return k.quant_bnb16(x, out, n, nullptr);
   QuantizeBlocks(k, ActTypeFor(w), x, out, Q8_0Sums(w, out, n), n);
   FillActScales(w, out, n);
 }

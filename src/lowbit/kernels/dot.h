@@ -96,8 +96,8 @@ struct DotKernels {
   // (any token count: it decodes each block once per 4 tokens) or, without it, on dot4 / dot.
   uint8_t gemm_from[kMaxTypeId] = {};
   ActQuantFn quant_q8_0 = nullptr, quant_q8_1 = nullptr, quant_q8_k = nullptr;
-  // The paired bitsandbytes types' int16 activation row (kernels/dot_bnb.h), the reference's bytes;
-  // nullptr: QuantizeBnbAct16 (sums unused).
+  // The paired bitsandbytes types' int16 activation row (kernels/dot_bnb.h), the reference's bytes
+  // (the reference table's: QuantizeBnbAct16; sums unused).
   ActQuantFn quant_bnb16 = nullptr;
   AttendFn attend[2] = {};  // F32 cache, F16 cache
   SwiGluFn swiglu = nullptr;

@@ -139,6 +139,7 @@ void FillRefBnbKernels(DotKernels* k) {
   k->dot[static_cast<uint32_t>(kFP4G64)] = DotBnb<64, Bnb4Type::kFp4>;
   k->dot[static_cast<uint32_t>(kNF4G64x2)] = DotBnbPair<Bnb4Type::kNf4>;
   k->dot[static_cast<uint32_t>(kFP4G64x2)] = DotBnbPair<Bnb4Type::kFp4>;
+  k->quant_bnb16 = [](const float* x, void* dst, int64_t n, int32_t*) { QuantizeBnbAct16(x, nullptr, static_cast<uint8_t*>(dst), n); };
 }
 }  // namespace internal
 
