@@ -428,7 +428,7 @@ Expected<SpecBenchResult> BenchSpeculative(const LlamaModel& model, const Vocab&
     r.drafted = b.drafted;
     r.accepted = b.accepted;
     r.forwards = b.forwards;
-    if (o.spec.lookup) r.lookup_bound = PromptLookupBound(a.prompt_tokens, a.generated, o.spec.draft_max);
+    if (o.spec.lookup && rep == 0) r.lookup_bound = PromptLookupBound(a.prompt_tokens, a.generated, o.spec.draft_max);  // greedy: the same text every rep
   }
   auto mean_std = [](const std::vector<double>& v, double* mean, double* sd) {
     double s1 = 0, s2 = 0;
