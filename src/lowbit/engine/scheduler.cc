@@ -364,10 +364,13 @@ int Scheduler::DraftCount(Slot& s, int64_t budget) const {
   // at position cached.size() and the drafts after it, each below n_ctx).
   int64_t room = o_.n_ctx - 1 - static_cast<int64_t>(s.cached.size());
   if (s.req.max_tokens >= 0) room = std::min(room, s.req.max_tokens - s.generated - 1);
-  // The other generating slots' tokens count in a greedy slot's choice (a drafted row slows their
-  // step too); not with sampling, where a slot's drafts must not depend on what else runs.
-  const int others = s.length_timed ? static_cast<int>(gen_.size()) - 1 : 0;
-  return static_cast<int>(std::max<int64_t>(0, std::min<int64_t>({s.length->Next(others), room, budget})));
+  return static_cast<int>(std::max<int64_t>(0, std::min<int64_t>({s.length->Next(OtherSlots(s)), room, budget})));
+}
+
+int Scheduler::OtherSlots(const Slot& s) const {
+  // The other generating slots' tokens count in a greedy slot's draft length and cut (a drafted row
+  // slows their step too); not with sampling, where a slot's drafts must not depend on what else runs.
+  return s.length_timed ? static_cast<int>(gen_.size()) - 1 : 0;
 }
 
 void Scheduler::Draft(const std::vector<Slot*>& gen) {
@@ -393,11 +396,7 @@ void Scheduler::Draft(const std::vector<Slot*>& gen) {
         s->lookup.emplace(o_.spec.ngram_min, o_.spec.ngram_max);
         s->lookup->Add(s->history);
       }
-      // A step of n slots yields about n tokens, so a token is worth 1 / n of the step whose time the
-      // slot's controller measured, and a drafted token must be n times likelier to pay. Not with
-      // sampling: there a slot's drafts must not depend on what else runs (its seed's text would).
-      const double share = s->length_timed ? static_cast<double>(gen.size()) : 1.0;
-      s->lookup->Draft(s->k, s->length ? share * s->length->MinDraftProb(s->k) : 0.0, &s->drafts);
+      s->lookup->Draft(s->k, s->length ? s->length->MinDraftProb(s->k, OtherSlots(*s)) : 0.0, &s->drafts);
       ++drafting;
     }
   }

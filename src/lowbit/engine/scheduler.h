@@ -149,6 +149,7 @@ class Scheduler {
   bool Admit();                 // takes queued requests into free slots; under mu_
   void RunStep();               // one batched forward and what follows from it
   int DraftCount(Slot& s, int64_t budget) const;  // tokens the slot drafts this step, at most `budget`
+  int OtherSlots(const Slot& s) const;             // the `others` of the slot's DraftLength this step
   void Draft(const std::vector<Slot*>& gen);      // this step's drafts of the generating slots (s.drafts)
   // The token at a logits row: plain sampling, or with `draft` (drawn from q; nullptr: a point
   // mass) the rejection rule (sets *accepted).

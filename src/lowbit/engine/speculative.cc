@@ -220,7 +220,7 @@ double DraftLength::TokenDraftCost() const {
   return !timed_ ? draft_cost_ * t1 : drafted_ > 0 ? draft_s_ / drafted_ : 0.0;
 }
 
-double DraftLength::MinDraftProb(int k) const {
+double DraftLength::MinDraftProb(int k, int others) const {
   if (!adaptive_ || k <= 0) return 0;
   const double t1 = BatchCost(1);
   // The check's added cost per token from the largest measured batch of at most k + 1 tokens (the
@@ -235,7 +235,7 @@ double DraftLength::MinDraftProb(int k) const {
       }
     }
   }
-  return added + TokenDraftCost() / t1;
+  return (1 + std::max(others, 0)) * (added + TokenDraftCost() / t1);
 }
 
 int DraftLength::Next(int others) const {

@@ -58,8 +58,10 @@ class DraftLength {
   // What one more drafted token costs, relative to a plain step, in a draft of up to k: the added
   // check cost per token (T(n) - T(1)) / (n - 1) of the largest timed batch n <= k + 1 (0.1 before
   // any is timed, and without timing) plus drafting, over T(1). A drafted token pays when its chance
-  // of acceptance is at least that (prompt lookup cuts its drafts there). 0 when not adaptive.
-  double MinDraftProb(int k) const;
+  // of acceptance is at least that (prompt lookup cuts its drafts there). 0 when not adaptive. With
+  // `others` sequences beside it in the step (as Next), (others + 1) times that: the step yields
+  // about others + 1 tokens, so one token is worth that fraction of the step's time.
+  double MinDraftProb(int k, int others = 0) const;
   // A round: `drafted` tokens drafted, `accepted` of them accepted, the check forward of
   // drafted + 1 tokens took `forward_s` seconds (< 0: not timed, only the accept rate counts),
   // drafting `draft_s` (< 0: not a drafting cost, e.g. the draft model read a new prompt).
