@@ -216,8 +216,8 @@ double DraftLength::BatchCost(int n) const {
 bool DraftLength::Measured(int n) const { return At(time_, n) > 0 || At(ratio_, n) > 0; }
 
 double DraftLength::TokenDraftCost() const {
-  const double t1 = BatchCost(1);
-  return !timed_ ? draft_cost_ * t1 : drafted_ > 0 ? draft_s_ / drafted_ : 0.0;
+  if (!timed_) return draft_cost_ * BatchCost(1);
+  return drafted_ > 0 ? draft_s_ / drafted_ : 0.0;
 }
 
 double DraftLength::MinDraftProb(int k, int others) const {
