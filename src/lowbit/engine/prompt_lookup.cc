@@ -43,11 +43,15 @@ void PromptLookup::Add(std::span<const int32_t> tokens) {
   }
 }
 
-int32_t PromptLookup::Next(const std::vector<int32_t>& seq, size_t end, int n) const {
-  if (end < static_cast<size_t>(n)) return -1;
+int32_t PromptLookup::Next(std::span<const int32_t> draft, int n) const {
+  const size_t total = seq_.size() + draft.size();
+  if (total < static_cast<size_t>(n)) return -1;
   Key key;
   key.fill(-1);
-  std::copy(seq.begin() + static_cast<long>(end) - n, seq.begin() + static_cast<long>(end), key.begin());
+  for (int j = 0; j < n; ++j) {  // token total - n + j of tokens() + draft
+    const size_t at = total - static_cast<size_t>(n) + static_cast<size_t>(j);
+    key[static_cast<size_t>(j)] = at < seq_.size() ? seq_[at] : draft[at - seq_.size()];
+  }
   const Table& table = tables_[static_cast<size_t>(n)];
   const auto it = table.find(key);
   if (it == table.end()) return -1;
@@ -67,13 +71,12 @@ void PromptLookup::Draft(int max, double min_prob, std::vector<int32_t>* out) {
   out->clear();
   draft_n_.clear();
   if (max <= 0 || seq_.empty()) return;
-  std::vector<int32_t> seq = seq_;  // the text and the draft so far
-  double all = 1;                    // the chance that the whole draft so far is accepted
+  double all = 1;  // the chance that the whole draft so far is accepted
   while (static_cast<int>(out->size()) < max) {
     int32_t next = -1;
     int n = n_max_;
     for (; n >= n_min_; --n) {
-      next = Next(seq, seq.size(), n);
+      next = Next(*out, n);
       if (next >= 0) break;
     }
     if (next < 0) break;
@@ -81,7 +84,6 @@ void PromptLookup::Draft(int max, double min_prob, std::vector<int32_t>* out) {
     if (all < min_prob) break;
     out->push_back(next);
     draft_n_.push_back(n);
-    seq.push_back(next);
   }
 }
 

@@ -49,8 +49,8 @@ class PromptLookup {
     int64_t last;  // position of its latest occurrence (ties go to the most recent)
   };
   using Table = std::unordered_map<Key, std::vector<Follower>, KeyHash>;
-  // The most frequent follower of the n tokens ending at seq[end) (seq = tokens() + draft), or -1.
-  int32_t Next(const std::vector<int32_t>& seq, size_t end, int n) const;
+  // The most frequent follower of the last n tokens of tokens() followed by `draft`, or -1.
+  int32_t Next(std::span<const int32_t> draft, int n) const;
 
   int n_min_, n_max_;
   std::vector<int32_t> seq_;
