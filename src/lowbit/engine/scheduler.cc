@@ -250,9 +250,7 @@ bool Scheduler::Admit() {
       if (timed && s.length && s.length_timed) {
         s.length->Restart();
       } else {
-        s.length.emplace(o_.spec.draft_min, o_.spec.draft_max, o_.spec.adaptive, timed,
-                         o_.spec.draft != nullptr ? DraftCostRatio(*o_.spec.draft, model_) : 0.0);
-        if (o_.spec.draft != nullptr) s.length->GiveUpAfterFailedProbes(kDraftModelProbes);
+        s.length.emplace(DraftLengthFor(o_.spec, model_, timed));
       }
       s.length_timed = timed;
     }

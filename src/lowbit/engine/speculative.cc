@@ -87,8 +87,13 @@ class ModelDrafter {
 
 }  // namespace
 
-double DraftCostRatio(const LlamaModel& draft, const LlamaModel& target) {
-  return WeightBytes(draft) / std::max(1.0, WeightBytes(target));
+DraftLength DraftLengthFor(const SpeculativeOptions& so, const LlamaModel& target, bool timed) {
+  constexpr int kDraftModelProbes = 2;  // failed probes in a row after which a draft model stops probing
+  // Without timing, a drafted token costs the ratio of the two models' weight bytes.
+  DraftLength length(so.draft_min, so.draft_max, so.adaptive, timed,
+                     so.draft != nullptr ? WeightBytes(*so.draft) / std::max(1.0, WeightBytes(target)) : 0.0);
+  if (so.draft != nullptr) length.GiveUpAfterFailedProbes(kDraftModelProbes);
+  return length;
 }
 
 SamplerParams BatchDrafter::DraftParams(SamplerParams p) {
@@ -352,9 +357,7 @@ Expected<GenerateStats> GenerateSpeculative(LlamaSession& session, const LlamaMo
     done = true;
   }
   session.set_batch_invariant(true);
-  DraftLength length(so.draft_min, so.draft_max, so.adaptive, greedy,
-                     so.draft != nullptr ? WeightBytes(*so.draft) / std::max(1.0, WeightBytes(model)) : 0.0);
-  if (so.draft != nullptr) length.GiveUpAfterFailedProbes(kDraftModelProbes);
+  DraftLength length = DraftLengthFor(so, model, greedy);
   std::vector<int32_t> drafts, batch;
   std::vector<TokenDist> qs;
   TokenDist p, point(1);

@@ -94,12 +94,10 @@ class DraftLength {
   double draft_s_ = 0, drafted_ = 0;                         // decayed drafting time and tokens
 };
 
-// Failed probes after which a draft model's DraftLength stops probing (GiveUpAfterFailedProbes).
-inline constexpr int kDraftModelProbes = 2;
-
-// What a drafted token costs beside a checked one, for DraftLength without timing: the ratio of the
-// two models' weight bytes.
-double DraftCostRatio(const LlamaModel& draft, const LlamaModel& target);
+// The draft length controller of a request with drafter `so` for `target` (run, bench and each
+// server slot): `timed` as DraftLength's; with a draft model, a drafted token costs the two models'
+// weight bytes' ratio without timing, and probes give up after two fail in a row.
+DraftLength DraftLengthFor(const SpeculativeOptions& so, const LlamaModel& target, bool timed);
 
 // A draft model drafting for several sequences at once (the server's slots): its session holds one
 // KV sequence per slot. Each call first runs, in one batch, what of each sequence's text its cache
