@@ -195,6 +195,17 @@ namespace {
 double PriorCost(int n) { return 1.0 + 0.1 * (n - 1); }
 // v[m], 0 past its end (a size not timed).
 double At(const std::vector<double>& v, int m) { return static_cast<size_t>(m) < v.size() ? v[static_cast<size_t>(m)] : 0.0; }
+
+// The least v[m] / PriorCost(m) over the timed sizes m >= from (0: none timed): the cheapest timed
+// size's cost per guess, the optimistic base of an untimed size's guess.
+double CheapestPerGuess(const std::vector<double>& v, size_t from) {
+  double base = 0;
+  for (size_t m = from; m < v.size(); ++m) {
+    const double c = v[m] / PriorCost(static_cast<int>(m));
+    if (v[m] > 0 && (base == 0 || c < base)) base = c;
+  }
+  return base;
+}
 }  // namespace
 
 double DraftLength::BatchCost(int n) const {
@@ -203,22 +214,17 @@ double DraftLength::BatchCost(int n) const {
   if (t1 > 0) {  // sizes as multiples of the plain step, which is timed often
     if (n == 1) return t1;
     if (At(ratio_, n) > 0) return t1 * At(ratio_, n);
-    double base = 1;  // the cheapest timed size's per-guess cost, optimistic
-    for (size_t m = 2; m < ratio_.size(); ++m) {
-      if (ratio_[m] > 0) base = std::min(base, ratio_[m] / PriorCost(static_cast<int>(m)));
-    }
-    return t1 * base * PriorCost(n);
+    const double base = CheapestPerGuess(ratio_, 2);
+    return t1 * (base > 0 ? std::min(base, 1.0) : 1.0) * PriorCost(n);
   }
   // No plain step timed (--draft-min above 0): the sizes' own times.
   if (At(time_, n) > 0) return At(time_, n);
-  double base = 0;
-  for (size_t m = 1; m < time_.size(); ++m) {
-    if (time_[m] > 0 && (base == 0 || time_[m] / PriorCost(static_cast<int>(m)) < base)) base = time_[m] / PriorCost(static_cast<int>(m));
-  }
+  const double base = CheapestPerGuess(time_, 1);
   return (base > 0 ? base : 1.0) * PriorCost(n);
 }
 
-bool DraftLength::Measured(int n) const { return At(time_, n) > 0 || At(ratio_, n) > 0; }
+// ratio_[n] is only ever set beside time_[n].
+bool DraftLength::Measured(int n) const { return At(time_, n) > 0; }
 
 double DraftLength::TokenDraftCost() const {
   if (!timed_) return draft_cost_ * BatchCost(1);
@@ -254,7 +260,7 @@ int DraftLength::Next(int others) const {
   const double td = TokenDraftCost();
   int best = 0;
   // k = 0: a plain step, no drafting; after 15 of them a probe drafts (unless probes gave up).
-  const bool probe = idle_ >= 15 && (give_up_ <= 0 || failed_probes_ < give_up_);
+  const bool probe = idle_ >= kProbeAfter && (give_up_ <= 0 || failed_probes_ < give_up_);
   const double rest = std::max(others, 0);  // tokens the other sequences' rows yield per step
   double best_rate = allow_zero_ && !probe ? (rest + 1.0) / t1 : -1;
   for (int k = min_; k <= max_; ++k) {
@@ -270,8 +276,8 @@ int DraftLength::Next(int others) const {
 
 void DraftLength::Update(int drafted, int accepted, double forward_s, double draft_s) {
   constexpr double kDecay = 0.95;  // about the last 20 rounds
-  if (drafted > 0 && idle_ >= 15) failed_probes_ = accepted > 0 ? 0 : failed_probes_ + 1;
   if (accepted > 0) failed_probes_ = 0;
+  else if (drafted > 0 && idle_ >= kProbeAfter) ++failed_probes_;  // a probe that accepted nothing
   idle_ = drafted > 0 ? 0 : idle_ + 1;
   if (drafted > 0) {
     acc_ = acc_ * kDecay + accepted;

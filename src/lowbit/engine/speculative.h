@@ -83,6 +83,7 @@ class DraftLength {
   int min_, max_;
   bool adaptive_, timed_, allow_zero_;
   int idle_ = 0;  // rounds since the last one that drafted
+  static constexpr int kProbeAfter = 15;  // plain rounds after which one drafts anyway (a probe)
   int give_up_ = 0, failed_probes_ = 0;  // GiveUpAfterFailedProbes; probes in a row that accepted nothing
   static constexpr int kT1Every = 64;     // timed rounds between plain steps that time T(1)
   int t1_samples_ = 0, since_t1_ = 0;     // timed plain steps so far; timed drafting rounds since the last
